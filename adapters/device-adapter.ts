@@ -1,0 +1,98 @@
+/**
+ * The one interface every device protocol implements. Activities build a `DeviceSession` for each
+ * call from the registry and key custody (activities may run on different workers, so nothing is
+ * kept between calls) and hand it to the adapter for the device's protocol.
+ */
+
+export type DeviceType =
+  | 'camera'
+  | 'door_controller'
+  | 'card_reader'
+  | 'building_controller'
+  | 'intercom'
+  | 'other';
+
+export interface DeviceIdentity {
+  serialNumber: string;
+  /** Normalised lower-case `aa:bb:cc:dd:ee:ff`. */
+  macAddress: string;
+  manufacturer: string;
+  model: string;
+  firmwareVersion: string;
+  /** SHA-256 of the running firmware image, when the device reports it (secure-boot evidence). */
+  firmwareHash?: string;
+  deviceType?: DeviceType;
+  capabilities: string[];
+  /** SHA-256 (hex) of the TLS certificate the device presented, pinned until we install ours. */
+  presentedCertificateFingerprint?: string;
+}
+
+export interface DeviceCredentials {
+  username: string;
+  password: string;
+}
+
+/** Our client identity for mutual TLS with devices that trust our CA. */
+export interface ClientTlsIdentity {
+  certificatePem: string;
+  privateKeyPem: string;
+  /** Issuer chain of our client certificate, nearest first. */
+  chainPem: string[];
+}
+
+/** Everything an adapter needs to reach one device securely for one call. */
+export interface DeviceSession {
+  address: string;
+  credentials?: DeviceCredentials;
+  /** SHA-256 (hex) the device's TLS certificate must have; a different one aborts the call. */
+  pinnedCertificateFingerprint?: string;
+  /** Present once the device holds a certificate from us: the call then goes over mutual TLS. */
+  clientIdentity?: ClientTlsIdentity;
+}
+
+export interface CsrRequest {
+  commonName: string;
+  keyAlgorithm: 'P-256' | 'P-384' | 'RSA-2048';
+  subjectAltNames: { dns: string[]; ip: string[]; uri: string[] };
+}
+
+export interface CertificateInstallation {
+  certificatePem: string;
+  /** Issuer chain of the device certificate, nearest first. */
+  chainPem: string[];
+  /** CAs the device must accept client certificates from (our root). */
+  trustAnchorsPem: string[];
+}
+
+export interface DeviceConfiguration {
+  templateId: string;
+  version: number;
+  settings: Record<string, unknown>;
+}
+
+export interface ConfigurationReceipt {
+  version: number;
+  /** SHA-256 (hex) of the configuration as the device applied it. */
+  hash: string;
+  appliedAt: string;
+}
+
+export interface SelfTestReport {
+  passed: boolean;
+  checks: { name: string; passed: boolean; detail?: string }[];
+}
+
+export interface DeviceAdapter {
+  readonly protocol: string;
+  /** Throws ValidationError naming why the address is not one this protocol can reach. */
+  validateAddress(address: string): void;
+  identify(session: DeviceSession): Promise<DeviceIdentity>;
+  /** Proves the credentials we hold work; AuthenticationFailedError when the device refuses them. */
+  authenticate(session: DeviceSession): Promise<void>;
+  /** The device makes a key pair (the private key never leaves it) and returns a PKCS#10 CSR in PEM. */
+  createCertificateSigningRequest(session: DeviceSession, request: CsrRequest): Promise<string>;
+  installCertificate(session: DeviceSession, installation: CertificateInstallation): Promise<void>;
+  pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt>;
+  selfTest(session: DeviceSession): Promise<SelfTestReport>;
+  activate(session: DeviceSession): Promise<void>;
+}

@@ -1,0 +1,30 @@
+/**
+ * Key custody: where CA private keys live and how they sign. The certificate authority only ever
+ * sees a `location` string and this interface; whether the key sits in an HSM (PKCS#11) or in the
+ * sealed software store is a configuration choice.
+ */
+
+export type KeyAlgorithm = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072';
+export type HashAlgorithm = 'SHA-256' | 'SHA-384';
+
+export interface KeyHandle {
+  /** Opaque, stable reference to the private key, e.g. `pkcs11:object=...;id=...` or `software:<uuid>`. */
+  location: string;
+  algorithm: KeyAlgorithm;
+  /** DER SubjectPublicKeyInfo. */
+  publicKeySpki: Uint8Array;
+}
+
+export interface KeyCustody {
+  readonly kind: 'pkcs11' | 'software';
+  /** Generates a new non-exportable signing key pair. */
+  createKey(label: string, algorithm: KeyAlgorithm): Promise<KeyHandle>;
+  /** The public half and algorithm of an existing key; NotFoundError when unknown. */
+  getKey(location: string): Promise<KeyHandle>;
+  /**
+   * Signs `data` (the message itself, hashed here with `hash`). ECDSA signatures come back
+   * DER-encoded (ECDSA-Sig-Value), as X.509 and CRLs carry them; RSA ones are PKCS#1 v1.5.
+   */
+  sign(location: string, hash: HashAlgorithm, data: Uint8Array): Promise<Uint8Array>;
+  close(): Promise<void>;
+}

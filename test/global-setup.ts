@@ -1,0 +1,104 @@
+/**
+ * Starts what the whole test run shares: a throwaway PostgreSQL server and a fresh SoftHSM2 token.
+ * Their coordinates reach the test forks through the environment (forks inherit it at spawn).
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+function run(command: string, args: string[], options: { asPostgres?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  const asRoot = process.getuid?.() === 0;
+  const [cmd, argv] = options.asPostgres && asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+  const result = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...options.env } });
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr || result.stdout}`);
+  }
+  return result.stdout;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function postgresBinDir(): string {
+  const base = '/usr/lib/postgresql';
+  const dirs = existsSync(base)
+    ? readdirSync(base).map((v) => path.join(base, v, 'bin')).filter((d) => existsSync(path.join(d, 'pg_ctl')))
+    : [];
+  if (dirs.length === 0) throw new Error('PostgreSQL server binaries not found; run `npm test`, which installs them');
+  return dirs.sort().at(-1)!;
+}
+
+async function startPostgres(workDir: string): Promise<() => void> {
+  const bin = postgresBinDir();
+  const dataDir = path.join(workDir, 'pgdata');
+  if (process.getuid?.() === 0) chownSync(workDir, uid('postgres'), gid('postgres'));
+  run(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], {
+    asPostgres: true,
+  });
+  const port = await freePort();
+  const options = [
+    `-p ${port}`,
+    `-k ${workDir}`,
+    `-c listen_addresses=127.0.0.1`,
+    '-c fsync=off',
+    '-c synchronous_commit=off',
+    '-c full_page_writes=off',
+    '-c max_connections=300',
+  ].join(' ');
+  run(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-o', options, '-l', path.join(workDir, 'postgres.log'), '-w', 'start'], {
+    asPostgres: true,
+  });
+  process.env.TEST_DATABASE_URL = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return () => run(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', 'stop'], { asPostgres: true });
+}
+
+function uid(user: string): number {
+  return Number(run('id', ['-u', user]).trim());
+}
+function gid(user: string): number {
+  return Number(run('id', ['-g', user]).trim());
+}
+
+function createSoftHsmToken(workDir: string) {
+  const tokenDir = path.join(workDir, 'tokens');
+  const conf = path.join(workDir, 'softhsm2.conf');
+  run('mkdir', ['-p', tokenDir]);
+  writeFileSync(conf, `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  const env = { SOFTHSM2_CONF: conf };
+  const label = 'provisioning-test';
+  const pin = '1234';
+  run('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', '12345678'], { env });
+  process.env.SOFTHSM2_CONF = conf;
+  process.env.TEST_HSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+  process.env.TEST_HSM_TOKEN_LABEL = label;
+  process.env.TEST_HSM_PIN = pin;
+}
+
+export default async function setup() {
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'provisioning-test-'));
+  chmodSync(workDir, 0o755);
+  const stopPostgres = await startPostgres(workDir);
+  createSoftHsmToken(workDir);
+  process.env.TEMPORAL_CLI_PATH = path.join(root, '.tools', 'venv', 'bin', 'temporal');
+  process.env.TEST_WORK_DIR = workDir;
+
+  return () => {
+    try {
+      stopPostgres();
+    } finally {
+      rmSync(workDir, { recursive: true, force: true });
+    }
+  };
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    // Temporal workers load native modules and webpack bundles; they are only safe in forks.
+    pool: 'forks',
+    globalSetup: ['./test/global-setup.ts'],
+    include: ['**/*.test.ts'],
+    exclude: ['node_modules/**', '.data/**', '.tools/**'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Two cores: more forks than that only adds contention against the Temporal server.
+    maxWorkers: 2,
+  },
+});
