@@ -40,6 +40,7 @@ export class ValidationError extends errorClass('ValidationError', 400, false) {
 export class NotFoundError extends errorClass('NotFoundError', 404, false) {}
 /** The request clashes with existing state (duplicate device, already provisioned). */
 export class ConflictError extends errorClass('ConflictError', 409, false) {}
+export class UnsupportedMediaTypeError extends errorClass('UnsupportedMediaTypeError', 415, false) {}
 export class PayloadTooLargeError extends errorClass('PayloadTooLargeError', 413, false) {}
 /** A certificate signing request that must not be signed (bad signature, weak key, wrong names). */
 export class BadCsrError extends errorClass('BadCsrError', 422, false) {}

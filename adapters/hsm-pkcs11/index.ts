@@ -1,0 +1,1 @@
+export { Pkcs11KeyCustody, type Pkcs11Options } from './pkcs11-key-custody';

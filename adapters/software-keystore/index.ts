@@ -1,0 +1,1 @@
+export { SoftwareKeyStore } from './software-key-store';

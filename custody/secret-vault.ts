@@ -1,0 +1,61 @@
+/**
+ * Device secrets (initial passwords and the like) sealed at rest. Workflows carry only the
+ * (tenant, device, purpose) reference, so a secret never lands in workflow history, and the
+ * database only ever holds ciphertext.
+ */
+import { and, eq, sql } from 'drizzle-orm';
+import type { Database } from '../db/client';
+import { deviceSecrets } from '../db/schema';
+import { associatedData, type Sealer } from './sealing';
+
+export class SecretVault {
+  readonly #db: Database;
+  readonly #sealer: Sealer;
+
+  constructor(deps: { db: Database; sealer: Sealer }) {
+    this.#db = deps.db;
+    this.#sealer = deps.sealer;
+  }
+
+  /** Stores (or replaces) a JSON-serialisable value. */
+  async store(tenantId: string, deviceId: string, purpose: string, value: unknown): Promise<void> {
+    const json = JSON.stringify(value);
+    if (json === undefined) throw new TypeError('SecretVault.store: the value is not JSON-serialisable');
+    const sealedValue = this.#sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
+    await this.#db
+      .insert(deviceSecrets)
+      .values({ tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: this.#sealer.keyId })
+      .onConflictDoUpdate({
+        target: [deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose],
+        set: { sealedValue, keyEncryptionKeyId: this.#sealer.keyId, updatedAt: sql`now()` },
+      });
+  }
+
+  async read<T>(tenantId: string, deviceId: string, purpose: string): Promise<T | undefined> {
+    const [row] = await this.#db
+      .select({ sealedValue: deviceSecrets.sealedValue })
+      .from(deviceSecrets)
+      .where(matching(tenantId, deviceId, purpose));
+    if (!row) return undefined;
+    const plaintext = this.#sealer.unseal(row.sealedValue, bindingOf(tenantId, deviceId, purpose));
+    return JSON.parse(plaintext.toString('utf8')) as T;
+  }
+
+  /** Removes the secret; removing one that is not there is not an error. */
+  async remove(tenantId: string, deviceId: string, purpose: string): Promise<void> {
+    await this.#db.delete(deviceSecrets).where(matching(tenantId, deviceId, purpose));
+  }
+}
+
+function matching(tenantId: string, deviceId: string, purpose: string) {
+  return and(
+    eq(deviceSecrets.tenantId, tenantId),
+    eq(deviceSecrets.deviceId, deviceId),
+    eq(deviceSecrets.purpose, purpose),
+  );
+}
+
+/** Ties a sealed value to its row, so it cannot be moved to another device or purpose. */
+function bindingOf(tenantId: string, deviceId: string, purpose: string): string {
+  return associatedData('device-secret', tenantId, deviceId, purpose);
+}

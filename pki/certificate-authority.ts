@@ -1,0 +1,645 @@
+/**
+ * The organisation's certificate authority: one root per tenant, one intermediate per tenant and
+ * site, device certificates issued by the site's intermediate, and the service's own client
+ * identity for mutual TLS with devices. CA keys stay in key custody; this class only ever holds
+ * their locations.
+ */
+import { createHash } from 'node:crypto';
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import { Certificate } from 'pkijs';
+import type { ClientTlsIdentity } from '../adapters/device-adapter';
+import type { SoftwareKeyStore } from '../adapters/software-keystore';
+import type { KeyCustody, KeyHandle } from '../custody/key-custody';
+import type { Database } from '../db/client';
+import { certificates, type CertificateRow, type NewCertificateRow } from '../db/schema';
+import type { ServiceConfig } from '../service/config';
+import { BadCsrError, ConflictError, NotFoundError, ValidationError } from '../service/errors';
+import type { Logger } from '../service/logger';
+import {
+  addDays,
+  earliest,
+  randomSerialNumber,
+  signCertificate,
+  wholeSeconds,
+  type CertificateSigner,
+} from './certificate-builder';
+import { parseCertificateSigningRequest, type CertificateSigningRequest } from './csr';
+import { allowedSubjectAltNames } from './device-names';
+import { buildName, formatDistinguishedName, summariseName, type NameAttribute } from './distinguished-name';
+import {
+  authorityKeyIdentifierExtension,
+  basicConstraintsExtension,
+  extendedKeyUsageExtension,
+  keyUsageExtension,
+  readSubjectKeyIdentifier,
+  subjectAltNameExtension,
+  subjectKeyIdentifierExtension,
+  summariseExtensions,
+  type SubjectAltNames,
+} from './extensions';
+import { canonicalIpAddress } from './ip-address';
+import { fingerprintOf, fromPem, toPem } from './pem';
+import { keyAlgorithmOf, keyIdentifier } from './public-key';
+
+/** CRLReason names (RFC 5280 section 5.3.1). */
+export const revocationReasons = [
+  'unspecified',
+  'keyCompromise',
+  'cACompromise',
+  'affiliationChanged',
+  'superseded',
+  'cessationOfOperation',
+  'certificateHold',
+  'removeFromCRL',
+  'privilegeWithdrawn',
+  'aACompromise',
+] as const;
+export type RevocationReason = (typeof revocationReasons)[number];
+
+/** What the registry knows about a device that its certificate states. */
+export interface DeviceForCertificate {
+  deviceId: string;
+  serialNumber: string;
+  macAddress: string;
+  /** `host[:port]` or `[v6]:port`. */
+  address: string;
+  site: string;
+}
+
+export interface IssueDeviceCertificateRequest {
+  tenantId: string;
+  device: DeviceForCertificate;
+  csrPem: string;
+  /** Defaults to the configured device validity; never beyond the issuing CA's own expiry. */
+  validityDays?: number;
+  /** A repeated request with the same key returns the certificate already issued. */
+  issuanceKey?: string;
+}
+
+export interface CertificateAuthorityDependencies {
+  db: Database;
+  /** Where CA keys are created and used. */
+  custody: KeyCustody;
+  /** Holds the service's TLS client key, which must be exportable whatever `custody` is. */
+  softwareKeys: SoftwareKeyStore;
+  settings: ServiceConfig['ca'];
+  logger: Logger;
+}
+
+/** Devices whose clocks run a little behind still accept a certificate issued just now. */
+const clockSkewAllowanceMs = 5 * 60 * 1000;
+const serviceIdentityValidityDays = 90;
+const serviceIdentityCommonName = 'provisioning-service';
+const serviceIdentityKeyAlgorithm = 'P-256';
+/** Root, intermediate, device: a longer issuer chain means corrupt data, not a deeper hierarchy. */
+const maximumChainLength = 4;
+
+type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+type Executor = Database | Transaction;
+
+interface IssuingCa {
+  row: CertificateRow;
+  certificate: Certificate;
+  signer: CertificateSigner;
+  keyId: Uint8Array;
+}
+
+export class CertificateAuthority {
+  readonly #db: Database;
+  readonly #custody: KeyCustody;
+  readonly #softwareKeys: SoftwareKeyStore;
+  readonly #settings: ServiceConfig['ca'];
+  readonly #logger: Logger;
+  readonly #locks = new KeyedMutex();
+  readonly #serviceIdentities = new Map<string, { identity: ClientTlsIdentity; renewAt: number; certificateId: string }>();
+
+  constructor(deps: CertificateAuthorityDependencies) {
+    this.#db = deps.db;
+    this.#custody = deps.custody;
+    this.#softwareKeys = deps.softwareKeys;
+    this.#settings = deps.settings;
+    this.#logger = deps.logger;
+  }
+
+  /** The tenant's live root CA, created (key in custody, self-signed) on first use. */
+  async ensureRootCa(tenantId: string): Promise<CertificateRow> {
+    requireText(tenantId, 'tenantId');
+    const now = new Date();
+    return this.#ensureLive({
+      lockName: `root-ca:${tenantId}`,
+      find: (executor) => this.#findLive(executor, tenantId, 'root'),
+      usable: (row) => row.expiresAt > now,
+      create: async () => {
+        const key = await this.#custody.createKey(`root-ca:${tenantId}`, this.#settings.keyAlgorithm);
+        const subject = buildName([
+          { type: 'organization', value: tenantId },
+          { type: 'commonName', value: `${tenantId} Root CA` },
+        ]);
+        const keyId = keyIdentifier(key.publicKeySpki);
+        const { notBefore, notAfter } = validity(this.#settings.rootValidityDays);
+        const der = await signCertificate(
+          {
+            serialNumber: randomSerialNumber(),
+            issuer: subject,
+            subject,
+            notBefore,
+            notAfter,
+            subjectPublicKeySpki: key.publicKeySpki,
+            extensions: [
+              basicConstraintsExtension({ ca: true }),
+              keyUsageExtension(['keyCertSign', 'cRLSign']),
+              subjectKeyIdentifierExtension(keyId),
+              authorityKeyIdentifierExtension(keyId),
+            ],
+          },
+          this.#signerOf(key),
+        );
+        this.#logger.info({ tenantId, keyLocation: key.location }, 'created root CA');
+        return certificateRow(der, { tenantId, certificateType: 'root', privateKeyLocation: key.location });
+      },
+    });
+  }
+
+  /** The live intermediate CA of a tenant's site, signed by the root, created on first use. */
+  async ensureSiteIntermediateCa(tenantId: string, site: string): Promise<CertificateRow> {
+    requireText(tenantId, 'tenantId');
+    requireText(site, 'site');
+    const root = await this.ensureRootCa(tenantId);
+    const now = new Date();
+    return this.#ensureLive({
+      lockName: `intermediate-ca:${tenantId}:${site}`,
+      find: (executor) => this.#findLive(executor, tenantId, 'intermediate', site),
+      // One signed by a root that has since been replaced is superseded along with it.
+      usable: (row) => row.expiresAt > now && row.issuerCertificateId === root.id,
+      create: async () => {
+        const issuer = await this.#issuingCa(root);
+        const key = await this.#custody.createKey(`intermediate-ca:${tenantId}:${site}`, this.#settings.keyAlgorithm);
+        const { notBefore, notAfter } = validity(this.#settings.intermediateValidityDays, issuer.certificate);
+        const der = await signCertificate(
+          {
+            serialNumber: randomSerialNumber(),
+            issuer: issuer.certificate.subject,
+            subject: buildName([
+              { type: 'organization', value: tenantId },
+              { type: 'organizationalUnit', value: site },
+              { type: 'commonName', value: `${site} Intermediate CA` },
+            ]),
+            notBefore,
+            notAfter,
+            subjectPublicKeySpki: key.publicKeySpki,
+            extensions: [
+              basicConstraintsExtension({ ca: true, pathLength: 0 }),
+              keyUsageExtension(['keyCertSign', 'cRLSign']),
+              subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+              authorityKeyIdentifierExtension(issuer.keyId),
+            ],
+          },
+          issuer.signer,
+        );
+        this.#logger.info({ tenantId, site, keyLocation: key.location }, 'created site intermediate CA');
+        return certificateRow(der, {
+          tenantId,
+          site,
+          certificateType: 'intermediate',
+          privateKeyLocation: key.location,
+          issuerCertificateId: root.id,
+        });
+      },
+    });
+  }
+
+  /**
+   * Signs a device's CSR with its site's intermediate. The CSR must prove possession of its key,
+   * meet the key policy, name the device as CN and ask only for names the registry allows; the
+   * certificate's names then come from the registry, never from the CSR.
+   */
+  async issueDeviceCertificate(request: IssueDeviceCertificateRequest): Promise<CertificateRow> {
+    const { tenantId, device, issuanceKey } = request;
+    requireText(tenantId, 'tenantId');
+    for (const field of ['deviceId', 'serialNumber', 'macAddress', 'address', 'site'] as const) {
+      requireText(device[field], `device.${field}`);
+    }
+    const validityDays = request.validityDays ?? this.#settings.deviceValidityDays;
+    if (!Number.isInteger(validityDays) || validityDays < 1) {
+      throw new ValidationError('validityDays must be a positive whole number of days', {
+        fields: [{ field: 'validityDays', reason: 'must be a positive integer' }],
+      });
+    }
+
+    if (issuanceKey !== undefined) {
+      const existing = await this.#findIssued(issuanceKey, request);
+      if (existing) return existing;
+    }
+
+    const csr = parseCertificateSigningRequest(request.csrPem);
+    const subjectAltNames = this.subjectAltNamesFor(device);
+    checkRequestedNames(csr, device, subjectAltNames);
+
+    const intermediate = await this.ensureSiteIntermediateCa(tenantId, device.site);
+    const issuer = await this.#issuingCa(intermediate);
+    const { notBefore, notAfter } = validity(validityDays, issuer.certificate);
+    const subject: NameAttribute[] = [
+      { type: 'organization', value: tenantId },
+      { type: 'organizationalUnit', value: device.site },
+      { type: 'commonName', value: device.deviceId },
+      { type: 'serialNumber', value: device.serialNumber },
+    ];
+    const der = await signCertificate(
+      {
+        serialNumber: randomSerialNumber(),
+        issuer: issuer.certificate.subject,
+        subject: buildName(subject),
+        notBefore,
+        notAfter,
+        subjectPublicKeySpki: csr.publicKeySpki,
+        extensions: [
+          basicConstraintsExtension({ ca: false }),
+          // RSA keys may also transport keys (TLS 1.2 RSA key exchange); EC keys only sign.
+          keyUsageExtension(csr.publicKey.kind === 'rsa' ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature']),
+          extendedKeyUsageExtension(['serverAuth', 'clientAuth']),
+          subjectAltNameExtension(subjectAltNames),
+          subjectKeyIdentifierExtension(keyIdentifier(csr.publicKeySpki)),
+          authorityKeyIdentifierExtension(issuer.keyId),
+        ],
+      },
+      issuer.signer,
+    );
+    const row = certificateRow(der, {
+      tenantId,
+      deviceId: device.deviceId,
+      site: device.site,
+      certificateType: 'device',
+      privateKeyLocation: `device:${device.deviceId}`,
+      issuerCertificateId: intermediate.id,
+      issuanceKey,
+    });
+
+    try {
+      const [inserted] = await this.#db.insert(certificates).values(row).returning();
+      this.#logger.info(
+        { tenantId, deviceId: device.deviceId, serialNumber: inserted!.serialNumber, certificateId: inserted!.id },
+        'issued device certificate',
+      );
+      return inserted!;
+    } catch (error) {
+      // A concurrent request with the same issuance key got there first: its certificate is the answer.
+      if (issuanceKey !== undefined && isUniqueViolation(error)) {
+        const existing = await this.#findIssued(issuanceKey, request);
+        if (existing) return existing;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The service's TLS client identity for mutual TLS with a tenant's devices, issued by the
+   * tenant's root. Its key lives in the software store whatever the CA custody is, because Node's
+   * TLS needs the private key in memory. Kept in memory and renewed once a third of its validity
+   * remains.
+   */
+  async ensureServiceIdentity(tenantId: string): Promise<ClientTlsIdentity> {
+    requireText(tenantId, 'tenantId');
+    const cached = this.#serviceIdentities.get(tenantId);
+    if (cached && Date.now() < cached.renewAt) return cached.identity;
+
+    return this.#locks.run(`service-identity-cache:${tenantId}`, async () => {
+      const current = this.#serviceIdentities.get(tenantId);
+      if (current && Date.now() < current.renewAt) return current.identity;
+
+      const root = await this.ensureRootCa(tenantId);
+      const now = Date.now();
+      const row = await this.#ensureLive({
+        lockName: `service-identity:${tenantId}`,
+        find: (executor) => this.#findLive(executor, tenantId, 'service'),
+        usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === root.id,
+        create: async () => {
+          const issuer = await this.#issuingCa(root);
+          const key = await this.#softwareKeys.createExportableKey(`service-identity:${tenantId}`, serviceIdentityKeyAlgorithm);
+          const { notBefore, notAfter } = validity(serviceIdentityValidityDays, issuer.certificate);
+          const der = await signCertificate(
+            {
+              serialNumber: randomSerialNumber(),
+              issuer: issuer.certificate.subject,
+              subject: buildName([
+                { type: 'organization', value: tenantId },
+                { type: 'commonName', value: serviceIdentityCommonName },
+              ]),
+              notBefore,
+              notAfter,
+              subjectPublicKeySpki: key.publicKeySpki,
+              extensions: [
+                basicConstraintsExtension({ ca: false }),
+                keyUsageExtension(['digitalSignature']),
+                extendedKeyUsageExtension(['clientAuth']),
+                subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+                authorityKeyIdentifierExtension(issuer.keyId),
+              ],
+            },
+            issuer.signer,
+          );
+          this.#logger.info({ tenantId }, 'issued the service client certificate');
+          return certificateRow(der, {
+            tenantId,
+            certificateType: 'service',
+            privateKeyLocation: key.location,
+            issuerCertificateId: root.id,
+          });
+        },
+      });
+
+      const identity: ClientTlsIdentity = {
+        certificatePem: row.pem,
+        privateKeyPem: await this.#softwareKeys.unsealPrivateKeyPem(row.privateKeyLocation),
+        chainPem: [root.pem],
+      };
+      this.#serviceIdentities.set(tenantId, { identity, renewAt: renewalTime(row), certificateId: row.id });
+      return identity;
+    });
+  }
+
+  /** Revokes once: revoking again keeps the first time and reason. NotFoundError for unknown ids. */
+  async revokeCertificate(certificateId: string, reason: RevocationReason | string): Promise<CertificateRow> {
+    if (!isRevocationReason(reason)) {
+      throw new ValidationError(`"${reason}" is not a revocation reason`, {
+        fields: [{ field: 'reason', reason: `must be one of ${revocationReasons.join(', ')}` }],
+      });
+    }
+    requireUuid(certificateId);
+    const [revoked] = await this.#db
+      .update(certificates)
+      .set({ revokedAt: new Date(), revocationReason: reason })
+      .where(and(eq(certificates.id, certificateId), isNull(certificates.revokedAt)))
+      .returning();
+    if (!revoked) return this.getCertificate(certificateId);
+
+    const cached = this.#serviceIdentities.get(revoked.tenantId);
+    if (cached && (revoked.certificateType === 'root' || cached.certificateId === revoked.id)) {
+      this.#serviceIdentities.delete(revoked.tenantId);
+    }
+    this.#logger.info(
+      { certificateId, tenantId: revoked.tenantId, certificateType: revoked.certificateType, reason },
+      'revoked certificate',
+    );
+    return revoked;
+  }
+
+  async getCertificate(certificateId: string): Promise<CertificateRow> {
+    requireUuid(certificateId);
+    const [row] = await this.#db.select().from(certificates).where(eq(certificates.id, certificateId));
+    if (!row) throw new NotFoundError(`certificate ${certificateId} not found`);
+    return row;
+  }
+
+  /** PEMs of the certificate's issuers up to and including the root, nearest first. */
+  async getChainPem(certificateId: string): Promise<string[]> {
+    let row = await this.getCertificate(certificateId);
+    const chain: string[] = [];
+    while (row.issuerCertificateId) {
+      if (chain.length >= maximumChainLength) throw new Error(`issuer chain of certificate ${certificateId} does not end`);
+      row = await this.getCertificate(row.issuerCertificateId);
+      chain.push(row.pem);
+    }
+    return chain;
+  }
+
+  /** The roots a party must trust to accept the tenant's certificates. */
+  async trustAnchorsPem(tenantId: string): Promise<string[]> {
+    return [(await this.ensureRootCa(tenantId)).pem];
+  }
+
+  /** The alternative names a certificate for this device carries: its host, and its MAC as a URN. */
+  subjectAltNamesFor(device: { address: string; macAddress: string }): SubjectAltNames {
+    return allowedSubjectAltNames(device);
+  }
+
+  /**
+   * The live CA (or service) row, created under a lock when there is none or it is no longer
+   * usable. The key is made and the certificate signed before the transaction: with the embedded
+   * database a transaction holds the only connection, and the software key store needs it too.
+   * The in-process lock keeps this process from racing itself; the advisory lock and re-check
+   * keep several processes on one server from creating two.
+   */
+  async #ensureLive(spec: {
+    lockName: string;
+    find: (executor: Executor) => Promise<CertificateRow | undefined>;
+    usable: (row: CertificateRow) => boolean;
+    create: () => Promise<NewCertificateRow>;
+  }): Promise<CertificateRow> {
+    return this.#locks.run(spec.lockName, async () => {
+      const current = await spec.find(this.#db);
+      if (current && spec.usable(current)) return current;
+
+      const created = await spec.create();
+      return this.#db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(${advisoryLockId(spec.lockName)}::bigint)`);
+        const live = await spec.find(tx);
+        if (live && spec.usable(live)) {
+          this.#logger.warn(
+            { lock: spec.lockName, unusedKeyLocation: created.privateKeyLocation },
+            'another instance created this certificate first; the key made for it here stays unused',
+          );
+          return live;
+        }
+        if (live) {
+          await tx
+            .update(certificates)
+            .set({ revokedAt: new Date(), revocationReason: 'superseded' })
+            .where(eq(certificates.id, live.id));
+          this.#logger.info({ certificateId: live.id, lock: spec.lockName }, 'superseded certificate');
+        }
+        const [inserted] = await tx.insert(certificates).values(created).returning();
+        return inserted!;
+      });
+    });
+  }
+
+  async #findLive(
+    executor: Executor,
+    tenantId: string,
+    certificateType: 'root' | 'intermediate' | 'service',
+    site?: string,
+  ): Promise<CertificateRow | undefined> {
+    const [row] = await executor
+      .select()
+      .from(certificates)
+      .where(
+        and(
+          eq(certificates.tenantId, tenantId),
+          eq(certificates.certificateType, certificateType),
+          isNull(certificates.revokedAt),
+          site === undefined ? undefined : eq(certificates.site, site),
+        ),
+      );
+    return row;
+  }
+
+  async #findIssued(issuanceKey: string, request: IssueDeviceCertificateRequest): Promise<CertificateRow | undefined> {
+    const [row] = await this.#db.select().from(certificates).where(eq(certificates.issuanceKey, issuanceKey));
+    if (row && (row.tenantId !== request.tenantId || row.deviceId !== request.device.deviceId)) {
+      throw new ConflictError(`issuance key ${issuanceKey} was already used for another device`);
+    }
+    return row;
+  }
+
+  async #issuingCa(row: CertificateRow): Promise<IssuingCa> {
+    const certificate = parseStoredCertificate(row);
+    const publicKeySpki = new Uint8Array(certificate.subjectPublicKeyInfo.toSchema().toBER());
+    return {
+      row,
+      certificate,
+      keyId: readSubjectKeyIdentifier(certificate.extensions) ?? keyIdentifier(publicKeySpki),
+      signer: {
+        custody: this.#custodyOf(row.privateKeyLocation),
+        location: row.privateKeyLocation,
+        algorithm: keyAlgorithmOf(publicKeySpki),
+        publicKeySpki,
+      },
+    };
+  }
+
+  #signerOf(key: KeyHandle): CertificateSigner {
+    return { custody: this.#custodyOf(key.location), location: key.location, algorithm: key.algorithm, publicKeySpki: key.publicKeySpki };
+  }
+
+  /** Keys stay usable where they were made, even after the configured custody changes. */
+  #custodyOf(location: string): KeyCustody {
+    return location.startsWith('software:') ? this.#softwareKeys : this.#custody;
+  }
+}
+
+/** BadCsrError unless the CSR names the device as CN and asks only for names the registry allows. */
+function checkRequestedNames(csr: CertificateSigningRequest, device: DeviceForCertificate, allowed: SubjectAltNames) {
+  if (csr.commonName !== device.deviceId) {
+    throw new BadCsrError(
+      `the CSR subject common name is ${csr.commonName === undefined ? 'missing' : `"${csr.commonName}"`}, but it must be the device id "${device.deviceId}"`,
+    );
+  }
+  const requested = csr.requestedSubjectAltNames;
+  if (requested.other.length > 0) {
+    throw new BadCsrError(`the CSR requests ${requested.other.join(', ')} names, which device certificates never carry`);
+  }
+  const allowedList = [
+    ...allowed.dns.map((name) => `DNS:${name}`),
+    ...allowed.ip.map((ip) => `IP:${ip}`),
+    ...allowed.uri.map((uri) => `URI:${uri}`),
+  ].join(', ');
+  const refuse = (name: string) =>
+    new BadCsrError(`the CSR requests ${name}, which the device registry does not allow (allowed: ${allowedList})`);
+
+  for (const dns of requested.dns) {
+    if (!allowed.dns.some((candidate) => candidate === dns.toLowerCase().replace(/\.$/, ''))) throw refuse(`DNS:${dns}`);
+  }
+  for (const ip of requested.ip) {
+    if (!allowed.ip.includes(canonicalIpAddress(ip) ?? ip)) throw refuse(`IP:${ip}`);
+  }
+  for (const uri of requested.uri) {
+    // Hex digits in a MAC URN compare without regard to case.
+    if (!allowed.uri.some((candidate) => candidate === uri.toLowerCase())) throw refuse(`URI:${uri}`);
+  }
+}
+
+function certificateRow(
+  der: Uint8Array,
+  fields: Pick<NewCertificateRow, 'tenantId' | 'certificateType' | 'privateKeyLocation'> &
+    Partial<Pick<NewCertificateRow, 'deviceId' | 'site' | 'issuerCertificateId' | 'issuanceKey'>>,
+): NewCertificateRow {
+  const certificate = Certificate.fromBER(der);
+  const publicKeySpki = new Uint8Array(certificate.subjectPublicKeyInfo.toSchema().toBER());
+  return {
+    deviceId: null,
+    site: null,
+    issuerCertificateId: null,
+    issuanceKey: null,
+    ...fields,
+    serialNumber: serialNumberHex(certificate),
+    fingerprint: fingerprintOf(der),
+    publicKey: toPem(publicKeySpki, 'PUBLIC KEY'),
+    issuedAt: new Date(),
+    expiresAt: certificate.notAfter.value,
+    subjectDn: formatDistinguishedName(certificate.subject),
+    issuerDn: formatDistinguishedName(certificate.issuer),
+    subject: summariseName(certificate.subject),
+    extensions: summariseExtensions(certificate.extensions),
+    pem: toPem(der),
+  };
+}
+
+function parseStoredCertificate(row: CertificateRow): Certificate {
+  const der = fromPem(row.pem, ['CERTIFICATE']);
+  if (!der) throw new Error(`certificate ${row.id} has no PEM certificate stored`);
+  return Certificate.fromBER(der);
+}
+
+/** Lower-case hex of the serial, an even number of digits, as OpenSSL and most tools print it. */
+function serialNumberHex(certificate: Certificate): string {
+  const hex = certificate.serialNumber.toBigInt().toString(16);
+  return hex.length % 2 === 0 ? hex : `0${hex}`;
+}
+
+/** Back-dated for clock skew; never past the issuer's own expiry. */
+function validity(days: number, issuer?: Certificate): { notBefore: Date; notAfter: Date } {
+  const now = new Date();
+  const notBefore = wholeSeconds(new Date(now.getTime() - clockSkewAllowanceMs));
+  const wanted = wholeSeconds(addDays(now, days));
+  const notAfter = issuer ? earliest(wanted, issuer.notAfter.value) : wanted;
+  if (notAfter <= now) throw new Error('the issuing CA has expired');
+  return { notBefore, notAfter };
+}
+
+/** Renew once a third of the validity is left. */
+function renewalTime(row: CertificateRow): number {
+  const start = row.issuedAt.getTime();
+  const end = row.expiresAt.getTime();
+  return end - (end - start) / 3;
+}
+
+function isRevocationReason(reason: string): reason is RevocationReason {
+  return (revocationReasons as readonly string[]).includes(reason);
+}
+
+function requireText(value: unknown, field: string) {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ValidationError(`${field} is required`, { fields: [{ field, reason: 'must be a non-empty string' }] });
+  }
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Anything but a UUID cannot name a certificate (and would make PostgreSQL raise a type error). */
+function requireUuid(certificateId: string) {
+  if (!uuidPattern.test(certificateId)) throw new NotFoundError(`certificate ${certificateId} not found`);
+}
+
+/** PostgreSQL's unique_violation, however the driver (and drizzle around it) wraps it. */
+function isUniqueViolation(error: unknown): boolean {
+  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
+    if ((current as { code?: unknown }).code === '23505') return true;
+  }
+  return false;
+}
+
+/** A stable 64-bit advisory lock key per name, from a hash so no registry of numbers is needed. */
+function advisoryLockId(name: string): string {
+  const digest = createHash('sha256').update(`device-provisioning/ca-lock/${name}`).digest();
+  return digest.readBigInt64BE(0).toString();
+}
+
+/** Runs work one at a time per key within this process. */
+class KeyedMutex {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    const result = previous.then(work);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#tails.set(key, tail);
+    try {
+      return await result;
+    } finally {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The names a device certificate may carry, derived from the device registry alone: the host the
+ * service reaches the device at, and its MAC address as a device URN (RFC 9039).
+ */
+import { isIPv6 } from 'node:net';
+import { ValidationError } from '../service/errors';
+import type { SubjectAltNames } from './extensions';
+import { canonicalIpAddress } from './ip-address';
+
+export interface DeviceAddress {
+  host: string;
+  port?: number;
+}
+
+const hostnamePattern = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. */
+export function parseDeviceAddress(address: string): DeviceAddress {
+  const text = address.trim();
+  let host: string;
+  let port: string | undefined;
+
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1]!;
+    port = bracketed[2];
+    // Brackets only ever enclose an IPv6 literal (RFC 3986 section 3.2.2).
+    if (!isIPv6(host.replace(/%.*$/, ''))) {
+      throw new ValidationError(`device address "${address}" has brackets around something that is not an IPv6 address`);
+    }
+  } else if ((text.match(/:/g) ?? []).length > 1) {
+    host = text; // bare IPv6, which cannot carry a port without brackets
+  } else {
+    [host, port] = text.split(':') as [string, string | undefined];
+  }
+
+  const portNumber = port === undefined ? undefined : Number(port);
+  if (portNumber !== undefined && (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535)) {
+    throw new ValidationError(`device address "${address}" has an invalid port`);
+  }
+  const ip = canonicalIpAddress(host);
+  if (ip) return { host: ip, port: portNumber };
+  if (!hostnamePattern.test(host)) {
+    throw new ValidationError(`device address "${address}" has no valid host name or IP address`);
+  }
+  return { host: host.toLowerCase(), port: portNumber };
+}
+
+/** `urn:dev:mac:` and the 12 lower-case hex digits of an EUI-48 MAC address (RFC 9039). */
+export function macAddressUrn(macAddress: string): string {
+  const digits = macAddress.replace(/[:\-.]/g, '').toLowerCase();
+  if (!/^[0-9a-f]{12}$/.test(digits)) throw new ValidationError(`"${macAddress}" is not a 48-bit MAC address`);
+  return `urn:dev:mac:${digits}`;
+}
+
+/** The alternative names a certificate for this device may carry, and must. */
+export function allowedSubjectAltNames(device: { address: string; macAddress: string }): SubjectAltNames {
+  const { host } = parseDeviceAddress(device.address);
+  const isAddress = canonicalIpAddress(host) !== undefined;
+  return {
+    dns: isAddress ? [] : [host],
+    ip: isAddress ? [host] : [],
+    uri: [macAddressUrn(device.macAddress)],
+  };
+}

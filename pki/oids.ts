@@ -1,0 +1,59 @@
+/**
+ * Every object identifier the certificate authority uses, named once. Code elsewhere refers to
+ * these names, never to dotted strings.
+ */
+
+export const oids = {
+  // Public key types and curves (RFC 5480, RFC 8017)
+  ecPublicKey: '1.2.840.10045.2.1',
+  secp256r1: '1.2.840.10045.3.1.7',
+  secp384r1: '1.3.132.0.34',
+  rsaEncryption: '1.2.840.113549.1.1.1',
+
+  // Signature algorithms (RFC 5758, RFC 8017)
+  ecdsaWithSha256: '1.2.840.10045.4.3.2',
+  ecdsaWithSha384: '1.2.840.10045.4.3.3',
+  ecdsaWithSha512: '1.2.840.10045.4.3.4',
+  sha256WithRsaEncryption: '1.2.840.113549.1.1.11',
+  sha384WithRsaEncryption: '1.2.840.113549.1.1.12',
+  sha512WithRsaEncryption: '1.2.840.113549.1.1.13',
+
+  // Name attributes (X.520)
+  commonName: '2.5.4.3',
+  serialNumber: '2.5.4.5',
+  country: '2.5.4.6',
+  locality: '2.5.4.7',
+  state: '2.5.4.8',
+  street: '2.5.4.9',
+  organization: '2.5.4.10',
+  organizationalUnit: '2.5.4.11',
+  domainComponent: '0.9.2342.19200300.100.1.25',
+  userId: '0.9.2342.19200300.100.1.1',
+  emailAddress: '1.2.840.113549.1.9.1',
+
+  // PKCS#10 attributes (RFC 2985)
+  extensionRequest: '1.2.840.113549.1.9.14',
+
+  // Certificate extensions (RFC 5280)
+  subjectKeyIdentifier: '2.5.29.14',
+  keyUsage: '2.5.29.15',
+  subjectAltName: '2.5.29.17',
+  basicConstraints: '2.5.29.19',
+  authorityKeyIdentifier: '2.5.29.35',
+  extKeyUsage: '2.5.29.37',
+
+  // Extended key usages (RFC 5280)
+  serverAuth: '1.3.6.1.5.5.7.3.1',
+  clientAuth: '1.3.6.1.5.5.7.3.2',
+} as const;
+
+export type OidName = keyof typeof oids;
+
+const namesByOid = new Map<string, OidName>(
+  Object.entries(oids).map(([name, oid]) => [oid, name as OidName]),
+);
+
+/** The name of a known OID, or undefined. */
+export function oidName(oid: string): OidName | undefined {
+  return namesByOid.get(oid);
+}
