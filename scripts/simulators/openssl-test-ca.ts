@@ -1,0 +1,125 @@
+/**
+ * A throwaway two-level CA (root → intermediate) run with the `openssl` command line, for tests of
+ * devices and adapters. Made with a tool other than our own CA code, so a test passing means the
+ * device speaks standard X.509, not merely our dialect of it.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ClientTlsIdentity } from '../../adapters/device-adapter';
+
+const caExtensions = `
+[root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[intermediate]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[device]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[server_only]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+`;
+
+export class OpensslTestCa {
+  readonly rootPem: string;
+  readonly intermediatePem: string;
+  private readonly dir: string;
+  private counter = 0;
+
+  constructor(readonly name = 'Test') {
+    this.dir = mkdtempSync(path.join(os.tmpdir(), 'openssl-test-ca-'));
+    writeFileSync(this.file('ext.cnf'), caExtensions);
+    this.openssl('req', '-x509', ...ecKey('root.key'), '-subj', `/CN=${name} Root CA`, '-days', '3',
+      '-config', this.file('ext.cnf'), '-extensions', 'root', '-out', this.file('root.pem'));
+    this.openssl('req', '-new', ...ecKey('intermediate.key'), '-subj', `/CN=${name} Site Intermediate CA`,
+      '-out', this.file('intermediate.csr'));
+    this.sign('intermediate.csr', 'root', 'intermediate', 'intermediate.pem');
+    this.rootPem = this.read('root.pem');
+    this.intermediatePem = this.read('intermediate.pem');
+  }
+
+  /** A device certificate for `csrPem`, keeping the names the device asked for. */
+  signDeviceCsr(csrPem: string, options: { days?: number } = {}): string {
+    const n = this.next();
+    writeFileSync(this.file(`device-${n}.csr`), csrPem);
+    this.sign(`device-${n}.csr`, 'intermediate', 'device', `device-${n}.pem`, ['-copy_extensions', 'copyall'], options.days);
+    return this.read(`device-${n}.pem`);
+  }
+
+  /** A client identity issued by the intermediate; `purpose: 'serverAuth'` makes one unfit for clients. */
+  issueClientIdentity(commonName: string, options: { purpose?: 'clientAuth' | 'serverAuth' } = {}): ClientTlsIdentity {
+    const n = this.next();
+    this.openssl('req', '-new', ...ecKey(`client-${n}.key`), '-subj', `/CN=${commonName}`, '-out', this.file(`client-${n}.csr`));
+    this.sign(`client-${n}.csr`, 'intermediate', options.purpose === 'serverAuth' ? 'server_only' : 'client', `client-${n}.pem`);
+    return {
+      certificatePem: this.read(`client-${n}.pem`),
+      privateKeyPem: this.read(`client-${n}.key`),
+      chainPem: [this.intermediatePem],
+    };
+  }
+
+  /** A CSR for a key made here, i.e. not the one the device holds. */
+  foreignCsr(commonName: string): string {
+    const n = this.next();
+    this.openssl('req', '-new', ...ecKey(`foreign-${n}.key`), '-subj', `/CN=${commonName}`, '-out', this.file(`foreign-${n}.csr`));
+    return this.read(`foreign-${n}.csr`);
+  }
+
+  /** `openssl req -verify` on the CSR (throws when its signature does not hold); returns the text dump. */
+  verifyCsr(csrPem: string): string {
+    const n = this.next();
+    writeFileSync(this.file(`check-${n}.csr`), csrPem);
+    return this.openssl('req', '-in', this.file(`check-${n}.csr`), '-verify', '-noout', '-text');
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private sign(csr: string, issuer: 'root' | 'intermediate', extensions: string, out: string, extra: string[] = [], days = 2) {
+    this.openssl('x509', '-req', '-in', this.file(csr), '-CA', this.file(`${issuer}.pem`), '-CAkey', this.file(`${issuer}.key`),
+      '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', String(days), '-sha256',
+      '-extfile', this.file('ext.cnf'), '-extensions', extensions, ...extra, '-out', this.file(out));
+  }
+
+  private openssl(...args: string[]): string {
+    return execFileSync('openssl', args, { cwd: this.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  private file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  private read(name: string): string {
+    return readFileSync(this.file(name), 'utf8');
+  }
+
+  private next(): number {
+    this.counter += 1;
+    return this.counter;
+  }
+}
+
+function ecKey(keyFile: string): string[] {
+  return ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile];
+}
