@@ -2,6 +2,7 @@
  * The one place configuration is read. Every setting comes from the environment, has an embedded
  * default that lets `npm start` run on a fresh clone, and is documented in the README.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -69,8 +70,25 @@ export class ConfigurationError extends Error {
   override name = 'ConfigurationError';
 }
 
+/** Secrets may come from files (`NAME_FILE`), as container secrets are mounted, instead of the environment. */
+const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL'] as const;
+
+function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const resolved = { ...environment };
+  for (const name of fileBackedSecrets) {
+    const file = environment[`${name}_FILE`];
+    if (!file || environment[name]) continue;
+    try {
+      resolved[name] = readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      throw new ConfigurationError(`${name}_FILE: cannot read ${file}: ${(error as Error).message}`);
+    }
+  }
+  return resolved;
+}
+
 export function loadConfig(environment: NodeJS.ProcessEnv = process.env): ServiceConfig {
-  const parsed = environmentSchema.safeParse(environment);
+  const parsed = environmentSchema.safeParse(withFileSecrets(environment));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigurationError(`invalid configuration: ${problems.join('; ')}`);

@@ -1,0 +1,224 @@
+/**
+ * The side effects of provisioning one device. Each activity is thin: it loads what it needs
+ * (nothing is kept between calls, since retries may land on another worker), calls the device's
+ * adapter or the certificate authority, and records the outcome in the registry.
+ */
+import { Context } from '@temporalio/activity';
+import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
+import type { CertificateRow, DeviceRow } from '../db/schema';
+import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { SecretVault } from '../custody/secret-vault';
+import { renderConfiguration, templateContextFor, type TemplateCatalog } from '../configuration/templates';
+import type { DeviceRegistry } from '../registry/device-registry';
+import { IdentityMismatchError, SelfTestFailedError } from '../service/errors';
+import type { Logger } from '../service/logger';
+import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
+import { provisioningStep } from './step';
+
+export const initialCredentialsPurpose = 'initial-credentials';
+
+export interface ProvisioningDependencies {
+  registry: DeviceRegistry;
+  ca: CertificateAuthority;
+  vault: SecretVault;
+  templates: TemplateCatalog;
+  adapterFor: (protocol: string) => DeviceAdapter;
+  logger: Logger;
+}
+
+interface DeviceRef {
+  tenantId: string;
+  deviceId: string;
+}
+
+export function certificateInfoOf(row: CertificateRow): CertificateInfo {
+  return {
+    certificateId: row.id,
+    serialNumber: row.serialNumber,
+    fingerprint: row.fingerprint,
+    issuedAt: row.issuedAt.toISOString(),
+    expiresAt: row.expiresAt.toISOString(),
+    issuerDN: row.issuerDn,
+    subjectDN: row.subjectDn,
+    ...(row.revokedAt ? { revokedAt: row.revokedAt.toISOString() } : {}),
+  };
+}
+
+export function createProvisioningActivities(deps: ProvisioningDependencies) {
+  const { registry, ca, vault, templates, adapterFor, logger } = deps;
+
+  /**
+   * How to reach the device right now: over mutual TLS pinned to the certificate we issued once it
+   * holds one, else pinned to the factory certificate it showed when first identified.
+   */
+  async function sessionFor(device: DeviceRow): Promise<DeviceSession> {
+    const credentials = await vault.read<DeviceCredentials>(device.tenantId, device.deviceId, initialCredentialsPurpose);
+    if (device.activeCertificateId) {
+      const certificate = await ca.getCertificate(device.activeCertificateId);
+      return {
+        address: device.address,
+        credentials,
+        pinnedCertificateFingerprint: certificate.fingerprint,
+        clientIdentity: await ca.ensureServiceIdentity(device.tenantId),
+      };
+    }
+    return {
+      address: device.address,
+      credentials,
+      pinnedCertificateFingerprint: device.factoryCertificateFingerprint ?? undefined,
+    };
+  }
+
+  async function withDevice<T>(ref: DeviceRef, action: (device: DeviceRow, adapter: DeviceAdapter, session: DeviceSession) => Promise<T>) {
+    const device = await registry.get(ref.tenantId, ref.deviceId);
+    return action(device, adapterFor(device.protocol), await sessionFor(device));
+  }
+
+  return {
+    /** Registers the device, asks it who it is, and refuses to go on if it is not the device we expect. */
+    identifyDevice: provisioningStep(async (input: { tenantId: string; device: DeviceDescriptor }) => {
+      const { tenantId, device } = input;
+      const registered = await registry.register(tenantId, device);
+      const adapter = adapterFor(device.protocol);
+      // Before we have issued it a certificate, trust on first use: remember what it presents.
+      const identity = await adapter.identify({
+        address: device.address,
+        ...(registered.activeCertificateId ? await sessionFor(registered) : {}),
+      });
+      const mismatches: string[] = [];
+      if (identity.serialNumber !== device.serialNumber) {
+        mismatches.push(`serial number ${identity.serialNumber} (expected ${device.serialNumber})`);
+      }
+      if (identity.macAddress !== device.macAddress) {
+        mismatches.push(`MAC address ${identity.macAddress} (expected ${device.macAddress})`);
+      }
+      if (mismatches.length > 0) {
+        throw new IdentityMismatchError(`device at ${device.address} reports ${mismatches.join(' and ')}`);
+      }
+      await registry.recordIdentity(tenantId, device.deviceId, identity);
+      logger.info({ tenantId, deviceId: device.deviceId, model: identity.model }, 'device identified');
+      return {
+        manufacturer: identity.manufacturer,
+        model: identity.model,
+        firmwareVersion: identity.firmwareVersion,
+        firmwareHash: identity.firmwareHash,
+        presentedCertificateFingerprint: identity.presentedCertificateFingerprint,
+      };
+    }),
+
+    authenticateDevice: provisioningStep(async (ref: DeviceRef) => {
+      await withDevice(ref, (_device, adapter, session) => adapter.authenticate(session));
+      return {};
+    }),
+
+    /** The device makes its own key pair; only the CSR comes back. */
+    requestCertificateSigning: provisioningStep(async (ref: DeviceRef) => {
+      const csrPem = await withDevice(ref, (device, adapter, session) =>
+        adapter.createCertificateSigningRequest(session, {
+          commonName: device.deviceId,
+          keyAlgorithm: 'P-256',
+          subjectAltNames: ca.subjectAltNamesFor(device),
+        }),
+      );
+      return { csrPem };
+    }),
+
+    issueDeviceCertificate: provisioningStep(
+      async (input: DeviceRef & { csrPem: string; validityDays?: number; issuanceKey: string }) => {
+        const device = await registry.get(input.tenantId, input.deviceId);
+        const certificate = await ca.issueDeviceCertificate({
+          tenantId: input.tenantId,
+          device,
+          csrPem: input.csrPem,
+          validityDays: input.validityDays,
+          issuanceKey: input.issuanceKey,
+        });
+        logger.info(
+          { tenantId: input.tenantId, deviceId: input.deviceId, serialNumber: certificate.serialNumber },
+          'device certificate issued',
+        );
+        return { certificate: certificateInfoOf(certificate) };
+      },
+    ),
+
+    installDeviceCertificate: provisioningStep(async (input: DeviceRef & { certificateId: string }) => {
+      const device = await registry.get(input.tenantId, input.deviceId);
+      const adapter = adapterFor(device.protocol);
+      const certificate = await ca.getCertificate(input.certificateId);
+      const clientIdentity = await ca.ensureServiceIdentity(input.tenantId);
+
+      // A retry may follow an attempt that installed the certificate but died before recording it:
+      // if the device already presents our certificate and accepts our client identity, it is done.
+      const alreadyInstalled =
+        Context.current().info.attempt > 1 &&
+        (await adapter
+          .identify({ address: device.address, pinnedCertificateFingerprint: certificate.fingerprint, clientIdentity })
+          .then(() => true)
+          .catch(() => false));
+
+      if (!alreadyInstalled) {
+        await adapter.installCertificate(await sessionFor(device), {
+          certificatePem: certificate.pem,
+          chainPem: await ca.getChainPem(certificate.id),
+          trustAnchorsPem: await ca.trustAnchorsPem(input.tenantId),
+        });
+      }
+      await registry.update(input.tenantId, input.deviceId, { activeCertificateId: certificate.id });
+      return { fingerprint: certificate.fingerprint };
+    }),
+
+    pushDeviceConfiguration: provisioningStep(async (input: DeviceRef & { templateId: string }) => {
+      return withDevice(input, async (device, adapter, session) => {
+        const template = await templates.get(input.tenantId, input.templateId);
+        const settings = renderConfiguration(template, templateContextFor(input.tenantId, device));
+        const receipt = await adapter.pushConfiguration(session, {
+          templateId: template.id,
+          version: template.version,
+          settings,
+        });
+        await registry.update(input.tenantId, input.deviceId, {
+          configurationTemplate: template.id,
+          configurationVersion: receipt.version,
+          configurationHash: receipt.hash,
+        });
+        return { templateId: template.id, version: receipt.version, hash: receipt.hash };
+      });
+    }),
+
+    runDeviceSelfTest: provisioningStep(async (ref: DeviceRef) => {
+      const report = await withDevice(ref, (_device, adapter, session) => adapter.selfTest(session));
+      if (!report.passed) {
+        const failed = report.checks.filter((check) => !check.passed);
+        throw new SelfTestFailedError(
+          `self-test failed: ${failed.map((c) => (c.detail ? `${c.name} (${c.detail})` : c.name)).join(', ')}`,
+        );
+      }
+      return { checks: report.checks.map((check) => check.name) };
+    }),
+
+    activateDevice: provisioningStep(async (ref: DeviceRef) => {
+      await withDevice(ref, (_device, adapter, session) => adapter.activate(session));
+      await registry.update(ref.tenantId, ref.deviceId, { lifecycleState: 'active', activatedAt: new Date() });
+      return {};
+    }),
+
+    /** Compensation: a certificate whose provisioning failed must not stay valid. */
+    revokeDeviceCertificate: provisioningStep(async (input: { certificateId: string; reason: string }) => {
+      await ca.revokeCertificate(input.certificateId, input.reason);
+      logger.warn({ certificateId: input.certificateId, reason: input.reason }, 'device certificate revoked');
+      return {};
+    }),
+
+    markDeviceFailed: provisioningStep(async (input: DeviceRef & { reason: string }) => {
+      // The installed certificate stays on record even when revoked: it is how we reach the device
+      // (mutual TLS, pinned) to provision it again.
+      if (await registry.find(input.tenantId, input.deviceId)) {
+        await registry.update(input.tenantId, input.deviceId, { lifecycleState: 'failed' });
+      }
+      logger.warn({ tenantId: input.tenantId, deviceId: input.deviceId, reason: input.reason }, 'provisioning failed');
+      return {};
+    }),
+  };
+}
+
+export type ProvisioningActivities = ReturnType<typeof createProvisioningActivities>;

@@ -1,0 +1,50 @@
+/**
+ * Wraps an activity so that (a) the workflow learns how many attempts a step took, for the
+ * record's retryCount, (b) the service's errors become Temporal failures whose type and
+ * retryability come from the error class, in one place, and (c) it heartbeats while it runs, so a
+ * worker that dies mid-step is noticed within the heartbeat timeout rather than the step timeout.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ServiceError } from '../service/errors';
+
+/** Well inside the workflows' heartbeat timeout (10 s). */
+const heartbeatIntervalMs = 2_000;
+
+export type Attempted<T> = T & { attempt: number };
+
+export function toActivityFailure(error: unknown, attempt: number): ApplicationFailure {
+  if (error instanceof ApplicationFailure) return error;
+  if (error instanceof ServiceError) {
+    return ApplicationFailure.create({
+      type: error.name,
+      message: error.message,
+      nonRetryable: !error.retryable,
+      details: [{ attempt, fields: error.fields }],
+    });
+  }
+  // Anything unexpected (a bug, a driver hiccup) is retried: the step's retry window bounds it.
+  const message = error instanceof Error ? error.message : String(error);
+  return ApplicationFailure.create({
+    type: error instanceof Error ? error.name : 'Error',
+    message,
+    nonRetryable: false,
+    details: [{ attempt }],
+  });
+}
+
+export function provisioningStep<A extends unknown[], R extends object>(
+  action: (...args: A) => Promise<R>,
+): (...args: A) => Promise<Attempted<R>> {
+  return async (...args: A) => {
+    const context = Context.current();
+    const { attempt } = context.info;
+    const heartbeat = setInterval(() => context.heartbeat(), heartbeatIntervalMs);
+    try {
+      return { ...(await action(...args)), attempt };
+    } catch (error) {
+      throw toActivityFailure(error, attempt);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+}

@@ -1,0 +1,10 @@
+/**
+ * The device protocols the service can provision, by protocol name. A new protocol is one new
+ * folder beside this file and one line here.
+ */
+import type { DeviceAdapter } from './device-adapter';
+import { httpsDeviceAdapter } from './https';
+
+export function deviceAdapters(): ReadonlyMap<string, DeviceAdapter> {
+  return new Map<string, DeviceAdapter>([[httpsDeviceAdapter.protocol, httpsDeviceAdapter]]);
+}

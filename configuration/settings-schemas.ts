@@ -1,0 +1,62 @@
+/**
+ * What a rendered configuration must look like for each device protocol, checked before anything is
+ * sent to a device. A new protocol adds its schema here next to its adapter.
+ */
+import { z } from 'zod';
+
+const hostname = z
+  .string()
+  .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)$/, 'must be an RFC 1123 host label: a-z, 0-9 and "-", at most 63 characters');
+
+const networkHost = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name or IP address');
+
+/** Settings of devices managed over their native HTTPS API (the reference device and its kind). */
+export const httpsDeviceSettings = z
+  .object({
+    hostname,
+    timezone: z.string().regex(/^[A-Za-z_]+(\/[A-Za-z0-9_+-]+)*$/, 'must be an IANA time zone such as Europe/Berlin'),
+    site: z.string().min(1).max(64),
+    ntp: z.object({ servers: z.array(networkHost).min(1, 'at least one NTP server is required').max(4) }).strict(),
+    syslog: z
+      .object({
+        host: networkHost,
+        port: z.number().int().min(1).max(65535),
+        protocol: z.enum(['udp', 'tcp', 'tls']),
+      })
+      .strict()
+      .optional(),
+    tls: z.object({ minVersion: z.enum(['TLSv1.2', 'TLSv1.3']) }).strict(),
+    management: z.object({ httpEnabled: z.boolean(), passwordLogin: z.boolean() }).strict(),
+  })
+  .strict();
+
+export interface ProtocolSettings {
+  schema: z.ZodType<Record<string, unknown>>;
+  /**
+   * Why these settings would leave a device unmanageable unless it holds a certificate from us
+   * (e.g. they turn password login off), or undefined when they do not.
+   */
+  requiresDeviceCertificate(settings: Record<string, unknown>): string | undefined;
+}
+
+const protocolSettings: Record<string, ProtocolSettings> = {
+  https: {
+    schema: httpsDeviceSettings,
+    requiresDeviceCertificate: (settings) =>
+      (settings as z.infer<typeof httpsDeviceSettings>).management?.passwordLogin === false
+        ? 'management.passwordLogin is false, so only mutual TLS with a certificate we issued could reach the device'
+        : undefined,
+  },
+};
+
+export function settingsFor(protocol: string): ProtocolSettings | undefined {
+  return protocolSettings[protocol];
+}
+
+export function settingsSchemaFor(protocol: string): z.ZodType<Record<string, unknown>> | undefined {
+  return protocolSettings[protocol]?.schema;
+}

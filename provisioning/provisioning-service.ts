@@ -1,0 +1,299 @@
+/**
+ * Starts provisioning runs and reads their state back from Temporal. Status is never stored here:
+ * it is the `status` query of the run, completed with live retry information from the server.
+ */
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { DeviceAdapter } from '../adapters/device-adapter';
+import type { SecretVault } from '../custody/secret-vault';
+import { settingsFor } from '../configuration/settings-schemas';
+import {
+  renderConfiguration,
+  templateContextFor,
+  type ConfigurationTemplate,
+  type TemplateCatalog,
+} from '../configuration/templates';
+import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
+import { ConflictError, DependencyUnavailableError, NotFoundError, ServiceError, ValidationError, type FieldProblem } from '../service/errors';
+import { parseOrThrow } from '../service/validation';
+import { initialCredentialsPurpose } from '../activities/provisioning';
+import {
+  activateSignal,
+  cancelSignal,
+  parseProvisioningWorkflowId,
+  provisioningSearchAttributes as attributes,
+  provisioningWorkflowId,
+  statusQuery,
+  type DeviceProvisioningRecord,
+  type ProvisionDeviceInput,
+  type ProvisioningStepName,
+} from '../workflows/definitions';
+import type { provisionDevice } from '../workflows/provision-device';
+import {
+  duplicatesWithin,
+  provisioningRequestSchema,
+  type DeviceProvisioningRequest,
+  type ProvisioningRequest,
+} from './requests';
+
+export interface ProvisioningServiceDependencies {
+  client: Client;
+  taskQueue: string;
+  registry: DeviceRegistry;
+  vault: SecretVault;
+  templates: TemplateCatalog;
+  adapters: ReadonlyMap<string, DeviceAdapter>;
+}
+
+export interface StartedProvisioning {
+  deviceId: string;
+  provisioningId: string;
+  /** `started`: a new run; `existing`: this device was already being provisioned, nothing new started. */
+  outcome: 'started' | 'existing';
+  runId: string;
+}
+
+export interface ValidatedProvisioning {
+  request: ProvisioningRequest;
+  devices: DeviceProvisioningRequest[];
+}
+
+/** Which step each activity performs, to attach live retry details to the right step. */
+const stepOfActivity: Record<string, ProvisioningStepName> = {
+  identifyDevice: 'identify',
+  authenticateDevice: 'authenticate',
+  requestCertificateSigning: 'generateCsr',
+  issueDeviceCertificate: 'issueCertificate',
+  installDeviceCertificate: 'installCertificate',
+  pushDeviceConfiguration: 'pushConfiguration',
+  runDeviceSelfTest: 'selfTest',
+  activateDevice: 'activate',
+};
+
+export class ProvisioningService {
+  constructor(private readonly deps: ProvisioningServiceDependencies) {}
+
+  /** Everything short of starting: schema, addresses, duplicates, template, registry conflicts. */
+  async validate(tenantId: string, body: unknown): Promise<ValidatedProvisioning> {
+    const protocols = [...this.deps.adapters.keys()];
+    const request = parseOrThrow(provisioningRequestSchema(protocols), body, 'provisioning request');
+    const devices = request.devices.map((device) => ({ ...device, deviceId: device.deviceId ?? device.serialNumber }));
+
+    const problems: FieldProblem[] = [];
+    devices.forEach((device, index) => {
+      try {
+        this.deps.adapters.get(device.protocol)!.validateAddress(device.address);
+      } catch (error) {
+        const reason = error instanceof ServiceError ? (error.fields[0]?.reason ?? error.message) : String(error);
+        problems.push({ field: `devices[${index}].address`, reason });
+      }
+    });
+    problems.push(...duplicatesWithin(devices));
+    const template = await this.deps.templates.get(tenantId, request.templateId).catch((error) => {
+      if (!(error instanceof NotFoundError)) throw error;
+      problems.push({ field: 'templateId', reason: `no template ${request.templateId}` });
+      return undefined;
+    });
+    if (template) problems.push(...this.templateProblems(tenantId, template, devices, request.options));
+    if (problems.length > 0) {
+      throw new ValidationError(`provisioning request is invalid: ${problems.map((p) => `${p.field}: ${p.reason}`).join('; ')}`, {
+        fields: problems,
+      });
+    }
+
+    for (const [index, device] of devices.entries()) {
+      const conflicts = await this.deps.registry.conflictsWith(tenantId, device);
+      if (conflicts.length > 0) throw registryConflictError(conflicts, `devices[${index}].`);
+    }
+    return { request, devices };
+  }
+
+  /** The template must suit each device, and must not lock out a device that gets no certificate. */
+  private templateProblems(
+    tenantId: string,
+    template: ConfigurationTemplate,
+    devices: DeviceProvisioningRequest[],
+    options: ProvisioningRequest['options'],
+  ): FieldProblem[] {
+    const problems: FieldProblem[] = [];
+    devices.forEach((device, index) => {
+      if (template.protocol !== device.protocol) {
+        problems.push({
+          field: `devices[${index}].protocol`,
+          reason: `template ${template.id} configures ${template.protocol} devices, not ${device.protocol}`,
+        });
+        return;
+      }
+      try {
+        const settings = renderConfiguration(template, templateContextFor(tenantId, device));
+        const lockout = options.skipCertificateGeneration
+          ? settingsFor(template.protocol)?.requiresDeviceCertificate(settings)
+          : undefined;
+        if (lockout && !problems.some((p) => p.field === 'options.skipCertificateGeneration')) {
+          problems.push({
+            field: 'options.skipCertificateGeneration',
+            reason: `template ${template.id} needs device certificates: ${lockout}`,
+          });
+        }
+      } catch (error) {
+        if (!(error instanceof ServiceError)) throw error;
+        problems.push(...error.fields.map((f) => ({ field: `devices[${index}]`, reason: `${f.field}: ${f.reason}` })));
+      }
+    });
+    return problems;
+  }
+
+  async start(tenantId: string, body: unknown, requestedBy?: string): Promise<StartedProvisioning[]> {
+    const { request, devices } = await this.validate(tenantId, body);
+
+    // A device already provisioned is not provisioned again by accident: refuse the whole request.
+    const finished = [];
+    for (const [index, device] of devices.entries()) {
+      const run = await this.latestRun(provisioningWorkflowId(tenantId, device.deviceId));
+      if (run?.status === 'COMPLETED') finished.push(index);
+    }
+    if (finished.length > 0) {
+      throw new ConflictError(`already provisioned: ${finished.map((i) => devices[i].deviceId).join(', ')}`, {
+        fields: finished.map((i) => ({ field: `devices[${i}].deviceId`, reason: 'this device is already provisioned' })),
+      });
+    }
+
+    const started: StartedProvisioning[] = [];
+    for (const device of devices) {
+      started.push(await this.startOne(tenantId, request, device, requestedBy));
+    }
+    return started;
+  }
+
+  private async startOne(
+    tenantId: string,
+    request: ProvisioningRequest,
+    device: DeviceProvisioningRequest,
+    requestedBy?: string,
+  ): Promise<StartedProvisioning> {
+    const workflowId = provisioningWorkflowId(tenantId, device.deviceId);
+    const running = await this.existingRun(workflowId);
+    if (running) return { deviceId: device.deviceId, provisioningId: workflowId, outcome: 'existing', runId: running };
+
+    // Credentials go to the vault; the run only learns that they exist.
+    if (device.credentials) {
+      await this.deps.vault.store(tenantId, device.deviceId, initialCredentialsPurpose, device.credentials);
+    }
+    const input: ProvisionDeviceInput = {
+      tenantId,
+      device: {
+        deviceId: device.deviceId,
+        serialNumber: device.serialNumber,
+        macAddress: device.macAddress,
+        address: device.address,
+        protocol: device.protocol,
+        deviceType: device.deviceType,
+        site: device.site,
+        ...(device.name ? { name: device.name } : {}),
+      },
+      provisioningMethod: request.provisioningMethod,
+      templateId: request.templateId,
+      options: {
+        skipCertificateGeneration: request.options.skipCertificateGeneration,
+        autoActivate: request.options.autoActivate,
+        certificateValidityDays: request.options.certificateValidityDays,
+        deviceRetryWindowSeconds: request.options.deviceRetryWindowSeconds,
+      },
+      hasInitialCredentials: Boolean(device.credentials),
+      requestedBy,
+      metadata: device.metadata,
+    };
+    try {
+      const handle = await this.deps.client.workflow.start<typeof provisionDevice>('provisionDevice', {
+        workflowId,
+        taskQueue: this.deps.taskQueue,
+        args: [input],
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+        typedSearchAttributes: [
+          { key: attributes.tenantId, value: tenantId },
+          { key: attributes.deviceId, value: device.deviceId },
+          { key: attributes.deviceSerial, value: device.serialNumber },
+          { key: attributes.method, value: request.provisioningMethod },
+          { key: attributes.status, value: 'pending' },
+          { key: attributes.site, value: device.site },
+        ],
+      });
+      return { deviceId: device.deviceId, provisioningId: workflowId, outcome: 'started', runId: handle.firstExecutionRunId };
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+      // Lost a race with another start for the same device: that run is the answer.
+      const runId = await this.existingRun(workflowId);
+      if (runId) return { deviceId: device.deviceId, provisioningId: workflowId, outcome: 'existing', runId };
+      throw new ConflictError(`device ${device.deviceId} is already provisioned`, {
+        fields: [{ field: 'deviceId', reason: 'this device is already provisioned' }],
+      });
+    }
+  }
+
+  /** The provisioning record, with the attempt count and last error of a step that is retrying now. */
+  async status(tenantId: string, provisioningId: string): Promise<DeviceProvisioningRecord> {
+    const handle = this.handleFor(tenantId, provisioningId);
+    try {
+      const [record, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
+      for (const pending of description.raw.pendingActivities ?? []) {
+        const stepName = stepOfActivity[pending.activityType?.name ?? ''];
+        const step = record.provisioningSteps.find((s) => s.step === stepName);
+        if (!step || step.status !== 'in_progress') continue;
+        step.retryCount = Math.max(step.retryCount, (pending.attempt ?? 1) - 1);
+        if (pending.lastFailure?.message) step.error = pending.lastFailure.message;
+      }
+      return record;
+    } catch (error) {
+      throw translateTemporalError(error, provisioningId);
+    }
+  }
+
+  async cancel(tenantId: string, provisioningId: string, reason?: string): Promise<void> {
+    const handle = this.handleFor(tenantId, provisioningId);
+    await handle.signal(cancelSignal, reason).catch((error) => {
+      throw translateTemporalError(error, provisioningId);
+    });
+  }
+
+  async activate(tenantId: string, provisioningId: string): Promise<void> {
+    const handle = this.handleFor(tenantId, provisioningId);
+    await handle.signal(activateSignal).catch((error) => {
+      throw translateTemporalError(error, provisioningId);
+    });
+  }
+
+  /** Ids of other tenants are indistinguishable from ids that do not exist. */
+  private handleFor(tenantId: string, provisioningId: string): WorkflowHandle<typeof provisionDevice> {
+    const parsed = parseProvisioningWorkflowId(provisioningId);
+    if (!parsed || parsed.tenantId !== tenantId) throw new NotFoundError(`provisioning ${provisioningId} not found`);
+    return this.deps.client.workflow.getHandle(provisioningId);
+  }
+
+  private async latestRun(workflowId: string): Promise<{ status: string; runId: string } | undefined> {
+    try {
+      const description = await this.deps.client.workflow.getHandle(workflowId).describe();
+      return { status: description.status.name, runId: description.runId };
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw translateTemporalError(error, workflowId);
+    }
+  }
+
+  private async existingRun(workflowId: string): Promise<string | undefined> {
+    const run = await this.latestRun(workflowId);
+    return run?.status === 'RUNNING' ? run.runId : undefined;
+  }
+}
+
+function translateTemporalError(error: unknown, id: string): Error {
+  if (error instanceof ServiceError) return error;
+  if (error instanceof WorkflowNotFoundError) return new NotFoundError(`provisioning ${id} not found`);
+  const message = error instanceof Error ? error.message : String(error);
+  if (/not found/i.test(message)) return new NotFoundError(`provisioning ${id} not found`);
+  return new DependencyUnavailableError(`the workflow service could not answer: ${message}`, { cause: error });
+}

@@ -1,0 +1,91 @@
+/**
+ * The DeviceProvisioningRequest contract: its schema, normalisation (MAC addresses, derived device
+ * ids) and the checks that need more than the schema (address per protocol, duplicates within one
+ * request). Used by the API now and by bulk import and zero-touch registration later.
+ */
+import { z } from 'zod';
+import type { DeviceType } from '../adapters/device-adapter';
+import { templateIdPattern } from '../configuration/templates';
+import type { FieldProblem } from '../service/errors';
+import { normaliseMacAddress } from '../registry/mac-address';
+
+export const identifierPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const identifierReason = 'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+
+export const deviceTypes = [
+  'camera',
+  'door_controller',
+  'card_reader',
+  'building_controller',
+  'intercom',
+  'other',
+] as const satisfies readonly DeviceType[];
+
+const macAddress = z.string().transform((value, context) => {
+  const normalised = normaliseMacAddress(value);
+  if (!normalised) {
+    context.addIssue({ code: 'custom', message: 'must be a MAC address such as 00:1a:2b:3c:4d:5e' });
+    return z.NEVER;
+  }
+  return normalised;
+});
+
+export function deviceRequestSchema(protocols: readonly string[]) {
+  return z
+    .object({
+      deviceId: z.string().regex(identifierPattern, identifierReason).optional(),
+      serialNumber: z.string().trim().regex(identifierPattern, identifierReason),
+      macAddress,
+      address: z.string().trim().min(1, 'is required').max(255),
+      protocol: z.string().refine((p) => protocols.includes(p), {
+        message: `must be one of: ${protocols.join(', ')}`,
+      }),
+      deviceType: z.enum(deviceTypes).default('other'),
+      site: z.string().regex(identifierPattern, identifierReason),
+      name: z.string().trim().min(1).max(120).optional(),
+      credentials: z
+        .object({ username: z.string().min(1).max(128), password: z.string().min(1).max(256) })
+        .strict()
+        .optional(),
+      metadata: z.record(z.string().max(64), z.string().max(1024)).optional(),
+    })
+    .strict();
+}
+
+export function provisioningRequestSchema(protocols: readonly string[]) {
+  return z
+    .object({
+      devices: z.array(deviceRequestSchema(protocols)).min(1, 'at least one device is required').max(100, 'at most 100 devices per request; use bulk import for more'),
+      templateId: z.string().regex(templateIdPattern, 'must be a template id').default('default'),
+      provisioningMethod: z.enum(['manual', 'api']).default('api'),
+      options: z
+        .object({
+          validateOnly: z.boolean().default(false),
+          skipCertificateGeneration: z.boolean().default(false),
+          autoActivate: z.boolean().default(true),
+          certificateValidityDays: z.number().int().min(1).max(825).optional(),
+          deviceRetryWindowSeconds: z.number().int().min(10).max(7 * 24 * 3600).optional(),
+        })
+        .strict()
+        .default({ validateOnly: false, skipCertificateGeneration: false, autoActivate: true }),
+    })
+    .strict();
+}
+
+export type DeviceProvisioningRequest = z.infer<ReturnType<typeof deviceRequestSchema>> & { deviceId: string };
+export type ProvisioningRequest = z.infer<ReturnType<typeof provisioningRequestSchema>>;
+
+/** The same device named twice in one request is a mistake, not two provisionings. */
+export function duplicatesWithin(devices: DeviceProvisioningRequest[], prefix = 'devices'): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const seen = new Map<string, number>();
+  devices.forEach((device, index) => {
+    for (const key of ['deviceId', 'serialNumber', 'macAddress'] as const) {
+      const marker = `${key}=${device[key]}`;
+      const first = seen.get(marker);
+      if (first === undefined) seen.set(marker, index);
+      else problems.push({ field: `${prefix}[${index}].${key}`, reason: `duplicates ${prefix}[${first}].${key}` });
+    }
+  });
+  return problems;
+}

@@ -1,0 +1,79 @@
+/**
+ * Connecting to Temporal: routing the SDK's own logs into ours, waiting for the server at start,
+ * and registering the custom search attributes operators filter provisioning runs by.
+ */
+import { Connection } from '@temporalio/client';
+import { SearchAttributeType } from '@temporalio/common';
+import proto from '@temporalio/proto';
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { allSearchAttributeKeys } from '../workflows/definitions';
+import type { Logger } from './logger';
+
+// A CommonJS module: its namespaces are only reachable through the default export under Node's ESM.
+const { IndexedValueType } = proto.temporal.api.enums.v1;
+
+const indexedValueTypes: Record<string, number> = {
+  [SearchAttributeType.KEYWORD]: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+  [SearchAttributeType.TEXT]: IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+  [SearchAttributeType.INT]: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+  [SearchAttributeType.DOUBLE]: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+  [SearchAttributeType.BOOL]: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+  [SearchAttributeType.DATETIME]: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+  [SearchAttributeType.KEYWORD_LIST]: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+};
+
+let runtimeInstalled = false;
+
+/** Sends the worker runtime's logs through the service logger; once per process. */
+export function installTemporalRuntime(logger: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+    TRACE: 'trace',
+    DEBUG: 'debug',
+    INFO: 'info',
+    WARN: 'warn',
+    ERROR: 'error',
+  };
+  const temporalLogger = logger.child({ component: 'temporal-sdk' });
+  try {
+    Runtime.install({
+      logger: new DefaultLogger('WARN', ({ level, message, meta }) => {
+        temporalLogger[levels[level]](meta ?? {}, message);
+      }),
+    });
+  } catch {
+    // A runtime was already created (e.g. by a test environment); keep its logger.
+  }
+}
+
+/** Connects, retrying while the server is still starting. */
+export async function connectWhenReady(address: string, timeoutMs = 60_000): Promise<Connection> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await Connection.connect({ address, connectTimeout: 2_000 });
+    } catch (error) {
+      if (Date.now() > deadline) {
+        throw new Error(`Temporal at ${address} did not answer within ${timeoutMs / 1000} s`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
+export async function ensureSearchAttributes(
+  connection: Connection,
+  namespace: string,
+  keys: ReadonlyArray<{ name: string; type: SearchAttributeType }> = allSearchAttributeKeys,
+): Promise<string[]> {
+  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = keys.filter((key) => !(key.name in (customAttributes ?? {})));
+  if (missing.length > 0) {
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(missing.map((key) => [key.name, indexedValueTypes[key.type]])),
+    });
+  }
+  return missing.map((key) => key.name);
+}

@@ -1,0 +1,339 @@
+/**
+ * The HTTP API over the real service: request validation answered as problem+json naming the
+ * field, tenant isolation of ids, certificates as PEM, templates CRUD and health.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../api/app';
+import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { startTestService, testLogger, type TestService } from '../support/service';
+
+let service: TestService;
+let server: http.Server;
+let baseUrl: string;
+const devices: TestDevice[] = [];
+
+beforeAll(async () => {
+  service = await startTestService({ database: 'server' });
+  const app = createApp({
+    provisioning: service.provisioning,
+    ca: service.parts.ca,
+    registry: service.parts.registry,
+    templates: service.parts.templates,
+    logger: testLogger,
+    healthChecks: [
+      { name: 'database', check: () => service.parts.database.ping() },
+      { name: 'temporal', check: async () => void (await service.env.connection.workflowService.getSystemInfo({})) },
+    ],
+  });
+  server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await Promise.all(devices.map(({ device }) => device.stop()));
+  await new Promise((resolve) => server?.close(resolve));
+  await service?.stop();
+});
+
+async function call(method: string, url: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
+  const response = await fetch(`${baseUrl}${url}`, {
+    method,
+    headers: {
+      ...(options.body !== undefined || options.raw !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...options.headers,
+    },
+    body: options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
+  });
+  const text = await response.text();
+  const type = response.headers.get('content-type') ?? '';
+  return { status: response.status, type, headers: response.headers, body: type.includes('json') ? JSON.parse(text) : text };
+}
+
+async function newDevice() {
+  const started = await startTestDevice();
+  devices.push(started);
+  return started;
+}
+
+function csrFor(commonName: string, sans: string): string {
+  const dir = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'csr-'));
+  execFileSync('openssl', [
+    'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'csr.pem'),
+    '-subj', `/CN=${commonName}`, '-addext', `subjectAltName=${sans}`,
+  ], { stdio: 'ignore' });
+  return readFileSync(path.join(dir, 'csr.pem'), 'utf8');
+}
+
+describe('POST /api/v1/provisioning/devices', () => {
+  it('starts a provisioning and the status endpoint follows it to completion', async () => {
+    const { request } = await newDevice();
+    const started = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request] } });
+    expect(started.status).toBe(202);
+    const [run] = started.body.provisionings;
+    expect(run).toMatchObject({ deviceId: request.serialNumber, outcome: 'started' });
+    expect(started.headers.get('location')).toBe(run.statusUrl);
+
+    const record = await waitFor(async () => {
+      const status = await call('GET', run.statusUrl);
+      return status.body.status === 'completed' ? status.body : undefined;
+    }, 'provisioning to complete', 60_000);
+    expect(record).toMatchObject({ id: run.provisioningId, tenantId: 'default', deviceId: request.serialNumber });
+    expect(record.certificateInfo.serialNumber).toMatch(/^[0-9a-f]+$/);
+    expect(record.provisioningSteps).toHaveLength(8);
+  });
+
+  it('answers malformed JSON with 400 problem+json', async () => {
+    const response = await call('POST', '/api/v1/provisioning/devices', { raw: '{"devices": [' });
+    expect(response.status).toBe(400);
+    expect(response.type).toContain('application/problem+json');
+    expect(response.body).toMatchObject({ status: 400, errors: [{ field: '(body)' }] });
+  });
+
+  it('names every invalid field of a request', async () => {
+    const response = await call('POST', '/api/v1/provisioning/devices', {
+      body: {
+        devices: [{ serialNumber: 'SN 1', macAddress: 'not-a-mac', address: '10.0.0.1', protocol: 'https', site: 'hq' }],
+      },
+    });
+    expect(response.status).toBe(400);
+    const fields = response.body.errors.map((e: { field: string }) => e.field);
+    expect(fields).toEqual(expect.arrayContaining(['devices[0].serialNumber', 'devices[0].macAddress']));
+  });
+
+  it('rejects an address the protocol cannot reach, naming the field', async () => {
+    const { request } = await newDevice();
+    const response = await call('POST', '/api/v1/provisioning/devices', {
+      body: { devices: [{ ...request, address: 'http://camera:99999' }] },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ field: 'devices[0].address' })]);
+  });
+
+  it('rejects unknown protocols, unknown templates and unknown options', async () => {
+    const { request } = await newDevice();
+    const response = await call('POST', '/api/v1/provisioning/devices', {
+      body: { devices: [{ ...request, protocol: 'telnet' }], templateId: 'nope', options: { turbo: true } },
+    });
+    expect(response.status).toBe(400);
+    const fields = response.body.errors.map((e: { field: string }) => e.field);
+    expect(fields).toEqual(expect.arrayContaining(['devices[0].protocol', 'options']));
+
+    const template = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request], templateId: 'nope' } });
+    expect(template.status).toBe(400);
+    expect(template.body.errors).toEqual([{ field: 'templateId', reason: 'no template nope' }]);
+  });
+
+  it('rejects the same device named twice in one request', async () => {
+    const { request } = await newDevice();
+    const response = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request, request] } });
+    expect(response.status).toBe(400);
+    expect(response.body.errors.map((e: { field: string }) => e.field)).toContain('devices[1].serialNumber');
+  });
+
+  it('answers 409 naming the field when another device already has the serial number', async () => {
+    const { request } = await newDevice();
+    await service.parts.registry.register('default', {
+      ...request,
+      deviceId: 'someone-else',
+      macAddress: '02:ff:ff:ff:ff:01',
+    });
+    const response = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request] } });
+    expect(response.status).toBe(409);
+    expect(response.body.errors).toEqual([
+      { field: 'devices[0].serialNumber', reason: 'already belongs to device someone-else' },
+    ]);
+  });
+
+  it('validateOnly returns the plan without starting anything or echoing credentials', async () => {
+    const { request } = await newDevice();
+    const response = await call('POST', '/api/v1/provisioning/devices', {
+      body: { devices: [request], options: { validateOnly: true } },
+    });
+    expect(response.status).toBe(200);
+    expect(response.body.devices[0]).toMatchObject({ deviceId: request.serialNumber, hasCredentials: true });
+    expect(JSON.stringify(response.body)).not.toContain(request.credentials.password);
+    const status = await call('GET', `/api/v1/provisioning/devices/provision:default:${request.serialNumber}/status`);
+    expect(status.status).toBe(404);
+  });
+
+  it('answers bodies of the wrong shape or type with 4xx, never 500', async () => {
+    for (const raw of ['null', '[]', '"devices"', '42', '{"devices": null}']) {
+      const response = await call('POST', '/api/v1/provisioning/devices', { raw });
+      expect(response.status, raw).toBe(400);
+    }
+    const wrongType = await call('POST', '/api/v1/provisioning/devices', {
+      raw: 'devices=1',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(wrongType.status).toBe(415);
+  });
+});
+
+describe('GET /api/v1/provisioning/devices/{id}/status', () => {
+  it('answers 404 for an unknown id and for another tenant\'s id alike', async () => {
+    const unknown = await call('GET', '/api/v1/provisioning/devices/provision:default:nobody/status');
+    expect(unknown.status).toBe(404);
+    expect(unknown.type).toContain('application/problem+json');
+
+    const { request } = await newDevice();
+    const started = await call('POST', '/api/v1/provisioning/devices', {
+      body: { devices: [request] },
+      headers: { 'x-tenant-id': 'globex' },
+    });
+    const id = started.body.provisionings[0].provisioningId;
+    expect((await call('GET', `/api/v1/provisioning/devices/${id}/status`, { headers: { 'x-tenant-id': 'globex' } })).status).toBe(200);
+    const foreign = await call('GET', `/api/v1/provisioning/devices/${id}/status`);
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.detail).toBe(unknown.body.detail.replace('provision:default:nobody', id));
+  });
+});
+
+describe('certificates', () => {
+  it('issues a certificate from a CSR for a registered device, once per idempotency key, and serves it as PEM', async () => {
+    const { request } = await newDevice();
+    await service.parts.registry.register('default', { ...request, deviceId: request.serialNumber });
+    const csr = csrFor(request.serialNumber, `IP:127.0.0.1,URI:urn:dev:mac:${request.macAddress.replace(/:/g, '')}`);
+    const body = { deviceId: request.serialNumber, certificateType: 'device', validityPeriod: 30, csr };
+    const first = await call('POST', '/api/v1/provisioning/certificates/generate', { body, headers: { 'idempotency-key': 'k1' } });
+    expect(first.status).toBe(201);
+    expect(first.body.certificate).toMatchObject({
+      deviceId: request.serialNumber,
+      certificateType: 'device',
+      privateKeyLocation: `device:${request.serialNumber}`,
+    });
+    expect(first.body.certificate.extensions.extendedKeyUsage).toEqual(expect.arrayContaining(['serverAuth', 'clientAuth']));
+    const again = await call('POST', '/api/v1/provisioning/certificates/generate', { body, headers: { 'idempotency-key': 'k1' } });
+    expect(again.body.certificate.id).toBe(first.body.certificate.id);
+
+    const pem = await call('GET', `/api/v1/provisioning/certificates/${first.body.certificate.id}/pem`);
+    expect(pem.type).toContain('application/pem-certificate-chain');
+    expect(pem.body).toBe(first.body.pem.trimEnd() + '\n');
+    const chain = await call('GET', `/api/v1/provisioning/certificates/${first.body.certificate.id}/chain`);
+    expect(chain.body.match(/BEGIN CERTIFICATE/g)).toHaveLength(3);
+    const root = await call('GET', '/api/v1/provisioning/ca/root');
+    expect(chain.body.endsWith(root.body)).toBe(true);
+  });
+
+  it('refuses a CSR for an unregistered device, a CSR it cannot verify, and a subject the registry contradicts', async () => {
+    const unregistered = await call('POST', '/api/v1/provisioning/certificates/generate', {
+      body: { deviceId: 'ghost', certificateType: 'device', csr: csrFor('ghost', 'DNS:ghost') },
+    });
+    expect(unregistered.status).toBe(400);
+    expect(unregistered.body.errors).toEqual([{ field: 'deviceId', reason: 'no registered device with this id' }]);
+
+    const { request } = await newDevice();
+    await service.parts.registry.register('default', { ...request, deviceId: request.serialNumber });
+    const wrongName = await call('POST', '/api/v1/provisioning/certificates/generate', {
+      body: { deviceId: request.serialNumber, certificateType: 'device', csr: csrFor('not-this-device', 'IP:127.0.0.1') },
+    });
+    expect(wrongName.status).toBe(422);
+    expect(wrongName.body.type).toBe('urn:problem-type:bad-csr');
+
+    const garbage = await call('POST', '/api/v1/provisioning/certificates/generate', {
+      body: {
+        deviceId: request.serialNumber,
+        certificateType: 'device',
+        csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n',
+      },
+    });
+    expect(garbage.status).toBe(422);
+
+    const subject = await call('POST', '/api/v1/provisioning/certificates/generate', {
+      body: {
+        deviceId: request.serialNumber,
+        certificateType: 'device',
+        csr: csrFor(request.serialNumber, 'IP:127.0.0.1'),
+        subject: { commonName: 'other', country: 'DE' },
+      },
+    });
+    expect(subject.status).toBe(400);
+    expect(subject.body.errors.map((e: { field: string }) => e.field)).toEqual(['subject.commonName', 'subject.country']);
+  });
+
+  it('answers 404 for certificates of another tenant and for ids that are not ids', async () => {
+    const intermediate = await call('POST', '/api/v1/provisioning/certificates/generate', {
+      body: { certificateType: 'intermediate', site: 'annex' },
+    });
+    expect(intermediate.status).toBe(201);
+    const id = intermediate.body.certificate.id;
+    expect((await call('GET', `/api/v1/provisioning/certificates/${id}`)).status).toBe(200);
+    expect((await call('GET', `/api/v1/provisioning/certificates/${id}`, { headers: { 'x-tenant-id': 'globex' } })).status).toBe(404);
+    expect((await call('GET', '/api/v1/provisioning/certificates/not-a-uuid')).status).toBe(404);
+  });
+});
+
+describe('templates', () => {
+  const body = {
+    name: 'Lobby cameras',
+    protocol: 'https',
+    deviceType: 'camera',
+    body: {
+      hostname: '{{device.hostname}}',
+      timezone: 'Europe/Berlin',
+      site: '{{device.site}}',
+      ntp: { servers: ['10.0.0.1'] },
+      syslog: { host: '10.0.0.2', port: 6514, protocol: 'tls' },
+      tls: { minVersion: 'TLSv1.3' },
+      management: { httpEnabled: false, passwordLogin: false },
+    },
+  };
+
+  it('lists the built-in default template', async () => {
+    const response = await call('GET', '/api/v1/provisioning/templates');
+    expect(response.body.templates).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'default', builtIn: true })]));
+  });
+
+  it('creates, versions on update, and deletes a template', async () => {
+    const created = await call('POST', '/api/v1/provisioning/templates', { body: { ...body, id: 'lobby' } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ id: 'lobby', version: 1, tenantId: 'default' });
+
+    const updated = await call('PUT', '/api/v1/provisioning/templates/lobby', { body: { ...body, name: 'Lobby' } });
+    expect(updated.body).toMatchObject({ name: 'Lobby', version: 2 });
+
+    expect((await call('GET', '/api/v1/provisioning/templates/lobby', { headers: { 'x-tenant-id': 'globex' } })).status).toBe(404);
+    expect((await call('DELETE', '/api/v1/provisioning/templates/lobby')).status).toBe(204);
+    expect((await call('GET', '/api/v1/provisioning/templates/lobby')).status).toBe(404);
+  });
+
+  it('refuses a template whose settings a device would reject, naming the field', async () => {
+    const response = await call('POST', '/api/v1/provisioning/templates', {
+      body: { ...body, body: { ...body.body, ntp: { servers: [] }, tls: { minVersion: 'SSLv3' } } },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.errors.map((e: { field: string }) => e.field)).toEqual(
+      expect.arrayContaining(['body.ntp.servers', 'body.tls.minVersion']),
+    );
+    const unknownVariable = await call('POST', '/api/v1/provisioning/templates', {
+      body: { ...body, body: { ...body.body, hostname: '{{device.nickname}}' } },
+    });
+    expect(unknownVariable.status).toBe(400);
+    expect(unknownVariable.body.errors).toEqual([{ field: 'body.hostname', reason: 'unknown template variable {{device.nickname}}' }]);
+  });
+
+  it('refuses to change or delete the built-in template', async () => {
+    expect((await call('PUT', '/api/v1/provisioning/templates/default', { body })).status).toBe(409);
+    expect((await call('DELETE', '/api/v1/provisioning/templates/default')).status).toBe(409);
+  });
+});
+
+describe('GET /healthz', () => {
+  it('reports the database and Temporal as up', async () => {
+    const response = await call('GET', '/healthz');
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({ status: 'ok', checks: { database: { status: 'up' }, temporal: { status: 'up' } } });
+  });
+});
+
+it('answers unknown routes with a 404 problem', async () => {
+  const response = await call('GET', '/api/v1/provisioning/nothing-here');
+  expect(response.status).toBe(404);
+  expect(response.type).toContain('application/problem+json');
+});

@@ -1,0 +1,100 @@
+/**
+ * Durability: the worker is killed outright in the middle of a provisioning run; a new worker
+ * finishes it, and the device ends up provisioned once, with exactly one certificate.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { certificates } from '../../db/schema';
+import { ProvisioningService } from '../../provisioning/provisioning-service';
+import { loadConfig } from '../../service/config';
+import { createServiceParts, type ServiceParts } from '../../service/main';
+import { installTemporalRuntime } from '../../service/temporal';
+import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
+import { createServerDatabaseUrl } from '../support/database';
+import { startTestDevice, waitFor } from '../support/devices';
+import { testLogger } from '../support/service';
+import { createTemporalTestEnvironment } from '../support/temporal';
+
+const root = path.resolve(import.meta.dirname, '../..');
+let env: TestWorkflowEnvironment;
+let parts: ServiceParts;
+let workerEnvironment: NodeJS.ProcessEnv;
+const workers: ChildProcess[] = [];
+
+function startWorkerProcess(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'test/support/worker-process.ts')], {
+    cwd: root,
+    env: workerEnvironment,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  workers.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`worker process exited early (${code})`)));
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('worker ready')) resolve(child);
+    });
+  });
+}
+
+beforeAll(async () => {
+  installTemporalRuntime(testLogger);
+  env = await createTemporalTestEnvironment();
+  workerEnvironment = {
+    ...process.env,
+    DATA_DIR: mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'crash-')),
+    DATABASE_URL: await createServerDatabaseUrl(),
+    KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    TEMPORAL_ADDRESS: env.address,
+    TEMPORAL_TASK_QUEUE: `provisioning-crash-${randomUUID()}`,
+    LOG_LEVEL: 'silent',
+  };
+  parts = await createServiceParts(loadConfig(workerEnvironment), testLogger);
+});
+
+afterAll(async () => {
+  for (const worker of workers) if (worker.exitCode === null) worker.kill('SIGKILL');
+  await parts?.close();
+  await env?.teardown();
+});
+
+it('a worker killed mid-provisioning is replaced and the device is provisioned once with one certificate', async () => {
+  const firstWorker = await startWorkerProcess();
+  const { device, request } = await startTestDevice({ faults: { latencyMs: { '/api/v1/configuration': 3_000 } } });
+  const provisioning = new ProvisioningService({
+    client: env.client,
+    taskQueue: workerEnvironment.TEMPORAL_TASK_QUEUE!,
+    registry: parts.registry,
+    vault: parts.vault,
+    templates: parts.templates,
+    adapters: parts.adapters,
+  });
+  try {
+    const [started] = await provisioning.start('acme', { devices: [request] });
+    await waitFor(async () => {
+      const record = await provisioning.status('acme', started.provisioningId);
+      const step = record.provisioningSteps.find((s) => s.step === 'pushConfiguration');
+      return step?.status === 'in_progress' ? record : undefined;
+    }, 'the configuration step to be under way');
+
+    firstWorker.kill('SIGKILL');
+    await startWorkerProcess();
+
+    const handle = env.client.workflow.getHandle(provisioningWorkflowId('acme', request.serialNumber));
+    const record: DeviceProvisioningRecord = await handle.result();
+    expect(record.status).toBe('completed');
+    const issued = await parts.database.db.select().from(certificates).where(eq(certificates.deviceId, request.serialNumber));
+    expect(issued).toHaveLength(1);
+    expect(issued[0].fingerprint).toBe(device.certificateFingerprint);
+    expect(record.certificateInfo?.serialNumber).toBe(issued[0].serialNumber);
+    expect(device.state).toBe('active');
+    // The step that the dead worker held was run again on the new one.
+    expect(record.provisioningSteps.find((s) => s.step === 'pushConfiguration')?.retryCount).toBeGreaterThanOrEqual(1);
+  } finally {
+    await device.stop();
+  }
+}, 120_000);

@@ -1,0 +1,55 @@
+/**
+ * Reference devices for tests, each with its own serial, MAC and factory password, and the
+ * provisioning request that names it.
+ */
+import { randomBytes } from 'node:crypto';
+import { ReferenceDevice, type DeviceFaults } from '../../scripts/simulators/reference-device';
+
+export interface TestDevice {
+  device: ReferenceDevice;
+  request: {
+    serialNumber: string;
+    macAddress: string;
+    address: string;
+    protocol: 'https';
+    deviceType: 'camera';
+    site: string;
+    credentials: { username: string; password: string };
+  };
+}
+
+export async function startTestDevice(options: { faults?: DeviceFaults; site?: string } = {}): Promise<TestDevice> {
+  const suffix = randomBytes(4).toString('hex').toUpperCase();
+  const mac = ['02', ...randomBytes(5).toString('hex').match(/../g)!].join(':');
+  const credentials = { username: 'admin', password: randomBytes(9).toString('base64url') };
+  const device = new ReferenceDevice({
+    serialNumber: `RD-${suffix}`,
+    macAddress: mac,
+    credentials,
+    deviceType: 'camera',
+    faults: options.faults,
+  });
+  const address = await device.start();
+  return {
+    device,
+    request: {
+      serialNumber: `RD-${suffix}`,
+      macAddress: mac,
+      address,
+      protocol: 'https',
+      deviceType: 'camera',
+      site: options.site ?? 'hq',
+      credentials,
+    },
+  };
+}
+
+export async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The service as the tests run it: real Temporal dev server, real database (embedded or server),
+ * real key custody (software or the SoftHSM token), the real worker and provisioning service.
+ */
+import { mkdtempSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { loadConfig, type ServiceConfig } from '../../service/config';
+import { createLogger } from '../../service/logger';
+import { createProvisioningWorker, createServiceParts, type ServiceParts } from '../../service/main';
+import { installTemporalRuntime } from '../../service/temporal';
+import { ProvisioningService } from '../../provisioning/provisioning-service';
+import { createServerDatabaseUrl, type DatabaseKind } from './database';
+import { createTemporalTestEnvironment } from './temporal';
+
+export const testLogger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+
+export interface TestServiceOptions {
+  database?: DatabaseKind;
+  keyCustody?: 'software' | 'pkcs11';
+}
+
+export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
+  const dataDir = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'service-'));
+  const environment: NodeJS.ProcessEnv = {
+    DATA_DIR: dataDir,
+    KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    TEMPORAL_TASK_QUEUE: `provisioning-test-${randomUUID()}`,
+    LOG_LEVEL: 'silent',
+  };
+  if ((options.database ?? 'embedded') === 'server') environment.DATABASE_URL = await createServerDatabaseUrl();
+  if (options.keyCustody === 'pkcs11') {
+    environment.HSM_MODULE = process.env.TEST_HSM_MODULE;
+    environment.HSM_TOKEN_LABEL = process.env.TEST_HSM_TOKEN_LABEL;
+    environment.HSM_PIN = process.env.TEST_HSM_PIN;
+  }
+  return loadConfig(environment);
+}
+
+export interface TestService {
+  env: TestWorkflowEnvironment;
+  config: ServiceConfig;
+  parts: ServiceParts;
+  worker: Worker;
+  provisioning: ProvisioningService;
+  stop(): Promise<void>;
+}
+
+export async function startTestService(options: TestServiceOptions = {}): Promise<TestService> {
+  installTemporalRuntime(testLogger);
+  const env = await createTemporalTestEnvironment();
+  const config = await testConfig(options);
+  const parts = await createServiceParts(config, testLogger);
+  const worker = await createProvisioningWorker(parts, {
+    connection: env.nativeConnection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    logger: testLogger,
+  });
+  const running = worker.run();
+  const provisioning = new ProvisioningService({
+    client: env.client,
+    taskQueue: config.temporal.taskQueue,
+    registry: parts.registry,
+    vault: parts.vault,
+    templates: parts.templates,
+    adapters: parts.adapters,
+  });
+  return {
+    env,
+    config,
+    parts,
+    worker,
+    provisioning,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await parts.close();
+      await env.teardown();
+    },
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * What the API, the CLI and the workflows agree on: workflow inputs, the provisioning record the
+ * `status` query answers with, signals, queries and search attributes. Imported by workflow code,
+ * so it may only depend on Temporal's deterministic packages.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+
+export const provisioningSearchAttributes = {
+  tenantId: defineSearchAttributeKey('TenantId', SearchAttributeType.KEYWORD),
+  deviceId: defineSearchAttributeKey('DeviceId', SearchAttributeType.KEYWORD),
+  deviceSerial: defineSearchAttributeKey('DeviceSerial', SearchAttributeType.KEYWORD),
+  status: defineSearchAttributeKey('ProvisioningStatus', SearchAttributeType.KEYWORD),
+  method: defineSearchAttributeKey('ProvisioningMethod', SearchAttributeType.KEYWORD),
+  bulkJobId: defineSearchAttributeKey('BulkJobId', SearchAttributeType.KEYWORD),
+  site: defineSearchAttributeKey('Site', SearchAttributeType.KEYWORD),
+};
+
+export const allSearchAttributeKeys = Object.values(provisioningSearchAttributes);
+
+export type ProvisioningMethod = 'manual' | 'automatic' | 'bulk' | 'api';
+export type ProvisioningStatus = 'pending' | 'in_progress' | 'completed' | 'failed';
+
+export const provisioningStepNames = [
+  'identify',
+  'authenticate',
+  'generateCsr',
+  'issueCertificate',
+  'installCertificate',
+  'pushConfiguration',
+  'selfTest',
+  'activate',
+] as const;
+export type ProvisioningStepName = (typeof provisioningStepNames)[number];
+
+export interface ProvisioningStep {
+  step: ProvisioningStepName;
+  status: 'pending' | 'in_progress' | 'completed' | 'failed' | 'skipped';
+  startedAt?: string;
+  completedAt?: string;
+  error?: string;
+  retryCount: number;
+}
+
+export interface CertificateInfo {
+  certificateId: string;
+  serialNumber: string;
+  fingerprint: string;
+  issuedAt: string;
+  expiresAt: string;
+  issuerDN: string;
+  subjectDN: string;
+  revokedAt?: string;
+}
+
+/** The brief's DeviceProvisioningRecord, as the `status` query returns it. */
+export interface DeviceProvisioningRecord {
+  id: string;
+  tenantId: string;
+  deviceId: string;
+  provisioningMethod: ProvisioningMethod;
+  status: ProvisioningStatus;
+  certificateInfo?: CertificateInfo;
+  configurationTemplate: string;
+  configurationVersion?: number;
+  provisioningSteps: ProvisioningStep[];
+  metadata: Record<string, unknown>;
+  createdAt: string;
+  completedAt?: string;
+  error?: { type: string; message: string; step?: ProvisioningStepName };
+}
+
+/** The device as the provisioning run knows it; never carries a secret, only a reference to one. */
+export interface DeviceDescriptor {
+  deviceId: string;
+  serialNumber: string;
+  macAddress: string;
+  address: string;
+  protocol: string;
+  deviceType: string;
+  site: string;
+  name?: string;
+}
+
+export interface ProvisionDeviceInput {
+  tenantId: string;
+  device: DeviceDescriptor;
+  provisioningMethod: ProvisioningMethod;
+  templateId: string;
+  options: {
+    skipCertificateGeneration: boolean;
+    /** When false the run waits, durably, for an operator's `activate` signal before activating. */
+    autoActivate: boolean;
+    certificateValidityDays?: number;
+    /** How long to keep retrying a device that does not answer before giving up (default 600 s). */
+    deviceRetryWindowSeconds?: number;
+  };
+  /** Set when the API stored initial credentials in the secret vault; the value never enters history. */
+  hasInitialCredentials: boolean;
+  bulkJobId?: string;
+  requestedBy?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export const statusQuery = defineQuery<DeviceProvisioningRecord>('status');
+/** Stops the run; compensation revokes anything already issued. Same effect as a workflow cancel. */
+export const cancelSignal = defineSignal<[reason?: string]>('cancel');
+/** Lets a run started with autoActivate=false go on to activate the device. */
+export const activateSignal = defineSignal<[]>('activate');
+
+export const provisioningTaskQueueDefault = 'device-provisioning';
+
+/** One provisioning run per tenant and device at a time: the id is the deduplication key. */
+export function provisioningWorkflowId(tenantId: string, deviceId: string): string {
+  return `provision:${tenantId}:${deviceId}`;
+}
+
+export function parseProvisioningWorkflowId(id: string): { tenantId: string; deviceId: string } | undefined {
+  const match = /^provision:([^:]+):([^:]+)$/.exec(id);
+  return match ? { tenantId: match[1], deviceId: match[2] } : undefined;
+}

@@ -1,0 +1,249 @@
+/**
+ * Provisions one device: identify → authenticate → CSR → issue → install → configure → self-test
+ * → activate. Each step is an activity retried durably; a certificate issued along the way is
+ * revoked if the run later fails for good or is cancelled.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  CancelledFailure,
+  ActivityFailure,
+  TimeoutFailure,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { ProvisioningActivities } from '../activities/provisioning';
+// A plain module with no Node dependencies, so the workflow bundle may include it.
+import { nonRetryableErrorTypes } from '../service/errors';
+import {
+  activateSignal,
+  cancelSignal,
+  provisioningSearchAttributes as attributes,
+  provisioningStepNames,
+  statusQuery,
+  type DeviceProvisioningRecord,
+  type ProvisionDeviceInput,
+  type ProvisioningStatus,
+  type ProvisioningStepName,
+} from './definitions';
+
+
+/** Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while. */
+function deviceStepOptions(retryWindowSeconds: number): ActivityOptions {
+  return {
+    startToCloseTimeout: '45s',
+    heartbeatTimeout: '10s',
+    scheduleToCloseTimeout: `${retryWindowSeconds}s`,
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes },
+  };
+}
+
+/** Signing in the HSM and writing to the registry: fast, and only transiently unavailable. */
+const certificateAuthority = proxyActivities<ProvisioningActivities>({
+  startToCloseTimeout: '30s',
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes },
+});
+
+/** Compensation must eventually happen, so it retries far longer than any forward step. */
+const compensation = proxyActivities<ProvisioningActivities>({
+  startToCloseTimeout: '30s',
+  scheduleToCloseTimeout: '24h',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5m', nonRetryableErrorTypes: ['NotFoundError'] },
+});
+
+const defaultDeviceRetryWindowSeconds = 600;
+
+export async function provisionDevice(input: ProvisionDeviceInput): Promise<DeviceProvisioningRecord> {
+  const { tenantId, device } = input;
+  const info = workflowInfo();
+  const deviceRetryWindow = input.options.deviceRetryWindowSeconds ?? defaultDeviceRetryWindowSeconds;
+  const onDevice = proxyActivities<ProvisioningActivities>(deviceStepOptions(deviceRetryWindow));
+  const selfTest = proxyActivities<ProvisioningActivities>({
+    ...deviceStepOptions(deviceRetryWindow),
+    // A device applying new settings may fail its first self-tests; a handful of tries is enough.
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
+  });
+
+  const record: DeviceProvisioningRecord = {
+    id: info.workflowId,
+    tenantId,
+    deviceId: device.deviceId,
+    provisioningMethod: input.provisioningMethod,
+    status: 'pending',
+    configurationTemplate: input.templateId,
+    provisioningSteps: provisioningStepNames.map((step) => ({ step, status: 'pending', retryCount: 0 })),
+    metadata: {
+      ...input.metadata,
+      serialNumber: device.serialNumber,
+      macAddress: device.macAddress,
+      address: device.address,
+      protocol: device.protocol,
+      site: device.site,
+      ...(input.bulkJobId ? { bulkJobId: input.bulkJobId } : {}),
+      ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
+    },
+    createdAt: info.startTime.toISOString(),
+  };
+
+  let activationRequested = input.options.autoActivate;
+  const run = new CancellationScope();
+  setHandler(statusQuery, () => record);
+  setHandler(activateSignal, () => {
+    activationRequested = true;
+  });
+  setHandler(cancelSignal, (reason) => {
+    record.metadata.cancellationReason = reason ?? 'cancelled by operator';
+    run.cancel();
+  });
+
+  const stepOf = (name: ProvisioningStepName) => record.provisioningSteps.find((s) => s.step === name)!;
+  const setStatus = (status: ProvisioningStatus) => {
+    record.status = status;
+    upsertSearchAttributes([{ key: attributes.status, value: status }]);
+  };
+
+  async function step<T extends { attempt: number }>(name: ProvisioningStepName, action: () => Promise<T>): Promise<T> {
+    const entry = stepOf(name);
+    entry.status = 'in_progress';
+    entry.startedAt = new Date().toISOString();
+    try {
+      const result = await action();
+      entry.status = 'completed';
+      entry.retryCount = result.attempt - 1;
+      return result;
+    } catch (error) {
+      entry.status = 'failed';
+      entry.error = describeFailure(error);
+      entry.retryCount = Math.max(0, attemptsOf(error) - 1);
+      throw error;
+    } finally {
+      entry.completedAt = new Date().toISOString();
+    }
+  }
+  const skip = (name: ProvisioningStepName) => {
+    stepOf(name).status = 'skipped';
+  };
+
+  // Undo actions, pushed as each step succeeds and run newest first if the run fails for good.
+  const compensations: Array<() => Promise<void>> = [];
+  setStatus('in_progress');
+
+  try {
+    await run.run(async () => {
+      await step('identify', () => onDevice.identifyDevice({ tenantId, device }));
+      await step('authenticate', () => onDevice.authenticateDevice({ tenantId, deviceId: device.deviceId }));
+
+      if (input.options.skipCertificateGeneration) {
+        (['generateCsr', 'issueCertificate', 'installCertificate'] as const).forEach(skip);
+      } else {
+        const { csrPem } = await step('generateCsr', () =>
+          onDevice.requestCertificateSigning({ tenantId, deviceId: device.deviceId }),
+        );
+        const issued = await step('issueCertificate', () =>
+          certificateAuthority.issueDeviceCertificate({
+            tenantId,
+            deviceId: device.deviceId,
+            csrPem,
+            validityDays: input.options.certificateValidityDays,
+            // One issuance per run: a retried or replayed activity returns the same certificate.
+            issuanceKey: `${info.workflowId}/${info.firstExecutionRunId}`,
+          }),
+        );
+        record.certificateInfo = issued.certificate;
+        compensations.unshift(async () => {
+          await compensation.revokeDeviceCertificate({
+            certificateId: issued.certificate.certificateId,
+            reason: 'cessationOfOperation',
+          });
+          record.certificateInfo = { ...issued.certificate, revokedAt: new Date().toISOString() };
+        });
+        await step('installCertificate', () =>
+          onDevice.installDeviceCertificate({
+            tenantId,
+            deviceId: device.deviceId,
+            certificateId: issued.certificate.certificateId,
+          }),
+        );
+      }
+
+      const configuration = await step('pushConfiguration', () =>
+        onDevice.pushDeviceConfiguration({ tenantId, deviceId: device.deviceId, templateId: input.templateId }),
+      );
+      record.configurationVersion = configuration.version;
+      record.metadata.configurationHash = configuration.hash;
+
+      await step('selfTest', () => selfTest.runDeviceSelfTest({ tenantId, deviceId: device.deviceId }));
+
+      if (!activationRequested) {
+        record.metadata.awaitingActivation = true;
+        await condition(() => activationRequested);
+        delete record.metadata.awaitingActivation;
+      }
+      await step('activate', () => onDevice.activateDevice({ tenantId, deviceId: device.deviceId }));
+    });
+  } catch (error) {
+    const failedStep = record.provisioningSteps.find((s) => s.status === 'failed')?.step;
+    const cancelled = isCancellation(error);
+    record.error = {
+      type: cancelled ? 'Cancelled' : failureType(error),
+      message: cancelled ? String(record.metadata.cancellationReason ?? 'cancelled') : describeFailure(error),
+      step: failedStep,
+    };
+    // Compensation must run even though the run itself was cancelled.
+    await CancellationScope.nonCancellable(async () => {
+      for (const undo of compensations) await undo();
+      await compensation.markDeviceFailed({ tenantId, deviceId: device.deviceId, reason: record.error!.message });
+    });
+    record.completedAt = new Date().toISOString();
+    setStatus('failed');
+    // Ends as Cancelled when Temporal cancelled the run, as a failure caused by cancellation when
+    // the `cancel` signal did; either way the cause says who and why.
+    if (cancelled) throw new CancelledFailure(record.error.message);
+    throw ApplicationFailure.nonRetryable(
+      `provisioning of ${device.deviceId} failed${failedStep ? ` at ${failedStep}` : ''}: ${record.error.message}`,
+      'ProvisioningFailed',
+      record.error,
+    );
+  }
+
+  record.completedAt = new Date().toISOString();
+  setStatus('completed');
+  return record;
+}
+
+/** The failure the device or CA actually raised, beneath Temporal's activity and timeout wrappers. */
+function rootCause(error: unknown): unknown {
+  let current = error;
+  while ((current instanceof ActivityFailure || current instanceof TimeoutFailure) && current.cause) {
+    current = current.cause;
+  }
+  return current;
+}
+
+function failureType(error: unknown): string {
+  const cause = rootCause(error);
+  if (cause instanceof ApplicationFailure && cause.type) return cause.type;
+  return cause instanceof Error ? cause.name : 'Error';
+}
+
+function describeFailure(error: unknown): string {
+  if (isCancellation(error)) return 'cancelled';
+  const cause = rootCause(error);
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/** Activities attach the attempt number to the failures they raise (see activities/step.ts). */
+function attemptsOf(error: unknown): number {
+  const cause = rootCause(error);
+  if (cause instanceof ApplicationFailure) {
+    const details = cause.details?.[0] as { attempt?: number } | undefined;
+    if (typeof details?.attempt === 'number') return details.attempt;
+  }
+  return 1;
+}
