@@ -168,3 +168,99 @@ export type CertificateRow = typeof certificates.$inferSelect;
 export type NewCertificateRow = typeof certificates.$inferInsert;
 export type SoftwareKeyRow = typeof softwareKeys.$inferSelect;
 export type ConfigurationTemplateRow = typeof configurationTemplates.$inferSelect;
+
+/** API keys: the secret is shown once at creation; only its SHA-256 is kept. */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    name: text('name').notNull(),
+    role: text('role', { enum: ['viewer', 'operator', 'approver', 'administrator'] }).notNull(),
+    /** The public part of the key (`dps_<prefix>_...`), to find the row without scanning hashes. */
+    prefix: text('prefix').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+  },
+  (table) => [uniqueIndex('api_keys_prefix_key').on(table.prefix), index('api_keys_tenant_idx').on(table.tenantId)],
+);
+
+/**
+ * The audit trail, append-only and hash-chained per tenant: each event carries the hash of the one
+ * before it, so a changed or removed row breaks the chain. Triggers refuse UPDATE and DELETE.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    /** 1, 2, 3... per tenant, without gaps. */
+    sequence: integer('sequence').notNull(),
+    occurredAt: timestamp('occurred_at', { withTimezone: true }).notNull(),
+    actor: text('actor').notNull(),
+    actorType: text('actor_type', { enum: ['user', 'api-key', 'system', 'workflow', 'anonymous'] }).notNull(),
+    action: text('action').notNull(),
+    targetType: text('target_type'),
+    targetId: text('target_id'),
+    outcome: text('outcome', { enum: ['success', 'failure'] }).notNull(),
+    details: jsonb('details').notNull(),
+    previousHash: text('previous_hash').notNull(),
+    hash: text('hash').notNull(),
+  },
+  (table) => [
+    uniqueIndex('audit_events_tenant_sequence_key').on(table.tenantId, table.sequence),
+    index('audit_events_tenant_action_idx').on(table.tenantId, table.action),
+  ],
+);
+
+/** Alerts raised by the rules evaluated on a schedule, de-duplicated by fingerprint while open. */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    kind: text('kind').notNull(),
+    severity: text('severity', { enum: ['info', 'warning', 'critical'] }).notNull(),
+    /** What makes two raisings the same alert (e.g. kind + certificate id). */
+    fingerprint: text('fingerprint').notNull(),
+    summary: text('summary').notNull(),
+    details: jsonb('details').notNull(),
+    firstRaisedAt: timestamp('first_raised_at', { withTimezone: true }).notNull().defaultNow(),
+    lastRaisedAt: timestamp('last_raised_at', { withTimezone: true }).notNull().defaultNow(),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true }),
+    deliveryAttempts: integer('delivery_attempts').notNull().default(0),
+    lastDeliveryError: text('last_delivery_error'),
+  },
+  (table) => [
+    uniqueIndex('alerts_open_fingerprint_key')
+      .on(table.tenantId, table.fingerprint)
+      .where(sql`resolved_at is null`),
+  ],
+);
+
+/** When provisioning must wait for a person's approval, and for how long before escalating. */
+export const approvalPolicies = pgTable(
+  'approval_policies',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    scope: text('scope', { enum: ['template', 'site', 'device_type'] }).notNull(),
+    /** The template id, site or device type the policy covers. */
+    scopeValue: text('scope_value').notNull(),
+    timeoutSeconds: integer('timeout_seconds').notNull(),
+    /** After this long without a decision the approval is escalated (alert to the escalation role). */
+    escalateAfterSeconds: integer('escalate_after_seconds'),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('approval_policies_scope_key').on(table.tenantId, table.scope, table.scopeValue)],
+);
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type AuditEventRow = typeof auditEvents.$inferSelect;
+export type AlertRow = typeof alerts.$inferSelect;
+export type ApprovalPolicyRow = typeof approvalPolicies.$inferSelect;
