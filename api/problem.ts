@@ -3,7 +3,7 @@
  * errors are logged with their stack and answered without internals.
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { ServiceError, type FieldProblem } from '../service/errors';
+import { ServiceError, TooManyRequestsError, UnauthenticatedError, type FieldProblem } from '../service/errors';
 import type { Logger } from '../service/logger';
 
 export interface Problem {
@@ -17,12 +17,15 @@ export interface Problem {
 
 const titles: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   501: 'Not Implemented',
   502: 'Bad Gateway',
@@ -76,6 +79,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, next) => {
     if (res.headersSent) return next(error);
     const problem = { ...problemOf(error), instance: req.originalUrl };
+    if (error instanceof UnauthenticatedError) res.set('WWW-Authenticate', 'Bearer realm="device-provisioning"');
+    if (error instanceof TooManyRequestsError) res.set('Retry-After', String(error.retryAfterSeconds));
     if (problem.status >= 500) logger.error({ err: error, path: req.originalUrl }, 'request failed');
     sendProblem(res, problem);
   };

@@ -32,6 +32,12 @@ const environmentSchema = z.object({
   HSM_PIN: optionalText,
   KEY_ENCRYPTION_KEY: optionalText,
 
+  AUTH_JWT_ISSUER: optionalText,
+  AUTH_JWT_AUDIENCE: z.string().default('device-provisioning'),
+  AUTH_JWT_PUBLIC_KEY: optionalText,
+  AUTH_JWT_ALGORITHMS: z.string().default('ES256,ES384,RS256,EdDSA'),
+  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
   CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
   DEVICE_CERT_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
@@ -56,6 +62,11 @@ export interface ServiceConfig {
   keyCustody:
     | { kind: 'pkcs11'; module: string; tokenLabel?: string; slot?: number; pin: string }
     | { kind: 'software' };
+  authentication: {
+    /** Set when bearer tokens from an identity provider are accepted besides API keys. */
+    bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
+    rateLimitPerMinute: number;
+  };
   /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
   keyEncryptionKey?: string;
   ca: {
@@ -71,7 +82,7 @@ export class ConfigurationError extends Error {
 }
 
 /** Secrets may come from files (`NAME_FILE`), as container secrets are mounted, instead of the environment. */
-const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL'] as const;
+const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL', 'AUTH_JWT_PUBLIC_KEY'] as const;
 
 function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const resolved = { ...environment };
@@ -118,8 +129,25 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     };
   }
 
+  if (Boolean(env.AUTH_JWT_ISSUER) !== Boolean(env.AUTH_JWT_PUBLIC_KEY)) {
+    throw new ConfigurationError('AUTH_JWT_ISSUER and AUTH_JWT_PUBLIC_KEY: set both to accept bearer tokens, or neither');
+  }
+
   return {
     http: { port: env.PORT, host: env.HOST },
+    authentication: {
+      bearerTokens:
+        env.AUTH_JWT_ISSUER && env.AUTH_JWT_PUBLIC_KEY
+          ? {
+              issuer: env.AUTH_JWT_ISSUER,
+              audience: env.AUTH_JWT_AUDIENCE,
+              // Environments often carry a PEM on one line with escaped newlines.
+              publicKeyPem: env.AUTH_JWT_PUBLIC_KEY.replace(/\\n/g, '\n'),
+              algorithms: env.AUTH_JWT_ALGORITHMS.split(',').map((a) => a.trim()).filter(Boolean),
+            }
+          : undefined,
+      rateLimitPerMinute: env.API_RATE_LIMIT_PER_MINUTE,
+    },
     dataDir,
     database: { url: env.DATABASE_URL, embeddedDir: path.join(dataDir, 'postgres') },
     logLevel: env.LOG_LEVEL,

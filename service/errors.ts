@@ -37,6 +37,18 @@ function errorClass(name: string, status: number, retryable: boolean) {
 
 /** Input that can never be accepted as given. */
 export class ValidationError extends errorClass('ValidationError', 400, false) {}
+/** No acceptable credentials were presented. */
+export class UnauthenticatedError extends errorClass('UnauthenticatedError', 401, false) {}
+/** The caller is known but its role does not allow the operation. */
+export class ForbiddenError extends errorClass('ForbiddenError', 403, false) {}
+export class TooManyRequestsError extends errorClass('TooManyRequestsError', 429, true) {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
 export class NotFoundError extends errorClass('NotFoundError', 404, false) {}
 /** The request clashes with existing state (duplicate device, already provisioned). */
 export class ConflictError extends errorClass('ConflictError', 409, false) {}

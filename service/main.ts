@@ -2,11 +2,16 @@
  * The composition root: builds the service's parts from configuration and runs the roles asked
  * for (API, worker, or both in one process).
  */
+import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client, type Connection } from '@temporalio/client';
+import type { Express } from 'express';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { ApiKeyStore } from '../access/api-keys';
+import { BearerTokenVerifier } from '../access/bearer-tokens';
 import { deviceAdapters } from '../adapters';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import { SoftwareKeyStore } from '../adapters/software-keystore';
@@ -31,6 +36,7 @@ export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', impo
 /** The domain parts every role shares, built once per process. */
 export interface ServiceParts {
   database: DatabaseHandle;
+  apiKeys: ApiKeyStore;
   custody: KeyCustody;
   softwareKeys: SoftwareKeyStore;
   ca: CertificateAuthority;
@@ -53,6 +59,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const adapters = deviceAdapters();
   return {
     database,
+    apiKeys: new ApiKeyStore(database.db),
     custody,
     softwareKeys,
     ca,
@@ -85,6 +92,52 @@ export function createProvisioningWorker(
   });
 }
 
+/** The HTTP API over the service's parts, talking to Temporal through `connection`. */
+export function createServiceApi(
+  parts: ServiceParts,
+  options: { config: ServiceConfig; connection: Connection; logger: Logger },
+): Express {
+  const { config, connection, logger } = options;
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const provisioning = new ProvisioningService({
+    client,
+    taskQueue: config.temporal.taskQueue,
+    registry: parts.registry,
+    vault: parts.vault,
+    templates: parts.templates,
+    adapters: parts.adapters,
+  });
+  return createApp({
+    provisioning,
+    protocols: [...parts.adapters.keys()],
+    ca: parts.ca,
+    registry: parts.registry,
+    templates: parts.templates,
+    apiKeys: parts.apiKeys,
+    bearerTokens: config.authentication.bearerTokens ? new BearerTokenVerifier(config.authentication.bearerTokens) : undefined,
+    onAuthenticationFailure: (failure) => logger.warn({ ...failure }, 'authentication failed'),
+    rateLimitPerMinute: config.authentication.rateLimitPerMinute,
+    logger,
+    healthChecks: [
+      { name: 'database', check: () => parts.database.ping() },
+      { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
+    ],
+  });
+}
+
+/**
+ * A fresh installation has no API keys, so nobody could create one: the first start creates an
+ * administrator key for the `default` tenant and leaves it in a file only the owner can read.
+ */
+async function ensureBootstrapApiKey(apiKeys: ApiKeyStore, dataDir: string, logger: Logger): Promise<void> {
+  if (await apiKeys.any()) return;
+  const created = await apiKeys.create({ tenantId: 'default', name: 'bootstrap administrator', role: 'administrator', createdBy: 'system' });
+  const file = path.join(dataDir, 'bootstrap-admin-api-key');
+  await mkdir(dataDir, { recursive: true });
+  await writeFile(file, `${created.key}\n`, { mode: 0o600 });
+  logger.warn({ file, apiKeyId: created.id }, `created an administrator API key for tenant default in ${file}; revoke it once you have your own`);
+}
+
 export interface RunningService {
   apiUrl?: string;
   parts: ServiceParts;
@@ -101,8 +154,6 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const connection: Connection = await connectWhenReady(temporalAddress);
   const added = await ensureSearchAttributes(connection, config.temporal.namespace);
   if (added.length > 0) logger.info({ added }, 'registered search attributes');
-  const client = new Client({ connection, namespace: config.temporal.namespace });
-
   const stops: Array<() => Promise<void>> = [];
   let apiUrl: string | undefined;
 
@@ -124,25 +175,8 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   }
 
   if (config.roles.includes('api')) {
-    const provisioning = new ProvisioningService({
-      client,
-      taskQueue: config.temporal.taskQueue,
-      registry: parts.registry,
-      vault: parts.vault,
-      templates: parts.templates,
-      adapters: parts.adapters,
-    });
-    const app = createApp({
-      provisioning,
-      ca: parts.ca,
-      registry: parts.registry,
-      templates: parts.templates,
-      logger,
-      healthChecks: [
-        { name: 'database', check: () => parts.database.ping() },
-        { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
-      ],
-    });
+    await ensureBootstrapApiKey(parts.apiKeys, config.dataDir, logger);
+    const app = createServiceApi(parts, { config, connection, logger });
     const server = http.createServer(app);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

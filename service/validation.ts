@@ -9,7 +9,7 @@ export function fieldPath(path: ReadonlyArray<PropertyKey>, prefix = ''): string
   let out = prefix;
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else out += out ? `.${String(part)}` : String(part);
+    else out += out && !out.endsWith(':') ? `.${String(part)}` : String(part);
   }
   return out || '(root)';
 }

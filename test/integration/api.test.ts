@@ -4,56 +4,28 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../api/app';
+import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
-import { startTestService, testLogger, type TestService } from '../support/service';
+import { startTestService, type TestService } from '../support/service';
 
 let service: TestService;
-let server: http.Server;
-let baseUrl: string;
+let api: TestApi;
 const devices: TestDevice[] = [];
 
 beforeAll(async () => {
   service = await startTestService({ database: 'server' });
-  const app = createApp({
-    provisioning: service.provisioning,
-    ca: service.parts.ca,
-    registry: service.parts.registry,
-    templates: service.parts.templates,
-    logger: testLogger,
-    healthChecks: [
-      { name: 'database', check: () => service.parts.database.ping() },
-      { name: 'temporal', check: async () => void (await service.env.connection.workflowService.getSystemInfo({})) },
-    ],
-  });
-  server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  api = await startTestApi(service);
 });
 
 afterAll(async () => {
   await Promise.all(devices.map(({ device }) => device.stop()));
-  await new Promise((resolve) => server?.close(resolve));
+  await api?.close();
   await service?.stop();
 });
 
-async function call(method: string, url: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
-  const response = await fetch(`${baseUrl}${url}`, {
-    method,
-    headers: {
-      ...(options.body !== undefined || options.raw !== undefined ? { 'content-type': 'application/json' } : {}),
-      ...options.headers,
-    },
-    body: options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
-  });
-  const text = await response.text();
-  const type = response.headers.get('content-type') ?? '';
-  return { status: response.status, type, headers: response.headers, body: type.includes('json') ? JSON.parse(text) : text };
-}
+const call: TestApi['call'] = (...args) => api.call(...args);
 
 async function newDevice() {
   const started = await startTestDevice();
@@ -183,12 +155,10 @@ describe('GET /api/v1/provisioning/devices/{id}/status', () => {
     expect(unknown.type).toContain('application/problem+json');
 
     const { request } = await newDevice();
-    const started = await call('POST', '/api/v1/provisioning/devices', {
-      body: { devices: [request] },
-      headers: { 'x-tenant-id': 'globex' },
-    });
+    const globex = await api.keyFor('globex', 'operator');
+    const started = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request] }, key: globex });
     const id = started.body.provisionings[0].provisioningId;
-    expect((await call('GET', `/api/v1/provisioning/devices/${id}/status`, { headers: { 'x-tenant-id': 'globex' } })).status).toBe(200);
+    expect((await call('GET', `/api/v1/provisioning/devices/${id}/status`, { key: globex })).status).toBe(200);
     const foreign = await call('GET', `/api/v1/provisioning/devices/${id}/status`);
     expect(foreign.status).toBe(404);
     expect(foreign.body.detail).toBe(unknown.body.detail.replace('provision:default:nobody', id));
@@ -264,7 +234,7 @@ describe('certificates', () => {
     expect(intermediate.status).toBe(201);
     const id = intermediate.body.certificate.id;
     expect((await call('GET', `/api/v1/provisioning/certificates/${id}`)).status).toBe(200);
-    expect((await call('GET', `/api/v1/provisioning/certificates/${id}`, { headers: { 'x-tenant-id': 'globex' } })).status).toBe(404);
+    expect((await call('GET', `/api/v1/provisioning/certificates/${id}`, { key: await api.keyFor('globex', 'viewer') })).status).toBe(404);
     expect((await call('GET', '/api/v1/provisioning/certificates/not-a-uuid')).status).toBe(404);
   });
 });
@@ -298,7 +268,7 @@ describe('templates', () => {
     const updated = await call('PUT', '/api/v1/provisioning/templates/lobby', { body: { ...body, name: 'Lobby' } });
     expect(updated.body).toMatchObject({ name: 'Lobby', version: 2 });
 
-    expect((await call('GET', '/api/v1/provisioning/templates/lobby', { headers: { 'x-tenant-id': 'globex' } })).status).toBe(404);
+    expect((await call('GET', '/api/v1/provisioning/templates/lobby', { key: await api.keyFor('globex', 'viewer') })).status).toBe(404);
     expect((await call('DELETE', '/api/v1/provisioning/templates/lobby')).status).toBe(204);
     expect((await call('GET', '/api/v1/provisioning/templates/lobby')).status).toBe(404);
   });
@@ -326,7 +296,7 @@ describe('templates', () => {
 
 describe('GET /healthz', () => {
   it('reports the database and Temporal as up', async () => {
-    const response = await call('GET', '/healthz');
+    const response = await call('GET', '/healthz', { key: null });
     expect(response.status).toBe(200);
     expect(response.body).toMatchObject({ status: 'ok', checks: { database: { status: 'up' }, temporal: { status: 'up' } } });
   });

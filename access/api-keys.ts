@@ -1,0 +1,77 @@
+/**
+ * API keys: `dps_<prefix>_<secret>`. The prefix finds the row; only the SHA-256 of the secret is
+ * stored (the secret has 256 bits of entropy, so a slow hash would add nothing) and compared in
+ * constant time. The whole key is shown once, when created.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { and, eq, isNull } from 'drizzle-orm';
+import type { Database } from '../db/client';
+import { apiKeys, type ApiKeyRow } from '../db/schema';
+import { NotFoundError } from '../service/errors';
+import type { Principal, Role } from './roles';
+
+const keyPattern = /^dps_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
+
+function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function looksLikeApiKey(token: string): boolean {
+  return token.startsWith('dps_');
+}
+
+export interface CreatedApiKey {
+  id: string;
+  /** The full key; it cannot be recovered later. */
+  key: string;
+  row: ApiKeyRow;
+}
+
+export class ApiKeyStore {
+  constructor(private readonly db: Database) {}
+
+  async create(input: { tenantId: string; name: string; role: Role; createdBy: string; expiresAt?: Date }): Promise<CreatedApiKey> {
+    const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+    const secret = randomBytes(32).toString('base64url');
+    const [row] = await this.db
+      .insert(apiKeys)
+      .values({ ...input, prefix, secretHash: hashSecret(secret), expiresAt: input.expiresAt ?? null })
+      .returning();
+    return { id: row.id, key: `dps_${prefix}_${secret}`, row };
+  }
+
+  /** The principal a key stands for, or undefined for a malformed, unknown, revoked or expired key. */
+  async authenticate(key: string, now = new Date()): Promise<Principal | undefined> {
+    const match = keyPattern.exec(key);
+    if (!match) return undefined;
+    const [, prefix, secret] = match;
+    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.prefix, prefix));
+    if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now)) return undefined;
+    const expected = Buffer.from(row.secretHash, 'hex');
+    const presented = Buffer.from(hashSecret(secret), 'hex');
+    if (!timingSafeEqual(expected, presented)) return undefined;
+    await this.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.id));
+    return { subject: `api-key:${row.id}`, kind: 'api-key', tenantId: row.tenantId, role: row.role, name: row.name };
+  }
+
+  list(tenantId: string): Promise<ApiKeyRow[]> {
+    return this.db.select().from(apiKeys).where(eq(apiKeys.tenantId, tenantId)).orderBy(apiKeys.createdAt);
+  }
+
+  async revoke(tenantId: string, id: string): Promise<ApiKeyRow> {
+    const [row] = await this.db
+      .update(apiKeys)
+      .set({ revokedAt: new Date() })
+      .where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+      .returning();
+    if (row) return row;
+    const [existing] = await this.db.select().from(apiKeys).where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id)));
+    if (!existing) throw new NotFoundError(`API key ${id} not found`);
+    return existing;
+  }
+
+  async any(): Promise<boolean> {
+    const rows = await this.db.select({ id: apiKeys.id }).from(apiKeys).limit(1);
+    return rows.length > 0;
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Who may do what. Every API operation names one permission; a role is a set of permissions.
+ * Tenancy is separate: a principal only ever sees its own tenant's objects.
+ */
+export const roles = ['viewer', 'operator', 'approver', 'administrator'] as const;
+export type Role = (typeof roles)[number];
+
+export const permissions = [
+  'provisioning:read',
+  'provisioning:write',
+  'provisioning:approve',
+  'certificates:read',
+  'certificates:issue',
+  'ca:manage',
+  'templates:read',
+  'templates:write',
+  'audit:read',
+  'access:manage',
+  'history:decode',
+] as const;
+export type Permission = (typeof permissions)[number];
+
+const read: Permission[] = ['provisioning:read', 'certificates:read', 'templates:read'];
+
+export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
+  viewer: new Set(read),
+  operator: new Set([...read, 'provisioning:write', 'certificates:issue', 'history:decode']),
+  approver: new Set([...read, 'provisioning:approve', 'history:decode']),
+  administrator: new Set(permissions),
+};
+
+export function roleAllows(role: Role, permission: Permission): boolean {
+  return rolePermissions[role].has(permission);
+}
+
+/** The authenticated caller of an API request. */
+export interface Principal {
+  /** Stable identity for audit: `api-key:<id>` or the token's subject. */
+  subject: string;
+  kind: 'api-key' | 'user';
+  tenantId: string;
+  role: Role;
+  /** A human-readable name (key name or token name claim). */
+  name: string;
+}

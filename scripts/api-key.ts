@@ -1,0 +1,63 @@
+/**
+ * `npm run -s api-key -- create --tenant acme --role operator --name "line 3 installer" [--expires-in-days 90]`
+ * `npm run -s api-key -- list --tenant acme`
+ * `npm run -s api-key -- revoke --tenant acme --id <uuid>`
+ * Manages API keys directly in the service's database (configured as for `npm start`). A created
+ * key is printed once, on stdout, as JSON.
+ */
+import { parseArgs } from 'node:util';
+import { ApiKeyStore } from '../access/api-keys';
+import { roles, type Role } from '../access/roles';
+import { openDatabase } from '../db/client';
+import { loadConfig } from '../service/config';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    tenant: { type: 'string' },
+    role: { type: 'string' },
+    name: { type: 'string' },
+    id: { type: 'string' },
+    'expires-in-days': { type: 'string' },
+  },
+});
+
+function fail(message: string): never {
+  process.stderr.write(`api-key: ${message}\n`);
+  process.exit(2);
+}
+
+const command = positionals[0];
+if (!['create', 'list', 'revoke'].includes(command ?? '')) fail('usage: api-key create|list|revoke --tenant T [...]');
+if (!values.tenant) fail('--tenant is required');
+
+const config = loadConfig();
+const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir });
+const apiKeys = new ApiKeyStore(database.db);
+try {
+  if (command === 'create') {
+    if (!roles.includes(values.role as Role)) fail(`--role must be one of ${roles.join(', ')}`);
+    if (!values.name) fail('--name is required');
+    const days = values['expires-in-days'] ? Number(values['expires-in-days']) : undefined;
+    if (days !== undefined && !(Number.isInteger(days) && days > 0)) fail('--expires-in-days must be a positive integer');
+    const created = await apiKeys.create({
+      tenantId: values.tenant,
+      role: values.role as Role,
+      name: values.name,
+      createdBy: `cli:${process.env.USER ?? 'unknown'}`,
+      ...(days ? { expiresAt: new Date(Date.now() + days * 86_400_000) } : {}),
+    });
+    process.stdout.write(`${JSON.stringify({ id: created.id, tenantId: values.tenant, role: values.role, key: created.key })}\n`);
+  } else if (command === 'list') {
+    for (const row of await apiKeys.list(values.tenant)) {
+      const { secretHash: _hidden, ...visible } = row;
+      process.stdout.write(`${JSON.stringify(visible)}\n`);
+    }
+  } else {
+    if (!values.id) fail('--id is required');
+    const row = await apiKeys.revoke(values.tenant, values.id);
+    process.stdout.write(`${JSON.stringify({ id: row.id, revokedAt: row.revokedAt })}\n`);
+  }
+} finally {
+  await database.close();
+}

@@ -1,0 +1,192 @@
+/**
+ * Every operation of the API, as its OpenAPI document lists them, tried without credentials, with
+ * each role, and from another tenant: authentication first, then role, and another tenant's
+ * objects are indistinguishable from objects that do not exist.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BearerTokenVerifier } from '../../access/bearer-tokens';
+import { roleAllows, roles, type Permission } from '../../access/roles';
+import { startTestApi, type TestApi } from '../support/api';
+import { startTestDevice, type TestDevice } from '../support/devices';
+import { startTestService, type TestService } from '../support/service';
+
+let service: TestService;
+let api: TestApi;
+let device: TestDevice;
+/** Ids of objects that belong to tenant `acme`, by the path parameter that names them. */
+const acmeObjects: Record<string, string> = {};
+
+interface DocumentedOperation {
+  method: string;
+  path: string;
+  permission?: Permission;
+}
+
+function documentedOperations(): DocumentedOperation[] {
+  return Object.entries(api.document.paths as Record<string, Record<string, { 'x-permission'?: Permission }>>).flatMap(
+    ([path, methods]) =>
+      Object.entries(methods).map(([method, spec]) => ({ method: method.toUpperCase(), path, permission: spec['x-permission'] })),
+  );
+}
+
+function concretePath(path: string): string {
+  return path.replace(/\{([^}]+)\}/g, (_m, name: string) => encodeURIComponent(acmeObjects[name] ?? `unknown-${name}`));
+}
+
+/** A body that passes validation, so a refusal can only come from tenancy. */
+function validBodyFor(op: DocumentedOperation): unknown {
+  if (op.path.endsWith('/templates/{templateId}') && op.method === 'PUT') {
+    return { name: 'x', protocol: 'https', body: { hostname: 'x', timezone: 'UTC', site: 's', ntp: { servers: ['n'] }, tls: { minVersion: 'TLSv1.2' }, management: { httpEnabled: false, passwordLogin: true } } };
+  }
+  if (op.path.endsWith('/cancel')) return { reason: 'test' };
+  return undefined;
+}
+
+beforeAll(async () => {
+  service = await startTestService();
+  api = await startTestApi(service, { defaultTenant: 'acme' });
+  device = await startTestDevice();
+  const started = await api.call('POST', '/api/v1/provisioning/devices', { body: { devices: [device.request] } });
+  acmeObjects.provisioningId = started.body.provisionings[0].provisioningId;
+  await service.env.client.workflow.getHandle(acmeObjects.provisioningId).result();
+  const status = await api.call('GET', `/api/v1/provisioning/devices/${acmeObjects.provisioningId}/status`);
+  acmeObjects.certificateId = status.body.certificateInfo.certificateId;
+  const template = await api.call('POST', '/api/v1/provisioning/templates', {
+    body: { id: 'acme-private', ...(validBodyFor({ method: 'PUT', path: '/templates/{templateId}' }) as object) },
+  });
+  acmeObjects.templateId = template.body.id;
+  const key = await api.call('POST', '/api/v1/access/api-keys', { body: { name: 'acme robot', role: 'viewer' } });
+  acmeObjects.apiKeyId = key.body.apiKey.id;
+});
+
+afterAll(async () => {
+  await device?.device.stop();
+  await api?.close();
+  await service?.stop();
+});
+
+describe('every operation', () => {
+  it('is documented with the permission it requires, unless public', () => {
+    const operations = documentedOperations();
+    expect(operations.length).toBeGreaterThan(10);
+    for (const op of operations) {
+      if (op.permission === undefined) expect(['/healthz', '/api/v1/openapi.json']).toContain(op.path);
+    }
+  });
+
+  it('answers 401 without credentials, with a forged key, and with an unsigned token', async () => {
+    for (const op of documentedOperations().filter((o) => o.permission)) {
+      for (const key of [null, 'dps_aaaaaaaaaaaa_' + 'A'.repeat(43), 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.']) {
+        const response = await api.call(op.method, concretePath(op.path), { key, body: validBodyFor(op) });
+        expect(response.status, `${op.method} ${op.path}`).toBe(401);
+        expect(response.headers.get('www-authenticate')).toContain('Bearer');
+      }
+    }
+  });
+
+  it('answers 403 to each role its permissions do not cover', async () => {
+    for (const op of documentedOperations().filter((o) => o.permission)) {
+      for (const role of roles.filter((r) => !roleAllows(r, op.permission!))) {
+        const response = await api.call(op.method, concretePath(op.path), { key: await api.keyFor('acme', role) });
+        expect(response.status, `${role} ${op.method} ${op.path}`).toBe(403);
+      }
+    }
+  });
+
+  it("answers 404 to another tenant naming this tenant's objects, with any role that may use the operation", async () => {
+    const withObjects = documentedOperations().filter((o) => o.permission && /\{[^}]+\}/.test(o.path));
+    expect(withObjects.length).toBeGreaterThan(5);
+    for (const op of withObjects) {
+      for (const role of roles.filter((r) => roleAllows(r, op.permission!))) {
+        const response = await api.call(op.method, concretePath(op.path), {
+          key: await api.keyFor('globex', role),
+          body: validBodyFor(op),
+        });
+        expect(response.status, `${role} of globex ${op.method} ${op.path}`).toBe(404);
+      }
+    }
+    // And the objects are still there for their own tenant.
+    expect((await api.call('GET', `/api/v1/provisioning/devices/${acmeObjects.provisioningId}/status`)).status).toBe(200);
+    expect((await api.call('GET', `/api/v1/provisioning/templates/${acmeObjects.templateId}`)).status).toBe(200);
+  });
+
+  it("never lists another tenant's objects", async () => {
+    const key = await api.keyFor('globex', 'administrator');
+    const templates = await api.call('GET', '/api/v1/provisioning/templates', { key });
+    expect(templates.body.templates.map((t: { id: string }) => t.id)).not.toContain(acmeObjects.templateId);
+    const keys = await api.call('GET', '/api/v1/access/api-keys', { key });
+    expect(keys.body.apiKeys.map((k: { id: string }) => k.id)).not.toContain(acmeObjects.apiKeyId);
+    const root = await api.call('GET', '/api/v1/provisioning/ca/root', { key });
+    const acmeRoot = await api.call('GET', '/api/v1/provisioning/ca/root');
+    expect(root.body).not.toBe(acmeRoot.body);
+  });
+});
+
+describe('API keys', () => {
+  it('stop working once revoked', async () => {
+    const created = await api.call('POST', '/api/v1/access/api-keys', { body: { name: 'short-lived', role: 'viewer' } });
+    expect(created.status).toBe(201);
+    expect((await api.call('GET', '/api/v1/access/me', { key: created.body.key })).body).toMatchObject({ tenantId: 'acme', role: 'viewer' });
+    await api.call('DELETE', `/api/v1/access/api-keys/${created.body.apiKey.id}`);
+    expect((await api.call('GET', '/api/v1/access/me', { key: created.body.key })).status).toBe(401);
+  });
+
+  it('are stored only as hashes', async () => {
+    const created = await api.call('POST', '/api/v1/access/api-keys', { body: { name: 'hashed', role: 'viewer' } });
+    const secret = created.body.key.split('_')[2];
+    const rows = await service.parts.apiKeys.list('acme');
+    expect(JSON.stringify(rows)).not.toContain(secret);
+  });
+});
+
+describe('bearer tokens', () => {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const verifier = new BearerTokenVerifier({
+    issuer: 'https://idp.example.test',
+    audience: 'device-provisioning',
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    algorithms: ['ES256'],
+  });
+  const token = (claims: Record<string, unknown>, options: { issuer?: string; expiresIn?: string } = {}) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256' })
+      .setSubject('alice')
+      .setIssuer(options.issuer ?? 'https://idp.example.test')
+      .setAudience('device-provisioning')
+      .setIssuedAt()
+      .setExpirationTime(options.expiresIn ?? '5m')
+      .sign(privateKey);
+
+  it('accept a signed token naming a tenant and role', async () => {
+    const { principal } = await verifier.verify(await token({ tenant: 'acme', role: 'approver' }));
+    expect(principal).toMatchObject({ subject: 'user:alice', tenantId: 'acme', role: 'approver' });
+  });
+
+  it('refuse expired tokens, other issuers, unknown roles and tokens signed by another key', async () => {
+    expect((await verifier.verify(await token({ tenant: 'acme', role: 'viewer' }, { expiresIn: '-1m' }))).principal).toBeUndefined();
+    expect((await verifier.verify(await token({ tenant: 'acme', role: 'viewer' }, { issuer: 'https://evil.test' }))).principal).toBeUndefined();
+    expect((await verifier.verify(await token({ tenant: 'acme', role: 'root' }))).principal).toBeUndefined();
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const forged = await new SignJWT({ tenant: 'acme', role: 'administrator' })
+      .setProtectedHeader({ alg: 'ES256' })
+      .setSubject('mallory')
+      .setIssuer('https://idp.example.test')
+      .setAudience('device-provisioning')
+      .setExpirationTime('5m')
+      .sign(other);
+    expect((await verifier.verify(forged)).principal).toBeUndefined();
+  });
+});
+
+it('limits each caller to its request budget with 429 and Retry-After', async () => {
+  const { RateLimiter } = await import('../../api/rate-limit');
+  let now = 0;
+  const limiter = new RateLimiter({ perMinute: 60, burst: 3, now: () => now });
+  for (let i = 0; i < 3; i += 1) limiter.take('caller');
+  expect(() => limiter.take('caller')).toThrowError(/too many requests/);
+  limiter.take('someone-else');
+  now += 1_000;
+  limiter.take('caller');
+});
