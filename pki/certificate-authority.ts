@@ -37,6 +37,7 @@ import {
   summariseExtensions,
   type SubjectAltNames,
 } from './extensions';
+import { KeyedMutex } from '../service/keyed-mutex';
 import { canonicalIpAddress } from './ip-address';
 import { fingerprintOf, fromPem, toPem } from './pem';
 import { keyAlgorithmOf, keyIdentifier } from './public-key';
@@ -622,24 +623,4 @@ function isUniqueViolation(error: unknown): boolean {
 function advisoryLockId(name: string): string {
   const digest = createHash('sha256').update(`device-provisioning/ca-lock/${name}`).digest();
   return digest.readBigInt64BE(0).toString();
-}
-
-/** Runs work one at a time per key within this process. */
-class KeyedMutex {
-  readonly #tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
-    const result = previous.then(work);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#tails.set(key, tail);
-    try {
-      return await result;
-    } finally {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
 }
