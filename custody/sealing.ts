@@ -94,8 +94,16 @@ export async function loadKeyEncryptionKey(
   options: { keyEncryptionKey?: string; dataDir: string },
   logger: Logger,
 ): Promise<Sealer> {
+  return new Sealer(await readKeyEncryptionKey(options, logger));
+}
+
+/** The key-encryption key's bytes, for what derives further keys from it (the payload codec). */
+export async function readKeyEncryptionKey(
+  options: { keyEncryptionKey?: string; dataDir: string },
+  logger: Logger,
+): Promise<Buffer> {
   if (options.keyEncryptionKey !== undefined) {
-    return new Sealer(decodeKey(options.keyEncryptionKey, 'KEY_ENCRYPTION_KEY'));
+    return decodeKey(options.keyEncryptionKey, 'KEY_ENCRYPTION_KEY');
   }
 
   const file = path.join(options.dataDir, keyEncryptionKeyFileName);
@@ -106,7 +114,7 @@ export async function loadKeyEncryptionKey(
   });
   if (existing !== undefined) {
     logger.warn({ file }, `using the locally generated key-encryption key; ${warning}`);
-    return new Sealer(decodeKey(existing, file));
+    return decodeKey(existing, file);
   }
 
   await mkdir(options.dataDir, { recursive: true });
@@ -122,7 +130,7 @@ export async function loadKeyEncryptionKey(
   } finally {
     await unlink(draft);
   }
-  return new Sealer(decodeKey(await readFile(file, 'utf8'), file));
+  return decodeKey(await readFile(file, 'utf8'), file);
 }
 
 function decodeKey(encoded: string, source: string): Buffer {
