@@ -1,0 +1,188 @@
+/**
+ * The Prometheus endpoint: application metrics read from the database at scrape time (certificate
+ * expiry, device lifecycle, configuration drift), followed by the worker runtime's metrics as its
+ * exporter serves them (Temporal's own, and the provisioning outcomes and durations the workflow
+ * emits; see workflows/metrics.ts for the PromQL of success rate, average and p95).
+ *
+ * Read at scrape time rather than kept in memory: every API replica then reports the same numbers,
+ * and nothing drifts from the database after a restart.
+ */
+import { eq, isNull, sql } from 'drizzle-orm';
+import type { RequestHandler } from 'express';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Database } from '../db/client';
+import { certificates, configurationTemplates, devices, type DeviceRow } from '../db/schema';
+import type { Logger } from '../service/logger';
+
+const dayMs = 86_400_000;
+
+/** Upper bounds, in days to expiry, of the buckets a live certificate is counted in (the first that holds it). */
+export const expiryBucketDays = [7, 30, 90, 365] as const;
+export type ExpiryBucket = 'expired' | `${(typeof expiryBucketDays)[number]}` | 'later';
+export const expiryBuckets: readonly ExpiryBucket[] = ['expired', ...expiryBucketDays.map((days) => `${days}` as const), 'later'];
+
+/** Each certificate falls in exactly one bucket, so the buckets of a type add up to its live certificates. */
+export function expiryBucket(expiresAt: Date, now: Date): ExpiryBucket {
+  const remaining = expiresAt.getTime() - now.getTime();
+  if (remaining <= 0) return 'expired';
+  const days = expiryBucketDays.find((limit) => remaining <= limit * dayMs);
+  return days === undefined ? 'later' : `${days}`;
+}
+
+const lifecycleStates: ReadonlyArray<DeviceRow['lifecycleState']> = ['registered', 'provisioning', 'provisioned', 'active', 'failed'];
+
+export interface MetricsRegistryOptions {
+  db: Database;
+  logger: Logger;
+  /** The clock expiry is measured against; tests fix it. */
+  now?: () => Date;
+}
+
+export function createMetricsRegistry({ db, logger, now = () => new Date() }: MetricsRegistryOptions): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const log = logger.child({ component: 'metrics' });
+
+  // A failed query fails the scrape, which Prometheus records as the target being down.
+  async function read<T>(what: string, query: () => Promise<T>): Promise<T> {
+    try {
+      return await query();
+    } catch (error) {
+      log.error({ err: error, metric: what }, 'could not read a metric from the database');
+      throw error;
+    }
+  }
+
+  new Gauge({
+    name: 'certificates_expiring',
+    help: 'Live (unrevoked) certificates by the days left before they expire; each counted once, in the first bucket that holds it',
+    labelNames: ['tenant', 'type', 'within_days'] as const,
+    registers: [registry],
+    async collect() {
+      const at = now();
+      const rows = await read('certificates_expiring', () => certificatesByExpiry(db, at));
+      this.reset();
+      const kinds = new Map(rows.map(({ tenant, type }) => [`${tenant}/${type}`, { tenant, type }]));
+      for (const { tenant, type } of kinds.values()) {
+        for (const bucket of expiryBuckets) this.set({ tenant, type, within_days: bucket }, 0);
+      }
+      for (const row of rows) this.set({ tenant: row.tenant, type: row.type, within_days: row.bucket }, row.count);
+    },
+  });
+
+  new Gauge({
+    name: 'registered_devices',
+    help: 'Devices in the registry by lifecycle state',
+    labelNames: ['tenant', 'lifecycle_state'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await read('registered_devices', () =>
+        db
+          .select({ tenant: devices.tenantId, state: devices.lifecycleState, count: sql<number>`count(*)::int` })
+          .from(devices)
+          .groupBy(devices.tenantId, devices.lifecycleState),
+      );
+      this.reset();
+      for (const tenant of new Set(rows.map((row) => row.tenant))) {
+        for (const state of lifecycleStates) this.set({ tenant, lifecycle_state: state }, 0);
+      }
+      for (const row of rows) this.set({ tenant: row.tenant, lifecycle_state: row.state }, row.count);
+    },
+  });
+
+  new Gauge({
+    name: 'configuration_drift_devices',
+    help: 'Devices whose configuration was rendered from an older version of their template than the current one',
+    labelNames: ['tenant'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await read('configuration_drift_devices', () =>
+        db
+          .select({
+            tenant: devices.tenantId,
+            drifted: sql<number>`(count(*) filter (where ${devices.configurationVersion} < ${configurationTemplates.version}))::int`,
+          })
+          .from(devices)
+          .leftJoin(configurationTemplates, eq(configurationTemplates.id, devices.configurationTemplate))
+          .groupBy(devices.tenantId),
+      );
+      this.reset();
+      for (const row of rows) this.set({ tenant: row.tenant }, row.drifted);
+    },
+  });
+
+  return registry;
+}
+
+/** Counts live certificates per tenant, type and expiry bucket, bucketed in the database like `expiryBucket`. */
+async function certificatesByExpiry(db: Database, now: Date) {
+  const bound = (days: number) => sql`${new Date(now.getTime() + days * dayMs).toISOString()}::timestamptz`;
+  const bucket = sql<ExpiryBucket>`case when ${certificates.expiresAt} <= ${bound(0)} then 'expired' ${sql.join(
+    expiryBucketDays.map((days) => sql`when ${certificates.expiresAt} <= ${bound(days)} then ${`${days}`}::text`),
+    sql` `,
+  )} else 'later' end`;
+  return db
+    .select({ tenant: certificates.tenantId, type: certificates.certificateType, bucket, count: sql<number>`count(*)::int` })
+    .from(certificates)
+    .where(isNull(certificates.revokedAt))
+    // By position: the bucket expression carries parameters, which Postgres would not match to the select list's.
+    .groupBy(sql`1, 2, 3`);
+}
+
+export interface MetricsHandlerOptions {
+  registry: Registry;
+  /** The worker runtime's exporter (see runtime-metrics.ts); absent when this process runs no worker. */
+  temporalMetricsUrl?: string;
+  logger?: Logger;
+  timeoutMs?: number;
+}
+
+const exposition = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** Serves the application metrics, then the worker runtime's, in the Prometheus text format. */
+export function metricsHandler({ registry, temporalMetricsUrl, logger, timeoutMs = 2_000 }: MetricsHandlerOptions): RequestHandler {
+  const scrape = new Registry();
+  const up = new Gauge({
+    name: 'temporal_metrics_scrape_up',
+    help: "1 when the worker runtime's metrics were read for this scrape, 0 when its exporter did not answer",
+    registers: [scrape],
+  });
+  const log = logger?.child({ component: 'metrics' });
+  let wasUp: boolean | undefined;
+
+  return async (_req, res, next) => {
+    try {
+      const [application, runtime] = await Promise.all([
+        registry.metrics(),
+        temporalMetricsUrl ? readRuntimeMetrics(temporalMetricsUrl, timeoutMs) : undefined,
+      ]);
+      const parts = [application];
+      if (temporalMetricsUrl) {
+        const reached = typeof runtime === 'string';
+        up.set(reached ? 1 : 0);
+        parts.push(await scrape.metrics());
+        if (reached) parts.push(runtime);
+        // Only the changes are worth a log line; Prometheus scrapes every few seconds.
+        if (reached !== wasUp) {
+          if (reached) log?.info({ url: temporalMetricsUrl }, 'worker runtime metrics readable');
+          else log?.warn({ url: temporalMetricsUrl, err: runtime }, 'worker runtime metrics unreachable');
+          wasUp = reached;
+        }
+      }
+      res.set('Content-Type', exposition).send(parts.map((part) => (part.endsWith('\n') ? part : `${part}\n`)).join(''));
+    } catch (error) {
+      next(error);
+    }
+  };
+}
+
+/** The exporter's text, or the reason it could not be read. */
+async function readRuntimeMetrics(url: string, timeoutMs: number): Promise<string | Error> {
+  try {
+    const response = await fetch(url, { headers: { accept: 'text/plain;version=0.0.4' }, signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) return new Error(`${url} answered ${response.status}`);
+    return await response.text();
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
