@@ -14,6 +14,7 @@ export const permissions = [
   'ca:manage',
   'templates:read',
   'templates:write',
+  'policies:manage',
   'audit:read',
   'access:manage',
   'history:decode',

@@ -5,6 +5,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
+import type { AuditEventInput, AuditLog } from '../audit/audit-log';
 import type { CertificateRow, DeviceRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import type { SecretVault } from '../custody/secret-vault';
@@ -18,6 +19,7 @@ import { provisioningStep } from './step';
 export const initialCredentialsPurpose = 'initial-credentials';
 
 export interface ProvisioningDependencies {
+  audit: AuditLog;
   registry: DeviceRegistry;
   ca: CertificateAuthority;
   vault: SecretVault;
@@ -45,7 +47,7 @@ export function certificateInfoOf(row: CertificateRow): CertificateInfo {
 }
 
 export function createProvisioningActivities(deps: ProvisioningDependencies) {
-  const { registry, ca, vault, templates, adapterFor, logger } = deps;
+  const { audit, registry, ca, vault, templates, adapterFor, logger } = deps;
 
   /**
    * How to reach the device right now: over mutual TLS pinned to the certificate we issued once it
@@ -137,6 +139,16 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           { tenantId: input.tenantId, deviceId: input.deviceId, serialNumber: certificate.serialNumber },
           'device certificate issued',
         );
+        // A retry after a crash may record the same issuance twice; it never records none.
+        await audit.append({
+          tenantId: input.tenantId,
+          actor: input.issuanceKey,
+          actorType: 'workflow',
+          action: 'certificate.issued',
+          targetType: 'certificate',
+          targetId: certificate.id,
+          details: { deviceId: input.deviceId, serialNumber: certificate.serialNumber, fingerprint: certificate.fingerprint },
+        });
         return { certificate: certificateInfoOf(certificate) };
       },
     ),
@@ -204,10 +216,41 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
 
     /** Compensation: a certificate whose provisioning failed must not stay valid. */
     revokeDeviceCertificate: provisioningStep(async (input: { certificateId: string; reason: string }) => {
-      await ca.revokeCertificate(input.certificateId, input.reason);
+      const revoked = await ca.revokeCertificate(input.certificateId, input.reason);
+      await audit.append({
+        tenantId: revoked.tenantId,
+        actor: Context.current().info.workflowExecution?.workflowId ?? 'system',
+        actorType: 'workflow',
+        action: 'certificate.revoked',
+        targetType: 'certificate',
+        targetId: revoked.id,
+        details: { deviceId: revoked.deviceId, serialNumber: revoked.serialNumber, reason: revoked.revocationReason },
+      });
       logger.warn({ certificateId: input.certificateId, reason: input.reason }, 'device certificate revoked');
       return {};
     }),
+
+    recordAuditEvent: provisioningStep(async (event: AuditEventInput) => {
+      const row = await audit.append(event);
+      return { sequence: row.sequence };
+    }),
+
+    /** Nobody decided in time: tell the people who can, and put it on record. */
+    escalateApproval: provisioningStep(
+      async (input: DeviceRef & { provisioningId: string; waitingSince: string }) => {
+        logger.warn({ ...input }, 'provisioning approval escalated');
+        await audit.append({
+          tenantId: input.tenantId,
+          actor: input.provisioningId,
+          actorType: 'workflow',
+          action: 'approval.escalated',
+          targetType: 'device',
+          targetId: input.deviceId,
+          details: { provisioningId: input.provisioningId, waitingSince: input.waitingSince },
+        });
+        return {};
+      },
+    ),
 
     markDeviceFailed: provisioningStep(async (input: DeviceRef & { reason: string }) => {
       // The installed certificate stays on record even when revoked: it is how we reach the device

@@ -2,21 +2,28 @@
  * The HTTP API: thin operations over the provisioning service, the CA, the template catalog and
  * access control, each declared once (see operation.ts) and described at /api/v1/openapi.json.
  */
-import express, { type Express, type Router } from 'express';
+import type { PayloadCodec } from '@temporalio/common';
+import express, { type Express } from 'express';
+import { roleAllows } from '../access/roles';
 import type { ApiKeyStore } from '../access/api-keys';
 import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { TemplateCatalog } from '../configuration/templates';
 import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { AuditLog } from '../audit/audit-log';
+import type { ApprovalPolicies } from '../provisioning/approval-policies';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
 import type { DeviceRegistry } from '../registry/device-registry';
-import { UnsupportedMediaTypeError } from '../service/errors';
+import { ForbiddenError, UnsupportedMediaTypeError } from '../service/errors';
+import { codecOpenApiPaths, codecServerRouter } from './codec-server';
 import type { Logger } from '../service/logger';
 import { createAuthenticator, type AuthenticationFailure } from './authentication';
 import { openApiDocument } from './openapi';
-import { mountOperations, operation, type AnyOperation } from './operation';
+import { mountOperations, operation, type AnyOperation, type OperationRecord } from './operation';
 import { notFoundHandler, problemHandler } from './problem';
 import { RateLimiter } from './rate-limit';
 import { accessOperations } from './routes/access';
+import { approvalOperations } from './routes/approvals';
+import { auditOperations } from './routes/audit';
 import { certificateOperations } from './routes/certificates';
 import { healthOperations, type HealthCheck } from './routes/health';
 import { provisioningOperations } from './routes/provisioning';
@@ -29,14 +36,24 @@ export interface ApiDependencies {
   registry: DeviceRegistry;
   templates: TemplateCatalog;
   apiKeys: ApiKeyStore;
+  approvals: ApprovalPolicies;
+  audit: AuditLog;
   bearerTokens?: BearerTokenVerifier;
   onAuthenticationFailure(failure: AuthenticationFailure): Promise<void> | void;
+  /** Puts every change made through the API, and every refused attempt, on record. */
+  recordOperation?(entry: OperationRecord): Promise<void>;
   healthChecks: HealthCheck[];
   rateLimitPerMinute: number;
   /** Further operations (declared the same way) that other parts of the service contribute. */
   extraOperations?: AnyOperation[];
-  /** Routers with their own protocol (e.g. the payload codec), mounted as they are. */
-  extraRouters?: Array<{ path: string; router: Router }>;
+  /** Temporal's remote codec protocol at /codec, for operators' Web UI and CLI to read history. */
+  codec?: {
+    codec: PayloadCodec;
+    allowedOrigins: string[];
+    namespaces: string[];
+    /** Let the embedded dev server's Web UI (which cannot log in) decode from loopback. */
+    trustLoopbackUi: boolean;
+  };
   version?: string;
   logger: Logger;
 }
@@ -49,7 +66,9 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
     ...provisioningOperations(deps.provisioning, deps.protocols),
     ...certificateOperations(deps.ca, deps.registry),
     ...templateOperations(deps.templates),
+    ...approvalOperations(deps.provisioning, deps.approvals),
     ...accessOperations(deps.apiKeys),
+    ...auditOperations(deps.audit),
     ...(deps.extraOperations ?? []),
   ];
   let document: Record<string, unknown> | undefined;
@@ -63,12 +82,16 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
       permission: 'public',
       responses: { 200: { description: 'The OpenAPI document', contentType: 'application/json' } },
       handle({ res }) {
-        document ??= openApiDocument(operations, { version: deps.version ?? '0.1.0' });
+        document ??= openApiDocument(operations, { version: deps.version ?? '0.1.0' }, deps.codec ? codecOpenApiPaths : {});
         res.json(document);
       },
     }),
   );
   return operations;
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
 }
 
 export function createApp(deps: ApiDependencies): Express {
@@ -86,7 +109,31 @@ export function createApp(deps: ApiDependencies): Express {
     });
     next();
   });
-  for (const { path, router } of deps.extraRouters ?? []) app.use(path, router);
+  const authenticate = createAuthenticator({
+    apiKeys: deps.apiKeys,
+    bearerTokens: deps.bearerTokens,
+    onFailure: deps.onAuthenticationFailure,
+  });
+  if (deps.codec) {
+    const { allowedOrigins, trustLoopbackUi } = deps.codec;
+    app.use(
+      '/codec',
+      codecServerRouter({
+        codec: deps.codec.codec,
+        allowedOrigins,
+        namespaces: deps.codec.namespaces,
+        logger: deps.logger,
+        async authorise(req) {
+          const origin = req.get('origin');
+          if (trustLoopbackUi && origin && allowedOrigins.includes(origin) && isLoopback(req.socket.remoteAddress)) return;
+          const principal = await authenticate(req);
+          if (!roleAllows(principal.role, 'history:decode')) {
+            throw new ForbiddenError(`the ${principal.role} role may not read workflow history`);
+          }
+        },
+      }),
+    );
+  }
 
   app.use(express.json({ limit: '1mb', type: jsonTypes }));
   app.use((req, _res, next) => {
@@ -104,12 +151,9 @@ export function createApp(deps: ApiDependencies): Express {
 
   const limiter = new RateLimiter({ perMinute: deps.rateLimitPerMinute });
   mountOperations(app, apiOperations(deps), {
-    authenticate: createAuthenticator({
-      apiKeys: deps.apiKeys,
-      bearerTokens: deps.bearerTokens,
-      onFailure: deps.onAuthenticationFailure,
-    }),
+    authenticate,
     limit: (key) => limiter.take(key),
+    record: deps.recordOperation,
   });
 
   app.use(notFoundHandler);

@@ -76,7 +76,12 @@ function responseOf(declaration: ResponseDeclaration, collector: SchemaCollector
   return { description: declaration.description, content: { [contentType]: { schema } } };
 }
 
-export function openApiDocument(operations: AnyOperation[], info: { version: string }): JsonSchema {
+export function openApiDocument(
+  operations: AnyOperation[],
+  info: { version: string },
+  /** Paths served by something other than declared operations, described by hand. */
+  extraPaths: Record<string, Record<string, JsonSchema>> = {},
+): JsonSchema {
   const collector = new SchemaCollector();
   const problemRef = collector.convert(problemSchema, 'output');
   const paths: Record<string, Record<string, JsonSchema>> = {};
@@ -128,7 +133,7 @@ export function openApiDocument(operations: AnyOperation[], info: { version: str
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
-    paths,
+    paths: { ...paths, ...extraPaths },
     components: {
       schemas: collector.components,
       securitySchemes: {

@@ -6,7 +6,7 @@
 import type { Request, Response, Router } from 'express';
 import type { z } from 'zod';
 import { roleAllows, type Permission, type Principal } from '../access/roles';
-import { ForbiddenError } from '../service/errors';
+import { ForbiddenError, ServiceError } from '../service/errors';
 import { parseOrThrow } from '../service/validation';
 
 export interface ResponseDeclaration {
@@ -57,38 +57,74 @@ export function expressPath(path: string): string {
   return path.replace(/\{([A-Za-z0-9_]+)\}/g, ':$1');
 }
 
+export interface OperationRecord {
+  principal: Principal;
+  operationId: string;
+  method: string;
+  path: string;
+  params: Record<string, string>;
+  outcome: 'success' | 'failure';
+  status: number;
+  error?: string;
+}
+
 export interface MountOptions {
   authenticate(req: Request): Promise<Principal>;
   /** Throws TooManyRequestsError when the caller is over its budget. */
   limit(key: string): void;
+  /** Called after every authenticated operation that changes something (any method but GET). */
+  record?(entry: OperationRecord): Promise<void>;
 }
 
 const anonymous: Principal = { subject: 'anonymous', kind: 'user', tenantId: '', role: 'viewer', name: 'anonymous' };
 
 export function mountOperations(
   router: Pick<Router, 'get' | 'post' | 'put' | 'delete'>,
-  operations: AnyOperation[], options: MountOptions): void {
+  operations: AnyOperation[],
+  options: MountOptions,
+): void {
   for (const op of operations) {
     router[op.method](expressPath(op.path), async (req: Request, res: Response) => {
-      let principal = anonymous;
       if (op.permission === 'public') {
         options.limit(`ip:${req.ip}`);
-      } else {
-        principal = await options.authenticate(req);
-        options.limit(principal.subject);
+        await op.handle({ req, res, principal: anonymous, tenantId: '', params: req.params, query: req.query, body: req.body });
+        return;
+      }
+      const principal = await options.authenticate(req);
+      options.limit(principal.subject);
+      // Changes, and refused attempts at them, go on record; reads do not.
+      const record = (outcome: OperationRecord['outcome'], status: number, error?: string) =>
+        op.method !== 'get' && options.record
+          ? options.record({
+              principal,
+              operationId: op.operationId,
+              method: op.method.toUpperCase(),
+              path: req.originalUrl,
+              params: { ...req.params } as Record<string, string>,
+              outcome,
+              status,
+              error,
+            })
+          : Promise.resolve();
+      try {
         if (!roleAllows(principal.role, op.permission)) {
           throw new ForbiddenError(`the ${principal.role} role may not ${op.summary.toLowerCase()}`);
         }
+        await op.handle({
+          req,
+          res,
+          principal,
+          tenantId: principal.tenantId,
+          params: op.params ? parseOrThrow(op.params, req.params, 'path', 'path:') : req.params,
+          query: op.query ? parseOrThrow(op.query, req.query, 'query', 'query:') : req.query,
+          body: op.body ? parseOrThrow(op.body, req.body, 'request body') : req.body,
+        });
+      } catch (error) {
+        const status = error instanceof ServiceError ? error.status : 500;
+        await record('failure', status, error instanceof Error ? error.message : String(error));
+        throw error;
       }
-      await op.handle({
-        req,
-        res,
-        principal,
-        tenantId: principal.tenantId,
-        params: op.params ? parseOrThrow(op.params, req.params, 'path', 'path:') : req.params,
-        query: op.query ? parseOrThrow(op.query, req.query, 'query', 'query:') : req.query,
-        body: op.body ? parseOrThrow(op.body, req.body, 'request body') : req.body,
-      });
+      await record('success', res.statusCode);
     });
   }
 }

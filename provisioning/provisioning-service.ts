@@ -3,6 +3,7 @@
  * it is the `status` query of the run, completed with live retry information from the server.
  */
 import {
+  WorkflowUpdateFailedError,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   type Client,
@@ -18,11 +19,23 @@ import {
   type TemplateCatalog,
 } from '../configuration/templates';
 import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
-import { ConflictError, DependencyUnavailableError, NotFoundError, ServiceError, ValidationError, type FieldProblem } from '../service/errors';
+import {
+  ConflictError,
+  DependencyUnavailableError,
+  ForbiddenError,
+  NotFoundError,
+  ServiceError,
+  ValidationError,
+  type FieldProblem,
+} from '../service/errors';
 import { parseOrThrow } from '../service/validation';
 import { initialCredentialsPurpose } from '../activities/provisioning';
+import type { ApprovalPolicies } from './approval-policies';
 import {
   activateSignal,
+  approvalUpdate,
+  type ApprovalDecision,
+  type ApprovalOutcome,
   cancelSignal,
   parseProvisioningWorkflowId,
   provisioningSearchAttributes as attributes,
@@ -47,6 +60,7 @@ export interface ProvisioningServiceDependencies {
   vault: SecretVault;
   templates: TemplateCatalog;
   adapters: ReadonlyMap<string, DeviceAdapter>;
+  approvals: ApprovalPolicies;
 }
 
 export interface StartedProvisioning {
@@ -204,6 +218,11 @@ export class ProvisioningService {
         deviceRetryWindowSeconds: request.options.deviceRetryWindowSeconds,
       },
       hasInitialCredentials: Boolean(device.credentials),
+      approval: await this.deps.approvals.requirementFor(tenantId, {
+        templateId: request.templateId,
+        site: device.site,
+        deviceType: device.deviceType,
+      }),
       requestedBy,
       metadata: device.metadata,
     };
@@ -265,6 +284,30 @@ export class ProvisioningService {
     await handle.signal(activateSignal).catch((error) => {
       throw translateTemporalError(error, provisioningId);
     });
+  }
+
+  /** An approver's decision, checked by the run itself (tenant, role, not the requester). */
+  async decideApproval(
+    tenantId: string,
+    provisioningId: string,
+    decision: ApprovalDecision,
+  ): Promise<ApprovalOutcome> {
+    const handle = this.handleFor(tenantId, provisioningId);
+    try {
+      return await handle.executeUpdate(approvalUpdate, { args: [decision] });
+    } catch (error) {
+      if (error instanceof WorkflowUpdateFailedError) {
+        const cause = error.cause as { type?: string; message?: string } | undefined;
+        const message = cause?.message ?? error.message;
+        if (cause?.type === 'ApproverNotAllowed') throw new ForbiddenError(message);
+        throw new ConflictError(message);
+      }
+      // A run that has ended exists but can no longer take a decision.
+      if (error instanceof WorkflowNotFoundError && (await this.latestRun(provisioningId))) {
+        throw new ConflictError(`provisioning ${provisioningId} is not waiting for approval`);
+      }
+      throw translateTemporalError(error, provisioningId);
+    }
   }
 
   /** Ids of other tenants are indistinguishable from ids that do not exist. */

@@ -17,13 +17,19 @@ const temporalCli = path.join(root, '.tools', 'venv', 'bin', 'temporal');
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
 
-function startTemporalDevServer(settings: ServiceConfig['temporal']['devServer'], namespace: string): ChildProcess {
+function startTemporalDevServer(
+  settings: ServiceConfig['temporal']['devServer'],
+  namespace: string,
+  codecEndpoint: string,
+): ChildProcess {
   mkdirSync(path.dirname(settings.dbFile), { recursive: true });
   const args = [
     'server', 'start-dev',
     '--ip', '127.0.0.1',
     '--port', String(settings.port),
     '--ui-port', String(settings.uiPort),
+    // History is encrypted; the Web UI decrypts through the API's codec endpoint.
+    '--ui-codec-endpoint', codecEndpoint,
     '--db-filename', settings.dbFile,
     '--sqlite-pragma', 'journal_mode=wal',
     '--sqlite-pragma', 'synchronous=normal',
@@ -72,7 +78,12 @@ process.on('SIGTERM', () => void stop('SIGTERM'));
 
 try {
   if (!config.temporal.address) {
-    temporalServer = startTemporalDevServer(config.temporal.devServer, config.temporal.namespace);
+    const apiHost = ['0.0.0.0', '::'].includes(config.http.host) ? '127.0.0.1' : config.http.host;
+    temporalServer = startTemporalDevServer(
+      config.temporal.devServer,
+      config.temporal.namespace,
+      `http://${apiHost}:${config.http.port}/codec`,
+    );
   } else {
     logger.info({ component: 'temporal', address: config.temporal.address }, `temporal: ${config.temporal.address} (existing cluster)`);
   }

@@ -36,6 +36,11 @@ const environmentSchema = z.object({
   AUTH_JWT_AUDIENCE: z.string().default('device-provisioning'),
   AUTH_JWT_PUBLIC_KEY: optionalText,
   AUTH_JWT_ALGORITHMS: z.string().default('ES256,ES384,RS256,EdDSA'),
+  PAYLOAD_ENCRYPTION_KEYS: optionalText,
+  CODEC_ALLOWED_ORIGINS: optionalText,
+  WORKER_METRICS_ADDRESS: z.string().default('127.0.0.1:9464'),
+  METRICS_HOST: z.string().default('127.0.0.1'),
+  METRICS_PORT: port.default(9465),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
@@ -67,6 +72,24 @@ export interface ServiceConfig {
     bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
     rateLimitPerMinute: number;
   };
+  metrics: {
+    /** Where the worker runtime's own Prometheus exporter binds; unset turns it off. */
+    workerAddress?: string;
+    /** The /metrics listener, kept off the public API port because it spans every tenant; port 0 turns it off. */
+    host: string;
+    port: number;
+  };
+  payloadEncryption: {
+    /** `id:base64,...`, the first active; unset means one key derived from the key-encryption key. */
+    keys?: string;
+    /** Web UI origins allowed to call the codec endpoint. */
+    allowedOrigins: string[];
+    /**
+     * The embedded dev server's Web UI cannot present credentials, so with the embedded server (and
+     * only then) the codec trusts requests from loopback that come from that UI's origin.
+     */
+    trustLoopbackUi: boolean;
+  };
   /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
   keyEncryptionKey?: string;
   ca: {
@@ -82,7 +105,7 @@ export class ConfigurationError extends Error {
 }
 
 /** Secrets may come from files (`NAME_FILE`), as container secrets are mounted, instead of the environment. */
-const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL', 'AUTH_JWT_PUBLIC_KEY'] as const;
+const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL', 'AUTH_JWT_PUBLIC_KEY', 'PAYLOAD_ENCRYPTION_KEYS'] as const;
 
 function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const resolved = { ...environment };
@@ -133,8 +156,24 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     throw new ConfigurationError('AUTH_JWT_ISSUER and AUTH_JWT_PUBLIC_KEY: set both to accept bearer tokens, or neither');
   }
 
+  const embeddedUiOrigins = env.TEMPORAL_ADDRESS
+    ? []
+    : [`http://127.0.0.1:${env.TEMPORAL_UI_PORT}`, `http://localhost:${env.TEMPORAL_UI_PORT}`];
+
   return {
     http: { port: env.PORT, host: env.HOST },
+    metrics: {
+      workerAddress: env.WORKER_METRICS_ADDRESS.trim() || undefined,
+      host: env.METRICS_HOST,
+      port: env.METRICS_PORT,
+    },
+    payloadEncryption: {
+      keys: env.PAYLOAD_ENCRYPTION_KEYS,
+      allowedOrigins: env.CODEC_ALLOWED_ORIGINS
+        ? env.CODEC_ALLOWED_ORIGINS.split(',').map((origin) => origin.trim()).filter(Boolean)
+        : embeddedUiOrigins,
+      trustLoopbackUi: !env.TEMPORAL_ADDRESS,
+    },
     authentication: {
       bearerTokens:
         env.AUTH_JWT_ISSUER && env.AUTH_JWT_PUBLIC_KEY

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client, type Connection } from '@temporalio/client';
-import type { Express } from 'express';
+import express, { type Express } from 'express';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { ApiKeyStore } from '../access/api-keys';
 import { BearerTokenVerifier } from '../access/bearer-tokens';
@@ -20,10 +20,15 @@ import { createProvisioningActivities } from '../activities/provisioning';
 import { TemplateCatalog } from '../configuration/templates';
 import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
-import { loadKeyEncryptionKey } from '../custody/sealing';
+import { readKeyEncryptionKey, Sealer } from '../custody/sealing';
+import { EncryptionCodec, loadPayloadKeyring, payloadDataConverter, type PayloadKeyring } from '../custody/payload-codec';
 import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
+import { AuditLog } from '../audit/audit-log';
+import { createMetricsRegistry, metricsHandler } from '../observability/metrics';
+import { workerMetricsUrl } from '../observability/runtime-metrics';
+import { ApprovalPolicies } from '../provisioning/approval-policies';
 import { ProvisioningService } from '../provisioning/provisioning-service';
 import { DeviceRegistry } from '../registry/device-registry';
 import type { ServiceConfig } from './config';
@@ -31,12 +36,19 @@ import { NotImplementedError } from './errors';
 import type { Logger } from './logger';
 import { connectWhenReady, ensureSearchAttributes, installTemporalRuntime } from './temporal';
 
+/** The audit chain for events that belong to no tenant, such as logins that failed. */
+export const systemAuditTenant = '_system';
+
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
 /** The domain parts every role shares, built once per process. */
 export interface ServiceParts {
   database: DatabaseHandle;
   apiKeys: ApiKeyStore;
+  approvals: ApprovalPolicies;
+  audit: AuditLog;
+  /** Keys of the codec that encrypts every workflow payload; clients and workers must share them. */
+  payloadKeyring: PayloadKeyring;
   custody: KeyCustody;
   softwareKeys: SoftwareKeyStore;
   ca: CertificateAuthority;
@@ -50,7 +62,8 @@ export interface ServiceParts {
 
 export async function createServiceParts(config: ServiceConfig, logger: Logger): Promise<ServiceParts> {
   const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir });
-  const sealer = await loadKeyEncryptionKey({ keyEncryptionKey: config.keyEncryptionKey, dataDir: config.dataDir }, logger);
+  const keyEncryptionKey = await readKeyEncryptionKey({ keyEncryptionKey: config.keyEncryptionKey, dataDir: config.dataDir }, logger);
+  const sealer = new Sealer(keyEncryptionKey);
   const softwareKeys = new SoftwareKeyStore({ db: database.db, sealer });
   const custody = await createKeyCustody(config.keyCustody, { db: database.db, sealer });
   const ca = new CertificateAuthority({ db: database.db, custody, softwareKeys, settings: config.ca, logger });
@@ -60,6 +73,9 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   return {
     database,
     apiKeys: new ApiKeyStore(database.db),
+    audit: new AuditLog({ db: database.db, logger }),
+    payloadKeyring: loadPayloadKeyring({ payloadKeys: config.payloadEncryption.keys, keyEncryptionKey }),
+    approvals: new ApprovalPolicies(database.db),
     custody,
     softwareKeys,
     ca,
@@ -85,10 +101,23 @@ export function createProvisioningWorker(
 ): Promise<Worker> {
   return Worker.create({
     connection: options.connection,
+    dataConverter: payloadDataConverter(parts.payloadKeyring),
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     activities: createProvisioningActivities({ ...parts, logger: options.logger }),
+  });
+}
+
+export function createProvisioningService(parts: ServiceParts, client: Client, taskQueue: string): ProvisioningService {
+  return new ProvisioningService({
+    client,
+    taskQueue,
+    registry: parts.registry,
+    vault: parts.vault,
+    templates: parts.templates,
+    adapters: parts.adapters,
+    approvals: parts.approvals,
   });
 }
 
@@ -98,24 +127,53 @@ export function createServiceApi(
   options: { config: ServiceConfig; connection: Connection; logger: Logger },
 ): Express {
   const { config, connection, logger } = options;
-  const client = new Client({ connection, namespace: config.temporal.namespace });
-  const provisioning = new ProvisioningService({
-    client,
-    taskQueue: config.temporal.taskQueue,
-    registry: parts.registry,
-    vault: parts.vault,
-    templates: parts.templates,
-    adapters: parts.adapters,
+  const client = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter: payloadDataConverter(parts.payloadKeyring),
   });
+  const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue);
   return createApp({
+    codec: {
+      codec: new EncryptionCodec(parts.payloadKeyring),
+      allowedOrigins: config.payloadEncryption.allowedOrigins,
+      namespaces: [config.temporal.namespace],
+      trustLoopbackUi: config.payloadEncryption.trustLoopbackUi,
+    },
     provisioning,
     protocols: [...parts.adapters.keys()],
     ca: parts.ca,
     registry: parts.registry,
     templates: parts.templates,
     apiKeys: parts.apiKeys,
+    approvals: parts.approvals,
+    audit: parts.audit,
     bearerTokens: config.authentication.bearerTokens ? new BearerTokenVerifier(config.authentication.bearerTokens) : undefined,
-    onAuthenticationFailure: (failure) => logger.warn({ ...failure }, 'authentication failed'),
+    onAuthenticationFailure: async (failure) => {
+      logger.warn({ ...failure }, 'authentication failed');
+      // Failed logins name no tenant we can trust, so they share the system chain.
+      await parts.audit.append({
+        tenantId: systemAuditTenant,
+        actor: failure.address ?? 'unknown',
+        actorType: 'anonymous',
+        action: 'auth.login_failed',
+        outcome: 'failure',
+        details: { reason: failure.reason, method: failure.method, path: failure.path },
+      });
+    },
+    recordOperation: async (entry) => {
+      const [targetType, targetId] = Object.entries(entry.params)[0] ?? [];
+      await parts.audit.append({
+        tenantId: entry.principal.tenantId,
+        actor: entry.principal.subject,
+        actorType: entry.principal.kind === 'api-key' ? 'api-key' : 'user',
+        action: `api.${entry.operationId.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`,
+        targetType,
+        targetId,
+        outcome: entry.outcome,
+        details: { method: entry.method, path: entry.path, status: entry.status, ...(entry.error ? { error: entry.error } : {}) },
+      });
+    },
     rateLimitPerMinute: config.authentication.rateLimitPerMinute,
     logger,
     healthChecks: [
@@ -138,6 +196,23 @@ async function ensureBootstrapApiKey(apiKeys: ApiKeyStore, dataDir: string, logg
   logger.warn({ file, apiKeyId: created.id }, `created an administrator API key for tenant default in ${file}; revoke it once you have your own`);
 }
 
+async function listen(app: Express, host: string, port: number): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}
+
 export interface RunningService {
   apiUrl?: string;
   parts: ServiceParts;
@@ -145,7 +220,9 @@ export interface RunningService {
 }
 
 export async function startService(config: ServiceConfig, logger: Logger): Promise<RunningService> {
-  installTemporalRuntime(logger);
+  const runsWorker = config.roles.includes('worker');
+  const workerMetricsAddress = runsWorker ? config.metrics.workerAddress : undefined;
+  installTemporalRuntime(logger, { metricsBindAddress: workerMetricsAddress });
   const temporalAddress = config.temporal.address ?? `127.0.0.1:${config.temporal.devServer.port}`;
   const parts = await createServiceParts(config, logger);
   logger.info({ component: 'database', kind: parts.database.kind }, `database: ${parts.database.kind === 'server' ? 'PostgreSQL server' : `embedded at ${config.database.embeddedDir}`}`);
@@ -177,20 +254,25 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   if (config.roles.includes('api')) {
     await ensureBootstrapApiKey(parts.apiKeys, config.dataDir, logger);
     const app = createServiceApi(parts, { config, connection, logger });
-    const server = http.createServer(app);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.http.port, config.http.host, resolve);
-    });
-    const { address, port } = server.address() as AddressInfo;
-    apiUrl = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+    const server = await listen(app, config.http.host, config.http.port);
+    apiUrl = server.url;
     logger.info({ component: 'api', url: apiUrl }, `api: ${apiUrl}`);
-    stops.unshift(async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
-    });
+    stops.unshift(server.close);
+  }
+
+  if (config.metrics.port !== 0) {
+    const metrics = express();
+    metrics.get(
+      '/metrics',
+      metricsHandler({
+        registry: createMetricsRegistry({ db: parts.database.db, logger }),
+        temporalMetricsUrl: workerMetricsAddress ? workerMetricsUrl(workerMetricsAddress) : undefined,
+        logger,
+      }),
+    );
+    const server = await listen(metrics, config.metrics.host, config.metrics.port);
+    logger.info({ component: 'metrics', url: `${server.url}/metrics` }, `metrics: ${server.url}/metrics`);
+    stops.unshift(server.close);
   }
 
   return {

@@ -3,7 +3,8 @@
  * and registering the custom search attributes operators filter provisioning runs by.
  */
 import { Connection } from '@temporalio/client';
-import { SearchAttributeType } from '@temporalio/common';
+import { IllegalStateError, SearchAttributeType } from '@temporalio/common';
+import { workerRuntimeTelemetry } from '../observability/runtime-metrics';
 import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { allSearchAttributeKeys } from '../workflows/definitions';
@@ -25,7 +26,7 @@ const indexedValueTypes: Record<string, number> = {
 let runtimeInstalled = false;
 
 /** Sends the worker runtime's logs through the service logger; once per process. */
-export function installTemporalRuntime(logger: Logger): void {
+export function installTemporalRuntime(logger: Logger, options: { metricsBindAddress?: string } = {}): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
@@ -41,9 +42,11 @@ export function installTemporalRuntime(logger: Logger): void {
       logger: new DefaultLogger('WARN', ({ level, message, meta }) => {
         temporalLogger[levels[level]](meta ?? {}, message);
       }),
+      ...(options.metricsBindAddress ? { telemetryOptions: workerRuntimeTelemetry(options.metricsBindAddress) } : {}),
     });
-  } catch {
-    // A runtime was already created (e.g. by a test environment); keep its logger.
+  } catch (error) {
+    // Only "already installed" (e.g. by a test environment) is expected; a taken metrics port is not.
+    if (!(error instanceof IllegalStateError)) throw error;
   }
 }
 

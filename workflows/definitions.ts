@@ -4,7 +4,7 @@
  * so it may only depend on Temporal's deterministic packages.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const provisioningSearchAttributes = {
   tenantId: defineSearchAttributeKey('TenantId', SearchAttributeType.KEYWORD),
@@ -23,6 +23,7 @@ export type ProvisioningStatus = 'pending' | 'in_progress' | 'completed' | 'fail
 
 export const provisioningStepNames = [
   'identify',
+  'approval',
   'authenticate',
   'generateCsr',
   'issueCertificate',
@@ -95,6 +96,8 @@ export interface ProvisionDeviceInput {
     /** How long to keep retrying a device that does not answer before giving up (default 600 s). */
     deviceRetryWindowSeconds?: number;
   };
+  /** Set when an approval policy covers this device: the run waits for an approver after identifying it. */
+  approval?: ApprovalRequirement;
   /** Set when the API stored initial credentials in the secret vault; the value never enters history. */
   hasInitialCredentials: boolean;
   bulkJobId?: string;
@@ -102,13 +105,48 @@ export interface ProvisionDeviceInput {
   metadata?: Record<string, unknown>;
 }
 
+export interface ApprovalRequirement {
+  policyIds: string[];
+  /** The request is refused if nobody decides within this time. */
+  timeoutSeconds: number;
+  /** Without a decision by then, the approval is escalated (alert and audit). */
+  escalateAfterSeconds?: number;
+}
+
+export interface Approver {
+  subject: string;
+  tenantId: string;
+  role: string;
+  name?: string;
+}
+
+export interface ApprovalDecision {
+  decision: 'approve' | 'reject';
+  approver: Approver;
+  comment?: string;
+}
+
+export interface ApprovalOutcome {
+  decision: 'approve' | 'reject';
+  decidedBy: string;
+  decidedAt: string;
+  comment?: string;
+}
+
+/** Roles whose members may decide approvals; checked by the update's validator. */
+export const approvingRoles = ['approver', 'administrator'];
+
 export const statusQuery = defineQuery<DeviceProvisioningRecord>('status');
 /** Stops the run; compensation revokes anything already issued. Same effect as a workflow cancel. */
 export const cancelSignal = defineSignal<[reason?: string]>('cancel');
 /** Lets a run started with autoActivate=false go on to activate the device. */
 export const activateSignal = defineSignal<[]>('activate');
 
-export const provisioningTaskQueueDefault = 'device-provisioning';
+/**
+ * An approver's decision on a run waiting for approval. Its validator refuses decisions from other
+ * tenants, from roles that may not approve, from the requester, and when nothing is waiting.
+ */
+export const approvalUpdate = defineUpdate<ApprovalOutcome, [ApprovalDecision]>('approval');
 
 /** One provisioning run per tenant and device at a time: the id is the deduplication key. */
 export function provisioningWorkflowId(tenantId: string, deviceId: string): string {

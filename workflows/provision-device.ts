@@ -31,6 +31,8 @@ import {
   type ProvisioningStatus,
   type ProvisioningStepName,
 } from './definitions';
+import { awaitApproval } from './approval';
+import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome } from './metrics';
 
 
 /** Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while. */
@@ -48,6 +50,13 @@ const certificateAuthority = proxyActivities<ProvisioningActivities>({
   startToCloseTimeout: '30s',
   heartbeatTimeout: '10s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes },
+});
+
+/** Record keeping (audit, escalation): must not be lost, but never worth failing a run over quickly. */
+const bookkeeping = proxyActivities<ProvisioningActivities>({
+  startToCloseTimeout: '30s',
+  scheduleToCloseTimeout: '1h',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
 });
 
 /** Compensation must eventually happen, so it retries far longer than any forward step. */
@@ -108,6 +117,10 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     upsertSearchAttributes([{ key: attributes.status, value: status }]);
   };
 
+  const metricLabels = { tenant: tenantId, method: input.provisioningMethod, protocol: device.protocol };
+  const recordRun = (outcome: ProvisioningOutcome) =>
+    recordProvisioningRun(metricLabels, outcome, (Date.now() - info.startTime.getTime()) / 1000);
+
   async function step<T extends { attempt: number }>(name: ProvisioningStepName, action: () => Promise<T>): Promise<T> {
     const entry = stepOf(name);
     entry.status = 'in_progress';
@@ -116,11 +129,13 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
       const result = await action();
       entry.status = 'completed';
       entry.retryCount = result.attempt - 1;
+      recordStepAttempts(metricLabels, name, 'completed', entry.retryCount);
       return result;
     } catch (error) {
       entry.status = 'failed';
       entry.error = describeFailure(error);
       entry.retryCount = Math.max(0, attemptsOf(error) - 1);
+      recordStepAttempts(metricLabels, name, isCancellation(error) ? 'cancelled' : 'failed', entry.retryCount);
       throw error;
     } finally {
       entry.completedAt = new Date().toISOString();
@@ -130,13 +145,49 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     stepOf(name).status = 'skipped';
   };
 
+  const audit = async (
+    action: string,
+    outcome: 'success' | 'failure',
+    actor: string,
+    details: Record<string, unknown> = {},
+  ) => {
+    await bookkeeping.recordAuditEvent({
+      tenantId,
+      actor: actor === 'workflow' ? info.workflowId : actor,
+      actorType: actor === 'workflow' ? 'workflow' : 'user',
+      action,
+      outcome,
+      targetType: 'device',
+      targetId: device.deviceId,
+      details: { provisioningId: info.workflowId, runId: info.runId, ...details },
+    });
+  };
+
   // Undo actions, pushed as each step succeeds and run newest first if the run fails for good.
   const compensations: Array<() => Promise<void>> = [];
   setStatus('in_progress');
+  await audit('provisioning.started', 'success', input.requestedBy ?? 'workflow', {
+    method: input.provisioningMethod,
+    templateId: input.templateId,
+  });
 
   try {
     await run.run(async () => {
       await step('identify', () => onDevice.identifyDevice({ tenantId, device }));
+
+      if (input.approval) {
+        await awaitApproval(input.approval, {
+          tenantId,
+          requestedBy: input.requestedBy,
+          record,
+          audit,
+          escalate: async (waitingSince) => {
+            await bookkeeping.escalateApproval({ tenantId, deviceId: device.deviceId, provisioningId: info.workflowId, waitingSince });
+          },
+        });
+      } else {
+        skip('approval');
+      }
       await step('authenticate', () => onDevice.authenticateDevice({ tenantId, deviceId: device.deviceId }));
 
       if (input.options.skipCertificateGeneration) {
@@ -199,9 +250,11 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     await CancellationScope.nonCancellable(async () => {
       for (const undo of compensations) await undo();
       await compensation.markDeviceFailed({ tenantId, deviceId: device.deviceId, reason: record.error!.message });
+      await audit(cancelled ? 'provisioning.cancelled' : 'provisioning.failed', 'failure', 'workflow', { error: record.error });
     });
     record.completedAt = new Date().toISOString();
     setStatus('failed');
+    recordRun(cancelled ? 'cancelled' : 'failed');
     // Ends as Cancelled when Temporal cancelled the run, as a failure caused by cancellation when
     // the `cancel` signal did; either way the cause says who and why.
     if (cancelled) throw new CancelledFailure(record.error.message);
@@ -214,6 +267,8 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
 
   record.completedAt = new Date().toISOString();
   setStatus('completed');
+  await audit('provisioning.completed', 'success', 'workflow', { certificateSerial: record.certificateInfo?.serialNumber });
+  recordRun('completed');
   return record;
 }
 

@@ -41,6 +41,7 @@ function validBodyFor(op: DocumentedOperation): unknown {
     return { name: 'x', protocol: 'https', body: { hostname: 'x', timezone: 'UTC', site: 's', ntp: { servers: ['n'] }, tls: { minVersion: 'TLSv1.2' }, management: { httpEnabled: false, passwordLogin: true } } };
   }
   if (op.path.endsWith('/cancel')) return { reason: 'test' };
+  if (op.path.endsWith('/approval')) return { decision: 'approve' };
   return undefined;
 }
 
@@ -59,6 +60,10 @@ beforeAll(async () => {
   acmeObjects.templateId = template.body.id;
   const key = await api.call('POST', '/api/v1/access/api-keys', { body: { name: 'acme robot', role: 'viewer' } });
   acmeObjects.apiKeyId = key.body.apiKey.id;
+  const policy = await api.call('POST', '/api/v1/provisioning/approval-policies', {
+    body: { scope: 'site', scopeValue: 'acme-only', timeoutSeconds: 600 },
+  });
+  acmeObjects.policyId = policy.body.id;
 });
 
 afterAll(async () => {

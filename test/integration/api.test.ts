@@ -58,7 +58,7 @@ describe('POST /api/v1/provisioning/devices', () => {
     }, 'provisioning to complete', 60_000);
     expect(record).toMatchObject({ id: run.provisioningId, tenantId: 'default', deviceId: request.serialNumber });
     expect(record.certificateInfo.serialNumber).toMatch(/^[0-9a-f]+$/);
-    expect(record.provisioningSteps).toHaveLength(8);
+    expect(record.provisioningSteps).toHaveLength(9);
   });
 
   it('answers malformed JSON with 400 problem+json', async () => {

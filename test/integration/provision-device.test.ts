@@ -66,7 +66,7 @@ describe('provisionDevice', () => {
 
     const record = await result('acme', request.serialNumber);
     expect(record.status).toBe('completed');
-    expect(record.provisioningSteps.map((s) => s.status)).toEqual(Array(8).fill('completed'));
+    expect(record.provisioningSteps.map((s) => s.status)).toEqual(['completed', 'skipped', ...Array(7).fill('completed')]);
     expect(record.certificateInfo?.fingerprint).toBe(sim.certificateFingerprint);
     expect(record.certificateInfo?.subjectDN).toContain(`CN=${request.serialNumber}`);
     expect(sim.state).toBe('active');
@@ -253,7 +253,7 @@ describe('provisionDevice', () => {
     expect(sim.state).toBe('active');
   });
 
-  it('keeps device passwords out of workflow history', async () => {
+  it('keeps device passwords out of workflow history and encrypts every payload', async () => {
     const { request } = await device();
     await service.provisioning.start('acme', { devices: [request] });
     await result('acme', request.serialNumber);
@@ -263,5 +263,8 @@ describe('provisionDevice', () => {
     expect(stored.length).toBeGreaterThan(1000);
     expect(stored.includes(request.serialNumber)).toBe(true);
     expect(stored.includes(request.credentials.password)).toBe(false);
+    // Payloads themselves are encrypted: not even the device's address is readable in them.
+    expect(stored.includes('binary/encrypted')).toBe(true);
+    expect(stored.includes(request.address)).toBe(false);
   });
 });

@@ -10,10 +10,10 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { certificates } from '../../db/schema';
-import { ProvisioningService } from '../../provisioning/provisioning-service';
 import { loadConfig } from '../../service/config';
-import { createServiceParts, type ServiceParts } from '../../service/main';
+import { createProvisioningService, createServiceParts, type ServiceParts } from '../../service/main';
 import { installTemporalRuntime } from '../../service/temporal';
+import { payloadDataConverter } from '../../custody/payload-codec';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
 import { createServerDatabaseUrl } from '../support/database';
 import { startTestDevice, waitFor } from '../support/devices';
@@ -43,17 +43,17 @@ function startWorkerProcess(): Promise<ChildProcess> {
 
 beforeAll(async () => {
   installTemporalRuntime(testLogger);
-  env = await createTemporalTestEnvironment();
   workerEnvironment = {
     ...process.env,
     DATA_DIR: mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'crash-')),
     DATABASE_URL: await createServerDatabaseUrl(),
     KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    TEMPORAL_ADDRESS: env.address,
     TEMPORAL_TASK_QUEUE: `provisioning-crash-${randomUUID()}`,
     LOG_LEVEL: 'silent',
   };
   parts = await createServiceParts(loadConfig(workerEnvironment), testLogger);
+  env = await createTemporalTestEnvironment(payloadDataConverter(parts.payloadKeyring));
+  workerEnvironment.TEMPORAL_ADDRESS = env.address;
 });
 
 afterAll(async () => {
@@ -65,14 +65,7 @@ afterAll(async () => {
 it('a worker killed mid-provisioning is replaced and the device is provisioned once with one certificate', async () => {
   const firstWorker = await startWorkerProcess();
   const { device, request } = await startTestDevice({ faults: { latencyMs: { '/api/v1/configuration': 3_000 } } });
-  const provisioning = new ProvisioningService({
-    client: env.client,
-    taskQueue: workerEnvironment.TEMPORAL_TASK_QUEUE!,
-    registry: parts.registry,
-    vault: parts.vault,
-    templates: parts.templates,
-    adapters: parts.adapters,
-  });
+  const provisioning = createProvisioningService(parts, env.client, workerEnvironment.TEMPORAL_TASK_QUEUE!);
   try {
     const [started] = await provisioning.start('acme', { devices: [request] });
     await waitFor(async () => {

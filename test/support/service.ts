@@ -9,9 +9,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { loadConfig, type ServiceConfig } from '../../service/config';
 import { createLogger } from '../../service/logger';
-import { createProvisioningWorker, createServiceParts, type ServiceParts } from '../../service/main';
+import { createProvisioningService, createProvisioningWorker, createServiceParts, type ServiceParts } from '../../service/main';
 import { installTemporalRuntime } from '../../service/temporal';
-import { ProvisioningService } from '../../provisioning/provisioning-service';
+import { payloadDataConverter } from '../../custody/payload-codec';
 import { createServerDatabaseUrl, type DatabaseKind } from './database';
 import { createTemporalTestEnvironment } from './temporal';
 
@@ -44,15 +44,15 @@ export interface TestService {
   config: ServiceConfig;
   parts: ServiceParts;
   worker: Worker;
-  provisioning: ProvisioningService;
+  provisioning: ReturnType<typeof createProvisioningService>;
   stop(): Promise<void>;
 }
 
 export async function startTestService(options: TestServiceOptions = {}): Promise<TestService> {
   installTemporalRuntime(testLogger);
-  const env = await createTemporalTestEnvironment();
   const config = await testConfig(options);
   const parts = await createServiceParts(config, testLogger);
+  const env = await createTemporalTestEnvironment(payloadDataConverter(parts.payloadKeyring));
   const worker = await createProvisioningWorker(parts, {
     connection: env.nativeConnection,
     namespace: config.temporal.namespace,
@@ -60,14 +60,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     logger: testLogger,
   });
   const running = worker.run();
-  const provisioning = new ProvisioningService({
-    client: env.client,
-    taskQueue: config.temporal.taskQueue,
-    registry: parts.registry,
-    vault: parts.vault,
-    templates: parts.templates,
-    adapters: parts.adapters,
-  });
+  const provisioning = createProvisioningService(parts, env.client, config.temporal.taskQueue);
   return {
     env,
     config,

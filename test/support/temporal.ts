@@ -2,6 +2,7 @@
  * A real Temporal dev server for a test file, from the pinned CLI that setup installed, with the
  * service's search attributes registered.
  */
+import type { DataConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { allSearchAttributeKeys } from '../../workflows/definitions';
 
@@ -11,8 +12,10 @@ export function temporalCliPath(): string {
   return path;
 }
 
-export function createTemporalTestEnvironment(): Promise<TestWorkflowEnvironment> {
+/** `dataConverter` must be the one the workers use, so the environment's client can read payloads. */
+export function createTemporalTestEnvironment(dataConverter?: DataConverter): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
+    ...(dataConverter ? { client: { dataConverter } } : {}),
     server: {
       executable: { type: 'existing-path', path: temporalCliPath() },
       ip: '127.0.0.1',

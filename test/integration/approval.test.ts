@@ -1,0 +1,146 @@
+/**
+ * Approval workflows: a policy makes provisioning wait, durably, for a decision from an approving
+ * role of the same tenant who is not the requester; through the API and through `temporal workflow
+ * update`; with escalation and a timeout; and every step is in the audit trail.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisioningWorkflowId, type ProvisionDeviceInput } from '../../workflows/definitions';
+import { startTestApi, type TestApi } from '../support/api';
+import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { startTestService, type TestService } from '../support/service';
+import { temporalCliPath } from '../support/temporal';
+
+let service: TestService;
+let api: TestApi;
+const devices: TestDevice[] = [];
+
+beforeAll(async () => {
+  service = await startTestService();
+  api = await startTestApi(service, { defaultTenant: 'acme' });
+  const policy = await api.call('POST', '/api/v1/provisioning/approval-policies', {
+    body: { scope: 'site', scopeValue: 'vault-room', timeoutSeconds: 3600, escalateAfterSeconds: 600 },
+  });
+  expect(policy.status).toBe(201);
+});
+
+afterAll(async () => {
+  await Promise.all(devices.map(({ device }) => device.stop()));
+  await api?.close();
+  await service?.stop();
+});
+
+async function startGuarded(operatorKey?: string) {
+  const device = await startTestDevice({ site: 'vault-room' });
+  devices.push(device);
+  const started = await api.call('POST', '/api/v1/provisioning/devices', {
+    body: { devices: [device.request] },
+    key: operatorKey ?? (await api.keyFor('acme', 'operator')),
+  });
+  expect(started.status).toBe(202);
+  const provisioningId: string = started.body.provisionings[0].provisioningId;
+  await waitFor(async () => {
+    const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+    return status.body.metadata.awaitingApproval ? status.body : undefined;
+  }, 'the run to wait for approval');
+  return { device, provisioningId };
+}
+
+const decide = (provisioningId: string, key: string, decision: 'approve' | 'reject', comment?: string) =>
+  api.call('POST', `/api/v1/provisioning/devices/${provisioningId}/approval`, { key, body: { decision, comment } });
+
+describe('a provisioning covered by an approval policy', () => {
+  it('waits after identifying the device, touching nothing else, until an approver approves', async () => {
+    const { device, provisioningId } = await startGuarded();
+    const waiting = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+    const steps = Object.fromEntries(waiting.body.provisioningSteps.map((s: { step: string; status: string }) => [s.step, s.status]));
+    expect(steps).toMatchObject({ identify: 'completed', approval: 'in_progress', authenticate: 'pending', generateCsr: 'pending' });
+    expect(device.device.state).toBe('factory');
+
+    const approved = await decide(provisioningId, await api.keyFor('acme', 'approver'), 'approve', 'work order 4711');
+    expect(approved.status).toBe(200);
+    expect(approved.body).toMatchObject({ decision: 'approve', comment: 'work order 4711' });
+    await service.env.client.workflow.getHandle(provisioningId).result();
+    expect(device.device.state).toBe('active');
+
+    const events = await api.call('GET', `/api/v1/audit/events?targetId=${device.request.serialNumber}`);
+    const actions = events.body.events.map((e: { action: string }) => e.action);
+    expect(actions).toEqual(
+      expect.arrayContaining(['provisioning.started', 'approval.requested', 'approval.granted', 'provisioning.completed']),
+    );
+    expect(events.body.events.find((e: { action: string }) => e.action === 'approval.granted').actor).toMatch(/^api-key:/);
+  });
+
+  it('refuses decisions from roles that may not approve, from the requester, and from another tenant', async () => {
+    const requester = await api.keyFor('acme', 'administrator');
+    const { provisioningId } = await startGuarded(requester);
+
+    expect((await decide(provisioningId, await api.keyFor('acme', 'operator'), 'approve')).status).toBe(403);
+    const own = await decide(provisioningId, requester, 'approve');
+    expect(own.status).toBe(403);
+    expect(own.body.detail).toContain('requester');
+    expect((await decide(provisioningId, await api.keyFor('globex', 'approver'), 'approve')).status).toBe(404);
+
+    const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+    expect(status.body.metadata.awaitingApproval).toBeDefined();
+    await decide(provisioningId, await api.keyFor('acme', 'approver'), 'reject');
+  });
+
+  it('fails without issuing anything when rejected, and refuses a second decision', async () => {
+    const { provisioningId } = await startGuarded();
+    const approver = await api.keyFor('acme', 'approver');
+    expect((await decide(provisioningId, approver, 'reject', 'not on the floor plan')).status).toBe(200);
+    await expect(service.env.client.workflow.getHandle(provisioningId).result()).rejects.toBeInstanceOf(WorkflowFailedError);
+
+    const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+    expect(status.body.error).toMatchObject({ type: 'ApprovalRejected', step: 'approval' });
+    expect(status.body.certificateInfo).toBeUndefined();
+    expect((await decide(provisioningId, approver, 'approve')).status).toBe(409);
+  });
+
+  it('accepts a decision sent with `temporal workflow update`', async () => {
+    const { device, provisioningId } = await startGuarded();
+    const input = JSON.stringify({
+      decision: 'approve',
+      approver: { subject: 'user:night-shift-lead', tenantId: 'acme', role: 'approver' },
+      comment: 'approved by phone',
+    });
+    // Asynchronously: the worker that must answer the update runs in this very process.
+    await promisify(execFile)(temporalCliPath(), [
+      'workflow', 'update', 'execute', '--address', service.env.address, '--namespace', 'default',
+      '--workflow-id', provisioningId, '--name', 'approval', '--input', input,
+      // The result comes back encrypted; the CLI reads it through the API's codec endpoint.
+      '--codec-endpoint', `${api.baseUrl}/codec`, '--codec-auth', `Bearer ${await api.keyFor('acme', 'approver')}`,
+    ]);
+    await service.env.client.workflow.getHandle(provisioningId).result();
+    expect(device.device.state).toBe('active');
+  });
+});
+
+it('escalates a request nobody decides, then refuses it when the time is up', async () => {
+  const device = await startTestDevice();
+  devices.push(device);
+  const deviceId = device.request.serialNumber;
+  const input: ProvisionDeviceInput = {
+    tenantId: 'acme',
+    device: { deviceId, ...device.request, name: undefined },
+    provisioningMethod: 'api',
+    templateId: 'default',
+    options: { skipCertificateGeneration: false, autoActivate: true },
+    hasInitialCredentials: false,
+    approval: { policyIds: ['test'], timeoutSeconds: 3, escalateAfterSeconds: 1 },
+  };
+  const handle = await service.env.client.workflow.start('provisionDevice', {
+    workflowId: provisioningWorkflowId('acme', deviceId),
+    taskQueue: service.config.temporal.taskQueue,
+    args: [input],
+  });
+  await expect(handle.result()).rejects.toBeInstanceOf(WorkflowFailedError);
+  const events = await service.parts.audit.list('acme', { targetId: deviceId });
+  const actions = events.map((e) => e.action);
+  expect(actions).toEqual(expect.arrayContaining(['approval.requested', 'approval.escalated', 'approval.timed_out', 'provisioning.failed']));
+  expect(actions.indexOf('approval.escalated')).toBeLessThan(actions.indexOf('approval.timed_out'));
+  expect(device.device.state).toBe('factory');
+});
