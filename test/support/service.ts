@@ -20,13 +20,15 @@ export const testLogger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 export interface TestServiceOptions {
   database?: DatabaseKind;
   keyCustody?: 'software' | 'pkcs11';
+  /** Base64; a fresh random key unless a test needs a known one. */
+  keyEncryptionKey?: string;
 }
 
 export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
   const dataDir = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'service-'));
   const environment: NodeJS.ProcessEnv = {
     DATA_DIR: dataDir,
-    KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    KEY_ENCRYPTION_KEY: options.keyEncryptionKey ?? randomBytes(32).toString('base64'),
     TEMPORAL_TASK_QUEUE: `provisioning-test-${randomUUID()}`,
     LOG_LEVEL: 'silent',
   };
