@@ -307,3 +307,36 @@ it('answers unknown routes with a 404 problem', async () => {
   expect(response.status).toBe(404);
   expect(response.type).toContain('application/problem+json');
 });
+
+describe('audit trail', () => {
+  it('records every change made through the API with its actor, and refused attempts as failures', async () => {
+    await call('POST', '/api/v1/provisioning/templates', {
+      body: {
+        id: 'audited',
+        name: 'Audited',
+        protocol: 'https',
+        body: {
+          hostname: '{{device.hostname}}', timezone: 'UTC', site: '{{device.site}}', ntp: { servers: ['10.0.0.1'] },
+          tls: { minVersion: 'TLSv1.3' }, management: { httpEnabled: false, passwordLogin: false },
+        },
+      },
+    });
+    await call('DELETE', '/api/v1/provisioning/templates/default');
+    const created = (await call('GET', '/api/v1/audit/events?action=api.create_template')).body.events[0];
+    const deletions = (await call('GET', '/api/v1/audit/events?action=api.delete_template&targetType=templateId')).body.events;
+    const refused = deletions.find((e: { targetId: string }) => e.targetId === 'default');
+    expect(created).toMatchObject({ outcome: 'success', actorType: 'api-key' });
+    expect(created.actor).toMatch(/^api-key:/);
+    expect(refused).toMatchObject({ outcome: 'failure', details: expect.objectContaining({ status: 409 }) });
+    expect((await call('GET', '/api/v1/audit/verify')).body).toMatchObject({ ok: true });
+  });
+
+  it('records failed logins without the presented secret', async () => {
+    const forged = 'dps_zzzzzzzzzzzz_' + 'B'.repeat(43);
+    expect((await call('GET', '/api/v1/access/me', { key: forged })).status).toBe(401);
+    const failures = await service.parts.audit.list('_system', { action: 'auth.login_failed', limit: 500 });
+    expect(failures.length).toBeGreaterThan(0);
+    expect(JSON.stringify(failures)).not.toContain('B'.repeat(43));
+    expect(failures.at(-1)).toMatchObject({ outcome: 'failure', details: expect.objectContaining({ method: 'api-key' }) });
+  });
+});
