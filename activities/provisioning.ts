@@ -5,6 +5,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
+import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditEventInput, AuditLog } from '../audit/audit-log';
 import type { CertificateRow, DeviceRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
@@ -20,6 +21,7 @@ export const initialCredentialsPurpose = 'initial-credentials';
 
 export interface ProvisioningDependencies {
   audit: AuditLog;
+  alerts: AlertStore;
   registry: DeviceRegistry;
   ca: CertificateAuthority;
   vault: SecretVault;
@@ -47,7 +49,7 @@ export function certificateInfoOf(row: CertificateRow): CertificateInfo {
 }
 
 export function createProvisioningActivities(deps: ProvisioningDependencies) {
-  const { audit, registry, ca, vault, templates, adapterFor, logger } = deps;
+  const { audit, alerts, registry, ca, vault, templates, adapterFor, logger } = deps;
 
   /**
    * How to reach the device right now: over mutual TLS pinned to the certificate we issued once it
@@ -239,6 +241,15 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
     escalateApproval: provisioningStep(
       async (input: DeviceRef & { provisioningId: string; waitingSince: string }) => {
         logger.warn({ ...input }, 'provisioning approval escalated');
+        await alerts.raise({
+          tenantId: input.tenantId,
+          kind: alertKinds.approvalEscalated,
+          severity: 'warning',
+          fingerprint: alertFingerprint(alertKinds.approvalEscalated, input.provisioningId),
+          summary: `provisioning of ${input.deviceId} has waited for approval since ${input.waitingSince}`,
+          details: { provisioningId: input.provisioningId, deviceId: input.deviceId, waitingSince: input.waitingSince },
+          raisedBy: input.provisioningId,
+        });
         await audit.append({
           tenantId: input.tenantId,
           actor: input.provisioningId,
@@ -251,6 +262,11 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
         return {};
       },
     ),
+
+    closeApprovalEscalation: provisioningStep(async (input: { tenantId: string; provisioningId: string }) => {
+      await alerts.resolve(input.tenantId, alertFingerprint(alertKinds.approvalEscalated, input.provisioningId), input.provisioningId);
+      return {};
+    }),
 
     markDeviceFailed: provisioningStep(async (input: DeviceRef & { reason: string }) => {
       // The installed certificate stays on record even when revoked: it is how we reach the device

@@ -9,6 +9,7 @@ import type { ApiKeyStore } from '../access/api-keys';
 import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { TemplateCatalog } from '../configuration/templates';
 import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import type { ApprovalPolicies } from '../provisioning/approval-policies';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
@@ -22,6 +23,7 @@ import { mountOperations, operation, type AnyOperation, type OperationRecord } f
 import { notFoundHandler, problemHandler } from './problem';
 import { RateLimiter } from './rate-limit';
 import { accessOperations } from './routes/access';
+import { alertOperations } from './routes/alerts';
 import { approvalOperations } from './routes/approvals';
 import { auditOperations } from './routes/audit';
 import { certificateOperations } from './routes/certificates';
@@ -38,6 +40,7 @@ export interface ApiDependencies {
   apiKeys: ApiKeyStore;
   approvals: ApprovalPolicies;
   audit: AuditLog;
+  alerts: AlertStore;
   bearerTokens?: BearerTokenVerifier;
   onAuthenticationFailure(failure: AuthenticationFailure): Promise<void> | void;
   /** Puts every change made through the API, and every refused attempt, on record. */
@@ -69,6 +72,7 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
     ...approvalOperations(deps.provisioning, deps.approvals),
     ...accessOperations(deps.apiKeys),
     ...auditOperations(deps.audit),
+    ...alertOperations(deps.alerts),
     ...(deps.extraOperations ?? []),
   ];
   let document: Record<string, unknown> | undefined;

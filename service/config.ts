@@ -5,6 +5,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import type { Duration } from '@temporalio/common';
+import type { AlertSettings } from '../alerts/rules';
+import type { AlertWebhookSettings } from '../alerts/webhook';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z
@@ -41,6 +44,17 @@ const environmentSchema = z.object({
   WORKER_METRICS_ADDRESS: z.string().default('127.0.0.1:9464'),
   METRICS_HOST: z.string().default('127.0.0.1'),
   METRICS_PORT: port.default(9465),
+  ALERT_WEBHOOK_URL: optionalText,
+  ALERT_WEBHOOK_SECRET: optionalText,
+  ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  ALERT_DELIVERY_RETRY_INITIAL_SECONDS: z.coerce.number().int().positive().default(60),
+  ALERT_DELIVERY_RETRY_MAX_SECONDS: z.coerce.number().int().positive().default(3600),
+  ALERT_EVALUATION_INTERVAL: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such as 5m').default('5m'),
+  ALERT_CERT_WARNING_DAYS: z.coerce.number().int().positive().default(30),
+  ALERT_CERT_CRITICAL_DAYS: z.coerce.number().int().positive().default(7),
+  ALERT_FAILURE_RATE_THRESHOLD: z.coerce.number().gt(0).lte(1).default(0.25),
+  ALERT_FAILURE_RATE_MIN_RUNS: z.coerce.number().int().positive().default(5),
+  ALERT_FAILURE_RATE_WINDOW_MINUTES: z.coerce.number().int().positive().default(60),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
@@ -71,6 +85,13 @@ export interface ServiceConfig {
     /** Set when bearer tokens from an identity provider are accepted besides API keys. */
     bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
     rateLimitPerMinute: number;
+  };
+  alerts: {
+    /** Unset: alerts are raised and audited but not delivered. */
+    webhook?: AlertWebhookSettings;
+    /** How often the alert rules run (a Temporal Schedule). */
+    evaluationInterval: Duration;
+    settings: AlertSettings;
   };
   metrics: {
     /** Where the worker runtime's own Prometheus exporter binds; unset turns it off. */
@@ -105,7 +126,7 @@ export class ConfigurationError extends Error {
 }
 
 /** Secrets may come from files (`NAME_FILE`), as container secrets are mounted, instead of the environment. */
-const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL', 'AUTH_JWT_PUBLIC_KEY', 'PAYLOAD_ENCRYPTION_KEYS'] as const;
+const fileBackedSecrets = ['KEY_ENCRYPTION_KEY', 'HSM_PIN', 'DATABASE_URL', 'AUTH_JWT_PUBLIC_KEY', 'PAYLOAD_ENCRYPTION_KEYS', 'ALERT_WEBHOOK_SECRET'] as const;
 
 function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const resolved = { ...environment };
@@ -152,6 +173,12 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     };
   }
 
+  if (env.ALERT_WEBHOOK_URL && (env.ALERT_WEBHOOK_SECRET ?? '').length < 16) {
+    throw new ConfigurationError('ALERT_WEBHOOK_SECRET: at least 16 characters are required when ALERT_WEBHOOK_URL is set');
+  }
+  if (env.ALERT_CERT_CRITICAL_DAYS >= env.ALERT_CERT_WARNING_DAYS) {
+    throw new ConfigurationError('ALERT_CERT_CRITICAL_DAYS: must be less than ALERT_CERT_WARNING_DAYS');
+  }
   if (Boolean(env.AUTH_JWT_ISSUER) !== Boolean(env.AUTH_JWT_PUBLIC_KEY)) {
     throw new ConfigurationError('AUTH_JWT_ISSUER and AUTH_JWT_PUBLIC_KEY: set both to accept bearer tokens, or neither');
   }
@@ -162,6 +189,28 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
 
   return {
     http: { port: env.PORT, host: env.HOST },
+    alerts: {
+      webhook: env.ALERT_WEBHOOK_URL
+        ? {
+            url: env.ALERT_WEBHOOK_URL,
+            secret: env.ALERT_WEBHOOK_SECRET!,
+            timeoutMs: env.ALERT_WEBHOOK_TIMEOUT_MS,
+            retry: {
+              initialIntervalMs: env.ALERT_DELIVERY_RETRY_INITIAL_SECONDS * 1000,
+              maximumIntervalMs: env.ALERT_DELIVERY_RETRY_MAX_SECONDS * 1000,
+            },
+          }
+        : undefined,
+      evaluationInterval: env.ALERT_EVALUATION_INTERVAL as Duration,
+      settings: {
+        certificateExpiry: { warningDays: env.ALERT_CERT_WARNING_DAYS, criticalDays: env.ALERT_CERT_CRITICAL_DAYS },
+        provisioningFailureRate: {
+          windowMinutes: env.ALERT_FAILURE_RATE_WINDOW_MINUTES,
+          threshold: env.ALERT_FAILURE_RATE_THRESHOLD,
+          minimumRuns: env.ALERT_FAILURE_RATE_MIN_RUNS,
+        },
+      },
+    },
     metrics: {
       workerAddress: env.WORKER_METRICS_ADDRESS.trim() || undefined,
       host: env.METRICS_HOST,

@@ -26,6 +26,9 @@ import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { AuditLog } from '../audit/audit-log';
+import { createAlertActivities } from '../activities/alerts';
+import { AlertStore } from '../alerts/alert-store';
+import { ensureAlertSchedule } from '../alerts/schedule';
 import { createMetricsRegistry, metricsHandler } from '../observability/metrics';
 import { workerMetricsUrl } from '../observability/runtime-metrics';
 import { ApprovalPolicies } from '../provisioning/approval-policies';
@@ -47,6 +50,8 @@ export interface ServiceParts {
   apiKeys: ApiKeyStore;
   approvals: ApprovalPolicies;
   audit: AuditLog;
+  /** Where every part of the service raises alerts (delivered by the scheduled evaluation). */
+  alerts: AlertStore;
   /** Keys of the codec that encrypts every workflow payload; clients and workers must share them. */
   payloadKeyring: PayloadKeyring;
   custody: KeyCustody;
@@ -70,10 +75,12 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
   const adapters = deviceAdapters();
+  const audit = new AuditLog({ db: database.db, logger });
   return {
     database,
     apiKeys: new ApiKeyStore(database.db),
-    audit: new AuditLog({ db: database.db, logger }),
+    audit,
+    alerts: new AlertStore({ db: database.db, recordAudit: (event) => audit.append(event) }),
     payloadKeyring: loadPayloadKeyring({ payloadKeys: config.payloadEncryption.keys, keyEncryptionKey }),
     approvals: new ApprovalPolicies(database.db),
     custody,
@@ -95,17 +102,40 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   };
 }
 
+/** A Temporal client that reads and writes payloads with the service's codec. */
+export function serviceClient(parts: ServiceParts, connection: Connection, namespace: string): Client {
+  return new Client({ connection, namespace, dataConverter: payloadDataConverter(parts.payloadKeyring) });
+}
+
 export function createProvisioningWorker(
   parts: ServiceParts,
-  options: { connection: NativeConnection; namespace: string; taskQueue: string; logger: Logger; workflowBundle?: { code: string } },
+  options: {
+    connection: NativeConnection;
+    /** For the activities that read Temporal's visibility (alert rules). */
+    client: Client;
+    namespace: string;
+    taskQueue: string;
+    alerts: ServiceConfig['alerts'];
+    logger: Logger;
+  },
 ): Promise<Worker> {
   return Worker.create({
     connection: options.connection,
     dataConverter: payloadDataConverter(parts.payloadKeyring),
     namespace: options.namespace,
     taskQueue: options.taskQueue,
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
-    activities: createProvisioningActivities({ ...parts, logger: options.logger }),
+    workflowsPath,
+    activities: {
+      ...createProvisioningActivities({ ...parts, logger: options.logger }),
+      ...createAlertActivities({
+        db: parts.database.db,
+        client: options.client,
+        webhook: options.alerts.webhook,
+        settings: options.alerts.settings,
+        recordAudit: (event) => parts.audit.append(event),
+        logger: options.logger,
+      }),
+    },
   });
 }
 
@@ -127,11 +157,7 @@ export function createServiceApi(
   options: { config: ServiceConfig; connection: Connection; logger: Logger },
 ): Express {
   const { config, connection, logger } = options;
-  const client = new Client({
-    connection,
-    namespace: config.temporal.namespace,
-    dataConverter: payloadDataConverter(parts.payloadKeyring),
-  });
+  const client = serviceClient(parts, connection, config.temporal.namespace);
   const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue);
   return createApp({
     codec: {
@@ -148,6 +174,7 @@ export function createServiceApi(
     apiKeys: parts.apiKeys,
     approvals: parts.approvals,
     audit: parts.audit,
+    alerts: parts.alerts,
     bearerTokens: config.authentication.bearerTokens ? new BearerTokenVerifier(config.authentication.bearerTokens) : undefined,
     onAuthenticationFailure: async (failure) => {
       logger.warn({ ...failure }, 'authentication failed');
@@ -236,12 +263,16 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
 
   if (config.roles.includes('worker')) {
     const workerConnection = await NativeConnection.connect({ address: temporalAddress });
+    const client = serviceClient(parts, connection, config.temporal.namespace);
     const worker = await createProvisioningWorker(parts, {
       connection: workerConnection,
+      client,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
+      alerts: config.alerts,
       logger,
     });
+    await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
     stops.push(async () => {

@@ -18,6 +18,8 @@ export interface ApprovalContext {
   record: DeviceProvisioningRecord;
   /** Called when the wait passes `escalateAfterSeconds` without a decision. */
   escalate(waitingSince: string): Promise<void>;
+  /** Called once an escalated request is decided or has timed out. */
+  closeEscalation(): Promise<void>;
   /** Puts the request and its outcome on record. */
   audit(action: string, outcome: 'success' | 'failure', actor: string, details: Record<string, unknown>): Promise<void>;
 }
@@ -62,14 +64,17 @@ export async function awaitApproval(requirement: ApprovalRequirement, context: A
   const timeoutMs = requirement.timeoutSeconds * 1000;
   const escalateMs = requirement.escalateAfterSeconds !== undefined ? requirement.escalateAfterSeconds * 1000 : undefined;
   let decided = false;
+  let escalated = false;
   if (escalateMs !== undefined && escalateMs < timeoutMs) {
     decided = await condition(() => outcome !== undefined, escalateMs);
     if (!decided) {
+      escalated = true;
       record.metadata.approvalEscalatedAt = new Date().toISOString();
       await context.escalate(since.toISOString());
     }
   }
   if (!decided) decided = await condition(() => outcome !== undefined, timeoutMs - (Date.now() - since.getTime()));
+  if (escalated) await context.closeEscalation();
 
   delete record.metadata.awaitingApproval;
   step.completedAt = new Date().toISOString();

@@ -1,2 +1,3 @@
 // The worker's workflow bundle entry point: every workflow type the service runs.
 export { provisionDevice } from './provision-device';
+export { evaluateAlerts } from './alert-evaluation';

@@ -184,6 +184,9 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
           escalate: async (waitingSince) => {
             await bookkeeping.escalateApproval({ tenantId, deviceId: device.deviceId, provisioningId: info.workflowId, waitingSince });
           },
+          closeEscalation: async () => {
+            await bookkeeping.closeApprovalEscalation({ tenantId, provisioningId: info.workflowId });
+          },
         });
       } else {
         skip('approval');

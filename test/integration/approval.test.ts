@@ -143,4 +143,10 @@ it('escalates a request nobody decides, then refuses it when the time is up', as
   expect(actions).toEqual(expect.arrayContaining(['approval.requested', 'approval.escalated', 'approval.timed_out', 'provisioning.failed']));
   expect(actions.indexOf('approval.escalated')).toBeLessThan(actions.indexOf('approval.timed_out'));
   expect(device.device.state).toBe('factory');
+  // The escalation raised an alert for the people who can decide, closed once the wait ended.
+  const [escalation] = await service.parts.alerts.list('acme', { open: false });
+  expect(escalation).toMatchObject({ kind: 'provisioning.approval_escalated', severity: 'warning' });
+  expect(escalation.resolvedAt).not.toBeNull();
+  const listed = await api.call('GET', '/api/v1/alerts?state=resolved');
+  expect(listed.body.alerts.map((a: { kind: string }) => a.kind)).toContain('provisioning.approval_escalated');
 });

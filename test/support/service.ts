@@ -57,8 +57,10 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
   const env = await createTemporalTestEnvironment(payloadDataConverter(parts.payloadKeyring));
   const worker = await createProvisioningWorker(parts, {
     connection: env.nativeConnection,
+    client: env.client,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
+    alerts: config.alerts,
     logger: testLogger,
   });
   const running = worker.run();

@@ -1,0 +1,228 @@
+/**
+ * The alert rules evaluated on a schedule. Each reports every alert that should be open for a
+ * tenant right now; whatever it reported before and no longer does has cleared and is resolved.
+ *
+ * Unauthorized devices and compliance violations have no rule here: discovery and the
+ * configuration engine see them as they happen and raise them through `AlertStore.raise`.
+ */
+import { and, asc, eq, inArray, isNotNull, isNull, lte, ne, notExists } from 'drizzle-orm';
+import type { Client } from '@temporalio/client';
+import type { Database } from '../db/client';
+import { alerts, certificates, devices } from '../db/schema';
+import { provisioningSearchAttributes } from '../workflows/definitions';
+import { alertFingerprint, alertKinds, type AlertKind, type RaiseAlertInput } from './alert-store';
+
+export interface AlertSettings {
+  certificateExpiry: {
+    /** A live certificate expiring within this many days raises a warning. */
+    warningDays: number;
+    /** ...and within this many, a critical alert (instead of the warning). */
+    criticalDays: number;
+  };
+  provisioningFailureRate: {
+    /** Runs that closed within this window are counted. */
+    windowMinutes: number;
+    /** Alert when failed / (completed + failed) is above this (0 to 1). */
+    threshold: number;
+    /** Fewer closed runs than this say nothing about a rate, so no alert. */
+    minimumRuns: number;
+  };
+}
+
+export const defaultAlertSettings: AlertSettings = {
+  certificateExpiry: { warningDays: 30, criticalDays: 7 },
+  provisioningFailureRate: { windowMinutes: 60, threshold: 0.25, minimumRuns: 5 },
+};
+
+/** An alert a rule says should be open; `tenantId` is the one evaluated. */
+export type AlertCondition = Omit<RaiseAlertInput, 'tenantId' | 'raisedBy'>;
+
+export interface AlertRule {
+  name: string;
+  /** The kinds this rule alone decides; their open alerts it no longer reports are resolved. */
+  kinds: readonly AlertKind[];
+  evaluate(tenantId: string, now: Date): Promise<AlertCondition[]>;
+}
+
+const dayMs = 86_400_000;
+
+/** Certificate types whose expiry needs a person; the service's own TLS identity renews itself. */
+const watchedCertificateTypes = ['device', 'intermediate', 'root'] as const;
+
+const certificateTypeNames: Record<(typeof watchedCertificateTypes)[number], string> = {
+  device: 'Device certificate',
+  intermediate: 'Intermediate CA certificate',
+  root: 'Root CA certificate',
+};
+
+/**
+ * Live certificates expiring within the warning window (warning), the critical window (critical),
+ * or already expired (critical, its own kind). A device certificate replaced by a newer one on the
+ * device no longer matters and is left out.
+ */
+export function certificateExpiryRule(db: Database, settings: AlertSettings['certificateExpiry']): AlertRule {
+  return {
+    name: 'certificate expiry',
+    kinds: [alertKinds.certificateExpiring, alertKinds.certificateExpired],
+    async evaluate(tenantId, now) {
+      const horizon = new Date(now.getTime() + settings.warningDays * dayMs);
+      const criticalFrom = new Date(now.getTime() + settings.criticalDays * dayMs);
+      const rows = await db
+        .select({
+          id: certificates.id,
+          certificateType: certificates.certificateType,
+          serialNumber: certificates.serialNumber,
+          subjectDn: certificates.subjectDn,
+          deviceId: certificates.deviceId,
+          site: certificates.site,
+          expiresAt: certificates.expiresAt,
+        })
+        .from(certificates)
+        .where(
+          and(
+            eq(certificates.tenantId, tenantId),
+            isNull(certificates.revokedAt),
+            inArray(certificates.certificateType, [...watchedCertificateTypes]),
+            lte(certificates.expiresAt, horizon),
+            notExists(
+              db
+                .select({ id: devices.id })
+                .from(devices)
+                .where(
+                  and(
+                    eq(devices.tenantId, certificates.tenantId),
+                    eq(devices.deviceId, certificates.deviceId),
+                    isNotNull(devices.activeCertificateId),
+                    ne(devices.activeCertificateId, certificates.id),
+                  ),
+                ),
+            ),
+          ),
+        )
+        .orderBy(asc(certificates.expiresAt), asc(certificates.id));
+
+      return rows.map((row): AlertCondition => {
+        const what = `${certificateTypeNames[row.certificateType as keyof typeof certificateTypeNames]} ${row.subjectDn}`;
+        const details = {
+          certificateId: row.id,
+          certificateType: row.certificateType,
+          serialNumber: row.serialNumber,
+          subjectDn: row.subjectDn,
+          ...(row.deviceId ? { deviceId: row.deviceId } : {}),
+          ...(row.site ? { site: row.site } : {}),
+          expiresAt: row.expiresAt.toISOString(),
+        };
+        if (row.expiresAt <= now) {
+          return {
+            kind: alertKinds.certificateExpired,
+            severity: 'critical',
+            fingerprint: alertFingerprint(alertKinds.certificateExpired, row.id),
+            summary: `${what} expired on ${row.expiresAt.toISOString()}`,
+            details,
+          };
+        }
+        // Severity is part of the fingerprint: a warning that turns critical is a new alert (and
+        // the warning resolves), so receivers that route by severity page on the critical one.
+        const severity = row.expiresAt <= criticalFrom ? 'critical' : 'warning';
+        const days = Math.ceil((row.expiresAt.getTime() - now.getTime()) / dayMs);
+        return {
+          kind: alertKinds.certificateExpiring,
+          severity,
+          fingerprint: alertFingerprint(alertKinds.certificateExpiring, row.id, severity),
+          summary: `${what} expires on ${row.expiresAt.toISOString()} (within ${days} day${days === 1 ? '' : 's'})`,
+          details,
+        };
+      });
+    },
+  };
+}
+
+/** Counts closed workflow runs matching a visibility query. */
+export type WorkflowCounter = (query: string) => Promise<number>;
+
+/** Counts through Temporal visibility (`CountWorkflowExecutions`), which the dev server's SQLite store supports too. */
+export function visibilityCounter(client: Client): WorkflowCounter {
+  return async (query) => (await client.workflow.count(query)).count;
+}
+
+/** Tenant ids are restricted to these characters elsewhere; anything else is never put in a query. */
+const queryableTenantId = /^[A-Za-z0-9._:-]+$/;
+
+/**
+ * The visibility query for a tenant's provisioning runs that closed since `since` with the given
+ * status. The workflow sets `ProvisioningStatus` as it ends; the execution status is matched too so
+ * that runs cancelled through Temporal (also marked `failed`) are left out, as in the metrics. A run
+ * stopped by the `cancel` signal ends as Failed and cannot be told apart here, so it counts.
+ */
+export function closedProvisioningRunsQuery(tenantId: string, status: 'completed' | 'failed', since: Date): string {
+  if (!queryableTenantId.test(tenantId)) throw new Error(`tenant id ${JSON.stringify(tenantId)} cannot be used in a visibility query`);
+  return [
+    `WorkflowType = 'provisionDevice'`,
+    `${provisioningSearchAttributes.tenantId.name} = '${tenantId}'`,
+    `${provisioningSearchAttributes.status.name} = '${status}'`,
+    `ExecutionStatus = '${status === 'completed' ? 'Completed' : 'Failed'}'`,
+    `CloseTime >= '${since.toISOString()}'`,
+  ].join(' AND ');
+}
+
+/** One alert per tenant while the share of failed provisioning runs over the window is above the threshold. */
+export function provisioningFailureRateRule(count: WorkflowCounter, settings: AlertSettings['provisioningFailureRate']): AlertRule {
+  return {
+    name: 'provisioning failure rate',
+    kinds: [alertKinds.provisioningFailureRate],
+    async evaluate(tenantId, now) {
+      const since = new Date(now.getTime() - settings.windowMinutes * 60_000);
+      const [failed, completed] = await Promise.all([
+        count(closedProvisioningRunsQuery(tenantId, 'failed', since)),
+        count(closedProvisioningRunsQuery(tenantId, 'completed', since)),
+      ]);
+      const runs = failed + completed;
+      if (runs < settings.minimumRuns || failed / runs <= settings.threshold) return [];
+      const rate = failed / runs;
+      return [
+        {
+          kind: alertKinds.provisioningFailureRate,
+          severity: 'warning',
+          fingerprint: alertFingerprint(alertKinds.provisioningFailureRate),
+          summary: `${failed} of ${runs} provisioning runs failed in the last ${settings.windowMinutes} minutes (${Math.round(
+            rate * 100,
+          )}%, threshold ${Math.round(settings.threshold * 100)}%)`,
+          details: {
+            failed,
+            completed,
+            failureRate: rate,
+            threshold: settings.threshold,
+            windowMinutes: settings.windowMinutes,
+            since: since.toISOString(),
+          },
+        },
+      ];
+    },
+  };
+}
+
+export function alertRules(deps: { db: Database; count: WorkflowCounter; settings: AlertSettings }): AlertRule[] {
+  return [
+    certificateExpiryRule(deps.db, deps.settings.certificateExpiry),
+    provisioningFailureRateRule(deps.count, deps.settings.provisioningFailureRate),
+  ];
+}
+
+/**
+ * Tenants worth evaluating: those with certificates or devices, and those with open alerts of the
+ * rules' kinds (so an alert still clears when its tenant has nothing left).
+ */
+export async function tenantsToEvaluate(db: Database, rules: readonly AlertRule[]): Promise<string[]> {
+  const kinds = rules.flatMap((rule) => rule.kinds);
+  const rows = await db
+    .selectDistinct({ tenantId: certificates.tenantId })
+    .from(certificates)
+    .union(db.selectDistinct({ tenantId: devices.tenantId }).from(devices))
+    .union(
+      db
+        .selectDistinct({ tenantId: alerts.tenantId })
+        .from(alerts)
+        .where(and(isNull(alerts.resolvedAt), inArray(alerts.kind, kinds))),
+    );
+  return rows.map((row) => row.tenantId).sort();
+}
