@@ -4,9 +4,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freeLoopbackPort } from './support/network';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -20,16 +20,6 @@ function run(command: string, args: string[], options: { asPostgres?: boolean; e
   return result.stdout;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function postgresBinDir(): string {
   const base = '/usr/lib/postgresql';
@@ -47,7 +37,7 @@ async function startPostgres(workDir: string): Promise<() => void> {
   run(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], {
     asPostgres: true,
   });
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const options = [
     `-p ${port}`,
     `-k ${workDir}`,

@@ -1,6 +1,5 @@
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
-import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AuthenticationFailedError,
@@ -14,6 +13,7 @@ import type { ClientTlsIdentity, DeviceConfiguration, DeviceSession } from '../d
 import { OpensslTestCa } from '../../scripts/simulators/openssl-test-ca';
 import { ReferenceDevice, type ReferenceDeviceOptions } from '../../scripts/simulators/reference-device';
 import { deviceApiPaths, HttpsDeviceAdapter, httpsDeviceAdapter as adapter } from './index';
+import { freeLoopbackPort } from '../../test/support/network';
 
 const credentials = { username: 'admin', password: 'factory-Secret-1' };
 
@@ -229,7 +229,7 @@ describe('HTTPS device adapter against the reference device', () => {
   });
 
   it('reports a closed port as DeviceUnavailableError', async () => {
-    const port = await closedPort();
+    const port = await freeLoopbackPort();
     await expect(adapter.identify({ address: `127.0.0.1:${port}` })).rejects.toBeInstanceOf(DeviceUnavailableError);
   });
 
@@ -331,13 +331,3 @@ function factoryCertificate(address: string): Promise<string> {
   });
 }
 
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
