@@ -10,7 +10,8 @@ import { BearerTokenVerifier } from '../../access/bearer-tokens';
 import { roleAllows, roles, type Permission } from '../../access/roles';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, type TestDevice } from '../support/devices';
-import { startTestService, type TestService } from '../support/service';
+import { createServiceApi } from '../../service/main';
+import { startTestService, testLogger, type TestService } from '../support/service';
 
 let service: TestService;
 let api: TestApi;
@@ -194,4 +195,28 @@ it('limits each caller to its request budget with 429 and Retry-After', async ()
   limiter.take('someone-else');
   now += 1_000;
   limiter.take('caller');
+});
+
+it('documents every route the application mounts in its OpenAPI document', async () => {
+  const app = createServiceApi(service.parts, { config: service.config, connection: service.env.connection, logger: testLogger });
+  type Layer = { route?: { path: string; methods: Record<string, boolean> }; name: string; handle: { stack?: Layer[] } };
+  const mounted: string[] = [];
+  for (const layer of (app as unknown as { router: { stack: Layer[] } }).router.stack) {
+    if (layer.route) {
+      for (const method of Object.keys(layer.route.methods)) mounted.push(`${method.toUpperCase()} ${layer.route.path}`);
+    } else if (layer.name === 'router') {
+      // The codec router is mounted under /codec; its own routes are relative to that.
+      for (const inner of layer.handle.stack ?? []) {
+        if (!inner.route || inner.route.path === '*splat') continue;
+        for (const method of Object.keys(inner.route.methods)) {
+          // OPTIONS (CORS preflight) and the catch-all 405 answer are protocol plumbing, not operations.
+          if (method !== 'options' && method !== '_all') mounted.push(`${method.toUpperCase()} /codec${inner.route.path}`);
+        }
+      }
+    }
+  }
+  const documented = documentedOperations().map((op) => `${op.method} ${op.path.replace(/\{([^}]+)\}/g, ':$1')}`);
+  expect(mounted.length).toBeGreaterThan(20);
+  expect(mounted.filter((route) => !documented.includes(route))).toEqual([]);
+  expect(documented.filter((route) => !mounted.includes(route))).toEqual([]);
 });
