@@ -264,3 +264,54 @@ export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type AuditEventRow = typeof auditEvents.$inferSelect;
 export type AlertRow = typeof alerts.$inferSelect;
 export type ApprovalPolicyRow = typeof approvalPolicies.$inferSelect;
+
+/** A bulk provisioning job: the imported file's rows live here, not in workflow history. */
+export const bulkJobs = pgTable(
+  'bulk_jobs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    templateId: text('template_id').notNull(),
+    fileName: text('file_name').notNull(),
+    fileSha256: text('file_sha256').notNull(),
+    rowCount: integer('row_count').notNull(),
+    options: jsonb('options').notNull(),
+    requestedBy: text('requested_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (table) => [index('bulk_jobs_tenant_idx').on(table.tenantId, table.createdAt)],
+);
+
+/** One row of a bulk job's file and what became of it. */
+export const bulkJobDevices = pgTable(
+  'bulk_job_devices',
+  {
+    jobId: uuid('job_id').notNull(),
+    /** The row's line number in the imported file (the header is line 1). */
+    rowNumber: integer('row_number').notNull(),
+    deviceId: text('device_id').notNull(),
+    /** The validated provisioning request, without credentials (those are sealed in the vault). */
+    request: jsonb('request').notNull(),
+    hasCredentials: boolean('has_credentials').notNull(),
+    status: text('status', { enum: ['pending', 'in_progress', 'completed', 'failed', 'cancelled'] })
+      .notNull()
+      .default('pending'),
+    /** The dispatch that took this row, so a retried dispatch returns the same rows instead of losing them. */
+    dispatchId: text('dispatch_id'),
+    /** How many provisioning runs this row has had (retry-failed adds one). */
+    attempts: integer('attempts').notNull().default(0),
+    certificateSerial: text('certificate_serial'),
+    failedStep: text('failed_step'),
+    error: text('error'),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (table) => [
+    uniqueIndex('bulk_job_devices_key').on(table.jobId, table.rowNumber),
+    index('bulk_job_devices_status_idx').on(table.jobId, table.status),
+  ],
+);
+
+export type BulkJobRow = typeof bulkJobs.$inferSelect;
+export type BulkJobDeviceRow = typeof bulkJobDevices.$inferSelect;

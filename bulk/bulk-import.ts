@@ -1,0 +1,304 @@
+/**
+ * Turning an uploaded spreadsheet into a bulk job: every row is checked (its own fields, the
+ * protocol's address rules, duplicates within the file, conflicts with the registry, the template),
+ * every bad row is reported with its line and column, and only a file without a single bad row is
+ * stored and started. The rows go to the database; the job's workflow only carries the job id.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { eq } from 'drizzle-orm';
+import type { DeviceAdapter } from '../adapters/device-adapter';
+import type { SecretVault } from '../custody/secret-vault';
+import type { Database } from '../db/client';
+import { bulkJobDevices, bulkJobs, devices } from '../db/schema';
+import { initialCredentialsPurpose } from '../activities/provisioning';
+import type { ProvisioningService } from '../provisioning/provisioning-service';
+import { deviceRequestSchema, type DeviceProvisioningRequest } from '../provisioning/requests';
+import { ServiceError, ValidationError, type FieldProblem } from '../service/errors';
+import { bulkWorkflowId, type BulkProvisionInput } from '../workflows/bulk-definitions';
+import type { ProvisionDeviceInput } from '../workflows/definitions';
+import type { bulkProvision } from '../workflows/bulk-provision';
+import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+import { readDeviceSheet, type SheetLimits } from './spreadsheet';
+
+export interface RowProblem {
+  line: number;
+  column: string;
+  reason: string;
+}
+
+export interface BulkImportRequest {
+  tenantId: string;
+  templateId: string;
+  dryRun: boolean;
+  concurrency: number;
+  options: Pick<ProvisionDeviceInput['options'], 'skipCertificateGeneration' | 'autoActivate'>;
+  file: { data: Buffer; fileName: string; contentType?: string };
+  requestedBy: string;
+}
+
+export interface BulkPlan {
+  total: number;
+  templateId: string;
+  bySite: Record<string, number>;
+  byDeviceType: Record<string, number>;
+  byProtocol: Record<string, number>;
+  withCredentials: number;
+}
+
+export type BulkImportResult = { dryRun: true; plan: BulkPlan } | { dryRun: false; jobId: string; plan: BulkPlan };
+
+interface ValidRow {
+  line: number;
+  request: DeviceProvisioningRequest;
+}
+
+/** Rows as problems: `field` says where for generic clients, `line` and `column` for spreadsheets. */
+function rejection(problems: RowProblem[], rows: number): ValidationError {
+  const badRows = new Set(problems.map((p) => p.line)).size;
+  return new ValidationError(`${badRows} of ${rows} rows are invalid; nothing was started`, {
+    fields: problems.map((p) => ({ field: `line ${p.line}: ${p.column}`, reason: p.reason, line: p.line, column: p.column })),
+  });
+}
+
+export class BulkImporter {
+  constructor(
+    private readonly deps: {
+      db: Database;
+      client: Client;
+      taskQueue: string;
+      vault: SecretVault;
+      adapters: ReadonlyMap<string, DeviceAdapter>;
+      provisioning: ProvisioningService;
+      sheetLimits?: Partial<SheetLimits>;
+    },
+  ) {}
+
+  async import(request: BulkImportRequest): Promise<BulkImportResult> {
+    const { rows, problems, total } = await this.readRows(request.file);
+    // Every check runs on every row that passed the ones before, so one answer lists all bad rows.
+    problems.push(...(await this.registryProblems(request.tenantId, rows)));
+    problems.push(...(await this.templateProblems(request, rows)));
+    problems.sort((a, b) => a.line - b.line);
+    if (problems.length > 0) throw rejection(problems, total);
+    if (rows.length === 0) {
+      throw new ValidationError('the file has no device rows', { fields: [{ field: 'file', reason: 'no device rows' }] });
+    }
+
+    const plan = planOf(request.templateId, rows);
+    if (request.dryRun) return { dryRun: true, plan };
+    const jobId = await this.store(request, rows);
+    await this.start(request, jobId);
+    return { dryRun: false, jobId, plan };
+  }
+
+  /** Every row through the same checks as a single provisioning request, plus the file's own. */
+  private async readRows(file: BulkImportRequest['file']): Promise<{ rows: ValidRow[]; problems: RowProblem[]; total: number }> {
+    const schema = deviceRequestSchema([...this.deps.adapters.keys()]);
+    const rows: ValidRow[] = [];
+    const problems: RowProblem[] = [];
+    const firstLine = new Map<string, number>();
+    let total = 0;
+
+    for await (const row of readDeviceSheet(file, this.deps.sheetLimits)) {
+      total += 1;
+      const rowProblems: RowProblem[] = row.problems.map((p) => ({ line: row.line, column: String(p.column), reason: p.reason }));
+      const { username, password, ...values } = row.values;
+      if (Boolean(username) !== Boolean(password)) {
+        rowProblems.push({ line: row.line, column: username ? 'password' : 'username', reason: 'username and password go together' });
+      }
+      const parsed = schema.safeParse({
+        ...values,
+        protocol: values.protocol ?? 'https',
+        ...(username && password ? { credentials: { username, password } } : {}),
+      });
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues) {
+          const [first, second] = issue.path;
+          const column = first === 'credentials' ? String(second ?? 'username') : String(first ?? 'row');
+          rowProblems.push({ line: row.line, column, reason: issue.message });
+        }
+      } else {
+        const request = { ...parsed.data, deviceId: parsed.data.deviceId ?? parsed.data.serialNumber };
+        const adapter = this.deps.adapters.get(request.protocol)!;
+        let host: string | undefined;
+        try {
+          adapter.validateAddress(request.address);
+          host = adapter.networkHost(request.address);
+        } catch (error) {
+          const reason = error instanceof ServiceError ? (error.fields[0]?.reason ?? error.message) : String(error);
+          rowProblems.push({ line: row.line, column: 'address', reason });
+        }
+        // The same device, or the same IP, twice in one file is a mistake to fix, not to merge.
+        const claims: [string, string][] = [
+          ['deviceId', request.deviceId],
+          ['serialNumber', request.serialNumber],
+          ['macAddress', request.macAddress],
+          ...(host ? [['address', host] as [string, string]] : []),
+        ];
+        for (const [column, value] of claims) {
+          const key = `${column}=${value.toLowerCase()}`;
+          const first = firstLine.get(key);
+          if (first === undefined) firstLine.set(key, row.line);
+          else rowProblems.push({ line: row.line, column, reason: `duplicates line ${first}` });
+        }
+        if (rowProblems.length === 0) rows.push({ line: row.line, request });
+      }
+      problems.push(...rowProblems);
+    }
+    return { rows, problems, total };
+  }
+
+  /** Serial numbers or MACs already provisioned, or an IP another registered device has. */
+  private async registryProblems(tenantId: string, rows: ValidRow[]): Promise<RowProblem[]> {
+    const registered = await this.deps.db
+      .select({
+        deviceId: devices.deviceId,
+        serialNumber: devices.serialNumber,
+        macAddress: devices.macAddress,
+        address: devices.address,
+        protocol: devices.protocol,
+        lifecycleState: devices.lifecycleState,
+      })
+      .from(devices)
+      .where(eq(devices.tenantId, tenantId));
+    const bySerial = new Map(registered.map((d) => [d.serialNumber, d]));
+    const byMac = new Map(registered.map((d) => [d.macAddress, d]));
+    const byHost = new Map<string, (typeof registered)[number]>();
+    for (const device of registered) {
+      const host = this.hostOf(device.protocol, device.address);
+      if (host) byHost.set(host, device);
+    }
+
+    const problems: RowProblem[] = [];
+    for (const { line, request } of rows) {
+      for (const [column, existing] of [
+        ['serialNumber', bySerial.get(request.serialNumber)],
+        ['macAddress', byMac.get(request.macAddress)],
+      ] as const) {
+        if (!existing) continue;
+        if (existing.deviceId !== request.deviceId) {
+          problems.push({ line, column, reason: `already belongs to device ${existing.deviceId}` });
+        } else if (existing.lifecycleState === 'provisioned' || existing.lifecycleState === 'active') {
+          problems.push({ line, column, reason: `device ${existing.deviceId} is already provisioned` });
+        }
+      }
+      const host = this.hostOf(request.protocol, request.address);
+      const holder = host ? byHost.get(host) : undefined;
+      if (holder && holder.deviceId !== request.deviceId) {
+        problems.push({ line, column: 'address', reason: `${host} is the address of device ${holder.deviceId}` });
+      }
+    }
+    return problems;
+  }
+
+  private async templateProblems(request: BulkImportRequest, rows: ValidRow[]): Promise<RowProblem[]> {
+    const problems: RowProblem[] = [];
+    const fieldProblems: FieldProblem[] = await this.deps.provisioning.templateProblemsFor(
+      request.tenantId,
+      request.templateId,
+      rows.map((r) => r.request),
+      request.options,
+    );
+    for (const problem of fieldProblems) {
+      const index = /^devices\[(\d+)\]/.exec(problem.field)?.[1];
+      if (index !== undefined) {
+        const column = problem.field.replace(/^devices\[\d+\]\.?/, '') || 'row';
+        problems.push({ line: rows[Number(index)].line, column, reason: problem.reason });
+      } else {
+        problems.push({ line: 0, column: problem.field, reason: problem.reason });
+      }
+    }
+    return problems;
+  }
+
+  private hostOf(protocol: string, address: string): string | undefined {
+    try {
+      return this.deps.adapters.get(protocol)?.networkHost(address);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async store(request: BulkImportRequest, rows: ValidRow[]): Promise<string> {
+    const jobId = randomUUID();
+    const secrets = rows
+      .filter((row) => row.request.credentials)
+      .map((row) => ({ deviceId: row.request.deviceId, value: row.request.credentials }));
+    // Credentials first: a job is only visible once everything it needs is in place.
+    await this.deps.vault.storeMany(request.tenantId, initialCredentialsPurpose, secrets);
+    await this.deps.db.transaction(async (tx) => {
+      await tx.insert(bulkJobs).values({
+        id: jobId,
+        tenantId: request.tenantId,
+        templateId: request.templateId,
+        fileName: request.file.fileName.slice(0, 255),
+        fileSha256: createHash('sha256').update(request.file.data).digest('hex'),
+        rowCount: rows.length,
+        options: { ...request.options, concurrency: request.concurrency },
+        requestedBy: request.requestedBy,
+      });
+      for (let start = 0; start < rows.length; start += 1000) {
+        await tx.insert(bulkJobDevices).values(
+          rows.slice(start, start + 1000).map(({ line, request: device }) => ({
+            jobId,
+            rowNumber: line,
+            deviceId: device.deviceId,
+            request: {
+              deviceId: device.deviceId,
+              serialNumber: device.serialNumber,
+              macAddress: device.macAddress,
+              address: device.address,
+              protocol: device.protocol,
+              deviceType: device.deviceType,
+              site: device.site,
+              ...(device.name ? { name: device.name } : {}),
+            },
+            hasCredentials: Boolean(device.credentials),
+          })),
+        );
+      }
+    });
+    return jobId;
+  }
+
+  async start(request: Pick<BulkImportRequest, 'tenantId' | 'templateId' | 'concurrency' | 'options' | 'requestedBy'>, jobId: string, retryFailed = false) {
+    const input: BulkProvisionInput = {
+      jobId,
+      tenantId: request.tenantId,
+      templateId: request.templateId,
+      options: request.options,
+      requestedBy: request.requestedBy,
+      concurrency: request.concurrency,
+      retryFailed,
+    };
+    return this.deps.client.workflow.start<typeof bulkProvision>('bulkProvision', {
+      workflowId: bulkWorkflowId(request.tenantId, jobId),
+      taskQueue: this.deps.taskQueue,
+      args: [input],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      workflowIdConflictPolicy: 'FAIL',
+      typedSearchAttributes: [
+        { key: attributes.tenantId, value: request.tenantId },
+        { key: attributes.bulkJobId, value: jobId },
+        { key: attributes.method, value: 'bulk' },
+      ],
+    });
+  }
+}
+
+function planOf(templateId: string, rows: ValidRow[]): BulkPlan {
+  const count = (pick: (r: DeviceProvisioningRequest) => string) =>
+    rows.reduce<Record<string, number>>((acc, { request }) => {
+      acc[pick(request)] = (acc[pick(request)] ?? 0) + 1;
+      return acc;
+    }, {});
+  return {
+    total: rows.length,
+    templateId,
+    bySite: count((r) => r.site),
+    byDeviceType: count((r) => r.deviceType),
+    byProtocol: count((r) => r.protocol),
+    withCredentials: rows.filter((r) => r.request.credentials).length,
+  };
+}
