@@ -86,6 +86,11 @@ export interface DeviceAdapter {
   readonly protocol: string;
   /** Throws ValidationError naming why the address is not one this protocol can reach. */
   validateAddress(address: string): void;
+  /**
+   * The network host (IP or name) an address points at, for protocols on IP networks, so that two
+   * devices claiming one IP are noticed; undefined for protocols without one (serial buses).
+   */
+  networkHost(address: string): string | undefined;
   identify(session: DeviceSession): Promise<DeviceIdentity>;
   /** Proves the credentials we hold work; AuthenticationFailedError when the device refuses them. */
   authenticate(session: DeviceSession): Promise<void>;

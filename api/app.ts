@@ -10,6 +10,8 @@ import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { TemplateCatalog } from '../configuration/templates';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import type { AlertStore } from '../alerts/alert-store';
+import type { BulkImporter } from '../bulk/bulk-import';
+import type { BulkJobs } from '../bulk/bulk-jobs';
 import type { AuditLog } from '../audit/audit-log';
 import type { ApprovalPolicies } from '../provisioning/approval-policies';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
@@ -25,6 +27,7 @@ import { RateLimiter } from './rate-limit';
 import { accessOperations } from './routes/access';
 import { alertOperations } from './routes/alerts';
 import { approvalOperations } from './routes/approvals';
+import { bulkOperations } from './routes/bulk';
 import { auditOperations } from './routes/audit';
 import { certificateOperations } from './routes/certificates';
 import { healthOperations, type HealthCheck } from './routes/health';
@@ -49,6 +52,7 @@ export interface ApiDependencies {
   rateLimitPerMinute: number;
   /** Further operations (declared the same way) that other parts of the service contribute. */
   extraOperations?: AnyOperation[];
+  bulk?: { importer: BulkImporter; jobs: BulkJobs };
   /** Temporal's remote codec protocol at /codec, for operators' Web UI and CLI to read history. */
   codec?: {
     codec: PayloadCodec;
@@ -67,6 +71,7 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
   const operations: AnyOperation[] = [
     ...healthOperations(deps.healthChecks),
     ...provisioningOperations(deps.provisioning, deps.protocols),
+    ...(deps.bulk ? bulkOperations(deps.bulk.importer, deps.bulk.jobs) : []),
     ...certificateOperations(deps.ca, deps.registry),
     ...templateOperations(deps.templates),
     ...approvalOperations(deps.provisioning, deps.approvals),
@@ -142,7 +147,8 @@ export function createApp(deps: ApiDependencies): Express {
   app.use(express.json({ limit: '1mb', type: jsonTypes }));
   app.use((req, _res, next) => {
     const hasBody = ['POST', 'PUT', 'PATCH'].includes(req.method) && Number(req.get('content-length') ?? 0) > 0;
-    if (hasBody && !req.is(jsonTypes)) {
+    // JSON everywhere; file uploads are multipart and read by the operation that takes them.
+    if (hasBody && !req.is([...jsonTypes, 'multipart/form-data'])) {
       next(
         new UnsupportedMediaTypeError('the request body must be JSON', {
           fields: [{ field: 'header:Content-Type', reason: 'must be application/json' }],

@@ -17,6 +17,7 @@ const errorResponses: Record<number, string> = {
   415: 'The request body is not JSON',
   429: 'Too many requests; see Retry-After',
   500: 'Unexpected error',
+  503: 'A dependency (database, Temporal, HSM) is unavailable; try again',
 };
 
 class SchemaCollector {
@@ -73,7 +74,8 @@ function responseOf(declaration: ResponseDeclaration, collector: SchemaCollector
   if (!declaration.schema && !declaration.contentType) return { description: declaration.description };
   const contentType = declaration.contentType ?? 'application/json';
   const schema = declaration.schema ? collector.convert(declaration.schema, 'output') : {};
-  return { description: declaration.description, content: { [contentType]: { schema } } };
+  const alternatives = Object.fromEntries((declaration.alsoAs ?? []).map((type) => [type, { schema: { type: 'string' } }]));
+  return { description: declaration.description, content: { [contentType]: { schema }, ...alternatives } };
 }
 
 export function openApiDocument(
@@ -97,9 +99,10 @@ export function openApiDocument(
     const standardErrors = [
       400,
       ...(op.permission === 'public' ? [] : [401, 403, 404]),
-      ...(op.body ? [413, 415] : []),
+      ...(op.body || op.upload ? [413, 415] : []),
       429,
       500,
+      503,
     ];
     for (const status of standardErrors) {
       responses[String(status)] ??= {
@@ -118,6 +121,7 @@ export function openApiDocument(
       ...(op.body
         ? { requestBody: { required: true, content: { 'application/json': { schema: collector.convert(op.body, 'input') } } } }
         : {}),
+      ...(op.upload ? { requestBody: { required: true, content: { [op.upload.contentType]: { schema: op.upload.schema } } } } : {}),
       responses,
     };
   }

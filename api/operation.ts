@@ -14,6 +14,8 @@ export interface ResponseDeclaration {
   schema?: z.ZodType;
   /** Defaults to application/json. */
   contentType?: string;
+  /** Other media types the same answer may come as (e.g. text/csv), chosen by a query parameter. */
+  alsoAs?: string[];
 }
 
 export interface OperationContext<P, Q, B> {
@@ -38,6 +40,8 @@ export interface Operation<P = Record<string, string>, Q = Record<string, unknow
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;
+  /** For bodies that are not JSON (file uploads): the handler reads the request itself. */
+  upload?: { contentType: 'multipart/form-data'; schema: Record<string, unknown> };
   responses: Record<number, ResponseDeclaration>;
   handle(context: OperationContext<P, Q, B>): Promise<void> | void;
 }

@@ -15,7 +15,16 @@ export const problemSchema = z
     status: z.number().int(),
     detail: z.string().optional(),
     instance: z.string().optional(),
-    errors: z.array(z.object({ field: z.string(), reason: z.string() })).optional(),
+    errors: z
+      .array(
+        z.object({
+          field: z.string(),
+          reason: z.string(),
+          line: z.number().int().optional(),
+          column: z.string().optional(),
+        }),
+      )
+      .optional(),
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
 

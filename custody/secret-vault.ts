@@ -19,16 +19,26 @@ export class SecretVault {
 
   /** Stores (or replaces) a JSON-serialisable value. */
   async store(tenantId: string, deviceId: string, purpose: string, value: unknown): Promise<void> {
-    const json = JSON.stringify(value);
-    if (json === undefined) throw new TypeError('SecretVault.store: the value is not JSON-serialisable');
-    const sealedValue = this.#sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
-    await this.#db
-      .insert(deviceSecrets)
-      .values({ tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: this.#sealer.keyId })
-      .onConflictDoUpdate({
-        target: [deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose],
-        set: { sealedValue, keyEncryptionKeyId: this.#sealer.keyId, updatedAt: sql`now()` },
-      });
+    await this.storeMany(tenantId, purpose, [{ deviceId, value }]);
+  }
+
+  /** Stores (or replaces) one value per device, in batches: a bulk import may bring thousands. */
+  async storeMany(tenantId: string, purpose: string, entries: { deviceId: string; value: unknown }[]): Promise<void> {
+    const rows = entries.map(({ deviceId, value }) => {
+      const json = JSON.stringify(value);
+      if (json === undefined) throw new TypeError('SecretVault.store: the value is not JSON-serialisable');
+      const sealedValue = this.#sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
+      return { tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: this.#sealer.keyId };
+    });
+    for (let start = 0; start < rows.length; start += 500) {
+      await this.#db
+        .insert(deviceSecrets)
+        .values(rows.slice(start, start + 500))
+        .onConflictDoUpdate({
+          target: [deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose],
+          set: { sealedValue: sql`excluded.sealed_value`, keyEncryptionKeyId: sql`excluded.key_encryption_key_id`, updatedAt: sql`now()` },
+        });
+    }
   }
 
   async read<T>(tenantId: string, deviceId: string, purpose: string): Promise<T | undefined> {

@@ -107,12 +107,7 @@ export class ProvisioningService {
       }
     });
     problems.push(...duplicatesWithin(devices));
-    const template = await this.deps.templates.get(tenantId, request.templateId).catch((error) => {
-      if (!(error instanceof NotFoundError)) throw error;
-      problems.push({ field: 'templateId', reason: `no template ${request.templateId}` });
-      return undefined;
-    });
-    if (template) problems.push(...this.templateProblems(tenantId, template, devices, request.options));
+    problems.push(...(await this.templateProblemsFor(tenantId, request.templateId, devices, request.options)));
     if (problems.length > 0) {
       throw new ValidationError(`provisioning request is invalid: ${problems.map((p) => `${p.field}: ${p.reason}`).join('; ')}`, {
         fields: problems,
@@ -126,12 +121,29 @@ export class ProvisioningService {
     return { request, devices };
   }
 
-  /** The template must suit each device, and must not lock out a device that gets no certificate. */
+  /**
+   * The template must exist, suit each device, and not lock out a device that gets no certificate.
+   * Problems about a device name it as `devices[<index>]...`.
+   */
+  async templateProblemsFor(
+    tenantId: string,
+    templateId: string,
+    devices: DeviceProvisioningRequest[],
+    options: Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>,
+  ): Promise<FieldProblem[]> {
+    const template = await this.deps.templates.get(tenantId, templateId).catch((error) => {
+      if (!(error instanceof NotFoundError)) throw error;
+      return undefined;
+    });
+    if (!template) return [{ field: 'templateId', reason: `no template ${templateId}` }];
+    return this.templateProblems(tenantId, template, devices, options);
+  }
+
   private templateProblems(
     tenantId: string,
     template: ConfigurationTemplate,
     devices: DeviceProvisioningRequest[],
-    options: ProvisioningRequest['options'],
+    options: Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>,
   ): FieldProblem[] {
     const problems: FieldProblem[] = [];
     devices.forEach((device, index) => {

@@ -75,11 +75,13 @@ describe('npm run simulate', () => {
     expect(new Set(requests.map((r) => r.serialNumber)).size).toBe(3);
     expect(new Set(requests.map((r) => r.macAddress)).size).toBe(3);
     expect(new Set(requests.map((r) => r.credentials.password)).size).toBe(3);
+    expect(new Set(requests.map((r) => r.address.split(':')[0])).size).toBe(3);
     for (const request of requests) {
       expect(request).toMatchObject({
         serialNumber: expect.stringMatching(/^RD-[0-9A-F]{6}-000[1-3]$/),
         macAddress: expect.stringMatching(/^02(:[0-9a-f]{2}){5}$/),
-        address: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+        // Each device on its own loopback address, as devices on a site network have their own IPs.
+        address: expect.stringMatching(/^127\.\d+\.\d+\.\d+:\d+$/),
         protocol: 'https',
         site: 'lab-7',
         name: expect.any(String),

@@ -3,6 +3,8 @@
  * request for each, ready to post to the API. Runs until interrupted, then stops the devices.
  *
  *   npm run simulate -- --count 5 [--host 127.0.0.1] [--base-port 8443] [--site lab]
+ * Without --host each device gets its own loopback address (127.<run>.<n>), as devices on a site
+ * network each have their own IP; with --host they share one and differ by port.
  *
  * stdout carries only the JSON, progress goes to stderr; add npm's `-s` to keep npm's own banner
  * off stdout too when piping (`npm run -s simulate -- --count 5 > devices.json`).
@@ -32,7 +34,7 @@ const fleet: { deviceType: DeviceType; model: string }[] = [
 ];
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: npm run simulate -- --count N [--host 127.0.0.1] [--base-port P] [--site S]\n`);
+  process.stderr.write(`${message}\nusage: npm run simulate -- --count N [--host H] [--base-port P] [--site S]\n`);
   process.exit(2);
 }
 
@@ -48,7 +50,7 @@ function parseOptions() {
     ({ values } = parseArgs({
       options: {
         count: { type: 'string', default: '1' },
-        host: { type: 'string', default: '127.0.0.1' },
+        host: { type: 'string' },
         'base-port': { type: 'string' },
         site: { type: 'string', default: 'simulated-site' },
       },
@@ -59,7 +61,12 @@ function parseOptions() {
   const count = integer(values.count, 'count', 1, 10_000, 1);
   const basePort = integer(values['base-port'], 'base-port', 1, 65535, 0);
   if (basePort && basePort + count - 1 > 65535) usage('--base-port + --count runs past port 65535');
-  return { count, host: values.host!, basePort, site: values.site! };
+  return { count, host: values.host, basePort, site: values.site! };
+}
+
+/** A distinct loopback address per device of this run; all of 127.0.0.0/8 reaches this host. */
+function loopbackAddress(run: Buffer, index: number): string {
+  return `127.${(run[0] % 250) + 1}.${Math.floor(index / 250)}.${(index % 250) + 1}`;
 }
 
 async function main() {
@@ -83,7 +90,7 @@ async function main() {
       const serialNumber = `RD-${runTag}-${String(i).padStart(4, '0')}`;
       const credentials = { username: 'admin', password: randomBytes(18).toString('base64url') };
       const device = new ReferenceDevice({
-        host,
+        host: host ?? loopbackAddress(run, i),
         port: basePort ? basePort + i - 1 : 0,
         serialNumber,
         macAddress: locallyAdministeredMac(run, i),
@@ -112,7 +119,7 @@ async function main() {
   }
 
   process.stdout.write(`${JSON.stringify(requests, null, 2)}\n`);
-  process.stderr.write(`simulate: ${count} reference device(s) listening on ${host}; Ctrl-C stops them\n`);
+  process.stderr.write(`simulate: ${count} reference device(s) listening on ${host ?? 'their own loopback addresses'}; Ctrl-C stops them\n`);
 }
 
 /** 02:xx:… is a locally administered unicast MAC, so simulated devices never collide with real ones. */

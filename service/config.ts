@@ -55,6 +55,9 @@ const environmentSchema = z.object({
   ALERT_FAILURE_RATE_THRESHOLD: z.coerce.number().gt(0).lte(1).default(0.25),
   ALERT_FAILURE_RATE_MIN_RUNS: z.coerce.number().int().positive().default(5),
   ALERT_FAILURE_RATE_WINDOW_MINUTES: z.coerce.number().int().positive().default(60),
+  WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().positive().default(200),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
@@ -86,6 +89,7 @@ export interface ServiceConfig {
     bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
     rateLimitPerMinute: number;
   };
+  worker: { activities: number; workflowTasks: number; cachedWorkflows: number };
   alerts: {
     /** Unset: alerts are raised and audited but not delivered. */
     webhook?: AlertWebhookSettings;
@@ -189,6 +193,11 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
 
   return {
     http: { port: env.PORT, host: env.HOST },
+    worker: {
+      activities: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
+      workflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+      cachedWorkflows: env.WORKER_MAX_CACHED_WORKFLOWS,
+    },
     alerts: {
       webhook: env.ALERT_WEBHOOK_URL
         ? {

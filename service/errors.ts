@@ -8,6 +8,9 @@ export interface FieldProblem {
   /** JSON path of the offending field, e.g. `devices[0].macAddress`. */
   field: string;
   reason: string;
+  /** For problems in an uploaded file: where, as a spreadsheet user sees it. */
+  line?: number;
+  column?: string;
 }
 
 export abstract class ServiceError extends Error {

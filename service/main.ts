@@ -27,6 +27,9 @@ import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { AuditLog } from '../audit/audit-log';
 import { createAlertActivities } from '../activities/alerts';
+import { createBulkActivities } from '../activities/bulk';
+import { BulkImporter } from '../bulk/bulk-import';
+import { BulkJobs } from '../bulk/bulk-jobs';
 import { AlertStore } from '../alerts/alert-store';
 import { ensureAlertSchedule } from '../alerts/schedule';
 import { createMetricsRegistry, metricsHandler } from '../observability/metrics';
@@ -116,6 +119,7 @@ export function createProvisioningWorker(
     namespace: string;
     taskQueue: string;
     alerts: ServiceConfig['alerts'];
+    capacity?: ServiceConfig['worker'];
     logger: Logger;
   },
 ): Promise<Worker> {
@@ -125,8 +129,14 @@ export function createProvisioningWorker(
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     workflowsPath,
+    // A bulk job keeps up to its concurrency of device runs in flight at once; the worker must
+    // hold that many workflows in cache and run activities for them side by side.
+    maxCachedWorkflows: options.capacity?.cachedWorkflows ?? 2_000,
+    maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
+    maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
       ...createProvisioningActivities({ ...parts, logger: options.logger }),
+      ...createBulkActivities({ db: parts.database.db, client: options.client }),
       ...createAlertActivities({
         db: parts.database.db,
         client: options.client,
@@ -159,7 +169,16 @@ export function createServiceApi(
   const { config, connection, logger } = options;
   const client = serviceClient(parts, connection, config.temporal.namespace);
   const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue);
+  const importer = new BulkImporter({
+    db: parts.database.db,
+    client,
+    taskQueue: config.temporal.taskQueue,
+    vault: parts.vault,
+    adapters: parts.adapters,
+    provisioning,
+  });
   return createApp({
+    bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }) },
     codec: {
       codec: new EncryptionCodec(parts.payloadKeyring),
       allowedOrigins: config.payloadEncryption.allowedOrigins,
@@ -270,6 +289,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       alerts: config.alerts,
+      capacity: config.worker,
       logger,
     });
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });

@@ -101,6 +101,8 @@ export interface ProvisionDeviceInput {
   /** Set when the API stored initial credentials in the secret vault; the value never enters history. */
   hasInitialCredentials: boolean;
   bulkJobId?: string;
+  /** Set for a device of a bulk job: the run reports its outcome to the job's workflow. */
+  bulkParent?: { workflowId: string; rowNumber: number };
   requestedBy?: string;
   metadata?: Record<string, unknown>;
 }

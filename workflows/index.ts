@@ -1,3 +1,4 @@
 // The worker's workflow bundle entry point: every workflow type the service runs.
 export { provisionDevice } from './provision-device';
 export { evaluateAlerts } from './alert-evaluation';
+export { bulkProvision } from './bulk-provision';

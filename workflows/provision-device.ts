@@ -10,6 +10,7 @@ import {
   ActivityFailure,
   TimeoutFailure,
   condition,
+  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -32,6 +33,7 @@ import {
   type ProvisioningStepName,
 } from './definitions';
 import { awaitApproval } from './approval';
+import { bulkDeviceFinishedSignal, type BulkDeviceOutcome } from './bulk-definitions';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome } from './metrics';
 
 
@@ -163,6 +165,23 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     });
   };
 
+  async function reportToBulkJob(outcome: BulkDeviceOutcome['outcome']) {
+    if (!input.bulkParent) return;
+    const report: BulkDeviceOutcome = {
+      rowNumber: input.bulkParent.rowNumber,
+      deviceId: device.deviceId,
+      outcome,
+      ...(record.certificateInfo && !record.certificateInfo.revokedAt ? { certificateSerial: record.certificateInfo.serialNumber } : {}),
+      ...(record.error ? { error: record.error.message, failedStep: record.error.step } : {}),
+      startedAt: record.createdAt,
+      finishedAt: new Date().toISOString(),
+    };
+    // A job that has ended no longer listens; the device's own record still stands.
+    await getExternalWorkflowHandle(input.bulkParent.workflowId)
+      .signal(bulkDeviceFinishedSignal, report)
+      .catch(() => undefined);
+  }
+
   // Undo actions, pushed as each step succeeds and run newest first if the run fails for good.
   const compensations: Array<() => Promise<void>> = [];
   setStatus('in_progress');
@@ -254,6 +273,7 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
       for (const undo of compensations) await undo();
       await compensation.markDeviceFailed({ tenantId, deviceId: device.deviceId, reason: record.error!.message });
       await audit(cancelled ? 'provisioning.cancelled' : 'provisioning.failed', 'failure', 'workflow', { error: record.error });
+      await reportToBulkJob(cancelled ? 'cancelled' : 'failed');
     });
     record.completedAt = new Date().toISOString();
     setStatus('failed');
@@ -271,6 +291,7 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
   record.completedAt = new Date().toISOString();
   setStatus('completed');
   await audit('provisioning.completed', 'success', 'workflow', { certificateSerial: record.certificateInfo?.serialNumber });
+  await reportToBulkJob('completed');
   recordRun('completed');
   return record;
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
-import type { DeviceSession } from '../device-adapter';
+import type { ClientTlsIdentity, DeviceSession } from '../device-adapter';
 import {
   AuthenticationFailedError,
   DeviceUnavailableError,
@@ -107,9 +107,7 @@ export function callDevice(session: DeviceSession, request: DeviceRequest, timeo
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['http/1.1'],
-      ...(identity
-        ? { key: identity.privateKeyPem, cert: [identity.certificatePem, ...identity.chainPem].map(withNewline).join('') }
-        : {}),
+      secureContext: secureContextFor(identity),
     });
     socket.once('error', wireFailure);
     socket.once('secureConnect', () => {
@@ -194,6 +192,29 @@ function parseJson(data: Buffer): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Building a TLS context parses keys and certificates, which costs more than the handshake; a
+ * service uses one client identity per tenant, so contexts are kept per identity.
+ */
+const secureContexts = new Map<string, tls.SecureContext>();
+const maximumCachedContexts = 1000;
+
+function secureContextFor(identity: ClientTlsIdentity | undefined): tls.SecureContext {
+  const cacheKey = identity ? identity.certificatePem : '';
+  let context = secureContexts.get(cacheKey);
+  if (!context) {
+    context = tls.createSecureContext({
+      minVersion: 'TLSv1.2',
+      ...(identity
+        ? { key: identity.privateKeyPem, cert: [identity.certificatePem, ...identity.chainPem].map(withNewline).join('') }
+        : {}),
+    });
+    if (secureContexts.size >= maximumCachedContexts) secureContexts.delete(secureContexts.keys().next().value!);
+    secureContexts.set(cacheKey, context);
+  }
+  return context;
 }
 
 function withNewline(text: string): string {

@@ -76,6 +76,10 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
     parseDeviceAddress(address);
   }
 
+  networkHost(address: string): string | undefined {
+    return parseDeviceAddress(address).host.toLowerCase();
+  }
+
   async identify(session: DeviceSession): Promise<DeviceIdentity> {
     const response = await this.call(session, 'identify', { method: 'GET', path: deviceApiPaths.identity });
     const identity = deviceAnswer(identityAnswer, response.body, 'identify');

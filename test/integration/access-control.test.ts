@@ -43,6 +43,7 @@ function validBodyFor(op: DocumentedOperation): unknown {
   }
   if (op.path.endsWith('/cancel')) return { reason: 'test' };
   if (op.path.endsWith('/approval')) return { decision: 'approve' };
+  if (op.path.endsWith('/concurrency')) return { concurrency: 2 };
   return undefined;
 }
 
@@ -65,6 +66,11 @@ beforeAll(async () => {
     body: { scope: 'site', scopeValue: 'acme-only', timeoutSeconds: 600 },
   });
   acmeObjects.policyId = policy.body.id;
+  const form = new FormData();
+  form.set('file', new Blob(['serialNumber,macAddress,address,site\nBULK-1,02:00:00:00:aa:01,127.9.9.9:1,hq\n'], { type: 'text/csv' }), 'one.csv');
+  form.set('dryRun', 'false');
+  const job = await api.call('POST', '/api/v1/provisioning/bulk', { form });
+  acmeObjects.jobId = job.body.jobId;
 });
 
 afterAll(async () => {

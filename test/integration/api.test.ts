@@ -169,7 +169,7 @@ describe('certificates', () => {
   it('issues a certificate from a CSR for a registered device, once per idempotency key, and serves it as PEM', async () => {
     const { request } = await newDevice();
     await service.parts.registry.register('default', { ...request, deviceId: request.serialNumber });
-    const csr = csrFor(request.serialNumber, `IP:127.0.0.1,URI:urn:dev:mac:${request.macAddress.replace(/:/g, '')}`);
+    const csr = csrFor(request.serialNumber, `IP:${request.address.split(":")[0]},URI:urn:dev:mac:${request.macAddress.replace(/:/g, '')}`);
     const body = { deviceId: request.serialNumber, certificateType: 'device', validityPeriod: 30, csr };
     const first = await call('POST', '/api/v1/provisioning/certificates/generate', { body, headers: { 'idempotency-key': 'k1' } });
     expect(first.status).toBe(201);

@@ -21,6 +21,8 @@ export interface ApiResponse {
 export interface CallOptions {
   body?: unknown;
   raw?: string;
+  /** A multipart upload (sets its own content type). */
+  form?: FormData;
   headers?: Record<string, string>;
   /** An API key; `null` sends no credentials. Defaults to the API's default key. */
   key?: string | null;
@@ -106,7 +108,7 @@ export async function startTestApi(service: TestService, options: { defaultTenan
         ...(key ? { authorization: `Bearer ${key}` } : {}),
         ...callOptions.headers,
       },
-      body: callOptions.raw ?? (callOptions.body === undefined ? undefined : JSON.stringify(callOptions.body)),
+      body: callOptions.form ?? callOptions.raw ?? (callOptions.body === undefined ? undefined : JSON.stringify(callOptions.body)),
     });
     const text = await response.text();
     const type = response.headers.get('content-type') ?? '';

@@ -18,11 +18,19 @@ export interface TestDevice {
   };
 }
 
-export async function startTestDevice(options: { faults?: DeviceFaults; site?: string } = {}): Promise<TestDevice> {
+export interface TestDeviceOptions {
+  faults?: DeviceFaults;
+  site?: string;
+}
+
+export async function startTestDevice(options: TestDeviceOptions = {}): Promise<TestDevice> {
   const suffix = randomBytes(4).toString('hex').toUpperCase();
   const mac = ['02', ...randomBytes(5).toString('hex').match(/../g)!].join(':');
   const credentials = { username: 'admin', password: randomBytes(9).toString('base64url') };
+  // Its own loopback address, as each device on a site network has its own IP.
+  const [a, b, c] = randomBytes(3);
   const device = new ReferenceDevice({
+    host: `127.${(a % 250) + 1}.${b}.${(c % 250) + 1}`,
     serialNumber: `RD-${suffix}`,
     macAddress: mac,
     credentials,

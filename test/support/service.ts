@@ -61,6 +61,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     alerts: config.alerts,
+    capacity: config.worker,
     logger: testLogger,
   });
   const running = worker.run();

@@ -1,0 +1,245 @@
+/**
+ * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server]`
+ *
+ * Provisions N simulated devices end to end on this machine, exactly as an operator would: a
+ * Temporal dev server (file-backed, as `npm start` runs it), the service (API and worker) in its own
+ * process, N reference devices in another, and one CSV upload through the API. Prints throughput,
+ * per-device latency percentiles, failures, each process's peak memory and CPU time, and the
+ * worker's time per activity type, so it shows where the time goes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const root = path.resolve(import.meta.dirname, '..');
+const temporalCli = path.join(root, '.tools', 'venv', 'bin', 'temporal');
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '1000' },
+    concurrency: { type: 'string', default: '1000' },
+    database: { type: 'string', default: 'embedded' },
+  },
+});
+const deviceCount = Number(values.devices);
+const concurrency = Number(values.concurrency);
+if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 10_000) throw new Error('--devices must be 1..10000');
+if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error('--concurrency must be a positive integer');
+
+const say = (message: string) => process.stderr.write(`bench: ${message}\n`);
+const children: ChildProcess[] = [];
+const workDir = mkdtempSync(path.join(os.tmpdir(), 'bench-bulk-'));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr!.on('data', () => {});
+  child.on('exit', (code, signal) => {
+    if (!stopping) say(`${name} exited unexpectedly (${code ?? signal})`);
+  });
+  children.push(child);
+  return child;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** Peak resident memory (VmHWM) and CPU seconds of a process, from /proc. */
+function processUsage(pid: number): { peakMiB: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const peakKiB = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { peakMiB: Math.round(peakKiB / 1024), cpuSeconds: Math.round((ticks / 100) * 10) / 10 };
+}
+
+/** The node process tsx starts under a launcher (the launcher itself is small). */
+function nodeProcessOf(child: ChildProcess): number {
+  const tree = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return tree[0] ?? child.pid!;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+let stopping = false;
+async function stopAll() {
+  stopping = true;
+  for (const child of children.reverse()) {
+    if (child.exitCode === null && child.pid) child.kill('SIGTERM');
+  }
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  for (const child of children) if (child.exitCode === null && child.pid) child.kill('SIGKILL');
+  rmSync(workDir, { recursive: true, force: true });
+}
+
+async function main() {
+  const [temporalPort, uiPort, apiPort, metricsPort, workerMetricsPort] = await Promise.all(
+    Array.from({ length: 5 }, () => freePort()),
+  );
+
+  say(`starting the Temporal dev server (SQLite with WAL in ${workDir})`);
+  const temporal = start('temporal', temporalCli, [
+    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(temporalPort), '--ui-port', String(uiPort),
+    '--db-filename', path.join(workDir, 'temporal.db'), '--sqlite-pragma', 'journal_mode=wal',
+    '--sqlite-pragma', 'synchronous=normal', '--log-level', 'error',
+    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
+  ]);
+
+  say(`starting ${deviceCount} reference devices`);
+  const simulatorsStarted = Date.now();
+  const simulators = start('simulators', process.execPath, ['--import', 'tsx', 'scripts/simulate.ts', '--count', String(deviceCount), '--site', 'bench']);
+  let simulatorOutput = '';
+  simulators.stdout!.on('data', (chunk: Buffer) => (simulatorOutput += chunk.toString()));
+  const requests = await until(
+    'the simulators',
+    async () => {
+      if (!simulatorOutput.trimEnd().endsWith(']')) return undefined;
+      return JSON.parse(simulatorOutput) as Array<Record<string, unknown> & { credentials: { username: string; password: string } }>;
+    },
+    20 * 60_000,
+  );
+  say(`devices ready in ${((Date.now() - simulatorsStarted) / 1000).toFixed(1)} s`);
+
+  const dataDir = path.join(workDir, 'service');
+  const env: NodeJS.ProcessEnv = {
+    DATA_DIR: dataDir,
+    PORT: String(apiPort),
+    METRICS_PORT: String(metricsPort),
+    WORKER_METRICS_ADDRESS: `127.0.0.1:${workerMetricsPort}`,
+    TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
+    WORKER_MAX_CONCURRENT_ACTIVITIES: String(Math.max(200, concurrency)),
+    WORKER_MAX_CACHED_WORKFLOWS: String(Math.max(2000, concurrency * 2)),
+    API_RATE_LIMIT_PER_MINUTE: '100000',
+    LOG_LEVEL: 'warn',
+  };
+  if (values.database === 'server') {
+    if (!process.env.DATABASE_URL) throw new Error('--database server needs DATABASE_URL');
+    env.DATABASE_URL = process.env.DATABASE_URL;
+  }
+  say('starting the service (API and worker)');
+  // BENCH_CPU_PROFILE=<dir> writes a V8 CPU profile of the service process there, to see where its time goes.
+  const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : [];
+  const service = start('service', process.execPath, [...profile, '--import', 'tsx', 'scripts/start.ts'], env);
+  const api = `http://127.0.0.1:${apiPort}`;
+  await until('the API', async () => ((await fetch(`${api}/healthz`)).ok ? true : undefined), 120_000);
+  const key = readFileSync(path.join(dataDir, 'bootstrap-admin-api-key'), 'utf8').trim();
+  const authorization = { authorization: `Bearer ${key}` };
+
+  const columns = ['serialNumber', 'macAddress', 'address', 'protocol', 'deviceType', 'site', 'name', 'username', 'password'];
+  const csv = [
+    columns.join(','),
+    ...requests.map((r) =>
+      columns
+        .map((c) => (c === 'username' ? r.credentials.username : c === 'password' ? r.credentials.password : String(r[c] ?? '')))
+        .join(','),
+    ),
+  ].join('\n');
+  const form = new FormData();
+  form.set('file', new Blob([csv], { type: 'text/csv' }), 'bench.csv');
+  form.set('concurrency', String(concurrency));
+
+  const submitted = Date.now();
+  const upload = await fetch(`${api}/api/v1/provisioning/bulk`, { method: 'POST', headers: authorization, body: form });
+  const uploaded = (await upload.json()) as { jobId: string };
+  if (upload.status !== 202) throw new Error(`upload refused: ${JSON.stringify(uploaded)}`);
+  say(`job ${uploaded.jobId} accepted in ${((Date.now() - submitted) / 1000).toFixed(1)} s; provisioning with concurrency ${concurrency}`);
+
+  let mostInFlight = 0;
+  const job = await until(
+    'the job',
+    async () => {
+      const response = await fetch(`${api}/api/v1/provisioning/bulk/${uploaded.jobId}`, { headers: authorization });
+      const body = (await response.json()) as { progress: { state: string; completed: number; failed: number; inProgress: number; ratePerSecond: number } };
+      const { progress } = body;
+      mostInFlight = Math.max(mostInFlight, progress.inProgress);
+      say(`${progress.completed} completed, ${progress.failed} failed, ${progress.inProgress} in flight, ${progress.ratePerSecond}/s`);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      return progress.state === 'finished' ? body : undefined;
+    },
+    6 * 3600_000,
+  );
+  const finishedAt = Date.now();
+
+  const report = (await (await fetch(`${api}/api/v1/provisioning/bulk/${uploaded.jobId}/report`, { headers: authorization })).json()) as {
+    devices: { outcome: string; durationMs: number | null; error: string | null }[];
+  };
+  const durations = report.devices.map((d) => d.durationMs ?? 0).sort((a, b) => a - b);
+  const failures = report.devices.filter((d) => d.outcome !== 'completed');
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+
+  const usage = {
+    temporal: processUsage(temporal.pid!),
+    service: processUsage(nodeProcessOf(service)),
+    simulators: processUsage(nodeProcessOf(simulators)),
+    bench: processUsage(process.pid),
+  };
+
+  const seconds = (finishedAt - submitted) / 1000;
+  const lines = [
+    '',
+    `devices            ${deviceCount} (concurrency ${concurrency}, most in flight ${mostInFlight}, database ${values.database})`,
+    `completed          ${report.devices.length - failures.length}`,
+    `failed             ${failures.length}${failures.length ? `  e.g. ${failures[0].error}` : ''}`,
+    `wall time          ${seconds.toFixed(1)} s from upload to the job's end`,
+    `throughput         ${(deviceCount / seconds).toFixed(1)} devices/s`,
+    `latency per device p50 ${percentile(durations, 50)} ms, p95 ${percentile(durations, 95)} ms, p99 ${percentile(durations, 99)} ms`,
+    '',
+    'process            peak RSS   CPU time',
+    ...Object.entries(usage).map(([name, u]) => `${name.padEnd(18)} ${String(u.peakMiB).padStart(5)} MiB  ${String(u.cpuSeconds).padStart(7)} s`),
+    '',
+    'worker time by activity (mean execution latency, count):',
+    ...activityBreakdown(metrics),
+    `job status: ${JSON.stringify((job as { progress: unknown }).progress)}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Mean execution latency per activity type, from the worker runtime's Prometheus histogram. */
+function activityBreakdown(metrics: string): string[] {
+  const sums = new Map<string, number>();
+  const counts = new Map<string, number>();
+  for (const line of metrics.split('\n')) {
+    const match = /^temporal_activity_execution_latency(?:_seconds)?_(sum|count)\{[^}]*activity_type="([^"]+)"[^}]*\}\s+([\d.e+-]+)/.exec(line);
+    if (!match) continue;
+    const [, kind, type, value] = match;
+    const target = kind === 'sum' ? sums : counts;
+    target.set(type, (target.get(type) ?? 0) + Number(value));
+  }
+  const unit = metrics.includes('temporal_activity_execution_latency_seconds') ? 1000 : 1;
+  return [...counts.entries()]
+    .sort((a, b) => (sums.get(b[0]) ?? 0) - (sums.get(a[0]) ?? 0))
+    .map(([type, count]) => `  ${type.padEnd(28)} ${(((sums.get(type) ?? 0) * unit) / count).toFixed(1).padStart(8)} ms  x${count}`);
+}
+
+try {
+  await main();
+} catch (error) {
+  say(`failed: ${(error as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  await stopAll();
+}

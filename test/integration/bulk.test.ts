@@ -1,0 +1,225 @@
+/**
+ * Bulk provisioning end to end: a spreadsheet uploaded through the API becomes a job whose devices
+ * are provisioned by child workflows under a concurrency cap, steered by operators, and reported.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisioningWorkflowId } from '../../workflows/definitions';
+import { bulkWorkflowId, type BulkProvisionInput } from '../../workflows/bulk-definitions';
+import { startTestApi, type TestApi } from '../support/api';
+import { startTestDevice, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
+import { startTestService, type TestService } from '../support/service';
+
+let service: TestService;
+let api: TestApi;
+const devices: TestDevice[] = [];
+
+beforeAll(async () => {
+  service = await startTestService();
+  api = await startTestApi(service, { defaultTenant: 'acme' });
+});
+afterAll(async () => {
+  await Promise.all(devices.map(({ device }) => device.stop()));
+  await api?.close();
+  await service?.stop();
+});
+
+async function simulated(count: number, faults?: TestDeviceOptions['faults']) {
+  const started = await Promise.all(Array.from({ length: count }, () => startTestDevice({ faults })));
+  devices.push(...started);
+  return started;
+}
+
+function csvOf(rows: TestDevice[], mutate: (row: Record<string, string>, index: number) => void = () => {}): string {
+  const header = ['serialNumber', 'macAddress', 'address', 'protocol', 'deviceType', 'site', 'username', 'password'];
+  const lines = rows.map(({ request }, index) => {
+    const row: Record<string, string> = {
+      serialNumber: request.serialNumber,
+      macAddress: request.macAddress,
+      address: request.address,
+      protocol: 'https',
+      deviceType: 'camera',
+      site: 'lobby',
+      username: request.credentials.username,
+      password: request.credentials.password,
+    };
+    mutate(row, index);
+    return header.map((column) => row[column] ?? '').join(',');
+  });
+  return [header.join(','), ...lines].join('\n') + '\n';
+}
+
+async function upload(csv: string, fields: Record<string, string> = {}) {
+  const form = new FormData();
+  form.set('file', new Blob([csv], { type: 'text/csv' }), 'devices.csv');
+  for (const [name, value] of Object.entries(fields)) form.set(name, value);
+  const response = await api.call('POST', '/api/v1/provisioning/bulk', { form });
+  return response;
+}
+
+async function finished(jobId: string) {
+  return waitFor(async () => {
+    const job = await api.call('GET', `/api/v1/provisioning/bulk/${jobId}`);
+    return job.body.progress.state === 'finished' ? job.body : undefined;
+  }, `bulk job ${jobId} to finish`, 120_000);
+}
+
+describe('a bulk job', () => {
+  it('provisions every device of the file under its concurrency cap and reports each one', async () => {
+    const batch = await simulated(12, { latencyMs: { '/api/v1/configuration': 200 } });
+    const started = await upload(csvOf(batch), { concurrency: '4' });
+    expect(started.status).toBe(202);
+    expect(started.body.plan).toMatchObject({ total: 12, bySite: { lobby: 12 }, withCredentials: 12 });
+
+    // Sample the live progress while it runs: never more than the cap in flight.
+    let mostInFlight = 0;
+    const job = await waitFor(async () => {
+      const { body } = await api.call('GET', `/api/v1/provisioning/bulk/${started.body.jobId}`);
+      mostInFlight = Math.max(mostInFlight, body.progress.inProgress);
+      return body.progress.state === 'finished' ? body : undefined;
+    }, 'the job to finish', 120_000);
+    expect(mostInFlight).toBeGreaterThan(1);
+    expect(mostInFlight).toBeLessThanOrEqual(4);
+    expect(job.progress).toMatchObject({ total: 12, completed: 12, failed: 0 });
+    for (const { device } of batch) expect(device.state).toBe('active');
+
+    const listed: string[] = [];
+    for await (const run of service.env.client.workflow.list({ query: `BulkJobId = '${started.body.jobId}' AND WorkflowType = 'provisionDevice'` })) {
+      listed.push(run.workflowId);
+    }
+    expect(listed.sort()).toEqual(batch.map((d) => provisioningWorkflowId('acme', d.request.serialNumber)).sort());
+
+    const report = await api.call('GET', `/api/v1/provisioning/bulk/${started.body.jobId}/report`);
+    expect(report.body.devices).toHaveLength(12);
+    expect(report.body.devices[0]).toMatchObject({ line: 2, outcome: 'completed', attempts: 1 });
+    expect(report.body.devices.every((d: { certificateSerial: string }) => /^[0-9a-f]+$/.test(d.certificateSerial))).toBe(true);
+    const csv = await api.call('GET', `/api/v1/provisioning/bulk/${started.body.jobId}/report?format=csv`);
+    expect(csv.type).toContain('text/csv');
+    expect(csv.body.split('\r\n')[0]).toBe('line,deviceId,serialNumber,macAddress,site,outcome,attempts,certificateSerial,failedStep,error,startedAt,finishedAt,durationMs');
+  });
+
+  it('continues as new along the way, survives its run being replaced, and accounts for every device exactly once', async () => {
+    const batch = await simulated(15, { latencyMs: { '/api/v1/configuration': 400 } });
+    const { jobId } = (await upload(csvOf(batch), { concurrency: '5' })).body;
+    // Replace the job's run by one with a tiny history budget, forcing several continue-as-new
+    // hops; devices already in flight report to the new run, as they would after any restart.
+    await service.env.client.workflow.getHandle(bulkWorkflowId('acme', jobId)).terminate('restarted with a small history budget');
+    const job = await service.env.client.workflow.start('bulkProvision', {
+      workflowId: bulkWorkflowId('acme', jobId),
+      taskQueue: service.config.temporal.taskQueue,
+      args: [
+        {
+          jobId,
+          tenantId: 'acme',
+          templateId: 'default',
+          options: { skipCertificateGeneration: false, autoActivate: true },
+          requestedBy: 'test',
+          concurrency: 5,
+          eventsPerRun: 60,
+        } satisfies BulkProvisionInput,
+      ],
+    });
+    const result = await job.result();
+    expect(result).toMatchObject({ total: 15, completed: 15, failed: 0, inProgress: 0 });
+    const description = await job.describe();
+    expect(description.runId).not.toBe(job.firstExecutionRunId);
+    for (const { device } of batch) expect(device.state).toBe('active');
+  });
+
+  it('retries only the failed devices, counting their attempts', async () => {
+    const good = await simulated(3);
+    const bad = await simulated(2, { refuseConfiguration: true });
+    const { jobId } = (await upload(csvOf([...good, ...bad]))).body;
+    const first = await finished(jobId);
+    expect(first.progress).toMatchObject({ completed: 3, failed: 2 });
+    expect(first.progress.stepFailures).toEqual({ pushConfiguration: 2 });
+
+    for (const { device } of bad) device.clearFaults();
+    expect((await api.call('POST', `/api/v1/provisioning/bulk/${jobId}/retry-failed`)).status).toBe(202);
+    await waitFor(async () => {
+      const job = await api.call('GET', `/api/v1/provisioning/bulk/${jobId}`);
+      return job.body.progress.completed === 5 && job.body.progress.state === 'finished' ? job.body : undefined;
+    }, 'the retried devices to complete', 120_000);
+    const report = (await api.call('GET', `/api/v1/provisioning/bulk/${jobId}/report`)).body.devices;
+    expect(report.map((d: { attempts: number }) => d.attempts)).toEqual([1, 1, 1, 2, 2]);
+  });
+
+  it('pauses, resumes, takes a new concurrency, and cancels', async () => {
+    const batch = await simulated(8, { latencyMs: { '/api/v1/configuration': 300 } });
+    const { jobId } = (await upload(csvOf(batch), { concurrency: '2' })).body;
+    expect((await api.call('POST', `/api/v1/provisioning/bulk/${jobId}/pause`)).status).toBe(202);
+    const paused = await waitFor(async () => {
+      const job = await api.call('GET', `/api/v1/provisioning/bulk/${jobId}`);
+      return job.body.progress.state === 'paused' && job.body.progress.inProgress === 0 ? job.body : undefined;
+    }, 'the job to pause and drain');
+    const finishedWhilePaused = paused.progress.completed;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect((await api.call('GET', `/api/v1/provisioning/bulk/${jobId}`)).body.progress.completed).toBe(finishedWhilePaused);
+
+    expect((await api.call('PUT', `/api/v1/provisioning/bulk/${jobId}/concurrency`, { body: { concurrency: 1 } })).status).toBe(202);
+    await api.call('POST', `/api/v1/provisioning/bulk/${jobId}/resume`);
+    await waitFor(async () => {
+      const job = await api.call('GET', `/api/v1/provisioning/bulk/${jobId}`);
+      return job.body.progress.completed > finishedWhilePaused ? job.body : undefined;
+    }, 'the job to resume');
+    expect((await api.call('GET', `/api/v1/provisioning/bulk/${jobId}`)).body.progress.concurrency).toBe(1);
+
+    await api.call('POST', `/api/v1/provisioning/bulk/${jobId}/cancel`, { body: { reason: 'wrong building' } });
+    const job = await finished(jobId);
+    expect(job.progress.cancelled).toBeGreaterThan(0);
+    expect(job.progress.completed + job.progress.failed + job.progress.cancelled).toBe(8);
+    expect((await api.call('POST', `/api/v1/provisioning/bulk/${jobId}/pause`)).status).toBe(409);
+  });
+});
+
+describe('importing a file', () => {
+  it('dry-runs a valid file without storing or starting anything', async () => {
+    const batch = await simulated(2);
+    const response = await upload(csvOf(batch), { dryRun: 'true' });
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({ valid: true, plan: { total: 2 } });
+    expect((await api.call('GET', '/api/v1/provisioning/bulk')).body.jobs.map((j: { rowCount: number }) => j.rowCount)).not.toContain(2);
+  });
+
+  it('lists every bad row with its line, column and reason, and starts nothing', async () => {
+    const batch = await simulated(4);
+    const csv = csvOf(batch, (row, index) => {
+      if (index === 0) row.macAddress = 'not-a-mac';
+      if (index === 1) row.site = '';
+      if (index === 3) row.serialNumber = batch[2].request.serialNumber;
+    });
+    const response = await upload(csv);
+    expect(response.status).toBe(400);
+    const problems = response.body.errors.map((e: { line: number; column: string }) => `${e.line}:${e.column}`);
+    expect(problems).toEqual(expect.arrayContaining(['2:macAddress', '3:site', '5:serialNumber']));
+    expect(response.body.errors.find((e: { line: number }) => e.line === 5).reason).toBe('duplicates line 4');
+    for (const { device } of batch) expect(device.state).toBe('factory');
+  });
+
+  it('refuses devices already provisioned and an IP another device has', async () => {
+    const [done] = await simulated(1);
+    await service.provisioning.start('acme', { devices: [done.request] });
+    await service.env.client.workflow.getHandle(provisioningWorkflowId('acme', done.request.serialNumber)).result();
+    const [fresh] = await simulated(1);
+    const csv = csvOf([done, fresh], (row, index) => {
+      if (index === 1) row.address = done.request.address;
+    });
+    const response = await upload(csv);
+    expect(response.status).toBe(400);
+    expect(response.body.errors).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ line: 2, column: 'serialNumber', reason: `device ${done.request.serialNumber} is already provisioned` }),
+        expect.objectContaining({ line: 3, column: 'address' }),
+      ]),
+    );
+  });
+
+  it('serves the layout as CSV and Excel templates', async () => {
+    const csv = await api.call('GET', '/api/v1/provisioning/bulk/layout.csv');
+    expect(csv.body.split(/\r?\n/)[0].replace(/^\uFEFF/, '')).toContain('serialNumber,macAddress,address');
+    const xlsx = await fetch(`${api.baseUrl}/api/v1/provisioning/bulk/layout.xlsx`, {
+      headers: { authorization: `Bearer ${await api.keyFor('acme', 'viewer')}` },
+    });
+    expect(xlsx.status).toBe(200);
+    expect(Buffer.from(await xlsx.arrayBuffer()).subarray(0, 2).toString()).toBe('PK');
+  });
+});
