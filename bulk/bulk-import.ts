@@ -13,7 +13,7 @@ import type { Database } from '../db/client';
 import { bulkJobDevices, bulkJobs, devices } from '../db/schema';
 import { initialCredentialsPurpose } from '../activities/provisioning';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
-import { deviceRequestSchema, type DeviceProvisioningRequest } from '../provisioning/requests';
+import { deviceDescriptorOf, deviceRequestSchema, type DeviceProvisioningRequest } from '../provisioning/requests';
 import { ServiceError, ValidationError, type FieldProblem } from '../service/errors';
 import { bulkWorkflowId, type BulkProvisionInput } from '../workflows/bulk-definitions';
 import type { ProvisionDeviceInput } from '../workflows/definitions';
@@ -244,16 +244,7 @@ export class BulkImporter {
             jobId,
             rowNumber: line,
             deviceId: device.deviceId,
-            request: {
-              deviceId: device.deviceId,
-              serialNumber: device.serialNumber,
-              macAddress: device.macAddress,
-              address: device.address,
-              protocol: device.protocol,
-              deviceType: device.deviceType,
-              site: device.site,
-              ...(device.name ? { name: device.name } : {}),
-            },
+            request: deviceDescriptorOf(device),
             hasCredentials: Boolean(device.credentials),
           })),
         );

@@ -47,6 +47,7 @@ import {
 } from '../workflows/definitions';
 import type { provisionDevice } from '../workflows/provision-device';
 import {
+  deviceDescriptorOf,
   duplicatesWithin,
   provisioningRequestSchema,
   type DeviceProvisioningRequest,
@@ -211,16 +212,7 @@ export class ProvisioningService {
     }
     const input: ProvisionDeviceInput = {
       tenantId,
-      device: {
-        deviceId: device.deviceId,
-        serialNumber: device.serialNumber,
-        macAddress: device.macAddress,
-        address: device.address,
-        protocol: device.protocol,
-        deviceType: device.deviceType,
-        site: device.site,
-        ...(device.name ? { name: device.name } : {}),
-      },
+      device: deviceDescriptorOf(device),
       provisioningMethod: request.provisioningMethod,
       templateId: request.templateId,
       options: {

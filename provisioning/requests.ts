@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { DeviceType } from '../adapters/device-adapter';
 import { templateIdPattern } from '../configuration/templates';
 import type { FieldProblem } from '../service/errors';
+import type { DeviceDescriptor } from '../workflows/definitions';
 import { normaliseMacAddress } from '../registry/mac-address';
 
 export const identifierPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -74,6 +75,20 @@ export function provisioningRequestSchema(protocols: readonly string[]) {
 
 export type DeviceProvisioningRequest = z.infer<ReturnType<typeof deviceRequestSchema>> & { deviceId: string };
 export type ProvisioningRequest = z.infer<ReturnType<typeof provisioningRequestSchema>>;
+
+/** What a provisioning run is told about the device: the request without its credentials. */
+export function deviceDescriptorOf(device: DeviceProvisioningRequest): DeviceDescriptor {
+  return {
+    deviceId: device.deviceId,
+    serialNumber: device.serialNumber,
+    macAddress: device.macAddress,
+    address: device.address,
+    protocol: device.protocol,
+    deviceType: device.deviceType,
+    site: device.site,
+    ...(device.name ? { name: device.name } : {}),
+  };
+}
 
 /** The same device named twice in one request is a mistake, not two provisionings. */
 export function duplicatesWithin(devices: DeviceProvisioningRequest[], prefix = 'devices'): FieldProblem[] {
