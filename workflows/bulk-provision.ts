@@ -62,6 +62,7 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
   let cancelRequested: string | undefined;
   let wake = false;
   let lastNewsMs = Date.now();
+  const childStarts = new Set<Promise<void>>();
 
   const activeSeconds = () => state.activeSecondsBefore + (state.paused ? 0 : (Date.now() - activeSinceMs) / 1000);
   const finished = () => state.counters.completed + state.counters.failed + state.counters.cancelled;
@@ -157,8 +158,10 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
       limit: Math.min(free, dispatchBatch),
     });
     const startedAt = new Date().toISOString();
-    await Promise.all(
-      rows.map(async (row) => {
+    // Not awaited: waiting for every child's start event before taking the next rows would let the
+    // window drain while the server is busy; starts are awaited only before continuing as new.
+    for (const row of rows) {
+      const starting = (async () => {
         state.inFlight[row.device.deviceId] = { rowNumber: row.rowNumber, startedAt };
         try {
           await startChild<typeof provisionDevice>('provisionDevice', {
@@ -199,8 +202,10 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
             finishedAt: new Date().toISOString(),
           });
         }
-      }),
-    );
+      })();
+      childStarts.add(starting);
+      void starting.finally(() => childStarts.delete(starting));
+    }
     return rows.length > 0;
   }
 
@@ -236,6 +241,7 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
     if (inFlight === 0 && state.cancelling) break;
 
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > eventsPerRun) {
+      await Promise.all(childStarts);
       await flushOutcomes();
       state.activeSecondsBefore = activeSeconds();
       await continueAsNew<typeof bulkProvision>({ ...input, retryFailed: false, state });
@@ -253,6 +259,7 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
     }
   }
 
+  await Promise.all(childStarts);
   await flushOutcomes();
   await jobStore.finishBulkJob({ jobId: input.jobId });
   return { ...progress(), state: 'finished' };
