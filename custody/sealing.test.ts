@@ -5,7 +5,10 @@ import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigurationError } from '../service/config';
 import type { Logger } from '../service/logger';
-import { associatedData, keyEncryptionKeyFileName, loadKeyEncryptionKey, Sealer, SealedValueError } from './sealing';
+import { associatedData, keyEncryptionKeyFileName, readKeyEncryptionKey, Sealer, SealedValueError } from './sealing';
+
+/** The Sealer the service builds from its configured or generated key-encryption key. */
+const loadKeyEncryptionKey = async (...args: Parameters<typeof readKeyEncryptionKey>) => new Sealer(await readKeyEncryptionKey(...args));
 
 function quietLogger() {
   return { warn: vi.fn(), info: vi.fn() } as unknown as Logger & { warn: ReturnType<typeof vi.fn> };
@@ -85,7 +88,7 @@ describe('Sealer', () => {
   });
 });
 
-describe('loadKeyEncryptionKey', () => {
+describe('readKeyEncryptionKey', () => {
   it('uses the configured key', async () => {
     const key = randomBytes(32);
     const logger = quietLogger();

@@ -86,18 +86,11 @@ export function associatedData(...parts: string[]): string {
 }
 
 /**
- * Loads the KEK and returns the Sealer built on it. A configured key (base64 of 32 bytes) wins;
+ * The key-encryption key's 32 bytes (the Sealer and the payload codec derive from it). A configured
+ * key (base64 of 32 bytes) wins;
  * without one a random key is created once under `dataDir` and reused, which keeps a fresh clone
  * runnable but is not a production setup: that file sits next to the data it protects.
  */
-export async function loadKeyEncryptionKey(
-  options: { keyEncryptionKey?: string; dataDir: string },
-  logger: Logger,
-): Promise<Sealer> {
-  return new Sealer(await readKeyEncryptionKey(options, logger));
-}
-
-/** The key-encryption key's bytes, for what derives further keys from it (the payload codec). */
 export async function readKeyEncryptionKey(
   options: { keyEncryptionKey?: string; dataDir: string },
   logger: Logger,

@@ -280,7 +280,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const stops: Array<() => Promise<void>> = [];
   let apiUrl: string | undefined;
 
-  if (config.roles.includes('worker')) {
+  if (runsWorker) {
     const workerConnection = await NativeConnection.connect({ address: temporalAddress });
     const client = serviceClient(parts, connection, config.temporal.namespace);
     const worker = await createProvisioningWorker(parts, {
