@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
 import { certificates, devices, type NewCertificateRow } from '../db/schema';
@@ -12,6 +12,7 @@ import {
   alertRules,
   type WorkflowCounter,
 } from './rules';
+import { certificateRowFixture } from '../test/support/certificates';
 
 const dayMs = 86_400_000;
 const now = new Date('2030-06-01T12:00:00.000Z');
@@ -19,27 +20,9 @@ const inDays = (days: number) => new Date(now.getTime() + days * dayMs);
 let tenantCounter = 0;
 const newTenant = () => `rules-${++tenantCounter}`;
 
-/** A certificate row as the CA stores it; only the fields the rules read matter. */
+/** A certificate row as the CA stores it, issued a year before the fixed `now`. */
 function certificate(tenantId: string, overrides: Partial<NewCertificateRow> = {}): NewCertificateRow {
-  const serial = randomBytes(8).toString('hex');
-  return {
-    tenantId,
-    certificateType: 'device',
-    deviceId: `cam-${serial}`,
-    site: 'hq',
-    serialNumber: serial,
-    fingerprint: randomBytes(32).toString('hex'),
-    publicKey: 'unused',
-    privateKeyLocation: 'device:unused',
-    issuedAt: new Date(now.getTime() - 365 * dayMs),
-    expiresAt: inDays(365),
-    subjectDn: `CN=cam-${serial}`,
-    issuerDn: 'CN=hq intermediate',
-    subject: {},
-    extensions: {},
-    pem: 'unused',
-    ...overrides,
-  };
+  return certificateRowFixture(tenantId, { issuedAt: new Date(now.getTime() - 365 * dayMs), expiresAt: inDays(365), ...overrides });
 }
 
 describe.each(databaseKinds)('alert rules on the %s database', (kind) => {

@@ -21,8 +21,9 @@ import { alerts, certificates, type NewCertificateRow } from '../../db/schema';
 import { workflowsPath } from '../../service/main';
 import type { AlertEvaluationSummary } from '../../workflows/alert-evaluation';
 import { provisioningWorkflowId } from '../../workflows/definitions';
-import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { TestDevices, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, testLogger, type TestService } from '../support/service';
+import { certificateRowFixture } from '../support/certificates';
 
 const dayMs = 86_400_000;
 const secret = randomBytes(32).toString('hex');
@@ -77,7 +78,7 @@ let worker: Worker;
 let workerRunning: Promise<void>;
 let schedule: ScheduleHandle;
 const audited: AlertAuditEvent[] = [];
-const devices: TestDevice[] = [];
+const devices = new TestDevices();
 
 beforeAll(async () => {
   service = await startTestService();
@@ -117,7 +118,7 @@ afterAll(async () => {
   await service?.stop();
 });
 afterEach(async () => {
-  await Promise.all(devices.splice(0).map(({ device }) => device.stop()));
+  await devices.stopAll();
 });
 
 let lastTriggeredAt = 0;
@@ -140,26 +141,14 @@ async function runScheduledEvaluation(): Promise<AlertEvaluationSummary> {
 
 /** A certificate row as the CA stores it, expiring `days` from now. */
 async function insertCertificate(tenantId: string, days: number): Promise<NewCertificateRow & { id: string }> {
-  const serial = randomBytes(8).toString('hex');
   const [row] = await service.parts.database.db
     .insert(certificates)
-    .values({
-      tenantId,
-      certificateType: 'device',
-      deviceId: `cam-${serial}`,
-      site: 'hq',
-      serialNumber: serial,
-      fingerprint: randomBytes(32).toString('hex'),
-      publicKey: 'unused',
-      privateKeyLocation: 'device:unused',
-      issuedAt: new Date(Date.now() - 300 * dayMs),
-      expiresAt: new Date(Date.now() + days * dayMs),
-      subjectDn: `CN=cam-${serial}`,
-      issuerDn: 'CN=hq intermediate',
-      subject: {},
-      extensions: {},
-      pem: 'unused',
-    })
+    .values(
+      certificateRowFixture(tenantId, {
+        issuedAt: new Date(Date.now() - 300 * dayMs),
+        expiresAt: new Date(Date.now() + days * dayMs),
+      }),
+    )
     .returning();
   return row;
 }
@@ -270,12 +259,13 @@ describe('alert evaluation on its schedule', () => {
 
   it('raises the failure-rate alert when most provisioning runs of a tenant fail', async () => {
     const tenant = 'alerts-failing';
+    const fleet: TestDevice[] = [];
     for (const faults of [{ refuseConfiguration: true }, { refuseConfiguration: true }, { refuseConfiguration: true }, undefined]) {
-      devices.push(await startTestDevice({ faults }));
+      fleet.push(await devices.start({ faults }));
     }
-    await service.provisioning.start(tenant, { devices: devices.map((d) => d.request) });
+    await service.provisioning.start(tenant, { devices: fleet.map((d) => d.request) });
     const outcomes = await Promise.all(
-      devices.map((d) =>
+      fleet.map((d) =>
         service.env.client.workflow
           .getHandle(provisioningWorkflowId(tenant, d.request.serialNumber))
           .result()

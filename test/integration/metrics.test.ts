@@ -13,7 +13,7 @@ import { certificates } from '../../db/schema';
 import { createMetricsRegistry, expiryBucket, metricsHandler } from '../../observability/metrics';
 import { workerMetricsUrl, workerRuntimeTelemetry } from '../../observability/runtime-metrics';
 import { provisioningWorkflowId } from '../../workflows/definitions';
-import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { TestDevices, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
 import { parseSamples, samplesOf, total, type Sample } from '../support/prometheus';
 import { startTestService, testLogger, type TestService } from '../support/service';
 
@@ -21,7 +21,7 @@ let service: TestService;
 let server: http.Server;
 let metricsUrl: string;
 let scrapedAt = new Date();
-const devices: TestDevice[] = [];
+const devices = new TestDevices();
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -57,14 +57,10 @@ afterAll(async () => {
   await service?.stop();
 });
 afterEach(async () => {
-  await Promise.all(devices.splice(0).map(({ device }) => device.stop()));
+  await devices.stopAll();
 });
 
-async function device(options: Parameters<typeof startTestDevice>[0] = {}) {
-  const started = await startTestDevice(options);
-  devices.push(started);
-  return started;
-}
+const device = (options: TestDeviceOptions = {}) => devices.start(options);
 
 async function scrape(): Promise<Sample[]> {
   scrapedAt = new Date();

@@ -12,12 +12,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { certificates } from '../../db/schema';
 import { ConflictError, ValidationError } from '../../service/errors';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
-import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { TestDevices, waitFor, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 import { temporalCliPath } from '../support/temporal';
 
 let service: TestService;
-const devices: TestDevice[] = [];
+const devices = new TestDevices();
 
 beforeAll(async () => {
   service = await startTestService();
@@ -26,14 +26,10 @@ afterAll(async () => {
   await service?.stop();
 });
 afterEach(async () => {
-  await Promise.all(devices.splice(0).map(({ device }) => device.stop()));
+  await devices.stopAll();
 });
 
-async function device(options: Parameters<typeof startTestDevice>[0] = {}) {
-  const started = await startTestDevice(options);
-  devices.push(started);
-  return started;
-}
+const device = (options: TestDeviceOptions = {}) => devices.start(options);
 
 function handleOf(tenantId: string, deviceId: string) {
   return service.env.client.workflow.getHandle(provisioningWorkflowId(tenantId, deviceId));

@@ -61,3 +61,18 @@ export async function waitFor<T>(probe: () => Promise<T | undefined>, what: stri
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/** The devices a test file starts, so they can all be stopped together (after each test or at the end). */
+export class TestDevices {
+  private readonly started: TestDevice[] = [];
+
+  async start(options: TestDeviceOptions = {}): Promise<TestDevice> {
+    const device = await startTestDevice(options);
+    this.started.push(device);
+    return device;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.started.splice(0).map(({ device }) => device.stop()));
+  }
+}
