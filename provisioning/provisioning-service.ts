@@ -178,11 +178,8 @@ export class ProvisioningService {
     const { request, devices } = await this.validate(tenantId, body);
 
     // A device already provisioned is not provisioned again by accident: refuse the whole request.
-    const finished = [];
-    for (const [index, device] of devices.entries()) {
-      const run = await this.latestRun(provisioningWorkflowId(tenantId, device.deviceId));
-      if (run?.status === 'COMPLETED') finished.push(index);
-    }
+    const runs = await Promise.all(devices.map((device) => this.latestRun(provisioningWorkflowId(tenantId, device.deviceId))));
+    const finished = runs.flatMap((run, index) => (run?.status === 'COMPLETED' ? [index] : []));
     if (finished.length > 0) {
       throw new ConflictError(`already provisioned: ${finished.map((i) => devices[i].deviceId).join(', ')}`, {
         fields: finished.map((i) => ({ field: `devices[${i}].deviceId`, reason: 'this device is already provisioned' })),
@@ -190,8 +187,8 @@ export class ProvisioningService {
     }
 
     const started: StartedProvisioning[] = [];
-    for (const device of devices) {
-      started.push(await this.startOne(tenantId, request, device, requestedBy));
+    for (const [index, device] of devices.entries()) {
+      started.push(await this.startOne(tenantId, request, device, runs[index], requestedBy));
     }
     return started;
   }
@@ -200,11 +197,13 @@ export class ProvisioningService {
     tenantId: string,
     request: ProvisioningRequest,
     device: DeviceProvisioningRequest,
+    latest: { status: string; runId: string } | undefined,
     requestedBy?: string,
   ): Promise<StartedProvisioning> {
     const workflowId = provisioningWorkflowId(tenantId, device.deviceId);
-    const running = await this.existingRun(workflowId);
-    if (running) return { deviceId: device.deviceId, provisioningId: workflowId, outcome: 'existing', runId: running };
+    if (latest?.status === 'RUNNING') {
+      return { deviceId: device.deviceId, provisioningId: workflowId, outcome: 'existing', runId: latest.runId };
+    }
 
     // Credentials go to the vault; the run only learns that they exist.
     if (device.credentials) {
