@@ -80,6 +80,11 @@ function ensureSystemPackages() {
     ['opensc', () => Boolean(output('which', ['pkcs11-tool']))],
     ['postgresql', () => Boolean(postgresBinDir())],
     ['openssl', () => Boolean(output('which', ['openssl']))],
+    // Protocol peers the adapter tests run against.
+    ['snmpd', () => existsSync('/usr/sbin/snmpd')],
+    ['snmp', () => Boolean(output('which', ['snmpget']))],
+    ['socat', () => Boolean(output('which', ['socat']))],
+    ['iproute2', () => Boolean(output('which', ['ip']))],
   ];
   const missing = wanted.filter(([, present]) => !present()).map(([name]) => name);
   if (missing.length === 0) return;
