@@ -3,6 +3,7 @@
  * (nothing is kept between calls, since retries may land on another worker), calls the device's
  * adapter or the certificate authority, and records the outcome in the registry.
  */
+import { vaultDeviceSecrets } from '../custody/device-secrets';
 import { Context } from '@temporalio/activity';
 import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
@@ -64,12 +65,14 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
         credentials,
         pinnedCertificateFingerprint: certificate.fingerprint,
         clientIdentity: await ca.ensureServiceIdentity(device.tenantId),
+        secrets: vaultDeviceSecrets(vault, device.tenantId, device.deviceId),
       };
     }
     return {
       address: device.address,
       credentials,
       pinnedCertificateFingerprint: device.factoryCertificateFingerprint ?? undefined,
+      secrets: vaultDeviceSecrets(vault, device.tenantId, device.deviceId),
     };
   }
 
@@ -93,7 +96,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       if (identity.serialNumber !== device.serialNumber) {
         mismatches.push(`serial number ${identity.serialNumber} (expected ${device.serialNumber})`);
       }
-      if (identity.macAddress !== device.macAddress) {
+      if (identity.macAddress !== undefined && identity.macAddress !== device.macAddress) {
         mismatches.push(`MAC address ${identity.macAddress} (expected ${device.macAddress})`);
       }
       if (mismatches.length > 0) {

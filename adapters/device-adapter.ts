@@ -14,14 +14,18 @@ export type DeviceType =
 
 export interface DeviceIdentity {
   serialNumber: string;
-  /** Normalised lower-case `aa:bb:cc:dd:ee:ff`. */
-  macAddress: string;
+  /**
+   * Normalised lower-case `aa:bb:cc:dd:ee:ff`; absent when the protocol has no way to report one
+   * (an OSDP reader on a serial bus), and then only the serial number proves identity.
+   */
+  macAddress?: string;
   manufacturer: string;
   model: string;
   firmwareVersion: string;
   /** SHA-256 of the running firmware image, when the device reports it (secure-boot evidence). */
   firmwareHash?: string;
   deviceType?: DeviceType;
+  /** What the device can do, in the service's words: see `deviceCapabilities`. */
   capabilities: string[];
   /** SHA-256 (hex) of the TLS certificate the device presented, pinned until we install ours. */
   presentedCertificateFingerprint?: string;
@@ -40,6 +44,24 @@ export interface ClientTlsIdentity {
   chainPem: string[];
 }
 
+/** Capabilities the workflow acts on; adapters may report others for operators to read. */
+export const deviceCapabilities = {
+  /** Makes its own key pair and CSR and installs an X.509 certificate from us. */
+  certificateEnrolment: 'certificate-enrolment',
+} as const;
+
+/**
+ * Per-device secrets an adapter creates and installs itself (an OSDP SCBK, SNMPv3 USM keys), kept
+ * sealed in key custody and never logged. Bound to one device; `purpose` names the secret.
+ */
+export interface DeviceSecrets {
+  read(purpose: string): Promise<Uint8Array | undefined>;
+  /** The secret stored under `purpose`; when there is none, `bytes` random bytes are sealed and stored first. */
+  ensure(purpose: string, bytes: number): Promise<Uint8Array>;
+  /** Replaces the secret under `purpose` (e.g. once a rotated key is confirmed on the device). */
+  write(purpose: string, value: Uint8Array): Promise<void>;
+}
+
 /** Everything an adapter needs to reach one device securely for one call. */
 export interface DeviceSession {
   address: string;
@@ -48,6 +70,8 @@ export interface DeviceSession {
   pinnedCertificateFingerprint?: string;
   /** Present once the device holds a certificate from us: the call then goes over mutual TLS. */
   clientIdentity?: ClientTlsIdentity;
+  /** The device's own sealed secrets; present for every call made by a provisioning activity. */
+  secrets?: DeviceSecrets;
 }
 
 export interface CsrRequest {

@@ -51,6 +51,18 @@ export class SecretVault {
     return JSON.parse(plaintext.toString('utf8')) as T;
   }
 
+  /** Stores the value only if none is stored yet, and returns whichever value is stored after. */
+  async storeIfAbsent<T>(tenantId: string, deviceId: string, purpose: string, value: T): Promise<T> {
+    const json = JSON.stringify(value);
+    if (json === undefined) throw new TypeError('SecretVault.storeIfAbsent: the value is not JSON-serialisable');
+    const sealedValue = this.#sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
+    await this.#db
+      .insert(deviceSecrets)
+      .values({ tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: this.#sealer.keyId })
+      .onConflictDoNothing({ target: [deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose] });
+    return (await this.read<T>(tenantId, deviceId, purpose))!;
+  }
+
   /** Removes the secret; removing one that is not there is not an error. */
   async remove(tenantId: string, deviceId: string, purpose: string): Promise<void> {
     await this.#db.delete(deviceSecrets).where(matching(tenantId, deviceId, purpose));
