@@ -77,7 +77,8 @@ export const certificates = pgTable(
     deviceId: text('device_id'),
     /** Site of an intermediate CA, and of the device for a device certificate. */
     site: text('site'),
-    certificateType: text('certificate_type', { enum: ['device', 'intermediate', 'root', 'service'] }).notNull(),
+    /** `ocsp` is a CA's delegated OCSP responder (id-kp-OCSPSigning), issued by that CA. */
+    certificateType: text('certificate_type', { enum: ['device', 'intermediate', 'root', 'service', 'ocsp'] }).notNull(),
     serialNumber: text('serial_number').notNull(),
     /** SHA-256 of the DER certificate, lower-case hex. */
     fingerprint: text('fingerprint').notNull(),
@@ -88,6 +89,13 @@ export const certificates = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     revocationReason: text('revocation_reason'),
+    /**
+     * A CA that no longer issues but stays valid (and keeps publishing its CRL) until the
+     * certificates it issued have moved to its successor: the overlap window of a rotation.
+     */
+    retiredAt: timestamp('retired_at', { withTimezone: true }),
+    /** The certificate this one replaced at renewal or rotation. */
+    renewalOfCertificateId: uuid('renewal_of_certificate_id'),
     issuerCertificateId: uuid('issuer_certificate_id'),
     subjectDn: text('subject_dn').notNull(),
     issuerDn: text('issuer_dn').notNull(),
@@ -105,18 +113,47 @@ export const certificates = pgTable(
     uniqueIndex('certificates_serial_key').on(table.serialNumber),
     uniqueIndex('certificates_issuance_key').on(table.issuanceKey),
     index('certificates_tenant_device_idx').on(table.tenantId, table.deviceId),
-    // At most one live CA per tenant (root) and per tenant and site (intermediate).
+    // At most one issuing CA per tenant (root) and per tenant and site (intermediate).
     uniqueIndex('certificates_live_root_key')
       .on(table.tenantId)
-      .where(sql`certificate_type = 'root' and revoked_at is null`),
+      .where(sql`certificate_type = 'root' and revoked_at is null and retired_at is null`),
     uniqueIndex('certificates_live_intermediate_key')
       .on(table.tenantId, table.site)
-      .where(sql`certificate_type = 'intermediate' and revoked_at is null`),
+      .where(sql`certificate_type = 'intermediate' and revoked_at is null and retired_at is null`),
+    uniqueIndex('certificates_live_ocsp_key')
+      .on(table.issuerCertificateId)
+      .where(sql`certificate_type = 'ocsp' and revoked_at is null`),
+    index('certificates_issuer_idx').on(table.issuerCertificateId),
+    index('certificates_live_expiry_idx')
+      .on(table.tenantId, table.expiresAt)
+      .where(sql`revoked_at is null`),
     uniqueIndex('certificates_live_service_key')
       .on(table.tenantId)
       .where(sql`certificate_type = 'service' and revoked_at is null`),
   ],
 );
+
+/**
+ * Every CRL a CA has signed, newest by `crl_number`: the number only grows (RFC 5280 5.2.3), so it
+ * is allocated here, and the DER is served as signed.
+ */
+export const certificateRevocationLists = pgTable(
+  'certificate_revocation_lists',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    caCertificateId: uuid('ca_certificate_id').notNull(),
+    crlNumber: integer('crl_number').notNull(),
+    thisUpdate: timestamp('this_update', { withTimezone: true }).notNull(),
+    nextUpdate: timestamp('next_update', { withTimezone: true }).notNull(),
+    revokedCount: integer('revoked_count').notNull(),
+    der: bytea('der').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [uniqueIndex('certificate_revocation_lists_number_key').on(table.caCertificateId, table.crlNumber)],
+);
+
+export type CertificateRevocationListRow = typeof certificateRevocationLists.$inferSelect;
 
 /** Private keys of the software key store, sealed with AES-256-GCM; never stored in the clear. */
 export const softwareKeys = pgTable('software_keys', {

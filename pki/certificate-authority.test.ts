@@ -27,6 +27,10 @@ const settings: ServiceConfig['ca'] = {
   intermediateValidityDays: 1825,
   deviceValidityDays: 365,
   keyAlgorithm: 'P-384',
+  crlValidityHours: 24,
+  crlPublishIntervalMinutes: 360,
+  ocspResponseValidityMinutes: 60,
+  renewalAtFraction: 2 / 3,
 };
 
 const logger = createLogger('silent');

@@ -40,6 +40,7 @@ import {
 import { KeyedMutex } from '../service/keyed-mutex';
 import { canonicalIpAddress } from './ip-address';
 import { fingerprintOf, fromPem, toPem } from './pem';
+import { PkiPublication } from './publication';
 import { keyAlgorithmOf, keyIdentifier } from './public-key';
 
 /** CRLReason names (RFC 5280 section 5.3.1). */
@@ -84,6 +85,8 @@ export interface CertificateAuthorityDependencies {
   /** Holds the service's TLS client key, which must be exportable whatever `custody` is. */
   softwareKeys: SoftwareKeyStore;
   settings: ServiceConfig['ca'];
+  /** URLs of CRLs, issuer certificates and OCSP that issued certificates carry; none when absent. */
+  publication?: PkiPublication;
   logger: Logger;
 }
 
@@ -111,6 +114,7 @@ export class CertificateAuthority {
   readonly #softwareKeys: SoftwareKeyStore;
   readonly #settings: ServiceConfig['ca'];
   readonly #logger: Logger;
+  readonly #publication: PkiPublication;
   readonly #locks = new KeyedMutex();
   readonly #serviceIdentities = new Map<string, { identity: ClientTlsIdentity; renewAt: number; certificateId: string }>();
 
@@ -120,6 +124,7 @@ export class CertificateAuthority {
     this.#softwareKeys = deps.softwareKeys;
     this.#settings = deps.settings;
     this.#logger = deps.logger;
+    this.#publication = deps.publication ?? new PkiPublication();
   }
 
   /** The tenant's live root CA, created (key in custody, self-signed) on first use. */
@@ -193,6 +198,7 @@ export class CertificateAuthority {
               keyUsageExtension(['keyCertSign', 'cRLSign']),
               subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
               authorityKeyIdentifierExtension(issuer.keyId),
+              ...this.#publication.extensionsForIssuer(root.id),
             ],
           },
           issuer.signer,
@@ -261,6 +267,7 @@ export class CertificateAuthority {
           subjectAltNameExtension(subjectAltNames),
           subjectKeyIdentifierExtension(keyIdentifier(csr.publicKeySpki)),
           authorityKeyIdentifierExtension(issuer.keyId),
+          ...this.#publication.extensionsForIssuer(intermediate.id),
         ],
       },
       issuer.signer,
@@ -334,6 +341,7 @@ export class CertificateAuthority {
                 extendedKeyUsageExtension(['clientAuth']),
                 subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
                 authorityKeyIdentifierExtension(issuer.keyId),
+                ...this.#publication.extensionsForIssuer(root.id),
               ],
             },
             issuer.signer,
@@ -468,6 +476,8 @@ export class CertificateAuthority {
           eq(certificates.tenantId, tenantId),
           eq(certificates.certificateType, certificateType),
           isNull(certificates.revokedAt),
+          // A retired CA still validates what it issued but no longer issues.
+          isNull(certificates.retiredAt),
           site === undefined ? undefined : eq(certificates.site, site),
         ),
       );

@@ -4,8 +4,12 @@
  */
 import * as asn1js from 'asn1js';
 import {
+  AccessDescription,
   AuthorityKeyIdentifier,
   BasicConstraints,
+  CRLDistributionPoints,
+  DistributionPoint,
+  InfoAccess,
   ExtKeyUsage,
   Extension,
   GeneralName,
@@ -34,7 +38,7 @@ export const keyUsageBits = [
 ] as const;
 export type KeyUsage = (typeof keyUsageBits)[number];
 
-export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth';
+export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth' | 'ocspSigning';
 
 /** GeneralName CHOICE tags (RFC 5280 section 4.2.1.6). */
 const generalNameTag = {
@@ -108,6 +112,30 @@ export function subjectKeyIdentifierExtension(keyId: Uint8Array): Extension {
 export function authorityKeyIdentifierExtension(issuerKeyId: Uint8Array): Extension {
   const identifier = new AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: issuerKeyId }) });
   return extension(oids.authorityKeyIdentifier, false, identifier);
+}
+
+/** Where relying parties fetch the issuer's CRL (RFC 5280 section 4.2.1.13): one full-name URI. */
+export function crlDistributionPointsExtension(crlUrl: string): Extension {
+  const point = new DistributionPoint({
+    distributionPoint: [new GeneralName({ type: generalNameTag.uniformResourceIdentifier, value: crlUrl })],
+  });
+  return extension(oids.cRLDistributionPoints, false, new CRLDistributionPoints({ distributionPoints: [point] }));
+}
+
+/** OCSP responder and issuer certificate locations (RFC 5280 section 4.2.2.1); never critical. */
+export function authorityInfoAccessExtension(access: { ocspUrl?: string; caIssuersUrl?: string }): Extension {
+  const descriptions: AccessDescription[] = [];
+  const uri = (value: string) => new GeneralName({ type: generalNameTag.uniformResourceIdentifier, value });
+  if (access.ocspUrl) descriptions.push(new AccessDescription({ accessMethod: oids.ocsp, accessLocation: uri(access.ocspUrl) }));
+  if (access.caIssuersUrl) {
+    descriptions.push(new AccessDescription({ accessMethod: oids.caIssuers, accessLocation: uri(access.caIssuersUrl) }));
+  }
+  return extension(oids.authorityInfoAccess, false, new InfoAccess({ accessDescriptions: descriptions }));
+}
+
+/** id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1): its value is NULL. */
+export function ocspNoCheckExtension(): Extension {
+  return extension(oids.ocspNoCheck, false, new asn1js.Null());
 }
 
 function valueOf(extensionValue: Extension): asn1js.BaseBlock {

@@ -41,10 +41,31 @@ export const oids = {
   basicConstraints: '2.5.29.19',
   authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
+  cRLDistributionPoints: '2.5.29.31',
+  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+
+  // CRL extensions and entry extensions (RFC 5280 section 5.2, 5.3)
+  cRLNumber: '2.5.29.20',
+  cRLReason: '2.5.29.21',
+  invalidityDate: '2.5.29.24',
+
+  // Access methods (RFC 5280 section 4.2.2.1)
+  ocsp: '1.3.6.1.5.5.7.48.1',
+  caIssuers: '1.3.6.1.5.5.7.48.2',
+
+  // OCSP (RFC 6960)
+  ocspBasic: '1.3.6.1.5.5.7.48.1.1',
+  ocspNonce: '1.3.6.1.5.5.7.48.1.2',
+  ocspNoCheck: '1.3.6.1.5.5.7.48.1.5',
+
+  // Hash algorithms (for OCSP CertIDs)
+  sha1: '1.3.14.3.2.26',
+  sha256: '2.16.840.1.101.3.4.2.1',
 
   // Extended key usages (RFC 5280)
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
+  ocspSigning: '1.3.6.1.5.5.7.3.9',
 } as const;
 
 export type OidName = keyof typeof oids;

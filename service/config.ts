@@ -64,6 +64,11 @@ const environmentSchema = z.object({
   CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
   DEVICE_CERT_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
   CA_KEY_ALGORITHM: z.enum(['P-256', 'P-384', 'RSA-3072']).default('P-384'),
+  PKI_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  CRL_VALIDITY_HOURS: z.coerce.number().int().positive().max(24 * 30).default(24),
+  CRL_PUBLISH_INTERVAL_MINUTES: z.coerce.number().int().positive().default(360),
+  OCSP_RESPONSE_VALIDITY_MINUTES: z.coerce.number().int().positive().max(7 * 24 * 60).default(60),
+  CERT_RENEWAL_AT_FRACTION: z.coerce.number().gt(0).lt(1).default(2 / 3),
 });
 
 export type ServiceRole = 'api' | 'worker';
@@ -122,6 +127,16 @@ export interface ServiceConfig {
     intermediateValidityDays: number;
     deviceValidityDays: number;
     keyAlgorithm: 'P-256' | 'P-384' | 'RSA-3072';
+    /** Base URL of the published CRLs, CA certificates and OCSP responder; the API's URL when unset. */
+    publicUrl?: string;
+    /** nextUpdate of each CRL, after thisUpdate. */
+    crlValidityHours: number;
+    /** How often the schedule republishes every CA's CRL (also published on each revocation). */
+    crlPublishIntervalMinutes: number;
+    /** nextUpdate of OCSP responses; cached responses are re-signed shortly before it. */
+    ocspResponseValidityMinutes: number;
+    /** Device certificates are renewed once this fraction of their lifetime has passed. */
+    renewalAtFraction: number;
   };
 }
 
@@ -266,6 +281,11 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       intermediateValidityDays: env.CA_INTERMEDIATE_VALIDITY_DAYS,
       deviceValidityDays: env.DEVICE_CERT_VALIDITY_DAYS,
       keyAlgorithm: env.CA_KEY_ALGORITHM,
+      publicUrl: env.PKI_PUBLIC_URL,
+      crlValidityHours: env.CRL_VALIDITY_HOURS,
+      crlPublishIntervalMinutes: env.CRL_PUBLISH_INTERVAL_MINUTES,
+      ocspResponseValidityMinutes: env.OCSP_RESPONSE_VALIDITY_MINUTES,
+      renewalAtFraction: env.CERT_RENEWAL_AT_FRACTION,
     },
   };
 }

@@ -25,6 +25,7 @@ import { EncryptionCodec, loadPayloadKeyring, payloadDataConverter, type Payload
 import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
+import { PkiPublication } from '../pki/publication';
 import { AuditLog } from '../audit/audit-log';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
@@ -60,6 +61,8 @@ export interface ServiceParts {
   custody: KeyCustody;
   softwareKeys: SoftwareKeyStore;
   ca: CertificateAuthority;
+  /** Where CRLs, CA certificates and OCSP are published (the URLs certificates carry). */
+  publication: PkiPublication;
   vault: SecretVault;
   templates: TemplateCatalog;
   registry: DeviceRegistry;
@@ -74,7 +77,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const sealer = new Sealer(keyEncryptionKey);
   const softwareKeys = new SoftwareKeyStore({ db: database.db, sealer });
   const custody = await createKeyCustody(config.keyCustody, { db: database.db, sealer });
-  const ca = new CertificateAuthority({ db: database.db, custody, softwareKeys, settings: config.ca, logger });
+  const publication = new PkiPublication(config.ca.publicUrl);
+  const ca = new CertificateAuthority({ db: database.db, custody, softwareKeys, settings: config.ca, publication, logger });
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
   const adapters = deviceAdapters();
@@ -89,6 +93,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     custody,
     softwareKeys,
     ca,
+    publication,
     vault: new SecretVault({ db: database.db, sealer }),
     templates,
     registry: new DeviceRegistry(database.db),
@@ -307,6 +312,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     const app = createServiceApi(parts, { config, connection, logger });
     const server = await listen(app, config.http.host, config.http.port);
     apiUrl = server.url;
+    parts.publication.useBaseUrlIfUnset(apiUrl);
     logger.info({ component: 'api', url: apiUrl }, `api: ${apiUrl}`);
     stops.unshift(server.close);
   }
