@@ -110,6 +110,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
         firmwareVersion: identity.firmwareVersion,
         firmwareHash: identity.firmwareHash,
         presentedCertificateFingerprint: identity.presentedCertificateFingerprint,
+        capabilities: identity.capabilities,
       };
     }),
 

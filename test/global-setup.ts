@@ -82,6 +82,7 @@ export default async function setup() {
   const stopPostgres = await startPostgres(workDir);
   createSoftHsmToken(workDir);
   process.env.TEMPORAL_CLI_PATH = path.join(root, '.tools', 'venv', 'bin', 'temporal');
+  process.env.TEMPORAL_TEST_SERVER_PATH = path.join(root, '.tools', 'venv', 'bin', 'temporal-test-server');
   process.env.TEST_WORK_DIR = workDir;
 
   return () => {

@@ -12,6 +12,7 @@ import {
   condition,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -19,6 +20,7 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { ProvisioningActivities } from '../activities/provisioning';
+import { deviceCapabilities } from '../adapters/device-adapter';
 // A plain module with no Node dependencies, so the workflow bundle may include it.
 import { nonRetryableErrorTypes } from '../service/errors';
 import {
@@ -36,6 +38,9 @@ import { awaitApproval } from './approval';
 import { bulkDeviceFinishedSignal, type BulkDeviceOutcome } from './bulk-definitions';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome } from './metrics';
 
+
+/** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */
+const certificateEnrolmentByCapability = 'certificate-enrolment-by-capability';
 
 /** Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while. */
 function deviceStepOptions(retryWindowSeconds: number): ActivityOptions {
@@ -192,7 +197,7 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
 
   try {
     await run.run(async () => {
-      await step('identify', () => onDevice.identifyDevice({ tenantId, device }));
+      const identified = await step('identify', () => onDevice.identifyDevice({ tenantId, device }));
 
       if (input.approval) {
         await awaitApproval(input.approval, {
@@ -212,7 +217,12 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
       }
       await step('authenticate', () => onDevice.authenticateDevice({ tenantId, deviceId: device.deviceId }));
 
-      if (input.options.skipCertificateGeneration) {
+      // Card readers and SNMP agents hold keys of their own kind (installed with the configuration),
+      // not X.509 certificates; runs recorded before this rule always enrolled one.
+      const enrolsCertificate = patched(certificateEnrolmentByCapability)
+        ? (identified.capabilities ?? []).includes(deviceCapabilities.certificateEnrolment)
+        : true;
+      if (input.options.skipCertificateGeneration || !enrolsCertificate) {
         (['generateCsr', 'issueCertificate', 'installCertificate'] as const).forEach(skip);
       } else {
         const { csrPem } = await step('generateCsr', () =>

@@ -17,6 +17,7 @@ import type {
   DeviceType,
   SelfTestReport,
 } from '../device-adapter';
+import { deviceCapabilities } from '../device-adapter';
 import {
   AuthenticationFailedError,
   ConfigurationRejectedError,
@@ -97,7 +98,8 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
       firmwareVersion: identity.firmwareVersion,
       ...(identity.firmwareHash ? { firmwareHash: identity.firmwareHash } : {}),
       ...(identity.deviceType ? { deviceType: asDeviceType(identity.deviceType) } : {}),
-      capabilities: identity.capabilities,
+      // Every device of this protocol makes its own key and CSR through the same API.
+      capabilities: [...new Set([...identity.capabilities, deviceCapabilities.certificateEnrolment])],
       presentedCertificateFingerprint: response.presentedCertificateFingerprint,
     };
   }
