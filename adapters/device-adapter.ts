@@ -96,6 +96,11 @@ export interface DeviceConfiguration {
 
 export interface ConfigurationReceipt {
   version: number;
+  /**
+   * The device's address once the configuration is applied, when applying it moved the device
+   * (an OSDP reader given a new bus address or speed); the registry follows it.
+   */
+  address?: string;
   /** SHA-256 (hex) of the configuration as the device applied it. */
   hash: string;
   appliedAt: string;

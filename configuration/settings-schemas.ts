@@ -3,6 +3,10 @@
  * sent to a device. A new protocol adds its schema here next to its adapter.
  */
 import { z } from 'zod';
+import { bacnetProtocolSettings } from '../adapters/bacnet/settings';
+import { onvifProtocolSettings } from '../adapters/onvif/settings';
+import { osdpProtocolSettings } from '../adapters/osdp/settings';
+import { snmpProtocolSettings } from '../adapters/snmp/settings';
 
 const hostname = z
   .string()
@@ -44,6 +48,10 @@ export interface ProtocolSettings {
 }
 
 const protocolSettings: Record<string, ProtocolSettings> = {
+  bacnet: bacnetProtocolSettings,
+  onvif: onvifProtocolSettings,
+  osdp: osdpProtocolSettings,
+  snmp: snmpProtocolSettings,
   https: {
     schema: httpsDeviceSettings,
     requiresDeviceCertificate: (settings) =>

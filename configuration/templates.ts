@@ -3,6 +3,8 @@
  * device by filling `{{variable}}` placeholders, and validated against the protocol's settings
  * schema before a template is saved and again before a configuration is pushed.
  */
+import { onvifCameraTemplateSettings } from '../adapters/onvif/settings';
+import { bacnetTemplateSettings } from '../adapters/bacnet/settings';
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull, or } from 'drizzle-orm';
 import { z } from 'zod';
@@ -54,6 +56,51 @@ export const builtInTemplates = [
       tls: { minVersion: 'TLSv1.2' },
       management: { httpEnabled: false, passwordLogin: false },
     },
+  },
+  {
+    id: 'onvif-camera',
+    name: 'ONVIF camera',
+    description: 'Certificate from the site CA on the device, HTTPS only (HTTP off), per-device management user, NTP from the site.',
+    deviceType: 'camera',
+    protocol: 'onvif',
+    body: onvifCameraTemplateSettings,
+  },
+  {
+    id: 'snmp-v3-baseline',
+    name: 'SNMPv3 baseline',
+    description: 'Per-device SNMPv3 user (SHA-256/AES), community (v1/v2c) access off, system group named after the device.',
+    deviceType: null,
+    protocol: 'snmp',
+    body: {
+      usmUser: 'provisioning',
+      system: { name: '{{device.hostname}}', location: '{{device.site}}', contact: 'security-operations' },
+      communityAccess: 'disabled',
+      removeFactoryAdmin: false,
+    },
+  },
+  {
+    id: 'bacnet-controller',
+    name: 'BACnet/IP controller',
+    description: 'Device object named after the device, site as location, clock synchronised, conservative APDU timing.',
+    deviceType: 'building_controller',
+    protocol: 'bacnet',
+    body: bacnetTemplateSettings['bacnet-controller'],
+  },
+  {
+    id: 'bacnet-sc-controller',
+    name: 'BACnet/SC controller',
+    description: "As the BACnet/IP baseline, plus the operational certificate from the site's CA and the site's primary and failover hubs.",
+    deviceType: 'building_controller',
+    protocol: 'bacnet',
+    body: bacnetTemplateSettings['bacnet-sc-controller'],
+  },
+  {
+    id: 'osdp-reader',
+    name: 'OSDP card reader',
+    description: 'Per-device secure channel key (SCBK) installed and install mode closed; bus address and speed unchanged.',
+    deviceType: 'card_reader',
+    protocol: 'osdp',
+    body: { secureChannel: { required: true } },
   },
 ] as const;
 

@@ -53,13 +53,18 @@ export function macAddressUrn(macAddress: string): string {
   return `urn:dev:mac:${digits}`;
 }
 
-/** The alternative names a certificate for this device may carry, and must. */
-export function allowedSubjectAltNames(device: { address: string; macAddress: string }): SubjectAltNames {
-  const { host } = parseDeviceAddress(device.address);
-  const isAddress = canonicalIpAddress(host) !== undefined;
+/**
+ * The alternative names a certificate for this device may carry, and must. `host` is where the
+ * service reaches the device, as its protocol's adapter reads it from the address (none for a
+ * device on a serial bus); without it, the address is read as `host[:port]`.
+ */
+export function allowedSubjectAltNames(device: { address: string; macAddress: string; host?: string | null }): SubjectAltNames {
+  const host = device.host === undefined ? parseDeviceAddress(device.address).host : device.host;
+  if (host === null) return { dns: [], ip: [], uri: [macAddressUrn(device.macAddress)] };
+  const ip = canonicalIpAddress(host);
   return {
-    dns: isAddress ? [] : [host],
-    ip: isAddress ? [host] : [],
+    dns: ip ? [] : [host.toLowerCase()],
+    ip: ip ? [ip] : [],
     uri: [macAddressUrn(device.macAddress)],
   };
 }

