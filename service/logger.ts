@@ -6,6 +6,7 @@ import { pino, type Logger } from 'pino';
 
 export const redactedKeys = [
   'password',
+  'passphrase',
   'pin',
   'secret',
   'privateKey',

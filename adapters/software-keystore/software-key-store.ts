@@ -97,7 +97,7 @@ export class SoftwareKeyStore implements KeyCustody {
     const id = randomUUID();
     const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
     const plaintext = Buffer.concat([Buffer.of(exportPolicy), pkcs8]);
-    const sealedPrivateKey = this.#sealer.seal(plaintext, bindingOf(id, algorithm));
+    const sealedPrivateKey = this.#sealer.seal(plaintext, softwareKeyBinding(id, algorithm));
     // Best effort: keeps the clear key bytes from lingering in freed buffers.
     plaintext.fill(0);
     pkcs8.fill(0);
@@ -118,7 +118,7 @@ export class SoftwareKeyStore implements KeyCustody {
     const cached = this.#unsealed.get(idOf(location));
     if (cached) return cached;
     const row = await this.#find(location);
-    const plaintext = this.#sealer.unseal(row.sealedPrivateKey, bindingOf(row.id, row.algorithm));
+    const plaintext = this.#sealer.unseal(row.sealedPrivateKey, softwareKeyBinding(row.id, row.algorithm));
     try {
       const exportPolicy = plaintext[0];
       if (exportPolicy !== ExportPolicy.SigningOnly && exportPolicy !== ExportPolicy.Exportable) {
@@ -150,7 +150,8 @@ function idOf(location: string): string {
 }
 
 /** Binds the sealed key to its row and algorithm, so rows cannot be swapped or relabelled. */
-function bindingOf(id: string, algorithm: string): string {
+/** The associated data each key is sealed under; a backup re-sealing keys must use the same. */
+export function softwareKeyBinding(id: string, algorithm: string): string {
   return associatedData('software-key', id, algorithm);
 }
 

@@ -1,0 +1,74 @@
+/**
+ * Restores an encrypted CA backup into the install the service is configured with (the same
+ * environment as `npm start`), re-sealing software keys under this install's key-encryption key:
+ *
+ *   npm run ca:restore -- --in <file> [--passphrase-file <file>]
+ *
+ * The passphrase comes from --passphrase-file, CA_BACKUP_PASSPHRASE_FILE or CA_BACKUP_PASSPHRASE,
+ * never from an argument. Nothing is written unless the whole backup verifies and every tenant in
+ * it is either absent here or already restored identically. HSM keys must be on this install's
+ * token. Exits 0 when restored (or already present), 1 when refused, 2 on bad arguments.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { formatCaCertificateSummary, readBackupPassphrase } from '../pki/ca-backup';
+import { openCaBackupParts, refusePassphraseArgument } from './ca-backup-parts';
+
+const usage = 'usage: npm run ca:restore -- --in <file> [--passphrase-file <file>]';
+
+async function main(): Promise<number> {
+  const refused = refusePassphraseArgument(process.argv.slice(2));
+  if (refused) {
+    console.error(`${refused}\n${usage}`);
+    return 2;
+  }
+  let options: { in?: string; 'passphrase-file'?: string; help?: boolean };
+  try {
+    ({ values: options } = parseArgs({
+      options: {
+        in: { type: 'string', short: 'i' },
+        'passphrase-file': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (options.help) {
+    console.log(usage);
+    return 0;
+  }
+  if (!options.in) {
+    console.error(`--in is required\n${usage}`);
+    return 2;
+  }
+
+  const file = await readFile(options.in);
+  const passphrase = await readBackupPassphrase({ file: options['passphrase-file'] });
+  const parts = await openCaBackupParts({ requireExistingKey: false });
+  try {
+    const result = await parts.backup.restoreBackup(file, { passphrase });
+    console.log(`restored ${options.in} (created ${result.header.createdAt})`);
+    for (const tenant of result.tenants) console.log(`tenant ${tenant.tenantId}: ${tenant.outcome}`);
+    console.log(
+      `inserted: ${result.inserted.certificates} certificates, ${result.inserted.certificateRevocationLists} certificate revocation lists, ${result.inserted.softwareKeys} software keys`,
+    );
+    console.log('CA certificates:');
+    for (const ca of result.caCertificates) console.log(`  ${formatCaCertificateSummary(ca)}`);
+    return 0;
+  } finally {
+    passphrase.fill(0);
+    await parts.close();
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`CA restore refused: ${(error as Error).message ?? String(error)}`);
+    process.exitCode = 1;
+  },
+);
