@@ -11,6 +11,7 @@ export const permissions = [
   'provisioning:approve',
   'certificates:read',
   'certificates:issue',
+  'certificates:revoke',
   'ca:manage',
   'templates:read',
   'templates:write',
@@ -25,7 +26,7 @@ const read: Permission[] = ['provisioning:read', 'certificates:read', 'templates
 
 export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
   viewer: new Set(read),
-  operator: new Set([...read, 'provisioning:write', 'certificates:issue', 'history:decode']),
+  operator: new Set([...read, 'provisioning:write', 'certificates:issue', 'certificates:revoke', 'history:decode']),
   approver: new Set([...read, 'provisioning:approve', 'history:decode']),
   administrator: new Set(permissions),
 };

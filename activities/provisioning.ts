@@ -3,12 +3,13 @@
  * (nothing is kept between calls, since retries may land on another worker), calls the device's
  * adapter or the certificate authority, and records the outcome in the registry.
  */
-import { vaultDeviceSecrets } from '../custody/device-secrets';
+import type { CertificateInventory, CertificatePins } from '../pki/certificate-inventory';
+import { deviceSessions } from './device-sessions';
 import { Context } from '@temporalio/activity';
-import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
+import type { DeviceAdapter } from '../adapters/device-adapter';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditEventInput, AuditLog } from '../audit/audit-log';
-import type { CertificateRow, DeviceRow } from '../db/schema';
+import type { CertificateRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import type { SecretVault } from '../custody/secret-vault';
 import { renderConfiguration, templateContextFor, type TemplateCatalog } from '../configuration/templates';
@@ -18,16 +19,19 @@ import type { Logger } from '../service/logger';
 import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
 import { provisioningStep } from './step';
 
-export const initialCredentialsPurpose = 'initial-credentials';
+export { initialCredentialsPurpose } from './device-sessions';
 
 export interface ProvisioningDependencies {
   audit: AuditLog;
   alerts: AlertStore;
   registry: DeviceRegistry;
   ca: CertificateAuthority;
+  inventory: CertificateInventory;
   vault: SecretVault;
   templates: TemplateCatalog;
   adapterFor: (protocol: string) => DeviceAdapter;
+  /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
+  renewals?: { track(certificate: CertificateRow): Promise<void> };
   logger: Logger;
 }
 
@@ -36,7 +40,7 @@ interface DeviceRef {
   deviceId: string;
 }
 
-export function certificateInfoOf(row: CertificateRow): CertificateInfo {
+export function certificateInfoOf(row: CertificateRow, pins?: CertificatePins): CertificateInfo {
   return {
     certificateId: row.id,
     serialNumber: row.serialNumber,
@@ -46,40 +50,14 @@ export function certificateInfoOf(row: CertificateRow): CertificateInfo {
     issuerDN: row.issuerDn,
     subjectDN: row.subjectDn,
     ...(row.revokedAt ? { revokedAt: row.revokedAt.toISOString() } : {}),
+    ...(pins ? { pins } : {}),
   };
 }
 
 export function createProvisioningActivities(deps: ProvisioningDependencies) {
-  const { audit, alerts, registry, ca, vault, templates, adapterFor, logger } = deps;
+  const { audit, alerts, registry, ca, inventory, vault, templates, adapterFor, logger } = deps;
 
-  /**
-   * How to reach the device right now: over mutual TLS pinned to the certificate we issued once it
-   * holds one, else pinned to the factory certificate it showed when first identified.
-   */
-  async function sessionFor(device: DeviceRow): Promise<DeviceSession> {
-    const credentials = await vault.read<DeviceCredentials>(device.tenantId, device.deviceId, initialCredentialsPurpose);
-    if (device.activeCertificateId) {
-      const certificate = await ca.getCertificate(device.activeCertificateId);
-      return {
-        address: device.address,
-        credentials,
-        pinnedCertificateFingerprint: certificate.fingerprint,
-        clientIdentity: await ca.ensureServiceIdentity(device.tenantId),
-        secrets: vaultDeviceSecrets(vault, device.tenantId, device.deviceId),
-      };
-    }
-    return {
-      address: device.address,
-      credentials,
-      pinnedCertificateFingerprint: device.factoryCertificateFingerprint ?? undefined,
-      secrets: vaultDeviceSecrets(vault, device.tenantId, device.deviceId),
-    };
-  }
-
-  async function withDevice<T>(ref: DeviceRef, action: (device: DeviceRow, adapter: DeviceAdapter, session: DeviceSession) => Promise<T>) {
-    const device = await registry.get(ref.tenantId, ref.deviceId);
-    return action(device, adapterFor(device.protocol), await sessionFor(device));
-  }
+  const { sessionFor, withDevice } = deviceSessions({ ca, vault, registry, adapterFor });
 
   return {
     /** Registers the device, asks it who it is, and refuses to go on if it is not the device we expect. */
@@ -88,10 +66,13 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       const registered = await registry.register(tenantId, device);
       const adapter = adapterFor(device.protocol);
       // Before we have issued it a certificate, trust on first use: remember what it presents.
-      const identity = await adapter.identify({
-        address: device.address,
-        ...(registered.activeCertificateId ? await sessionFor(registered) : {}),
-      });
+      // Devices that refuse anonymous identification get the credentials we hold; no pin yet.
+      const session = await sessionFor(registered);
+      const identity = await adapter.identify(
+        registered.activeCertificateId
+          ? session
+          : { address: device.address, credentials: session.credentials, secrets: session.secrets },
+      );
       const mismatches: string[] = [];
       if (identity.serialNumber !== device.serialNumber) {
         mismatches.push(`serial number ${identity.serialNumber} (expected ${device.serialNumber})`);
@@ -132,7 +113,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
     }),
 
     issueDeviceCertificate: provisioningStep(
-      async (input: DeviceRef & { csrPem: string; validityDays?: number; issuanceKey: string }) => {
+      async (input: DeviceRef & { csrPem: string; validityDays?: number; issuanceKey: string; renewalOf?: string }) => {
         const device = await registry.get(input.tenantId, input.deviceId);
         const certificate = await ca.issueDeviceCertificate({
           tenantId: input.tenantId,
@@ -140,6 +121,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           csrPem: input.csrPem,
           validityDays: input.validityDays,
           issuanceKey: input.issuanceKey,
+          renewalOf: input.renewalOf,
         });
         logger.info(
           { tenantId: input.tenantId, deviceId: input.deviceId, serialNumber: certificate.serialNumber },
@@ -155,11 +137,11 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           targetId: certificate.id,
           details: { deviceId: input.deviceId, serialNumber: certificate.serialNumber, fingerprint: certificate.fingerprint },
         });
-        return { certificate: certificateInfoOf(certificate) };
+        return { certificate: certificateInfoOf(certificate, await inventory.pinsOf(certificate)) };
       },
     ),
 
-    installDeviceCertificate: provisioningStep(async (input: DeviceRef & { certificateId: string }) => {
+    installDeviceCertificate: provisioningStep(async (input: DeviceRef & { certificateId: string; checkInstalledFirst?: boolean }) => {
       const device = await registry.get(input.tenantId, input.deviceId);
       const adapter = adapterFor(device.protocol);
       const certificate = await ca.getCertificate(input.certificateId);
@@ -167,8 +149,9 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
 
       // A retry may follow an attempt that installed the certificate but died before recording it:
       // if the device already presents our certificate and accepts our client identity, it is done.
+      // (A renewal asks for the check on every attempt: its earlier attempt may have been a whole workflow retry.)
       const alreadyInstalled =
-        Context.current().info.attempt > 1 &&
+        (Context.current().info.attempt > 1 || input.checkInstalledFirst === true) &&
         (await adapter
           .identify({ address: device.address, pinnedCertificateFingerprint: certificate.fingerprint, clientIdentity })
           .then(() => true)
@@ -195,6 +178,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           settings,
         });
         await registry.update(input.tenantId, input.deviceId, {
+          ...(receipt.address ? { address: receipt.address } : {}),
           configurationTemplate: template.id,
           configurationVersion: receipt.version,
           configurationHash: receipt.hash,
@@ -215,8 +199,13 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
     }),
 
     activateDevice: provisioningStep(async (ref: DeviceRef) => {
-      await withDevice(ref, (_device, adapter, session) => adapter.activate(session));
+      const device = await withDevice(ref, async (device, adapter, session) => {
+        await adapter.activate(session);
+        return device;
+      });
       await registry.update(ref.tenantId, ref.deviceId, { lifecycleState: 'active', activatedAt: new Date() });
+      // From now on the certificate is looked after until the device has none.
+      if (device.activeCertificateId && deps.renewals) await deps.renewals.track(await ca.getCertificate(device.activeCertificateId));
       return {};
     }),
 

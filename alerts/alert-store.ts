@@ -31,6 +31,7 @@ import { parseOrThrow } from '../service/validation';
 export const alertKinds = {
   certificateExpiring: 'certificate.expiring',
   certificateExpired: 'certificate.expired',
+  certificateRenewalFailing: 'certificate.renewal_failing',
   provisioningFailureRate: 'provisioning.failure_rate',
   deviceUnauthorized: 'device.unauthorized',
   complianceViolation: 'configuration.compliance_violation',

@@ -9,6 +9,7 @@ import type { ApiKeyStore } from '../access/api-keys';
 import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { TemplateCatalog } from '../configuration/templates';
 import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateInventory } from '../pki/certificate-inventory';
 import type { AlertStore } from '../alerts/alert-store';
 import type { BulkImporter } from '../bulk/bulk-import';
 import type { BulkJobs } from '../bulk/bulk-jobs';
@@ -38,6 +39,7 @@ export interface ApiDependencies {
   provisioning: ProvisioningService;
   protocols: string[];
   ca: CertificateAuthority;
+  inventory: CertificateInventory;
   registry: DeviceRegistry;
   templates: TemplateCatalog;
   apiKeys: ApiKeyStore;
@@ -72,7 +74,7 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
     ...healthOperations(deps.healthChecks),
     ...provisioningOperations(deps.provisioning, deps.protocols),
     ...(deps.bulk ? bulkOperations(deps.bulk.importer, deps.bulk.jobs) : []),
-    ...certificateOperations(deps.ca, deps.registry),
+    ...certificateOperations(deps.ca, deps.registry, deps.inventory, deps.audit),
     ...templateOperations(deps.templates),
     ...approvalOperations(deps.provisioning, deps.approvals),
     ...accessOperations(deps.apiKeys),

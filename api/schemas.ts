@@ -28,6 +28,14 @@ export const problemSchema = z
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
 
+export const certificatePinsSchema = z
+  .object({
+    certificateSha256: z.string().describe('SHA-256 of the DER certificate, hex; changes at every renewal'),
+    publicKeySha256: z.string().describe('RFC 7469 pin-sha256 of the public key, base64'),
+    issuerCertificateSha256: z.array(z.string()).describe('SHA-256 of each issuer up to the root, nearest first; survives renewal'),
+  })
+  .meta({ id: 'CertificatePins' });
+
 export const certificateInfoSchema = z.object({
   certificateId: z.uuid(),
   serialNumber: z.string(),
@@ -37,6 +45,7 @@ export const certificateInfoSchema = z.object({
   issuerDN: z.string(),
   subjectDN: z.string(),
   revokedAt: timestamp.optional(),
+  pins: certificatePinsSchema.optional(),
 });
 
 export const provisioningRecordSchema = z
@@ -94,7 +103,7 @@ export const deviceCertificateSchema = z
     id: z.uuid(),
     deviceId: z.string().nullable(),
     tenantId: z.string(),
-    certificateType: z.enum(['device', 'intermediate', 'root', 'service']),
+    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'ocsp']),
     serialNumber: z.string(),
     fingerprint: z.string(),
     publicKey: z.string(),
@@ -103,11 +112,14 @@ export const deviceCertificateSchema = z
     expiresAt: timestamp,
     revokedAt: timestamp.optional(),
     revocationReason: z.string().nullable().optional(),
+    retiredAt: timestamp.optional(),
+    renewalOfCertificateId: z.uuid().optional(),
     issuerCertificateId: z.uuid().nullable(),
     subject: z.record(z.string(), z.unknown()),
     extensions: z.record(z.string(), z.unknown()),
     subjectDN: z.string(),
     issuerDN: z.string(),
+    pins: certificatePinsSchema.optional(),
   })
   .meta({ id: 'DeviceCertificate' });
 

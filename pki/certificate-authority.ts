@@ -31,6 +31,7 @@ import {
   basicConstraintsExtension,
   extendedKeyUsageExtension,
   keyUsageExtension,
+  ocspNoCheckExtension,
   readSubjectKeyIdentifier,
   subjectAltNameExtension,
   subjectKeyIdentifierExtension,
@@ -63,8 +64,10 @@ export interface DeviceForCertificate {
   deviceId: string;
   serialNumber: string;
   macAddress: string;
-  /** `host[:port]` or `[v6]:port`. */
+  /** `host[:port]` or `[v6]:port`, or the protocol's own form when `protocol` is given. */
   address: string;
+  /** The device's protocol, whose adapter reads the address; plain `host[:port]` without it. */
+  protocol?: string;
   site: string;
 }
 
@@ -76,6 +79,8 @@ export interface IssueDeviceCertificateRequest {
   validityDays?: number;
   /** A repeated request with the same key returns the certificate already issued. */
   issuanceKey?: string;
+  /** The certificate this one renews (recorded; the old one is revoked once the device uses the new). */
+  renewalOf?: string;
 }
 
 export interface CertificateAuthorityDependencies {
@@ -87,6 +92,8 @@ export interface CertificateAuthorityDependencies {
   settings: ServiceConfig['ca'];
   /** URLs of CRLs, issuer certificates and OCSP that issued certificates carry; none when absent. */
   publication?: PkiPublication;
+  /** The host a device's protocol reaches it at (its adapter's reading of the address), for its names. */
+  networkHost?: (protocol: string, address: string) => string | undefined;
   logger: Logger;
 }
 
@@ -115,6 +122,8 @@ export class CertificateAuthority {
   readonly #settings: ServiceConfig['ca'];
   readonly #logger: Logger;
   readonly #publication: PkiPublication;
+  readonly #networkHost: CertificateAuthorityDependencies['networkHost'];
+  readonly #revocationListeners: Array<(revoked: CertificateRow) => Promise<void> | void> = [];
   readonly #locks = new KeyedMutex();
   readonly #serviceIdentities = new Map<string, { identity: ClientTlsIdentity; renewAt: number; certificateId: string }>();
 
@@ -125,6 +134,7 @@ export class CertificateAuthority {
     this.#settings = deps.settings;
     this.#logger = deps.logger;
     this.#publication = deps.publication ?? new PkiPublication();
+    this.#networkHost = deps.networkHost;
   }
 
   /** The tenant's live root CA, created (key in custody, self-signed) on first use. */
@@ -177,41 +187,7 @@ export class CertificateAuthority {
       find: (executor) => this.#findLive(executor, tenantId, 'intermediate', site),
       // One signed by a root that has since been replaced is superseded along with it.
       usable: (row) => row.expiresAt > now && row.issuerCertificateId === root.id,
-      create: async () => {
-        const issuer = await this.#issuingCa(root);
-        const key = await this.#custody.createKey(`intermediate-ca:${tenantId}:${site}`, this.#settings.keyAlgorithm);
-        const { notBefore, notAfter } = validity(this.#settings.intermediateValidityDays, issuer.certificate);
-        const der = await signCertificate(
-          {
-            serialNumber: randomSerialNumber(),
-            issuer: issuer.certificate.subject,
-            subject: buildName([
-              { type: 'organization', value: tenantId },
-              { type: 'organizationalUnit', value: site },
-              { type: 'commonName', value: `${site} Intermediate CA` },
-            ]),
-            notBefore,
-            notAfter,
-            subjectPublicKeySpki: key.publicKeySpki,
-            extensions: [
-              basicConstraintsExtension({ ca: true, pathLength: 0 }),
-              keyUsageExtension(['keyCertSign', 'cRLSign']),
-              subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
-              authorityKeyIdentifierExtension(issuer.keyId),
-              ...this.#publication.extensionsForIssuer(root.id),
-            ],
-          },
-          issuer.signer,
-        );
-        this.#logger.info({ tenantId, site, keyLocation: key.location }, 'created site intermediate CA');
-        return certificateRow(der, {
-          tenantId,
-          site,
-          certificateType: 'intermediate',
-          privateKeyLocation: key.location,
-          issuerCertificateId: root.id,
-        });
-      },
+      create: () => this.#newSiteIntermediate(tenantId, site, root),
     });
   }
 
@@ -280,6 +256,7 @@ export class CertificateAuthority {
       privateKeyLocation: `device:${device.deviceId}`,
       issuerCertificateId: intermediate.id,
       issuanceKey,
+      renewalOfCertificateId: request.renewalOf ?? null,
     });
 
     try {
@@ -366,6 +343,100 @@ export class CertificateAuthority {
     });
   }
 
+  /**
+   * The EST server's TLS identity for a tenant (RFC 7030 section 3.6): a serverAuth certificate
+   * from the tenant's root naming the EST host names and addresses, so devices holding only that
+   * root can verify the server. Its key is exportable in the software store, like the service
+   * client identity's, because Node's TLS needs it in memory. Reissued (the old one superseded)
+   * when the names change, the root changes or a third of its validity is left.
+   *
+   * Stored as a `device` row without a device id: the single live `service` row per tenant is the
+   * service's client identity.
+   */
+  async ensureEstServerIdentity(
+    tenantId: string,
+    names: { dns: string[]; ip: string[] },
+  ): Promise<ClientTlsIdentity & { certificateId: string; renewAt: Date }> {
+    requireText(tenantId, 'tenantId');
+    const commonName = 'est-server';
+    const validityDays = 90;
+    const wanted: SubjectAltNames = {
+      dns: [...new Set(names.dns.map((name) => name.toLowerCase()))].sort(),
+      ip: [...new Set(names.ip.map((ip) => canonicalIpAddress(ip) ?? ip))].sort(),
+      uri: [],
+    };
+    if (wanted.dns.length + wanted.ip.length === 0) {
+      throw new ValidationError('the EST server needs at least one host name or IP address');
+    }
+    const wantedNames = [...wanted.dns.map((dns) => `DNS:${dns}`), ...wanted.ip.map((ip) => `IP:${ip}`)].sort().join(',');
+    const root = await this.ensureRootCa(tenantId);
+    const now = Date.now();
+    const row = await this.#ensureLive({
+      lockName: `est-server:${tenantId}`,
+      find: async (executor) => {
+        const [found] = await executor
+          .select()
+          .from(certificates)
+          .where(
+            and(
+              eq(certificates.tenantId, tenantId),
+              eq(certificates.certificateType, 'device'),
+              isNull(certificates.deviceId),
+              isNull(certificates.revokedAt),
+              sql`${certificates.subject}->>'commonName' = ${commonName}`,
+            ),
+          );
+        return found;
+      },
+      usable: (candidate) =>
+        now < renewalTime(candidate) &&
+        candidate.issuerCertificateId === root.id &&
+        [...(candidate.extensions as { subjectAltNames: string[] }).subjectAltNames].sort().join(',') === wantedNames,
+      create: async () => {
+        const issuer = await this.#issuingCa(root);
+        const key = await this.#softwareKeys.createExportableKey(`est-server:${tenantId}`, serviceIdentityKeyAlgorithm);
+        const { notBefore, notAfter } = validity(validityDays, issuer.certificate);
+        const der = await signCertificate(
+          {
+            serialNumber: randomSerialNumber(),
+            issuer: issuer.certificate.subject,
+            subject: buildName([
+              { type: 'organization', value: tenantId },
+              { type: 'commonName', value: commonName },
+            ]),
+            notBefore,
+            notAfter,
+            subjectPublicKeySpki: key.publicKeySpki,
+            extensions: [
+              basicConstraintsExtension({ ca: false }),
+              keyUsageExtension(['digitalSignature']),
+              extendedKeyUsageExtension(['serverAuth']),
+              subjectAltNameExtension(wanted),
+              subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+              authorityKeyIdentifierExtension(issuer.keyId),
+              ...this.#publication.extensionsForIssuer(root.id),
+            ],
+          },
+          issuer.signer,
+        );
+        this.#logger.info({ tenantId, names: wantedNames }, 'issued the EST server certificate');
+        return certificateRow(der, {
+          tenantId,
+          certificateType: 'device',
+          privateKeyLocation: key.location,
+          issuerCertificateId: root.id,
+        });
+      },
+    });
+    return {
+      certificatePem: row.pem,
+      privateKeyPem: await this.#softwareKeys.unsealPrivateKeyPem(row.privateKeyLocation),
+      chainPem: [root.pem],
+      certificateId: row.id,
+      renewAt: new Date(renewalTime(row)),
+    };
+  }
+
   /** Revokes once: revoking again keeps the first time and reason. NotFoundError for unknown ids. */
   async revokeCertificate(certificateId: string, reason: RevocationReason | string): Promise<CertificateRow> {
     if (!isRevocationReason(reason)) {
@@ -389,7 +460,65 @@ export class CertificateAuthority {
       { certificateId, tenantId: revoked.tenantId, certificateType: revoked.certificateType, reason },
       'revoked certificate',
     );
+    await this.#notifyRevoked(revoked);
     return revoked;
+  }
+
+  /**
+   * Replaces a site's issuing intermediate with a new one (new key). The old one is retired, not
+   * revoked: it stays valid for the certificates it issued until they have been re-issued, which
+   * is the overlap window. `rotationKey` makes a retried rotation return the first one's result.
+   */
+  async rotateSiteIntermediateCa(
+    tenantId: string,
+    site: string,
+    rotationKey: string,
+  ): Promise<{ previous: CertificateRow; current: CertificateRow }> {
+    requireText(rotationKey, 'rotationKey');
+    const done = async () => {
+      const [current] = await this.#db.select().from(certificates).where(eq(certificates.issuanceKey, rotationKey));
+      if (!current) return undefined;
+      if (current.tenantId !== tenantId || current.site !== site || !current.renewalOfCertificateId) {
+        throw new ConflictError(`rotation key ${rotationKey} was already used for another CA`);
+      }
+      return { previous: await this.getCertificate(current.renewalOfCertificateId), current };
+    };
+    const earlier = await done();
+    if (earlier) return earlier;
+
+    const root = await this.ensureRootCa(tenantId);
+    const previous = await this.ensureSiteIntermediateCa(tenantId, site);
+    return this.#locks.run(`intermediate-ca:${tenantId}:${site}`, async () => {
+      const created = { ...(await this.#newSiteIntermediate(tenantId, site, root)), renewalOfCertificateId: previous.id, issuanceKey: rotationKey };
+      const result = await this.#db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(${advisoryLockId(`intermediate-ca:${tenantId}:${site}`)}::bigint)`);
+        const live = await this.#findLive(tx, tenantId, 'intermediate', site);
+        if (live?.id !== previous.id) return undefined;
+        const [retired] = await tx
+          .update(certificates)
+          .set({ retiredAt: new Date() })
+          .where(eq(certificates.id, previous.id))
+          .returning();
+        const [inserted] = await tx.insert(certificates).values(created).returning();
+        return { previous: retired!, current: inserted! };
+      });
+      if (result) {
+        this.#logger.info(
+          { tenantId, site, previousCertificateId: previous.id, certificateId: result.current.id },
+          'rotated site intermediate CA',
+        );
+        return result;
+      }
+      // Someone else rotated (or this rotation already committed) between the checks.
+      const committed = await done();
+      if (committed) return committed;
+      throw new ConflictError(`the intermediate CA of site ${site} changed during the rotation; start it again`);
+    });
+  }
+
+  /** Called after every revocation (CRL publication, OCSP cache); a failing listener is logged, not thrown. */
+  onRevoked(listener: (revoked: CertificateRow) => Promise<void> | void): void {
+    this.#revocationListeners.push(listener);
   }
 
   async getCertificate(certificateId: string): Promise<CertificateRow> {
@@ -416,9 +545,96 @@ export class CertificateAuthority {
     return [(await this.ensureRootCa(tenantId)).pem];
   }
 
+  /**
+   * What signs as the CA `caCertificateId` (root or intermediate, live, retired or revoked): its
+   * certificate, its key in custody and its key identifier, for CRLs. NotFoundError for any other id.
+   */
+  async caSigningIdentity(
+    caCertificateId: string,
+  ): Promise<{ row: CertificateRow; certificate: Certificate; signer: CertificateSigner; keyId: Uint8Array }> {
+    const row = await this.getCertificate(caCertificateId);
+    if (row.certificateType !== 'root' && row.certificateType !== 'intermediate') {
+      throw new NotFoundError(`certificate ${caCertificateId} is not a CA certificate`);
+    }
+    return this.#issuingCa(row);
+  }
+
+  /**
+   * The CA's delegated OCSP responder certificate (RFC 6960 section 4.2.2.2): issued by that CA,
+   * id-kp-OCSPSigning only, id-pkix-ocsp-nocheck, short-lived and re-issued once a third of its
+   * validity remains. Its key is exportable in the software store so responses are signed in
+   * memory at the rate relying parties ask, whatever custody holds the CA key. NotFoundError
+   * unless `caCertificateId` is a root or intermediate; ConflictError when that CA is revoked.
+   */
+  async ensureOcspResponder(caCertificateId: string): Promise<CertificateRow> {
+    const caRow = await this.getCertificate(caCertificateId);
+    if (caRow.certificateType !== 'root' && caRow.certificateType !== 'intermediate') {
+      throw new NotFoundError(`certificate ${caCertificateId} is not a CA certificate`);
+    }
+    if (caRow.revokedAt) throw new ConflictError(`CA ${caCertificateId} is revoked and no longer answers for its certificates`);
+    // Short-lived, so a responder key that leaks stops mattering soon (it carries nocheck).
+    const responderValidityDays = 30;
+    const now = Date.now();
+    return this.#ensureLive({
+      lockName: `ocsp-responder:${caCertificateId}`,
+      find: async (executor) => {
+        const [row] = await executor
+          .select()
+          .from(certificates)
+          .where(
+            and(
+              eq(certificates.issuerCertificateId, caCertificateId),
+              eq(certificates.certificateType, 'ocsp'),
+              isNull(certificates.revokedAt),
+            ),
+          );
+        return row;
+      },
+      usable: (row) => now < renewalTime(row),
+      create: async () => {
+        const issuer = await this.#issuingCa(caRow);
+        const key = await this.#softwareKeys.createExportableKey(`ocsp-responder:${caCertificateId}`, 'P-256');
+        const { notBefore, notAfter } = validity(responderValidityDays, issuer.certificate);
+        const der = await signCertificate(
+          {
+            serialNumber: randomSerialNumber(),
+            issuer: issuer.certificate.subject,
+            subject: buildName([
+              { type: 'organization', value: caRow.tenantId },
+              ...(caRow.site ? [{ type: 'organizationalUnit' as const, value: caRow.site }] : []),
+              { type: 'commonName', value: `${caRow.site ?? caRow.tenantId} OCSP Responder` },
+            ]),
+            notBefore,
+            notAfter,
+            subjectPublicKeySpki: key.publicKeySpki,
+            extensions: [
+              basicConstraintsExtension({ ca: false }),
+              keyUsageExtension(['digitalSignature']),
+              extendedKeyUsageExtension(['ocspSigning']),
+              // Relying parties need not check the responder's own status (RFC 6960 4.2.2.2.1).
+              ocspNoCheckExtension(),
+              subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+              authorityKeyIdentifierExtension(issuer.keyId),
+            ],
+          },
+          issuer.signer,
+        );
+        this.#logger.info({ tenantId: caRow.tenantId, caCertificateId }, 'issued the OCSP responder certificate');
+        return certificateRow(der, {
+          tenantId: caRow.tenantId,
+          ...(caRow.site ? { site: caRow.site } : {}),
+          certificateType: 'ocsp',
+          privateKeyLocation: key.location,
+          issuerCertificateId: caCertificateId,
+        });
+      },
+    });
+  }
+
   /** The alternative names a certificate for this device carries: its host, and its MAC as a URN. */
-  subjectAltNamesFor(device: { address: string; macAddress: string }): SubjectAltNames {
-    return allowedSubjectAltNames(device);
+  subjectAltNamesFor(device: { address: string; macAddress: string; protocol?: string }): SubjectAltNames {
+    if (device.protocol === undefined || !this.#networkHost) return allowedSubjectAltNames(device);
+    return allowedSubjectAltNames({ ...device, host: this.#networkHost(device.protocol, device.address) ?? null });
   }
 
   /**
@@ -508,6 +724,52 @@ export class CertificateAuthority {
     };
   }
 
+  async #notifyRevoked(revoked: CertificateRow): Promise<void> {
+    for (const listener of this.#revocationListeners) {
+      try {
+        await listener(revoked);
+      } catch (error) {
+        this.#logger.error({ err: error, certificateId: revoked.id }, 'a revocation listener failed; the scheduled CRL run will catch up');
+      }
+    }
+  }
+
+  async #newSiteIntermediate(tenantId: string, site: string, root: CertificateRow): Promise<NewCertificateRow> {
+    const issuer = await this.#issuingCa(root);
+    const key = await this.#custody.createKey(`intermediate-ca:${tenantId}:${site}`, this.#settings.keyAlgorithm);
+    const { notBefore, notAfter } = validity(this.#settings.intermediateValidityDays, issuer.certificate);
+    const der = await signCertificate(
+      {
+        serialNumber: randomSerialNumber(),
+        issuer: issuer.certificate.subject,
+        subject: buildName([
+          { type: 'organization', value: tenantId },
+          { type: 'organizationalUnit', value: site },
+          { type: 'commonName', value: `${site} Intermediate CA` },
+        ]),
+        notBefore,
+        notAfter,
+        subjectPublicKeySpki: key.publicKeySpki,
+        extensions: [
+          basicConstraintsExtension({ ca: true, pathLength: 0 }),
+          keyUsageExtension(['keyCertSign', 'cRLSign']),
+          subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+          authorityKeyIdentifierExtension(issuer.keyId),
+          ...this.#publication.extensionsForIssuer(root.id),
+        ],
+      },
+      issuer.signer,
+    );
+    this.#logger.info({ tenantId, site, keyLocation: key.location }, 'created site intermediate CA');
+    return certificateRow(der, {
+      tenantId,
+      site,
+      certificateType: 'intermediate',
+      privateKeyLocation: key.location,
+      issuerCertificateId: root.id,
+    });
+  }
+
   #signerOf(key: KeyHandle): CertificateSigner {
     return { custody: this.#custodyOf(key.location), location: key.location, algorithm: key.algorithm, publicKeySpki: key.publicKeySpki };
   }
@@ -552,7 +814,7 @@ function checkRequestedNames(csr: CertificateSigningRequest, device: DeviceForCe
 function certificateRow(
   der: Uint8Array,
   fields: Pick<NewCertificateRow, 'tenantId' | 'certificateType' | 'privateKeyLocation'> &
-    Partial<Pick<NewCertificateRow, 'deviceId' | 'site' | 'issuerCertificateId' | 'issuanceKey'>>,
+    Partial<Pick<NewCertificateRow, 'deviceId' | 'site' | 'issuerCertificateId' | 'issuanceKey' | 'renewalOfCertificateId'>>,
 ): NewCertificateRow {
   const certificate = Certificate.fromBER(der);
   const publicKeySpki = new Uint8Array(certificate.subjectPublicKeyInfo.toSchema().toBER());

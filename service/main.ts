@@ -26,6 +26,10 @@ import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { PkiPublication } from '../pki/publication';
+import { CertificateRenewals } from '../provisioning/certificate-renewals';
+import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
+import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
+import { CertificateInventory } from '../pki/certificate-inventory';
 import { AuditLog } from '../audit/audit-log';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
@@ -63,6 +67,7 @@ export interface ServiceParts {
   ca: CertificateAuthority;
   /** Where CRLs, CA certificates and OCSP are published (the URLs certificates carry). */
   publication: PkiPublication;
+  inventory: CertificateInventory;
   vault: SecretVault;
   templates: TemplateCatalog;
   registry: DeviceRegistry;
@@ -78,10 +83,18 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const softwareKeys = new SoftwareKeyStore({ db: database.db, sealer });
   const custody = await createKeyCustody(config.keyCustody, { db: database.db, sealer });
   const publication = new PkiPublication(config.ca.publicUrl);
-  const ca = new CertificateAuthority({ db: database.db, custody, softwareKeys, settings: config.ca, publication, logger });
+  const adapters = deviceAdapters();
+  const ca = new CertificateAuthority({
+    db: database.db,
+    custody,
+    softwareKeys,
+    settings: config.ca,
+    publication,
+    networkHost: (protocol, address) => adapters.get(protocol)?.networkHost(address),
+    logger,
+  });
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
-  const adapters = deviceAdapters();
   const audit = new AuditLog({ db: database.db, logger });
   return {
     database,
@@ -94,6 +107,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     softwareKeys,
     ca,
     publication,
+    inventory: new CertificateInventory(database.db),
     vault: new SecretVault({ db: database.db, sealer }),
     templates,
     registry: new DeviceRegistry(database.db),
@@ -115,6 +129,9 @@ export function serviceClient(parts: ServiceParts, connection: Connection, names
   return new Client({ connection, namespace, dataConverter: payloadDataConverter(parts.payloadKeyring) });
 }
 
+/** Renew once two thirds of a certificate's lifetime has passed, unless configured otherwise. */
+const defaultRenewalFraction = 2 / 3;
+
 export function createProvisioningWorker(
   parts: ServiceParts,
   options: {
@@ -125,9 +142,19 @@ export function createProvisioningWorker(
     taskQueue: string;
     alerts: ServiceConfig['alerts'];
     capacity?: ServiceConfig['worker'];
+    /** Fraction of a device certificate's lifetime after which it is renewed. */
+    renewAtFraction?: number;
+    /** False where the cluster has no custom search attributes (the time-skipping test server). */
+    searchAttributes?: boolean;
     logger: Logger;
   },
 ): Promise<Worker> {
+  const renewals = new CertificateRenewals({
+    client: options.client,
+    taskQueue: options.taskQueue,
+    renewAtFraction: options.renewAtFraction ?? defaultRenewalFraction,
+    searchAttributes: options.searchAttributes,
+  });
   return Worker.create({
     connection: options.connection,
     dataConverter: payloadDataConverter(parts.payloadKeyring),
@@ -140,7 +167,8 @@ export function createProvisioningWorker(
     maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
     maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
-      ...createProvisioningActivities({ ...parts, logger: options.logger }),
+      ...createProvisioningActivities({ ...parts, renewals, logger: options.logger }),
+      ...createCertificateLifecycleActivities({ ...parts, renewals, logger: options.logger }),
       ...createBulkActivities({ db: parts.database.db, client: options.client }),
       ...createAlertActivities({
         db: parts.database.db,
@@ -182,6 +210,11 @@ export function createServiceApi(
     adapters: parts.adapters,
     provisioning,
   });
+  const renewals = new CertificateRenewals({
+    client,
+    taskQueue: config.temporal.taskQueue,
+    renewAtFraction: config.ca.renewalAtFraction,
+  });
   return createApp({
     bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }) },
     codec: {
@@ -192,7 +225,9 @@ export function createServiceApi(
     },
     provisioning,
     protocols: [...parts.adapters.keys()],
+    extraOperations: certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals }),
     ca: parts.ca,
+    inventory: parts.inventory,
     registry: parts.registry,
     templates: parts.templates,
     apiKeys: parts.apiKeys,
@@ -295,6 +330,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
       taskQueue: config.temporal.taskQueue,
       alerts: config.alerts,
       capacity: config.worker,
+      renewAtFraction: config.ca.renewalAtFraction,
       logger,
     });
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });

@@ -52,6 +52,8 @@ export interface CertificateInfo {
   issuerDN: string;
   subjectDN: string;
   revokedAt?: string;
+  /** What a client should pin for this device (see CertificatePins). */
+  pins?: { certificateSha256: string; publicKeySha256: string; issuerCertificateSha256: string[] };
 }
 
 /** The brief's DeviceProvisioningRecord, as the `status` query returns it. */

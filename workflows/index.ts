@@ -2,3 +2,5 @@
 export { provisionDevice } from './provision-device';
 export { evaluateAlerts } from './alert-evaluation';
 export { bulkProvision } from './bulk-provision';
+export { renewDeviceCertificate } from './certificate-renewal';
+export { rotateSiteIntermediate } from './intermediate-rotation';

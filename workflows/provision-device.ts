@@ -7,8 +7,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
-  ActivityFailure,
-  TimeoutFailure,
   condition,
   getExternalWorkflowHandle,
   isCancellation,
@@ -35,6 +33,7 @@ import {
   type ProvisioningStepName,
 } from './definitions';
 import { awaitApproval } from './approval';
+import { attemptsOf, describeFailure, failureType } from './failures';
 import { bulkDeviceFinishedSignal, type BulkDeviceOutcome } from './bulk-definitions';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome } from './metrics';
 
@@ -304,35 +303,4 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
   await reportToBulkJob('completed');
   recordRun('completed');
   return record;
-}
-
-/** The failure the device or CA actually raised, beneath Temporal's activity and timeout wrappers. */
-function rootCause(error: unknown): unknown {
-  let current = error;
-  while ((current instanceof ActivityFailure || current instanceof TimeoutFailure) && current.cause) {
-    current = current.cause;
-  }
-  return current;
-}
-
-function failureType(error: unknown): string {
-  const cause = rootCause(error);
-  if (cause instanceof ApplicationFailure && cause.type) return cause.type;
-  return cause instanceof Error ? cause.name : 'Error';
-}
-
-function describeFailure(error: unknown): string {
-  if (isCancellation(error)) return 'cancelled';
-  const cause = rootCause(error);
-  return cause instanceof Error ? cause.message : String(cause);
-}
-
-/** Activities attach the attempt number to the failures they raise (see activities/step.ts). */
-function attemptsOf(error: unknown): number {
-  const cause = rootCause(error);
-  if (cause instanceof ApplicationFailure) {
-    const details = cause.details?.[0] as { attempt?: number } | undefined;
-    if (typeof details?.attempt === 'number') return details.attempt;
-  }
-  return 1;
 }

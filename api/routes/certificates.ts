@@ -4,7 +4,10 @@ import type { CertificateRow } from '../../db/schema';
 import type { CertificateAuthority } from '../../pki/certificate-authority';
 import { identifierPattern } from '../../provisioning/requests';
 import type { DeviceRegistry } from '../../registry/device-registry';
-import { ForbiddenError, NotFoundError, ValidationError, type FieldProblem } from '../../service/errors';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError, type FieldProblem } from '../../service/errors';
+import type { CertificateInventory, CertificatePins } from '../../pki/certificate-inventory';
+import type { AuditLog } from '../../audit/audit-log';
+import { revocationReasons, type RevocationReason } from '../../pki/certificate-authority';
 import { roleAllows } from '../../access/roles';
 import { operation, type AnyOperation } from '../operation';
 import { deviceCertificateSchema, issuedCertificateSchema, pemChain } from '../schemas';
@@ -42,8 +45,8 @@ const generateSchema = z.discriminatedUnion('certificateType', [
 
 const certificateParams = z.object({ certificateId: z.string().max(64) });
 
-/** The brief's DeviceCertificate. */
-export function deviceCertificateOf(row: CertificateRow) {
+/** The brief's DeviceCertificate, with what a client should pin when the caller asks for one certificate. */
+export function deviceCertificateOf(row: CertificateRow, pins?: CertificatePins) {
   return {
     id: row.id,
     deviceId: row.deviceId,
@@ -56,11 +59,14 @@ export function deviceCertificateOf(row: CertificateRow) {
     issuedAt: row.issuedAt.toISOString(),
     expiresAt: row.expiresAt.toISOString(),
     ...(row.revokedAt ? { revokedAt: row.revokedAt.toISOString(), revocationReason: row.revocationReason } : {}),
+    ...(row.retiredAt ? { retiredAt: row.retiredAt.toISOString() } : {}),
+    ...(row.renewalOfCertificateId ? { renewalOfCertificateId: row.renewalOfCertificateId } : {}),
     issuerCertificateId: row.issuerCertificateId,
     subject: row.subject as Record<string, unknown>,
     extensions: row.extensions as Record<string, unknown>,
     subjectDN: row.subjectDn,
     issuerDN: row.issuerDn,
+    ...(pins ? { pins } : {}),
   };
 }
 
@@ -68,7 +74,48 @@ function sendPem(res: Response, pems: string[]) {
   res.type('application/pem-certificate-chain').send(pems.map((pem) => pem.trimEnd() + '\n').join(''));
 }
 
-export function certificateOperations(ca: CertificateAuthority, registry: DeviceRegistry): AnyOperation[] {
+/** Reasons an operator may give (RFC 5280 5.3.1); certificateHold and removeFromCRL are not offered: revocation here is final. */
+const operatorRevocationReasons = revocationReasons.filter((reason) => reason !== 'certificateHold' && reason !== 'removeFromCRL');
+
+const revokeSchema = z
+  .object({
+    reason: z.enum(operatorRevocationReasons as [RevocationReason, ...RevocationReason[]]),
+    comment: z.string().max(500).optional(),
+  })
+  .strict();
+
+const listQuery = z
+  .object({
+    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'ocsp']).optional(),
+    deviceId: z.string().regex(identifierPattern, 'must be a device id').optional(),
+    site: z.string().regex(identifierPattern, 'must be a site id').optional(),
+    expiringWithinDays: z.coerce.number().int().min(0).max(3650).optional(),
+    liveOnly: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(100),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
+
+/** Opaque keyset position: base64url of `expiresAt|id`. */
+function encodeCursor(next: { expiresAt: Date; id: string }): string {
+  return Buffer.from(`${next.expiresAt.toISOString()}|${next.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { expiresAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const expiresAt = new Date(at ?? '');
+  if (!id || !z.uuid().safeParse(id).success || Number.isNaN(expiresAt.getTime())) {
+    throw new ValidationError('cursor is not one this API returned', { fields: [{ field: 'query:cursor', reason: 'must be the `next` value of a previous page' }] });
+  }
+  return { expiresAt, id };
+}
+
+export function certificateOperations(
+  ca: CertificateAuthority,
+  registry: DeviceRegistry,
+  inventory: CertificateInventory,
+  audit: Pick<AuditLog, 'append'>,
+): AnyOperation[] {
   async function certificateOf(tenantId: string, id: string): Promise<CertificateRow> {
     const row = z.uuid().safeParse(id).success ? await ca.getCertificate(id).catch(() => undefined) : undefined;
     if (!row || row.tenantId !== tenantId) throw new NotFoundError(`certificate ${id} not found`);
@@ -141,7 +188,76 @@ export function certificateOperations(ca: CertificateAuthority, registry: Device
       params: certificateParams,
       responses: { 200: { description: 'The certificate', schema: deviceCertificateSchema } },
       async handle({ res, tenantId, params }) {
-        res.json(deviceCertificateOf(await certificateOf(tenantId, params.certificateId)));
+        const row = await certificateOf(tenantId, params.certificateId);
+        res.json(deviceCertificateOf(row, await inventory.pinsOf(row)));
+      },
+    }),
+    operation({
+      operationId: 'listCertificates',
+      method: 'get',
+      path: '/api/v1/provisioning/certificates',
+      summary: 'List certificates, soonest expiry first (e.g. those expiring within N days)',
+      tag: 'certificates',
+      permission: 'certificates:read',
+      query: listQuery,
+      responses: {
+        200: {
+          description: 'A page of certificates; `next` continues it',
+          schema: z.object({ certificates: z.array(deviceCertificateSchema), next: z.string().optional() }),
+        },
+      },
+      async handle({ res, tenantId, query }) {
+        const page = await inventory.list(tenantId, {
+          certificateType: query.certificateType,
+          deviceId: query.deviceId,
+          site: query.site,
+          expiringWithinDays: query.expiringWithinDays,
+          liveOnly: query.liveOnly,
+          limit: query.limit,
+          after: query.cursor ? decodeCursor(query.cursor) : undefined,
+        });
+        res.json({ certificates: page.items.map((row) => deviceCertificateOf(row)), ...(page.next ? { next: encodeCursor(page.next) } : {}) });
+      },
+    }),
+    operation({
+      operationId: 'revokeCertificate',
+      method: 'post',
+      path: '/api/v1/provisioning/certificates/{certificateId}/revoke',
+      summary: 'Revoke a certificate with an RFC 5280 reason; it is listed in the next CRL and answered as revoked by OCSP',
+      tag: 'certificates',
+      permission: 'certificates:revoke',
+      params: certificateParams,
+      body: revokeSchema,
+      responses: {
+        200: { description: 'Revoked', schema: deviceCertificateSchema },
+        409: { description: 'Already revoked (the first revocation stands)' },
+      },
+      async handle({ res, tenantId, principal, params, body }) {
+        const row = await certificateOf(tenantId, params.certificateId);
+        if (row.certificateType !== 'device' && !roleAllows(principal.role, 'ca:manage')) {
+          throw new ForbiddenError(`the ${principal.role} role may not revoke ${row.certificateType} certificates`);
+        }
+        if (row.revokedAt) {
+          throw new ConflictError(`certificate ${row.id} was already revoked on ${row.revokedAt.toISOString()} (${row.revocationReason})`);
+        }
+        const revoked = await ca.revokeCertificate(row.id, body.reason);
+        await audit.append({
+          tenantId,
+          actor: principal.subject,
+          actorType: 'user',
+          action: 'certificate.revoked',
+          targetType: 'certificate',
+          targetId: revoked.id,
+          details: {
+            reason: body.reason,
+            ...(body.comment ? { comment: body.comment } : {}),
+            revokedAt: revoked.revokedAt?.toISOString(),
+            serialNumber: revoked.serialNumber,
+            certificateType: revoked.certificateType,
+            deviceId: revoked.deviceId,
+          },
+        });
+        res.json(deviceCertificateOf(revoked));
       },
     }),
     operation({

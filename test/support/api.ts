@@ -53,6 +53,8 @@ export async function startTestApi(service: TestService, options: { defaultTenan
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // As the service does: certificates name this API as where CRLs, CA certificates and OCSP live.
+  service.parts.publication.useBaseUrlIfUnset(baseUrl);
 
   const keys = new Map<string, string>();
   async function keyFor(tenantId: string, role: Role): Promise<string> {

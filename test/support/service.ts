@@ -13,7 +13,7 @@ import { createProvisioningService, createProvisioningWorker, createServiceParts
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { createServerDatabaseUrl, type DatabaseKind } from './database';
-import { createTemporalTestEnvironment } from './temporal';
+import { createTemporalTestEnvironment, createTimeSkippingTestEnvironment } from './temporal';
 
 export const testLogger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
@@ -22,6 +22,8 @@ export interface TestServiceOptions {
   keyCustody?: 'software' | 'pkcs11';
   /** Base64; a fresh random key unless a test needs a known one. */
   keyEncryptionKey?: string;
+  /** `time-skipping` for workflows that wait months (certificate renewal); the dev server otherwise. */
+  temporal?: 'dev-server' | 'time-skipping';
 }
 
 export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
@@ -54,7 +56,11 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
   installTemporalRuntime(testLogger);
   const config = await testConfig(options);
   const parts = await createServiceParts(config, testLogger);
-  const env = await createTemporalTestEnvironment(payloadDataConverter(parts.payloadKeyring));
+  const dataConverter = payloadDataConverter(parts.payloadKeyring);
+  const env =
+    options.temporal === 'time-skipping'
+      ? await createTimeSkippingTestEnvironment(dataConverter)
+      : await createTemporalTestEnvironment(dataConverter);
   const worker = await createProvisioningWorker(parts, {
     connection: env.nativeConnection,
     client: env.client,
@@ -62,6 +68,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     taskQueue: config.temporal.taskQueue,
     alerts: config.alerts,
     capacity: config.worker,
+    searchAttributes: options.temporal !== 'time-skipping',
     logger: testLogger,
   });
   const running = worker.run();

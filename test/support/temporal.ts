@@ -24,3 +24,17 @@ export function createTemporalTestEnvironment(dataConverter?: DataConverter): Pr
     },
   });
 }
+
+/**
+ * The time-skipping test server: timers of workflows that sleep for months fire as soon as
+ * nothing else is running. Activities still run in real time, against real devices.
+ */
+export function createTimeSkippingTestEnvironment(dataConverter?: DataConverter): Promise<TestWorkflowEnvironment> {
+  const path = process.env.TEMPORAL_TEST_SERVER_PATH;
+  if (!path) throw new Error('TEMPORAL_TEST_SERVER_PATH is not set; run the tests with `npm test`');
+  // It has no custom search attributes: workflows started here must not set any.
+  return TestWorkflowEnvironment.createTimeSkipping({
+    ...(dataConverter ? { client: { dataConverter } } : {}),
+    server: { executable: { type: 'existing-path', path } },
+  });
+}

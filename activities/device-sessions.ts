@@ -1,0 +1,54 @@
+/**
+ * How activities reach a device right now: over mutual TLS pinned to the certificate we issued once
+ * it holds one, else pinned to the factory certificate it showed when first identified. Built per
+ * call from the registry and key custody, since activities may run on any worker.
+ */
+import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
+import { vaultDeviceSecrets } from '../custody/device-secrets';
+import type { SecretVault } from '../custody/secret-vault';
+import type { DeviceRow } from '../db/schema';
+import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { DeviceRegistry } from '../registry/device-registry';
+
+/** The vault purpose under which a device's initial (factory) credentials are sealed. */
+export const initialCredentialsPurpose = 'initial-credentials';
+
+export function deviceSessions(deps: {
+  ca: CertificateAuthority;
+  vault: SecretVault;
+  registry: DeviceRegistry;
+  adapterFor: (protocol: string) => DeviceAdapter;
+}) {
+  const { ca, vault, registry, adapterFor } = deps;
+
+  async function sessionFor(device: DeviceRow): Promise<DeviceSession> {
+    const credentials = await vault.read<DeviceCredentials>(device.tenantId, device.deviceId, initialCredentialsPurpose);
+    const secrets = vaultDeviceSecrets(vault, device.tenantId, device.deviceId);
+    if (device.activeCertificateId) {
+      const certificate = await ca.getCertificate(device.activeCertificateId);
+      return {
+        address: device.address,
+        credentials,
+        pinnedCertificateFingerprint: certificate.fingerprint,
+        clientIdentity: await ca.ensureServiceIdentity(device.tenantId),
+        secrets,
+      };
+    }
+    return {
+      address: device.address,
+      credentials,
+      pinnedCertificateFingerprint: device.factoryCertificateFingerprint ?? undefined,
+      secrets,
+    };
+  }
+
+  async function withDevice<T>(
+    ref: { tenantId: string; deviceId: string },
+    action: (device: DeviceRow, adapter: DeviceAdapter, session: DeviceSession) => Promise<T>,
+  ): Promise<T> {
+    const device = await registry.get(ref.tenantId, ref.deviceId);
+    return action(device, adapterFor(device.protocol), await sessionFor(device));
+  }
+
+  return { sessionFor, withDevice };
+}
