@@ -225,7 +225,7 @@ export function createServiceApi(
     },
     provisioning,
     protocols: [...parts.adapters.keys()],
-    extraOperations: certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals }),
+    extraOperations: certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
     ca: parts.ca,
     inventory: parts.inventory,
     registry: parts.registry,

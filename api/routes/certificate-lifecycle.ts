@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { z } from 'zod';
+import type { CertificateInventory } from '../../pki/certificate-inventory';
 import type { CertificateRenewals } from '../../provisioning/certificate-renewals';
 import { identifierPattern } from '../../provisioning/requests';
 import { ConflictError, NotFoundError } from '../../service/errors';
@@ -51,8 +52,13 @@ const deviceParams = z.object({ deviceId: z.string().regex(identifierPattern, 'm
 const siteParams = z.object({ site: z.string().regex(identifierPattern, 'must be a site id') });
 const rotationParams = z.object({ rotationId: z.string().regex(/^[0-9a-f-]{36}$/, 'must be a rotation id') });
 
-export function certificateLifecycleOperations(deps: { client: Client; taskQueue: string; renewals: CertificateRenewals }): AnyOperation[] {
-  const { client, taskQueue, renewals } = deps;
+export function certificateLifecycleOperations(deps: {
+  client: Client;
+  taskQueue: string;
+  renewals: CertificateRenewals;
+  inventory: CertificateInventory;
+}): AnyOperation[] {
+  const { client, taskQueue, renewals, inventory } = deps;
 
   return [
     operation({
@@ -100,6 +106,8 @@ export function certificateLifecycleOperations(deps: { client: Client; taskQueue
         .strict(),
       responses: { 202: { description: 'Rotation started', schema: rotationProgressSchema } },
       async handle({ res, tenantId, principal, params, body }) {
+        const live = await inventory.list(tenantId, { certificateType: 'intermediate', site: params.site, liveOnly: true, limit: 1 });
+        if (live.items.length === 0) throw new NotFoundError(`site ${params.site} has no intermediate CA to rotate`);
         const rotationId = randomUUID();
         const workflowId = rotationWorkflowId(tenantId, rotationId);
         try {

@@ -3,7 +3,7 @@
  * each role, and from another tenant: authentication first, then role, and another tenant's
  * objects are indistinguishable from objects that do not exist.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BearerTokenVerifier } from '../../access/bearer-tokens';
@@ -44,6 +44,9 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/cancel')) return { reason: 'test' };
   if (op.path.endsWith('/approval')) return { decision: 'approve' };
   if (op.path.endsWith('/concurrency')) return { concurrency: 2 };
+  if (op.path.endsWith('/revoke')) return { reason: 'superseded' };
+  if (op.path.endsWith('/certificate-renewal/renew')) return { reason: 'test' };
+  if (op.path.endsWith('/intermediate/rotate')) return { overlapDays: 1 };
   return undefined;
 }
 
@@ -56,6 +59,10 @@ beforeAll(async () => {
   await service.env.client.workflow.getHandle(acmeObjects.provisioningId).result();
   const status = await api.call('GET', `/api/v1/provisioning/devices/${acmeObjects.provisioningId}/status`);
   acmeObjects.certificateId = status.body.certificateInfo.certificateId;
+  acmeObjects.deviceId = device.request.serialNumber;
+  acmeObjects.site = device.request.site;
+  // Rotation ids are scoped by the caller's tenant; a well-formed id of no rotation stands in.
+  acmeObjects.rotationId = randomUUID();
   const template = await api.call('POST', '/api/v1/provisioning/templates', {
     body: { id: 'acme-private', ...(validBodyFor({ method: 'PUT', path: '/templates/{templateId}' }) as object) },
   });
