@@ -1,0 +1,258 @@
+/**
+ * What the CA publishes to relying parties, at the URLs its certificates carry (pki/publication.ts):
+ * CRLs, CA certificates and the OCSP responder (RFC 6960 over HTTP, RFC 5019 profile). Relying
+ * parties have no credentials, so these routes are public: mount the router at `/pki` before the
+ * API's authentication and rate limiter. It keeps its own limits instead: a small request body, a
+ * few CertIDs per request, and optionally a per-address budget.
+ */
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CrlPublisher } from '../pki/crl';
+import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder';
+import { fromPem } from '../pki/pem';
+import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../service/errors';
+import type { Logger } from '../service/logger';
+import { problemHandler, sendProblem } from './problem';
+import { RateLimiter } from './rate-limit';
+
+export const pkiMountPath = '/pki';
+
+export interface PkiPublicationOptions {
+  ca: CertificateAuthority;
+  crls: CrlPublisher;
+  ocsp: OcspResponder;
+  logger: Logger;
+  /** Largest OCSP request accepted, POST body or decoded GET path. Default 16 KiB. */
+  maxRequestBytes?: number;
+  /** Requests per minute per client address; unset means no budget beyond the size limits. */
+  perClientPerMinute?: number;
+}
+
+const mediaTypes = {
+  crl: 'application/pkix-crl',
+  certificate: 'application/pkix-cert',
+  ocspRequest: 'application/ocsp-request',
+  ocspResponse: 'application/ocsp-response',
+} as const;
+
+/** CA certificates never change under their id; a day keeps caches from holding a deleted one forever. */
+const caCertificateMaxAgeSeconds = 24 * 60 * 60;
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const base64Pattern = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
+  const maxRequestBytes = options.maxRequestBytes ?? 16 * 1024;
+  const router = express.Router();
+  const limiter = options.perClientPerMinute ? new RateLimiter({ perMinute: options.perClientPerMinute }) : undefined;
+  const readOcspRequest = express.raw({ type: mediaTypes.ocspRequest, limit: maxRequestBytes });
+
+  if (limiter) {
+    router.use((req, _res, next) => {
+      limiter.take(`pki:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`);
+      next();
+    });
+  }
+
+  router.get('/crl/:file', async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const caCertificateId = idOf(String(req.params.file), '.crl');
+      const crl = await options.crls.latest(caCertificateId);
+      res.set({
+        'Cache-Control': `public, no-transform, max-age=${secondsUntil(crl.nextUpdate)}`,
+        'Last-Modified': crl.thisUpdate.toUTCString(),
+        Expires: crl.nextUpdate.toUTCString(),
+        ETag: `"${caCertificateId}-${crl.crlNumber}"`,
+      });
+      res.type(mediaTypes.crl).send(Buffer.from(crl.der));
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  router.get('/ca/:file', async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const caCertificateId = idOf(String(req.params.file), '.cer');
+      const row = await options.ca.getCertificate(caCertificateId);
+      if (row.certificateType !== 'root' && row.certificateType !== 'intermediate') {
+        throw new NotFoundError(`no CA certificate ${caCertificateId}`);
+      }
+      const der = fromPem(row.pem, ['CERTIFICATE'])!;
+      res.set({
+        'Cache-Control': `public, no-transform, max-age=${caCertificateMaxAgeSeconds}`,
+        'Last-Modified': row.issuedAt.toUTCString(),
+        ETag: `"${row.fingerprint}"`,
+      });
+      res.type(mediaTypes.certificate).send(Buffer.from(der));
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  router.post('/ocsp', async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      if (!req.is(mediaTypes.ocspRequest)) {
+        throw new UnsupportedMediaTypeError(`an OCSP request must be sent as ${mediaTypes.ocspRequest}`, {
+          fields: [{ field: 'header:Content-Type', reason: `must be ${mediaTypes.ocspRequest}` }],
+        });
+      }
+      await new Promise<void>((resolve, reject) => readOcspRequest(req, res, (error?: unknown) => (error ? reject(error) : resolve())));
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      sendOcsp(res, await options.ocsp.respond(body), { httpCacheable: false });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  // RFC 6960 appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}.
+  router.get(['/ocsp', '/ocsp/*request'], async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const encoded = req.path.slice('/ocsp/'.length);
+      // Base64 of the largest request; url-encoding may triple characters before decoding.
+      const longestBase64 = Math.ceil(maxRequestBytes / 3) * 4;
+      const request = encoded.length > 3 * longestBase64 ? undefined : decodeGetRequest(encoded);
+      if (encoded.length > 3 * longestBase64 || (request && request.byteLength > maxRequestBytes)) {
+        throw new PayloadTooLargeError(`an OCSP request may have at most ${maxRequestBytes} octets`);
+      }
+      const answer = request ? await options.ocsp.respond(request) : await options.ocsp.respond(new Uint8Array());
+      sendOcsp(res, answer, { httpCacheable: true });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  router.all(['/ocsp', '/ocsp/*request'], (req, res) => methodNotAllowed(req, res, 'GET, POST'));
+  router.all(['/crl/:file', '/ca/:file'], (req, res) => methodNotAllowed(req, res, 'GET, HEAD'));
+
+  router.use(problemHandler(options.logger));
+  return router;
+}
+
+/** The CA id in `<uuid><suffix>`; NotFoundError for anything else, so bad input is a 404, never a 500. */
+function idOf(file: string, suffix: string): string {
+  const id = file.endsWith(suffix) ? file.slice(0, -suffix.length) : '';
+  if (!uuidPattern.test(id)) throw new NotFoundError(`no ${suffix === '.crl' ? 'CRL' : 'CA certificate'} at ${file}`);
+  return id.toLowerCase();
+}
+
+/** The request DER from a GET path, or undefined when it is not url-encoded base64 (answered malformedRequest). */
+function decodeGetRequest(encoded: string): Uint8Array | undefined {
+  let base64: string;
+  try {
+    base64 = decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+  // Some clients leave the base64 unencoded, others encode it; both are read the same.
+  if (base64 === '' || !base64Pattern.test(base64)) return undefined;
+  return new Uint8Array(Buffer.from(base64, base64.includes('-') || base64.includes('_') ? 'base64url' : 'base64'));
+}
+
+/**
+ * OCSP answers are HTTP 200 whatever their OCSP status, as clients expect. Cacheable GET answers
+ * carry the RFC 5019 section 6.2 headers, with max-age ending when this responder would re-sign.
+ */
+function sendOcsp(res: Response, answer: OcspAnswer, options: { httpCacheable: boolean }): void {
+  const cacheable = options.httpCacheable ? answer.cacheable : undefined;
+  if (cacheable) {
+    res.set({
+      'Cache-Control': `max-age=${secondsUntil(cacheable.refreshAt)}, public, no-transform, must-revalidate`,
+      'Last-Modified': cacheable.producedAt.toUTCString(),
+      Expires: cacheable.nextUpdate.toUTCString(),
+      ETag: cacheable.etag,
+    });
+  } else {
+    res.set('Cache-Control', 'no-store');
+  }
+  res.type(mediaTypes.ocspResponse).send(Buffer.from(answer.der.buffer, answer.der.byteOffset, answer.der.byteLength));
+}
+
+function secondsUntil(date: Date): number {
+  return Math.max(0, Math.floor((date.getTime() - Date.now()) / 1000));
+}
+
+function methodNotAllowed(req: Request, res: Response, allow: string): void {
+  res.set('Allow', allow);
+  sendProblem(res, {
+    type: 'urn:problem-type:method-not-allowed',
+    title: 'Method Not Allowed',
+    status: 405,
+    detail: `${req.method} is not supported here; use ${allow.replace(', ', ' or ')}`,
+    instance: req.originalUrl,
+  });
+}
+
+const problemResponse = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+});
+const caIdParameter = {
+  name: 'caCertificateId',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', format: 'uuid' },
+};
+const binary = (mediaType: string) => ({ [mediaType]: { schema: { type: 'string', contentMediaType: mediaType } } });
+
+/** The publication endpoints as OpenAPI paths, for the API's document (they are not declared operations). */
+export const pkiOpenApiPaths = {
+  '/pki/crl/{caCertificateId}.crl': {
+    get: {
+      operationId: 'getCertificateRevocationList',
+      summary: "The CA's current CRL (RFC 5280), DER; re-signed before its nextUpdate",
+      tags: ['pki'],
+      security: [],
+      parameters: [caIdParameter],
+      responses: {
+        200: { description: 'The CRL; cacheable until its nextUpdate', content: binary(mediaTypes.crl) },
+        404: problemResponse('No such CA'),
+        429: problemResponse('Too many requests from this address'),
+      },
+    },
+  },
+  '/pki/ca/{caCertificateId}.cer': {
+    get: {
+      operationId: 'getCaCertificate',
+      summary: 'A CA certificate, DER (the caIssuers location of the certificates it issued)',
+      tags: ['pki'],
+      security: [],
+      parameters: [caIdParameter],
+      responses: {
+        200: { description: 'The certificate', content: binary(mediaTypes.certificate) },
+        404: problemResponse('No such CA'),
+        429: problemResponse('Too many requests from this address'),
+      },
+    },
+  },
+  '/pki/ocsp': {
+    post: {
+      operationId: 'ocspPost',
+      summary: 'OCSP (RFC 6960, RFC 5019 profile): certificate status, signed by the issuing CA\'s delegated responder',
+      tags: ['pki'],
+      security: [],
+      requestBody: { required: true, content: binary(mediaTypes.ocspRequest) },
+      responses: {
+        200: {
+          description: 'An OCSPResponse: successful, malformedRequest, unauthorized or internalError',
+          content: binary(mediaTypes.ocspResponse),
+        },
+        413: problemResponse('The request is larger than 16 KiB'),
+        415: problemResponse('The body is not application/ocsp-request'),
+        429: problemResponse('Too many requests from this address'),
+      },
+    },
+  },
+  '/pki/ocsp/{request}': {
+    get: {
+      operationId: 'ocspGet',
+      summary: 'OCSP over GET: the url-encoded base64 of the DER OCSPRequest; cacheable answers carry RFC 5019 headers',
+      tags: ['pki'],
+      security: [],
+      parameters: [{ name: 'request', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: {
+        200: { description: 'An OCSPResponse', content: binary(mediaTypes.ocspResponse) },
+        413: problemResponse('The request is larger than 16 KiB'),
+        429: problemResponse('Too many requests from this address'),
+      },
+    },
+  },
+};

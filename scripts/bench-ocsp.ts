@@ -1,0 +1,379 @@
+/**
+ * `npm run bench:ocsp -- [--devices N] [--revoked-percent P] [--seconds S] [--connections C] [--database embedded|server]`
+ *
+ * Measures the OCSP responder as relying parties load it: a tenant's root and site intermediate,
+ * N device certificates issued through the CA (P percent revoked), the publication router on
+ * loopback, and a keep-alive HTTP load generator in its own process (so it does not share the
+ * server's event loop) driving
+ *   (a) cached answers: GET requests without a nonce for certificates already answered, and
+ *   (b) freshly signed answers: POST requests each carrying a new nonce, statuses already known, and
+ *   (c) the same with every status read from the database (a responder with its status cache off).
+ * Prints responses per second and p50/p99 latency of each, against the targets (5,000 and 1,000/s).
+ * With `--database server`, DATABASE_URL names an empty PostgreSQL database to use.
+ */
+import { fork } from 'node:child_process';
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as asn1js from 'asn1js';
+import express from 'express';
+import {
+  AlgorithmIdentifier,
+  Certificate,
+  CertificationRequest,
+  CertID,
+  Extension,
+  OCSPRequest,
+  PublicKeyInfo,
+  Request as OcspSingleRequest,
+  TBSRequest,
+} from 'pkijs';
+import { SoftwareKeyStore } from '../adapters/software-keystore';
+import { pkiMountPath, pkiPublicationRouter } from '../api/pki-publication';
+import { Sealer } from '../custody/sealing';
+import { openDatabase } from '../db/client';
+import { CertificateAuthority } from '../pki/certificate-authority';
+import { CrlPublisher } from '../pki/crl';
+import { buildName } from '../pki/distinguished-name';
+import { issuerHashes } from '../pki/ocsp-messages';
+import { OcspResponder } from '../pki/ocsp-responder';
+import { oids } from '../pki/oids';
+import { fromPem, toPem } from '../pki/pem';
+import type { ServiceConfig } from '../service/config';
+import { createLogger } from '../service/logger';
+
+/** What the load generator process is asked to do, and what it reports. */
+interface LoadPlan {
+  mode: 'cached' | 'fresh' | 'fresh-database';
+  url: string;
+  connections: number;
+  durationMs: number;
+  /** cached: GET paths; fresh: base64 request templates whose nonce octets start at `nonceOffset`. */
+  requests: string[];
+  nonceOffset?: number;
+}
+
+interface LoadResult {
+  mode: LoadPlan['mode'];
+  completed: number;
+  failed: number;
+  elapsedMs: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+const nonceLength = 16;
+const targets = { cached: 5000, fresh: 1000, 'fresh-database': 1000 } as const;
+const labels = {
+  cached: 'cached (GET, no nonce)          ',
+  fresh: 'fresh (POST, nonce)             ',
+  'fresh-database': 'fresh, status read from database',
+} as const;
+
+if (process.argv[2] === '--load-generator') {
+  process.once('message', (plan: LoadPlan) => {
+    generateLoad(plan).then(
+      (result) => process.send!(result, () => process.exit(0)),
+      (error: unknown) => {
+        process.stderr.write(`load generator failed: ${String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  });
+} else {
+  await main();
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      devices: { type: 'string', default: '10000' },
+      'revoked-percent': { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '16' },
+      database: { type: 'string', default: 'embedded' },
+    },
+  });
+  const deviceCount = Number(values.devices);
+  const revokedPercent = Number(values['revoked-percent']);
+  const durationMs = Number(values.seconds) * 1000;
+  const connections = Number(values.connections);
+  if (!Number.isInteger(deviceCount) || deviceCount < 1) throw new Error('--devices must be a positive integer');
+  if (!(revokedPercent >= 0 && revokedPercent <= 100)) throw new Error('--revoked-percent must be 0..100');
+  if (!(durationMs > 0)) throw new Error('--seconds must be positive');
+  if (!Number.isInteger(connections) || connections < 1) throw new Error('--connections must be a positive integer');
+
+  const say = (message: string) => process.stderr.write(`bench: ${message}\n`);
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'bench-ocsp-'));
+  const handle =
+    values.database === 'server'
+      ? await openDatabase({ url: requiredDatabaseUrl() })
+      : await openDatabase({ embeddedDir: path.join(workDir, 'db') });
+  const logger = createLogger(process.env.LOG_LEVEL ?? 'warn');
+  const settings: ServiceConfig['ca'] = {
+    rootValidityDays: 3650,
+    intermediateValidityDays: 1825,
+    deviceValidityDays: 365,
+    keyAlgorithm: 'P-384',
+    crlValidityHours: 24,
+    crlPublishIntervalMinutes: 360,
+    ocspResponseValidityMinutes: 60,
+    renewalAtFraction: 2 / 3,
+  };
+  const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer: new Sealer(randomBytes(32)) });
+  const ca = new CertificateAuthority({ db: handle.db, custody: softwareKeys, softwareKeys, settings, logger });
+  const crls = new CrlPublisher({ db: handle.db, ca, settings, logger });
+  const ocsp = new OcspResponder({ db: handle.db, ca, softwareKeys, settings, logger });
+  // The same responder reading every status from the database: the cost of a cold status.
+  const ocspReadingDatabase = new OcspResponder({ db: handle.db, ca, softwareKeys, settings, logger, statusCacheMs: 0 });
+
+  let server: http.Server | undefined;
+  try {
+    const tenantId = 'bench';
+    const intermediate = await ca.ensureSiteIntermediateCa(tenantId, 'hq');
+    const issuer = Certificate.fromBER(fromPem(intermediate.pem, ['CERTIFICATE'])!);
+
+    say(`issuing ${deviceCount} device certificates through the CA (${handle.kind} database)`);
+    const issuing = Date.now();
+    const serials = await issueDevices(ca, tenantId, deviceCount, revokedPercent);
+    const revokedCount = Math.round((deviceCount * revokedPercent) / 100);
+    say(`issued ${deviceCount} (${revokedCount} revoked) in ${((Date.now() - issuing) / 1000).toFixed(1)} s`);
+
+    const app = express();
+    app.use(pkiMountPath, pkiPublicationRouter({ ca, crls, ocsp, logger }));
+    app.use(`/database${pkiMountPath}`, pkiPublicationRouter({ ca, crls, ocsp: ocspReadingDatabase, logger }));
+    server = await new Promise<http.Server>((resolve) => {
+      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+    });
+    server.keepAliveTimeout = 60_000;
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const ocspUrl = `${origin}${pkiMountPath}/ocsp`;
+
+    // One request per certificate; answering each once pre-produces the cached responses.
+    const plain = serials.map((serial) => ocspRequest(issuer, serial));
+    const warming = Date.now();
+    for (const request of plain) {
+      const answer = await ocsp.respond(request);
+      if (answer.status !== 'successful') throw new Error(`warming: the responder answered ${answer.status}`);
+    }
+    say(`pre-produced ${plain.length} responses in ${((Date.now() - warming) / 1000).toFixed(1)} s`);
+
+    const cached = await runLoad({
+      mode: 'cached',
+      url: ocspUrl,
+      connections,
+      durationMs,
+      requests: plain.map((request) => `/${encodeURIComponent(Buffer.from(request).toString('base64'))}`),
+    });
+
+    const placeholder = Buffer.alloc(nonceLength, 0xa5);
+    const withNonce = serials.map((serial) => ocspRequest(issuer, serial, placeholder));
+    const nonceOffset = Buffer.from(withNonce[0]!).indexOf(placeholder);
+    const fresh = await runLoad({
+      mode: 'fresh',
+      url: ocspUrl,
+      connections,
+      durationMs,
+      requests: withNonce.map((request) => Buffer.from(request).toString('base64')),
+      nonceOffset,
+    });
+    const freshFromDatabase = await runLoad({
+      mode: 'fresh-database',
+      url: `${origin}/database${pkiMountPath}/ocsp`,
+      connections,
+      durationMs,
+      requests: withNonce.map((request) => Buffer.from(request).toString('base64')),
+      nonceOffset,
+    });
+
+    process.stdout.write(`\nOCSP responder, ${deviceCount} certificates, ${connections} keep-alive connections, ${values.seconds} s per run\n`);
+    for (const result of [cached, fresh, freshFromDatabase]) {
+      const perSecond = result.completed / (result.elapsedMs / 1000);
+      const verdict = perSecond >= targets[result.mode] ? 'meets' : 'MISSES';
+      process.stdout.write(
+        `  ${labels[result.mode]} ` +
+          `${perSecond.toFixed(0).padStart(7)} responses/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms` +
+          `  failures ${result.failed}  (${verdict} the ${targets[result.mode]}/s target)\n`,
+      );
+    }
+  } finally {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await softwareKeys.close();
+    await handle.close();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+function requiredDatabaseUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('--database server needs DATABASE_URL naming an empty database');
+  return url;
+}
+
+/** Issues `count` device certificates from CSRs made here; revokes every so many. Returns their serials. */
+async function issueDevices(ca: CertificateAuthority, tenantId: string, count: number, revokedPercent: number): Promise<bigint[]> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const revokeEvery = revokedPercent > 0 ? Math.max(1, Math.round(100 / revokedPercent)) : 0;
+  const serials: bigint[] = new Array(count);
+  let next = 0;
+  // A few issuances in flight overlap CSR checks, signing and database writes.
+  const issueNext = async () => {
+    while (next < count) {
+      const index = next++;
+      const deviceId = `bench-${index}`;
+      const row = await ca.issueDeviceCertificate({
+        tenantId,
+        device: {
+          deviceId,
+          serialNumber: `SN-${index}`,
+          macAddress: macOf(index),
+          address: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:443`,
+          site: 'hq',
+        },
+        csrPem: csrFor(deviceId, spki, privateKey),
+      });
+      if (revokeEvery && index % revokeEvery === 0) await ca.revokeCertificate(row.id, 'keyCompromise');
+      serials[index] = BigInt(`0x${row.serialNumber}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, issueNext));
+  return serials;
+}
+
+function macOf(index: number): string {
+  const bytes = [0x02, 0x00, (index >> 24) & 255, (index >> 16) & 255, (index >> 8) & 255, index & 255];
+  return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
+}
+
+/** A PKCS#10 request for `deviceId`, signed with the bench's one device key. */
+function csrFor(deviceId: string, spki: Buffer, privateKey: KeyObject): string {
+  const csr = new CertificationRequest({
+    version: 0,
+    subject: buildName([{ type: 'commonName', value: deviceId }]),
+    subjectPublicKeyInfo: PublicKeyInfo.fromBER(spki),
+  });
+  const algorithm = new AlgorithmIdentifier({ algorithmId: oids.ecdsaWithSha256 });
+  csr.signatureAlgorithm = algorithm;
+  const tbs = new Uint8Array(csr.toSchema(true).valueBlock.value[0]!.toBER());
+  csr.tbsView = tbs;
+  csr.signatureValue = new asn1js.BitString({ valueHex: sign('sha256', tbs, { key: privateKey, dsaEncoding: 'der' }) });
+  return toPem(new Uint8Array(csr.toSchema().toBER()), 'CERTIFICATE REQUEST');
+}
+
+/** An RFC 5019 request: one SHA-1 CertID, optionally a nonce extension. */
+function ocspRequest(issuer: Certificate, serial: bigint, nonce?: Buffer): Uint8Array {
+  const { issuerNameHash, issuerKeyHash } = issuerHashes(issuer, 'sha1');
+  const certId = new CertID({
+    hashAlgorithm: new AlgorithmIdentifier({ algorithmId: oids.sha1, algorithmParams: new asn1js.Null() }),
+    issuerNameHash: new asn1js.OctetString({ valueHex: Buffer.from(issuerNameHash, 'hex') }),
+    issuerKeyHash: new asn1js.OctetString({ valueHex: Buffer.from(issuerKeyHash, 'hex') }),
+    serialNumber: asn1js.Integer.fromBigInt(serial),
+  });
+  const request = new OCSPRequest({
+    tbsRequest: new TBSRequest({
+      requestList: [new OcspSingleRequest({ reqCert: certId })],
+      ...(nonce
+        ? {
+            requestExtensions: [
+              new Extension({ extnID: oids.ocspNonce, critical: false, extnValue: new asn1js.OctetString({ valueHex: nonce }).toBER() }),
+            ],
+          }
+        : {}),
+    }),
+  });
+  return new Uint8Array(request.toSchema(true).toBER());
+}
+
+/** Runs the load generator in a child process and waits for its figures. */
+function runLoad(plan: LoadPlan): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), ['--load-generator'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.once('message', (result: LoadResult) => resolve(result));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`the load generator exited with ${code}`));
+    });
+    child.send(plan);
+  });
+}
+
+/** Keeps `connections` requests in flight for the duration; each connection sends its next when the last is answered. */
+async function generateLoad(plan: LoadPlan): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: plan.connections });
+  const target = new URL(plan.url);
+  const templates = plan.mode !== 'cached' ? plan.requests.map((request) => Buffer.from(request, 'base64')) : [];
+  const latencies: number[] = [];
+  let completed = 0;
+  let failed = 0;
+
+  const once = (): Promise<void> =>
+    new Promise((resolve) => {
+      const pick = Math.floor(Math.random() * plan.requests.length);
+      let body: Buffer | undefined;
+      if (plan.mode !== 'cached') {
+        body = Buffer.from(templates[pick]!);
+        randomBytes(nonceLength).copy(body, plan.nonceOffset!);
+      }
+      const started = process.hrtime.bigint();
+      const request = http.request(
+        {
+          agent,
+          host: target.hostname,
+          port: target.port,
+          method: body ? 'POST' : 'GET',
+          path: body ? target.pathname : `${target.pathname}${plan.requests[pick]}`,
+          headers: body ? { 'content-type': 'application/ocsp-request', 'content-length': body.length } : {},
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            const successful = response.statusCode === 200 && isSuccessfulOcspResponse(Buffer.concat(chunks));
+            if (successful) {
+              completed += 1;
+              latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+            } else failed += 1;
+            resolve();
+          });
+        },
+      );
+      request.on('error', () => {
+        failed += 1;
+        resolve();
+      });
+      request.end(body);
+    });
+
+  // A short warm-up opens the connections and lets the JIT settle before measuring.
+  const warmUntil = Date.now() + Math.min(1000, plan.durationMs / 5);
+  await Promise.all(Array.from({ length: plan.connections }, async () => {
+    while (Date.now() < warmUntil) await once();
+  }));
+  completed = 0;
+  failed = 0;
+  latencies.length = 0;
+
+  const start = Date.now();
+  const end = start + plan.durationMs;
+  await Promise.all(Array.from({ length: plan.connections }, async () => {
+    while (Date.now() < end) await once();
+  }));
+  const elapsedMs = Date.now() - start;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const percentile = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? 0;
+  return { mode: plan.mode, completed, failed, elapsedMs, p50Ms: percentile(50), p99Ms: percentile(99) };
+}
+
+/** OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED, ... }: is the status successful (0)? */
+function isSuccessfulOcspResponse(der: Buffer): boolean {
+  if (der.length < 5 || der[0] !== 0x30) return false;
+  const statusAt = der[1]! & 0x80 ? 2 + (der[1]! & 0x7f) : 2;
+  return der[statusAt] === 0x0a && der[statusAt + 1] === 0x01 && der[statusAt + 2] === 0x00;
+}
