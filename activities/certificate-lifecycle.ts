@@ -8,6 +8,7 @@ import type { AuditLog } from '../audit/audit-log';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import type { CertificateInventory } from '../pki/certificate-inventory';
+import type { CrlPublisher } from '../pki/crl';
 import { renewableCertificateOf, type CertificateRenewals } from '../provisioning/certificate-renewals';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { SelfTestFailedError } from '../service/errors';
@@ -25,6 +26,8 @@ export interface CertificateLifecycleDependencies {
   alerts: AlertStore;
   vault: SecretVault;
   adapterFor: (protocol: string) => DeviceAdapter;
+  /** Signs every CA's CRL (the CRL schedule). */
+  crls: Pick<CrlPublisher, 'publishAll'>;
   /** The devices' renewal workflows (rotation asks them to renew now). */
   renewals?: Pick<CertificateRenewals, 'track' | 'renewNow'>;
   logger: Logger;
@@ -176,6 +179,10 @@ export function createCertificateLifecycleActivities(deps: CertificateLifecycleD
         return { failed };
       },
     ),
+
+    publishAllCrls: provisioningStep(async () => {
+      return { published: (await deps.crls.publishAll()).length };
+    }),
 
     revokeRetiredCa: provisioningStep(async (input: { tenantId: string; certificateId: string; requestedBy: string }) => {
       const revoked = await ca.revokeCertificate(input.certificateId, 'superseded');

@@ -19,6 +19,9 @@ import type { ProvisioningService } from '../provisioning/provisioning-service';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { ForbiddenError, UnsupportedMediaTypeError } from '../service/errors';
 import { codecOpenApiPaths, codecServerRouter } from './codec-server';
+import { pkiMountPath, pkiOpenApiPaths, pkiPublicationRouter } from './pki-publication';
+import type { CrlPublisher } from '../pki/crl';
+import type { OcspResponder } from '../pki/ocsp-responder';
 import type { Logger } from '../service/logger';
 import { createAuthenticator, type AuthenticationFailure } from './authentication';
 import { openApiDocument } from './openapi';
@@ -55,6 +58,8 @@ export interface ApiDependencies {
   /** Further operations (declared the same way) that other parts of the service contribute. */
   extraOperations?: AnyOperation[];
   bulk?: { importer: BulkImporter; jobs: BulkJobs };
+  /** CRLs, CA certificates and the OCSP responder, served at the URLs certificates carry. */
+  pki?: { crls: CrlPublisher; ocsp: OcspResponder };
   /** Temporal's remote codec protocol at /codec, for operators' Web UI and CLI to read history. */
   codec?: {
     codec: PayloadCodec;
@@ -93,7 +98,11 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
       permission: 'public',
       responses: { 200: { description: 'The OpenAPI document', contentType: 'application/json' } },
       handle({ res }) {
-        document ??= openApiDocument(operations, { version: deps.version ?? '0.1.0' }, deps.codec ? codecOpenApiPaths : {});
+        document ??= openApiDocument(
+          operations,
+          { version: deps.version ?? '0.1.0' },
+          { ...(deps.codec ? codecOpenApiPaths : {}), ...(deps.pki ? pkiOpenApiPaths : {}) },
+        );
         res.json(document);
       },
     }),
@@ -120,6 +129,10 @@ export function createApp(deps: ApiDependencies): Express {
     });
     next();
   });
+  // What the CA publishes is public: relying parties fetch CRLs and ask OCSP without credentials.
+  if (deps.pki) {
+    app.use(pkiMountPath, pkiPublicationRouter({ ca: deps.ca, crls: deps.pki.crls, ocsp: deps.pki.ocsp, logger: deps.logger }));
+  }
   const authenticate = createAuthenticator({
     apiKeys: deps.apiKeys,
     bearerTokens: deps.bearerTokens,

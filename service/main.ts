@@ -30,6 +30,9 @@ import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
 import { CertificateInventory } from '../pki/certificate-inventory';
+import { CrlPublisher } from '../pki/crl';
+import { ensureCrlSchedule } from '../pki/crl-schedule';
+import { OcspResponder } from '../pki/ocsp-responder';
 import { AuditLog } from '../audit/audit-log';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
@@ -68,6 +71,8 @@ export interface ServiceParts {
   /** Where CRLs, CA certificates and OCSP are published (the URLs certificates carry). */
   publication: PkiPublication;
   inventory: CertificateInventory;
+  crls: CrlPublisher;
+  ocsp: OcspResponder;
   vault: SecretVault;
   templates: TemplateCatalog;
   registry: DeviceRegistry;
@@ -93,6 +98,13 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     networkHost: (protocol, address) => adapters.get(protocol)?.networkHost(address),
     logger,
   });
+  const crls = new CrlPublisher({ db: database.db, ca, settings: config.ca, logger });
+  const ocsp = new OcspResponder({ db: database.db, ca, softwareKeys, settings: config.ca, logger });
+  // Relying parties learn of a revocation at once: a new CRL from the issuer, no cached OCSP "good".
+  ca.onRevoked(async (revoked) => {
+    ocsp.onRevoked(revoked);
+    if (revoked.issuerCertificateId) await crls.publish(revoked.issuerCertificateId);
+  });
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
   const audit = new AuditLog({ db: database.db, logger });
@@ -108,6 +120,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     ca,
     publication,
     inventory: new CertificateInventory(database.db),
+    crls,
+    ocsp,
     vault: new SecretVault({ db: database.db, sealer }),
     templates,
     registry: new DeviceRegistry(database.db),
@@ -224,6 +238,7 @@ export function createServiceApi(
       trustLoopbackUi: config.payloadEncryption.trustLoopbackUi,
     },
     provisioning,
+    pki: { crls: parts.crls, ocsp: parts.ocsp },
     protocols: [...parts.adapters.keys()],
     extraOperations: certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
     ca: parts.ca,
@@ -334,6 +349,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
       logger,
     });
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
+    await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
     stops.push(async () => {

@@ -4,3 +4,4 @@ export { evaluateAlerts } from './alert-evaluation';
 export { bulkProvision } from './bulk-provision';
 export { renewDeviceCertificate } from './certificate-renewal';
 export { rotateSiteIntermediate } from './intermediate-rotation';
+export { publishCrls } from './crl-publication';

@@ -4,15 +4,20 @@
  * device's record carries, the renewal workflow activation starts, and rotating a site's
  * intermediate CA as one tracked job.
  */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { certificates } from '../../db/schema';
+import { certificateRevocationLists, certificates } from '../../db/schema';
 import { renewalStatusQuery, renewalWorkflowId } from '../../workflows/certificate-definitions';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
 import { startTestApi, type TestApi } from '../support/api';
 import { TestDevices, waitFor } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 
+const run = promisify(execFile);
 let service: TestService;
 let api: TestApi;
 const devices = new TestDevices();
@@ -79,6 +84,33 @@ describe('certificate lifecycle', () => {
     const stored = await row(id);
     expect(stored.revocationReason).toBe('keyCompromise');
 
+    // Relying parties see it at the URLs the certificate names: its issuer's CRL and the OCSP responder.
+    const dir = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'revoked-'));
+    const [intermediatePem, rootPem] = await service.parts.ca.getChainPem(id);
+    writeFileSync(path.join(dir, 'device.pem'), stored.pem);
+    writeFileSync(path.join(dir, 'intermediate.pem'), intermediatePem!);
+    writeFileSync(path.join(dir, 'root.pem'), rootPem!);
+    const certificateText = (await run('openssl', ['x509', '-in', path.join(dir, 'device.pem'), '-noout', '-ext', 'crlDistributionPoints,authorityInfoAccess'])).stdout;
+    const crlUrl = /URI:(\S+\.crl)/.exec(certificateText)![1]!;
+    const ocspUrl = /OCSP - URI:(\S+)/.exec(certificateText)![1]!;
+    expect(crlUrl.startsWith(api.baseUrl)).toBe(true);
+    const crl = await fetch(crlUrl);
+    expect(crl.headers.get('content-type')).toBe('application/pkix-crl');
+    writeFileSync(path.join(dir, 'intermediate.crl'), Buffer.from(await crl.arrayBuffer()));
+    await run('openssl', ['crl', '-inform', 'DER', '-in', path.join(dir, 'intermediate.crl'), '-out', path.join(dir, 'intermediate.crl.pem')]);
+    const verdict = await run('openssl', [
+      'verify', '-crl_check', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'intermediate.pem'),
+      '-CRLfile', path.join(dir, 'intermediate.crl.pem'), path.join(dir, 'device.pem'),
+    ]).catch((error: { stdout: string; stderr: string }) => error);
+    expect(`${verdict.stdout}${verdict.stderr}`).toContain('certificate revoked');
+    const ocsp = await run('openssl', [
+      'ocsp', '-issuer', path.join(dir, 'intermediate.pem'), '-cert', path.join(dir, 'device.pem'), '-url', ocspUrl,
+      '-CAfile', path.join(dir, 'root.pem'), '-verify_other', path.join(dir, 'intermediate.pem'),
+    ]);
+    expect(ocsp.stderr).toContain('Response verify OK');
+    expect(ocsp.stdout).toContain('device.pem: revoked');
+    expect(ocsp.stdout).toContain('Reason: keyCompromise');
+
     const again = await api.call('POST', `/api/v1/provisioning/certificates/${id}/revoke`, { body: { reason: 'superseded' }, key: operator });
     expect(again.status).toBe(409);
     expect((await row(id)).revocationReason).toBe('keyCompromise');
@@ -87,6 +119,22 @@ describe('certificate lifecycle', () => {
     expect(events.body.events).toEqual([
       expect.objectContaining({ actorType: 'user', details: expect.objectContaining({ reason: 'keyCompromise', revokedAt: stored.revokedAt!.toISOString() }) }),
     ]);
+  });
+
+  it("republishes every CA's CRL on the schedule's workflow, each with a higher CRL number", async () => {
+    await provision();
+    const latestNumbers = async () => {
+      const latest = new Map<string, number>();
+      for (const crl of await service.parts.database.db.select().from(certificateRevocationLists)) {
+        latest.set(crl.caCertificateId, Math.max(latest.get(crl.caCertificateId) ?? 0, crl.crlNumber));
+      }
+      return latest;
+    };
+    const before = await latestNumbers();
+    const result = await service.env.client.workflow.execute('publishCrls', { taskQueue: service.config.temporal.taskQueue, workflowId: `crl-test-${Date.now()}`, args: [] });
+    expect((result as { published: number }).published).toBeGreaterThanOrEqual(2);
+    const after = await latestNumbers();
+    for (const [ca, number] of before) expect(after.get(ca)).toBeGreaterThan(number);
   });
 
   it('lets an operator revoke device certificates but not a CA', async () => {

@@ -1,0 +1,55 @@
+/**
+ * Temporal Schedules the service owns. Each is created at service start, or brought up to date if
+ * it exists, so every start converges on the configured interval and task queue; a pause an
+ * operator set is kept.
+ */
+import {
+  ScheduleAlreadyRunning,
+  ScheduleOverlapPolicy,
+  type Client,
+  type ScheduleHandle,
+  type ScheduleOptionsStartWorkflowAction,
+  type Workflow,
+} from '@temporalio/client';
+import type { Duration } from '@temporalio/common';
+
+export interface IntervalScheduleOptions<W extends Workflow> {
+  scheduleId: string;
+  workflowType: string;
+  args: Parameters<W>;
+  /** The queue of a worker that has the workflow and its activities. */
+  taskQueue: string;
+  /** e.g. `'5m'`. */
+  every: Duration;
+  /** A run stuck longer than this would block the next ones (overlap SKIP). */
+  workflowExecutionTimeout: Duration;
+}
+
+export async function ensureIntervalSchedule<W extends Workflow>(client: Client, options: IntervalScheduleOptions<W>): Promise<ScheduleHandle> {
+  const { scheduleId } = options;
+  const spec = { intervals: [{ every: options.every }] };
+  const action = {
+    type: 'startWorkflow',
+    workflowType: options.workflowType,
+    // The schedule appends the scheduled time, so each run has its own id.
+    workflowId: scheduleId,
+    taskQueue: options.taskQueue,
+    args: options.args,
+    workflowExecutionTimeout: options.workflowExecutionTimeout,
+  } as ScheduleOptionsStartWorkflowAction<W>;
+  const policies = {
+    // A run still going when the next is due makes the next one pointless.
+    overlap: ScheduleOverlapPolicy.SKIP,
+    // After an outage one catch-up run is enough: each run looks at the present.
+    catchupWindow: '1m',
+  };
+
+  try {
+    return await client.schedule.create<W>({ scheduleId, spec, action, policies });
+  } catch (error) {
+    if (!(error instanceof ScheduleAlreadyRunning)) throw error;
+  }
+  const handle = client.schedule.getHandle(scheduleId);
+  await handle.update<W>((previous) => ({ ...previous, spec, action, policies: { ...previous.policies, ...policies } }));
+  return handle;
+}
