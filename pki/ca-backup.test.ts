@@ -3,6 +3,7 @@
  * through both key custodies and across both database kinds, with OpenSSL as the judge of what the
  * restored install issues.
  */
+import { pkiSettings as settings } from '../test/support/pki-publication';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -17,7 +18,6 @@ import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
 import { certificateRevocationLists, certificates, softwareKeys, type CertificateRow } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
 import { ConflictError, NotFoundError } from '../service/errors';
 import { createLogger } from '../service/logger';
 import { openTestDatabase, type DatabaseKind } from '../test/support/database';
@@ -38,16 +38,6 @@ import { fromPem, toPem } from './pem';
 import { PkiPublication } from './publication';
 import { keyAlgorithmOf } from './public-key';
 
-const settings: ServiceConfig['ca'] = {
-  rootValidityDays: 3650,
-  intermediateValidityDays: 1825,
-  deviceValidityDays: 365,
-  keyAlgorithm: 'P-384',
-  crlValidityHours: 24,
-  crlPublishIntervalMinutes: 360,
-  ocspResponseValidityMinutes: 60,
-  renewalAtFraction: 2 / 3,
-};
 const logger = createLogger('silent');
 const passphrase = 'correct horse battery staple';
 /** The lowest cost the format accepts: the tests exercise the format, not the work factor. */

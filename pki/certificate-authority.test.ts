@@ -2,6 +2,7 @@
  * The CA end to end, through both key custodies and on both database kinds, with OpenSSL as the
  * independent judge of what it issues.
  */
+import { pkiSettings as settings } from '../test/support/pki-publication';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,6 @@ import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
 import { certificates } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
 import { BadCsrError, ConflictError, NotFoundError, ValidationError } from '../service/errors';
 import { createLogger } from '../service/logger';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
@@ -22,16 +22,6 @@ import { fingerprintOf, fromPem } from './pem';
 const custodyKinds = ['software', 'pkcs11'] as const;
 type CustodyKind = (typeof custodyKinds)[number];
 
-const settings: ServiceConfig['ca'] = {
-  rootValidityDays: 3650,
-  intermediateValidityDays: 1825,
-  deviceValidityDays: 365,
-  keyAlgorithm: 'P-384',
-  crlValidityHours: 24,
-  crlPublishIntervalMinutes: 360,
-  ocspResponseValidityMinutes: 60,
-  renewalAtFraction: 2 / 3,
-};
 
 const logger = createLogger('silent');
 const day = 24 * 60 * 60 * 1000;

@@ -44,8 +44,8 @@ import { issuerHashes } from '../pki/ocsp-messages';
 import { OcspResponder } from '../pki/ocsp-responder';
 import { oids } from '../pki/oids';
 import { fromPem, toPem } from '../pki/pem';
-import type { ServiceConfig } from '../service/config';
 import { createLogger } from '../service/logger';
+import { loadConfig } from '../service/config';
 
 /** What the load generator process is asked to do, and what it reports. */
 interface LoadPlan {
@@ -115,16 +115,8 @@ async function main() {
       ? await openDatabase({ url: requiredDatabaseUrl() })
       : await openDatabase({ embeddedDir: path.join(workDir, 'db') });
   const logger = createLogger(process.env.LOG_LEVEL ?? 'warn');
-  const settings: ServiceConfig['ca'] = {
-    rootValidityDays: 3650,
-    intermediateValidityDays: 1825,
-    deviceValidityDays: 365,
-    keyAlgorithm: 'P-384',
-    crlValidityHours: 24,
-    crlPublishIntervalMinutes: 360,
-    ocspResponseValidityMinutes: 60,
-    renewalAtFraction: 2 / 3,
-  };
+  // The service's own defaults, as an install without CA settings would run.
+  const settings = loadConfig({ DATA_DIR: workDir }).ca;
   const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer: new Sealer(randomBytes(32)) });
   const ca = new CertificateAuthority({ db: handle.db, custody: softwareKeys, softwareKeys, settings, logger });
   const crls = new CrlPublisher({ db: handle.db, ca, settings, logger });

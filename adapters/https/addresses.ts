@@ -1,9 +1,8 @@
 /**
- * Where an HTTPS device lives (`host[:port]`) and what it calls its MAC address, parsed strictly:
- * an address that slips through here would only fail later, far from the operator who typed it.
+ * Where an HTTPS device lives: `host[:port]`, port 443 when absent (see ../host-port).
  */
-import { isIPv4, isIPv6 } from 'node:net';
-import { ValidationError } from '../../service/errors';
+import { isIPv6 } from 'node:net';
+import { parseHostPort } from '../host-port';
 
 export interface DeviceEndpoint {
   /** Without brackets, ready for `tls.connect`. */
@@ -17,47 +16,8 @@ export interface DeviceEndpoint {
 
 export const defaultHttpsPort = 443;
 
-const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
-
 export function parseDeviceAddress(address: string): DeviceEndpoint {
-  const invalid = (reason: string) =>
-    new ValidationError(`device address ${JSON.stringify(address)} is invalid: ${reason}`, {
-      fields: [{ field: 'address', reason }],
-    });
-  if (address.trim() !== address || address === '') throw invalid('must be host[:port] without spaces');
-
-  let host: string;
-  let portText: string | undefined;
-  if (address.startsWith('[')) {
-    const match = /^\[([^\]]+)\](?::(.*))?$/.exec(address);
-    if (!match || !isIPv6(match[1])) throw invalid('bracketed host must be an IPv6 address');
-    [, host, portText] = match;
-  } else {
-    const parts = address.split(':');
-    if (parts.length > 2) throw invalid('IPv6 addresses must be written in brackets, e.g. [fe80::1]:443');
-    [host, portText] = parts;
-    if (!isIPv4(host) && !isDnsName(host)) throw invalid('host must be an IPv4 address, [IPv6] address or DNS name');
-  }
-
-  let port = defaultHttpsPort;
-  if (portText !== undefined) {
-    if (!/^\d{1,5}$/.test(portText)) throw invalid('port must be a number from 1 to 65535');
-    port = Number(portText);
-    if (port < 1 || port > 65535) throw invalid('port must be a number from 1 to 65535');
-  }
+  const { host, port, serverName } = parseHostPort(address, defaultHttpsPort);
   const literal = isIPv6(host) ? `[${host}]` : host;
-  return {
-    host,
-    port,
-    serverName: isIPv4(host) || isIPv6(host) ? undefined : host.replace(/\.$/, ''),
-    authority: port === defaultHttpsPort ? literal : `${literal}:${port}`,
-  };
-}
-
-function isDnsName(host: string): boolean {
-  const name = host.endsWith('.') ? host.slice(0, -1) : host;
-  if (name.length === 0 || name.length > 253) return false;
-  const labels = name.split('.');
-  // An all-numeric last label would make a mistyped IPv4 address look like a name.
-  return labels.every((label) => dnsLabel.test(label)) && !/^\d+$/.test(labels.at(-1)!);
+  return { host, port, serverName, authority: port === defaultHttpsPort ? literal : `${literal}:${port}` };
 }
