@@ -7,36 +7,25 @@
  * when the check could not be run (bad arguments, database unreachable). The embedded database
  * allows one process at a time, so stop the service first or point DATABASE_URL at the server.
  */
-import { parseArgs } from 'node:util';
 import { AuditLog } from '../audit/audit-log';
 import { openDatabase } from '../db/client';
 import { loadConfig } from '../service/config';
 import { createLogger } from '../service/logger';
+import { readCommandLine, runCommand, usageError } from './command-line';
 
 const usage = 'usage: npm run audit:verify -- [--tenant <id>]... | --all';
 
 async function main(): Promise<number> {
-  let options: { tenant?: string[]; all?: boolean; help?: boolean };
-  try {
-    ({ values: options } = parseArgs({
-      options: {
-        tenant: { type: 'string', multiple: true },
-        all: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    return 2;
-  }
-  if (options.help) {
-    console.log(usage);
-    return 0;
-  }
-  if (options.all && options.tenant) {
-    console.error(`--tenant and --all exclude each other\n${usage}`);
-    return 2;
-  }
+  const options = readCommandLine(
+    {
+      tenant: { type: 'string', multiple: true },
+      all: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    usage,
+  );
+  if (typeof options === 'number') return options;
+  if (options.all && options.tenant) return usageError('--tenant and --all exclude each other', usage);
 
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
@@ -61,12 +50,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(`audit verification could not run: ${(error as Error).message ?? String(error)}`);
-    process.exitCode = 2;
-  },
-);
+runCommand(main, 'audit verification could not run', 2);

@@ -10,9 +10,9 @@
  * backup was refused, 2 on bad arguments. The embedded database allows one process at a time, so
  * stop the service first or point DATABASE_URL at the server.
  */
-import { parseArgs } from 'node:util';
 import { formatCaCertificateSummary, readBackupPassphrase, writeBackupFile } from '../pki/ca-backup';
 import { openCaBackupParts, refusePassphraseArgument } from './ca-backup-parts';
+import { readCommandLine, runCommand, usageError } from './command-line';
 
 const usage = 'usage: npm run ca:backup -- --out <file> [--tenant <id>] [--passphrase-file <file>]';
 
@@ -22,28 +22,17 @@ async function main(): Promise<number> {
     console.error(`${refused}\n${usage}`);
     return 2;
   }
-  let options: { out?: string; tenant?: string; 'passphrase-file'?: string; help?: boolean };
-  try {
-    ({ values: options } = parseArgs({
-      options: {
-        out: { type: 'string', short: 'o' },
-        tenant: { type: 'string' },
-        'passphrase-file': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    return 2;
-  }
-  if (options.help) {
-    console.log(usage);
-    return 0;
-  }
-  if (!options.out) {
-    console.error(`--out is required\n${usage}`);
-    return 2;
-  }
+  const options = readCommandLine(
+    {
+      out: { type: 'string', short: 'o' },
+      tenant: { type: 'string' },
+      'passphrase-file': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    usage,
+  );
+  if (typeof options === 'number') return options;
+  if (!options.out) return usageError('--out is required', usage);
 
   const passphrase = await readBackupPassphrase({ file: options['passphrase-file'] });
   const parts = await openCaBackupParts({ requireExistingKey: true });
@@ -68,12 +57,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(`CA backup failed: ${(error as Error).message ?? String(error)}`);
-    process.exitCode = 1;
-  },
-);
+runCommand(main, 'CA backup failed', 1);

@@ -10,9 +10,9 @@
  * token. Exits 0 when restored (or already present), 1 when refused, 2 on bad arguments.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { formatCaCertificateSummary, readBackupPassphrase } from '../pki/ca-backup';
 import { openCaBackupParts, refusePassphraseArgument } from './ca-backup-parts';
+import { readCommandLine, runCommand, usageError } from './command-line';
 
 const usage = 'usage: npm run ca:restore -- --in <file> [--passphrase-file <file>]';
 
@@ -22,27 +22,16 @@ async function main(): Promise<number> {
     console.error(`${refused}\n${usage}`);
     return 2;
   }
-  let options: { in?: string; 'passphrase-file'?: string; help?: boolean };
-  try {
-    ({ values: options } = parseArgs({
-      options: {
-        in: { type: 'string', short: 'i' },
-        'passphrase-file': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    return 2;
-  }
-  if (options.help) {
-    console.log(usage);
-    return 0;
-  }
-  if (!options.in) {
-    console.error(`--in is required\n${usage}`);
-    return 2;
-  }
+  const options = readCommandLine(
+    {
+      in: { type: 'string', short: 'i' },
+      'passphrase-file': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    usage,
+  );
+  if (typeof options === 'number') return options;
+  if (!options.in) return usageError('--in is required', usage);
 
   const file = await readFile(options.in);
   const passphrase = await readBackupPassphrase({ file: options['passphrase-file'] });
@@ -63,12 +52,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(`CA restore refused: ${(error as Error).message ?? String(error)}`);
-    process.exitCode = 1;
-  },
-);
+runCommand(main, 'CA restore refused', 1);
