@@ -12,7 +12,7 @@ import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder';
 import { fromPem } from '../pki/pem';
 import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../service/errors';
 import type { Logger } from '../service/logger';
-import { problemHandler, sendProblem } from './problem';
+import { notFoundHandler, problemHandler, sendProblem } from './problem';
 import { RateLimiter } from './rate-limit';
 
 export const pkiMountPath = '/pki';
@@ -53,9 +53,9 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
     });
   }
 
-  router.get('/crl/:file', async (req: Request, res: Response, next: NextFunction) => {
+  router.get('/crl/:caCertificateId.crl', async (req: Request, res: Response, next: NextFunction) => {
     try {
-      const caCertificateId = idOf(String(req.params.file), '.crl');
+      const caCertificateId = idOf(String(req.params.caCertificateId), 'CRL');
       const crl = await options.crls.latest(caCertificateId);
       res.set({
         'Cache-Control': `public, no-transform, max-age=${secondsUntil(crl.nextUpdate)}`,
@@ -69,9 +69,9 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
     }
   });
 
-  router.get('/ca/:file', async (req: Request, res: Response, next: NextFunction) => {
+  router.get('/ca/:caCertificateId.cer', async (req: Request, res: Response, next: NextFunction) => {
     try {
-      const caCertificateId = idOf(String(req.params.file), '.cer');
+      const caCertificateId = idOf(String(req.params.caCertificateId), 'CA certificate');
       const row = await options.ca.getCertificate(caCertificateId);
       if (row.certificateType !== 'root' && row.certificateType !== 'intermediate') {
         throw new NotFoundError(`no CA certificate ${caCertificateId}`);
@@ -104,7 +104,7 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
   });
 
   // RFC 6960 appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}.
-  router.get(['/ocsp', '/ocsp/*request'], async (req: Request, res: Response, next: NextFunction) => {
+  router.get('/ocsp/*request', async (req: Request, res: Response, next: NextFunction) => {
     try {
       const encoded = req.path.slice('/ocsp/'.length);
       // Base64 of the largest request; url-encoding may triple characters before decoding.
@@ -121,16 +121,17 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
   });
 
   router.all(['/ocsp', '/ocsp/*request'], (req, res) => methodNotAllowed(req, res, 'GET, POST'));
-  router.all(['/crl/:file', '/ca/:file'], (req, res) => methodNotAllowed(req, res, 'GET, HEAD'));
+  router.all(['/crl/:caCertificateId.crl', '/ca/:caCertificateId.cer'], (req, res) => methodNotAllowed(req, res, 'GET, HEAD'));
 
+  // Anything else under /pki names nothing we publish: the same problem+json 404 wherever it is mounted.
+  router.use(notFoundHandler);
   router.use(problemHandler(options.logger));
   return router;
 }
 
 /** The CA id in `<uuid><suffix>`; NotFoundError for anything else, so bad input is a 404, never a 500. */
-function idOf(file: string, suffix: string): string {
-  const id = file.endsWith(suffix) ? file.slice(0, -suffix.length) : '';
-  if (!uuidPattern.test(id)) throw new NotFoundError(`no ${suffix === '.crl' ? 'CRL' : 'CA certificate'} at ${file}`);
+function idOf(id: string, what: string): string {
+  if (!uuidPattern.test(id)) throw new NotFoundError(`no ${what} for ${id}`);
   return id.toLowerCase();
 }
 

@@ -91,7 +91,8 @@ describe('every operation', () => {
     const operations = documentedOperations();
     expect(operations.length).toBeGreaterThan(10);
     for (const op of operations) {
-      if (op.permission === undefined) expect(['/healthz', '/api/v1/openapi.json']).toContain(op.path);
+      // Relying parties fetch what the CA publishes without credentials.
+      if (op.permission === undefined && !op.path.startsWith('/pki/')) expect(['/healthz', '/api/v1/openapi.json']).toContain(op.path);
     }
   });
 
@@ -212,18 +213,20 @@ it('limits each caller to its request budget with 429 and Retry-After', async ()
 
 it('documents every route the application mounts in its OpenAPI document', async () => {
   const app = createServiceApi(service.parts, { config: service.config, connection: service.env.connection, logger: testLogger });
-  type Layer = { route?: { path: string; methods: Record<string, boolean> }; name: string; handle: { stack?: Layer[] } };
+  type Layer = { route?: { path: string | string[]; methods: Record<string, boolean> }; name: string; rawPath?: string; handle: { stack?: Layer[] } };
   const mounted: string[] = [];
   for (const layer of (app as unknown as { router: { stack: Layer[] } }).router.stack) {
     if (layer.route) {
       for (const method of Object.keys(layer.route.methods)) mounted.push(`${method.toUpperCase()} ${layer.route.path}`);
     } else if (layer.name === 'router') {
-      // The codec router is mounted under /codec; its own routes are relative to that.
+      // Routers (the codec, the PKI publication) list their routes relative to where they are mounted.
       for (const inner of layer.handle.stack ?? []) {
         if (!inner.route || inner.route.path === '*splat') continue;
+        const paths = Array.isArray(inner.route.path) ? inner.route.path : [inner.route.path];
         for (const method of Object.keys(inner.route.methods)) {
           // OPTIONS (CORS preflight) and the catch-all 405 answer are protocol plumbing, not operations.
-          if (method !== 'options' && method !== '_all') mounted.push(`${method.toUpperCase()} /codec${inner.route.path}`);
+          if (method === 'options' || method === '_all') continue;
+          for (const routePath of paths) mounted.push(`${method.toUpperCase()} ${layer.rawPath}${routePath.replace(/\*(\w+)/, ':$1')}`);
         }
       }
     }
