@@ -103,7 +103,7 @@ export const deviceCertificateSchema = z
     id: z.uuid(),
     deviceId: z.string().nullable(),
     tenantId: z.string(),
-    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'ocsp']),
+    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp']),
     serialNumber: z.string(),
     fingerprint: z.string(),
     publicKey: z.string(),

@@ -77,8 +77,11 @@ export const certificates = pgTable(
     deviceId: text('device_id'),
     /** Site of an intermediate CA, and of the device for a device certificate. */
     site: text('site'),
-    /** `ocsp` is a CA's delegated OCSP responder (id-kp-OCSPSigning), issued by that CA. */
-    certificateType: text('certificate_type', { enum: ['device', 'intermediate', 'root', 'service', 'ocsp'] }).notNull(),
+    /**
+     * `service` is the service's TLS client identity, `server` its TLS server identity (EST), `ocsp`
+     * a CA's delegated OCSP responder (id-kp-OCSPSigning), issued by that CA.
+     */
+    certificateType: text('certificate_type', { enum: ['device', 'intermediate', 'root', 'service', 'server', 'ocsp'] }).notNull(),
     serialNumber: text('serial_number').notNull(),
     /** SHA-256 of the DER certificate, lower-case hex. */
     fingerprint: text('fingerprint').notNull(),
@@ -120,6 +123,9 @@ export const certificates = pgTable(
     uniqueIndex('certificates_live_intermediate_key')
       .on(table.tenantId, table.site)
       .where(sql`certificate_type = 'intermediate' and revoked_at is null and retired_at is null`),
+    uniqueIndex('certificates_live_server_key')
+      .on(table.tenantId)
+      .where(sql`certificate_type = 'server' and revoked_at is null`),
     uniqueIndex('certificates_live_ocsp_key')
       .on(table.issuerCertificateId)
       .where(sql`certificate_type = 'ocsp' and revoked_at is null`),

@@ -6,10 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
-import { Certificate } from 'pkijs';
+import { Certificate, type Extension } from 'pkijs';
 import type { ClientTlsIdentity } from '../adapters/device-adapter';
 import type { SoftwareKeyStore } from '../adapters/software-keystore';
-import type { KeyCustody, KeyHandle } from '../custody/key-custody';
+import type { KeyAlgorithm, KeyCustody, KeyHandle } from '../custody/key-custody';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow, type NewCertificateRow } from '../db/schema';
 import type { ServiceConfig } from '../service/config';
@@ -36,6 +36,7 @@ import {
   subjectAltNameExtension,
   subjectKeyIdentifierExtension,
   summariseExtensions,
+  type ExtendedKeyUsage,
   type SubjectAltNames,
 } from './extensions';
 import { KeyedMutex } from '../service/keyed-mutex';
@@ -298,38 +299,21 @@ export class CertificateAuthority {
         find: (executor) => this.#findLive(executor, tenantId, 'service'),
         usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === root.id,
         create: async () => {
-          const issuer = await this.#issuingCa(root);
-          const key = await this.#softwareKeys.createExportableKey(`service-identity:${tenantId}`, serviceIdentityKeyAlgorithm);
-          const { notBefore, notAfter } = validity(serviceIdentityValidityDays, issuer.certificate);
-          const der = await signCertificate(
-            {
-              serialNumber: randomSerialNumber(),
-              issuer: issuer.certificate.subject,
-              subject: buildName([
-                { type: 'organization', value: tenantId },
-                { type: 'commonName', value: serviceIdentityCommonName },
-              ]),
-              notBefore,
-              notAfter,
-              subjectPublicKeySpki: key.publicKeySpki,
-              extensions: [
-                basicConstraintsExtension({ ca: false }),
-                keyUsageExtension(['digitalSignature']),
-                extendedKeyUsageExtension(['clientAuth']),
-                subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
-                authorityKeyIdentifierExtension(issuer.keyId),
-                ...this.#publication.extensionsForIssuer(root.id),
-              ],
-            },
-            issuer.signer,
-          );
-          this.#logger.info({ tenantId }, 'issued the service client certificate');
-          return certificateRow(der, {
-            tenantId,
-            certificateType: 'service',
-            privateKeyLocation: key.location,
-            issuerCertificateId: root.id,
+          const created = await this.#newServiceHeldLeaf({
+            issuer: root,
+            keyLabel: `service-identity:${tenantId}`,
+            keyAlgorithm: serviceIdentityKeyAlgorithm,
+            subject: [
+              { type: 'organization', value: tenantId },
+              { type: 'commonName', value: serviceIdentityCommonName },
+            ],
+            validityDays: serviceIdentityValidityDays,
+            purposes: ['clientAuth'],
+            extraExtensions: this.#publication.extensionsForIssuer(root.id),
+            row: { tenantId, certificateType: 'service' },
           });
+          this.#logger.info({ tenantId }, 'issued the service client certificate');
+          return created;
         },
       });
 
@@ -349,9 +333,6 @@ export class CertificateAuthority {
    * root can verify the server. Its key is exportable in the software store, like the service
    * client identity's, because Node's TLS needs it in memory. Reissued (the old one superseded)
    * when the names change, the root changes or a third of its validity is left.
-   *
-   * Stored as a `device` row without a device id: the single live `service` row per tenant is the
-   * service's client identity.
    */
   async ensureEstServerIdentity(
     tenantId: string,
@@ -380,10 +361,8 @@ export class CertificateAuthority {
           .where(
             and(
               eq(certificates.tenantId, tenantId),
-              eq(certificates.certificateType, 'device'),
-              isNull(certificates.deviceId),
+              eq(certificates.certificateType, 'server'),
               isNull(certificates.revokedAt),
-              sql`${certificates.subject}->>'commonName' = ${commonName}`,
             ),
           );
         return found;
@@ -393,39 +372,21 @@ export class CertificateAuthority {
         candidate.issuerCertificateId === root.id &&
         [...(candidate.extensions as { subjectAltNames: string[] }).subjectAltNames].sort().join(',') === wantedNames,
       create: async () => {
-        const issuer = await this.#issuingCa(root);
-        const key = await this.#softwareKeys.createExportableKey(`est-server:${tenantId}`, serviceIdentityKeyAlgorithm);
-        const { notBefore, notAfter } = validity(validityDays, issuer.certificate);
-        const der = await signCertificate(
-          {
-            serialNumber: randomSerialNumber(),
-            issuer: issuer.certificate.subject,
-            subject: buildName([
-              { type: 'organization', value: tenantId },
-              { type: 'commonName', value: commonName },
-            ]),
-            notBefore,
-            notAfter,
-            subjectPublicKeySpki: key.publicKeySpki,
-            extensions: [
-              basicConstraintsExtension({ ca: false }),
-              keyUsageExtension(['digitalSignature']),
-              extendedKeyUsageExtension(['serverAuth']),
-              subjectAltNameExtension(wanted),
-              subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
-              authorityKeyIdentifierExtension(issuer.keyId),
-              ...this.#publication.extensionsForIssuer(root.id),
-            ],
-          },
-          issuer.signer,
-        );
-        this.#logger.info({ tenantId, names: wantedNames }, 'issued the EST server certificate');
-        return certificateRow(der, {
-          tenantId,
-          certificateType: 'device',
-          privateKeyLocation: key.location,
-          issuerCertificateId: root.id,
+        const created = await this.#newServiceHeldLeaf({
+          issuer: root,
+          keyLabel: `est-server:${tenantId}`,
+          keyAlgorithm: serviceIdentityKeyAlgorithm,
+          subject: [
+            { type: 'organization', value: tenantId },
+            { type: 'commonName', value: commonName },
+          ],
+          validityDays,
+          purposes: ['serverAuth'],
+          extraExtensions: [subjectAltNameExtension(wanted), ...this.#publication.extensionsForIssuer(root.id)],
+          row: { tenantId, certificateType: 'server' },
         });
+        this.#logger.info({ tenantId, names: wantedNames }, 'issued the EST server certificate');
+        return created;
       },
     });
     return {
@@ -592,41 +553,23 @@ export class CertificateAuthority {
       },
       usable: (row) => now < renewalTime(row),
       create: async () => {
-        const issuer = await this.#issuingCa(caRow);
-        const key = await this.#softwareKeys.createExportableKey(`ocsp-responder:${caCertificateId}`, 'P-256');
-        const { notBefore, notAfter } = validity(responderValidityDays, issuer.certificate);
-        const der = await signCertificate(
-          {
-            serialNumber: randomSerialNumber(),
-            issuer: issuer.certificate.subject,
-            subject: buildName([
-              { type: 'organization', value: caRow.tenantId },
-              ...(caRow.site ? [{ type: 'organizationalUnit' as const, value: caRow.site }] : []),
-              { type: 'commonName', value: `${caRow.site ?? caRow.tenantId} OCSP Responder` },
-            ]),
-            notBefore,
-            notAfter,
-            subjectPublicKeySpki: key.publicKeySpki,
-            extensions: [
-              basicConstraintsExtension({ ca: false }),
-              keyUsageExtension(['digitalSignature']),
-              extendedKeyUsageExtension(['ocspSigning']),
-              // Relying parties need not check the responder's own status (RFC 6960 4.2.2.2.1).
-              ocspNoCheckExtension(),
-              subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
-              authorityKeyIdentifierExtension(issuer.keyId),
-            ],
-          },
-          issuer.signer,
-        );
-        this.#logger.info({ tenantId: caRow.tenantId, caCertificateId }, 'issued the OCSP responder certificate');
-        return certificateRow(der, {
-          tenantId: caRow.tenantId,
-          ...(caRow.site ? { site: caRow.site } : {}),
-          certificateType: 'ocsp',
-          privateKeyLocation: key.location,
-          issuerCertificateId: caCertificateId,
+        const created = await this.#newServiceHeldLeaf({
+          issuer: caRow,
+          keyLabel: `ocsp-responder:${caCertificateId}`,
+          keyAlgorithm: 'P-256',
+          subject: [
+            { type: 'organization', value: caRow.tenantId },
+            ...(caRow.site ? [{ type: 'organizationalUnit' as const, value: caRow.site }] : []),
+            { type: 'commonName', value: `${caRow.site ?? caRow.tenantId} OCSP Responder` },
+          ],
+          validityDays: responderValidityDays,
+          purposes: ['ocspSigning'],
+          // Relying parties need not check the responder's own status (RFC 6960 4.2.2.2.1).
+          extraExtensions: [ocspNoCheckExtension()],
+          row: { tenantId: caRow.tenantId, certificateType: 'ocsp', ...(caRow.site ? { site: caRow.site } : {}) },
         });
+        this.#logger.info({ tenantId: caRow.tenantId, caCertificateId }, 'issued the OCSP responder certificate');
+        return created;
       },
     });
   }
@@ -722,6 +665,46 @@ export class CertificateAuthority {
         publicKeySpki,
       },
     };
+  }
+
+  /**
+   * A leaf certificate whose key the service itself holds (client or server TLS identity, OCSP
+   * responder): made exportable in the software store, because Node's TLS and in-memory OCSP
+   * signing need it in memory, whatever the CA's custody is.
+   */
+  async #newServiceHeldLeaf(spec: {
+    issuer: CertificateRow;
+    keyLabel: string;
+    keyAlgorithm: KeyAlgorithm;
+    subject: NameAttribute[];
+    validityDays: number;
+    purposes: ExtendedKeyUsage[];
+    extraExtensions?: Extension[];
+    row: Pick<NewCertificateRow, 'tenantId' | 'certificateType'> & Partial<Pick<NewCertificateRow, 'site'>>;
+  }): Promise<NewCertificateRow> {
+    const issuer = await this.#issuingCa(spec.issuer);
+    const key = await this.#softwareKeys.createExportableKey(spec.keyLabel, spec.keyAlgorithm);
+    const { notBefore, notAfter } = validity(spec.validityDays, issuer.certificate);
+    const der = await signCertificate(
+      {
+        serialNumber: randomSerialNumber(),
+        issuer: issuer.certificate.subject,
+        subject: buildName(spec.subject),
+        notBefore,
+        notAfter,
+        subjectPublicKeySpki: key.publicKeySpki,
+        extensions: [
+          basicConstraintsExtension({ ca: false }),
+          keyUsageExtension(['digitalSignature']),
+          extendedKeyUsageExtension(spec.purposes),
+          ...(spec.extraExtensions ?? []),
+          subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+          authorityKeyIdentifierExtension(issuer.keyId),
+        ],
+      },
+      issuer.signer,
+    );
+    return certificateRow(der, { ...spec.row, privateKeyLocation: key.location, issuerCertificateId: spec.issuer.id });
   }
 
   async #notifyRevoked(revoked: CertificateRow): Promise<void> {

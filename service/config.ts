@@ -64,6 +64,13 @@ const environmentSchema = z.object({
   CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
   DEVICE_CERT_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
   CA_KEY_ALGORITHM: z.enum(['P-256', 'P-384', 'RSA-3072']).default('P-384'),
+  EST_PORT: port.default(8443),
+  EST_HOST: z.string().optional(),
+  EST_HOST_NAME: z.string().default('localhost'),
+  EST_IP_ADDRESSES: z.string().optional(),
+  EST_DEFAULT_TENANT: z.string().min(1).default('default'),
+  EST_FAILED_AUTH_BURST: z.coerce.number().int().positive().default(10),
+  EST_FAILED_AUTH_PER_MINUTE: z.coerce.number().int().positive().default(5),
   PKI_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   CRL_VALIDITY_HOURS: z.coerce.number().int().positive().max(24 * 30).default(24),
   CRL_PUBLISH_INTERVAL_MINUTES: z.coerce.number().int().positive().default(360),
@@ -75,6 +82,16 @@ export type ServiceRole = 'api' | 'worker';
 
 export interface ServiceConfig {
   http: { port: number; host: string };
+  /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
+  est: {
+    host: string;
+    port: number;
+    /** Names devices reach it by; its server certificates carry them (and `<tenant>.<name>`). */
+    hostNames: string[];
+    ipAddresses?: string[];
+    defaultTenantId: string;
+    failedAuthentications: { burst: number; perMinute: number };
+  };
   dataDir: string;
   database: { url?: string; embeddedDir: string };
   logLevel: z.infer<typeof environmentSchema>['LOG_LEVEL'];
@@ -161,6 +178,11 @@ function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return resolved;
 }
 
+/** A comma-separated setting as its trimmed, non-empty items. */
+function list(value: string): string[] {
+  return value.split(',').map((item) => item.trim()).filter(Boolean);
+}
+
 export function loadConfig(environment: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const parsed = environmentSchema.safeParse(withFileSecrets(environment));
   if (!parsed.success) {
@@ -208,6 +230,14 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
 
   return {
     http: { port: env.PORT, host: env.HOST },
+    est: {
+      host: env.EST_HOST ?? env.HOST,
+      port: env.EST_PORT,
+      hostNames: list(env.EST_HOST_NAME),
+      ...(env.EST_IP_ADDRESSES ? { ipAddresses: list(env.EST_IP_ADDRESSES) } : {}),
+      defaultTenantId: env.EST_DEFAULT_TENANT,
+      failedAuthentications: { burst: env.EST_FAILED_AUTH_BURST, perMinute: env.EST_FAILED_AUTH_PER_MINUTE },
+    },
     worker: {
       activities: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
       workflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,

@@ -29,6 +29,7 @@ import { PkiPublication } from '../pki/publication';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
+import { createEstServer } from '../api/est-server';
 import { CertificateInventory } from '../pki/certificate-inventory';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
@@ -367,6 +368,15 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     parts.publication.useBaseUrlIfUnset(apiUrl);
     logger.info({ component: 'api', url: apiUrl }, `api: ${apiUrl}`);
     stops.unshift(server.close);
+
+    if (config.est.port !== 0) {
+      const est = await createEstServer(
+        { db: parts.database.db, ca: parts.ca, registry: parts.registry, vault: parts.vault, audit: parts.audit, logger },
+        { ...config.est, systemAuditTenant },
+      );
+      logger.info({ component: 'est', url: est.url }, `est: ${est.url}/.well-known/est`);
+      stops.unshift(est.close);
+    }
   }
 
   if (config.metrics.port !== 0) {

@@ -1,0 +1,1 @@
+CREATE UNIQUE INDEX "certificates_live_server_key" ON "certificates" USING btree ("tenant_id") WHERE certificate_type = 'server' and revoked_at is null;
