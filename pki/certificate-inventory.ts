@@ -71,15 +71,7 @@ export class CertificateInventory {
     return this.#db
       .select()
       .from(certificates)
-      .where(
-        and(
-          eq(certificates.issuerCertificateId, caCertificateId),
-          eq(certificates.certificateType, 'device'),
-          isNull(certificates.revokedAt),
-          gt(certificates.expiresAt, new Date()),
-          afterId ? gt(certificates.id, afterId) : undefined,
-        ),
-      )
+      .where(and(liveDeviceCertificatesOf(caCertificateId), afterId ? gt(certificates.id, afterId) : undefined))
       .orderBy(asc(certificates.id))
       .limit(limit);
   }
@@ -88,14 +80,7 @@ export class CertificateInventory {
     const [row] = await this.#db
       .select({ count: count() })
       .from(certificates)
-      .where(
-        and(
-          eq(certificates.issuerCertificateId, caCertificateId),
-          eq(certificates.certificateType, 'device'),
-          isNull(certificates.revokedAt),
-          gt(certificates.expiresAt, new Date()),
-        ),
-      );
+      .where(liveDeviceCertificatesOf(caCertificateId));
     return row?.count ?? 0;
   }
 
@@ -114,6 +99,16 @@ export class CertificateInventory {
     }
     return { certificateSha256: row.fingerprint, publicKeySha256: publicKeyPin(row.publicKey), issuerCertificateSha256: issuers };
   }
+}
+
+/** Device certificates a CA issued that are still in use: neither revoked nor expired. */
+function liveDeviceCertificatesOf(caCertificateId: string): SQL | undefined {
+  return and(
+    eq(certificates.issuerCertificateId, caCertificateId),
+    eq(certificates.certificateType, 'device'),
+    isNull(certificates.revokedAt),
+    gt(certificates.expiresAt, new Date()),
+  );
 }
 
 /** RFC 7469 pin of a PEM public key. */
