@@ -19,14 +19,27 @@ export const permissions = [
   'audit:read',
   'access:manage',
   'history:decode',
+  'discovery:read',
+  'discovery:sweep',
+  'discovery:manage',
+  /** Reporting DHCP lease events (the site's DHCP server hook). */
+  'discovery:report',
 ] as const;
 export type Permission = (typeof permissions)[number];
 
-const read: Permission[] = ['provisioning:read', 'certificates:read', 'templates:read'];
+const read: Permission[] = ['provisioning:read', 'certificates:read', 'templates:read', 'discovery:read'];
 
 export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
   viewer: new Set(read),
-  operator: new Set([...read, 'provisioning:write', 'certificates:issue', 'certificates:revoke', 'history:decode']),
+  operator: new Set([
+    ...read,
+    'provisioning:write',
+    'certificates:issue',
+    'certificates:revoke',
+    'history:decode',
+    'discovery:sweep',
+    'discovery:report',
+  ]),
   approver: new Set([...read, 'provisioning:approve', 'history:decode']),
   administrator: new Set(permissions),
 };

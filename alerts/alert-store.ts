@@ -36,6 +36,7 @@ export const alertKinds = {
   deviceUnauthorized: 'device.unauthorized',
   complianceViolation: 'configuration.compliance_violation',
   approvalEscalated: 'provisioning.approval_escalated',
+  zeroTouchMismatch: 'zero_touch.identity_mismatch',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

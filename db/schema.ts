@@ -358,3 +358,114 @@ export const bulkJobDevices = pgTable(
 
 export type BulkJobRow = typeof bulkJobs.$inferSelect;
 export type BulkJobDeviceRow = typeof bulkJobDevices.$inferSelect;
+
+/** Where and how often a site is swept for devices: the scan scope is explicit configuration. */
+export const discoverySites = pgTable(
+  'discovery_sites',
+  {
+    tenantId: text('tenant_id').notNull(),
+    site: text('site').notNull(),
+    /** A validated `ScanScope` (interfaces, CIDR ranges, ports, limits). */
+    scope: jsonb('scope').notNull(),
+    /** Scanners to run, e.g. `ws-discovery`, `mdns`, `ssdp`, `snmp`, `bacnet`. */
+    scanners: jsonb('scanners').notNull(),
+    intervalMinutes: integer('interval_minutes').notNull(),
+    enabled: boolean('enabled').notNull().default(true),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('discovery_sites_key').on(table.tenantId, table.site)],
+);
+
+/** Every device discovery has seen, merged across protocols and sweeps, with its evidence. */
+export const discoveredDevices = pgTable(
+  'discovered_devices',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    site: text('site').notNull(),
+    /** The strongest identity seen: `mac:...`, `serial:...`, `ip:...`; stable across sweeps. */
+    identityKey: text('identity_key').notNull(),
+    macAddress: text('mac_address'),
+    ip: text('ip'),
+    serialNumber: text('serial_number'),
+    manufacturer: text('manufacturer'),
+    model: text('model'),
+    firmwareVersion: text('firmware_version'),
+    deviceType: text('device_type'),
+    /** Fingerprint with a confidence per claim and the evidence each came from. */
+    fingerprint: jsonb('fingerprint').notNull(),
+    endpoints: jsonb('endpoints').notNull(),
+    sources: jsonb('sources').notNull(),
+    /** The registered device it is, when it matches one; null for an unknown device. */
+    registeredDeviceId: text('registered_device_id'),
+    /** The zero-touch registration it matched, if any. */
+    zeroTouchRegistrationId: uuid('zero_touch_registration_id'),
+    inConflict: boolean('in_conflict').notNull().default(false),
+    firstSeenAt: timestamp('first_seen_at', { withTimezone: true }).notNull(),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true }).notNull(),
+  },
+  (table) => [
+    uniqueIndex('discovered_devices_identity_key').on(table.tenantId, table.identityKey),
+    index('discovered_devices_tenant_site_idx').on(table.tenantId, table.site, table.lastSeenAt),
+  ],
+);
+
+/** Conflicts and moves discovery surfaced instead of merging: two MACs claiming one serial or one IP, a device moved. */
+export const discoveryEvents = pgTable(
+  'discovery_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    site: text('site').notNull(),
+    kind: text('kind', { enum: ['serial-claimed-by-several-macs', 'ip-claimed-by-several-macs', 'moved'] }).notNull(),
+    /** What the conflict or move is about, so a repeat in the next sweep is the same event. */
+    subject: text('subject').notNull(),
+    details: jsonb('details').notNull(),
+    firstSeenAt: timestamp('first_seen_at', { withTimezone: true }).notNull().defaultNow(),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true }).notNull().defaultNow(),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+  },
+  (table) => [
+    uniqueIndex('discovery_events_open_key').on(table.tenantId, table.kind, table.subject).where(sql`resolved_at is null`),
+  ],
+);
+
+/**
+ * Devices expected to appear on the network, by serial and/or MAC: each has a long-lived workflow
+ * waiting for it that provisions it with no human step when discovery or DHCP sees it.
+ */
+export const zeroTouchRegistrations = pgTable(
+  'zero_touch_registrations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    serialNumber: text('serial_number'),
+    macAddress: text('mac_address'),
+    protocol: text('protocol').notNull(),
+    deviceType: text('device_type').notNull(),
+    site: text('site').notNull(),
+    templateId: text('template_id').notNull(),
+    name: text('name'),
+    /** Provisioning waits for an approver even when no policy asks for one. */
+    requireApproval: boolean('require_approval').notNull().default(false),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    /** SHA-256 of the current single-use enrolment token (QR), never the token itself. */
+    enrolmentTokenHash: text('enrolment_token_hash'),
+    enrolmentTokenExpiresAt: timestamp('enrolment_token_expires_at', { withTimezone: true }),
+    enrolmentTokenUsedAt: timestamp('enrolment_token_used_at', { withTimezone: true }),
+    createdBy: text('created_by').notNull(),
+    ...timestamps,
+  },
+  (table) => [
+    uniqueIndex('zero_touch_registrations_device_key').on(table.tenantId, table.deviceId),
+    index('zero_touch_registrations_serial_idx').on(table.tenantId, table.serialNumber),
+    index('zero_touch_registrations_mac_idx').on(table.tenantId, table.macAddress),
+    uniqueIndex('zero_touch_registrations_token_key').on(table.enrolmentTokenHash),
+  ],
+);
+
+export type DiscoverySiteRow = typeof discoverySites.$inferSelect;
+export type DiscoveredDeviceRow = typeof discoveredDevices.$inferSelect;
+export type DiscoveryEventRow = typeof discoveryEvents.$inferSelect;
+export type ZeroTouchRegistrationRow = typeof zeroTouchRegistrations.$inferSelect;

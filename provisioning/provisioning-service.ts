@@ -38,7 +38,7 @@ import {
   type ApprovalOutcome,
   cancelSignal,
   parseProvisioningWorkflowId,
-  provisioningSearchAttributes as attributes,
+  provisioningRunSearchAttributes,
   provisioningWorkflowId,
   statusQuery,
   type DeviceProvisioningRecord,
@@ -88,6 +88,9 @@ const stepOfActivity: Record<string, ProvisioningStepName> = {
   runDeviceSelfTest: 'selfTest',
   activateDevice: 'activate',
 };
+
+/** An approval a registration asks for without a policy: a week for someone to decide. */
+const defaultApprovalTimeoutSeconds = 7 * 24 * 60 * 60;
 
 export class ProvisioningService {
   constructor(private readonly deps: ProvisioningServiceDependencies) {}
@@ -209,26 +212,7 @@ export class ProvisioningService {
     if (device.credentials) {
       await this.deps.vault.store(tenantId, device.deviceId, initialCredentialsPurpose, device.credentials);
     }
-    const input: ProvisionDeviceInput = {
-      tenantId,
-      device: deviceDescriptorOf(device),
-      provisioningMethod: request.provisioningMethod,
-      templateId: request.templateId,
-      options: {
-        skipCertificateGeneration: request.options.skipCertificateGeneration,
-        autoActivate: request.options.autoActivate,
-        certificateValidityDays: request.options.certificateValidityDays,
-        deviceRetryWindowSeconds: request.options.deviceRetryWindowSeconds,
-      },
-      hasInitialCredentials: Boolean(device.credentials),
-      approval: await this.deps.approvals.requirementFor(tenantId, {
-        templateId: request.templateId,
-        site: device.site,
-        deviceType: device.deviceType,
-      }),
-      requestedBy,
-      metadata: device.metadata,
-    };
+    const input = await this.runInput(tenantId, request, device, { hasInitialCredentials: Boolean(device.credentials), requestedBy });
     try {
       const handle = await this.deps.client.workflow.start<typeof provisionDevice>('provisionDevice', {
         workflowId,
@@ -236,14 +220,7 @@ export class ProvisioningService {
         args: [input],
         workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
-        typedSearchAttributes: [
-          { key: attributes.tenantId, value: tenantId },
-          { key: attributes.deviceId, value: device.deviceId },
-          { key: attributes.deviceSerial, value: device.serialNumber },
-          { key: attributes.method, value: request.provisioningMethod },
-          { key: attributes.status, value: 'pending' },
-          { key: attributes.site, value: device.site },
-        ],
+        typedSearchAttributes: provisioningRunSearchAttributes(tenantId, device, request.provisioningMethod),
       });
       return { deviceId: device.deviceId, provisioningId: workflowId, outcome: 'started', runId: handle.firstExecutionRunId };
     } catch (error) {
@@ -255,6 +232,37 @@ export class ProvisioningService {
         fields: [{ field: 'deviceId', reason: 'this device is already provisioned' }],
       });
     }
+  }
+
+  /** The input of a device's provisioning run, with the approval its policies ask for. */
+  async runInput(
+    tenantId: string,
+    request: ProvisioningRequest,
+    device: DeviceProvisioningRequest,
+    context: { hasInitialCredentials: boolean; requestedBy?: string; approvalRequired?: boolean },
+  ): Promise<ProvisionDeviceInput> {
+    const approval =
+      (await this.deps.approvals.requirementFor(tenantId, {
+        templateId: request.templateId,
+        site: device.site,
+        deviceType: device.deviceType,
+      })) ?? (context.approvalRequired ? { policyIds: [], timeoutSeconds: defaultApprovalTimeoutSeconds } : undefined);
+    return {
+      tenantId,
+      device: deviceDescriptorOf(device),
+      provisioningMethod: request.provisioningMethod,
+      templateId: request.templateId,
+      options: {
+        skipCertificateGeneration: request.options.skipCertificateGeneration,
+        autoActivate: request.options.autoActivate,
+        certificateValidityDays: request.options.certificateValidityDays,
+        deviceRetryWindowSeconds: request.options.deviceRetryWindowSeconds,
+      },
+      hasInitialCredentials: context.hasInitialCredentials,
+      approval,
+      requestedBy: context.requestedBy,
+      metadata: device.metadata,
+    };
   }
 
   /** The provisioning record, with the attempt count and last error of a step that is retrying now. */

@@ -11,7 +11,7 @@ import type { DeviceDescriptor } from '../workflows/definitions';
 import { normaliseMacAddress } from '../registry/mac-address';
 
 export const identifierPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const identifierReason = 'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+export const identifierReason = 'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
 
 export const deviceTypes = [
   'camera',
@@ -22,7 +22,7 @@ export const deviceTypes = [
   'other',
 ] as const satisfies readonly DeviceType[];
 
-const macAddress = z.string().transform((value, context) => {
+export const macAddressSchema = z.string().transform((value, context) => {
   const normalised = normaliseMacAddress(value);
   if (!normalised) {
     context.addIssue({ code: 'custom', message: 'must be a MAC address such as 00:1a:2b:3c:4d:5e' });
@@ -31,12 +31,14 @@ const macAddress = z.string().transform((value, context) => {
   return normalised;
 });
 
+export const credentialsSchema = z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(256) }).strict();
+
 export function deviceRequestSchema(protocols: readonly string[]) {
   return z
     .object({
       deviceId: z.string().regex(identifierPattern, identifierReason).optional(),
       serialNumber: z.string().trim().regex(identifierPattern, identifierReason),
-      macAddress,
+      macAddress: macAddressSchema,
       address: z.string().trim().min(1, 'is required').max(255),
       protocol: z.string().refine((p) => protocols.includes(p), {
         message: `must be one of: ${protocols.join(', ')}`,
@@ -44,10 +46,7 @@ export function deviceRequestSchema(protocols: readonly string[]) {
       deviceType: z.enum(deviceTypes).default('other'),
       site: z.string().regex(identifierPattern, identifierReason),
       name: z.string().trim().min(1).max(120).optional(),
-      credentials: z
-        .object({ username: z.string().min(1).max(128), password: z.string().min(1).max(256) })
-        .strict()
-        .optional(),
+      credentials: credentialsSchema.optional(),
       metadata: z.record(z.string().max(64), z.string().max(1024)).optional(),
     })
     .strict();

@@ -30,6 +30,9 @@ import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
 import { createEstServer } from '../api/est-server';
+import { zeroTouchOperations } from '../api/routes/zero-touch';
+import { createZeroTouchActivities } from '../activities/zero-touch';
+import { ZeroTouchRegistrations } from '../zero-touch/registrations';
 import { CertificateInventory } from '../pki/certificate-inventory';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
@@ -184,6 +187,12 @@ export function createProvisioningWorker(
     activities: {
       ...createProvisioningActivities({ ...parts, renewals, logger: options.logger }),
       ...createCertificateLifecycleActivities({ ...parts, renewals, logger: options.logger }),
+      ...createZeroTouchActivities({
+        ...parts,
+        db: parts.database.db,
+        provisioning: createProvisioningService(parts, options.client, options.taskQueue),
+        logger: options.logger,
+      }),
       ...createBulkActivities({ db: parts.database.db, client: options.client }),
       ...createAlertActivities({
         db: parts.database.db,
@@ -194,6 +203,18 @@ export function createProvisioningWorker(
         logger: options.logger,
       }),
     },
+  });
+}
+
+/** Zero-touch registrations, fed by discovery (worker) and by DHCP events and enrolment tokens (API). */
+export function createZeroTouchRegistrations(parts: ServiceParts, client: Client, taskQueue: string): ZeroTouchRegistrations {
+  return new ZeroTouchRegistrations({
+    db: parts.database.db,
+    vault: parts.vault,
+    client,
+    taskQueue,
+    adapters: parts.adapters,
+    templates: parts.templates,
   });
 }
 
@@ -241,7 +262,13 @@ export function createServiceApi(
     provisioning,
     pki: { crls: parts.crls, ocsp: parts.ocsp },
     protocols: [...parts.adapters.keys()],
-    extraOperations: certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
+    extraOperations: [
+      ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
+      ...zeroTouchOperations({
+        registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
+        publicBaseUrl: () => parts.publication.baseUrl,
+      }),
+    ],
     ca: parts.ca,
     inventory: parts.inventory,
     registry: parts.registry,

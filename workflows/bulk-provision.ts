@@ -32,7 +32,7 @@ import {
   type BulkProgress,
   type BulkProvisionInput,
 } from './bulk-definitions';
-import { cancelSignal, provisioningSearchAttributes as attributes, provisioningWorkflowId } from './definitions';
+import { cancelSignal, provisioningRunSearchAttributes, provisioningSearchAttributes as attributes, provisioningWorkflowId } from './definitions';
 import type { provisionDevice } from './provision-device';
 
 const jobStore = proxyActivities<BulkActivities>({
@@ -181,15 +181,7 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
             ],
             parentClosePolicy: ParentClosePolicy.ABANDON,
             workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            typedSearchAttributes: [
-              { key: attributes.tenantId, value: input.tenantId },
-              { key: attributes.deviceId, value: row.device.deviceId },
-              { key: attributes.deviceSerial, value: row.device.serialNumber },
-              { key: attributes.method, value: 'bulk' },
-              { key: attributes.status, value: 'pending' },
-              { key: attributes.site, value: row.device.site },
-              { key: attributes.bulkJobId, value: input.jobId },
-            ],
+            typedSearchAttributes: provisioningRunSearchAttributes(input.tenantId, row.device, 'bulk', input.jobId),
           });
         } catch (error) {
           if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;

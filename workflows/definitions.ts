@@ -3,7 +3,7 @@
  * `status` query answers with, signals, queries and search attributes. Imported by workflow code,
  * so it may only depend on Temporal's deterministic packages.
  */
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const provisioningSearchAttributes = {
@@ -17,6 +17,24 @@ export const provisioningSearchAttributes = {
 };
 
 export const allSearchAttributeKeys = Object.values(provisioningSearchAttributes);
+
+/** The search attributes a provisioning run starts with, however it is started. */
+export function provisioningRunSearchAttributes(
+  tenantId: string,
+  device: { deviceId: string; serialNumber: string; site: string },
+  method: ProvisioningMethod,
+  bulkJobId?: string,
+): SearchAttributePair[] {
+  return [
+    { key: provisioningSearchAttributes.tenantId, value: tenantId },
+    { key: provisioningSearchAttributes.deviceId, value: device.deviceId },
+    { key: provisioningSearchAttributes.deviceSerial, value: device.serialNumber },
+    { key: provisioningSearchAttributes.method, value: method },
+    { key: provisioningSearchAttributes.status, value: 'pending' },
+    { key: provisioningSearchAttributes.site, value: device.site },
+    ...(bulkJobId ? [{ key: provisioningSearchAttributes.bulkJobId, value: bulkJobId }] : []),
+  ];
+}
 
 export type ProvisioningMethod = 'manual' | 'automatic' | 'bulk' | 'api';
 export type ProvisioningStatus = 'pending' | 'in_progress' | 'completed' | 'failed';

@@ -5,3 +5,4 @@ export { bulkProvision } from './bulk-provision';
 export { renewDeviceCertificate } from './certificate-renewal';
 export { rotateSiteIntermediate } from './intermediate-rotation';
 export { publishCrls } from './crl-publication';
+export { zeroTouchProvisioning } from './zero-touch';

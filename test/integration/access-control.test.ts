@@ -91,8 +91,11 @@ describe('every operation', () => {
     const operations = documentedOperations();
     expect(operations.length).toBeGreaterThan(10);
     for (const op of operations) {
-      // Relying parties fetch what the CA publishes without credentials.
-      if (op.permission === undefined && !op.path.startsWith('/pki/')) expect(['/healthz', '/api/v1/openapi.json']).toContain(op.path);
+      // Relying parties fetch what the CA publishes without credentials; an installer's phone
+      // enrols with a single-use token instead of a key.
+      if (op.permission === undefined && !op.path.startsWith('/pki/')) {
+        expect(['/healthz', '/api/v1/openapi.json', '/api/v1/provisioning/zero-touch/enrol']).toContain(op.path);
+      }
     }
   });
 
