@@ -356,6 +356,12 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const parts = await createServiceParts(config, logger);
   logger.info({ component: 'database', kind: parts.database.kind }, `database: ${parts.database.kind === 'server' ? 'PostgreSQL server' : `embedded at ${config.database.embeddedDir}`}`);
   logger.info({ component: 'key-custody', kind: parts.custody.kind }, `key custody: ${parts.custody.kind}`);
+  if (runsWorker && !config.roles.includes('api') && !config.ca.publicUrl) {
+    logger.warn(
+      { component: 'pki' },
+      'PKI_PUBLIC_URL is not set and this process runs no API: certificates it issues will name no CRL or OCSP location',
+    );
+  }
 
   const connection: Connection = await connectWhenReady(temporalAddress);
   const added = await ensureSearchAttributes(connection, config.temporal.namespace);
