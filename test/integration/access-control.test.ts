@@ -47,7 +47,18 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/revoke')) return { reason: 'superseded' };
   if (op.path.endsWith('/certificate-renewal/renew')) return { reason: 'test' };
   if (op.path.endsWith('/intermediate/rotate')) return { overlapDays: 1 };
+  if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
   return undefined;
+}
+
+const discoverySiteBody = { scope: { interfaces: ['lo'], ranges: ['127.80.0.0/30'], allowLoopback: true }, scanners: ['snmp'], intervalMinutes: 60, enabled: false };
+
+/**
+ * Operations that create the caller's own object under a name: another tenant using one of
+ * acme's names makes its own, leaving acme's alone (asserted separately below).
+ */
+function createsUnderName(op: DocumentedOperation): boolean {
+  return op.method === 'PUT' && op.path.endsWith('/discovery/sites/{site}');
 }
 
 beforeAll(async () => {
@@ -78,6 +89,11 @@ beforeAll(async () => {
   form.set('dryRun', 'false');
   const job = await api.call('POST', '/api/v1/provisioning/bulk', { form });
   acmeObjects.jobId = job.body.jobId;
+  const site = await api.call('PUT', `/api/v1/discovery/sites/${encodeURIComponent(acmeObjects.site)}`, { body: discoverySiteBody });
+  expect(site.status).toBe(201);
+  // The site is disabled, so its sweep finishes at once having scanned nothing.
+  const sweep = await api.call('POST', `/api/v1/discovery/sites/${encodeURIComponent(acmeObjects.site)}/sweeps`);
+  acmeObjects.sweepId = sweep.body.sweepId;
 });
 
 afterAll(async () => {
@@ -119,7 +135,7 @@ describe('every operation', () => {
   });
 
   it("answers 404 to another tenant naming this tenant's objects, with any role that may use the operation", async () => {
-    const withObjects = documentedOperations().filter((o) => o.permission && /\{[^}]+\}/.test(o.path));
+    const withObjects = documentedOperations().filter((o) => o.permission && /\{[^}]+\}/.test(o.path) && !createsUnderName(o));
     expect(withObjects.length).toBeGreaterThan(5);
     for (const op of withObjects) {
       for (const role of roles.filter((r) => roleAllows(r, op.permission!))) {
@@ -133,6 +149,17 @@ describe('every operation', () => {
     // And the objects are still there for their own tenant.
     expect((await api.call('GET', `/api/v1/provisioning/devices/${acmeObjects.provisioningId}/status`)).status).toBe(200);
     expect((await api.call('GET', `/api/v1/provisioning/templates/${acmeObjects.templateId}`)).status).toBe(200);
+    expect((await api.call('GET', '/api/v1/discovery/sites')).body.sites).toEqual([expect.objectContaining({ site: acmeObjects.site })]);
+  });
+
+  it("gives another tenant configuring a site of the same name a site of its own, leaving this tenant's untouched", async () => {
+    const sitePath = `/api/v1/discovery/sites/${encodeURIComponent(acmeObjects.site)}`;
+    const globex = await api.keyFor('globex', 'administrator');
+    const theirs = await api.call('PUT', sitePath, { key: globex, body: { ...discoverySiteBody, intervalMinutes: 120 } });
+    expect(theirs.status).toBe(201);
+    expect((await api.call('GET', '/api/v1/discovery/sites')).body.sites).toEqual([expect.objectContaining({ site: acmeObjects.site, intervalMinutes: 60 })]);
+    expect((await api.call('GET', '/api/v1/discovery/sites', { key: globex })).body.sites).toEqual([expect.objectContaining({ intervalMinutes: 120 })]);
+    expect((await api.call('DELETE', sitePath, { key: globex })).status).toBeLessThan(300);
   });
 
   it("never lists another tenant's objects", async () => {
@@ -158,7 +185,9 @@ describe('API keys', () => {
 
   it('are stored only as hashes', async () => {
     const created = await api.call('POST', '/api/v1/access/api-keys', { body: { name: 'hashed', role: 'viewer' } });
-    const secret = created.body.key.split('_')[2];
+    // The secret is base64url and may itself contain underscores.
+    const secret = created.body.key.slice('dps_'.length + 12 + 1);
+    expect(secret).toHaveLength(43);
     const rows = await service.parts.apiKeys.list('acme');
     expect(JSON.stringify(rows)).not.toContain(secret);
   });
