@@ -37,6 +37,7 @@ export const alertKinds = {
   complianceViolation: 'configuration.compliance_violation',
   approvalEscalated: 'provisioning.approval_escalated',
   zeroTouchMismatch: 'zero_touch.identity_mismatch',
+  discoveryConflict: 'device.discovery_conflict',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

@@ -33,6 +33,9 @@ import { createEstServer } from '../api/est-server';
 import { zeroTouchOperations } from '../api/routes/zero-touch';
 import { createZeroTouchActivities } from '../activities/zero-touch';
 import { ZeroTouchRegistrations } from '../zero-touch/registrations';
+import { DiscoveryStore } from '../discovery/discovery-store';
+import { createDiscoveryActivities } from '../activities/discovery';
+import { discoveryOperations } from '../api/routes/discovery';
 import { CertificateInventory } from '../pki/certificate-inventory';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
@@ -80,6 +83,8 @@ export interface ServiceParts {
   vault: SecretVault;
   templates: TemplateCatalog;
   registry: DeviceRegistry;
+  /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
+  discovery: DiscoveryStore;
   adapters: ReadonlyMap<string, DeviceAdapter>;
   adapterFor: (protocol: string) => DeviceAdapter;
   close(): Promise<void>;
@@ -129,6 +134,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     vault: new SecretVault({ db: database.db, sealer }),
     templates,
     registry: new DeviceRegistry(database.db),
+    discovery: new DiscoveryStore({ db: database.db }),
     adapters,
     adapterFor: (protocol) => {
       const adapter = adapters.get(protocol);
@@ -194,6 +200,13 @@ export function createProvisioningWorker(
         logger: options.logger,
       }),
       ...createBulkActivities({ db: parts.database.db, client: options.client }),
+      ...createDiscoveryActivities({
+        db: parts.database.db,
+        alerts: parts.alerts,
+        audit: parts.audit,
+        zeroTouch: createZeroTouchRegistrations(parts, options.client, options.taskQueue),
+        logger: options.logger,
+      }),
       ...createAlertActivities({
         db: parts.database.db,
         client: options.client,
@@ -264,6 +277,7 @@ export function createServiceApi(
     protocols: [...parts.adapters.keys()],
     extraOperations: [
       ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
+      ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         publicBaseUrl: () => parts.publication.baseUrl,

@@ -6,3 +6,4 @@ export { renewDeviceCertificate } from './certificate-renewal';
 export { rotateSiteIntermediate } from './intermediate-rotation';
 export { publishCrls } from './crl-publication';
 export { zeroTouchProvisioning } from './zero-touch';
+export { discoverySweep } from './discovery-sweep';

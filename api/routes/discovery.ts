@@ -1,0 +1,319 @@
+/**
+ * Discovery: configuring where each site is swept (scope, scanners, interval), sweeping on
+ * demand, and what sweeps found: devices (the unknown ones first of interest) and the conflicts
+ * and moves they surfaced.
+ */
+import { randomUUID } from 'node:crypto';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { z } from 'zod';
+import type { DiscoveredDeviceRow, DiscoveryEventRow } from '../../db/schema';
+import { DiscoveryStore, maxSweepIntervalMinutes, minSweepIntervalMinutes, siteScanners, type DiscoverySite } from '../../discovery/discovery-store';
+import { deleteDiscoverySchedule, ensureDiscoverySchedule } from '../../discovery/sweep-schedule';
+import { identifierPattern } from '../../provisioning/requests';
+import { NotFoundError } from '../../service/errors';
+import type { discoverySweep, DiscoverySweepSummary } from '../../workflows/discovery-sweep';
+import { operation, type AnyOperation } from '../operation';
+
+const base = '/api/v1/discovery';
+const timestamp = z.iso.datetime({ offset: true });
+const siteParams = z.object({ site: z.string().regex(identifierPattern, 'must be a site id') });
+const sweepParams = z.object({ sweepId: z.string().regex(/^discovery-sweep:[^/]{1,300}$/, 'must be a sweep id') });
+
+const siteSchema = z
+  .object({
+    site: z.string(),
+    scope: z.object({
+      interfaces: z.array(z.string()),
+      ranges: z.array(z.string()),
+      ports: z.array(z.number().int()),
+      allowLoopback: z.boolean(),
+      maxAddressesPerSweep: z.number().int(),
+    }),
+    scanners: z.array(z.enum(siteScanners)),
+    intervalMinutes: z.number().int(),
+    enabled: z.boolean(),
+    scheduleId: z.string().optional(),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .meta({ id: 'DiscoverySite' });
+
+const siteBody = z
+  .object({
+    /** Validated by the scan scope's own rules, each problem reported as `scope.<field>`. */
+    scope: z.record(z.string(), z.unknown()),
+    scanners: z.array(z.enum(siteScanners)).min(1),
+    intervalMinutes: z.number().int().min(minSweepIntervalMinutes).max(maxSweepIntervalMinutes),
+    enabled: z.boolean().default(true),
+  })
+  .strict();
+
+const endpointSchema = z.object({ protocol: z.string(), address: z.string() });
+
+const deviceSchema = z
+  .object({
+    id: z.uuid(),
+    site: z.string(),
+    identityKey: z.string(),
+    macAddress: z.string().nullable(),
+    ip: z.string().nullable(),
+    serialNumber: z.string().nullable(),
+    manufacturer: z.string().nullable(),
+    model: z.string().nullable(),
+    firmwareVersion: z.string().nullable(),
+    deviceType: z.string().nullable(),
+    fingerprint: z.record(z.string(), z.unknown()),
+    endpoints: z.array(endpointSchema),
+    sources: z.array(z.string()),
+    registeredDeviceId: z.string().nullable(),
+    zeroTouchRegistrationId: z.string().nullable(),
+    inConflict: z.boolean(),
+    firstSeenAt: timestamp,
+    lastSeenAt: timestamp,
+  })
+  .meta({ id: 'DiscoveredDevice' });
+
+const eventSchema = z
+  .object({
+    id: z.uuid(),
+    site: z.string(),
+    kind: z.enum(['serial-claimed-by-several-macs', 'ip-claimed-by-several-macs', 'moved']),
+    subject: z.string(),
+    details: z.record(z.string(), z.unknown()),
+    firstSeenAt: timestamp,
+    lastSeenAt: timestamp,
+    resolvedAt: timestamp.nullable(),
+  })
+  .meta({ id: 'DiscoveryEvent' });
+
+const countsSchema = z.object({
+  scanner: z.enum(siteScanners),
+  observations: z.number().int(),
+  datagramsSent: z.number().int(),
+  datagramsReceived: z.number().int(),
+  malformedPackets: z.number().int(),
+  outOfScopeAnswers: z.number().int(),
+  droppedObservations: z.number().int(),
+  interfacesMissing: z.array(z.string()),
+  problems: z.array(z.string()),
+});
+
+const sweepSchema = z
+  .object({
+    sweepId: z.string(),
+    tenantId: z.string(),
+    site: z.string(),
+    state: z.enum(['running', 'completed', 'failed']),
+    startedAt: timestamp.optional(),
+    error: z.string().optional(),
+    summary: z
+      .object({
+        scanners: z.array(countsSchema),
+        failures: z.array(z.object({ scanner: z.enum(siteScanners), error: z.string() })),
+        observations: z.number().int(),
+        skipped: z.literal('site-disabled').optional(),
+        recorded: z
+          .object({
+            devices: z.number().int(),
+            unknown: z.number().int(),
+            registered: z.number().int(),
+            zeroTouchMatched: z.number().int(),
+            conflicts: z.number().int(),
+            moves: z.number().int(),
+            alertsRaised: z.number().int(),
+            alertsResolved: z.number().int(),
+            unknownDevices: z.array(z.string()),
+          })
+          .optional(),
+      })
+      .optional(),
+  })
+  .meta({ id: 'DiscoverySweep' });
+
+export function sweepWorkflowPrefix(tenantId: string): string {
+  return `discovery-sweep:${tenantId}:`;
+}
+
+export function discoveryOperations(deps: { store: DiscoveryStore; client: Client; taskQueue: string }): AnyOperation[] {
+  const { store, client, taskQueue } = deps;
+
+  const siteView = (site: DiscoverySite, scheduleId?: string) => ({
+    site: site.site,
+    scope: site.scope,
+    scanners: site.scanners,
+    intervalMinutes: site.intervalMinutes,
+    enabled: site.enabled,
+    ...(scheduleId ? { scheduleId } : {}),
+    createdAt: site.createdAt,
+    updatedAt: site.updatedAt,
+  });
+
+  return [
+    operation({
+      operationId: 'putDiscoverySite',
+      method: 'put',
+      path: `${base}/sites/{site}`,
+      summary: "Configure a site's discovery: scan scope, scanners and sweep interval",
+      tag: 'discovery',
+      permission: 'discovery:manage',
+      params: siteParams,
+      body: siteBody,
+      responses: {
+        200: { description: 'The site was updated and its schedule follows', schema: siteSchema },
+        201: { description: 'The site was created with its schedule', schema: siteSchema },
+      },
+      async handle({ res, tenantId, params, body }) {
+        const { site, created } = await store.upsertSite(tenantId, params.site, body);
+        let scheduleId: string | undefined;
+        if (site.enabled) {
+          const handle = await ensureDiscoverySchedule(client, { tenantId, site: site.site, taskQueue, everyMinutes: site.intervalMinutes });
+          scheduleId = handle.scheduleId;
+        } else {
+          // A disabled site is not swept, on schedule or otherwise.
+          await deleteDiscoverySchedule(client, { tenantId, site: site.site });
+        }
+        res.status(created ? 201 : 200).json(siteView(site, scheduleId));
+      },
+    }),
+    operation({
+      operationId: 'listDiscoverySites',
+      method: 'get',
+      path: `${base}/sites`,
+      summary: 'The sites configured for discovery',
+      tag: 'discovery',
+      permission: 'discovery:read',
+      responses: { 200: { description: 'The sites', schema: z.object({ sites: z.array(siteSchema) }) } },
+      async handle({ res, tenantId }) {
+        res.json({ sites: (await store.listSites(tenantId)).map((site) => siteView(site)) });
+      },
+    }),
+    operation({
+      operationId: 'deleteDiscoverySite',
+      method: 'delete',
+      path: `${base}/sites/{site}`,
+      summary: "Stop discovering a site: its configuration and schedule go, what it found stays",
+      tag: 'discovery',
+      permission: 'discovery:manage',
+      params: siteParams,
+      responses: { 204: { description: 'Removed' } },
+      async handle({ res, tenantId, params }) {
+        const existed = await store.deleteSite(tenantId, params.site);
+        const scheduled = await deleteDiscoverySchedule(client, { tenantId, site: params.site });
+        if (!existed && !scheduled) throw new NotFoundError(`discovery site ${params.site} is not configured`);
+        res.status(204).end();
+      },
+    }),
+    operation({
+      operationId: 'startDiscoverySweep',
+      method: 'post',
+      path: `${base}/sites/{site}/sweeps`,
+      summary: 'Sweep a site now',
+      tag: 'discovery',
+      permission: 'discovery:sweep',
+      params: siteParams,
+      responses: { 202: { description: 'The sweep started', schema: sweepSchema } },
+      async handle({ res, tenantId, params }) {
+        await store.getSite(tenantId, params.site);
+        const sweepId = `${sweepWorkflowPrefix(tenantId)}${params.site}:${randomUUID()}`;
+        await client.workflow.start<typeof discoverySweep>('discoverySweep', {
+          workflowId: sweepId,
+          taskQueue,
+          args: [{ tenantId, site: params.site }],
+          workflowExecutionTimeout: '30m',
+        });
+        res
+          .status(202)
+          .location(`${base}/sweeps/${encodeURIComponent(sweepId)}`)
+          .json({ sweepId, tenantId, site: params.site, state: 'running', startedAt: new Date().toISOString() });
+      },
+    }),
+    operation({
+      operationId: 'getDiscoverySweep',
+      method: 'get',
+      path: `${base}/sweeps/{sweepId}`,
+      summary: 'Where a sweep stands, and its summary once it has finished',
+      tag: 'discovery',
+      permission: 'discovery:read',
+      params: sweepParams,
+      responses: { 200: { description: 'The sweep', schema: sweepSchema } },
+      async handle({ res, tenantId, params }) {
+        // Sweep ids carry their tenant: another tenant's is as good as absent.
+        const site = params.sweepId.startsWith(sweepWorkflowPrefix(tenantId)) ? params.sweepId.slice(sweepWorkflowPrefix(tenantId).length).split(':')[0] : undefined;
+        if (!site) throw new NotFoundError(`sweep ${params.sweepId} not found`);
+        const handle = client.workflow.getHandle<typeof discoverySweep>(params.sweepId);
+        let description;
+        try {
+          description = await handle.describe();
+        } catch (error) {
+          if (error instanceof WorkflowNotFoundError) throw new NotFoundError(`sweep ${params.sweepId} not found`);
+          throw error;
+        }
+        const view = { sweepId: params.sweepId, tenantId, site, startedAt: description.startTime.toISOString() };
+        if (description.status.name === 'RUNNING') return void res.json({ ...view, state: 'running' });
+        if (description.status.name !== 'COMPLETED') return void res.json({ ...view, state: 'failed', error: `the sweep ended ${description.status.name.toLowerCase()}` });
+        const summary: DiscoverySweepSummary = await handle.result();
+        res.json({
+          ...view,
+          state: 'completed',
+          summary: {
+            scanners: summary.scanners,
+            failures: summary.failures,
+            observations: summary.observations,
+            ...(summary.skipped ? { skipped: summary.skipped } : {}),
+            ...(summary.recorded ? { recorded: summary.recorded } : {}),
+          },
+        });
+      },
+    }),
+    operation({
+      operationId: 'listDiscoveredDevices',
+      method: 'get',
+      path: `${base}/devices`,
+      summary: 'Devices discovery has seen, most recent first',
+      tag: 'discovery',
+      permission: 'discovery:read',
+      query: z
+        .object({
+          site: z.string().regex(identifierPattern, 'must be a site id').optional(),
+          unknownOnly: z.enum(['true', 'false']).optional(),
+          limit: z.coerce.number().int().min(1).max(5_000).optional(),
+        })
+        .strict(),
+      responses: { 200: { description: 'The devices', schema: z.object({ devices: z.array(deviceSchema) }) } },
+      async handle({ res, tenantId, query }) {
+        const rows = await store.listDevices(tenantId, { site: query.site, unknownOnly: query.unknownOnly === 'true', limit: query.limit });
+        res.json({ devices: rows.map(deviceView) });
+      },
+    }),
+    operation({
+      operationId: 'listDiscoveryEvents',
+      method: 'get',
+      path: `${base}/events`,
+      summary: 'Conflicts and moves discovery surfaced',
+      tag: 'discovery',
+      permission: 'discovery:read',
+      query: z
+        .object({
+          site: z.string().regex(identifierPattern, 'must be a site id').optional(),
+          open: z.enum(['true', 'false']).optional(),
+          limit: z.coerce.number().int().min(1).max(5_000).optional(),
+        })
+        .strict(),
+      responses: { 200: { description: 'The events', schema: z.object({ events: z.array(eventSchema) }) } },
+      async handle({ res, tenantId, query }) {
+        const rows = await store.listEvents(tenantId, { site: query.site, open: query.open === undefined ? undefined : query.open === 'true', limit: query.limit });
+        res.json({ events: rows.map(eventView) });
+      },
+    }),
+  ];
+}
+
+function deviceView(row: DiscoveredDeviceRow) {
+  const { tenantId: _tenant, firstSeenAt, lastSeenAt, ...rest } = row;
+  return { ...rest, firstSeenAt: firstSeenAt.toISOString(), lastSeenAt: lastSeenAt.toISOString() };
+}
+
+function eventView(row: DiscoveryEventRow) {
+  const { tenantId: _tenant, firstSeenAt, lastSeenAt, resolvedAt, ...rest } = row;
+  return { ...rest, firstSeenAt: firstSeenAt.toISOString(), lastSeenAt: lastSeenAt.toISOString(), resolvedAt: resolvedAt?.toISOString() ?? null };
+}

@@ -1,0 +1,37 @@
+/**
+ * Each discovery site's Temporal Schedule: a sweep every `intervalMinutes`. Created or brought up
+ * to date when the site is configured, deleted when it is removed or disabled.
+ */
+import { ScheduleNotFoundError, type Client, type ScheduleHandle } from '@temporalio/client';
+import { ensureIntervalSchedule } from '../service/schedules';
+import type { discoverySweep } from '../workflows/discovery-sweep';
+
+export function discoveryScheduleId(tenantId: string, site: string): string {
+  return `discovery:${tenantId}:${site}`;
+}
+
+export function ensureDiscoverySchedule(
+  client: Client,
+  options: { tenantId: string; site: string; taskQueue: string; everyMinutes: number },
+): Promise<ScheduleHandle> {
+  return ensureIntervalSchedule<typeof discoverySweep>(client, {
+    scheduleId: discoveryScheduleId(options.tenantId, options.site),
+    workflowType: 'discoverySweep',
+    args: [{ tenantId: options.tenantId, site: options.site }],
+    taskQueue: options.taskQueue,
+    every: `${options.everyMinutes}m`,
+    // Scanners listen for a minute at most each, side by side; recording follows.
+    workflowExecutionTimeout: '30m',
+  });
+}
+
+/** Removes the site's schedule; false when there was none. */
+export async function deleteDiscoverySchedule(client: Client, options: { tenantId: string; site: string }): Promise<boolean> {
+  try {
+    await client.schedule.getHandle(discoveryScheduleId(options.tenantId, options.site)).delete();
+    return true;
+  } catch (error) {
+    if (error instanceof ScheduleNotFoundError) return false;
+    throw error;
+  }
+}
