@@ -171,6 +171,12 @@ export class DiscoveryStore {
     return rows.map(siteOf);
   }
 
+  /** Every tenant's enabled sites: the schedules the service makes sure exist at start. */
+  async listEnabledSites(): Promise<{ tenantId: string; site: DiscoverySite }[]> {
+    const rows = await this.#db.select().from(discoverySites).where(eq(discoverySites.enabled, true)).orderBy(asc(discoverySites.tenantId), asc(discoverySites.site));
+    return rows.map((row) => ({ tenantId: row.tenantId, site: siteOf(row) }));
+  }
+
   /** Removes the site's configuration; what it discovered stays, as history. */
   async deleteSite(tenantId: string, site: string): Promise<boolean> {
     const deleted = await this.#db

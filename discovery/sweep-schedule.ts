@@ -5,6 +5,7 @@
 import { ScheduleNotFoundError, type Client, type ScheduleHandle } from '@temporalio/client';
 import { ensureIntervalSchedule } from '../service/schedules';
 import type { discoverySweep } from '../workflows/discovery-sweep';
+import type { DiscoveryStore } from './discovery-store';
 
 export function discoveryScheduleId(tenantId: string, site: string): string {
   return `discovery:${tenantId}:${site}`;
@@ -12,7 +13,7 @@ export function discoveryScheduleId(tenantId: string, site: string): string {
 
 export function ensureDiscoverySchedule(
   client: Client,
-  options: { tenantId: string; site: string; taskQueue: string; everyMinutes: number },
+  options: { tenantId: string; site: string; taskQueue: string; everyMinutes: number; sweepNowIfNew?: boolean },
 ): Promise<ScheduleHandle> {
   return ensureIntervalSchedule<typeof discoverySweep>(client, {
     scheduleId: discoveryScheduleId(options.tenantId, options.site),
@@ -22,6 +23,8 @@ export function ensureDiscoverySchedule(
     every: `${options.everyMinutes}m`,
     // Scanners listen for a minute at most each, side by side; recording follows.
     workflowExecutionTimeout: '30m',
+    // A site just configured is swept at once rather than an interval later.
+    runOnCreation: options.sweepNowIfNew ?? false,
   });
 }
 
@@ -34,4 +37,17 @@ export async function deleteDiscoverySchedule(client: Client, options: { tenantI
     if (error instanceof ScheduleNotFoundError) return false;
     throw error;
   }
+}
+
+/**
+ * Brings every enabled site's schedule up to date at start: a schedule deleted by hand, or lost
+ * with a Temporal cluster rebuilt from scratch, comes back; the interval and queue follow the
+ * configuration. Returns how many sites have one.
+ */
+export async function ensureDiscoverySchedules(client: Client, store: DiscoveryStore, taskQueue: string): Promise<number> {
+  const sites = await store.listEnabledSites();
+  for (const { tenantId, site } of sites) {
+    await ensureDiscoverySchedule(client, { tenantId, site: site.site, taskQueue, everyMinutes: site.intervalMinutes });
+  }
+  return sites.length;
 }

@@ -36,6 +36,7 @@ import { ZeroTouchRegistrations } from '../zero-touch/registrations';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
+import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { CertificateInventory } from '../pki/certificate-inventory';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
@@ -398,6 +399,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     });
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
     await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
+    await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
     stops.push(async () => {

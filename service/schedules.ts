@@ -23,6 +23,8 @@ export interface IntervalScheduleOptions<W extends Workflow> {
   every: Duration;
   /** A run stuck longer than this would block the next ones (overlap SKIP). */
   workflowExecutionTimeout: Duration;
+  /** Run once as soon as the schedule is created (not when an existing one is brought up to date). */
+  runOnCreation?: boolean;
 }
 
 export async function ensureIntervalSchedule<W extends Workflow>(client: Client, options: IntervalScheduleOptions<W>): Promise<ScheduleHandle> {
@@ -45,7 +47,13 @@ export async function ensureIntervalSchedule<W extends Workflow>(client: Client,
   };
 
   try {
-    return await client.schedule.create<W>({ scheduleId, spec, action, policies });
+    return await client.schedule.create<W>({
+      scheduleId,
+      spec,
+      action,
+      policies,
+      ...(options.runOnCreation ? { state: { triggerImmediately: true } } : {}),
+    });
   } catch (error) {
     if (!(error instanceof ScheduleAlreadyRunning)) throw error;
   }

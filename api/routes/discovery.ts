@@ -153,7 +153,7 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
       operationId: 'putDiscoverySite',
       method: 'put',
       path: `${base}/sites/{site}`,
-      summary: "Configure a site's discovery: scan scope, scanners and sweep interval",
+      summary: "Configure a site's discovery: scan scope, scanners and sweep interval; a new or re-enabled site is swept at once",
       tag: 'discovery',
       permission: 'discovery:manage',
       params: siteParams,
@@ -166,7 +166,13 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
         const { site, created } = await store.upsertSite(tenantId, params.site, body);
         let scheduleId: string | undefined;
         if (site.enabled) {
-          const handle = await ensureDiscoverySchedule(client, { tenantId, site: site.site, taskQueue, everyMinutes: site.intervalMinutes });
+          const handle = await ensureDiscoverySchedule(client, {
+            tenantId,
+            site: site.site,
+            taskQueue,
+            everyMinutes: site.intervalMinutes,
+            sweepNowIfNew: true,
+          });
           scheduleId = handle.scheduleId;
         } else {
           // A disabled site is not swept, on schedule or otherwise.

@@ -12,11 +12,12 @@ import { createDiscoveryActivities, type ZeroTouchOffers } from '../../activitie
 import { alertKinds } from '../../alerts/alert-store';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { devices, discoveredDevices, zeroTouchRegistrations } from '../../db/schema';
-import { discoveryScheduleId } from '../../discovery/sweep-schedule';
+import { discoveryScheduleId, ensureDiscoverySchedules } from '../../discovery/sweep-schedule';
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { freeUdpPort, startSnmpd, type RunningSnmpd } from '../../scripts/simulators/snmp-agent';
 import { workflowsPath } from '../../service/main';
 import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
+import type { DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { startTestApi, type TestApi } from '../support/api';
 import { waitFor } from '../support/devices';
 import { startTestService, testLogger, type TestService } from '../support/service';
@@ -159,7 +160,7 @@ describe('discovery sweeps', () => {
     expect(forbidden.status).toBe(403);
   });
 
-  it('finds, merges and fingerprints the devices of a site swept on demand, alerts on the unknown one and offers the others to zero-touch', async () => {
+  it('sweeps a site as soon as it is configured and again on demand, finding, merging and fingerprinting its devices, alerting on the unknown ones and offering all to zero-touch', async () => {
     // BACnet is configured but the scope lists only the SNMP port: that scanner fails, the sweep goes on.
     const configured = await api.call('PUT', '/api/v1/discovery/sites/lab', {
       body: { scope: scope(), scanners: ['ws-discovery', 'snmp', 'bacnet'], intervalMinutes: 60 },
@@ -169,6 +170,14 @@ describe('discovery sweeps', () => {
     const schedule = await service.env.client.schedule.getHandle(discoveryScheduleId(tenantId, 'lab')).describe();
     expect(schedule.action).toMatchObject({ workflowType: 'discoverySweep', taskQueue: discoveryQueue, args: [{ tenantId, site: 'lab' }] });
     expect(schedule.spec.intervals).toEqual([expect.objectContaining({ every: 3_600_000 })]);
+
+    // A site just configured is swept at once, without waiting an interval.
+    const firstRun = await waitFor(async () => {
+      const { info } = await service.env.client.schedule.getHandle(discoveryScheduleId(tenantId, 'lab')).describe();
+      return info.runningActions[0]?.workflow ?? info.recentActions[0]?.action.workflow;
+    }, 'the sweep run when the site was configured');
+    const firstSweep: DiscoverySweepSummary = await service.env.client.workflow.getHandle(firstRun.workflowId).result();
+    expect(firstSweep.recorded).toMatchObject({ devices: 4, unknown: 3, registered: 1, zeroTouchMatched: 1, conflicts: 0, alertsRaised: 2 });
 
     const operator = await api.keyFor(tenantId, 'operator');
     const started = await api.call('POST', '/api/v1/discovery/sites/lab/sweeps', { key: operator });
@@ -180,7 +189,8 @@ describe('discovery sweeps', () => {
     const summary = finished.body.summary;
     expect(summary.failures).toEqual([{ scanner: 'bacnet', error: expect.stringContaining("not among the scope's ports") }]);
     expect(Object.fromEntries(summary.scanners.map((counts: { scanner: string; observations: number }) => [counts.scanner, counts.observations]))).toEqual({ 'ws-discovery': 1, snmp: 3 });
-    expect(summary.recorded).toMatchObject({ devices: 4, unknown: 3, registered: 1, zeroTouchMatched: 1, conflicts: 0, alertsRaised: 2 });
+    // The same devices again: nothing new to alert on.
+    expect(summary.recorded).toMatchObject({ devices: 4, unknown: 3, registered: 1, zeroTouchMatched: 1, conflicts: 0, alertsRaised: 0 });
 
     const listed = await api.call('GET', '/api/v1/discovery/devices?site=lab');
     const byIp = Object.fromEntries(listed.body.devices.map((device: { ip: string }) => [device.ip, device]));
@@ -240,6 +250,17 @@ describe('discovery sweeps', () => {
     const rows = await service.parts.database.db.select().from(discoveredDevices).where(eq(discoveredDevices.tenantId, tenantId));
     expect(rows).toHaveLength(4);
     expect(rows.find((row) => row.macAddress === strangerMac)).toMatchObject({ registeredDeviceId: 'yard-cam' });
+  });
+
+  it("brings back a site's schedule at start when it was lost, and leaves disabled sites unscheduled", async () => {
+    await service.env.client.schedule.getHandle(discoveryScheduleId(tenantId, 'lab')).delete();
+    await service.parts.discovery.upsertSite(tenantId, 'quiet', { scope: scope(), scanners: ['snmp'], intervalMinutes: 120, enabled: false });
+
+    expect(await ensureDiscoverySchedules(service.env.client, service.parts.discovery, discoveryQueue)).toBe(1);
+    const restored = await service.env.client.schedule.getHandle(discoveryScheduleId(tenantId, 'lab')).describe();
+    expect(restored.action).toMatchObject({ workflowType: 'discoverySweep', taskQueue: discoveryQueue });
+    await expect(service.env.client.schedule.getHandle(discoveryScheduleId(tenantId, 'quiet')).describe()).rejects.toThrow();
+    await service.parts.discovery.deleteSite(tenantId, 'quiet');
   });
 
   it('removes the site and its schedule', async () => {
