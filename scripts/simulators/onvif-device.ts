@@ -81,6 +81,8 @@ export interface OnvifDeviceOptions {
   location?: string;
   /** WS-Discovery responder; off unless given. */
   discovery?: { host?: string; port?: number; multicastGroup?: string };
+  /** Lists the MAC address among the fixed scopes (`onvif://www.onvif.org/MAC/...`), as many cameras do. */
+  macAddressScope?: boolean;
   faults?: OnvifDeviceFaults;
 }
 
@@ -256,6 +258,7 @@ export async function startOnvifDevice(options: OnvifDeviceOptions): Promise<Run
     'onvif://www.onvif.org/type/Network_Video_Transmitter',
     'onvif://www.onvif.org/Profile/Streaming',
     `onvif://www.onvif.org/hardware/${encodeURIComponent(model)}`,
+    ...(options.macAddressScope ? [`onvif://www.onvif.org/MAC/${options.macAddress.toLowerCase().replace(/[:-]/g, '')}`] : []),
   ];
   let configurableScopes = [
     `onvif://www.onvif.org/name/${encodeURIComponent(options.name ?? `${manufacturer} ${model}`).replace(/%20/g, '_')}`,
@@ -949,14 +952,23 @@ export async function startOnvifDevice(options: OnvifDeviceOptions): Promise<Run
   // WS-Discovery
 
   let discoverySocket: dgram.Socket | undefined;
+  let answeringSocket: dgram.Socket | undefined;
   let discoveryPort: number | undefined;
   if (options.discovery) {
     const discoveryHost = options.discovery.host ?? host;
     discoverySocket = dgram.createSocket({ type: isIPv6(discoveryHost) ? 'udp6' : 'udp4', reuseAddr: true });
     const socket = discoverySocket;
+    // Listening on the wildcard address (for multicast), a camera still answers from its own
+    // address, so that several simulated cameras on one host each appear at theirs.
+    const answering = isWildcard(discoveryHost) ? dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' }) : socket;
+    if (answering !== socket) await new Promise<void>((resolve, reject) => {
+      answering.once('error', reject);
+      answering.bind({ address: host, port: 0 }, () => resolve());
+    });
+    answeringSocket = answering === socket ? undefined : answering;
     socket.on('message', (data, remote) => {
       const answer = probeMatchFor(data.toString('utf8'));
-      if (answer) socket.send(Buffer.from(answer, 'utf8'), remote.port, remote.address);
+      if (answer) answering.send(Buffer.from(answer, 'utf8'), remote.port, remote.address);
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -1037,9 +1049,14 @@ export async function startOnvifDevice(options: OnvifDeviceOptions): Promise<Run
         stopHttp(),
         stopTls(),
         new Promise<void>((resolve) => (discoverySocket ? discoverySocket.close(() => resolve()) : resolve())),
+        new Promise<void>((resolve) => (answeringSocket ? answeringSocket.close(() => resolve()) : resolve())),
       ]);
     },
   };
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
 }
 
 function decodeSubjectAltNames(der: Buffer): { dns: string[]; ip: string[]; uri: string[] } {

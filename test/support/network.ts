@@ -1,4 +1,5 @@
 import net from 'node:net';
+import tls from 'node:tls';
 
 /** A loopback port nothing listens on (it was free a moment ago). */
 export function freeLoopbackPort(): Promise<number> {
@@ -8,6 +9,21 @@ export function freeLoopbackPort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address() as net.AddressInfo;
       server.close(() => resolve(port));
+    });
+  });
+}
+
+/** SHA-256 (hex) of the certificate a TLS server presents, or undefined when it serves none. */
+export function presentedCertificateFingerprint(host: string, port = 443): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, timeout: 3000 }, () => {
+      resolve(socket.getPeerX509Certificate()?.fingerprint256.replace(/:/g, '').toLowerCase());
+      socket.end();
+    });
+    socket.on('error', () => resolve(undefined));
+    socket.on('timeout', () => {
+      socket.destroy();
+      resolve(undefined);
     });
   });
 }
