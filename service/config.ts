@@ -76,6 +76,8 @@ const environmentSchema = z.object({
   CRL_PUBLISH_INTERVAL_MINUTES: z.coerce.number().int().positive().default(360),
   OCSP_RESPONSE_VALIDITY_MINUTES: z.coerce.number().int().positive().max(7 * 24 * 60).default(60),
   CERT_RENEWAL_AT_FRACTION: z.coerce.number().gt(0).lt(1).default(2 / 3),
+  DISCOVERY_SCAN_SECONDS: z.coerce.number().int().min(1).max(60).default(10),
+  DISCOVERY_SNMP_COMMUNITIES: z.string().optional(),
 });
 
 export type ServiceRole = 'api' | 'worker';
@@ -139,6 +141,12 @@ export interface ServiceConfig {
   };
   /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
   keyEncryptionKey?: string;
+  discovery: {
+    /** How long each scanner of a sweep listens and probes. */
+    scanTimeoutMs: number;
+    /** v2c read communities a sweep tries, in order; none means SNMPv3 engine discovery only. */
+    snmpCommunities: string[];
+  };
   ca: {
     rootValidityDays: number;
     intermediateValidityDays: number;
@@ -306,6 +314,10 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     },
     keyCustody,
     keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
+    discovery: {
+      scanTimeoutMs: env.DISCOVERY_SCAN_SECONDS * 1000,
+      snmpCommunities: env.DISCOVERY_SNMP_COMMUNITIES ? list(env.DISCOVERY_SNMP_COMMUNITIES) : [],
+    },
     ca: {
       rootValidityDays: env.CA_ROOT_VALIDITY_DAYS,
       intermediateValidityDays: env.CA_INTERMEDIATE_VALIDITY_DAYS,

@@ -171,6 +171,8 @@ export function createProvisioningWorker(
     renewAtFraction?: number;
     /** False where the cluster has no custom search attributes (the time-skipping test server). */
     searchAttributes?: boolean;
+    /** Scanner settings of discovery sweeps; the scanners' defaults when absent. */
+    discovery?: ServiceConfig['discovery'];
     logger: Logger;
   },
 ): Promise<Worker> {
@@ -207,6 +209,9 @@ export function createProvisioningWorker(
         audit: parts.audit,
         zeroTouch: createZeroTouchRegistrations(parts, options.client, options.taskQueue),
         logger: options.logger,
+        ...(options.discovery
+          ? { scanTimeoutMs: options.discovery.scanTimeoutMs, scanners: { snmp: { communities: options.discovery.snmpCommunities } } }
+          : {}),
       }),
       ...createAlertActivities({
         db: parts.database.db,
@@ -395,6 +400,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
       alerts: config.alerts,
       capacity: config.worker,
       renewAtFraction: config.ca.renewalAtFraction,
+      discovery: config.discovery,
       logger,
     });
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
