@@ -24,10 +24,26 @@ export const permissions = [
   'discovery:manage',
   /** Reporting DHCP lease events (the site's DHCP server hook). */
   'discovery:report',
+  /** Devices' configuration parameters (never secret values) and push history. */
+  'configuration:read',
+  /** Setting devices' configuration parameters, secret ones included. */
+  'configuration:write',
+  'compliance:read',
+  /** Changing the tenant's compliance policy. */
+  'compliance:manage',
+  /** Granting and revoking exceptions to the compliance policy: an approver's decision. */
+  'compliance:override',
 ] as const;
 export type Permission = (typeof permissions)[number];
 
-const read: Permission[] = ['provisioning:read', 'certificates:read', 'templates:read', 'discovery:read'];
+const read: Permission[] = [
+  'provisioning:read',
+  'certificates:read',
+  'templates:read',
+  'discovery:read',
+  'configuration:read',
+  'compliance:read',
+];
 
 export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
   viewer: new Set(read),
@@ -39,8 +55,9 @@ export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
     'history:decode',
     'discovery:sweep',
     'discovery:report',
+    'configuration:write',
   ]),
-  approver: new Set([...read, 'provisioning:approve', 'history:decode']),
+  approver: new Set([...read, 'provisioning:approve', 'history:decode', 'compliance:override']),
   administrator: new Set(permissions),
 };
 

@@ -11,8 +11,11 @@ import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-s
 import type { AuditEventInput, AuditLog } from '../audit/audit-log';
 import type { CertificateRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
+import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { SecretVault } from '../custody/secret-vault';
-import { renderConfiguration, templateContextFor, type TemplateCatalog } from '../configuration/templates';
+import type { TemplateCatalog } from '../configuration/templates';
+import type { DeviceConfigurations } from '../configuration/device-configurations';
+import { configurationPushes } from './configuration-push';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { IdentityMismatchError, SelfTestFailedError } from '../service/errors';
 import type { Logger } from '../service/logger';
@@ -29,6 +32,8 @@ export interface ProvisioningDependencies {
   inventory: CertificateInventory;
   vault: SecretVault;
   templates: TemplateCatalog;
+  /** Device parameters, compliance and configuration history: the gate every push goes through. */
+  configurations: DeviceConfigurations;
   adapterFor: (protocol: string) => DeviceAdapter;
   /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
   renewals?: { track(certificate: CertificateRow): Promise<void> };
@@ -58,6 +63,8 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
   const { audit, alerts, registry, ca, inventory, vault, templates, adapterFor, logger } = deps;
 
   const { sessionFor, withDevice } = deviceSessions({ ca, vault, registry, adapterFor });
+  const configurationSigner = new ConfigurationSigner(ca);
+  const pushes = configurationPushes(deps);
 
   return {
     /** Registers the device, asks it who it is, and refuses to go on if it is not the device we expect. */
@@ -170,20 +177,17 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
 
     pushDeviceConfiguration: provisioningStep(async (input: DeviceRef & { templateId: string }) => {
       return withDevice(input, async (device, adapter, session) => {
+        // The version current now; the push validates it, judges its compliance and records it.
         const template = await templates.get(input.tenantId, input.templateId);
-        const settings = renderConfiguration(template, templateContextFor(input.tenantId, device));
-        const receipt = await adapter.pushConfiguration(session, {
-          templateId: template.id,
-          version: template.version,
-          settings,
-        });
-        await registry.update(input.tenantId, input.deviceId, {
-          ...(receipt.address ? { address: receipt.address } : {}),
-          configurationTemplate: template.id,
-          configurationVersion: receipt.version,
-          configurationHash: receipt.hash,
-        });
-        return { templateId: template.id, version: receipt.version, hash: receipt.hash };
+        const pushed = await pushes.push(
+          { tenantId: input.tenantId, device, templateId: template.id, version: template.version },
+          async (configuration) => {
+            // Signed for this device just before it goes out; devices that verify refuse it otherwise.
+            const signed = await configurationSigner.sign({ tenantId: input.tenantId, device, configuration });
+            return adapter.pushConfiguration(session, signed);
+          },
+        );
+        return { templateId: pushed.templateId, version: pushed.version, hash: pushed.hash };
       });
     }),
 

@@ -92,6 +92,38 @@ export interface DeviceConfiguration {
   templateId: string;
   version: number;
   settings: Record<string, unknown>;
+  /**
+   * The service's proof that it issued this configuration for this one device. Adapters whose
+   * protocol has a place for it send it along and the device verifies it before applying.
+   */
+  signature?: ConfigurationSignature;
+}
+
+/**
+ * A detached signature over the canonical JSON (`configuration/canonical-json.ts`) of
+ * `{ purpose: 'device-configuration', tenant, deviceId, serialNumber, templateId, version,
+ * settings, signedAt, expiresAt, nonce }`: the configuration's own fields plus the binding fields
+ * carried here. A device checks that the signer chains to the trust anchors installed with its
+ * certificate and holds the configuration-signing purpose, that the serial number is its own and
+ * that `expiresAt` has not passed, so a signed configuration cannot be replayed onto another device
+ * or applied later.
+ */
+export interface ConfigurationSignature {
+  /** ECDSA with SHA-256 (P-256 key), the value a DER ECDSA-Sig-Value, as X.509 names the algorithm. */
+  algorithm: 'ecdsa-with-SHA256';
+  /** Base64 of the signature. */
+  value: string;
+  signerCertificatePem: string;
+  /** Issuers of the signer certificate, nearest first, up to the root. */
+  signerChainPem: string[];
+  tenant: string;
+  deviceId: string;
+  /** The serial number of the one device this configuration is for. */
+  serialNumber: string;
+  signedAt: string;
+  expiresAt: string;
+  /** Random (base64url), so no two signatures are alike. */
+  nonce: string;
 }
 
 export interface ConfigurationReceipt {
@@ -104,6 +136,19 @@ export interface ConfigurationReceipt {
   /** SHA-256 (hex) of the configuration as the device applied it. */
   hash: string;
   appliedAt: string;
+}
+
+/** What a device reports it is running: the input of drift detection. */
+export interface RunningConfiguration {
+  /** Running values in the shape of the protocol's settings schema; secrets are left out. */
+  settings: Record<string, unknown>;
+  /** Setting paths (`a.b`) the device keeps secret or has no way to report; comparisons skip them. */
+  unreported?: string[];
+  /** The configuration version the device last applied from us, when it keeps one. */
+  version?: number;
+  /** SHA-256 (hex) of the canonical JSON of `settings`, comparable with the desired settings' hash. */
+  hash: string;
+  readAt: string;
 }
 
 export interface SelfTestReport {
@@ -127,6 +172,8 @@ export interface DeviceAdapter {
   createCertificateSigningRequest(session: DeviceSession, request: CsrRequest): Promise<string>;
   installCertificate(session: DeviceSession, installation: CertificateInstallation): Promise<void>;
   pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt>;
+  /** Reads back what the device is running; absent where the protocol cannot report its settings. */
+  readConfiguration?(session: DeviceSession): Promise<RunningConfiguration>;
   selfTest(session: DeviceSession): Promise<SelfTestReport>;
   activate(session: DeviceSession): Promise<void>;
 }

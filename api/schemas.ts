@@ -103,7 +103,7 @@ export const deviceCertificateSchema = z
     id: z.uuid(),
     deviceId: z.string().nullable(),
     tenantId: z.string(),
-    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp']),
+    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing']),
     serialNumber: z.string(),
     fingerprint: z.string(),
     publicKey: z.string(),
@@ -138,6 +138,7 @@ export const templateSchema = z
     version: z.number().int(),
     builtIn: z.boolean(),
     body: z.record(z.string(), z.unknown()),
+    parameters: z.record(z.string(), z.record(z.string(), z.unknown())).describe('Per-device parameters the body uses, by name'),
     createdAt: timestamp,
     updatedAt: timestamp,
   })

@@ -35,6 +35,24 @@ export const httpsDeviceSettings = z
       .optional(),
     tls: z.object({ minVersion: z.enum(['TLSv1.2', 'TLSv1.3']) }).strict(),
     management: z.object({ httpEnabled: z.boolean(), passwordLogin: z.boolean() }).strict(),
+    /** The management VLAN (IEEE 802.1Q id, optional 802.1p priority). */
+    vlan: z
+      .object({ id: z.number().int().min(1).max(4094), priority: z.number().int().min(0).max(7).optional() })
+      .strict()
+      .optional(),
+    /** Local accounts besides the factory one; passwords come from the secret vault, per device. */
+    users: z
+      .array(
+        z
+          .object({
+            username: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'must be 1 to 32 characters of A-Z, a-z, 0-9, ".", "_" or "-"'),
+            password: z.string().min(1).max(128),
+            role: z.enum(['administrator', 'operator', 'viewer']),
+          })
+          .strict(),
+      )
+      .max(16)
+      .optional(),
   })
   .strict();
 

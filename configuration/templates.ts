@@ -6,12 +6,24 @@
 import { onvifCameraTemplateSettings } from '../adapters/onvif/settings';
 import { bacnetTemplateSettings } from '../adapters/bacnet/settings';
 import { randomUUID } from 'node:crypto';
-import { and, eq, isNull, or } from 'drizzle-orm';
+import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client';
-import { configurationTemplates, type ConfigurationTemplateRow } from '../db/schema';
-import { ConflictError, NotFoundError, ValidationError } from '../service/errors';
+import {
+  configurationTemplates,
+  configurationTemplateVersions,
+  type ConfigurationTemplateRow,
+  type ConfigurationTemplateVersionRow,
+} from '../db/schema';
+import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../service/errors';
 import { fieldProblems, parseOrThrow } from '../service/validation';
+import { canonicalHash } from './canonical-json';
+import {
+  parameterDeclarationsSchema,
+  sampleParameters,
+  type ParameterDeclarations,
+  type ParameterValue,
+} from './parameters';
 import { settingsSchemaFor } from './settings-schemas';
 
 export interface TemplateContext {
@@ -25,6 +37,19 @@ export interface TemplateContext {
     /** The device id made into a valid host label. */
     hostname: string;
   };
+  /** The device's values for the template's parameters, defaults applied: `{{params.name}}`. */
+  params?: Record<string, ParameterValue>;
+  /**
+   * Secrets by name as `{{secret.name}}` renders them: the plaintext only inside the activity that
+   * pushes the configuration, a sealed marker everywhere else.
+   */
+  secret?: Record<string, string>;
+}
+
+/** Where in the rendered settings a secret went (`users[0].password`), and which secret it was. */
+export interface SecretField {
+  path: string;
+  name: string;
 }
 
 export interface ConfigurationTemplate {
@@ -37,8 +62,25 @@ export interface ConfigurationTemplate {
   version: number;
   builtIn: boolean;
   body: Record<string, unknown>;
+  parameters: ParameterDeclarations;
   createdAt: string;
   updatedAt: string;
+}
+
+/** One saved version of a template; never changes once written. */
+export interface ConfigurationTemplateVersion {
+  templateId: string;
+  version: number;
+  tenantId: string | null;
+  name: string;
+  description: string | null;
+  deviceType: string | null;
+  protocol: string;
+  body: Record<string, unknown>;
+  parameters: ParameterDeclarations;
+  contentHash: string;
+  createdBy: string;
+  createdAt: string;
 }
 
 export const builtInTemplates = [
@@ -114,11 +156,15 @@ export const templateInputSchema = z
     deviceType: z.string().max(64).optional(),
     protocol: z.string().min(1).max(32),
     body: z.record(z.string(), z.unknown()),
+    /** What `{{params.*}}` and `{{secret.*}}` in the body may name. */
+    parameters: parameterDeclarationsSchema.optional(),
   })
   .strict();
 export type TemplateInput = z.infer<typeof templateInputSchema>;
 
 const placeholder = /\{\{\s*([a-zA-Z0-9_.]+)\s*\}\}/g;
+/** A string that is nothing but one placeholder takes the value's own type (a number, a list). */
+const wholePlaceholder = /^\{\{\s*([a-zA-Z0-9_.]+)\s*\}\}$/;
 
 export function hostLabelFor(deviceId: string): string {
   const label = deviceId.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
@@ -127,24 +173,75 @@ export function hostLabelFor(deviceId: string): string {
 
 /** Fills placeholders throughout a template body; an unknown variable is an error, never left blank. */
 export function renderTemplateBody(body: unknown, context: TemplateContext, path = 'body'): unknown {
-  if (typeof body === 'string') {
-    return body.replace(placeholder, (_match, name: string) => {
-      const value = name.split('.').reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key], context);
-      if (typeof value !== 'string' && typeof value !== 'number') {
-        throw new ValidationError(`${path}: unknown template variable {{${name}}}`, {
-          fields: [{ field: path, reason: `unknown template variable {{${name}}}` }],
-        });
+  return renderTemplate(body, context, path).value;
+}
+
+/** As renderTemplateBody, also saying where secrets went (paths relative to the body). */
+export function renderTemplate(
+  body: unknown,
+  context: TemplateContext,
+  path = 'body',
+): { value: unknown; secretFields: SecretField[] } {
+  const secretFields: SecretField[] = [];
+  const value = renderNode(body, context, path, '', secretFields);
+  return { value, secretFields };
+}
+
+function lookUp(context: TemplateContext, name: string): unknown {
+  return name.split('.').reduce<unknown>((at, key) => {
+    if (at === null || typeof at !== 'object' || Array.isArray(at)) return undefined;
+    return Object.hasOwn(at, key) ? (at as Record<string, unknown>)[key] : undefined;
+  }, context);
+}
+
+function unknownVariable(path: string, name: string): ValidationError {
+  const reason = name.startsWith('secret.')
+    ? `secret {{${name}}} is not declared by the template or not set for this device`
+    : name.startsWith('params.')
+      ? `parameter {{${name}}} is not declared by the template`
+      : `unknown template variable {{${name}}}`;
+  return new ValidationError(`${path}: ${reason}`, { fields: [{ field: path, reason }] });
+}
+
+function renderNode(node: unknown, context: TemplateContext, path: string, relative: string, secretFields: SecretField[]): unknown {
+  if (typeof node === 'string') {
+    const whole = wholePlaceholder.exec(node);
+    if (whole) {
+      const name = whole[1];
+      const value = lookUp(context, name);
+      const isList = Array.isArray(value) && value.every((item) => typeof item === 'string');
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean' && !isList) {
+        throw unknownVariable(path, name);
       }
+      if (name.startsWith('secret.')) secretFields.push({ path: relative, name: name.slice('secret.'.length) });
+      return isList ? [...(value as string[])] : value;
+    }
+    let usesSecret: string | undefined;
+    const rendered = node.replace(placeholder, (_match, name: string) => {
+      const value = lookUp(context, name);
+      if (Array.isArray(value)) {
+        const reason = `{{${name}}} is a list: it can only stand alone as the whole value`;
+        throw new ValidationError(`${path}: ${reason}`, { fields: [{ field: path, reason }] });
+      }
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw unknownVariable(path, name);
+      if (name.startsWith('secret.')) usesSecret = name.slice('secret.'.length);
       return String(value);
     });
+    if (usesSecret) secretFields.push({ path: relative, name: usesSecret });
+    return rendered;
   }
-  if (Array.isArray(body)) return body.map((item, index) => renderTemplateBody(item, context, `${path}[${index}]`));
-  if (body && typeof body === 'object') {
+  if (Array.isArray(node)) {
+    return node.map((item, index) => renderNode(item, context, `${path}[${index}]`, `${relative}[${index}]`, secretFields));
+  }
+  if (node && typeof node === 'object') {
     return Object.fromEntries(
-      Object.entries(body).map(([key, value]) => [key, renderTemplateBody(value, context, `${path}.${key}`)]),
+      Object.entries(node).map(([key, value]) => [
+        key,
+        renderNode(value, context, `${path}.${key}`, relative ? `${relative}.${key}` : key, secretFields),
+      ]),
     );
   }
-  return body;
+  return node;
 }
 
 export function templateContextFor(
@@ -164,28 +261,42 @@ export function templateContextFor(
   };
 }
 
+/** What rendering needs of a template or of one of its versions. */
+export interface RenderableTemplate {
+  id?: string;
+  templateId?: string;
+  protocol: string;
+  body: Record<string, unknown>;
+}
+
 /** Renders and validates: the settings a device of this protocol will be sent. */
-export function renderConfiguration(template: ConfigurationTemplate, context: TemplateContext): Record<string, unknown> {
+export function renderConfiguration(template: RenderableTemplate, context: TemplateContext): Record<string, unknown> {
+  return renderSettings(template, context).settings;
+}
+
+/** As renderConfiguration, also saying where in the settings secrets went. */
+export function renderSettings(
+  template: RenderableTemplate,
+  context: TemplateContext,
+): { settings: Record<string, unknown>; secretFields: SecretField[] } {
   const schema = settingsSchemaFor(template.protocol);
   if (!schema) {
     throw new ValidationError(`no configuration schema for protocol ${template.protocol}`, {
       fields: [{ field: 'protocol', reason: `unsupported protocol ${template.protocol}` }],
     });
   }
-  const rendered = renderTemplateBody(template.body, context);
-  return parseOrThrow(schema, rendered, `configuration rendered from template ${template.id}`, 'body');
+  const { value, secretFields } = renderTemplate(template.body, context);
+  const id = template.templateId ?? template.id;
+  return { settings: parseOrThrow(schema, value, `configuration rendered from template ${id}`, 'body'), secretFields };
 }
 
-const sampleContext: TemplateContext = {
-  tenant: { id: 'tenant' },
-  device: {
-    deviceId: 'sample-device',
-    serialNumber: 'SN0001',
-    macAddress: '02:00:00:00:00:01',
-    site: 'site',
-    name: 'sample-device',
-    hostname: 'sample-device',
-  },
+const sampleDevice: TemplateContext['device'] = {
+  deviceId: 'sample-device',
+  serialNumber: 'SN0001',
+  macAddress: '02:00:00:00:00:01',
+  site: 'site',
+  name: 'sample-device',
+  hostname: 'sample-device',
 };
 
 function toTemplate(row: ConfigurationTemplateRow): ConfigurationTemplate {
@@ -199,22 +310,105 @@ function toTemplate(row: ConfigurationTemplateRow): ConfigurationTemplate {
     version: row.version,
     builtIn: row.builtIn,
     body: row.body as Record<string, unknown>,
+    parameters: (row.parameters ?? {}) as ParameterDeclarations,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
 }
 
+function toVersion(row: ConfigurationTemplateVersionRow): ConfigurationTemplateVersion {
+  return {
+    templateId: row.templateId,
+    version: row.version,
+    tenantId: row.tenantId,
+    name: row.name,
+    description: row.description,
+    deviceType: row.deviceType,
+    protocol: row.protocol,
+    body: row.body as Record<string, unknown>,
+    parameters: row.parameters as ParameterDeclarations,
+    contentHash: row.contentHash,
+    createdBy: row.createdBy,
+    createdAt: row.createdAt.toISOString(),
+  };
+}
+
+/** Identifies what a version says: equal hashes, equal configurations for every device. */
+export function templateContentHash(content: { protocol: string; body: unknown; parameters: unknown }): string {
+  return canonicalHash({ protocol: content.protocol, body: content.body, parameters: content.parameters });
+}
+
+function versionRowOf(template: ConfigurationTemplateRow, createdBy: string) {
+  return {
+    tenantId: template.tenantId,
+    templateId: template.id,
+    version: template.version,
+    name: template.name,
+    description: template.description,
+    deviceType: template.deviceType,
+    protocol: template.protocol,
+    body: template.body as Record<string, unknown>,
+    parameters: (template.parameters ?? {}) as Record<string, unknown>,
+    contentHash: templateContentHash({ protocol: template.protocol, body: template.body, parameters: template.parameters ?? {} }),
+    createdBy,
+  };
+}
+
+/** Built-in templates, and their versions, are written by the service itself. */
+const builtInAuthor = 'system';
+
 export class TemplateCatalog {
   constructor(private readonly db: Database) {}
 
-  /** Writes the built-in templates; run at start so upgrades bring their new versions. */
+  /**
+   * Writes the built-in templates, each change to one as its next version, and records the
+   * current version of any template saved before versions were kept. Run at start.
+   */
   async ensureBuiltIns(): Promise<void> {
     for (const template of builtInTemplates) {
-      const values = { ...template, tenantId: null, builtIn: true, body: template.body as Record<string, unknown> };
-      await this.db
-        .insert(configurationTemplates)
-        .values(values)
-        .onConflictDoUpdate({ target: configurationTemplates.id, set: { ...values, updatedAt: new Date() } });
+      const body = template.body as Record<string, unknown>;
+      const contentHash = templateContentHash({ protocol: template.protocol, body, parameters: {} });
+      await this.db.transaction(async (tx) => {
+        const values = { ...template, tenantId: null, builtIn: true, body, parameters: {} };
+        const [row] = await tx
+          .insert(configurationTemplates)
+          .values(values)
+          .onConflictDoUpdate({ target: configurationTemplates.id, set: { id: template.id } })
+          .returning();
+        const [latest] = await tx
+          .select({ version: configurationTemplateVersions.version, contentHash: configurationTemplateVersions.contentHash })
+          .from(configurationTemplateVersions)
+          .where(eq(configurationTemplateVersions.templateId, template.id))
+          .orderBy(desc(configurationTemplateVersions.version))
+          .limit(1);
+        if (latest?.contentHash === contentHash && row.version === latest.version) return;
+        const version = latest ? (latest.contentHash === contentHash ? latest.version : Math.max(latest.version, row.version) + 1) : row.version;
+        const [current] = await tx
+          .update(configurationTemplates)
+          .set({ ...values, version, updatedAt: new Date() })
+          .where(eq(configurationTemplates.id, template.id))
+          .returning();
+        await tx.insert(configurationTemplateVersions).values(versionRowOf(current, builtInAuthor)).onConflictDoNothing();
+      });
+    }
+    await this.recordUnversioned();
+  }
+
+  /** Templates saved before versions were kept get their current version recorded as it is. */
+  private async recordUnversioned(): Promise<void> {
+    const rows = await this.db
+      .select({ template: configurationTemplates })
+      .from(configurationTemplates)
+      .leftJoin(
+        configurationTemplateVersions,
+        and(
+          eq(configurationTemplateVersions.templateId, configurationTemplates.id),
+          eq(configurationTemplateVersions.version, configurationTemplates.version),
+        ),
+      )
+      .where(isNull(configurationTemplateVersions.id));
+    for (const { template } of rows) {
+      await this.db.insert(configurationTemplateVersions).values(versionRowOf(template, builtInAuthor)).onConflictDoNothing();
     }
   }
 
@@ -222,7 +416,7 @@ export class TemplateCatalog {
     const rows = await this.db
       .select()
       .from(configurationTemplates)
-      .where(or(isNull(configurationTemplates.tenantId), eq(configurationTemplates.tenantId, tenantId)))
+      .where(visibleTo(tenantId))
       .orderBy(configurationTemplates.id);
     return rows.map(toTemplate);
   }
@@ -231,29 +425,69 @@ export class TemplateCatalog {
     const [row] = await this.db
       .select()
       .from(configurationTemplates)
-      .where(
-        and(
-          eq(configurationTemplates.id, id),
-          or(isNull(configurationTemplates.tenantId), eq(configurationTemplates.tenantId, tenantId)),
-        ),
-      );
+      .where(and(eq(configurationTemplates.id, id), visibleTo(tenantId)));
     if (!row) throw new NotFoundError(`template ${id} not found`);
     return toTemplate(row);
   }
 
-  async create(tenantId: string, input: TemplateInput): Promise<ConfigurationTemplate> {
-    this.checkBody(input);
-    const id = input.id ?? `tpl-${randomUUID()}`;
-    const [row] = await this.db
-      .insert(configurationTemplates)
-      .values({ ...this.columns(input), id, tenantId, version: 1 })
-      .onConflictDoNothing()
-      .returning();
-    if (!row) throw new ConflictError(`template ${id} already exists`, { fields: [{ field: 'id', reason: 'already exists' }] });
-    return toTemplate(row);
+  /** Every version of a template the tenant may use, newest first. */
+  async listVersions(tenantId: string, id: string): Promise<ConfigurationTemplateVersion[]> {
+    await this.get(tenantId, id);
+    const rows = await this.db
+      .select()
+      .from(configurationTemplateVersions)
+      .where(and(eq(configurationTemplateVersions.templateId, id), versionVisibleTo(tenantId)))
+      .orderBy(desc(configurationTemplateVersions.version));
+    return rows.map(toVersion);
   }
 
-  async update(tenantId: string, id: string, input: TemplateInput): Promise<ConfigurationTemplate> {
+  /**
+   * One version as it was saved. Versions outlive their template: a device's history still reads
+   * what it was sent after the template is deleted.
+   */
+  async getVersion(tenantId: string, id: string, version: number): Promise<ConfigurationTemplateVersion> {
+    const [row] = await this.db
+      .select()
+      .from(configurationTemplateVersions)
+      .where(
+        and(
+          eq(configurationTemplateVersions.templateId, id),
+          eq(configurationTemplateVersions.version, version),
+          versionVisibleTo(tenantId),
+        ),
+      );
+    if (!row) throw new NotFoundError(`template ${id} has no version ${version}`);
+    return toVersion(row);
+  }
+
+  /** The version a template is at now, as saved. */
+  async currentVersion(tenantId: string, id: string): Promise<ConfigurationTemplateVersion> {
+    const template = await this.get(tenantId, id);
+    return this.getVersion(tenantId, id, template.version);
+  }
+
+  async create(tenantId: string, input: TemplateInput, createdBy = builtInAuthor): Promise<ConfigurationTemplate> {
+    this.checkBody(input);
+    const id = input.id ?? `tpl-${randomUUID()}`;
+    return this.db.transaction(async (tx) => {
+      // A deleted template's versions stay on record; a new template under its id continues after them.
+      const [previous] = await tx
+        .select({ version: sql<number>`max(${configurationTemplateVersions.version})` })
+        .from(configurationTemplateVersions)
+        .where(eq(configurationTemplateVersions.templateId, id));
+      const [row] = await tx
+        .insert(configurationTemplates)
+        .values({ ...this.columns(input), id, tenantId, version: (previous?.version ?? 0) + 1 })
+        .onConflictDoNothing()
+        .returning();
+      if (!row) throw new ConflictError(`template ${id} already exists`, { fields: [{ field: 'id', reason: 'already exists' }] });
+      await tx.insert(configurationTemplateVersions).values(versionRowOf(row, createdBy));
+      return toTemplate(row);
+    });
+  }
+
+  /** Saves the next version: the template row moves on, the version before stays as it was. */
+  async update(tenantId: string, id: string, input: TemplateInput, updatedBy = builtInAuthor): Promise<ConfigurationTemplate> {
     const current = await this.get(tenantId, id);
     if (current.builtIn) throw new ConflictError(`template ${id} is built in and cannot be changed; create a copy`);
     if (input.id !== undefined && input.id !== id) {
@@ -262,12 +496,16 @@ export class TemplateCatalog {
       });
     }
     this.checkBody(input);
-    const [row] = await this.db
-      .update(configurationTemplates)
-      .set({ ...this.columns(input), version: current.version + 1, updatedAt: new Date() })
-      .where(and(eq(configurationTemplates.id, id), eq(configurationTemplates.tenantId, tenantId)))
-      .returning();
-    return toTemplate(row);
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(configurationTemplates)
+        .set({ ...this.columns(input), version: sql`${configurationTemplates.version} + 1`, updatedAt: new Date() })
+        .where(and(eq(configurationTemplates.id, id), eq(configurationTemplates.tenantId, tenantId)))
+        .returning();
+      if (!row) throw new NotFoundError(`template ${id} not found`);
+      await tx.insert(configurationTemplateVersions).values(versionRowOf(row, updatedBy));
+      return toTemplate(row);
+    });
   }
 
   async remove(tenantId: string, id: string): Promise<void> {
@@ -285,10 +523,14 @@ export class TemplateCatalog {
       deviceType: input.deviceType ?? null,
       protocol: input.protocol,
       body: input.body,
+      parameters: input.parameters ?? {},
     };
   }
 
-  /** A template is saved only if it renders into valid settings for its protocol. */
+  /**
+   * A template is saved only if it renders into valid settings for its protocol, with each
+   * parameter at its default (or a sample value) and each secret as its sealed marker.
+   */
   private checkBody(input: TemplateInput): void {
     const schema = settingsSchemaFor(input.protocol);
     if (!schema) {
@@ -296,13 +538,21 @@ export class TemplateCatalog {
         fields: [{ field: 'protocol', reason: `no configuration schema for ${input.protocol}` }],
       });
     }
-    const rendered = renderTemplateBody(input.body, sampleContext);
+    const rendered = renderTemplateBody(input.body, { tenant: { id: 'tenant' }, device: sampleDevice, ...sampleParameters(input.parameters ?? {}) });
     const result = schema.safeParse(rendered);
     if (!result.success) {
-      const fields = fieldProblems(result.error, 'body');
+      const fields: FieldProblem[] = fieldProblems(result.error, 'body');
       throw new ValidationError(`template body is invalid: ${fields.map((f) => `${f.field}: ${f.reason}`).join('; ')}`, {
         fields,
       });
     }
   }
+}
+
+function visibleTo(tenantId: string) {
+  return or(isNull(configurationTemplates.tenantId), eq(configurationTemplates.tenantId, tenantId));
+}
+
+function versionVisibleTo(tenantId: string) {
+  return or(isNull(configurationTemplateVersions.tenantId), eq(configurationTemplateVersions.tenantId, tenantId));
 }

@@ -79,9 +79,12 @@ export const certificates = pgTable(
     site: text('site'),
     /**
      * `service` is the service's TLS client identity, `server` its TLS server identity (EST), `ocsp`
-     * a CA's delegated OCSP responder (id-kp-OCSPSigning), issued by that CA.
+     * a CA's delegated OCSP responder (id-kp-OCSPSigning), issued by that CA, and
+     * `configuration-signing` the tenant's signer of device configurations (key in CA custody).
      */
-    certificateType: text('certificate_type', { enum: ['device', 'intermediate', 'root', 'service', 'server', 'ocsp'] }).notNull(),
+    certificateType: text('certificate_type', {
+      enum: ['device', 'intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing'],
+    }).notNull(),
     serialNumber: text('serial_number').notNull(),
     /** SHA-256 of the DER certificate, lower-case hex. */
     fingerprint: text('fingerprint').notNull(),
@@ -201,6 +204,8 @@ export const configurationTemplates = pgTable(
     version: integer('version').notNull().default(1),
     builtIn: boolean('built_in').notNull().default(false),
     body: jsonb('body').notNull(),
+    /** The per-device parameters the body uses (`{{params.x}}`, `{{secret.y}}`): type, default, description. */
+    parameters: jsonb('parameters').notNull().default({}),
     ...timestamps,
   },
   (table) => [index('configuration_templates_tenant_idx').on(table.tenantId)],
@@ -469,3 +474,123 @@ export type DiscoverySiteRow = typeof discoverySites.$inferSelect;
 export type DiscoveredDeviceRow = typeof discoveredDevices.$inferSelect;
 export type DiscoveryEventRow = typeof discoveryEvents.$inferSelect;
 export type ZeroTouchRegistrationRow = typeof zeroTouchRegistrations.$inferSelect;
+
+/**
+ * Every version a configuration template has had, as it was saved. Rows are never changed or
+ * deleted (triggers refuse it): a device's history names a version, and that version must still
+ * say what the device was sent, even after the template moved on or was deleted.
+ */
+export const configurationTemplateVersions = pgTable(
+  'configuration_template_versions',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** Null for versions of built-in templates. */
+    tenantId: text('tenant_id'),
+    templateId: text('template_id').notNull(),
+    version: integer('version').notNull(),
+    name: text('name').notNull(),
+    description: text('description'),
+    deviceType: text('device_type'),
+    protocol: text('protocol').notNull(),
+    body: jsonb('body').notNull(),
+    parameters: jsonb('parameters').notNull(),
+    /** SHA-256 of the canonical JSON of protocol, body and parameters. */
+    contentHash: text('content_hash').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex('configuration_template_versions_key').on(table.templateId, table.version),
+    index('configuration_template_versions_tenant_idx').on(table.tenantId, table.templateId),
+  ],
+);
+
+/**
+ * Per-device values for a template's parameters. Plain values are stored as they are; secret ones
+ * only as the names of entries sealed in the secret vault, with the strength verdict taken when
+ * they were written (the plaintext is never kept anywhere else).
+ */
+export const deviceConfigurationParameters = pgTable(
+  'device_configuration_parameters',
+  {
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    values: jsonb('values').notNull(),
+    /** Name → `{ purpose, keyEncryptionKeyId, setAt, setBy, strength }`; the values are in `device_secrets`. */
+    sealedValues: jsonb('sealed_values').notNull(),
+    updatedBy: text('updated_by').notNull(),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('device_configuration_parameters_key').on(table.tenantId, table.deviceId)],
+);
+
+/** Every configuration push, blocked or attempted, with what was sent and who asked. Append-only. */
+export const deviceConfigurationHistory = pgTable(
+  'device_configuration_history',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    templateId: text('template_id').notNull(),
+    templateVersion: integer('template_version').notNull(),
+    outcome: text('outcome', { enum: ['applied', 'failed', 'blocked'] }).notNull(),
+    /** SHA-256 of the canonical JSON of the rendered settings with secrets replaced by markers. */
+    settingsHash: text('settings_hash'),
+    /** The hash the device reported for what it applied. */
+    deviceHash: text('device_hash'),
+    /** Compliance findings at the time (rule, field, severity, reason, override). */
+    findings: jsonb('findings').notNull(),
+    workflowId: text('workflow_id'),
+    runId: text('run_id'),
+    attempt: integer('attempt'),
+    /** Who acted: the workflow id, or the API caller for a request refused before any run started. */
+    actor: text('actor').notNull(),
+    /** Who asked for the provisioning or rollout, when known. */
+    requestedBy: text('requested_by'),
+    error: text('error'),
+    occurredAt: timestamp('occurred_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index('device_configuration_history_device_idx').on(table.tenantId, table.deviceId, table.occurredAt)],
+);
+
+/** A tenant's choices per compliance rule; rules without a row keep their defaults. */
+export const compliancePolicies = pgTable(
+  'compliance_policies',
+  {
+    tenantId: text('tenant_id').notNull(),
+    ruleId: text('rule_id').notNull(),
+    enabled: boolean('enabled').notNull(),
+    severity: text('severity', { enum: ['info', 'warning', 'critical'] }).notNull(),
+    parameters: jsonb('parameters').notNull(),
+    updatedBy: text('updated_by').notNull(),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('compliance_policies_key').on(table.tenantId, table.ruleId)],
+);
+
+/** An approver's exception to one rule for one device or template, until it expires or is revoked. */
+export const complianceOverrides = pgTable(
+  'compliance_overrides',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    scope: text('scope', { enum: ['device', 'template'] }).notNull(),
+    /** The device id or template id the exception covers. */
+    scopeValue: text('scope_value').notNull(),
+    ruleId: text('rule_id').notNull(),
+    reason: text('reason').notNull(),
+    requestedBy: text('requested_by'),
+    approvedBy: text('approved_by').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    revokedBy: text('revoked_by'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index('compliance_overrides_scope_idx').on(table.tenantId, table.scope, table.scopeValue)],
+);
+
+export type ConfigurationTemplateVersionRow = typeof configurationTemplateVersions.$inferSelect;
+export type DeviceConfigurationParametersRow = typeof deviceConfigurationParameters.$inferSelect;
+export type DeviceConfigurationHistoryRow = typeof deviceConfigurationHistory.$inferSelect;
+export type CompliancePolicyRow = typeof compliancePolicies.$inferSelect;
+export type ComplianceOverrideRow = typeof complianceOverrides.$inferSelect;

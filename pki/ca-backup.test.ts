@@ -205,7 +205,7 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
     expect(Date.now() - Date.parse(header.createdAt)).toBeLessThan(120_000);
     expect(header.tenants).toEqual(['acme', 'globex']);
     expect(header.counts).toEqual({
-      certificates: { root: 2, intermediate: 4, ocsp: 0, service: 1, server: 0, device: 3 },
+      certificates: { root: 2, intermediate: 4, ocsp: 0, service: 1, server: 0, 'configuration-signing': 0, device: 3 },
       revokedCertificates: 1,
       certificateRevocationLists: 1,
       // The service identity's key is in software whatever the custody; CA keys follow the custody.
@@ -408,7 +408,7 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
   it('backs up one tenant only when asked, and that restores on its own', async () => {
     const { file: globexFile, summary } = await a.backup.createBackup({ passphrase, tenantId: 'globex', scrypt: testScrypt });
     expect(summary.header.tenants).toEqual(['globex']);
-    expect(summary.header.counts.certificates).toEqual({ root: 1, intermediate: 1, ocsp: 0, service: 0, server: 0, device: 1 });
+    expect(summary.header.counts.certificates).toEqual({ root: 1, intermediate: 1, ocsp: 0, service: 0, server: 0, 'configuration-signing': 0, device: 1 });
     expect(summary.caCertificates.map((ca) => [ca.certificateType, ca.site, ca.state])).toEqual([
       ['root', null, 'live'],
       ['intermediate', 'plant', 'live'],

@@ -78,7 +78,7 @@ const insertBatchRows = 500;
 const restoreLockId = 4_242_017;
 const passphraseCheckLabel = 'device-provisioning/ca-backup/passphrase-check/v1';
 
-const certificateTypes = ['root', 'intermediate', 'ocsp', 'service', 'server', 'device'] as const;
+const certificateTypes = ['root', 'intermediate', 'ocsp', 'service', 'server', 'configuration-signing', 'device'] as const;
 type CertificateType = (typeof certificateTypes)[number];
 
 /** The passphrase does not derive this backup's key (or the header's KDF fields were changed). */
@@ -163,7 +163,8 @@ const headerSchema = z.object({
   createdAt: z.iso.datetime(),
   tenants: z.array(z.string().min(1)).min(1),
   counts: z.object({
-    certificates: z.object(Object.fromEntries(certificateTypes.map((type) => [type, z.number().int().min(0)]))),
+    // A backup made before a certificate type existed counts none of it.
+    certificates: z.object(Object.fromEntries(certificateTypes.map((type) => [type, z.number().int().min(0).default(0)]))),
     revokedCertificates: z.number().int().min(0),
     certificateRevocationLists: z.number().int().min(0),
     softwareKeys: z.number().int().min(0),

@@ -103,6 +103,9 @@ const clockSkewAllowanceMs = 5 * 60 * 1000;
 const serviceIdentityValidityDays = 90;
 const serviceIdentityCommonName = 'provisioning-service';
 const serviceIdentityKeyAlgorithm = 'P-256';
+/** Devices verify configuration signatures as ECDSA P-256 with SHA-256 (see ConfigurationSignature). */
+const configurationSigningKeyAlgorithm = 'P-256';
+const configurationSigningValidityDays = 365;
 /** Root, intermediate, device: a longer issuer chain means corrupt data, not a deeper hierarchy. */
 const maximumChainLength = 4;
 
@@ -574,6 +577,55 @@ export class CertificateAuthority {
     });
   }
 
+  /**
+   * The tenant's signer of device configurations: a certificate from the tenant's root for the
+   * configuration-signing purpose alone, whose key is made and used in the CA's custody (the HSM
+   * when there is one) and never leaves it, since whoever holds it can reconfigure every device
+   * of the tenant. Lasts a year; reissued once a third of that is left or the root has changed.
+   */
+  async ensureConfigurationSigner(
+    tenantId: string,
+  ): Promise<{ row: CertificateRow; chainPem: string[]; signer: CertificateSigner }> {
+    requireText(tenantId, 'tenantId');
+    const root = await this.ensureRootCa(tenantId);
+    const now = Date.now();
+    const row = await this.#ensureLive({
+      lockName: `configuration-signing:${tenantId}`,
+      find: (executor) => this.#findLive(executor, tenantId, 'configuration-signing'),
+      usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === root.id,
+      create: async () => {
+        const keyLabel = `configuration-signing:${tenantId}`;
+        const created = await this.#newServiceHeldLeaf({
+          issuer: root,
+          keyLabel,
+          keyAlgorithm: configurationSigningKeyAlgorithm,
+          key: await this.#custody.createKey(keyLabel, configurationSigningKeyAlgorithm),
+          subject: [
+            { type: 'organization', value: tenantId },
+            { type: 'commonName', value: `${tenantId} Configuration Signing` },
+          ],
+          validityDays: configurationSigningValidityDays,
+          purposes: ['configurationSigning'],
+          extraExtensions: this.#publication.extensionsForIssuer(root.id),
+          row: { tenantId, certificateType: 'configuration-signing' },
+        });
+        this.#logger.info({ tenantId, keyLocation: created.privateKeyLocation }, 'issued the configuration signing certificate');
+        return created;
+      },
+    });
+    const publicKeySpki = new Uint8Array(parseStoredCertificate(row).subjectPublicKeyInfo.toSchema().toBER());
+    return {
+      row,
+      chainPem: [root.pem],
+      signer: {
+        custody: this.#custodyOf(row.privateKeyLocation),
+        location: row.privateKeyLocation,
+        algorithm: keyAlgorithmOf(publicKeySpki),
+        publicKeySpki,
+      },
+    };
+  }
+
   /** The alternative names a certificate for this device carries: its host, and its MAC as a URN. */
   subjectAltNamesFor(device: { address: string; macAddress: string; protocol?: string }): SubjectAltNames {
     if (device.protocol === undefined || !this.#networkHost) return allowedSubjectAltNames(device);
@@ -624,7 +676,7 @@ export class CertificateAuthority {
   async #findLive(
     executor: Executor,
     tenantId: string,
-    certificateType: 'root' | 'intermediate' | 'service',
+    certificateType: 'root' | 'intermediate' | 'service' | 'configuration-signing',
     site?: string,
   ): Promise<CertificateRow | undefined> {
     const [row] = await executor
@@ -670,7 +722,8 @@ export class CertificateAuthority {
   /**
    * A leaf certificate whose key the service itself holds (client or server TLS identity, OCSP
    * responder): made exportable in the software store, because Node's TLS and in-memory OCSP
-   * signing need it in memory, whatever the CA's custody is.
+   * signing need it in memory, whatever the CA's custody is. A leaf that only ever signs through
+   * custody (the configuration signer) brings the key it made there as `key` instead.
    */
   async #newServiceHeldLeaf(spec: {
     issuer: CertificateRow;
@@ -681,9 +734,10 @@ export class CertificateAuthority {
     purposes: ExtendedKeyUsage[];
     extraExtensions?: Extension[];
     row: Pick<NewCertificateRow, 'tenantId' | 'certificateType'> & Partial<Pick<NewCertificateRow, 'site'>>;
+    key?: KeyHandle;
   }): Promise<NewCertificateRow> {
     const issuer = await this.#issuingCa(spec.issuer);
-    const key = await this.#softwareKeys.createExportableKey(spec.keyLabel, spec.keyAlgorithm);
+    const key = spec.key ?? (await this.#softwareKeys.createExportableKey(spec.keyLabel, spec.keyAlgorithm));
     const { notBefore, notAfter } = validity(spec.validityDays, issuer.certificate);
     const der = await signCertificate(
       {

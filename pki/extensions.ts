@@ -16,7 +16,7 @@ import {
   GeneralNames,
 } from 'pkijs';
 import { formatIpAddress, ipAddressBytes } from './ip-address';
-import { oidName, oids } from './oids';
+import { objectIdentifierText, oidName, oids } from './oids';
 
 /** Requested or issued alternative names, in the shape device adapters and the registry use. */
 export interface SubjectAltNames {
@@ -38,7 +38,7 @@ export const keyUsageBits = [
 ] as const;
 export type KeyUsage = (typeof keyUsageBits)[number];
 
-export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth' | 'ocspSigning';
+export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth' | 'ocspSigning' | 'configurationSigning';
 
 /** GeneralName CHOICE tags (RFC 5280 section 4.2.1.6). */
 const generalNameTag = {
@@ -201,8 +201,14 @@ export function summariseExtensions(extensions: readonly Extension[] | undefined
 
   const extendedKeyUsage = find(extensions, oids.extKeyUsage);
   if (extendedKeyUsage) {
-    const parsed = new ExtKeyUsage({ schema: valueOf(extendedKeyUsage) });
-    summary.extendedKeyUsage = parsed.keyPurposes.map((oid) => oidName(oid) ?? oid);
+    // Read from the DER rather than through ExtKeyUsage: purposes under our UUID arc have
+    // sub-identifiers asn1js cannot print in decimal.
+    const purposes = (valueOf(extendedKeyUsage) as asn1js.Sequence).valueBlock.value
+      .filter((purpose): purpose is asn1js.ObjectIdentifier => purpose instanceof asn1js.ObjectIdentifier)
+      .map((purpose) =>
+        objectIdentifierText(purpose.valueBeforeDecodeView.subarray(purpose.idBlock.blockLength + purpose.lenBlock.blockLength)),
+      );
+    summary.extendedKeyUsage = purposes.map((oid) => oidName(oid) ?? oid);
   }
 
   const names = readSubjectAltNames(extensions);

@@ -66,6 +66,13 @@ export const oids = {
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
   ocspSigning: '1.3.6.1.5.5.7.3.9',
+
+  // The project's own arc: a UUID OID (ITU-T X.667, 2.25.<UUID as an integer>), which needs no
+  // registration and cannot collide; UUID 5654c625-071f-4958-b67d-70d454f684a6. `.1` holds key
+  // purposes. Configuration signing has a purpose of its own rather than id-kp-codeSigning, so a
+  // firmware-signing key can never pass for a configuration signer, nor the other way round.
+  projectArc: '2.25.114753779424367444787422388892927952038',
+  configurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
 } as const;
 
 export type OidName = keyof typeof oids;
@@ -73,6 +80,25 @@ export type OidName = keyof typeof oids;
 const namesByOid = new Map<string, OidName>(
   Object.entries(oids).map(([name, oid]) => [oid, name as OidName]),
 );
+
+/**
+ * The dotted decimal form of a DER-encoded OBJECT IDENTIFIER. asn1js prints sub-identifiers above
+ * 2^53 (which UUID arcs have) as `{hex}`, so OIDs that may carry them are read with this instead.
+ */
+export function objectIdentifierText(der: Uint8Array): string {
+  const arcs: bigint[] = [];
+  let current = 0n;
+  for (const octet of der) {
+    current = (current << 7n) | BigInt(octet & 0x7f);
+    if ((octet & 0x80) === 0) {
+      arcs.push(current);
+      current = 0n;
+    }
+  }
+  const [first = 0n, ...rest] = arcs;
+  const root = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
+  return [...root, ...rest].join('.');
+}
 
 /** The name of a known OID, or undefined. */
 export function oidName(oid: string): OidName | undefined {

@@ -12,14 +12,12 @@ import {
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { SecretVault } from '../custody/secret-vault';
 import { settingsFor } from '../configuration/settings-schemas';
-import {
-  renderConfiguration,
-  templateContextFor,
-  type ConfigurationTemplate,
-  type TemplateCatalog,
-} from '../configuration/templates';
+import { describeFindings, type ComplianceFinding } from '../configuration/compliance';
+import type { DeviceConfigurations, PreparedConfiguration } from '../configuration/device-configurations';
+import type { ConfigurationTemplateVersion, TemplateCatalog } from '../configuration/templates';
 import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
 import {
+  ComplianceViolationError,
   ConflictError,
   DependencyUnavailableError,
   ForbiddenError,
@@ -60,8 +58,22 @@ export interface ProvisioningServiceDependencies {
   registry: DeviceRegistry;
   vault: SecretVault;
   templates: TemplateCatalog;
+  /** Renders each device's configuration with its parameters and judges its compliance before anything starts. */
+  configurations: DeviceConfigurations;
   adapters: ReadonlyMap<string, DeviceAdapter>;
   approvals: ApprovalPolicies;
+}
+
+/** A device whose configuration the compliance policy would block, found before any run started. */
+interface BlockedConfiguration {
+  index: number;
+  deviceId: string;
+  prepared: PreparedConfiguration;
+}
+
+interface TemplateCheck {
+  problems: FieldProblem[];
+  blocked: BlockedConfiguration[];
 }
 
 export interface StartedProvisioning {
@@ -95,8 +107,17 @@ const defaultApprovalTimeoutSeconds = 7 * 24 * 60 * 60;
 export class ProvisioningService {
   constructor(private readonly deps: ProvisioningServiceDependencies) {}
 
-  /** Everything short of starting: schema, addresses, duplicates, template, registry conflicts. */
+  /**
+   * Everything short of starting: schema, addresses, duplicates, template and parameters, registry
+   * conflicts, and the compliance of each device's configuration.
+   */
   async validate(tenantId: string, body: unknown): Promise<ValidatedProvisioning> {
+    const { validated, blocked } = await this.check(tenantId, body);
+    if (blocked.length > 0) throw complianceRefusal(blocked);
+    return validated;
+  }
+
+  private async check(tenantId: string, body: unknown): Promise<{ validated: ValidatedProvisioning; blocked: BlockedConfiguration[] }> {
     const protocols = [...this.deps.adapters.keys()];
     const request = parseOrThrow(provisioningRequestSchema(protocols), body, 'provisioning request');
     const devices = request.devices.map((device) => ({ ...device, deviceId: device.deviceId ?? device.serialNumber }));
@@ -111,7 +132,8 @@ export class ProvisioningService {
       }
     });
     problems.push(...duplicatesWithin(devices));
-    problems.push(...(await this.templateProblemsFor(tenantId, request.templateId, devices, request.options)));
+    const templateCheck = await this.checkTemplate(tenantId, request.templateId, devices, request.options);
+    problems.push(...templateCheck.problems);
     if (problems.length > 0) {
       throw new ValidationError(`provisioning request is invalid: ${problems.map((p) => `${p.field}: ${p.reason}`).join('; ')}`, {
         fields: problems,
@@ -122,12 +144,13 @@ export class ProvisioningService {
       const conflicts = await this.deps.registry.conflictsWith(tenantId, device);
       if (conflicts.length > 0) throw registryConflictError(conflicts, `devices[${index}].`);
     }
-    return { request, devices };
+    return { validated: { request, devices }, blocked: templateCheck.blocked };
   }
 
   /**
-   * The template must exist, suit each device, and not lock out a device that gets no certificate.
-   * Problems about a device name it as `devices[<index>]...`.
+   * The template must exist, suit each device, render with each device's parameters, not lock out a
+   * device that gets no certificate, and pass the compliance policy (compliance problems are named
+   * `devices[<index>]` with the rule in the reason). Problems about a device name it as `devices[<index>]...`.
    */
   async templateProblemsFor(
     tenantId: string,
@@ -135,50 +158,87 @@ export class ProvisioningService {
     devices: DeviceProvisioningRequest[],
     options: Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>,
   ): Promise<FieldProblem[]> {
-    const template = await this.deps.templates.get(tenantId, templateId).catch((error) => {
+    const { problems, blocked } = await this.checkTemplate(tenantId, templateId, devices, options);
+    return [...problems, ...blocked.flatMap(complianceProblems)];
+  }
+
+  private async checkTemplate(
+    tenantId: string,
+    templateId: string,
+    devices: DeviceProvisioningRequest[],
+    options: Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>,
+  ): Promise<TemplateCheck> {
+    const template = await this.deps.templates.currentVersion(tenantId, templateId).catch((error) => {
       if (!(error instanceof NotFoundError)) throw error;
       return undefined;
     });
-    if (!template) return [{ field: 'templateId', reason: `no template ${templateId}` }];
+    if (!template) return { problems: [{ field: 'templateId', reason: `no template ${templateId}` }], blocked: [] };
     return this.templateProblems(tenantId, template, devices, options);
   }
 
-  private templateProblems(
+  private async templateProblems(
     tenantId: string,
-    template: ConfigurationTemplate,
+    template: ConfigurationTemplateVersion,
     devices: DeviceProvisioningRequest[],
     options: Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>,
-  ): FieldProblem[] {
+  ): Promise<TemplateCheck> {
     const problems: FieldProblem[] = [];
-    devices.forEach((device, index) => {
-      if (template.protocol !== device.protocol) {
-        problems.push({
-          field: `devices[${index}].protocol`,
-          reason: `template ${template.id} configures ${template.protocol} devices, not ${device.protocol}`,
-        });
+    const blocked: BlockedConfiguration[] = [];
+    const suited = devices.flatMap((device, index) => {
+      if (template.protocol === device.protocol) return [{ device, index }];
+      problems.push({
+        field: `devices[${index}].protocol`,
+        reason: `template ${template.templateId} configures ${template.protocol} devices, not ${device.protocol}`,
+      });
+      return [];
+    });
+    const previews = await this.deps.configurations.previewMany(
+      tenantId,
+      template,
+      suited.map(({ device }) => device),
+    );
+    suited.forEach(({ device, index }, position) => {
+      const { prepared, problems: renderProblems } = previews[position];
+      if (!prepared) {
+        problems.push(...renderProblems.map((f) => ({ field: `devices[${index}]`, reason: `${f.field}: ${f.reason}` })));
         return;
       }
-      try {
-        const settings = renderConfiguration(template, templateContextFor(tenantId, device));
-        const lockout = options.skipCertificateGeneration
-          ? settingsFor(template.protocol)?.requiresDeviceCertificate(settings)
-          : undefined;
-        if (lockout && !problems.some((p) => p.field === 'options.skipCertificateGeneration')) {
-          problems.push({
-            field: 'options.skipCertificateGeneration',
-            reason: `template ${template.id} needs device certificates: ${lockout}`,
-          });
-        }
-      } catch (error) {
-        if (!(error instanceof ServiceError)) throw error;
-        problems.push(...error.fields.map((f) => ({ field: `devices[${index}]`, reason: `${f.field}: ${f.reason}` })));
+      const lockout = options.skipCertificateGeneration
+        ? settingsFor(template.protocol)?.requiresDeviceCertificate(prepared.sealedSettings)
+        : undefined;
+      if (lockout && !problems.some((p) => p.field === 'options.skipCertificateGeneration')) {
+        problems.push({
+          field: 'options.skipCertificateGeneration',
+          reason: `template ${template.templateId} needs device certificates: ${lockout}`,
+        });
       }
+      if (prepared.blocking.length > 0) blocked.push({ index, deviceId: device.deviceId, prepared });
     });
-    return problems;
+    return { problems, blocked };
   }
 
   async start(tenantId: string, body: unknown, requestedBy?: string): Promise<StartedProvisioning[]> {
-    const { request, devices } = await this.validate(tenantId, body);
+    const { validated, blocked } = await this.check(tenantId, body);
+    if (blocked.length > 0) {
+      // Refused before any run or device is touched; still a deployment that compliance stopped, so on record.
+      const refusal = complianceRefusal(blocked);
+      for (const { deviceId, prepared } of blocked) {
+        await this.deps.configurations.recordPush({
+          tenantId,
+          deviceId,
+          templateId: prepared.templateId,
+          templateVersion: prepared.version,
+          outcome: 'blocked',
+          settingsHash: prepared.settingsHash,
+          findings: prepared.findings,
+          actor: requestedBy ?? 'api',
+          requestedBy,
+          error: refusal.message,
+        });
+      }
+      throw refusal;
+    }
+    const { request, devices } = validated;
 
     // A device already provisioned is not provisioned again by accident: refuse the whole request.
     const runs = await Promise.all(devices.map((device) => this.latestRun(provisioningWorkflowId(tenantId, device.deviceId))));
@@ -342,6 +402,21 @@ export class ProvisioningService {
     const run = await this.latestRun(workflowId);
     return run?.status === 'RUNNING' ? run.runId : undefined;
   }
+}
+
+function complianceProblems(blocked: BlockedConfiguration): FieldProblem[] {
+  return blocked.prepared.blocking.map((finding: ComplianceFinding) => ({
+    field: `devices[${blocked.index}]`,
+    reason: `compliance rule ${finding.ruleId} at ${finding.field}: ${finding.reason}`,
+  }));
+}
+
+function complianceRefusal(blocked: BlockedConfiguration[]): ComplianceViolationError {
+  const summary = blocked.map((b) => `${b.deviceId}: ${describeFindings(b.prepared.blocking)}`).join('; ');
+  return new ComplianceViolationError(
+    `the configuration breaks the compliance policy (${summary}); an approver may grant an exception`,
+    { fields: blocked.flatMap(complianceProblems) },
+  );
 }
 
 function translateTemporalError(error: unknown, id: string): Error {

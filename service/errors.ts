@@ -65,6 +65,8 @@ export class IdentityMismatchError extends errorClass('IdentityMismatchError', 4
 export class AuthenticationFailedError extends errorClass('AuthenticationFailedError', 422, false) {}
 /** A security policy forbids the action. */
 export class PolicyViolationError extends errorClass('PolicyViolationError', 422, false) {}
+/** The configuration breaks a compliance rule of the tenant's policy and no approver has made an exception. */
+export class ComplianceViolationError extends errorClass('ComplianceViolationError', 422, false) {}
 /** The device rejected the configuration as invalid. */
 export class ConfigurationRejectedError extends errorClass('ConfigurationRejectedError', 422, false) {}
 /** The device answered its self-test with failures; it may still be settling, so retry a little. */
@@ -84,6 +86,7 @@ export const nonRetryableErrorTypes = [
   'IdentityMismatchError',
   'AuthenticationFailedError',
   'PolicyViolationError',
+  'ComplianceViolationError',
   'ConfigurationRejectedError',
   'NotImplementedError',
 ];

@@ -18,6 +18,9 @@ import { SoftwareKeyStore } from '../adapters/software-keystore';
 import { createApp } from '../api/app';
 import { createProvisioningActivities } from '../activities/provisioning';
 import { TemplateCatalog } from '../configuration/templates';
+import { CompliancePolicies } from '../configuration/compliance-policies';
+import { DeviceConfigurations } from '../configuration/device-configurations';
+import { configurationOperations } from '../api/routes/configuration';
 import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
 import { readKeyEncryptionKey, Sealer } from '../custody/sealing';
@@ -83,6 +86,10 @@ export interface ServiceParts {
   ocsp: OcspResponder;
   vault: SecretVault;
   templates: TemplateCatalog;
+  /** The tenant's compliance policy and the exceptions approvers grant. */
+  compliance: CompliancePolicies;
+  /** Devices' configuration parameters, rendering, compliance findings and push history. */
+  configurations: DeviceConfigurations;
   registry: DeviceRegistry;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
@@ -118,6 +125,9 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
   const audit = new AuditLog({ db: database.db, logger });
+  const vault = new SecretVault({ db: database.db, sealer });
+  const registry = new DeviceRegistry(database.db);
+  const compliance = new CompliancePolicies(database.db);
   return {
     database,
     apiKeys: new ApiKeyStore(database.db),
@@ -132,9 +142,11 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     inventory: new CertificateInventory(database.db),
     crls,
     ocsp,
-    vault: new SecretVault({ db: database.db, sealer }),
+    vault,
     templates,
-    registry: new DeviceRegistry(database.db),
+    compliance,
+    configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
+    registry,
     discovery: new DiscoveryStore({ db: database.db }),
     adapters,
     adapterFor: (protocol) => {
@@ -244,6 +256,7 @@ export function createProvisioningService(parts: ServiceParts, client: Client, t
     registry: parts.registry,
     vault: parts.vault,
     templates: parts.templates,
+    configurations: parts.configurations,
     adapters: parts.adapters,
     approvals: parts.approvals,
   });
@@ -284,6 +297,7 @@ export function createServiceApi(
     extraOperations: [
       ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
       ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
+      ...configurationOperations(parts),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         publicBaseUrl: () => parts.publication.baseUrl,

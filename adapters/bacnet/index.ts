@@ -259,6 +259,7 @@ export class BacnetDeviceAdapter implements DeviceAdapter {
   }
 
   async pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt> {
+    // BACnet WriteProperty has no place for configuration.signature; it is not sent.
     const parsed = bacnetDeviceSettings.safeParse(configuration.settings);
     if (!parsed.success) {
       throw new ValidationError('configuration does not fit the BACnet settings schema', {

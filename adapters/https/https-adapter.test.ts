@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, sign, X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -10,7 +10,10 @@ import {
   SelfTestFailedError,
 } from '../../service/errors';
 import type { ClientTlsIdentity, DeviceConfiguration, DeviceSession } from '../device-adapter';
-import { OpensslTestCa } from '../../scripts/simulators/openssl-test-ca';
+import { canonicalHash } from '../../configuration/canonical-json';
+import { driftedSettings, reportableSettings } from '../../configuration/drift';
+import { signConfiguration } from '../../pki/configuration-signing';
+import { OpensslTestCa, type SigningIdentity } from '../../scripts/simulators/openssl-test-ca';
 import { ReferenceDevice, type ReferenceDeviceOptions } from '../../scripts/simulators/reference-device';
 import { deviceApiPaths, HttpsDeviceAdapter, httpsDeviceAdapter as adapter } from './index';
 import { freeLoopbackPort } from '../../test/support/network';
@@ -34,13 +37,29 @@ const configuration: DeviceConfiguration = {
 let ca: OpensslTestCa;
 let strangerCa: OpensslTestCa;
 let clientIdentity: ClientTlsIdentity;
+let configurationSigner: SigningIdentity;
 const devices: ReferenceDevice[] = [];
 
 beforeAll(() => {
   ca = new OpensslTestCa('Tenant');
   strangerCa = new OpensslTestCa('Stranger');
   clientIdentity = ca.issueClientIdentity('provisioning-service');
+  configurationSigner = ca.issueConfigurationSigner();
 });
+
+/** Signs as the service does before a push: for this one device, with a configuration signer of the tenant's CA. */
+function signedFor(device: ReferenceDevice, unsigned: DeviceConfiguration, options: { serialNumber?: string } = {}) {
+  const key = createPrivateKey(configurationSigner.privateKeyPem);
+  return signConfiguration(
+    unsigned,
+    { tenant: 'acme', deviceId: 'cam-lobby-01', serialNumber: options.serialNumber ?? device.serialNumber },
+    {
+      certificatePem: configurationSigner.certificatePem,
+      chainPem: configurationSigner.chainPem,
+      sign: async (data) => sign('sha256', data, { key, dsaEncoding: 'der' }),
+    },
+  );
+}
 
 afterAll(() => {
   ca?.dispose();
@@ -154,7 +173,7 @@ describe('HTTPS device adapter against the reference device', () => {
     expect(device.state).toBe('provisioned');
 
     const session: DeviceSession = { address, pinnedCertificateFingerprint: fingerprint(certificatePem), clientIdentity };
-    const receipt = await adapter.pushConfiguration(session, configuration);
+    const receipt = await adapter.pushConfiguration(session, await signedFor(device, configuration));
     expect(receipt.version).toBe(3);
     expect(receipt.hash).toBe(device.configuration?.hash);
 
@@ -172,6 +191,69 @@ describe('HTTPS device adapter against the reference device', () => {
     expect(device.state).toBe('active');
     // The same adapter call now also proves mutual TLS works for identity.
     expect((await adapter.identify(session)).presentedCertificateFingerprint).toBe(fingerprint(certificatePem));
+  });
+
+  it('carries the configuration signature; the enrolled device refuses an unsigned or misdirected configuration (ConfigurationRejectedError) and keeps running what it ran', async () => {
+    const { device, address } = await startDevice();
+    const { enrolledSession } = await enrol(address);
+    await adapter.pushConfiguration(enrolledSession, await signedFor(device, configuration));
+    expect(device.configuration?.signature?.signerSubject).toBe('CN=Tenant Configuration Signing');
+
+    const next = { ...configuration, version: 4, settings: { ...configuration.settings, hostname: 'cam-lobby-02' } };
+    const unsigned = await adapter.pushConfiguration(enrolledSession, next).catch((e: unknown) => e);
+    expect(unsigned).toBeInstanceOf(ConfigurationRejectedError);
+    expect((unsigned as ConfigurationRejectedError).message).toMatch(/422 configuration signature refused: this device only applies signed configurations/);
+    expect((unsigned as ConfigurationRejectedError).fields).toEqual([{ field: 'signature', reason: expect.any(String) }]);
+
+    const misdirected = await adapter
+      .pushConfiguration(enrolledSession, await signedFor(device, next, { serialNumber: 'RD-OTHER' }))
+      .catch((e: unknown) => e);
+    expect(misdirected).toBeInstanceOf(ConfigurationRejectedError);
+    expect((misdirected as Error).message).toMatch(/signed for the device with serial number RD-OTHER/);
+
+    const signed = await signedFor(device, next);
+    const tampered = { ...signed, settings: { ...signed.settings, management: { httpEnabled: true, passwordLogin: true } } };
+    await expect(adapter.pushConfiguration(enrolledSession, tampered)).rejects.toThrow(/does not match the configuration as received/);
+    expect(device.configuration).toMatchObject({ version: 3, settings: { hostname: 'cam-lobby-01' } });
+
+    await expect(adapter.pushConfiguration(enrolledSession, signed)).resolves.toMatchObject({ version: 4 });
+    expect(device.configuration).toMatchObject({ version: 4, settings: { hostname: 'cam-lobby-02' } });
+  });
+
+  it('reads back the running configuration without account passwords, hashed as the service hashes the desired one, and sees a change made on the device', async () => {
+    const { device, address } = await startDevice();
+    const { enrolledSession } = await enrol(address);
+    const desired = { ...configuration.settings, users: [{ username: 'installer', password: 'per-Device-Secret-1', role: 'operator' }] };
+    await adapter.pushConfiguration(enrolledSession, await signedFor(device, { ...configuration, settings: desired }));
+
+    const running = await adapter.readConfiguration(enrolledSession);
+    const reported = { ...configuration.settings, users: [{ username: 'installer', role: 'operator' }] };
+    expect(running).toEqual({
+      settings: reported,
+      unreported: ['users[].password'],
+      version: 3,
+      hash: canonicalHash(reported),
+      readAt: expect.any(String),
+    });
+    expect(JSON.stringify(running)).not.toContain('per-Device-Secret-1');
+    expect(running.hash).toBe(canonicalHash(reportableSettings(desired, running.unreported)));
+    expect(driftedSettings(desired, running.settings, { unreported: running.unreported })).toEqual([]);
+
+    device.tamperConfiguration({ ntp: { servers: ['192.0.2.66'] }, management: { passwordLogin: true } });
+    const drifted = await adapter.readConfiguration(enrolledSession);
+    expect(drifted.hash).not.toBe(running.hash);
+    expect(driftedSettings(desired, drifted.settings, { unreported: drifted.unreported })).toEqual([
+      'management.passwordLogin',
+      'ntp.servers',
+    ]);
+
+    // Read-back is as protected as every other call after enrolment.
+    await expect(adapter.readConfiguration({ address, pinnedCertificateFingerprint: enrolledSession.pinnedCertificateFingerprint })).rejects.toThrow();
+  });
+
+  it('reports a device with nothing applied yet as ConflictError on read-back', async () => {
+    const { address } = await startDevice();
+    await expect(adapter.readConfiguration({ address, credentials })).rejects.toBeInstanceOf(ConflictError);
   });
 
   it('refuses a wrong factory password with AuthenticationFailedError', async () => {

@@ -15,6 +15,7 @@ import type {
   DeviceIdentity,
   DeviceSession,
   DeviceType,
+  RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
 import { deviceCapabilities } from '../device-adapter';
@@ -30,6 +31,7 @@ import {
   type FieldProblem,
   type ServiceError,
 } from '../../service/errors';
+import { canonicalHash } from '../../configuration/canonical-json';
 import { normaliseMacAddress } from '../../registry/mac-address';
 import { parseDeviceAddress } from './addresses';
 import { callDevice, certificateFingerprint, type DeviceRequest, type DeviceResponse } from './device-call';
@@ -59,6 +61,7 @@ const identityAnswer = z.object({
 const csrAnswer = z.object({ csrPem: z.string().includes('-----BEGIN CERTIFICATE REQUEST-----') });
 const installAnswer = z.object({ fingerprint: z.string() });
 const receiptAnswer = z.object({ version: z.int(), hash: z.string().min(1), appliedAt: z.string().min(1) });
+const runningAnswer = z.object({ settings: z.record(z.string(), z.unknown()), version: z.int().optional() });
 const selfTestAnswer = z.object({
   passed: z.boolean(),
   checks: z.array(z.object({ name: z.string(), passed: z.boolean(), detail: z.string().optional() })),
@@ -136,14 +139,33 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
     }
   }
 
+  /** The signature travels with the configuration; an enrolled device refuses to apply without it. */
   async pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt> {
+    const { templateId, version, settings, signature } = configuration;
     const response = await this.call(
       session,
       'apply a configuration',
-      { method: 'PUT', path: deviceApiPaths.configuration, body: configuration },
+      { method: 'PUT', path: deviceApiPaths.configuration, body: { templateId, version, settings, ...(signature ? { signature } : {}) } },
       { 422: (message, fields) => new ConfigurationRejectedError(message, { fields }) },
     );
     return deviceAnswer(receiptAnswer, response.body, 'apply a configuration');
+  }
+
+  /** The device reports every setting of its schema except the passwords of its local accounts. */
+  async readConfiguration(session: DeviceSession): Promise<RunningConfiguration> {
+    const response = await this.call(session, 'report its running configuration', {
+      method: 'GET',
+      path: deviceApiPaths.runningConfiguration,
+    });
+    const running = deviceAnswer(runningAnswer, response.body, 'report its running configuration');
+    return {
+      settings: running.settings,
+      unreported: ['users[].password'],
+      ...(running.version !== undefined ? { version: running.version } : {}),
+      // Hashed here rather than taken from the device, so every protocol's hash means the same.
+      hash: canonicalHash(running.settings),
+      readAt: new Date().toISOString(),
+    };
   }
 
   async selfTest(session: DeviceSession): Promise<SelfTestReport> {

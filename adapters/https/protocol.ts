@@ -8,6 +8,8 @@ export const deviceApiPaths = {
   csr: '/api/v1/csr',
   certificate: '/api/v1/certificate',
   configuration: '/api/v1/configuration',
+  /** GET: the settings the device runs now, including changes made on the device itself. */
+  runningConfiguration: '/api/v1/configuration/running',
   selfTest: '/api/v1/self-test',
   activate: '/api/v1/activate',
   status: '/api/v1/status',

@@ -39,9 +39,11 @@ import type {
   DeviceIdentity,
   DeviceSession,
   DeviceType,
+  RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
 import { deviceCapabilities } from '../device-adapter';
+import { canonicalHash } from '../../configuration/canonical-json';
 import {
   ConfigurationRejectedError,
   ConflictError,
@@ -315,6 +317,7 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
   }
 
   async pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt> {
+    // The ONVIF device service (SetNTP, SetHostname, ...) has no place for configuration.signature; it is not sent.
     const parsed = onvifDeviceSettings.safeParse(configuration.settings);
     if (!parsed.success) {
       throw new ValidationError('configuration settings do not fit the ONVIF settings schema', {
@@ -367,6 +370,22 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
       hash: createHash('sha256').update(canonical).digest('hex'),
       appliedAt: new Date().toISOString(),
     };
+  }
+
+  /**
+   * What the device runs now, in the settings' shape, from GetHostname, GetNTP,
+   * GetSystemDateAndTime and GetNetworkProtocols. ONVIF keeps no record of our version.
+   */
+  async readConfiguration(session: DeviceSession): Promise<RunningConfiguration> {
+    const client = await this.connect(session, await this.managedCredentials(session));
+    const running = await readAppliedSettings(client);
+    const settings = {
+      hostname: running.hostname,
+      ntp: { servers: running.ntpServers },
+      ...(running.timezone ? { timezone: running.timezone } : {}),
+      management: { httpEnabled: running.httpEnabled },
+    };
+    return { settings, hash: canonicalHash(settings), readAt: new Date().toISOString() };
   }
 
   /** Checks over TLS pinned to our certificate that the device is the one we enrolled, configured as pushed. */

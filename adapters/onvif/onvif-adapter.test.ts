@@ -17,6 +17,8 @@ import {
 } from '../../service/errors';
 import { memoryDeviceSecrets } from '../../custody/device-secrets';
 import { fingerprintOf } from '../../pki/pem';
+import { canonicalHash } from '../../configuration/canonical-json';
+import { driftedSettings } from '../../configuration/drift';
 import { OpensslTestCa } from '../../scripts/simulators/openssl-test-ca';
 import { startOnvifDevice, type OnvifDeviceOptions, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import type { DeviceConfiguration, DeviceSession } from '../device-adapter';
@@ -222,6 +224,26 @@ describe('ONVIF provisioning against the simulated device', () => {
     const report = await adapter.selfTest(pinned);
     expect(report.passed).toBe(false);
     expect(report.checks.find((c) => c.name === 'hostname')).toMatchObject({ passed: false, detail: expect.stringContaining('renamed-by-hand') });
+  });
+
+  it('reads back the running configuration in the settings shape and sees a change made by hand', async () => {
+    const device = await startDevice();
+    const session = sessionFor(device);
+    const { pinned } = await enrol(device, session);
+    // HTTP stays on, so the change by hand below can come in the way a local tool would send it.
+    const desired = { ...configuration.settings, management: { httpEnabled: true } };
+    await adapter.pushConfiguration(pinned, { ...configuration, settings: desired });
+
+    const running = await adapter.readConfiguration(pinned);
+    expect(running).toEqual({ settings: desired, hash: canonicalHash(desired), readAt: expect.any(String) });
+    expect(driftedSettings(desired, running.settings)).toEqual([]);
+
+    const changed = await post(device, soapEnvelope(el('tds:SetHostname', el('tds:Name', 'renamed-by-hand')), [usernameTokenHeader(factory, new Date())]));
+    expect(changed.status).toBe(200);
+    const drifted = await adapter.readConfiguration(pinned);
+    expect(drifted.settings).toMatchObject({ hostname: 'renamed-by-hand' });
+    expect(drifted.hash).not.toBe(running.hash);
+    expect(driftedSettings(desired, drifted.settings)).toEqual(['hostname']);
   });
 
   it('reports a setting the device refuses as a non-retryable ConfigurationRejectedError', async () => {

@@ -125,6 +125,7 @@ export class OsdpReaderAdapter implements DeviceAdapter {
    * the key is recognised by its accepting it, and one that already moved is found at its new place.
    */
   async pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt> {
+    // OSDP commands (KEYSET, COMSET) have no place for configuration.signature; it is not sent.
     const settings = parseSettings(configuration.settings);
     const deviceKey = await requireSecrets(session).ensure(scbkSecretPurpose, scbkLength);
     const current = parseReaderAddress(session.address);

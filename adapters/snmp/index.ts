@@ -22,11 +22,14 @@ import type {
   DeviceIdentity,
   DeviceSecrets,
   DeviceSession,
+  RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
+import { canonicalHash } from '../../configuration/canonical-json';
 import {
   AuthenticationFailedError,
   ConfigurationRejectedError,
+  ConflictError,
   DeviceUnavailableError,
   NotImplementedError,
   SelfTestFailedError,
@@ -153,6 +156,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
   }
 
   async pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt> {
+    // SNMP SET requests have no place for configuration.signature; it is not sent (USM authenticates us instead).
     const endpoint = parseSnmpAddress(session.address);
     const settings = parseSettings(configuration.settings);
     const secrets = requireSecrets(session);
@@ -198,6 +202,33 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
       hash: receiptHash(configuration, settings),
       appliedAt: new Date().toISOString(),
     };
+  }
+
+  /**
+   * Reads back, as the per-device user, the system group values and whether community access is
+   * as the pushed policy wants it. With the policy `unchanged` whatever communities the device has
+   * satisfy it. `removeFactoryAdmin` is an action taken at activation, not a running setting.
+   */
+  async readConfiguration(session: DeviceSession): Promise<RunningConfiguration> {
+    const endpoint = parseSnmpAddress(session.address);
+    const secrets = requireSecrets(session);
+    const record = await readProvisioningRecord(secrets);
+    const deviceUser = record && (await heldDeviceUser(secrets, record.usmUser));
+    if (!record || !deviceUser) throw new ConflictError(`no configuration has been pushed to the SNMP device at ${session.address} yet`);
+    return withSnmpSession(endpoint, deviceUser, this.sessionOptions, async (snmp) => {
+      const [name, location, contact] = await snmp.get(
+        [systemGroup.sysName, systemGroup.sysLocation, systemGroup.sysContact],
+        'report its system name, location and contact',
+      );
+      const communitiesDenied = (await readCommunityGroups(snmp)).every((row) => row.groupName === deniedCommunityGroup);
+      const settings = {
+        // The session only got this far because the agent accepts the per-device user.
+        usmUser: record.usmUser,
+        system: { name: text(name?.value), location: text(location?.value), contact: text(contact?.value) },
+        communityAccess: record.communityAccess === 'disabled' && communitiesDenied ? 'disabled' : 'unchanged',
+      };
+      return { settings, unreported: ['removeFactoryAdmin'], hash: canonicalHash(settings), readAt: new Date().toISOString() };
+    });
   }
 
   async selfTest(session: DeviceSession): Promise<SelfTestReport> {

@@ -10,9 +10,12 @@ import {
   type SnmpAdminUser,
   type SnmpdOptions,
 } from '../../scripts/simulators/snmp-agent';
+import { canonicalHash } from '../../configuration/canonical-json';
+import { driftedSettings } from '../../configuration/drift';
 import {
   AuthenticationFailedError,
   ConfigurationRejectedError,
+  ConflictError,
   DeviceUnavailableError,
   NotImplementedError,
   SelfTestFailedError,
@@ -134,6 +137,40 @@ describe('SNMP adapter against Debian snmpd', () => {
     expect(again.hash).toBe(receipt.hash);
     expect((await adapter.identify(session)).serialNumber).toBe(identity.serialNumber);
     expect(JSON.stringify(receipt)).not.toContain(authPassphrase);
+  });
+
+  it('reads back the system group and community policy as the per-device user, and sees a change made with the factory admin', async () => {
+    const snmpd = await encoder();
+    const session: DeviceSession = { address: snmpd.address, credentials: factoryCredentials, secrets: memoryDeviceSecrets() };
+    await expect(adapter.readConfiguration(session)).rejects.toBeInstanceOf(ConflictError);
+    const desired = { ...settings, removeFactoryAdmin: false };
+    await adapter.pushConfiguration(session, configuration(desired));
+
+    const running = await adapter.readConfiguration(session);
+    const { removeFactoryAdmin: _, ...reported } = desired;
+    expect(running).toEqual({ settings: reported, unreported: ['removeFactoryAdmin'], hash: canonicalHash(reported), readAt: expect.any(String) });
+    expect(driftedSettings(desired, running.settings, { unreported: running.unreported })).toEqual([]);
+
+    const set = runSnmpTool('snmpset', [
+      ...usmArgs(snmpd.address, admin.userName, ['-A', admin.authPassphrase], ['-X', admin.privPassphrase]),
+      '1.3.6.1.2.1.1.6.0',
+      's',
+      'moved to the annex',
+    ]);
+    expect(set.status, set.stderr).toBe(0);
+    const drifted = await adapter.readConfiguration(session);
+    expect(drifted.settings).toMatchObject({ system: { location: 'moved to the annex' } });
+    expect(driftedSettings(desired, drifted.settings, { unreported: drifted.unreported })).toEqual(['system.location']);
+  });
+
+  it('reads community access as the pushed policy sees it', async () => {
+    const snmpd = await encoder();
+    const session: DeviceSession = { address: snmpd.address, credentials: factoryCredentials, secrets: memoryDeviceSecrets() };
+    await adapter.pushConfiguration(session, configuration({ communityAccess: 'unchanged', removeFactoryAdmin: false }));
+    // `public` still answers, which is what `unchanged` asks for.
+    expect((await adapter.readConfiguration(session)).settings).toMatchObject({ communityAccess: 'unchanged' });
+    await adapter.pushConfiguration(session, configuration({ communityAccess: 'disabled', removeFactoryAdmin: false }));
+    expect((await adapter.readConfiguration(session)).settings).toMatchObject({ communityAccess: 'disabled' });
   });
 
   it('keeps the keys it generated when a configuration push is retried before activation', async () => {

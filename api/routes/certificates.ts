@@ -86,7 +86,7 @@ const revokeSchema = z
 
 const listQuery = z
   .object({
-    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp']).optional(),
+    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing']).optional(),
     deviceId: z.string().regex(identifierPattern, 'must be a device id').optional(),
     site: z.string().regex(identifierPattern, 'must be a site id').optional(),
     expiringWithinDays: z.coerce.number().int().min(0).max(3650).optional(),

@@ -23,6 +23,7 @@ export function provisioningOperations(provisioning: ProvisioningService, protoc
         202: { description: 'One provisioning run per device, started or already under way', schema: startedProvisioningsSchema },
         200: { description: 'With options.validateOnly: the validated plan; nothing is started', schema: provisioningPlanSchema },
         409: { description: 'A device is already provisioned or conflicts with the registry' },
+        422: { description: "A device's configuration breaks the compliance policy; `errors` name each device and rule" },
       },
       async handle({ res, tenantId, principal, body }) {
         if (body.options.validateOnly) {

@@ -5,6 +5,26 @@ import { templateSchema } from '../schemas';
 
 const base = '/api/v1/provisioning/templates';
 const templateParams = z.object({ templateId: z.string().regex(templateIdPattern, 'must be a template id') });
+const versionParams = templateParams.extend({
+  version: z.coerce.number().int('must be a whole number').min(1, 'must be 1 or more').max(2_147_483_647),
+});
+
+const templateVersionSchema = z
+  .object({
+    templateId: z.string(),
+    version: z.number().int(),
+    tenantId: z.string().nullable(),
+    name: z.string(),
+    description: z.string().nullable(),
+    deviceType: z.string().nullable(),
+    protocol: z.string(),
+    body: z.record(z.string(), z.unknown()),
+    parameters: z.record(z.string(), z.record(z.string(), z.unknown())),
+    contentHash: z.string().describe('SHA-256 of the canonical JSON of protocol, body and parameters'),
+    createdBy: z.string(),
+    createdAt: z.iso.datetime({ offset: true }),
+  })
+  .meta({ id: 'ConfigurationTemplateVersion', description: 'One saved version of a template; never changes' });
 
 export function templateOperations(templates: TemplateCatalog): AnyOperation[] {
   return [
@@ -45,8 +65,8 @@ export function templateOperations(templates: TemplateCatalog): AnyOperation[] {
         201: { description: 'Created', schema: templateSchema },
         409: { description: 'A template with this id exists' },
       },
-      async handle({ res, tenantId, body }) {
-        const created = await templates.create(tenantId, body);
+      async handle({ res, tenantId, principal, body }) {
+        const created = await templates.create(tenantId, body, principal.subject);
         res.status(201).location(`${base}/${encodeURIComponent(created.id)}`).json(created);
       },
     }),
@@ -63,8 +83,36 @@ export function templateOperations(templates: TemplateCatalog): AnyOperation[] {
         200: { description: 'The new version', schema: templateSchema },
         409: { description: 'Built-in templates cannot be changed' },
       },
-      async handle({ res, tenantId, params, body }) {
-        res.json(await templates.update(tenantId, params.templateId, body));
+      async handle({ res, tenantId, principal, params, body }) {
+        res.json(await templates.update(tenantId, params.templateId, body, principal.subject));
+      },
+    }),
+    operation({
+      operationId: 'listTemplateVersions',
+      method: 'get',
+      path: `${base}/{templateId}/versions`,
+      summary: 'List the versions of a configuration template',
+      tag: 'templates',
+      permission: 'templates:read',
+      params: templateParams,
+      responses: {
+        200: { description: 'Every saved version, newest first', schema: z.object({ versions: z.array(templateVersionSchema) }) },
+      },
+      async handle({ res, tenantId, params }) {
+        res.json({ versions: await templates.listVersions(tenantId, params.templateId) });
+      },
+    }),
+    operation({
+      operationId: 'getTemplateVersion',
+      method: 'get',
+      path: `${base}/{templateId}/versions/{version}`,
+      summary: 'Read one version of a configuration template',
+      tag: 'templates',
+      permission: 'templates:read',
+      params: versionParams,
+      responses: { 200: { description: 'The version as it was saved', schema: templateVersionSchema } },
+      async handle({ res, tenantId, params }) {
+        res.json(await templates.getVersion(tenantId, params.templateId, params.version));
       },
     }),
     operation({

@@ -10,6 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ClientTlsIdentity } from '../../adapters/device-adapter';
 
+/** The configuration-signing key purpose, written out here as a relying party's tool would. */
+const configurationSigningPurpose = '2.25.114753779424367444787422388892927952038.1.1';
+
 const caExtensions = `
 [root]
 basicConstraints = critical, CA:TRUE
@@ -38,7 +41,32 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[configuration_signer]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = ${configurationSigningPurpose}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[code_signer]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = codeSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[configuration_signer_key_agreement]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, keyAgreement
+extendedKeyUsage = ${configurationSigningPurpose}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 `;
+
+export interface SigningIdentity {
+  certificatePem: string;
+  privateKeyPem: string;
+  /** Issuers of the certificate, nearest first, up to the root. */
+  chainPem: string[];
+}
 
 export class OpensslTestCa {
   readonly rootPem: string;
@@ -75,6 +103,29 @@ export class OpensslTestCa {
       certificatePem: this.read(`client-${n}.pem`),
       privateKeyPem: this.read(`client-${n}.key`),
       chainPem: [this.intermediatePem],
+    };
+  }
+
+  /**
+   * A configuration signer issued by the intermediate. `purpose: 'codeSigning'` and
+   * `keyUsage: 'keyAgreement'` make signers a device must refuse.
+   */
+  issueConfigurationSigner(
+    options: { purpose?: 'configurationSigning' | 'codeSigning'; keyUsage?: 'digitalSignature' | 'keyAgreement' } = {},
+  ): SigningIdentity {
+    const n = this.next();
+    const extensions =
+      options.purpose === 'codeSigning'
+        ? 'code_signer'
+        : options.keyUsage === 'keyAgreement'
+          ? 'configuration_signer_key_agreement'
+          : 'configuration_signer';
+    this.openssl('req', '-new', ...ecKey(`signer-${n}.key`), '-subj', `/CN=${this.name} Configuration Signing`, '-out', this.file(`signer-${n}.csr`));
+    this.sign(`signer-${n}.csr`, 'intermediate', extensions, `signer-${n}.pem`);
+    return {
+      certificatePem: this.read(`signer-${n}.pem`),
+      privateKeyPem: this.read(`signer-${n}.key`),
+      chainPem: [this.intermediatePem, this.rootPem],
     };
   }
 

@@ -1,10 +1,11 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, sign, X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientTlsIdentity, DeviceCredentials } from '../../adapters/device-adapter';
 import { deviceApiPaths as paths } from '../../adapters/https/protocol';
-import { OpensslTestCa } from './openssl-test-ca';
+import { signConfiguration, type SignedDeviceConfiguration } from '../../pki/configuration-signing';
+import { OpensslTestCa, type SigningIdentity } from './openssl-test-ca';
 import { canonicalJson, ReferenceDevice, type ReferenceDeviceOptions } from './reference-device';
 
 const credentials = { username: 'admin', password: 'Factory-Default-7' };
@@ -76,12 +77,14 @@ function call(
 let ca: OpensslTestCa;
 let strangerCa: OpensslTestCa;
 let clientIdentity: ClientTlsIdentity;
+let configurationSigner: SigningIdentity;
 const devices: ReferenceDevice[] = [];
 
 beforeAll(() => {
   ca = new OpensslTestCa('Device Test');
   strangerCa = new OpensslTestCa('Stranger');
   clientIdentity = ca.issueClientIdentity('provisioning-service');
+  configurationSigner = ca.issueConfigurationSigner();
 });
 afterAll(() => {
   ca?.dispose();
@@ -117,6 +120,22 @@ async function enrol(device: ReferenceDevice): Promise<string> {
   });
   expect(installed.status).toBe(200);
   return certificatePem;
+}
+
+/** The configuration as the service sends it: signed for this device by a configuration signer. */
+function signedFor(
+  device: ReferenceDevice,
+  configuration: { templateId: string; version: number; settings: Record<string, unknown> },
+  options: { signer?: SigningIdentity; serialNumber?: string; now?: Date; lifetimeMs?: number } = {},
+): Promise<SignedDeviceConfiguration> {
+  const signer = options.signer ?? configurationSigner;
+  const key = createPrivateKey(signer.privateKeyPem);
+  return signConfiguration(
+    configuration,
+    { tenant: 'acme', deviceId: 'door-07', serialNumber: options.serialNumber ?? device.serialNumber },
+    { certificatePem: signer.certificatePem, chainPem: signer.chainPem, sign: async (data) => sign('sha256', data, { key, dsaEncoding: 'der' }) },
+    options,
+  );
 }
 
 describe('reference device', () => {
@@ -307,7 +326,8 @@ describe('reference device', () => {
     ]);
 
     await enrol(device);
-    await call(device, 'PUT', paths.configuration, { identity: clientIdentity, body: { templateId: 'door', version: 1, settings } });
+    const signed = await signedFor(device, { templateId: 'door', version: 1, settings });
+    expect((await call(device, 'PUT', paths.configuration, { identity: clientIdentity, body: signed })).status).toBe(200);
     const after = await call(device, 'POST', paths.selfTest, { identity: clientIdentity });
     expect(after.body.passed).toBe(true);
 
@@ -362,5 +382,94 @@ describe('reference device', () => {
     expect((await call(device, 'GET', '/api/v1/nothing')).status).toBe(404);
     expect((await call(device, 'DELETE', paths.identity)).status).toBe(405);
     expect((await call(device, 'PUT', paths.configuration, { rawBody: '{"templateId":' })).status).toBe(400);
+  });
+});
+
+describe('reference device configuration signatures and read-back', () => {
+  it('once it holds trust anchors, applies only configurations signed for it and refuses the rest with 422, running what it ran before', async () => {
+    const device = await startDevice();
+    await enrol(device);
+    const put = (body: unknown) => call(device, 'PUT', paths.configuration, { auth: null, identity: clientIdentity, body });
+
+    const good = await signedFor(device, { templateId: 'door', version: 1, settings });
+    expect((await put(good)).status).toBe(200);
+    expect(device.configuration).toMatchObject({
+      version: 1,
+      signature: { signedAt: good.signature.signedAt, nonce: good.signature.nonce, signerSubject: 'CN=Device Test Configuration Signing' },
+    });
+    const running = device.configuration!.hash;
+
+    const next = { templateId: 'door', version: 2, settings: { ...settings, hostname: 'door-08' } };
+    const attempts: [string, unknown, RegExp][] = [
+      ['unsigned', next, /only applies signed configurations/],
+      [
+        'tampered',
+        { ...(await signedFor(device, next)), settings: { ...next.settings, management: { httpEnabled: true, passwordLogin: true } } },
+        /does not match the configuration as received/,
+      ],
+      ['for another device', await signedFor(device, next, { serialNumber: 'RD-SOMEONE-ELSE' }), /serial number RD-SOMEONE-ELSE, not this one/],
+      ['expired', await signedFor(device, next, { now: new Date(Date.now() - 2 * 3_600_000) }), /expired at/],
+      ['by a stranger', await signedFor(device, next, { signer: strangerCa.issueConfigurationSigner() }), /does not chain to a trust anchor/],
+      ['by a code signer', await signedFor(device, next, { signer: ca.issueConfigurationSigner({ purpose: 'codeSigning' }) }), /not valid for configuration signing/],
+    ];
+    for (const [what, body, reason] of attempts) {
+      const answer = await put(body);
+      expect({ what, status: answer.status }).toEqual({ what, status: 422 });
+      expect(answer.body.error).toMatch(/^configuration signature refused: /);
+      expect(answer.body.error).toMatch(reason);
+      expect(answer.body.fields).toEqual([{ field: 'signature', reason: expect.any(String) }]);
+    }
+    expect(device.configuration).toMatchObject({ version: 1, hash: running, settings: { hostname: 'door-07' } });
+    expect((await put(await signedFor(device, next))).status).toBe(200);
+    expect(device.configuration).toMatchObject({ version: 2, settings: { hostname: 'door-08' } });
+  });
+
+  it('refuses a configuration signed before the one it runs (a replay), yet takes the same one again (a retried push)', async () => {
+    const device = await startDevice();
+    await enrol(device);
+    const put = (body: unknown) => call(device, 'PUT', paths.configuration, { auth: null, identity: clientIdentity, body });
+    const older = await signedFor(device, { templateId: 'door', version: 1, settings }, { now: new Date(Date.now() - 10 * 60_000) });
+    const newer = await signedFor(device, { templateId: 'door', version: 2, settings: { ...settings, site: 'annex' } });
+    expect((await put(newer)).status).toBe(200);
+    const replay = await put(older);
+    expect(replay.status).toBe(422);
+    expect(replay.body.error).toMatch(/before the configuration running now/);
+    expect((await put(newer)).status).toBe(200);
+    expect(device.configuration).toMatchObject({ version: 2, settings: { site: 'annex' } });
+  });
+
+  it('reports its running configuration over mutual TLS, with changes made on the device itself', async () => {
+    const device = await startDevice();
+    expect((await call(device, 'GET', paths.runningConfiguration)).status).toBe(409);
+    await enrol(device);
+    const withSyslog = { ...settings, syslog: { host: '10.0.0.9', port: 514, protocol: 'udp' } };
+    await call(device, 'PUT', paths.configuration, {
+      auth: null,
+      identity: clientIdentity,
+      body: await signedFor(device, { templateId: 'door', version: 3, settings: withSyslog }),
+    });
+    const read = () => call(device, 'GET', paths.runningConfiguration, { auth: null, identity: clientIdentity });
+
+    const before = await read();
+    expect(before.status).toBe(200);
+    expect(before.body).toEqual({
+      templateId: 'door',
+      version: 3,
+      settings: withSyslog,
+      hash: createHash('sha256').update(canonicalJson(withSyslog)).digest('hex'),
+      readAt: expect.any(String),
+    });
+    await expect(call(device, 'GET', paths.runningConfiguration, { auth: null })).rejects.toThrow();
+
+    // A local administrator renames the device, turns HTTP on and removes syslog.
+    device.tamperConfiguration({ hostname: 'door-07-local', management: { httpEnabled: true }, syslog: null });
+    const after = await read();
+    const changed = { ...settings, hostname: 'door-07-local', management: { httpEnabled: true, passwordLogin: true } };
+    expect(after.body).toMatchObject({ version: 3, settings: changed, hash: createHash('sha256').update(canonicalJson(changed)).digest('hex') });
+    expect((await call(device, 'GET', paths.status, { auth: null, identity: clientIdentity })).body.configurationHash).toBe(after.body.hash);
+
+    // The device's own validation holds for local changes too.
+    expect(() => device.tamperConfiguration({ hostname: '-bad-' })).toThrow();
+    expect((await read()).body.settings).toEqual(changed);
   });
 });

@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import type { DeviceCredentials, DeviceType } from '../../adapters/device-adapter';
 import { deviceApiPaths, deviceCapabilities } from '../../adapters/https/protocol';
+import { canonicalJson, SignatureRefused, verifyConfigurationSignature } from './configuration-signature';
 import {
   createCertificationRequest,
   createFactoryCertificate,
@@ -65,7 +66,18 @@ export interface AppliedConfiguration {
   settings: DeviceSettings;
   hash: string;
   appliedAt: string;
+  /** The signature it was applied under; absent when applied before the device held trust anchors. */
+  signature?: { signedAt: string; nonce: string; signerSubject: string };
 }
+
+/** Settings a local administrator changes on the device itself; `null` removes an optional one. */
+export type LocalSettingsChange = {
+  [K in keyof DeviceSettings]?: NonNullable<DeviceSettings[K]> extends readonly unknown[]
+    ? DeviceSettings[K] | null
+    : NonNullable<DeviceSettings[K]> extends object
+      ? Partial<NonNullable<DeviceSettings[K]>> | null
+      : DeviceSettings[K];
+};
 
 interface InstalledCertificate {
   certificatePem: string;
@@ -133,13 +145,39 @@ const settingsSchema = z.strictObject({
     .optional(),
   tls: z.strictObject({ minVersion: z.enum(['TLSv1.2', 'TLSv1.3']) }),
   management: z.strictObject({ httpEnabled: z.boolean(), passwordLogin: z.boolean() }),
+  vlan: z.strictObject({ id: z.int().min(1).max(4094), priority: z.int().min(0).max(7).optional() }).optional(),
+  users: z
+    .array(
+      z.strictObject({
+        username: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'must be 1 to 32 characters of A-Z, a-z, 0-9, ".", "_" or "-"'),
+        password: z.string().min(1).max(128),
+        role: z.enum(['administrator', 'operator', 'viewer']),
+      }),
+    )
+    .max(16)
+    .optional(),
 });
 export type DeviceSettings = z.infer<typeof settingsSchema>;
+
+const timestamp = z.string().min(1).max(64);
+const signatureSchema = z.strictObject({
+  algorithm: z.string().max(64),
+  value: z.base64().max(1024),
+  signerCertificatePem: z.string().min(1).max(64 * 1024),
+  signerChainPem: z.array(z.string().min(1).max(64 * 1024)).max(8),
+  tenant: z.string().min(1).max(256),
+  deviceId: z.string().min(1).max(256),
+  serialNumber: z.string().min(1).max(128),
+  signedAt: timestamp,
+  expiresAt: timestamp,
+  nonce: z.string().min(16).max(128),
+});
 
 const configurationSchema = z.strictObject({
   templateId: z.string().min(1).max(128),
   version: z.int().min(1),
   settings: settingsSchema,
+  signature: signatureSchema.optional(),
 });
 
 const csrSchema = z.strictObject({
@@ -215,6 +253,7 @@ export class ReferenceDevice {
       [deviceApiPaths.csr]: { method: 'POST', authenticated: true, handle: (body) => this.createCsr(body) },
       [deviceApiPaths.certificate]: { method: 'PUT', authenticated: true, handle: (body) => this.installCertificate(body) },
       [deviceApiPaths.configuration]: { method: 'PUT', authenticated: true, handle: async (body) => this.configure(body) },
+      [deviceApiPaths.runningConfiguration]: { method: 'GET', authenticated: true, handle: async () => this.runningConfiguration() },
       [deviceApiPaths.selfTest]: { method: 'POST', authenticated: true, handle: async () => this.selfTest() },
       [deviceApiPaths.activate]: { method: 'POST', authenticated: true, handle: async () => this.activate() },
       [deviceApiPaths.status]: { method: 'GET', authenticated: true, handle: async () => this.status() },
@@ -288,6 +327,23 @@ export class ReferenceDevice {
   }
 
   get configuration(): AppliedConfiguration | undefined {
+    return this.applied;
+  }
+
+  /**
+   * Changes the running configuration the way a local administrator would (web UI, console),
+   * bypassing the management API: no signature, no version. The device's own validation still
+   * applies, so an invalid change throws and leaves everything as it was.
+   */
+  tamperConfiguration(change: LocalSettingsChange): AppliedConfiguration {
+    if (!this.applied) throw new Error('no configuration is applied to change');
+    const merged: Record<string, unknown> = { ...this.applied.settings };
+    for (const [name, value] of Object.entries(change)) {
+      if (value === null) delete merged[name];
+      else if (value !== undefined) merged[name] = isPlainObject(value) ? { ...(merged[name] as object | undefined), ...value } : value;
+    }
+    const settings = settingsSchema.parse(merged);
+    this.applied = { ...this.applied, settings, hash: sha256Hex(canonicalJson(settings)) };
     return this.applied;
   }
 
@@ -485,11 +541,49 @@ export class ReferenceDevice {
         { field: '(root)', reason: 'remote configuration is disabled on this device' },
       ]);
     }
-    const configuration = parse(configurationSchema, body);
+    const { signature, ...configuration } = parse(configurationSchema, body);
+    const signedBy = this.checkSignature(configuration, signature);
     const hash = sha256Hex(canonicalJson(configuration.settings));
-    this.applied = { ...configuration, hash, appliedAt: new Date().toISOString() };
+    this.applied = { ...configuration, hash, appliedAt: new Date().toISOString(), ...(signedBy ? { signature: signedBy } : {}) };
     if (this.currentState === 'factory') this.currentState = 'provisioned';
     return { status: 200, body: { version: configuration.version, hash, appliedAt: this.applied.appliedAt } };
+  }
+
+  /**
+   * Once the device holds trust anchors, only configurations signed for it by a configuration
+   * signer under those anchors are applied, and none signed before the one it runs (a replay of an
+   * older configuration). Before that it has nothing to check a signature against.
+   */
+  private checkSignature(
+    configuration: Omit<z.infer<typeof configurationSchema>, 'signature'>,
+    signature: z.infer<typeof signatureSchema> | undefined,
+  ): AppliedConfiguration['signature'] {
+    const anchors = this.installed?.trustAnchorsPem;
+    if (!anchors) return undefined;
+    const refuse = (reason: string): never => {
+      throw new DeviceProblem(422, `configuration signature refused: ${reason}`, [{ field: 'signature', reason }]);
+    };
+    if (!signature) return refuse('this device only applies signed configurations');
+    let verified;
+    try {
+      verified = verifyConfigurationSignature(configuration, signature, { serialNumber: this.serialNumber, trustAnchorsPem: anchors });
+    } catch (error) {
+      if (error instanceof SignatureRefused) return refuse(error.message);
+      throw error;
+    }
+    const current = this.applied?.signature;
+    if (current && current.nonce !== verified.nonce && verified.signedAt.getTime() < Date.parse(current.signedAt)) {
+      refuse(`it was signed at ${signature.signedAt}, before the configuration running now (${current.signedAt})`);
+    }
+    return { signedAt: signature.signedAt, nonce: verified.nonce, signerSubject: verified.signer.subject };
+  }
+
+  /** Like any device worth its certificate, it never hands out the passwords of its accounts. */
+  private runningConfiguration(): Reply {
+    if (!this.applied) throw new DeviceProblem(409, 'no configuration has been applied yet');
+    const { templateId, version, settings, hash } = this.applied;
+    const reported = settings.users ? { ...settings, users: settings.users.map(({ password: _, ...user }) => user) } : settings;
+    return { status: 200, body: { templateId, version, settings: reported, hash, readAt: new Date().toISOString() } };
   }
 
   private selfTest(): Reply {
@@ -566,16 +660,10 @@ export class ReferenceDevice {
   }
 }
 
-/** Sorted keys, no whitespace: the same settings always hash the same. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
+export { canonicalJson } from './configuration-signature';
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function fingerprintOf(certificatePem: string): string {

@@ -48,8 +48,11 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/certificate-renewal/renew')) return { reason: 'test' };
   if (op.path.endsWith('/intermediate/rotate')) return { overlapDays: 1 };
   if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
+  if (op.path.endsWith('/configuration/parameters') && op.method === 'PUT') return deviceParametersBody;
   return undefined;
 }
+
+const deviceParametersBody = { values: { vlan: 120 }, secrets: {} };
 
 const discoverySiteBody = { scope: { interfaces: ['lo'], ranges: ['127.80.0.0/30'], allowLoopback: true }, scanners: ['snmp'], intervalMinutes: 60, enabled: false };
 
@@ -58,7 +61,7 @@ const discoverySiteBody = { scope: { interfaces: ['lo'], ranges: ['127.80.0.0/30
  * acme's names makes its own, leaving acme's alone (asserted separately below).
  */
 function createsUnderName(op: DocumentedOperation): boolean {
-  return op.method === 'PUT' && op.path.endsWith('/discovery/sites/{site}');
+  return op.method === 'PUT' && (op.path.endsWith('/discovery/sites/{site}') || op.path.endsWith('/devices/{deviceId}/configuration/parameters'));
 }
 
 beforeAll(async () => {
@@ -78,6 +81,16 @@ beforeAll(async () => {
     body: { id: 'acme-private', ...(validBodyFor({ method: 'PUT', path: '/templates/{templateId}' }) as object) },
   });
   acmeObjects.templateId = template.body.id;
+  acmeObjects.version = String(template.body.version);
+  const parameters = await api.call('PUT', `/api/v1/provisioning/devices/${acmeObjects.deviceId}/configuration/parameters`, {
+    body: deviceParametersBody,
+  });
+  expect(parameters.status).toBe(200);
+  const override = await api.call('POST', '/api/v1/provisioning/compliance/overrides', {
+    body: { ruleId: 'syslog-configured', templateId: acmeObjects.templateId, reason: 'no collector on this site yet', expiresAt: new Date(Date.now() + 86_400_000).toISOString() },
+  });
+  expect(override.status).toBe(201);
+  acmeObjects.overrideId = override.body.id;
   const key = await api.call('POST', '/api/v1/access/api-keys', { body: { name: 'acme robot', role: 'viewer' } });
   acmeObjects.apiKeyId = key.body.apiKey.id;
   const policy = await api.call('POST', '/api/v1/provisioning/approval-policies', {
@@ -162,12 +175,24 @@ describe('every operation', () => {
     expect((await api.call('DELETE', sitePath, { key: globex })).status).toBeLessThan(300);
   });
 
+  it("gives another tenant setting parameters for a device of the same id parameters of its own, leaving this tenant's untouched", async () => {
+    const path = `/api/v1/provisioning/devices/${acmeObjects.deviceId}/configuration/parameters`;
+    const globex = await api.keyFor('globex', 'administrator');
+    expect((await api.call('PUT', path, { key: globex, body: { values: { vlan: 7 } } })).status).toBe(200);
+    expect((await api.call('GET', path)).body.values).toEqual({ vlan: 120 });
+    expect((await api.call('GET', path, { key: globex })).body.values).toEqual({ vlan: 7 });
+    // Having parameters does not make the device theirs.
+    expect((await api.call('GET', `/api/v1/provisioning/devices/${acmeObjects.deviceId}/compliance`, { key: globex })).status).toBe(404);
+  });
+
   it("never lists another tenant's objects", async () => {
     const key = await api.keyFor('globex', 'administrator');
     const templates = await api.call('GET', '/api/v1/provisioning/templates', { key });
     expect(templates.body.templates.map((t: { id: string }) => t.id)).not.toContain(acmeObjects.templateId);
     const keys = await api.call('GET', '/api/v1/access/api-keys', { key });
     expect(keys.body.apiKeys.map((k: { id: string }) => k.id)).not.toContain(acmeObjects.apiKeyId);
+    const overrides = await api.call('GET', '/api/v1/provisioning/compliance/overrides', { key });
+    expect(overrides.body.overrides).toEqual([]);
     const root = await api.call('GET', '/api/v1/provisioning/ca/root', { key });
     const acmeRoot = await api.call('GET', '/api/v1/provisioning/ca/root');
     expect(root.body).not.toBe(acmeRoot.body);
