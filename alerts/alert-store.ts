@@ -38,6 +38,8 @@ export const alertKinds = {
   approvalEscalated: 'provisioning.approval_escalated',
   zeroTouchMismatch: 'zero_touch.identity_mismatch',
   discoveryConflict: 'device.discovery_conflict',
+  configurationDrift: 'configuration.drift',
+  configurationRolloutHalted: 'configuration.rollout_halted',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

@@ -589,8 +589,22 @@ export const complianceOverrides = pgTable(
   (table) => [index('compliance_overrides_scope_idx').on(table.tenantId, table.scope, table.scopeValue)],
 );
 
+/**
+ * A tenant's drift detection: whether its devices' running configurations are checked on a
+ * schedule, how often, and whether a drifted device is only reported or also put back.
+ */
+export const configurationDriftPolicies = pgTable('configuration_drift_policies', {
+  tenantId: text('tenant_id').primaryKey(),
+  enabled: boolean('enabled').notNull(),
+  action: text('action', { enum: ['alert', 'remediate'] }).notNull(),
+  intervalMinutes: integer('interval_minutes').notNull(),
+  updatedBy: text('updated_by').notNull(),
+  ...timestamps,
+});
+
 export type ConfigurationTemplateVersionRow = typeof configurationTemplateVersions.$inferSelect;
 export type DeviceConfigurationParametersRow = typeof deviceConfigurationParameters.$inferSelect;
 export type DeviceConfigurationHistoryRow = typeof deviceConfigurationHistory.$inferSelect;
 export type CompliancePolicyRow = typeof compliancePolicies.$inferSelect;
 export type ComplianceOverrideRow = typeof complianceOverrides.$inferSelect;
+export type ConfigurationDriftPolicyRow = typeof configurationDriftPolicies.$inferSelect;

@@ -7,3 +7,5 @@ export { rotateSiteIntermediate } from './intermediate-rotation';
 export { publishCrls } from './crl-publication';
 export { zeroTouchProvisioning } from './zero-touch';
 export { discoverySweep } from './discovery-sweep';
+export { configRollout } from './configuration-rollout';
+export { configurationDriftCheck } from './configuration-drift';
