@@ -28,6 +28,8 @@ export const permissions = [
   'configuration:read',
   /** Setting devices' configuration parameters, secret ones included. */
   'configuration:write',
+  /** Rolling configurations out and back, steering rollouts, running drift checks. */
+  'configuration:deploy',
   'compliance:read',
   /** Changing the tenant's compliance policy. */
   'compliance:manage',
@@ -56,6 +58,7 @@ export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
     'discovery:sweep',
     'discovery:report',
     'configuration:write',
+    'configuration:deploy',
   ]),
   approver: new Set([...read, 'provisioning:approve', 'history:decode', 'compliance:override']),
   administrator: new Set(permissions),

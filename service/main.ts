@@ -40,6 +40,9 @@ import { DiscoveryStore } from '../discovery/discovery-store';
 import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
+import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
+import { createConfigurationActivities } from '../activities/configuration';
+import { configurationJobOperations } from '../api/routes/configuration-jobs';
 import { CertificateInventory } from '../pki/certificate-inventory';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
@@ -90,6 +93,8 @@ export interface ServiceParts {
   compliance: CompliancePolicies;
   /** Devices' configuration parameters, rendering, compliance findings and push history. */
   configurations: DeviceConfigurations;
+  /** Each tenant's drift detection schedule and what it does with a drifted device. */
+  driftPolicies: DriftPolicies;
   registry: DeviceRegistry;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
@@ -146,6 +151,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     templates,
     compliance,
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
+    driftPolicies: new DriftPolicies(database.db),
     registry,
     discovery: new DiscoveryStore({ db: database.db }),
     adapters,
@@ -215,6 +221,7 @@ export function createProvisioningWorker(
         logger: options.logger,
       }),
       ...createBulkActivities({ db: parts.database.db, client: options.client }),
+      ...createConfigurationActivities({ ...parts, db: parts.database.db, logger: options.logger }),
       ...createDiscoveryActivities({
         db: parts.database.db,
         alerts: parts.alerts,
@@ -298,6 +305,7 @@ export function createServiceApi(
       ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
       ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
       ...configurationOperations(parts),
+      ...configurationJobOperations({ ...parts, client, taskQueue: config.temporal.taskQueue }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         publicBaseUrl: () => parts.publication.baseUrl,
@@ -420,6 +428,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
     await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
     await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
+    await ensureDriftSchedules(client, parts.driftPolicies, config.temporal.taskQueue);
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
     stops.push(async () => {

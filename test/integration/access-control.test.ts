@@ -49,6 +49,7 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/intermediate/rotate')) return { overlapDays: 1 };
   if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
   if (op.path.endsWith('/configuration/parameters') && op.method === 'PUT') return deviceParametersBody;
+  if (op.path.endsWith('/templates/{templateId}/rollouts')) return { deviceIds: [acmeObjects.deviceId] };
   return undefined;
 }
 
@@ -107,6 +108,12 @@ beforeAll(async () => {
   // The site is disabled, so its sweep finishes at once having scanned nothing.
   const sweep = await api.call('POST', `/api/v1/discovery/sites/${encodeURIComponent(acmeObjects.site)}/sweeps`);
   acmeObjects.sweepId = sweep.body.sweepId;
+  const rollout = await api.call('POST', '/api/v1/provisioning/templates/default/rollouts', { body: { deviceIds: [acmeObjects.deviceId] } });
+  expect(rollout.status).toBe(202);
+  acmeObjects.rolloutId = rollout.body.rolloutId;
+  const driftCheck = await api.call('POST', '/api/v1/provisioning/configuration/drift-checks', { body: { action: 'alert' } });
+  expect(driftCheck.status).toBe(202);
+  acmeObjects.driftCheckId = driftCheck.body.driftCheckId;
 });
 
 afterAll(async () => {
