@@ -3,7 +3,9 @@
  * report, the signals operators steer a rollout with, and the drift check's input and report.
  * Deterministic imports only.
  */
+import type { SearchAttributePair } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { provisioningSearchAttributes } from './definitions';
 
 /** The most devices one rollout takes; larger fleets are rolled out site by site. */
 export const maximumRolloutDevices = 5_000;
@@ -99,6 +101,25 @@ export const setRolloutConcurrencySignal = defineSignal<[concurrency: number]>('
 export function rolloutWorkflowId(tenantId: string, rolloutId: string): string {
   return `config-rollout:${tenantId}:${rolloutId}`;
 }
+
+/** What a rollout carries for listing: its tenant to search by, and what it is in the memo. */
+export function rolloutListing(input: Pick<ConfigurationRolloutInput, 'tenantId' | 'kind' | 'rollbackOf' | 'targets' | 'requestedBy'>): {
+  typedSearchAttributes: SearchAttributePair[];
+  memo: RolloutMemo;
+} {
+  return {
+    typedSearchAttributes: [{ key: provisioningSearchAttributes.tenantId, value: input.tenantId }],
+    memo: { kind: input.kind, total: input.targets.length, requestedBy: input.requestedBy, ...(input.rollbackOf ? { rollbackOf: input.rollbackOf } : {}) },
+  };
+}
+
+// A type rather than an interface, so that it is a memo's `Record<string, unknown>`.
+export type RolloutMemo = {
+  kind: RolloutKind;
+  total: number;
+  requestedBy: string;
+  rollbackOf?: string;
+};
 
 /** What a drift check does with a device whose running configuration differs from the desired one. */
 export type DriftAction = 'alert' | 'remediate';

@@ -9,6 +9,7 @@ import type { ConfigurationActivities, DeviceDriftResult } from '../activities/c
 import {
   driftCheckProgressQuery,
   maximumRolloutDevices,
+  rolloutListing,
   rolloutWorkflowId,
   type ConfigurationRolloutInput,
   type DriftCheckInput,
@@ -80,6 +81,7 @@ export async function configurationDriftCheck(input: DriftCheckInput & { state?:
     await startChild<typeof configRollout>('configRollout', {
       workflowId: rolloutWorkflowId(input.tenantId, rolloutId),
       args: [rollout],
+      ...rolloutListing(rollout),
       // The remediation is its own tracked job; it outlives this check.
       parentClosePolicy: ParentClosePolicy.ABANDON,
     });

@@ -22,10 +22,12 @@ import {
   maximumRolloutDevices,
   pauseRolloutSignal,
   resumeRolloutSignal,
+  rolloutListing,
   rolloutReportQuery,
   rolloutWorkflowId,
   setRolloutConcurrencySignal,
   type ConfigurationRolloutInput,
+  type RolloutMemo,
   type RolloutReport,
   type RolloutTarget,
 } from '../../workflows/configuration-definitions';
@@ -91,6 +93,19 @@ const rolloutSchema = z
     devices: z.array(deviceResultSchema),
   })
   .meta({ id: 'ConfigurationRollout' });
+
+const rolloutSummarySchema = z
+  .object({
+    rolloutId: z.string(),
+    kind: z.enum(['rollout', 'rollback', 'remediation']).optional(),
+    rollbackOf: z.string().optional(),
+    total: z.number().int().optional(),
+    requestedBy: z.string().optional(),
+    execution: z.string().describe('The workflow execution status: `running`, `completed`, `failed`, `terminated`, …; the outcome is in the rollout itself'),
+    startedAt: timestamp,
+    closedAt: timestamp.optional(),
+  })
+  .meta({ id: 'ConfigurationRolloutSummary' });
 
 const rolloutParams = z.object({ rolloutId: identifier });
 const templateParams = z.object({ templateId: z.string().min(1).max(63) });
@@ -192,6 +207,7 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
         args: [input],
         // A rollout id names one job for good: a repeated request cannot start a second.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        ...rolloutListing(input),
       });
     } catch (error) {
       if (error instanceof WorkflowExecutionAlreadyStartedError) throw new ConflictError(`rollout ${input.rolloutId} already exists`);
@@ -270,6 +286,41 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
           requestedBy: principal.subject,
         });
         res.status(202).location(`${rollouts}/${rolloutId}`).json((await report(tenantId, rolloutId)).report);
+      },
+    }),
+    operation({
+      operationId: 'listConfigurationRollouts',
+      method: 'get',
+      path: rollouts,
+      summary: 'Rollouts, rollbacks and remediations, newest first',
+      tag: 'configuration',
+      permission: 'configuration:read',
+      query: z.object({
+        running: z.enum(['true', 'false']).optional().describe('Only those still running (`true`) or finished (`false`)'),
+        limit: z.coerce.number().int().min(1).max(200).default(50),
+      }),
+      responses: { 200: { description: 'The rollouts; each one in full at its own path', schema: z.object({ rollouts: z.array(rolloutSummarySchema) }) } },
+      async handle({ res, tenantId, query }) {
+        const prefix = rolloutWorkflowId(tenantId, '');
+        const filters = [`WorkflowType = 'configRollout'`, `TenantId = ${visibilityString(tenantId)}`];
+        if (query.running !== undefined) filters.push(query.running === 'true' ? `ExecutionStatus = 'Running'` : `ExecutionStatus != 'Running'`);
+        const listed: z.infer<typeof rolloutSummarySchema>[] = [];
+        for await (const execution of client.workflow.list({ query: filters.join(' AND '), pageSize: query.limit })) {
+          if (!execution.workflowId.startsWith(prefix)) continue;
+          const memo = (execution.memo ?? {}) as Partial<RolloutMemo>;
+          listed.push({
+            rolloutId: execution.workflowId.slice(prefix.length),
+            ...(memo.kind ? { kind: memo.kind } : {}),
+            ...(memo.rollbackOf ? { rollbackOf: memo.rollbackOf } : {}),
+            ...(memo.total !== undefined ? { total: memo.total } : {}),
+            ...(memo.requestedBy ? { requestedBy: memo.requestedBy } : {}),
+            execution: execution.status.name.toLowerCase(),
+            startedAt: execution.startTime.toISOString(),
+            ...(execution.closeTime ? { closedAt: execution.closeTime.toISOString() } : {}),
+          });
+          if (listed.length >= query.limit) break;
+        }
+        res.json({ rollouts: listed });
       },
     }),
     operation({
@@ -417,6 +468,11 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
       },
     }),
   ];
+}
+
+/** A string literal of Temporal's visibility query language. */
+function visibilityString(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 function refuseIf(problems: FieldProblem[], message: string): void {

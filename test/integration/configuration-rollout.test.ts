@@ -160,6 +160,20 @@ describe('a rollout', () => {
     expect(again.status).toBe(409);
   });
 
+  it("lists the tenant's rollouts and rollbacks with what each is and who asked, and no other tenant's", async () => {
+    const listed = await waitFor(async () => {
+      const response = await api.call('GET', '/api/v1/provisioning/rollouts?running=false');
+      return response.body.rollouts?.length >= 2 ? response.body.rollouts : undefined;
+    }, 'the rollouts to be listed');
+    expect(listed).toEqual([
+      expect.objectContaining({ rolloutId: `${rolloutId}.rollback`, kind: 'rollback', rollbackOf: rolloutId, total: 6, execution: 'completed' }),
+      expect.objectContaining({ rolloutId, kind: 'rollout', total: 6, requestedBy: administrator, execution: 'completed' }),
+    ]);
+    const theirs = await api.call('GET', '/api/v1/provisioning/rollouts', { key: await api.keyFor('globex', 'viewer') });
+    expect(theirs.status).toBe(200);
+    expect(theirs.body.rollouts).toEqual([]);
+  });
+
   it('halts once more devices failed than the threshold allows, skipping the devices not yet started, and raises an alert', async () => {
     const refusing = fleet.slice(0, 3);
     for (const device of refusing) device.device.setFaults({ refuseConfiguration: true });
