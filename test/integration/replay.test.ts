@@ -15,6 +15,8 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadPayloadKeyring, payloadDataConverter } from '../../custody/payload-codec';
 import { workflowsPath } from '../../service/main';
+import { rolloutListing, rolloutWorkflowId, type ConfigurationRolloutInput } from '../../workflows/configuration-definitions';
+import { configRollout } from '../../workflows/configuration-rollout';
 import { provisioningWorkflowId } from '../../workflows/definitions';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
@@ -35,6 +37,34 @@ afterAll(async () => {
   await Promise.all(devices.map(({ device }) => device.stop()));
   await service?.stop();
 });
+
+/** A rollout of the default template to two provisioned devices, one of which refuses it. */
+async function recordedRollout(name: string, outcome: string) {
+  const pair = await Promise.all([startTestDevice(), startTestDevice()]);
+  devices.push(...pair);
+  await service.provisioning.start('acme', { devices: pair.map((d) => d.request) });
+  for (const d of pair) await service.env.client.workflow.getHandle(provisioningWorkflowId('acme', d.request.serialNumber)).result();
+  pair[1]!.device.setFaults({ refuseConfiguration: true });
+  const version = await service.parts.templates.currentVersion('acme', 'default');
+  const input: ConfigurationRolloutInput = {
+    rolloutId: `replay-${pair[0]!.request.serialNumber}`,
+    tenantId: 'acme',
+    kind: 'rollout',
+    targets: pair.map((d) => ({ deviceId: d.request.serialNumber, templateId: version.templateId, version: version.version })),
+    concurrency: 1,
+    maxFailureRate: 0.5,
+    minimumDevicesBeforeHalt: 1,
+    requestedBy: 'replay-test',
+  };
+  const handle = await service.env.client.workflow.start(configRollout, {
+    workflowId: rolloutWorkflowId('acme', input.rolloutId),
+    taskQueue: service.config.temporal.taskQueue,
+    args: [input],
+    ...rolloutListing(input),
+  });
+  await handle.result();
+  return { name: `${name}.${outcome}`, history: await handle.fetchHistory() };
+}
 
 async function recordedRun(name: string, run: (device: TestDevice) => Promise<void>) {
   const device = await startTestDevice();
@@ -60,13 +90,15 @@ it('replays the histories of earlier versions and of this one without nondetermi
       }, 'activation wait');
       await service.provisioning.activate('acme', started.provisioningId);
     }),
+    await recordedRollout('config-rollout', 'completed'),
   ];
 
   if (process.env.UPDATE_HISTORY_FIXTURES === '1') {
     mkdirSync(fixtures, { recursive: true });
     const version = new Date().toISOString().slice(0, 10);
     for (const { name, history } of fresh) {
-      writeFileSync(path.join(fixtures, `provision-device.${version}.${name}.binpb`), History.encode(history).finish());
+      const file = name.startsWith('config-rollout.') ? `${name.replace('.', `.${version}.`)}.binpb` : `provision-device.${version}.${name}.binpb`;
+      writeFileSync(path.join(fixtures, file), History.encode(history).finish());
     }
   }
 
@@ -75,7 +107,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
         .filter((file) => file.endsWith('.binpb'))
         .map((file) => ({ name: file, history: History.decode(readFileSync(path.join(fixtures, file))) }))
     : [];
-  expect(recorded.length).toBeGreaterThanOrEqual(3);
+  expect(recorded.length).toBeGreaterThanOrEqual(4);
 
   for (const { name, history } of [...fresh, ...recorded]) {
     await expect(Worker.runReplayHistory({ workflowsPath, dataConverter }, history), name).resolves.toBeUndefined();
