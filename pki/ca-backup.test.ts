@@ -13,13 +13,13 @@ import * as asn1js from 'asn1js';
 import { CertificateRevocationList, Extension, Extensions, RevokedCertificate, Time, TimeType, Certificate } from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SoftwareKeyStore } from '../adapters/software-keystore';
-import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
 import { certificateRevocationLists, certificates, softwareKeys, type CertificateRow } from '../db/schema';
 import { ConflictError, NotFoundError } from '../service/errors';
 import { createLogger } from '../service/logger';
+import { openTestCustody, type CustodyKind } from '../test/support/custody';
 import { openTestDatabase, type DatabaseKind } from '../test/support/database';
 import { certificateExtensionsText, makeCsr, verifyChain, withTemporaryDirectory } from '../test/support/openssl';
 import {
@@ -44,8 +44,6 @@ const passphrase = 'correct horse battery staple';
 const testScrypt: ScryptParameters = { N: 2 ** 14, r: 8, p: 1 };
 const publicUrl = 'http://127.0.0.1:8443';
 
-type CustodyKind = 'software' | 'pkcs11';
-
 /** One install: its own database, key-encryption key, key custody and CA, composed as the service does. */
 interface Install {
   handle: DatabaseHandle;
@@ -61,13 +59,7 @@ async function openInstall(databaseKind: DatabaseKind, custodyKind: CustodyKind)
   const handle = await openTestDatabase(databaseKind);
   const sealer = new Sealer(randomBytes(32));
   const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
-  const custody =
-    custodyKind === 'software'
-      ? await createKeyCustody({ kind: 'software' }, { db: handle.db, sealer })
-      : await createKeyCustody(
-          { kind: 'pkcs11', module: process.env.TEST_HSM_MODULE!, tokenLabel: process.env.TEST_HSM_TOKEN_LABEL!, pin: process.env.TEST_HSM_PIN! },
-          { db: handle.db, sealer },
-        );
+  const custody = await openTestCustody(custodyKind, { db: handle.db, sealer });
   const publication = new PkiPublication(publicUrl);
   return {
     handle,

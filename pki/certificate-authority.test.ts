@@ -7,20 +7,18 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SoftwareKeyStore } from '../adapters/software-keystore';
-import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
 import { certificates } from '../db/schema';
 import { BadCsrError, ConflictError, NotFoundError, ValidationError } from '../service/errors';
 import { createLogger } from '../service/logger';
+import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { certificateExtensionsText, certificateField, makeCsr, openssl, verifyChain } from '../test/support/openssl';
 import { CertificateAuthority, type DeviceForCertificate } from './certificate-authority';
 import { fingerprintOf, fromPem } from './pem';
 
-const custodyKinds = ['software', 'pkcs11'] as const;
-type CustodyKind = (typeof custodyKinds)[number];
 
 
 const logger = createLogger('silent');
@@ -45,19 +43,6 @@ function csrFor(
   return makeCsr({ key, subject: `/CN=${deviceId}`, subjectAltName });
 }
 
-async function openCustody(kind: CustodyKind, handle: DatabaseHandle, sealer: Sealer): Promise<KeyCustody> {
-  if (kind === 'software') return createKeyCustody({ kind: 'software' }, { db: handle.db, sealer });
-  return createKeyCustody(
-    {
-      kind: 'pkcs11',
-      module: process.env.TEST_HSM_MODULE!,
-      tokenLabel: process.env.TEST_HSM_TOKEN_LABEL!,
-      pin: process.env.TEST_HSM_PIN!,
-    },
-    { db: handle.db, sealer },
-  );
-}
-
 const combinations = custodyKinds.flatMap((custody) => databaseKinds.map((database) => [custody, database] as const));
 
 describe.each(combinations)('CertificateAuthority with %s key custody on the %s database', (custodyKind, databaseKind) => {
@@ -73,7 +58,7 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     handle = await openTestDatabase(databaseKind);
     sealer = new Sealer(Buffer.alloc(32, 7));
     softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
-    custody = await openCustody(custodyKind, handle, sealer);
+    custody = await openTestCustody(custodyKind, { db: handle.db, sealer });
     ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, logger });
     otherInstance = new CertificateAuthority({
       db: handle.db,

@@ -9,7 +9,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceConfiguration, DeviceSession } from '../adapters/device-adapter';
 import { httpsDeviceAdapter as adapter } from '../adapters/https';
 import { SoftwareKeyStore } from '../adapters/software-keystore';
-import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
@@ -20,12 +19,12 @@ import { ConfigurationRejectedError } from '../service/errors';
 import { createLogger } from '../service/logger';
 import { openTestDatabase } from '../test/support/database';
 import { certificateExtensionsText, verifyChain } from '../test/support/openssl';
+import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { pkiSettings as settings } from '../test/support/pki-publication';
 import { CertificateAuthority } from './certificate-authority';
 import { ConfigurationSigner, signConfiguration } from './configuration-signing';
 import { oids } from './oids';
 
-const custodyKinds = ['software', 'pkcs11'] as const;
 const logger = createLogger('silent');
 const day = 24 * 60 * 60 * 1000;
 
@@ -52,18 +51,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
   beforeAll(async () => {
     handle = await openTestDatabase('embedded');
     const sealer = new Sealer(Buffer.alloc(32, 5));
-    custody =
-      custodyKind === 'software'
-        ? await createKeyCustody({ kind: 'software' }, { db: handle.db, sealer })
-        : await createKeyCustody(
-            {
-              kind: 'pkcs11',
-              module: process.env.TEST_HSM_MODULE!,
-              tokenLabel: process.env.TEST_HSM_TOKEN_LABEL!,
-              pin: process.env.TEST_HSM_PIN!,
-            },
-            { db: handle.db, sealer },
-          );
+    custody = await openTestCustody(custodyKind, { db: handle.db, sealer });
     ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys: new SoftwareKeyStore({ db: handle.db, sealer }), settings, logger });
   });
   afterEach(async () => {

@@ -13,7 +13,6 @@ import { initialCredentialsPurpose } from '../../activities/provisioning';
 import { SoftwareKeyStore } from '../../adapters/software-keystore';
 import { createEstServer, type EstServer } from '../../api/est-server';
 import { AuditLog } from '../../audit/audit-log';
-import { createKeyCustody } from '../../custody';
 import type { KeyCustody } from '../../custody/key-custody';
 import { Sealer } from '../../custody/sealing';
 import { SecretVault } from '../../custody/secret-vault';
@@ -23,6 +22,7 @@ import { fingerprintOf, fromPem } from '../../pki/pem';
 import { DeviceRegistry } from '../../registry/device-registry';
 import type { ServiceConfig } from '../../service/config';
 import { createLogger } from '../../service/logger';
+import { openTestCustody } from '../support/custody';
 import { openTestDatabase } from '../support/database';
 import { openssl } from '../support/openssl';
 
@@ -62,10 +62,7 @@ describe('EST server (RFC 7030) with curl and openssl as the client', () => {
     handle = await openTestDatabase('server');
     const sealer = new Sealer(randomBytes(32));
     const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
-    custody = await createKeyCustody(
-      { kind: 'pkcs11', module: process.env.TEST_HSM_MODULE!, tokenLabel: process.env.TEST_HSM_TOKEN_LABEL!, pin: process.env.TEST_HSM_PIN! },
-      { db: handle.db, sealer },
-    );
+    custody = await openTestCustody('pkcs11', { db: handle.db, sealer });
     ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, logger });
     registry = new DeviceRegistry(handle.db);
     vault = new SecretVault({ db: handle.db, sealer });

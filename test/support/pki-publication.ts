@@ -8,7 +8,6 @@ import type { Server } from 'node:http';
 import express from 'express';
 import { SoftwareKeyStore } from '../../adapters/software-keystore';
 import { pkiMountPath, pkiPublicationRouter } from '../../api/pki-publication';
-import { createKeyCustody } from '../../custody';
 import type { KeyCustody } from '../../custody/key-custody';
 import { Sealer } from '../../custody/sealing';
 import type { DatabaseHandle } from '../../db/client';
@@ -18,10 +17,11 @@ import { CrlPublisher } from '../../pki/crl';
 import { OcspResponder, type OcspResponderDependencies } from '../../pki/ocsp-responder';
 import type { ServiceConfig } from '../../service/config';
 import { createLogger } from '../../service/logger';
+import { openTestCustody, type CustodyKind } from './custody';
 import { openTestDatabase, type DatabaseKind } from './database';
 import { makeCsr } from './openssl';
 
-export type CustodyKind = 'software' | 'pkcs11';
+export type { CustodyKind } from './custody';
 
 export const pkiSettings: ServiceConfig['ca'] = {
   rootValidityDays: 3650,
@@ -56,18 +56,7 @@ export async function startPki(options: {
   const handle = await openTestDatabase(options.database ?? 'server');
   const sealer = new Sealer(Buffer.alloc(32, 9));
   const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
-  const custody =
-    options.custody === 'software'
-      ? await createKeyCustody({ kind: 'software' }, { db: handle.db, sealer })
-      : await createKeyCustody(
-          {
-            kind: 'pkcs11',
-            module: process.env.TEST_HSM_MODULE!,
-            tokenLabel: process.env.TEST_HSM_TOKEN_LABEL!,
-            pin: process.env.TEST_HSM_PIN!,
-          },
-          { db: handle.db, sealer },
-        );
+  const custody = await openTestCustody(options.custody, { db: handle.db, sealer });
   const ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings: pkiSettings, logger });
   const crls = new CrlPublisher({ db: handle.db, ca, settings: pkiSettings, logger });
   const ocsp = new OcspResponder({ db: handle.db, ca, softwareKeys, settings: pkiSettings, logger, ...options.ocsp });
