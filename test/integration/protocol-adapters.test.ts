@@ -18,7 +18,9 @@ import { startOsdpReader } from '../../scripts/simulators/osdp-reader';
 import { certificates, deviceSecrets } from '../../db/schema';
 import { startSnmpd, type RunningSnmpPeer } from '../../scripts/simulators/snmp-agent';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
-import { startTestService, type TestService } from '../support/service';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createConfigurationActivities, type DeviceDriftResult } from '../../activities/configuration';
+import { startTestService, testLogger, type TestService } from '../support/service';
 
 const run = promisify(execFile);
 let service: TestService;
@@ -36,6 +38,12 @@ afterEach(async () => {
 
 async function provisioned(deviceId: string): Promise<DeviceProvisioningRecord> {
   return service.env.client.workflow.getHandle(provisioningWorkflowId('acme', deviceId)).result();
+}
+
+/** What the drift check makes of the device now: its running configuration read back and compared. */
+async function driftOf(deviceId: string): Promise<DeviceDriftResult> {
+  const activities = createConfigurationActivities({ ...service.parts, db: service.parts.database.db, logger: testLogger });
+  return new MockActivityEnvironment().run(activities.checkDeviceDrift, { tenantId: 'acme', deviceId, action: 'alert' as const });
 }
 
 const stepStatuses = (record: DeviceProvisioningRecord) => Object.fromEntries(record.provisioningSteps.map((s) => [s.step, s.status]));
@@ -100,6 +108,8 @@ describe('SNMP device (real snmpd)', () => {
     await expect(
       run('snmpget', ['-v2c', '-c', 'public', '-t', '1', '-r', '0', '-Oqv', snmpd.address, '1.3.6.1.2.1.1.1.0'], { env: { ...process.env, MIBS: '' } }),
     ).rejects.toThrow(/Timeout/);
+    // Read back over SNMPv3 as the per-device user, the agent runs what was pushed.
+    expect(await driftOf('enc-lobby-01')).toMatchObject({ state: 'in-sync', desired: { templateId: 'snmp-v3-baseline' } });
   });
 });
 
@@ -142,6 +152,8 @@ describe('OSDP card reader (simulated PD on a socat pty pair)', () => {
     expect(Buffer.from(reader.state().scbk!)).toEqual(Buffer.from(stored!));
     expect(Buffer.from(stored!)).not.toEqual(Buffer.from(Array.from({ length: 16 }, (_, i) => 0x30 + i)));
     expect(reader.state().installMode).toBe(false);
+    // OSDP has no command that reports a reader's configuration: drift cannot be judged.
+    expect(await driftOf('reader-door-7')).toMatchObject({ state: 'unsupported', reason: expect.stringContaining('osdp') });
   });
 
   it('fails identification of a reader reporting another serial and gives it no key', async () => {
@@ -190,6 +202,7 @@ describe('BACnet/SC building controller (simulated device on loopback UDP)', () 
     const [intermediate] = await service.parts.ca.getChainPem(issued.id);
     expect(onDevice.verify(new X509Certificate(intermediate!).publicKey)).toBe(true);
     expect(controller.state().primaryHubUri).toBe('wss://bacnet-hub-1.hq.internal/hub');
+    expect(await driftOf('ahu-roof-2')).toMatchObject({ state: 'unsupported', reason: expect.stringContaining('bacnet') });
   });
 });
 
@@ -225,5 +238,7 @@ describe('ONVIF camera (simulated device with Advanced Security)', () => {
     // The factory password was replaced by a per-device one, kept only sealed.
     const managementPassword = await vaultDeviceSecrets(service.parts.vault, 'acme', 'cam-gate-1').read('onvif-admin-password');
     expect(managementPassword).toBeDefined();
+    // Read back over HTTPS as the per-device user, the camera runs what was pushed.
+    expect(await driftOf('cam-gate-1')).toMatchObject({ state: 'in-sync', desired: { templateId: 'onvif-camera' } });
   });
 });
