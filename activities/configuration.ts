@@ -197,6 +197,7 @@ export function createConfigurationActivities(deps: ConfigurationActivityDepende
           const fields = driftedSettings(rendered.prepared.sealedSettings, running.settings, {
             // Secrets are never read back; a device may keep others to itself as well.
             unreported: [...(running.unreported ?? []), ...rendered.prepared.secretFields.map((field) => field.path)],
+            inherent: running.inherent ?? [],
           });
           const fingerprint = alertFingerprint(alertKinds.configurationDrift, deviceId);
           if (fields.length === 0) {

@@ -144,6 +144,8 @@ export interface RunningConfiguration {
   settings: Record<string, unknown>;
   /** Setting paths (`a.b`) the device keeps secret or has no way to report; comparisons skip them. */
   unreported?: string[];
+  /** Setting paths the device always has, set by us or not; compared only where the configuration sets them. */
+  inherent?: string[];
   /** The configuration version the device last applied from us, when it keeps one. */
   version?: number;
   /** SHA-256 (hex) of the canonical JSON of `settings`, comparable with the desired settings' hash. */

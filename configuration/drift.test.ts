@@ -31,6 +31,14 @@ describe('driftedSettings', () => {
     expect(driftedSettings(desired, running)).toEqual(['hostname', 'management.httpEnabled']);
   });
 
+  it('leaves a setting every device has out when the configuration does not set it, and compares it when it does', () => {
+    const { timezone: _unset, ...withoutTimezone } = desired;
+    const running = { ...desired, timezone: 'UTC0' };
+    expect(driftedSettings(withoutTimezone, running, { inherent: ['timezone'] })).toEqual([]);
+    expect(driftedSettings(desired, running, { inherent: ['timezone'] })).toEqual(['timezone']);
+    expect(driftedSettings(withoutTimezone, running)).toEqual(['timezone']);
+  });
+
   it('compares lists as a whole, order included', () => {
     const reordered = { ...desired, ntp: { servers: ['ntp2.hq.internal', 'ntp1.hq.internal'] } };
     const shorter = { ...desired, ntp: { servers: ['ntp1.hq.internal'] } };

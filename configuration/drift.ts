@@ -11,6 +11,11 @@ export interface DriftOptions {
    * are left out of the comparison.
    */
   unreported?: readonly string[];
+  /**
+   * Settings every device of the protocol has whether or not a configuration sets them (an ONVIF
+   * camera's time zone): compared when the desired configuration sets them, otherwise not ours to judge.
+   */
+  inherent?: readonly string[];
 }
 
 /**
@@ -24,7 +29,7 @@ export function driftedSettings(
   running: Record<string, unknown>,
   options: DriftOptions = {},
 ): string[] {
-  const unreported = options.unreported ?? [];
+  const unreported = [...(options.unreported ?? []), ...(options.inherent ?? []).filter((path) => !isSet(desired, path))];
   const drifted: string[] = [];
 
   const compare = (wanted: unknown, actual: unknown, path: string) => {
@@ -67,6 +72,16 @@ function without(value: unknown, segments: readonly string[]): unknown {
     copy[name] = without(copy[name], rest);
   }
   return copy;
+}
+
+/** Whether `settings` has a value at a dotted path. */
+function isSet(settings: Record<string, unknown>, path: string): boolean {
+  let at: unknown = settings;
+  for (const name of path.split('.')) {
+    if (!isObject(at) || at[name] === undefined) return false;
+    at = at[name];
+  }
+  return true;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

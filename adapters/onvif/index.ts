@@ -385,7 +385,8 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
       ...(running.timezone ? { timezone: running.timezone } : {}),
       management: { httpEnabled: running.httpEnabled },
     };
-    return { settings, hash: canonicalHash(settings), readAt: new Date().toISOString() };
+    // Every camera keeps a time zone; one a template leaves alone is not drift.
+    return { settings, inherent: ['timezone'], hash: canonicalHash(settings), readAt: new Date().toISOString() };
   }
 
   /** Checks over TLS pinned to our certificate that the device is the one we enrolled, configured as pushed. */

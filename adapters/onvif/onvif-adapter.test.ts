@@ -235,7 +235,7 @@ describe('ONVIF provisioning against the simulated device', () => {
     await adapter.pushConfiguration(pinned, { ...configuration, settings: desired });
 
     const running = await adapter.readConfiguration(pinned);
-    expect(running).toEqual({ settings: desired, hash: canonicalHash(desired), readAt: expect.any(String) });
+    expect(running).toEqual({ settings: desired, inherent: ['timezone'], hash: canonicalHash(desired), readAt: expect.any(String) });
     expect(driftedSettings(desired, running.settings)).toEqual([]);
 
     const changed = await post(device, soapEnvelope(el('tds:SetHostname', el('tds:Name', 'renamed-by-hand')), [usernameTokenHeader(factory, new Date())]));
