@@ -26,5 +26,14 @@ export interface KeyCustody {
    * DER-encoded (ECDSA-Sig-Value), as X.509 and CRLs carry them; RSA ones are PKCS#1 v1.5.
    */
   sign(location: string, hash: HashAlgorithm, data: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Creates a non-extractable AES-256 key that only ever encrypts other keys (envelope
+   * encryption: the data keys that seal secrets are kept wrapped under it). Returns its location.
+   */
+  createWrappingKey(label: string): Promise<string>;
+  /** AES-256-GCM under the wrapping key, inside the custody: iv(12) | ciphertext | tag(16). */
+  wrap(location: string, plaintext: Uint8Array, associatedData: Uint8Array): Promise<Uint8Array>;
+  /** The plaintext of `wrap`; throws when the blob was altered, or wrapped under another key or for other data. */
+  unwrap(location: string, wrapped: Uint8Array, associatedData: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
 }

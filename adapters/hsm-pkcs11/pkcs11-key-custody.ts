@@ -17,6 +17,7 @@ import {
 } from '../../pki/public-key';
 import { DependencyUnavailableError, NotFoundError, ValidationError } from '../../service/errors';
 import type { Logger } from '../../service/logger';
+import { SealedValueError } from '../../custody/sealing';
 import { formatPkcs11Uri, parsePkcs11Uri } from './pkcs11-uri';
 
 type Handle = Buffer;
@@ -54,6 +55,31 @@ const unavailableCodes = new Set<number>([
 ]);
 
 /** After these a session is not worth keeping in the pool. */
+const gcmIvBytes = 12;
+const gcmTagBytes = 16;
+
+/** AES-GCM in the token, with a 96-bit IV and a 128-bit tag appended to the ciphertext. */
+function gcmMechanism(iv: Buffer, associatedData: Uint8Array): pkcs11js.Mechanism {
+  const parameter: pkcs11js.AesGCM = {
+    type: pkcs11js.CK_PARAMS_AES_GCM,
+    iv,
+    aad: Buffer.from(associatedData),
+    ivBits: gcmIvBytes * 8,
+    tagBits: gcmTagBytes * 8,
+  };
+  return { mechanism: pkcs11js.CKM_AES_GCM, parameter };
+}
+
+/**
+ * What a token answers from C_Decrypt to a GCM tag that does not verify: the standard codes, and
+ * CKR_GENERAL_ERROR, which is what SoftHSM2 reports.
+ */
+const invalidCiphertextCodes = new Set<number>([
+  pkcs11js.CKR_ENCRYPTED_DATA_INVALID,
+  pkcs11js.CKR_ENCRYPTED_DATA_LEN_RANGE,
+  pkcs11js.CKR_GENERAL_ERROR,
+]);
+
 const brokenSessionCodes = new Set<number>([
   pkcs11js.CKR_SESSION_CLOSED,
   pkcs11js.CKR_SESSION_HANDLE_INVALID,
@@ -133,6 +159,8 @@ export class Pkcs11KeyCustody implements KeyCustody {
   readonly #pool: SessionPool;
   /** Object handles of token objects stay valid for the whole application, so they are kept. */
   readonly #privateKeys = new Map<string, PrivateKeyEntry>();
+  /** Wrapping keys' object handles by location. */
+  readonly #secretKeys = new Map<string, Handle>();
   #closed = false;
 
   private constructor(options: Pkcs11Options, pkcs11: pkcs11js.PKCS11, slot: Handle, tokenLabel: string) {
@@ -246,10 +274,80 @@ export class Pkcs11KeyCustody implements KeyCustody {
     });
   }
 
+  async createWrappingKey(label: string): Promise<string> {
+    const id = randomBytes(16);
+    const template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      // Data keys pass through it as GCM plaintext; it wraps nothing else and signs nothing.
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_SIGN, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    const location = formatPkcs11Uri({ token: this.tokenLabel, object: label, id });
+    return this.#withSession('generate wrapping key', (session) => {
+      this.#secretKeys.set(location, this.#pkcs11.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, template));
+      this.#options.logger?.info({ location }, 'generated a wrapping key in the HSM');
+      return location;
+    });
+  }
+
+  async wrap(location: string, plaintext: Uint8Array, associatedData: Uint8Array): Promise<Uint8Array> {
+    const iv = randomBytes(gcmIvBytes);
+    const sealed = await this.#withSecretKey('wrap', location, (session, key) => {
+      this.#pkcs11.C_EncryptInit(session, gcmMechanism(iv, associatedData), key);
+      return this.#pkcs11.C_Encrypt(session, Buffer.from(plaintext), Buffer.alloc(plaintext.byteLength + gcmTagBytes));
+    });
+    return new Uint8Array(Buffer.concat([iv, sealed]));
+  }
+
+  async unwrap(location: string, wrapped: Uint8Array, associatedData: Uint8Array): Promise<Uint8Array> {
+    const bytes = Buffer.from(wrapped);
+    if (bytes.length < gcmIvBytes + gcmTagBytes) throw new SealedValueError('wrapped key is too short');
+    const iv = bytes.subarray(0, gcmIvBytes);
+    const plaintext = await this.#withSecretKey('unwrap', location, (session, key) => {
+      this.#pkcs11.C_DecryptInit(session, gcmMechanism(iv, associatedData), key);
+      try {
+        return this.#pkcs11.C_Decrypt(session, bytes.subarray(gcmIvBytes), Buffer.alloc(bytes.length - gcmIvBytes));
+      } catch (error) {
+        // The key was found and the operation started: a failure now is the tag not verifying.
+        if (invalidCiphertextCodes.has(codeOf(error) ?? -1)) {
+          throw new SealedValueError(`wrapped key does not open under ${location}: altered, or wrapped under another key or for other data`);
+        }
+        throw error;
+      }
+    });
+    return new Uint8Array(plaintext);
+  }
+
+  async #withSecretKey<T>(operation: string, location: string, work: (session: Handle, key: Handle) => T): Promise<T> {
+    const id = this.#idOf(location);
+    return this.#withSession(operation, (session) => {
+      let key = this.#secretKeys.get(location);
+      if (key === undefined) {
+        key = this.#findObject(session, pkcs11js.CKO_SECRET_KEY, id);
+        if (key === undefined) throw new NotFoundError(`no wrapping key with id ${id.toString('hex')} on token "${this.tokenLabel}"`);
+        this.#secretKeys.set(location, key);
+      }
+      return work(session, key);
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#privateKeys.clear();
+    this.#secretKeys.clear();
     const sessions = await this.#pool.drain();
     const release = releaseModule(this.#options.module);
     try {

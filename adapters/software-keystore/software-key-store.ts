@@ -3,12 +3,12 @@
  * under the key-encryption key before it reaches the database. Meant for development and for
  * deployments without an HSM; the certificate authority cannot tell the difference.
  */
-import { createPrivateKey, generateKeyPair, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createPrivateKey, generateKeyPair, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import type { Database } from '../../db/client';
 import { softwareKeys } from '../../db/schema';
-import { associatedData, type Sealer } from '../../custody/sealing';
+import { associatedData, SealedValueError, type Sealer } from '../../custody/sealing';
 import type { HashAlgorithm, KeyAlgorithm, KeyCustody, KeyHandle } from '../../custody/key-custody';
 import { NotFoundError, PolicyViolationError, ValidationError } from '../../service/errors';
 
@@ -25,6 +25,9 @@ const ExportPolicy = { SigningOnly: 0, Exportable: 1 } as const;
 type ExportPolicy = (typeof ExportPolicy)[keyof typeof ExportPolicy];
 
 const supportedAlgorithms: readonly KeyAlgorithm[] = ['P-256', 'P-384', 'RSA-2048', 'RSA-3072'];
+/** Wrapping keys share the table with signing keys; this marks them, and they have no public half. */
+const wrappingKeyAlgorithm = 'AES-256';
+const wrappingKeyBytes = 32;
 
 interface UnsealedKey {
   algorithm: KeyAlgorithm;
@@ -83,6 +86,52 @@ export class SoftwareKeyStore implements KeyCustody {
     const { privateKey } = await this.#unseal(location);
     // ECDSA: DER ECDSA-Sig-Value as X.509 wants it; RSA keys default to PKCS#1 v1.5 padding.
     return new Uint8Array(sign(nodeHashName(hash), data, { key: privateKey, dsaEncoding: 'der' }));
+  }
+
+  async createWrappingKey(label: string): Promise<string> {
+    const id = randomUUID();
+    const key = randomBytes(wrappingKeyBytes);
+    try {
+      await this.#db.insert(softwareKeys).values({
+        id,
+        label,
+        algorithm: wrappingKeyAlgorithm,
+        publicKeySpki: Buffer.alloc(0),
+        sealedPrivateKey: this.#sealer.seal(key, softwareKeyBinding(id, wrappingKeyAlgorithm)),
+        keyEncryptionKeyId: this.#sealer.keyId,
+      });
+    } finally {
+      key.fill(0);
+    }
+    return `${locationPrefix}${id}`;
+  }
+
+  async wrap(location: string, plaintext: Uint8Array, associatedData: Uint8Array): Promise<Uint8Array> {
+    const key = await this.#wrappingKey(location);
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: 16 });
+    cipher.setAAD(associatedData);
+    return new Uint8Array(Buffer.concat([iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]));
+  }
+
+  async unwrap(location: string, wrapped: Uint8Array, associatedData: Uint8Array): Promise<Uint8Array> {
+    const key = await this.#wrappingKey(location);
+    const bytes = Buffer.from(wrapped);
+    if (bytes.length < 28) throw new SealedValueError('wrapped key is too short');
+    const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12), { authTagLength: 16 });
+    decipher.setAAD(associatedData);
+    decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+    try {
+      return new Uint8Array(Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]));
+    } catch {
+      throw new SealedValueError(`wrapped key does not open under ${location}: altered, or wrapped under another key or for other data`);
+    }
+  }
+
+  async #wrappingKey(location: string): Promise<Buffer> {
+    const row = await this.#find(location);
+    if (row.algorithm !== wrappingKeyAlgorithm) throw new PolicyViolationError(`key ${location} is not a wrapping key`);
+    return this.#sealer.unseal(row.sealedPrivateKey, softwareKeyBinding(row.id, row.algorithm));
   }
 
   async close(): Promise<void> {
