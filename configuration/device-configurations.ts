@@ -47,6 +47,15 @@ import {
 
 /** Vault purposes of configuration secrets, apart from the service's own (initial credentials, device keys). */
 const secretPurposePrefix = 'configuration-secret:';
+
+/**
+ * Configuration secrets are sealed under the tenant's data key for this purpose, which key custody
+ * holds wrapped (see custody/data-keys.ts); the vault asks here which of its values that covers.
+ */
+export const configurationSecretsDataKey = 'configuration-secrets';
+export function dataKeyPurposeOf(vaultPurpose: string): string | undefined {
+  return vaultPurpose.startsWith(secretPurposePrefix) ? configurationSecretsDataKey : undefined;
+}
 const passwordRule: ComplianceRuleId = 'no-default-or-weak-passwords';
 
 interface SealedValueRecord {

@@ -6,15 +6,39 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { deviceSecrets } from '../db/schema';
-import { associatedData, type Sealer } from './sealing';
+import type { DataKeys } from './data-keys';
+import { associatedData, SealedValueError, type Sealer } from './sealing';
+
+/** Purposes whose values are sealed under a tenant data key held wrapped in key custody. */
+export interface EnvelopedPurposes {
+  keys: DataKeys;
+  /** The data key's purpose for a secret's purpose; undefined for secrets sealed under the key-encryption key. */
+  dataKeyPurpose(purpose: string): string | undefined;
+}
 
 export class SecretVault {
   readonly #db: Database;
   readonly #sealer: Sealer;
+  readonly #enveloped: EnvelopedPurposes | undefined;
 
-  constructor(deps: { db: Database; sealer: Sealer }) {
+  constructor(deps: { db: Database; sealer: Sealer; enveloped?: EnvelopedPurposes }) {
     this.#db = deps.db;
     this.#sealer = deps.sealer;
+    this.#enveloped = deps.enveloped;
+  }
+
+  /** The sealer new values of this purpose are sealed with. */
+  async #sealerFor(tenantId: string, purpose: string): Promise<Sealer> {
+    const dataKeyPurpose = this.#enveloped?.dataKeyPurpose(purpose);
+    return dataKeyPurpose === undefined ? this.#sealer : this.#enveloped!.keys.sealerFor(tenantId, dataKeyPurpose);
+  }
+
+  /** The sealer a stored value was sealed with, by the key id stored next to it. */
+  async #sealerById(tenantId: string, keyId: string): Promise<Sealer> {
+    if (keyId === this.#sealer.keyId) return this.#sealer;
+    const sealer = await this.#enveloped?.keys.sealerById(tenantId, keyId);
+    if (!sealer) throw new SealedValueError(`secret is sealed under key ${keyId}, which this service does not hold`);
+    return sealer;
   }
 
   /** Stores (or replaces) a JSON-serialisable value. */
@@ -24,11 +48,12 @@ export class SecretVault {
 
   /** Stores (or replaces) one value per device, in batches: a bulk import may bring thousands. */
   async storeMany(tenantId: string, purpose: string, entries: { deviceId: string; value: unknown }[]): Promise<void> {
+    const sealer = await this.#sealerFor(tenantId, purpose);
     const rows = entries.map(({ deviceId, value }) => {
       const json = JSON.stringify(value);
       if (json === undefined) throw new TypeError('SecretVault.store: the value is not JSON-serialisable');
-      const sealedValue = this.#sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
-      return { tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: this.#sealer.keyId };
+      const sealedValue = sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
+      return { tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: sealer.keyId };
     });
     for (let start = 0; start < rows.length; start += 500) {
       await this.#db
@@ -43,11 +68,12 @@ export class SecretVault {
 
   async read<T>(tenantId: string, deviceId: string, purpose: string): Promise<T | undefined> {
     const [row] = await this.#db
-      .select({ sealedValue: deviceSecrets.sealedValue })
+      .select({ sealedValue: deviceSecrets.sealedValue, keyId: deviceSecrets.keyEncryptionKeyId })
       .from(deviceSecrets)
       .where(matching(tenantId, deviceId, purpose));
     if (!row) return undefined;
-    const plaintext = this.#sealer.unseal(row.sealedValue, bindingOf(tenantId, deviceId, purpose));
+    const sealer = await this.#sealerById(tenantId, row.keyId);
+    const plaintext = sealer.unseal(row.sealedValue, bindingOf(tenantId, deviceId, purpose));
     return JSON.parse(plaintext.toString('utf8')) as T;
   }
 
@@ -55,10 +81,11 @@ export class SecretVault {
   async storeIfAbsent<T>(tenantId: string, deviceId: string, purpose: string, value: T): Promise<T> {
     const json = JSON.stringify(value);
     if (json === undefined) throw new TypeError('SecretVault.storeIfAbsent: the value is not JSON-serialisable');
-    const sealedValue = this.#sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
+    const sealer = await this.#sealerFor(tenantId, purpose);
+    const sealedValue = sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
     await this.#db
       .insert(deviceSecrets)
-      .values({ tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: this.#sealer.keyId })
+      .values({ tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: sealer.keyId })
       .onConflictDoNothing({ target: [deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose] });
     return (await this.read<T>(tenantId, deviceId, purpose))!;
   }

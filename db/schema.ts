@@ -176,6 +176,26 @@ export const softwareKeys = pgTable('software_keys', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
+/**
+ * Data keys of envelope encryption: each seals one tenant's secrets of one kind (configuration
+ * secrets) and is itself kept only wrapped by a key in key custody (the HSM), so the database and
+ * the key-encryption key together still cannot open those secrets.
+ */
+export const dataEncryptionKeys = pgTable(
+  'data_encryption_keys',
+  {
+    /** The data key's id, as stored next to every value it sealed. */
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    purpose: text('purpose').notNull(),
+    wrappedKey: bytea('wrapped_key').notNull(),
+    /** The custody key that wrapped it (a PKCS#11 URI or a software key location). */
+    wrappingKeyLocation: text('wrapping_key_location').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [uniqueIndex('data_encryption_keys_tenant_purpose').on(table.tenantId, table.purpose)],
+);
+
 /** Device secrets (initial credentials) sealed with AES-256-GCM; workflows only ever see a reference. */
 export const deviceSecrets = pgTable(
   'device_secrets',
@@ -608,3 +628,4 @@ export type DeviceConfigurationHistoryRow = typeof deviceConfigurationHistory.$i
 export type CompliancePolicyRow = typeof compliancePolicies.$inferSelect;
 export type ComplianceOverrideRow = typeof complianceOverrides.$inferSelect;
 export type ConfigurationDriftPolicyRow = typeof configurationDriftPolicies.$inferSelect;
+export type DataEncryptionKeyRow = typeof dataEncryptionKeys.$inferSelect;

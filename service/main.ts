@@ -19,7 +19,7 @@ import { createApp } from '../api/app';
 import { createProvisioningActivities } from '../activities/provisioning';
 import { TemplateCatalog } from '../configuration/templates';
 import { CompliancePolicies } from '../configuration/compliance-policies';
-import { DeviceConfigurations } from '../configuration/device-configurations';
+import { DeviceConfigurations, dataKeyPurposeOf } from '../configuration/device-configurations';
 import { configurationOperations } from '../api/routes/configuration';
 import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
@@ -41,6 +41,7 @@ import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
+import { DataKeys } from '../custody/data-keys';
 import { createConfigurationActivities } from '../activities/configuration';
 import { configurationJobOperations } from '../api/routes/configuration-jobs';
 import { CertificateInventory } from '../pki/certificate-inventory';
@@ -130,7 +131,12 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
   const audit = new AuditLog({ db: database.db, logger });
-  const vault = new SecretVault({ db: database.db, sealer });
+  // Configuration secrets are sealed under per-tenant data keys that key custody keeps wrapped.
+  const vault = new SecretVault({
+    db: database.db,
+    sealer,
+    enveloped: { keys: new DataKeys({ db: database.db, custody }), dataKeyPurpose: dataKeyPurposeOf },
+  });
   const registry = new DeviceRegistry(database.db);
   const compliance = new CompliancePolicies(database.db);
   return {

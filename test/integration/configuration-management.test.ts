@@ -5,7 +5,8 @@
  * approver's exception, and the history and compliance reports that follow.
  */
 import { randomBytes } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
+import { dataEncryptionKeys, deviceSecrets } from '../../db/schema';
 import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../custody/payload-codec';
@@ -195,6 +196,13 @@ describe('a device provisioned with its own parameters', () => {
     const stored = await databaseText();
     expect(stored).toContain(device.request.serialNumber);
     expect(stored).not.toContain(secret);
+    // Sealed under acme's data key, which only key custody can unwrap, not under the key-encryption key.
+    const [sealedUnder] = await service.parts.database.db
+      .select({ keyId: deviceSecrets.keyEncryptionKeyId })
+      .from(deviceSecrets)
+      .where(and(eq(deviceSecrets.deviceId, device.request.serialNumber), eq(deviceSecrets.purpose, 'configuration-secret:opsPassword')));
+    const [dataKey] = await service.parts.database.db.select().from(dataEncryptionKeys).where(eq(dataEncryptionKeys.tenantId, 'acme'));
+    expect(sealedUnder!.keyId).toBe(dataKey!.id);
 
     const history = await decodedHistory(device.request.serialNumber);
     expect(history).toContain(device.request.serialNumber);
