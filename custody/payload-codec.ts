@@ -5,6 +5,7 @@
  * under a named key; the key id travels in the clear in the metadata, so keys can rotate: encoding
  * always uses the active key, decoding any key still in the keyring.
  */
+import { fileURLToPath } from 'node:url';
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
 import proto from '@temporalio/proto';
@@ -132,8 +133,11 @@ export class EncryptionCodec implements PayloadCodec {
 }
 
 /** The data converter that Client, Worker and test environments of one deployment must all share. */
+/** Where the failure converter that encodes failure messages and stack traces lives (see that file). */
+export const failureConverterPath = fileURLToPath(new URL('./failure-converter.cjs', import.meta.url));
+
 export function payloadDataConverter(keyring: PayloadKeyring): DataConverter {
-  return { payloadCodecs: [new EncryptionCodec(keyring)] };
+  return { payloadCodecs: [new EncryptionCodec(keyring)], failureConverterPath };
 }
 
 export function isEncrypted(payload: Payload): boolean {

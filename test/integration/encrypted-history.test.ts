@@ -9,8 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Client } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { ActivityFailure, Client, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -51,7 +51,12 @@ beforeAll(async () => {
     },
     client: { dataConverter },
   });
-  const activities: CodecTestActivities = { echoDeviceSecret: async (input) => input };
+  const activities: CodecTestActivities = {
+    echoDeviceSecret: async (input) => input,
+    refuseDeviceSecret: async (input) => {
+      throw ApplicationFailure.nonRetryable(`device ${input.deviceId} refused the password ${input.credentials.password}`, 'ConfigurationRejectedError');
+    },
+  };
   worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowsPath, activities, dataConverter });
   running = worker.run();
 
@@ -175,6 +180,27 @@ describe('encrypted workflow history', () => {
       expect(Buffer.from(payload.metadata!.encoding!).toString()).toBe('binary/encrypted');
       expect(Buffer.from(payload.metadata!['encryption-key-id']!).toString()).toBe('k1');
     }
+  });
+
+  it('failure messages are stored encrypted too, and the codec client reads them back', async () => {
+    const input = secretInput();
+    const workflowId = `failing-${randomUUID()}`;
+    const handle = await env.client.workflow.start('failWithDeviceSecret', { workflowId, taskQueue, args: [input] });
+    const failure = await handle.result().catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    const activityFailure = (failure as WorkflowFailedError).cause as ActivityFailure;
+    expect(activityFailure).toBeInstanceOf(ActivityFailure);
+    expect(activityFailure.cause?.message).toContain(input.credentials.password);
+
+    const plainClient = new Client({ connection: env.connection, namespace: 'default' });
+    const history = await plainClient.workflow.getHandle(workflowId).fetchHistory();
+    const events = history.events ?? [];
+    expect(events.some((e) => e.activityTaskFailedEventAttributes)).toBe(true);
+    expect(events.some((e) => e.workflowExecutionFailedEventAttributes)).toBe(true);
+    const stored = Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish());
+    expect(stored.includes(input.credentials.password)).toBe(false);
+    expect(stored.includes(input.deviceId)).toBe(false);
+    expect(stored.includes('refused the password')).toBe(false);
   });
 
   it('the temporal CLI shows the secret only through the codec endpoint, as an authorised operator of the namespace', async () => {
