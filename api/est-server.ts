@@ -30,6 +30,7 @@ import {
   estPathPrefix,
   maximumCsrBodyBytes,
   parseEstLabel,
+  type EstEnrolmentDependencies,
   type EstEnrolmentOperation,
   type EstLabel,
   type FailedAuthenticationLimits,
@@ -57,6 +58,8 @@ export interface EstServerDependencies {
   vault: SecretVault;
   audit: AuditLog;
   logger: Logger;
+  /** The device's renewal workflow follows each certificate EST issues. */
+  renewals?: EstEnrolmentDependencies['renewals'];
 }
 
 export interface EstServerOptions {

@@ -145,6 +145,8 @@ export interface EstEnrolmentDependencies {
   vault: SecretVault;
   audit: AuditLog;
   logger: Logger;
+  /** Hands each certificate EST issues to the device's renewal workflow, which then follows it. */
+  renewals?: { track(certificate: CertificateRow): Promise<void> };
   /** Audit chain for failures against a tenant that has no CA (the service's system chain). */
   systemAuditTenant?: string;
   failedAuthentications?: FailedAuthenticationLimits;
@@ -316,6 +318,8 @@ export class EstEnrolment {
           'issued device certificate over EST',
         );
       }
+      // Also on a retried request: the first attempt may have stopped between issuing and handing over.
+      await this.#deps.renewals?.track(certificate);
       return { certificate, newlyIssued: !earlier };
     });
   }

@@ -454,8 +454,13 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     stops.unshift(server.close);
 
     if (config.est.port !== 0) {
+      const renewals = new CertificateRenewals({
+        client: serviceClient(parts, connection, config.temporal.namespace),
+        taskQueue: config.temporal.taskQueue,
+        renewAtFraction: config.ca.renewalAtFraction,
+      });
       const est = await createEstServer(
-        { db: parts.database.db, ca: parts.ca, registry: parts.registry, vault: parts.vault, audit: parts.audit, logger },
+        { db: parts.database.db, ca: parts.ca, registry: parts.registry, vault: parts.vault, audit: parts.audit, renewals, logger },
         { ...config.est, systemAuditTenant },
       );
       logger.info({ component: 'est', url: est.url }, `est: ${est.url}/.well-known/est`);

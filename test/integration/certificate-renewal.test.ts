@@ -4,15 +4,18 @@
  * device over mutual TLS, and keeps at it through an outage. Activities run in real time against
  * the real database, CA and device.
  */
+import { X509Certificate } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { alerts, certificates } from '../../db/schema';
 import { renewalStatusQuery, renewalWorkflowId, type RenewalStatus } from '../../workflows/certificate-definitions';
 import { httpsDeviceAdapter } from '../../adapters/https';
 import { initialCredentialsPurpose } from '../../activities/device-sessions';
+import { EstEnrolment } from '../../pki/est';
 import { CertificateRenewals } from '../../provisioning/certificate-renewals';
 import { TestDevices, waitFor } from '../support/devices';
-import { startTestService, type TestService } from '../support/service';
+import { makeCsr } from '../support/openssl';
+import { startTestService, testLogger, type TestService } from '../support/service';
 
 let service: TestService;
 const devices = new TestDevices();
@@ -116,6 +119,30 @@ describe('renewDeviceCertificate', () => {
     expect((await service.parts.registry.get('acme', deviceId)).activeCertificateId).toBe(next.id);
     // The next renewal is scheduled for the new certificate.
     expect(renewed.state).toBe('waiting');
+  });
+
+  it('follows a certificate the device renewed itself over EST, waiting for that one instead', async () => {
+    const { deviceId, first } = await provisionedDevice();
+    const { ca, registry, vault, audit } = service.parts;
+    const enrolment = new EstEnrolment({ db: service.parts.database.db, ca, registry, vault, audit, logger: testLogger, renewals: renewals() });
+    const device = await registry.get('acme', deviceId);
+    const current = await certificateRow(first.certificateId);
+    // A new key under the same subject, as a device renewing over EST would make it.
+    const subject = `/${new X509Certificate(current.pem).subject.split('\n').join('/')}`;
+    const { csrPem } = makeCsr({ key: 'P-256', subject });
+    const { certificate } = await enrolment.enroll({
+      label: { tenantId: 'acme' },
+      operation: 'simplereenroll',
+      client: { method: 'certificate', device, certificate: current },
+      csrPem,
+    });
+
+    const following = await waitFor(async () => {
+      const status = await renewalStatus(deviceId);
+      return status.certificate.certificateId === certificate.id ? status : undefined;
+    }, 'the renewal workflow to follow the EST certificate');
+    expect(following).toMatchObject({ state: 'waiting', completedRenewals: 0 });
+    expect(Date.parse(following.renewAt)).toBeGreaterThan(Date.parse(first.expiresAt) - 30 * day + 20 * day);
   });
 
   it('keeps retrying a device that is offline for weeks, turns the alert critical when the certificate expires, and renews once it is back', async () => {
