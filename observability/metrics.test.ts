@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { Counter, Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AlertStore, alertFingerprint, alertKinds } from '../alerts/alert-store';
 import { TemplateCatalog, builtInTemplates } from '../configuration/templates';
 import type { DatabaseHandle } from '../db/client';
 import { certificates, devices, type CertificateRow, type DeviceRow } from '../db/schema';
@@ -127,7 +128,7 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
     });
   });
 
-  it('counts a device as drifted once its template has a newer version than the one it was configured from', async () => {
+  it('counts a device as outdated once its template has a newer version than the one it was configured from', async () => {
     const tenant = 'drift';
     const templates = new TemplateCatalog(database.db);
     const body = { ...builtInTemplates[0].body };
@@ -136,11 +137,25 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
       device(tenant, { configurationTemplate: template.id, configurationVersion: template.version }),
       device(tenant),
     ]);
-    expect(total(await scrape(), 'configuration_drift_devices', { tenant })).toBe(0);
-    expect(samplesOf(await scrape(), 'configuration_drift_devices', { tenant })).toHaveLength(1);
+    expect(total(await scrape(), 'configuration_outdated_devices', { tenant })).toBe(0);
+    expect(samplesOf(await scrape(), 'configuration_outdated_devices', { tenant })).toHaveLength(1);
 
     await templates.update(tenant, template.id, { name: 'Cameras', protocol: 'https', body: { ...body, timezone: 'Europe/Paris' } });
+    expect(total(await scrape(), 'configuration_outdated_devices', { tenant })).toBe(1);
+  });
+
+  it('counts a device as drifted while its drift alert is open, and no longer once it is resolved', async () => {
+    const tenant = 'running-drift';
+    const store = new AlertStore({ db: database.db });
+    const [drifted] = await database.db.insert(devices).values([device(tenant), device(tenant)]).returning();
+    expect(total(await scrape(), 'configuration_drift_devices', { tenant })).toBe(0);
+    const fingerprint = alertFingerprint(alertKinds.configurationDrift, drifted!.deviceId);
+    await store.raise({ tenantId: tenant, kind: alertKinds.configurationDrift, severity: 'warning', fingerprint, summary: 'drifted', details: {}, raisedBy: 'test' });
+    // Another kind of alert about the same device is not drift.
+    await store.raise({ tenantId: tenant, kind: alertKinds.complianceViolation, severity: 'critical', fingerprint: alertFingerprint(alertKinds.complianceViolation, drifted!.deviceId), summary: 'blocked', details: {}, raisedBy: 'test' });
     expect(total(await scrape(), 'configuration_drift_devices', { tenant })).toBe(1);
+    await store.resolve(tenant, fingerprint, 'test');
+    expect(total(await scrape(), 'configuration_drift_devices', { tenant })).toBe(0);
   });
 });
 

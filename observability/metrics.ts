@@ -1,17 +1,18 @@
 /**
  * The Prometheus endpoint: application metrics read from the database at scrape time (certificate
- * expiry, device lifecycle, configuration drift), followed by the worker runtime's metrics as its
+ * expiry, device lifecycle, configuration drift and outdated versions), followed by the worker runtime's metrics as its
  * exporter serves them (Temporal's own, and the provisioning outcomes and durations the workflow
  * emits; see workflows/metrics.ts for the PromQL of success rate, average and p95).
  *
  * Read at scrape time rather than kept in memory: every API replica then reports the same numbers,
  * and nothing drifts from the database after a restart.
  */
-import { eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import { alertKinds } from '../alerts/alert-store';
 import type { RequestHandler } from 'express';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '../db/client';
-import { certificates, configurationTemplates, devices, type DeviceRow } from '../db/schema';
+import { alerts, certificates, configurationTemplates, devices, type DeviceRow } from '../db/schema';
 import type { Logger } from '../service/logger';
 
 const dayMs = 86_400_000;
@@ -92,11 +93,38 @@ export function createMetricsRegistry({ db, logger, now = () => new Date() }: Me
 
   new Gauge({
     name: 'configuration_drift_devices',
+    help: 'Devices whose running configuration differed from the one they should run at their last drift check',
+    labelNames: ['tenant'] as const,
+    registers: [registry],
+    async collect() {
+      // An open drift alert per device is the record of its drift: raised when found, resolved once back in sync.
+      const rows = await read('configuration_drift_devices', () =>
+        db
+          .select({ tenant: devices.tenantId, drifted: sql<number>`(count(${alerts.id}))::int` })
+          .from(devices)
+          .leftJoin(
+            alerts,
+            and(
+              eq(alerts.tenantId, devices.tenantId),
+              eq(alerts.kind, alertKinds.configurationDrift),
+              eq(alerts.fingerprint, sql`${alertKinds.configurationDrift} || ':' || ${devices.deviceId}`),
+              isNull(alerts.resolvedAt),
+            ),
+          )
+          .groupBy(devices.tenantId),
+      );
+      this.reset();
+      for (const row of rows) this.set({ tenant: row.tenant }, row.drifted);
+    },
+  });
+
+  new Gauge({
+    name: 'configuration_outdated_devices',
     help: 'Devices whose configuration was rendered from an older version of their template than the current one',
     labelNames: ['tenant'] as const,
     registers: [registry],
     async collect() {
-      const rows = await read('configuration_drift_devices', () =>
+      const rows = await read('configuration_outdated_devices', () =>
         db
           .select({
             tenant: devices.tenantId,

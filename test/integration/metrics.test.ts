@@ -149,18 +149,18 @@ describe('the metrics endpoint', () => {
     expect(total(samples, 'certificates_expiring', { tenant: 'metrics-runs', type: 'device' })).toBe(1);
   });
 
-  it('counts a provisioned device as drifted once its configuration template gets a new version', async () => {
+  it('counts a provisioned device as outdated once its configuration template gets a new version', async () => {
     const tenant = 'metrics-drift';
     const template = await templateFor(tenant, `${tenant}-cameras`);
     const { request } = await device();
     await provision(tenant, template.id, request);
 
-    expect(samplesOf(await scrape(), 'configuration_drift_devices', { tenant }).map((s) => s.value)).toEqual([0]);
+    expect(samplesOf(await scrape(), 'configuration_outdated_devices', { tenant }).map((s) => s.value)).toEqual([0]);
     await service.parts.templates.update(tenant, template.id, {
       name: 'Cameras',
       protocol: 'https',
       body: { ...template.body, timezone: 'Europe/Paris' },
     });
-    expect(samplesOf(await scrape(), 'configuration_drift_devices', { tenant }).map((s) => s.value)).toEqual([1]);
+    expect(samplesOf(await scrape(), 'configuration_outdated_devices', { tenant }).map((s) => s.value)).toEqual([1]);
   });
 });
