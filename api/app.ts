@@ -37,6 +37,7 @@ import { certificateOperations } from './routes/certificates';
 import { healthOperations, type HealthCheck } from './routes/health';
 import { provisioningOperations } from './routes/provisioning';
 import { templateOperations } from './routes/templates';
+import { pagesMountPath, pagesOpenApiPaths, pagesRouter } from './pages';
 
 export interface ApiDependencies {
   provisioning: ProvisioningService;
@@ -101,7 +102,7 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
         document ??= openApiDocument(
           operations,
           { version: deps.version ?? '0.1.0' },
-          { ...(deps.codec ? codecOpenApiPaths : {}), ...(deps.pki ? pkiOpenApiPaths : {}) },
+          { ...(deps.codec ? codecOpenApiPaths : {}), ...(deps.pki ? pkiOpenApiPaths : {}), ...pagesOpenApiPaths },
         );
         res.json(document);
       },
@@ -129,6 +130,8 @@ export function createApp(deps: ApiDependencies): Express {
     });
     next();
   });
+  // The wizard and the enrolment page: static, public, and only ever calling this API.
+  app.use(pagesMountPath, pagesRouter());
   // What the CA publishes is public: relying parties fetch CRLs and ask OCSP without credentials.
   if (deps.pki) {
     app.use(pkiMountPath, pkiPublicationRouter({ ca: deps.ca, crls: deps.pki.crls, ocsp: deps.pki.ocsp, logger: deps.logger }));

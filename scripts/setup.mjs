@@ -86,6 +86,8 @@ function ensureSystemPackages() {
     ['snmp', () => Boolean(output('which', ['snmpget']))],
     ['socat', () => Boolean(output('which', ['socat']))],
     ['iproute2', () => Boolean(output('which', ['ip']))],
+    // The browser the wizard and enrolment page tests drive.
+    ['chromium', () => existsSync('/usr/bin/chromium')],
   ];
   const missing = wanted.filter(([, present]) => !present()).map(([name]) => name);
   if (missing.length === 0) return;

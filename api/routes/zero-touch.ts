@@ -4,6 +4,7 @@
  * site's DHCP server reports.
  */
 import QRCode from 'qrcode';
+import { pagesMountPath } from '../pages';
 import { z } from 'zod';
 import { parseDhcpLeaseEvent } from '../../discovery/dhcp-events';
 import { identifierPattern } from '../../provisioning/requests';
@@ -123,8 +124,8 @@ export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistration
       },
       async handle({ res, tenantId, params }) {
         const { token, expiresAt } = await registrations.issueEnrolmentToken(tenantId, params.deviceId);
-        // The token rides in the fragment, which browsers and proxies never send on.
-        const enrolUrl = `${deps.publicBaseUrl() ?? ''}${base}/enrol#token=${token}`;
+        // The enrolment page; the token rides in the fragment, which browsers and proxies never send on.
+        const enrolUrl = `${deps.publicBaseUrl() ?? ''}${pagesMountPath}/enrol#token=${token}`;
         const [svg, png] = await Promise.all([
           QRCode.toString(enrolUrl, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 }),
           QRCode.toBuffer(enrolUrl, { type: 'png', errorCorrectionLevel: 'M', margin: 2, scale: 6 }),

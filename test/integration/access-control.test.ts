@@ -129,7 +129,7 @@ describe('every operation', () => {
     for (const op of operations) {
       // Relying parties fetch what the CA publishes without credentials; an installer's phone
       // enrols with a single-use token instead of a key.
-      if (op.permission === undefined && !op.path.startsWith('/pki/')) {
+      if (op.permission === undefined && !op.path.startsWith('/pki/') && !op.path.startsWith('/ui/')) {
         expect(['/healthz', '/api/v1/openapi.json', '/api/v1/provisioning/zero-touch/enrol']).toContain(op.path);
       }
     }

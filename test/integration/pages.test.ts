@@ -1,0 +1,154 @@
+/**
+ * The onboarding wizard and the enrolment page in a real browser (Debian's Chromium, headless,
+ * driven by Playwright) against the real service and reference devices on loopback: what an
+ * operator and an installer see and do, and what the service ends up having done.
+ */
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApi, type TestApi } from '../support/api';
+import { TestDevices, waitFor } from '../support/devices';
+import { startTestService, type TestService } from '../support/service';
+
+let service: TestService;
+let api: TestApi;
+let browser: Browser;
+const devices = new TestDevices();
+
+beforeAll(async () => {
+  service = await startTestService();
+  api = await startTestApi(service, { defaultTenant: 'acme' });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    // Nothing but this machine's loopback: no background traffic, updates or sync.
+    args: ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await devices.stopAll();
+  await api?.close();
+  await service?.stop();
+});
+
+/** A fresh page that fails the test on any script error or refused resource (a CSP violation shows as one). */
+async function openPage(options: { mobile?: boolean } = {}): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext(options.mobile ? { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true } : {});
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (entry) => {
+    // The service's refusals (401, 400) are answers the pages handle, not page faults.
+    if (entry.type() === 'error' && !/status of (400|401|404|409|422)/.test(entry.text())) problems.push(entry.text());
+  });
+  return { page, problems };
+}
+
+describe('the onboarding wizard', () => {
+  it('signs in, names a bad MAC next to its field, then provisions the device and shows every step completed', async () => {
+    const { request } = await devices.start();
+    const { page, problems } = await openPage();
+    await page.goto(`${api.baseUrl}/ui/onboard`);
+
+    await page.fill('#api-key', 'dps_not_a_real_key_000000000000000000000000000000');
+    await page.click('#sign-in button[type=submit]');
+    await expect.poll(() => page.textContent('[data-error-for="api-key"]')).toBe('This key is not valid.');
+
+    await page.fill('#api-key', await api.keyFor('acme', 'operator'));
+    await page.click('#sign-in button[type=submit]');
+    await expect.poll(() => page.textContent('#signed-in')).toContain('(operator) for tenant acme');
+
+    await page.fill('#serialNumber', request.serialNumber);
+    await page.fill('#macAddress', 'not-a-mac');
+    await page.fill('#address', request.address);
+    await page.selectOption('#protocol', 'https');
+    await page.fill('#site', request.site);
+    await page.fill('#username', request.credentials.username);
+    await page.fill('#password', request.credentials.password);
+    await page.click('#device button[type=submit]');
+    await page.selectOption('#template', 'default');
+    await page.click('#configuration button[type=submit]');
+
+    // The service's reason comes back next to the MAC field, on the step where it is entered.
+    const macError = page.locator('[data-error-for="macAddress"]');
+    await expect.poll(() => macError.isVisible()).toBe(true);
+    expect(await page.isVisible('section[data-step="device"]')).toBe(true);
+    expect(await page.getAttribute('#macAddress', 'aria-invalid')).toBe('true');
+
+    await page.fill('#macAddress', request.macAddress);
+    await page.click('#device button[type=submit]');
+    await page.selectOption('#template', 'default');
+    await page.click('#configuration button[type=submit]');
+    await expect.poll(() => page.textContent('#plan')).toContain(`Ready: ${request.serialNumber} with template default`);
+    // Checking started nothing.
+    expect((await api.call('GET', `/api/v1/provisioning/devices/provision:acme:${request.serialNumber}/status`)).status).toBe(404);
+
+    await page.click('#start');
+    await expect.poll(() => page.textContent('#run'), { timeout: 60_000 }).toContain(`Completed: ${request.serialNumber} is active with certificate`);
+    const statuses = await page.locator('#steps tr td:nth-child(2)').allTextContents();
+    expect(statuses.length).toBeGreaterThanOrEqual(8);
+    expect(statuses.every((status) => status === 'completed' || status === 'skipped')).toBe(true);
+
+    const record = await api.call('GET', `/api/v1/provisioning/devices/provision:acme:${request.serialNumber}/status`);
+    expect(record.body.status).toBe('completed');
+    expect(await page.textContent('#run')).toContain(record.body.certificateInfo.serialNumber);
+    expect(problems).toEqual([]);
+  }, 90_000);
+});
+
+describe('the enrolment page', () => {
+  it('on a phone: takes the token out of the address bar, starts provisioning for the address entered, and refuses the code a second time', async () => {
+    const { request } = await devices.start();
+    const registered = await api.call('POST', '/api/v1/provisioning/zero-touch', {
+      body: { devices: [{ serialNumber: request.serialNumber, protocol: 'https', deviceType: 'camera', site: 'hq', credentials: request.credentials }] },
+    });
+    expect(registered.status).toBe(202);
+    const issued = await api.call('POST', `/api/v1/provisioning/zero-touch/${request.serialNumber}/enrolment-token`);
+    expect(issued.body.enrolUrl).toBe(`${api.baseUrl}/ui/enrol#token=${issued.body.token}`);
+
+    const { page, problems } = await openPage({ mobile: true });
+    await page.goto(issued.body.enrolUrl);
+    await page.waitForSelector('#enrol:not([hidden])');
+    expect(page.url()).toBe(`${api.baseUrl}/ui/enrol`);
+
+    await page.click('#submit');
+    expect(await page.textContent('#address-error')).toBe('Enter the address the device got on the network.');
+    await page.fill('#address', request.address);
+    await page.click('#submit');
+    await expect.poll(() => page.textContent('#result')).toBe(`Provisioning of ${request.serialNumber} has started. You can close this page.`);
+
+    await waitFor(async () => {
+      const response = await api.call('GET', `/api/v1/provisioning/zero-touch/${request.serialNumber}`);
+      return response.body.status?.state === 'provisioned' ? response.body : undefined;
+    }, 'the device to be provisioned', 60_000);
+
+    const second = await openPage({ mobile: true });
+    await second.page.goto(issued.body.enrolUrl);
+    await second.page.fill('#address', request.address);
+    await second.page.click('#submit');
+    await expect.poll(() => second.page.textContent('#result')).toBe('This code has already been used or has expired. Ask the operator for a new one.');
+    expect([...problems, ...second.problems]).toEqual([]);
+  }, 90_000);
+
+  it('without a code tells the installer to scan one, and offers no form', async () => {
+    const { page, problems } = await openPage({ mobile: true });
+    await page.goto(`${api.baseUrl}/ui/enrol`);
+    await page.waitForSelector('#no-token:not([hidden])');
+    expect(await page.isVisible('#enrol')).toBe(false);
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('the pages', () => {
+  it('are served with a policy that allows scripts and styles from this origin only, and unknown assets are not found', async () => {
+    for (const path of ['/ui/onboard', '/ui/enrol', '/ui/assets/onboard.js']) {
+      const response = await fetch(`${api.baseUrl}${path}`);
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get('content-security-policy'), path).toContain("script-src 'self'");
+      expect(response.headers.get('content-security-policy'), path).toContain("frame-ancestors 'none'");
+    }
+    expect((await fetch(`${api.baseUrl}/ui/assets/onboard.js`)).headers.get('content-type')).toContain('text/javascript');
+    expect((await fetch(`${api.baseUrl}/ui/assets/../../api/pages.ts`)).status).toBe(404);
+    expect((await fetch(`${api.baseUrl}/ui/assets/secret.js`)).status).toBe(404);
+  });
+});
