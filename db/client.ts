@@ -16,6 +16,13 @@ export interface DatabaseHandle {
   kind: 'embedded' | 'server';
   /** Round-trips to the database; throws when it cannot. */
   ping(): Promise<void>;
+  /**
+   * Hears every NOTIFY on `channel` from any process sharing the database, this one included.
+   * Resolves once listening; the function it returns stops.
+   */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /** NOTIFY: every process listening on `channel` hears `payload` (no secrets: anyone connected may listen). */
+  notify(channel: string, payload: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,6 +59,13 @@ async function openServerDatabase(url: string): Promise<DatabaseHandle> {
     ping: async () => {
       await client`select 1`;
     },
+    listen: async (channel, onPayload) => {
+      const { unlisten } = await client.listen(channel, onPayload);
+      return unlisten;
+    },
+    notify: async (channel, payload) => {
+      await client.notify(channel, payload);
+    },
     close: () => client.end({ timeout: 5 }),
   };
 }
@@ -70,6 +84,10 @@ async function openEmbeddedDatabase(directory: string): Promise<DatabaseHandle> 
     kind: 'embedded',
     ping: async () => {
       await client.query('select 1');
+    },
+    listen: (channel, onPayload) => client.listen(channel, onPayload),
+    notify: async (channel, payload) => {
+      await client.query('select pg_notify($1, $2)', [channel, payload]);
     },
     close: () => client.close(),
   };

@@ -42,6 +42,7 @@ import { discoveryOperations } from '../api/routes/discovery';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
 import { DataKeys } from '../custody/data-keys';
+import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { createConfigurationActivities } from '../activities/configuration';
 import { configurationJobOperations } from '../api/routes/configuration-jobs';
 import { CertificateInventory } from '../pki/certificate-inventory';
@@ -123,11 +124,14 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   });
   const crls = new CrlPublisher({ db: database.db, ca, settings: config.ca, logger });
   const ocsp = new OcspResponder({ db: database.db, ca, softwareKeys, settings: config.ca, logger });
-  // Relying parties learn of a revocation at once: a new CRL from the issuer, no cached OCSP "good".
+  // Relying parties learn of a revocation at once: a new CRL from the issuer, no cached OCSP "good"
+  // here or in any other process sharing the database.
   ca.onRevoked(async (revoked) => {
     ocsp.onRevoked(revoked);
+    await announceRevocation(database, revoked.id);
     if (revoked.issuerCertificateId) await crls.publish(revoked.issuerCertificateId);
   });
+  const stopFollowingRevocations = await followRevocations(database, ocsp, logger);
   const templates = new TemplateCatalog(database.db);
   await templates.ensureBuiltIns();
   const audit = new AuditLog({ db: database.db, logger });
@@ -167,6 +171,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
       return adapter;
     },
     async close() {
+      await stopFollowingRevocations();
       await custody.close();
       await database.close();
     },
