@@ -14,14 +14,24 @@ import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadPayloadKeyring, payloadDataConverter } from '../../custody/payload-codec';
-import { workflowsPath } from '../../service/main';
 import { rolloutListing, rolloutWorkflowId, type ConfigurationRolloutInput } from '../../workflows/configuration-definitions';
+import { configurationDriftCheck } from '../../workflows/configuration-drift';
 import { configRollout } from '../../workflows/configuration-rollout';
+import { renewalStatusQuery, renewalWorkflowId } from '../../workflows/certificate-definitions';
+import { zeroTouchWorkflowId } from '../../workflows/zero-touch-definitions';
+import { createZeroTouchRegistrations, workflowsPath } from '../../service/main';
 import { provisioningWorkflowId } from '../../workflows/definitions';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 
 const { History } = proto.temporal.api.history.v1;
+
+interface Recorded {
+  /** The fixture file's prefix: which workflow the history is of. */
+  workflow: string;
+  name: string;
+  history: proto.temporal.api.history.v1.IHistory;
+}
 const fixtures = path.resolve(import.meta.dirname, '../fixtures/histories');
 /** A key for test fixtures only: the recorded payloads are encrypted with keys derived from it. */
 const fixtureKeyEncryptionKey = Buffer.alloc(32, 7);
@@ -39,7 +49,7 @@ afterAll(async () => {
 });
 
 /** A rollout of the default template to two provisioned devices, one of which refuses it. */
-async function recordedRollout(name: string, outcome: string) {
+async function recordedRollout(outcome: string): Promise<Recorded> {
   const pair = await Promise.all([startTestDevice(), startTestDevice()]);
   devices.push(...pair);
   await service.provisioning.start('acme', { devices: pair.map((d) => d.request) });
@@ -63,21 +73,59 @@ async function recordedRollout(name: string, outcome: string) {
     ...rolloutListing(input),
   });
   await handle.result();
-  return { name: `${name}.${outcome}`, history: await handle.fetchHistory() };
+  return { workflow: 'config-rollout', name: outcome, history: await handle.fetchHistory() };
 }
 
-async function recordedRun(name: string, run: (device: TestDevice) => Promise<void>) {
+async function recordedRun(name: string, run: (device: TestDevice) => Promise<void>): Promise<Recorded & { device: TestDevice }> {
   const device = await startTestDevice();
   devices.push(device);
   await run(device);
   const handle = service.env.client.workflow.getHandle(provisioningWorkflowId('acme', device.request.serialNumber));
   await handle.result().catch(() => undefined);
-  return { name, history: await handle.fetchHistory() };
+  return { workflow: 'provision-device', name, history: await handle.fetchHistory(), device };
+}
+
+/** The renewal workflow activation started for the device, waiting durably for its renewal window. */
+async function recordedRenewalWait(device: TestDevice): Promise<Recorded> {
+  const handle = service.env.client.workflow.getHandle(renewalWorkflowId('acme', device.request.serialNumber));
+  await waitFor(async () => ((await handle.query(renewalStatusQuery)).state === 'waiting' ? true : undefined), 'the renewal to wait');
+  return { workflow: 'renew-device-certificate', name: 'waiting', history: await handle.fetchHistory() };
+}
+
+/** A zero-touch registration redeemed by an installer's enrolment token, through to the provisioned device. */
+async function recordedZeroTouch(): Promise<Recorded> {
+  const device = await startTestDevice();
+  devices.push(device);
+  const { request } = device;
+  const registrations = createZeroTouchRegistrations(service.parts, service.env.client, service.config.temporal.taskQueue);
+  await registrations.register(
+    'acme',
+    { devices: [{ serialNumber: request.serialNumber, protocol: 'https', deviceType: 'camera', site: 'hq', credentials: request.credentials }] },
+    'replay-test',
+  );
+  const { token } = await registrations.issueEnrolmentToken('acme', request.serialNumber);
+  await registrations.redeemEnrolmentToken(token, request.address);
+  const handle = service.env.client.workflow.getHandle(zeroTouchWorkflowId('acme', request.serialNumber));
+  await handle.result();
+  return { workflow: 'zero-touch', name: 'provisioned', history: await handle.fetchHistory() };
+}
+
+/** A drift check of every configured device, putting back any that drifted. */
+async function recordedDriftCheck(): Promise<Recorded> {
+  const handle = await service.env.client.workflow.start(configurationDriftCheck, {
+    workflowId: `replay-drift-${Date.now()}`,
+    taskQueue: service.config.temporal.taskQueue,
+    args: [{ tenantId: 'acme', action: 'remediate' }],
+  });
+  await handle.result();
+  return { workflow: 'configuration-drift-check', name: 'completed', history: await handle.fetchHistory() };
 }
 
 it('replays the histories of earlier versions and of this one without nondeterminism', async () => {
-  const fresh = [
-    await recordedRun('completed', (d) => service.provisioning.start('acme', { devices: [d.request] }).then(() => undefined)),
+  const completed = await recordedRun('completed', (d) => service.provisioning.start('acme', { devices: [d.request] }).then(() => undefined));
+  const fresh: Recorded[] = [
+    completed,
+    await recordedRenewalWait(completed.device),
     await recordedRun('compensated', async (d) => {
       d.device.setFaults({ refuseConfiguration: true });
       await service.provisioning.start('acme', { devices: [d.request] });
@@ -90,15 +138,16 @@ it('replays the histories of earlier versions and of this one without nondetermi
       }, 'activation wait');
       await service.provisioning.activate('acme', started.provisioningId);
     }),
-    await recordedRollout('config-rollout', 'completed'),
+    await recordedRollout('completed'),
+    await recordedZeroTouch(),
+    await recordedDriftCheck(),
   ];
 
   if (process.env.UPDATE_HISTORY_FIXTURES === '1') {
     mkdirSync(fixtures, { recursive: true });
     const version = new Date().toISOString().slice(0, 10);
-    for (const { name, history } of fresh) {
-      const file = name.startsWith('config-rollout.') ? `${name.replace('.', `.${version}.`)}.binpb` : `provision-device.${version}.${name}.binpb`;
-      writeFileSync(path.join(fixtures, file), History.encode(history).finish());
+    for (const { workflow, name, history } of fresh) {
+      writeFileSync(path.join(fixtures, `${workflow}.${version}.${name}.binpb`), History.encode(history).finish());
     }
   }
 
@@ -107,9 +156,12 @@ it('replays the histories of earlier versions and of this one without nondetermi
         .filter((file) => file.endsWith('.binpb'))
         .map((file) => ({ name: file, history: History.decode(readFileSync(path.join(fixtures, file))) }))
     : [];
-  expect(recorded.length).toBeGreaterThanOrEqual(4);
+  // Every workflow that runs long enough to be under way during an upgrade has recorded histories.
+  for (const workflow of ['provision-device', 'renew-device-certificate', 'config-rollout', 'zero-touch', 'configuration-drift-check']) {
+    expect(recorded.some(({ name }) => name.startsWith(`${workflow}.`)), workflow).toBe(true);
+  }
 
-  for (const { name, history } of [...fresh, ...recorded]) {
+  for (const { name, history } of [...fresh.map(({ workflow, name, history }) => ({ name: `${workflow} ${name} (this version)`, history })), ...recorded]) {
     await expect(Worker.runReplayHistory({ workflowsPath, dataConverter }, history), name).resolves.toBeUndefined();
   }
 }, 180_000);
