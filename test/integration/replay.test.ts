@@ -15,6 +15,8 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadPayloadKeyring, payloadDataConverter } from '../../custody/payload-codec';
 import { rolloutListing, rolloutWorkflowId, type ConfigurationRolloutInput } from '../../workflows/configuration-definitions';
+import { BulkImporter } from '../../bulk/bulk-import';
+import { bulkWorkflowId } from '../../workflows/bulk-definitions';
 import { configurationDriftCheck } from '../../workflows/configuration-drift';
 import { configRollout } from '../../workflows/configuration-rollout';
 import { renewalStatusQuery, renewalWorkflowId } from '../../workflows/certificate-definitions';
@@ -110,6 +112,35 @@ async function recordedZeroTouch(): Promise<Recorded> {
   return { workflow: 'zero-touch', name: 'provisioned', history: await handle.fetchHistory() };
 }
 
+/** A bulk job of two devices from a CSV file, each provisioned as a child run. */
+async function recordedBulkJob(): Promise<Recorded> {
+  const pair = await Promise.all([startTestDevice(), startTestDevice()]);
+  devices.push(...pair);
+  const importer = new BulkImporter({
+    db: service.parts.database.db,
+    client: service.env.client,
+    taskQueue: service.config.temporal.taskQueue,
+    vault: service.parts.vault,
+    adapters: service.parts.adapters,
+    provisioning: service.provisioning,
+  });
+  const header = 'serialNumber,macAddress,address,protocol,deviceType,site,username,password';
+  const rows = pair.map(({ request: r }) => [r.serialNumber, r.macAddress, r.address, r.protocol, r.deviceType, r.site, r.credentials.username, r.credentials.password].join(','));
+  const result = await importer.import({
+    tenantId: 'acme',
+    templateId: 'default',
+    dryRun: false,
+    concurrency: 2,
+    options: { skipCertificateGeneration: false, autoActivate: true },
+    file: { data: Buffer.from([header, ...rows].join('\n')), fileName: 'replay.csv', contentType: 'text/csv' },
+    requestedBy: 'replay-test',
+  });
+  if (result.dryRun) throw new Error('expected a started job');
+  const handle = service.env.client.workflow.getHandle(bulkWorkflowId('acme', result.jobId));
+  await handle.result();
+  return { workflow: 'bulk-provision', name: 'completed', history: await handle.fetchHistory() };
+}
+
 /** A drift check of every configured device, putting back any that drifted. */
 async function recordedDriftCheck(): Promise<Recorded> {
   const handle = await service.env.client.workflow.start(configurationDriftCheck, {
@@ -140,6 +171,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
     }),
     await recordedRollout('completed'),
     await recordedZeroTouch(),
+    await recordedBulkJob(),
     await recordedDriftCheck(),
   ];
 
@@ -157,7 +189,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
         .map((file) => ({ name: file, history: History.decode(readFileSync(path.join(fixtures, file))) }))
     : [];
   // Every workflow that runs long enough to be under way during an upgrade has recorded histories.
-  for (const workflow of ['provision-device', 'renew-device-certificate', 'config-rollout', 'zero-touch', 'configuration-drift-check']) {
+  for (const workflow of ['provision-device', 'renew-device-certificate', 'config-rollout', 'zero-touch', 'bulk-provision', 'configuration-drift-check']) {
     expect(recorded.some(({ name }) => name.startsWith(`${workflow}.`)), workflow).toBe(true);
   }
 
