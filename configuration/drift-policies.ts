@@ -5,11 +5,13 @@
  */
 import { eq } from 'drizzle-orm';
 import { ScheduleNotFoundError, type Client, type ScheduleHandle } from '@temporalio/client';
+import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { configurationDriftPolicies, type ConfigurationDriftPolicyRow } from '../db/schema';
 import { ensureIntervalSchedule } from '../service/schedules';
 import type { configurationDriftCheck } from '../workflows/configuration-drift';
+import { provisioningSearchAttributes } from '../workflows/definitions';
 
 export const driftPolicyInputSchema = z
   .object({
@@ -69,7 +71,12 @@ export function driftScheduleId(tenantId: string): string {
   return `configuration-drift:${tenantId}`;
 }
 
-/** Workflow ids of a tenant's drift checks start with this, scheduled or on demand. */
+/** What every drift check carries for finding a tenant's checks in Temporal's visibility. */
+export function driftCheckSearchAttributes(tenantId: string): SearchAttributePair[] {
+  return [{ key: provisioningSearchAttributes.tenantId, value: tenantId }];
+}
+
+/** Workflow ids of a tenant's on-demand drift checks start with this; scheduled ones with the schedule id and a time. */
 export function driftCheckPrefix(tenantId: string): string {
   return `${driftScheduleId(tenantId)}:`;
 }
@@ -87,6 +94,7 @@ export async function applyDriftSchedule(client: Client, policy: DriftPolicy, ta
     taskQueue,
     every: `${policy.intervalMinutes}m`,
     workflowExecutionTimeout: '6h',
+    typedSearchAttributes: driftCheckSearchAttributes(policy.tenantId),
   });
 }
 

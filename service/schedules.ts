@@ -11,7 +11,7 @@ import {
   type ScheduleOptionsStartWorkflowAction,
   type Workflow,
 } from '@temporalio/client';
-import type { Duration } from '@temporalio/common';
+import type { Duration, SearchAttributePair } from '@temporalio/common';
 
 export interface IntervalScheduleOptions<W extends Workflow> {
   scheduleId: string;
@@ -25,6 +25,8 @@ export interface IntervalScheduleOptions<W extends Workflow> {
   workflowExecutionTimeout: Duration;
   /** Run once as soon as the schedule is created (not when an existing one is brought up to date). */
   runOnCreation?: boolean;
+  /** Set on every run it starts, so runs can be found by them (a tenant's, say). */
+  typedSearchAttributes?: SearchAttributePair[];
 }
 
 export async function ensureIntervalSchedule<W extends Workflow>(client: Client, options: IntervalScheduleOptions<W>): Promise<ScheduleHandle> {
@@ -38,6 +40,7 @@ export async function ensureIntervalSchedule<W extends Workflow>(client: Client,
     taskQueue: options.taskQueue,
     args: options.args,
     workflowExecutionTimeout: options.workflowExecutionTimeout,
+    ...(options.typedSearchAttributes ? { typedSearchAttributes: options.typedSearchAttributes } : {}),
   } as ScheduleOptionsStartWorkflowAction<W>;
   const policies = {
     // A run still going when the next is due makes the next one pointless.

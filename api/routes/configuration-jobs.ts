@@ -9,7 +9,14 @@ import { and, asc, eq, inArray } from 'drizzle-orm';
 import { z } from 'zod';
 import { describeFindings } from '../../configuration/compliance';
 import type { DeviceConfigurations } from '../../configuration/device-configurations';
-import { applyDriftSchedule, driftCheckPrefix, driftPolicyInputSchema, driftScheduleId, type DriftPolicies } from '../../configuration/drift-policies';
+import {
+  applyDriftSchedule,
+  driftCheckPrefix,
+  driftCheckSearchAttributes,
+  driftPolicyInputSchema,
+  driftScheduleId,
+  type DriftPolicies,
+} from '../../configuration/drift-policies';
 import type { TemplateCatalog } from '../../configuration/templates';
 import type { Database } from '../../db/client';
 import { devices as deviceTable, type DeviceRow } from '../../db/schema';
@@ -122,6 +129,16 @@ const driftPolicySchema = z
     updatedAt: timestamp.nullable(),
   })
   .meta({ id: 'DriftPolicy' });
+
+const driftCheckSummarySchema = z
+  .object({
+    driftCheckId: z.string(),
+    trigger: z.enum(['schedule', 'on-demand']),
+    execution: z.string().describe('The workflow execution status: `running`, `completed`, `failed`, …'),
+    startedAt: timestamp,
+    closedAt: timestamp.optional(),
+  })
+  .meta({ id: 'DriftCheckSummary' });
 
 const driftCheckSchema = z
   .object({
@@ -429,11 +446,40 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
           taskQueue,
           args: [{ tenantId, action }],
           workflowExecutionTimeout: '6h',
+          typedSearchAttributes: driftCheckSearchAttributes(tenantId),
         });
         res
           .status(202)
           .location(`${drift}/drift-checks/${encodeURIComponent(driftCheckId)}`)
           .json({ driftCheckId, state: 'running', action, checked: 0, inSync: 0, drifted: 0, unreadable: 0, unsupported: 0, driftedDevices: [], unreadableDevices: [] });
+      },
+    }),
+    operation({
+      operationId: 'listDriftChecks',
+      method: 'get',
+      path: `${drift}/drift-checks`,
+      summary: 'Drift checks, scheduled and on demand, newest first',
+      tag: 'configuration',
+      permission: 'configuration:read',
+      query: z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }),
+      responses: {
+        200: { description: 'The checks; what each found is at its own path', schema: z.object({ driftChecks: z.array(driftCheckSummarySchema) }) },
+      },
+      async handle({ res, tenantId, query }) {
+        const listed: z.infer<typeof driftCheckSummarySchema>[] = [];
+        const filter = `WorkflowType = 'configurationDriftCheck' AND TenantId = ${visibilityString(tenantId)}`;
+        for await (const execution of client.workflow.list({ query: filter, pageSize: query.limit })) {
+          if (!execution.workflowId.startsWith(driftScheduleId(tenantId))) continue;
+          listed.push({
+            driftCheckId: execution.workflowId,
+            trigger: execution.workflowId.startsWith(driftCheckPrefix(tenantId)) ? 'on-demand' : 'schedule',
+            execution: execution.status.name.toLowerCase(),
+            startedAt: execution.startTime.toISOString(),
+            ...(execution.closeTime ? { closedAt: execution.closeTime.toISOString() } : {}),
+          });
+          if (listed.length >= query.limit) break;
+        }
+        res.json({ driftChecks: listed });
       },
     }),
     operation({

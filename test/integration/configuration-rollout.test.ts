@@ -295,6 +295,18 @@ describe('drift detection', () => {
     expect(firing.body.alerts.filter((a: { kind: string }) => a.kind === 'configuration.drift')).toEqual([]);
   });
 
+  it("lists the tenant's drift checks newest first, and no other tenant's", async () => {
+    const listed = await waitFor(async () => {
+      const response = await api.call('GET', '/api/v1/provisioning/configuration/drift-checks');
+      return response.body.driftChecks?.length >= 4 ? response.body.driftChecks : undefined;
+    }, 'the drift checks to be listed');
+    expect(listed[0]).toMatchObject({ driftCheckId: expect.stringMatching(/^configuration-drift:acme:/), trigger: 'on-demand', execution: 'completed' });
+    const startTimes = listed.map((check: { startedAt: string }) => Date.parse(check.startedAt));
+    expect(startTimes).toEqual([...startTimes].sort((a, b) => b - a));
+    const theirs = await api.call('GET', '/api/v1/provisioning/configuration/drift-checks', { key: await api.keyFor('globex', 'viewer') });
+    expect(theirs.body.driftChecks).toEqual([]);
+  });
+
   it("runs on a Temporal Schedule that follows the tenant's policy, and stops when it is disabled", async () => {
     expect((await api.call('GET', '/api/v1/provisioning/configuration/drift-policy')).body).toMatchObject({ enabled: false, action: 'alert' });
     const set = await api.call('PUT', '/api/v1/provisioning/configuration/drift-policy', { body: { enabled: true, action: 'remediate', intervalMinutes: 30 } });
