@@ -232,26 +232,28 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
     }
   }
 
-  /** Sends a signal to a running rollout and answers with where it now stands. */
-  function steering(name: string, summary: string, send: (handle: WorkflowHandle<typeof configRollout>, body: never) => Promise<void>, body?: z.ZodType): AnyOperation {
-    return operation({
-      operationId: `${name}ConfigurationRollout`,
-      method: name === 'setConcurrency' ? 'put' : 'post',
-      path: `${rollouts}/{rolloutId}/${name === 'setConcurrency' ? 'concurrency' : name}`,
-      summary,
+  /** An operation that sends a signal to a running rollout and answers with where it now stands. */
+  function steering<B>(
+    step: { operationId: string; method: 'post' | 'put'; segment: string; summary: string; body?: z.ZodType<B> },
+    send: (handle: WorkflowHandle<typeof configRollout>, body: B) => Promise<void>,
+  ): AnyOperation {
+    return operation<z.infer<typeof rolloutParams>, Record<string, unknown>, B>({
+      operationId: step.operationId,
+      method: step.method,
+      path: `${rollouts}/{rolloutId}/${step.segment}`,
+      summary: step.summary,
       tag: 'configuration',
       permission: 'configuration:deploy',
       params: rolloutParams,
-      ...(body ? { body } : {}),
+      ...(step.body ? { body: step.body } : {}),
       responses: {
         202: { description: 'The rollout took the instruction', schema: rolloutSchema },
         409: { description: 'The rollout has finished' },
       },
-      async handle({ res, tenantId, params, body: input }) {
+      async handle({ res, tenantId, params, body }) {
         const { running } = await report(tenantId, params.rolloutId);
         if (!running) throw new ConflictError(`rollout ${params.rolloutId} has finished`);
-        const handle = rolloutHandle(tenantId, params.rolloutId);
-        await send(handle, input as never);
+        await send(rolloutHandle(tenantId, params.rolloutId), body);
         res.status(202).json((await report(tenantId, params.rolloutId)).report);
       },
     });
@@ -353,19 +355,33 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
         res.json((await report(tenantId, params.rolloutId)).report);
       },
     }),
-    steering('pause', 'Stop starting devices until resumed; those in flight finish', (handle) => handle.signal(pauseRolloutSignal)),
-    steering('resume', 'Start devices again', (handle) => handle.signal(resumeRolloutSignal)),
     steering(
-      'cancel',
-      'Stop for good: devices in flight finish, the rest are skipped',
-      (handle, body: { reason?: string }) => handle.signal(cancelRolloutSignal, body?.reason ?? 'cancelled by an operator'),
-      z.object({ reason: z.string().trim().min(1).max(500).optional() }).strict().optional(),
+      { operationId: 'pauseConfigurationRollout', method: 'post', segment: 'pause', summary: 'Stop starting devices until resumed; those in flight finish' },
+      (handle) => handle.signal(pauseRolloutSignal),
     ),
     steering(
-      'setConcurrency',
-      'Change how many devices are in flight at once',
-      (handle, body: { concurrency: number }) => handle.signal(setRolloutConcurrencySignal, body.concurrency),
-      z.object({ concurrency: z.number().int().min(1).max(maximumRolloutConcurrency) }).strict(),
+      { operationId: 'resumeConfigurationRollout', method: 'post', segment: 'resume', summary: 'Start devices again' },
+      (handle) => handle.signal(resumeRolloutSignal),
+    ),
+    steering(
+      {
+        operationId: 'cancelConfigurationRollout',
+        method: 'post',
+        segment: 'cancel',
+        summary: 'Stop for good: devices in flight finish, the rest are skipped',
+        body: z.object({ reason: z.string().trim().min(1).max(500).optional() }).strict().optional(),
+      },
+      (handle, body) => handle.signal(cancelRolloutSignal, body?.reason ?? 'cancelled by an operator'),
+    ),
+    steering(
+      {
+        operationId: 'setConfigurationRolloutConcurrency',
+        method: 'put',
+        segment: 'concurrency',
+        summary: 'Change how many devices are in flight at once',
+        body: z.object({ concurrency: z.number().int().min(1).max(maximumRolloutConcurrency) }).strict(),
+      },
+      (handle, body) => handle.signal(setRolloutConcurrencySignal, body.concurrency),
     ),
     operation({
       operationId: 'rollBackConfigurationRollout',

@@ -198,7 +198,7 @@ describe('a rollout', () => {
     }
   });
 
-  it('pauses without starting another device, and once cancelled skips the devices it had not started', async () => {
+  it('pauses without starting another device, even with its concurrency raised, and once cancelled skips the devices it had not started', async () => {
     const targets = fleet.slice(3, 6);
     for (const device of targets) device.device.setFaults({ hang: ['/api/v1/configuration'] });
     const before = targets.map(pushesTo);
@@ -214,7 +214,11 @@ describe('a rollout', () => {
       device.device.release();
     }
     await waitFor(async () => ((await api.call('GET', '/api/v1/provisioning/rollouts/steered')).body.applied === 1 ? true : undefined), 'the device in flight to finish');
+    const widened = await api.call('PUT', '/api/v1/provisioning/rollouts/steered/concurrency', { body: { concurrency: 3 } });
+    expect(widened.status).toBe(202);
+    expect(widened.body).toMatchObject({ concurrency: 3, state: 'paused' });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Paused, even with room for three: no further device heard of it.
     expect(targets.slice(1).map((device, i) => pushesTo(device) - before[i + 1]!)).toEqual([0, 0]);
 
     const cancelled = await api.call('POST', '/api/v1/provisioning/rollouts/steered/cancel', { body: { reason: 'change window closed' } });
