@@ -40,6 +40,7 @@ export const alertKinds = {
   discoveryConflict: 'device.discovery_conflict',
   configurationDrift: 'configuration.drift',
   configurationRolloutHalted: 'configuration.rollout_halted',
+  caBackupFailing: 'certificate_authority.backup_failing',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

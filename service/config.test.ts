@@ -11,6 +11,17 @@ describe('service configuration', () => {
     expect(config.discovery).toEqual({ scanTimeoutMs: 25_000, snmpCommunities: ['site-ro', 'public'] });
   });
 
+  it('makes no scheduled CA backups unless a directory is configured, and then requires a passphrase', () => {
+    expect(loadConfig({}).caBackup).toBeUndefined();
+    expect(() => loadConfig({ CA_BACKUP_DIRECTORY: '/var/backups/ca' })).toThrow(/CA_BACKUP_PASSPHRASE_FILE or CA_BACKUP_PASSPHRASE/);
+    expect(loadConfig({ CA_BACKUP_DIRECTORY: '/var/backups/ca', CA_BACKUP_PASSPHRASE_FILE: '/run/secrets/ca-backup' }).caBackup).toEqual({
+      directory: '/var/backups/ca',
+      intervalHours: 24,
+      keep: 14,
+      passphrase: { file: '/run/secrets/ca-backup' },
+    });
+  });
+
   it('refuses a scan window longer than a minute, naming the variable', () => {
     expect(() => loadConfig({ DISCOVERY_SCAN_SECONDS: '600' })).toThrow(ConfigurationError);
     expect(() => loadConfig({ DISCOVERY_SCAN_SECONDS: '600' })).toThrow(/DISCOVERY_SCAN_SECONDS/);

@@ -74,6 +74,11 @@ const environmentSchema = z.object({
   PKI_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   CRL_VALIDITY_HOURS: z.coerce.number().int().positive().max(24 * 30).default(24),
   CRL_PUBLISH_INTERVAL_MINUTES: z.coerce.number().int().positive().default(360),
+  CA_BACKUP_DIRECTORY: optionalText,
+  CA_BACKUP_INTERVAL_HOURS: z.coerce.number().int().min(1).max(24 * 7).default(24),
+  CA_BACKUP_KEEP: z.coerce.number().int().min(1).max(1000).default(14),
+  CA_BACKUP_PASSPHRASE_FILE: optionalText,
+  CA_BACKUP_PASSPHRASE: optionalText,
   OCSP_RESPONSE_VALIDITY_MINUTES: z.coerce.number().int().positive().max(7 * 24 * 60).default(60),
   CERT_RENEWAL_AT_FRACTION: z.coerce.number().gt(0).lt(1).default(2 / 3),
   DISCOVERY_SCAN_SECONDS: z.coerce.number().int().min(1).max(60).default(10),
@@ -141,6 +146,15 @@ export interface ServiceConfig {
   };
   /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
   keyEncryptionKey?: string;
+  /** Scheduled, encrypted CA backups into a directory; absent when CA_BACKUP_DIRECTORY is unset. */
+  caBackup?: {
+    directory: string;
+    intervalHours: number;
+    /** Backups kept in the directory; older ones are removed after each new one is written. */
+    keep: number;
+    /** Where the passphrase is read from at each backup: a file, or the value itself. */
+    passphrase: { file: string } | { value: string };
+  };
   discovery: {
     /** How long each scanner of a sweep listens and probes. */
     scanTimeoutMs: number;
@@ -184,6 +198,16 @@ function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     }
   }
   return resolved;
+}
+
+function caBackupSettings(env: z.infer<typeof environmentSchema>, directory: string): NonNullable<ServiceConfig['caBackup']> {
+  const passphrase = env.CA_BACKUP_PASSPHRASE_FILE
+    ? { file: env.CA_BACKUP_PASSPHRASE_FILE }
+    : env.CA_BACKUP_PASSPHRASE
+      ? { value: env.CA_BACKUP_PASSPHRASE }
+      : undefined;
+  if (!passphrase) throw new ConfigurationError('CA_BACKUP_PASSPHRASE_FILE or CA_BACKUP_PASSPHRASE: one is required when CA_BACKUP_DIRECTORY is set');
+  return { directory, intervalHours: env.CA_BACKUP_INTERVAL_HOURS, keep: env.CA_BACKUP_KEEP, passphrase };
 }
 
 /** A comma-separated setting as its trimmed, non-empty items. */
@@ -314,6 +338,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     },
     keyCustody,
     keyEncryptionKey: env.KEY_ENCRYPTION_KEY,
+    ...(env.CA_BACKUP_DIRECTORY ? { caBackup: caBackupSettings(env, env.CA_BACKUP_DIRECTORY) } : {}),
     discovery: {
       scanTimeoutMs: env.DISCOVERY_SCAN_SECONDS * 1000,
       snmpCommunities: env.DISCOVERY_SNMP_COMMUNITIES ? list(env.DISCOVERY_SNMP_COMMUNITIES) : [],

@@ -43,6 +43,9 @@ import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
+import { CertificateAuthorityBackup } from '../pki/ca-backup';
+import { applyCaBackupSchedule } from '../pki/ca-backup-schedule';
+import { createCaBackupActivities } from '../activities/ca-backup';
 import { createConfigurationActivities } from '../activities/configuration';
 import { configurationJobOperations } from '../api/routes/configuration-jobs';
 import { CertificateInventory } from '../pki/certificate-inventory';
@@ -97,6 +100,8 @@ export interface ServiceParts {
   configurations: DeviceConfigurations;
   /** Each tenant's drift detection schedule and what it does with a drifted device. */
   driftPolicies: DriftPolicies;
+  /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
+  caBackup: CertificateAuthorityBackup;
   registry: DeviceRegistry;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
@@ -162,6 +167,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     compliance,
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
+    caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
     discovery: new DiscoveryStore({ db: database.db }),
     adapters,
@@ -202,6 +208,8 @@ export function createProvisioningWorker(
     searchAttributes?: boolean;
     /** Scanner settings of discovery sweeps; the scanners' defaults when absent. */
     discovery?: ServiceConfig['discovery'];
+    /** Scheduled CA backups; none when absent. */
+    caBackup?: ServiceConfig['caBackup'];
     logger: Logger;
   },
 ): Promise<Worker> {
@@ -233,6 +241,9 @@ export function createProvisioningWorker(
       }),
       ...createBulkActivities({ db: parts.database.db, client: options.client }),
       ...createConfigurationActivities({ ...parts, db: parts.database.db, logger: options.logger }),
+      ...(options.caBackup
+        ? createCaBackupActivities({ ...parts, settings: options.caBackup, systemTenant: systemAuditTenant, logger: options.logger })
+        : {}),
       ...createDiscoveryActivities({
         db: parts.database.db,
         alerts: parts.alerts,
@@ -434,12 +445,14 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
       capacity: config.worker,
       renewAtFraction: config.ca.renewalAtFraction,
       discovery: config.discovery,
+      caBackup: config.caBackup,
       logger,
     });
     await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
     await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
     await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
     await ensureDriftSchedules(client, parts.driftPolicies, config.temporal.taskQueue);
+    await applyCaBackupSchedule(client, { taskQueue: config.temporal.taskQueue, everyHours: config.caBackup?.intervalHours });
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
     stops.push(async () => {

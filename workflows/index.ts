@@ -9,3 +9,4 @@ export { zeroTouchProvisioning } from './zero-touch';
 export { discoverySweep } from './discovery-sweep';
 export { configRollout } from './configuration-rollout';
 export { configurationDriftCheck } from './configuration-drift';
+export { backUpCertificateAuthority } from './ca-backup';

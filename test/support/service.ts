@@ -24,6 +24,8 @@ export interface TestServiceOptions {
   keyEncryptionKey?: string;
   /** `time-skipping` for workflows that wait months (certificate renewal); the dev server otherwise. */
   temporal?: 'dev-server' | 'time-skipping';
+  /** Further settings, as the environment would give them. */
+  environment?: Record<string, string>;
 }
 
 export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
@@ -33,6 +35,7 @@ export async function testConfig(options: TestServiceOptions = {}): Promise<Serv
     KEY_ENCRYPTION_KEY: options.keyEncryptionKey ?? randomBytes(32).toString('base64'),
     TEMPORAL_TASK_QUEUE: `provisioning-test-${randomUUID()}`,
     LOG_LEVEL: 'silent',
+    ...options.environment,
   };
   if ((options.database ?? 'embedded') === 'server') environment.DATABASE_URL = await createServerDatabaseUrl();
   if (options.keyCustody === 'pkcs11') {
@@ -69,6 +72,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     alerts: config.alerts,
     capacity: config.worker,
     searchAttributes: options.temporal !== 'time-skipping',
+    caBackup: config.caBackup,
     logger: testLogger,
   });
   const running = worker.run();

@@ -1,0 +1,28 @@
+/**
+ * The Temporal Schedule of CA backups: present, at the configured interval, while a backup
+ * directory is configured; removed when it no longer is.
+ */
+import { ScheduleNotFoundError, type Client } from '@temporalio/client';
+import { ensureIntervalSchedule } from '../service/schedules';
+import type { backUpCertificateAuthority } from '../workflows/ca-backup';
+
+export const caBackupScheduleId = 'ca-backup';
+
+export async function applyCaBackupSchedule(client: Client, options: { taskQueue: string; everyHours?: number }): Promise<void> {
+  if (options.everyHours === undefined) {
+    try {
+      await client.schedule.getHandle(caBackupScheduleId).delete();
+    } catch (error) {
+      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    }
+    return;
+  }
+  await ensureIntervalSchedule<typeof backUpCertificateAuthority>(client, {
+    scheduleId: caBackupScheduleId,
+    workflowType: 'backUpCertificateAuthority',
+    args: [],
+    taskQueue: options.taskQueue,
+    every: `${options.everyHours}h`,
+    workflowExecutionTimeout: '3h',
+  });
+}
