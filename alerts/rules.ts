@@ -9,7 +9,7 @@ import { and, asc, eq, inArray, isNotNull, isNull, lte, ne, notExists } from 'dr
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { alerts, certificates, devices } from '../db/schema';
-import { provisioningSearchAttributes } from '../workflows/definitions';
+import { provisioningSearchAttributes, tenantVisibilityFilter } from '../workflows/definitions';
 import { alertFingerprint, alertKinds, type AlertKind, type RaiseAlertInput } from './alert-store';
 
 export interface AlertSettings {
@@ -146,7 +146,6 @@ export function visibilityCounter(client: Client): WorkflowCounter {
 }
 
 /** Tenant ids are restricted to these characters elsewhere; anything else is never put in a query. */
-const queryableTenantId = /^[A-Za-z0-9._:-]+$/;
 
 /**
  * The visibility query for a tenant's provisioning runs that closed since `since` with the given
@@ -155,10 +154,9 @@ const queryableTenantId = /^[A-Za-z0-9._:-]+$/;
  * stopped by the `cancel` signal ends as Failed and cannot be told apart here, so it counts.
  */
 export function closedProvisioningRunsQuery(tenantId: string, status: 'completed' | 'failed', since: Date): string {
-  if (!queryableTenantId.test(tenantId)) throw new Error(`tenant id ${JSON.stringify(tenantId)} cannot be used in a visibility query`);
   return [
     `WorkflowType = 'provisionDevice'`,
-    `${provisioningSearchAttributes.tenantId.name} = '${tenantId}'`,
+    tenantVisibilityFilter(tenantId),
     `${provisioningSearchAttributes.status.name} = '${status}'`,
     `ExecutionStatus = '${status === 'completed' ? 'Completed' : 'Failed'}'`,
     `CloseTime >= '${since.toISOString()}'`,

@@ -18,6 +18,15 @@ export const provisioningSearchAttributes = {
 
 export const allSearchAttributeKeys = Object.values(provisioningSearchAttributes);
 
+/** Tenant ids as a visibility query may quote them: nothing that could end the string literal. */
+const queryableTenantId = /^[A-Za-z0-9._:-]+$/;
+
+/** The visibility query clause that keeps one tenant's executions (by the `TenantId` search attribute). */
+export function tenantVisibilityFilter(tenantId: string): string {
+  if (!queryableTenantId.test(tenantId)) throw new Error(`tenant id ${JSON.stringify(tenantId)} cannot be used in a visibility query`);
+  return `${provisioningSearchAttributes.tenantId.name} = '${tenantId}'`;
+}
+
 /** The search attributes a provisioning run starts with, however it is started. */
 export function provisioningRunSearchAttributes(
   tenantId: string,

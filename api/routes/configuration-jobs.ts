@@ -40,6 +40,7 @@ import {
 } from '../../workflows/configuration-definitions';
 import type { configurationDriftCheck } from '../../workflows/configuration-drift';
 import type { configRollout } from '../../workflows/configuration-rollout';
+import { tenantVisibilityFilter } from '../../workflows/definitions';
 import { operation, type AnyOperation } from '../operation';
 
 const templates = '/api/v1/provisioning/templates';
@@ -321,7 +322,7 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
       responses: { 200: { description: 'The rollouts; each one in full at its own path', schema: z.object({ rollouts: z.array(rolloutSummarySchema) }) } },
       async handle({ res, tenantId, query }) {
         const prefix = rolloutWorkflowId(tenantId, '');
-        const filters = [`WorkflowType = 'configRollout'`, `TenantId = ${visibilityString(tenantId)}`];
+        const filters = [`WorkflowType = 'configRollout'`, tenantVisibilityFilter(tenantId)];
         if (query.running !== undefined) filters.push(query.running === 'true' ? `ExecutionStatus = 'Running'` : `ExecutionStatus != 'Running'`);
         const listed: z.infer<typeof rolloutSummarySchema>[] = [];
         for await (const execution of client.workflow.list({ query: filters.join(' AND '), pageSize: query.limit })) {
@@ -483,7 +484,7 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
       },
       async handle({ res, tenantId, query }) {
         const listed: z.infer<typeof driftCheckSummarySchema>[] = [];
-        const filter = `WorkflowType = 'configurationDriftCheck' AND TenantId = ${visibilityString(tenantId)}`;
+        const filter = `WorkflowType = 'configurationDriftCheck' AND ${tenantVisibilityFilter(tenantId)}`;
         for await (const execution of client.workflow.list({ query: filter, pageSize: query.limit })) {
           if (!execution.workflowId.startsWith(driftScheduleId(tenantId))) continue;
           listed.push({
@@ -530,11 +531,6 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
       },
     }),
   ];
-}
-
-/** A string literal of Temporal's visibility query language. */
-function visibilityString(value: string): string {
-  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 function refuseIf(problems: FieldProblem[], message: string): void {
