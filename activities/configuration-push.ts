@@ -31,7 +31,7 @@ export interface ConfigurationPushRequest {
   device: DeviceRow;
   templateId: string;
   version: number;
-  /** Who asked for this push; for provisioning runs it is read from the run's start in the audit trail. */
+  /** Who asked for this push: the caller that started the run or the rollout. */
   requestedBy?: string;
 }
 
@@ -52,13 +52,6 @@ function summaryOf(finding: ComplianceFinding) {
 export function configurationPushes(deps: ConfigurationPushDependencies) {
   const { audit, alerts, registry, configurations, logger } = deps;
 
-  /** The caller that started the provisioning run this activity belongs to, as the audit trail has it. */
-  async function requesterOfRun(tenantId: string, deviceId: string, workflowId: string): Promise<string | undefined> {
-    const started = await audit.list(tenantId, { action: 'provisioning.started', targetType: 'device', targetId: deviceId, limit: 500 });
-    const event = started.findLast((e) => (e.details as { provisioningId?: string }).provisioningId === workflowId);
-    return event && event.actorType !== 'workflow' ? event.actor : undefined;
-  }
-
   return {
     /**
      * Validates, judges and (when allowed) sends the configuration through `send`, which adds what
@@ -73,7 +66,7 @@ export function configurationPushes(deps: ConfigurationPushDependencies) {
       const workflowId = info.workflowExecution?.workflowId;
       const runId = info.workflowExecution?.runId;
       const actor = workflowId ?? 'system';
-      const requestedBy = request.requestedBy ?? (workflowId ? await requesterOfRun(tenantId, device.deviceId, workflowId) : undefined);
+      const { requestedBy } = request;
       const record = (outcome: 'applied' | 'failed' | 'blocked', details: { prepared?: PreparedConfiguration; deviceHash?: string; error?: string }) =>
         configurations.recordPush({
           tenantId,

@@ -175,12 +175,12 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       return { fingerprint: certificate.fingerprint };
     }),
 
-    pushDeviceConfiguration: provisioningStep(async (input: DeviceRef & { templateId: string }) => {
+    pushDeviceConfiguration: provisioningStep(async (input: DeviceRef & { templateId: string; requestedBy?: string }) => {
       return withDevice(input, async (device, adapter, session) => {
         // The version current now; the push validates it, judges its compliance and records it.
         const template = await templates.get(input.tenantId, input.templateId);
         const pushed = await pushes.push(
-          { tenantId: input.tenantId, device, templateId: template.id, version: template.version },
+          { tenantId: input.tenantId, device, templateId: template.id, version: template.version, requestedBy: input.requestedBy },
           async (configuration) => {
             // Signed for this device just before it goes out; devices that verify refuse it otherwise.
             const signed = await configurationSigner.sign({ tenantId: input.tenantId, device, configuration });

@@ -255,7 +255,12 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
       }
 
       const configuration = await step('pushConfiguration', () =>
-        onDevice.pushDeviceConfiguration({ tenantId, deviceId: device.deviceId, templateId: input.templateId }),
+        onDevice.pushDeviceConfiguration({
+          tenantId,
+          deviceId: device.deviceId,
+          templateId: input.templateId,
+          ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
+        }),
       );
       record.configurationVersion = configuration.version;
       record.metadata.configurationHash = configuration.hash;
