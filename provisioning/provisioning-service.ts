@@ -12,12 +12,11 @@ import {
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { SecretVault } from '../custody/secret-vault';
 import { settingsFor } from '../configuration/settings-schemas';
-import { describeFindings, type ComplianceFinding } from '../configuration/compliance';
-import type { DeviceConfigurations, PreparedConfiguration } from '../configuration/device-configurations';
+import { complianceProblems, complianceRefusal, judgeDeployment, recordRefusal, type BlockedConfiguration } from '../configuration/deployment-gate';
+import type { DeviceConfigurations } from '../configuration/device-configurations';
 import type { ConfigurationTemplateVersion, TemplateCatalog } from '../configuration/templates';
 import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
 import {
-  ComplianceViolationError,
   ConflictError,
   DependencyUnavailableError,
   ForbiddenError,
@@ -62,13 +61,6 @@ export interface ProvisioningServiceDependencies {
   configurations: DeviceConfigurations;
   adapters: ReadonlyMap<string, DeviceAdapter>;
   approvals: ApprovalPolicies;
-}
-
-/** A device whose configuration the compliance policy would block, found before any run started. */
-interface BlockedConfiguration {
-  index: number;
-  deviceId: string;
-  prepared: PreparedConfiguration;
 }
 
 interface TemplateCheck {
@@ -183,7 +175,6 @@ export class ProvisioningService {
     options: Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>,
   ): Promise<TemplateCheck> {
     const problems: FieldProblem[] = [];
-    const blocked: BlockedConfiguration[] = [];
     const suited = devices.flatMap((device, index) => {
       if (template.protocol === device.protocol) return [{ device, index }];
       problems.push({
@@ -197,24 +188,18 @@ export class ProvisioningService {
       template,
       suited.map(({ device }) => device),
     );
-    suited.forEach(({ device, index }, position) => {
-      const { prepared, problems: renderProblems } = previews[position];
-      if (!prepared) {
-        problems.push(...renderProblems.map((f) => ({ field: `devices[${index}]`, reason: `${f.field}: ${f.reason}` })));
-        return;
-      }
-      const lockout = options.skipCertificateGeneration
-        ? settingsFor(template.protocol)?.requiresDeviceCertificate(prepared.sealedSettings)
-        : undefined;
-      if (lockout && !problems.some((p) => p.field === 'options.skipCertificateGeneration')) {
-        problems.push({
-          field: 'options.skipCertificateGeneration',
-          reason: `template ${template.templateId} needs device certificates: ${lockout}`,
-        });
-      }
-      if (prepared.blocking.length > 0) blocked.push({ index, deviceId: device.deviceId, prepared });
-    });
-    return { problems, blocked };
+    const judged = judgeDeployment(
+      previews,
+      suited.map(({ device, index }) => ({ field: `devices[${index}]`, deviceId: device.deviceId })),
+    );
+    problems.push(...judged.problems);
+    const lockout = options.skipCertificateGeneration
+      ? previews.map(({ prepared }) => prepared && settingsFor(template.protocol)?.requiresDeviceCertificate(prepared.sealedSettings)).find(Boolean)
+      : undefined;
+    if (lockout) {
+      problems.push({ field: 'options.skipCertificateGeneration', reason: `template ${template.templateId} needs device certificates: ${lockout}` });
+    }
+    return { problems, blocked: judged.blocked };
   }
 
   async start(tenantId: string, body: unknown, requestedBy?: string): Promise<StartedProvisioning[]> {
@@ -222,20 +207,7 @@ export class ProvisioningService {
     if (blocked.length > 0) {
       // Refused before any run or device is touched; still a deployment that compliance stopped, so on record.
       const refusal = complianceRefusal(blocked);
-      for (const { deviceId, prepared } of blocked) {
-        await this.deps.configurations.recordPush({
-          tenantId,
-          deviceId,
-          templateId: prepared.templateId,
-          templateVersion: prepared.version,
-          outcome: 'blocked',
-          settingsHash: prepared.settingsHash,
-          findings: prepared.findings,
-          actor: requestedBy ?? 'api',
-          requestedBy,
-          error: refusal.message,
-        });
-      }
+      await recordRefusal(this.deps.configurations, tenantId, blocked, refusal, requestedBy);
       throw refusal;
     }
     const { request, devices } = validated;
@@ -402,21 +374,6 @@ export class ProvisioningService {
     const run = await this.latestRun(workflowId);
     return run?.status === 'RUNNING' ? run.runId : undefined;
   }
-}
-
-function complianceProblems(blocked: BlockedConfiguration): FieldProblem[] {
-  return blocked.prepared.blocking.map((finding: ComplianceFinding) => ({
-    field: `devices[${blocked.index}]`,
-    reason: `compliance rule ${finding.ruleId} at ${finding.field}: ${finding.reason}`,
-  }));
-}
-
-function complianceRefusal(blocked: BlockedConfiguration[]): ComplianceViolationError {
-  const summary = blocked.map((b) => `${b.deviceId}: ${describeFindings(b.prepared.blocking)}`).join('; ');
-  return new ComplianceViolationError(
-    `the configuration breaks the compliance policy (${summary}); an approver may grant an exception`,
-    { fields: blocked.flatMap(complianceProblems) },
-  );
 }
 
 function translateTemporalError(error: unknown, id: string): Error {

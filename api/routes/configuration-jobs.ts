@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { and, asc, eq, inArray } from 'drizzle-orm';
 import { z } from 'zod';
-import { describeFindings } from '../../configuration/compliance';
+import { complianceRefusal, judgeDeployment, recordRefusal } from '../../configuration/deployment-gate';
 import type { DeviceConfigurations } from '../../configuration/device-configurations';
 import {
   applyDriftSchedule,
@@ -21,7 +21,7 @@ import type { TemplateCatalog } from '../../configuration/templates';
 import type { Database } from '../../db/client';
 import { devices as deviceTable, type DeviceRow } from '../../db/schema';
 import { identifierPattern, identifierReason } from '../../provisioning/requests';
-import { ComplianceViolationError, ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../../service/errors';
+import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../../service/errors';
 import {
   cancelRolloutSignal,
   driftCheckProgressQuery,
@@ -279,19 +279,17 @@ export function configurationJobOperations(deps: ConfigurationJobDependencies): 
       async handle({ res, tenantId, principal, params, body }) {
         const version = body.version === undefined ? await catalog.currentVersion(tenantId, params.templateId) : await catalog.getVersion(tenantId, params.templateId, body.version);
         const devices = await devicesNamed(tenantId, body, version.protocol);
-        // Judged now, so a rollout that could only fail is refused before any device hears of it.
-        const previews = await configurations.previewMany(tenantId, version, devices);
-        const field = (index: number) => (body.deviceIds ? `deviceIds[${index}]` : `site:${devices[index]!.deviceId}`);
-        refuseIf(
-          previews.flatMap((preview, index) => preview.problems.map((problem) => ({ field: field(index), reason: `${problem.field}: ${problem.reason}` }))),
-          `the configuration cannot be rendered for every device`,
+        // Judged now, through the same gate as provisioning requests, so a rollout that could only
+        // fail is refused before any device hears of it.
+        const { problems, blocked } = judgeDeployment(
+          await configurations.previewMany(tenantId, version, devices),
+          devices.map((device, index) => ({ field: body.deviceIds ? `deviceIds[${index}]` : `site:${device.deviceId}`, deviceId: device.deviceId })),
         );
-        const blocked = previews.flatMap((preview, index) => (preview.prepared?.blocking.length ? [{ index, findings: preview.prepared.blocking }] : []));
+        refuseIf(problems, 'the configuration cannot be rendered for every device');
         if (blocked.length > 0) {
-          throw new ComplianceViolationError(
-            `${blocked.length} device(s) would get a configuration that breaks the compliance policy: ${describeFindings(blocked[0]!.findings)}; an approver may grant an exception`,
-            { fields: blocked.slice(0, problemsListed).map(({ index, findings }) => ({ field: field(index), reason: findings.map((f) => `${f.ruleId}: ${f.reason}`).join('; ') })) },
-          );
+          const refusal = complianceRefusal(blocked);
+          await recordRefusal(configurations, tenantId, blocked, refusal, principal.subject);
+          throw refusal;
         }
         const rolloutId = body.rolloutId ?? `rollout-${randomUUID()}`;
         const targets: RolloutTarget[] = devices.map((device) => ({ deviceId: device.deviceId, templateId: version.templateId, version: version.version }));

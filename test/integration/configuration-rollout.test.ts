@@ -249,7 +249,7 @@ describe('a rollout request', () => {
     expect(rate.body.errors).toEqual([expect.objectContaining({ field: 'maxFailureRate' })]);
   });
 
-  it('is refused with the compliance findings when a device would get a configuration that breaks the policy', async () => {
+  it('is refused with the compliance findings when a device would get a configuration that breaks the policy, and the refusal is on record', async () => {
     const insecure = await api.call('POST', templatesPath, {
       body: { id: 'fleet-insecure', ...fleetTemplate, body: { ...fleetBody, management: { httpEnabled: true, passwordLogin: false } } },
     });
@@ -260,7 +260,12 @@ describe('a rollout request', () => {
       { field: 'deviceIds[0]', reason: expect.stringContaining('http-disabled') },
       { field: 'deviceIds[1]', reason: expect.stringContaining('http-disabled') },
     ]);
-    for (const device of fleet.slice(0, 2)) expect(device.device.configuration!.templateId).toBe('fleet');
+    for (const device of fleet.slice(0, 2)) {
+      expect(device.device.configuration!.templateId).toBe('fleet');
+      // On record as a deployment the policy stopped, with who asked: what an approver's exception checks.
+      const history = await api.call('GET', `/api/v1/provisioning/devices/${device.request.serialNumber}/configuration`);
+      expect(history.body.history[0]).toMatchObject({ templateId: 'fleet-insecure', outcome: 'blocked', requestedBy: administrator });
+    }
   });
 });
 
