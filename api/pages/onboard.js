@@ -8,6 +8,8 @@ const deviceFields = ['serialNumber', 'macAddress', 'address', 'protocol', 'devi
 const keyStorage = 'provisioning-api-key';
 const message = document.getElementById('message');
 let key = sessionStorage.getItem(keyStorage) ?? '';
+/** The tenant's templates, read at sign-in. */
+let templates = [];
 let following;
 
 function show(step) {
@@ -70,19 +72,17 @@ async function signIn(candidate) {
   key = candidate;
   sessionStorage.setItem(keyStorage, key);
   document.getElementById('signed-in').textContent = `Signed in as ${body.name} (${body.role}) for tenant ${body.tenantId}.`;
-  const { body: api } = await callApi('GET', '/api/v1/openapi.json', { key });
-  const protocols = api.components?.schemas?.DeviceProvisioningRequest?.properties?.protocol?.enum ?? ['https'];
-  const select = document.getElementById('protocol');
-  select.replaceChildren(...protocols.map((protocol) => new Option(protocol, protocol)));
+  // A device is onboarded with a template for its protocol: the templates say which protocols can be.
+  templates = (await callApi('GET', '/api/v1/provisioning/templates', { key })).body.templates;
+  const protocols = [...new Set(templates.map((template) => template.protocol))].sort();
+  document.getElementById('protocol').replaceChildren(...protocols.map((protocol) => new Option(protocol, protocol)));
 }
 
-async function loadTemplates() {
+function showTemplates() {
   const protocol = document.getElementById('protocol').value;
-  const { body } = await callApi('GET', '/api/v1/provisioning/templates', { key });
+  const suitable = templates.filter((template) => template.protocol === protocol);
   const select = document.getElementById('template');
-  const suitable = body.templates.filter((template) => template.protocol === protocol);
   select.replaceChildren(...suitable.map((template) => new Option(`${template.name} (${template.id}, v${template.version})`, template.id)));
-  if (suitable.length === 0) say(message, `No template is for ${protocol} devices yet; an administrator can add one.`, 'error');
 }
 
 document.getElementById('sign-in').addEventListener('submit', async (event) => {
@@ -99,19 +99,15 @@ document.getElementById('sign-in').addEventListener('submit', async (event) => {
   }
 });
 
-document.getElementById('device').addEventListener('submit', async (event) => {
+document.getElementById('device').addEventListener('submit', (event) => {
   event.preventDefault();
   clearFieldErrors();
   const missing = ['serialNumber', 'macAddress', 'address', 'site'].filter((name) => !document.getElementById(name).value.trim());
   if (missing.length > 0) return void showFieldErrors(missing.map((field) => ({ field, reason: 'Required.' })));
-  try {
-    await loadTemplates();
-    document.getElementById('start').disabled = true;
-    say(document.getElementById('plan'), '');
-    show('configuration');
-  } catch (error) {
-    fail(error);
-  }
+  showTemplates();
+  document.getElementById('start').disabled = true;
+  say(document.getElementById('plan'), '');
+  show('configuration');
 });
 
 document.getElementById('configuration').addEventListener('submit', async (event) => {
