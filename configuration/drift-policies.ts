@@ -4,12 +4,12 @@
  * kept here so a Temporal cluster rebuilt from scratch gets its schedules back at start.
  */
 import { eq } from 'drizzle-orm';
-import { ScheduleNotFoundError, type Client, type ScheduleHandle } from '@temporalio/client';
+import type { Client, ScheduleHandle } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { configurationDriftPolicies, type ConfigurationDriftPolicyRow } from '../db/schema';
-import { ensureIntervalSchedule } from '../service/schedules';
+import { deleteSchedule, ensureIntervalSchedule } from '../service/schedules';
 import type { configurationDriftCheck } from '../workflows/configuration-drift';
 import { provisioningSearchAttributes } from '../workflows/definitions';
 
@@ -84,7 +84,7 @@ export function driftCheckPrefix(tenantId: string): string {
 /** Creates or updates the tenant's schedule to follow its policy, or removes it when disabled. */
 export async function applyDriftSchedule(client: Client, policy: DriftPolicy, taskQueue: string): Promise<ScheduleHandle | undefined> {
   if (!policy.enabled) {
-    await deleteDriftSchedule(client, policy.tenantId);
+    await deleteSchedule(client, driftScheduleId(policy.tenantId));
     return undefined;
   }
   return ensureIntervalSchedule<typeof configurationDriftCheck>(client, {
@@ -96,14 +96,6 @@ export async function applyDriftSchedule(client: Client, policy: DriftPolicy, ta
     workflowExecutionTimeout: '6h',
     typedSearchAttributes: driftCheckSearchAttributes(policy.tenantId),
   });
-}
-
-async function deleteDriftSchedule(client: Client, tenantId: string): Promise<void> {
-  try {
-    await client.schedule.getHandle(driftScheduleId(tenantId)).delete();
-  } catch (error) {
-    if (!(error instanceof ScheduleNotFoundError)) throw error;
-  }
 }
 
 /** At start: every enabled tenant's schedule exists and follows its policy. Returns how many. */

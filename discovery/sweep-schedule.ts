@@ -2,8 +2,8 @@
  * Each discovery site's Temporal Schedule: a sweep every `intervalMinutes`. Created or brought up
  * to date when the site is configured, deleted when it is removed or disabled.
  */
-import { ScheduleNotFoundError, type Client, type ScheduleHandle } from '@temporalio/client';
-import { ensureIntervalSchedule } from '../service/schedules';
+import type { Client, ScheduleHandle } from '@temporalio/client';
+import { deleteSchedule, ensureIntervalSchedule } from '../service/schedules';
 import type { discoverySweep } from '../workflows/discovery-sweep';
 import type { DiscoveryStore } from './discovery-store';
 
@@ -29,14 +29,8 @@ export function ensureDiscoverySchedule(
 }
 
 /** Removes the site's schedule; false when there was none. */
-export async function deleteDiscoverySchedule(client: Client, options: { tenantId: string; site: string }): Promise<boolean> {
-  try {
-    await client.schedule.getHandle(discoveryScheduleId(options.tenantId, options.site)).delete();
-    return true;
-  } catch (error) {
-    if (error instanceof ScheduleNotFoundError) return false;
-    throw error;
-  }
+export function deleteDiscoverySchedule(client: Client, options: { tenantId: string; site: string }): Promise<boolean> {
+  return deleteSchedule(client, discoveryScheduleId(options.tenantId, options.site));
 }
 
 /**

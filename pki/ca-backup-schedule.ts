@@ -2,19 +2,15 @@
  * The Temporal Schedule of CA backups: present, at the configured interval, while a backup
  * directory is configured; removed when it no longer is.
  */
-import { ScheduleNotFoundError, type Client } from '@temporalio/client';
-import { ensureIntervalSchedule } from '../service/schedules';
+import type { Client } from '@temporalio/client';
+import { deleteSchedule, ensureIntervalSchedule } from '../service/schedules';
 import type { backUpCertificateAuthority } from '../workflows/ca-backup';
 
 export const caBackupScheduleId = 'ca-backup';
 
 export async function applyCaBackupSchedule(client: Client, options: { taskQueue: string; everyHours?: number }): Promise<void> {
   if (options.everyHours === undefined) {
-    try {
-      await client.schedule.getHandle(caBackupScheduleId).delete();
-    } catch (error) {
-      if (!(error instanceof ScheduleNotFoundError)) throw error;
-    }
+    await deleteSchedule(client, caBackupScheduleId);
     return;
   }
   await ensureIntervalSchedule<typeof backUpCertificateAuthority>(client, {

@@ -5,6 +5,7 @@
  */
 import {
   ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
   ScheduleOverlapPolicy,
   type Client,
   type ScheduleHandle,
@@ -63,4 +64,15 @@ export async function ensureIntervalSchedule<W extends Workflow>(client: Client,
   const handle = client.schedule.getHandle(scheduleId);
   await handle.update<W>((previous) => ({ ...previous, spec, action, policies: { ...previous.policies, ...policies } }));
   return handle;
+}
+
+/** Removes a schedule the service owns; false when there was none. */
+export async function deleteSchedule(client: Client, scheduleId: string): Promise<boolean> {
+  try {
+    await client.schedule.getHandle(scheduleId).delete();
+    return true;
+  } catch (error) {
+    if (error instanceof ScheduleNotFoundError) return false;
+    throw error;
+  }
 }
