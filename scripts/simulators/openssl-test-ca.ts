@@ -13,6 +13,30 @@ import type { ClientTlsIdentity } from '../../adapters/device-adapter';
 /** The configuration-signing key purpose, written out here as a relying party's tool would. */
 const configurationSigningPurpose = '2.25.114753779424367444787422388892927952038.1.1';
 
+/** End-entity profiles: section name, key usage, extended key usage. */
+const leafProfiles: Array<[section: string, keyUsage: string, extendedKeyUsage: string]> = [
+  ['device', 'digitalSignature, keyEncipherment', 'serverAuth, clientAuth'],
+  ['client', 'digitalSignature', 'clientAuth'],
+  ['server_only', 'digitalSignature', 'serverAuth'],
+  ['configuration_signer', 'digitalSignature', configurationSigningPurpose],
+  ['code_signer', 'digitalSignature', 'codeSigning'],
+  // A configuration signer whose key may not sign: the device must refuse it.
+  ['configuration_signer_key_agreement', 'keyAgreement', configurationSigningPurpose],
+];
+
+const leafSections = leafProfiles
+  .map(([section, keyUsage, extendedKeyUsage]) =>
+    [
+      `[${section}]`,
+      'basicConstraints = critical, CA:FALSE',
+      `keyUsage = critical, ${keyUsage}`,
+      `extendedKeyUsage = ${extendedKeyUsage}`,
+      'subjectKeyIdentifier = hash',
+      'authorityKeyIdentifier = keyid',
+    ].join('\n'),
+  )
+  .join('\n');
+
 const caExtensions = `
 [root]
 basicConstraints = critical, CA:TRUE
@@ -23,42 +47,7 @@ basicConstraints = critical, CA:TRUE, pathlen:0
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-[device]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth, clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[server_only]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[configuration_signer]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = ${configurationSigningPurpose}
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[code_signer]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = codeSigning
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[configuration_signer_key_agreement]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, keyAgreement
-extendedKeyUsage = ${configurationSigningPurpose}
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
+${leafSections}
 `;
 
 export interface SigningIdentity {
