@@ -269,12 +269,7 @@ export interface RenderableTemplate {
   body: Record<string, unknown>;
 }
 
-/** Renders and validates: the settings a device of this protocol will be sent. */
-export function renderConfiguration(template: RenderableTemplate, context: TemplateContext): Record<string, unknown> {
-  return renderSettings(template, context).settings;
-}
-
-/** As renderConfiguration, also saying where in the settings secrets went. */
+/** Renders and validates: the settings a device of this protocol will be sent, and where in them secrets went. */
 export function renderSettings(
   template: RenderableTemplate,
   context: TemplateContext,
