@@ -75,21 +75,37 @@ function postgresBinDir() {
   return found.at(-1);
 }
 
+/**
+ * Every program the tests and the service run, by the Debian package that provides it. A test
+ * (scripts/setup.test.ts) checks each program the code spawns is listed here and that the README
+ * names the same packages, so a fresh machine never meets a program only the author's machine had.
+ */
+export const systemPackages = [
+  { name: 'softhsm2', programs: ['softhsm2-util'], present: () => existsSync('/usr/lib/softhsm/libsofthsm2.so') && Boolean(output('which', ['softhsm2-util'])) },
+  { name: 'opensc', programs: ['pkcs11-tool'], present: () => Boolean(output('which', ['pkcs11-tool'])) },
+  { name: 'postgresql', programs: ['initdb', 'pg_ctl'], present: () => Boolean(postgresBinDir()) },
+  { name: 'openssl', programs: ['openssl'], present: () => Boolean(output('which', ['openssl'])) },
+  // Clients the tests use as relying parties would (OCSP, CRL and EST fetches).
+  { name: 'curl', programs: ['curl'], present: () => Boolean(output('which', ['curl'])) },
+  // Protocol peers the adapter and discovery tests run against.
+  { name: 'snmpd', programs: ['snmpd'], present: () => existsSync('/usr/sbin/snmpd') },
+  { name: 'snmp', programs: ['snmpget', 'snmpset', 'snmpwalk', 'snmpusm'], present: () => Boolean(output('which', ['snmpget'])) },
+  { name: 'socat', programs: ['socat'], present: () => Boolean(output('which', ['socat'])) },
+  { name: 'iproute2', programs: ['ip'], present: () => Boolean(output('which', ['ip'])) },
+  // The site's DHCP server in the zero-touch and DHCP lease tests.
+  { name: 'dnsmasq-base', programs: ['dnsmasq'], present: () => existsSync('/usr/sbin/dnsmasq') },
+  // The browser the wizard and enrolment page tests drive.
+  { name: 'chromium', programs: ['chromium'], present: () => existsSync('/usr/bin/chromium') },
+];
+
+/**
+ * Programs every machine of this kind has before setup runs: Debian's essential packages and apt,
+ * and the toolchains setup itself builds with.
+ */
+export const basePrograms = ['sh', 'bash', 'id', 'mkdir', 'readlink', 'unshare', 'nsenter', 'runuser', 'setpriv', 'apt-get', 'npm', 'python3', 'go'];
+
 function ensureSystemPackages() {
-  const wanted = [
-    ['softhsm2', () => existsSync('/usr/lib/softhsm/libsofthsm2.so') && Boolean(output('which', ['softhsm2-util']))],
-    ['opensc', () => Boolean(output('which', ['pkcs11-tool']))],
-    ['postgresql', () => Boolean(postgresBinDir())],
-    ['openssl', () => Boolean(output('which', ['openssl']))],
-    // Protocol peers the adapter tests run against.
-    ['snmpd', () => existsSync('/usr/sbin/snmpd')],
-    ['snmp', () => Boolean(output('which', ['snmpget']))],
-    ['socat', () => Boolean(output('which', ['socat']))],
-    ['iproute2', () => Boolean(output('which', ['ip']))],
-    // The browser the wizard and enrolment page tests drive.
-    ['chromium', () => existsSync('/usr/bin/chromium')],
-  ];
-  const missing = wanted.filter(([, present]) => !present()).map(([name]) => name);
+  const missing = systemPackages.filter(({ present }) => !present()).map(({ name }) => name);
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing system packages: ${missing.join(' ')} (install them, or run as root to let setup do it)`);
@@ -115,15 +131,20 @@ function ensureTestPythonPackages() {
   run(pip, ['install', '--quiet', '--disable-pip-version-check', ...missing.map(([name, version]) => `${name}==${version}`)]);
 }
 
-const forTests = process.argv.includes('--for-tests');
-try {
-  ensureNodeModules();
-  ensureTemporalCli();
-  if (forTests) {
-    ensureTestPythonPackages();
-    ensureSystemPackages();
+function main() {
+  const forTests = process.argv.includes('--for-tests');
+  try {
+    ensureNodeModules();
+    ensureTemporalCli();
+    if (forTests) {
+      ensureTestPythonPackages();
+      ensureSystemPackages();
+    }
+  } catch (error) {
+    say(error.message);
+    process.exit(1);
   }
-} catch (error) {
-  say(error.message);
-  process.exit(1);
 }
+
+// Run as a script; imported (by its own test), it only describes what it installs.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
