@@ -1,12 +1,14 @@
 /**
  * Starts what the whole test run shares: a throwaway PostgreSQL server and a fresh SoftHSM2 token.
- * Their coordinates reach the test forks through the environment (forks inherit it at spawn).
+ * Their coordinates reach the test forks through the environment (forks inherit it at spawn). At the
+ * end it stops every process the run started that is still running, whatever failed on the way.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freeLoopbackPort } from './support/network';
+import { markTestRun, stopLeftoverProcesses } from './support/test-run';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -77,6 +79,9 @@ function createSoftHsmToken(workDir: string) {
 }
 
 export default async function setup() {
+  const marker = markTestRun();
+  // What an earlier run left behind when it was killed before its own teardown.
+  await stopLeftoverProcesses(marker);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'provisioning-test-'));
   chmodSync(workDir, 0o755);
   const stopPostgres = await startPostgres(workDir);
@@ -86,10 +91,12 @@ export default async function setup() {
   process.env.OSDP_LIBOSDP_PYTHON ??= path.join(root, '.tools', 'venv', 'bin', 'python');
   process.env.TEST_WORK_DIR = workDir;
 
-  return () => {
+  return async () => {
     try {
       stopPostgres();
     } finally {
+      const stopped = await stopLeftoverProcesses(marker);
+      if (stopped.length > 0) process.stderr.write(`test run: stopped ${stopped.length} process(es) the tests left running: ${stopped.join(', ')}\n`);
       rmSync(workDir, { recursive: true, force: true });
     }
   };
