@@ -4,6 +4,7 @@
  * applied on open.
  */
 import { mkdir } from 'node:fs/promises';
+import { acquireDirectoryLock } from './directory-lock';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -75,8 +76,17 @@ async function openEmbeddedDatabase(directory: string): Promise<DatabaseHandle> 
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
 
-  await mkdir(path.dirname(directory), { recursive: true });
-  const client = await PGlite.create(directory);
+  await mkdir(path.dirname(directory), { recursive: true, mode: 0o700 });
+  // One process at a time: a second writer on the same files would corrupt them, and would not see
+  // the first one's caches (an API key it creates would be refused until a restart).
+  const lock = acquireDirectoryLock(directory);
+  let client: InstanceType<typeof PGlite>;
+  try {
+    client = await PGlite.create(directory);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder });
   return {
@@ -89,6 +99,12 @@ async function openEmbeddedDatabase(directory: string): Promise<DatabaseHandle> 
     notify: async (channel, payload) => {
       await client.query('select pg_notify($1, $2)', [channel, payload]);
     },
-    close: () => client.close(),
+    close: async () => {
+      try {
+        await client.close();
+      } finally {
+        lock.release();
+      }
+    },
   };
 }

@@ -3,12 +3,14 @@
  * `npm run -s api-key -- list --tenant acme`
  * `npm run -s api-key -- revoke --tenant acme --id <uuid>`
  * Manages API keys directly in the service's database (configured as for `npm start`). A created
- * key is printed once, on stdout, as JSON.
+ * key is printed once, on stdout, as JSON. On the embedded database it refuses while the service
+ * runs (only one process may open it); use the API then.
  */
 import { parseArgs } from 'node:util';
 import { ApiKeyStore } from '../access/api-keys';
 import { roles, type Role } from '../access/roles';
 import { openDatabase } from '../db/client';
+import { DirectoryInUseError } from '../db/directory-lock';
 import { loadConfig } from '../service/config';
 
 const { positionals, values } = parseArgs({
@@ -32,7 +34,14 @@ if (!['create', 'list', 'revoke'].includes(command ?? '')) fail('usage: api-key 
 if (!values.tenant) fail('--tenant is required');
 
 const config = loadConfig();
-const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir });
+const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir }).catch((error: unknown) => {
+  if (!(error instanceof DirectoryInUseError)) throw error;
+  // The embedded database takes one process at a time: the running service holds it.
+  fail(
+    `the service is running on the embedded database in ${config.database.embeddedDir} (pid ${error.holderPid}); ` +
+      'create keys through the running service (POST /api/v1/access/api-keys with an administrator key), or stop the service first',
+  );
+});
 const apiKeys = new ApiKeyStore(database.db);
 try {
   if (command === 'create') {

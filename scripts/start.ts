@@ -4,58 +4,21 @@
  * UI) is started as a child; then the worker and the API run in this process. Ctrl-C or SIGTERM
  * stops the API, lets the worker finish its tasks, then stops the server.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, type ServiceConfig } from '../service/config';
+import { DirectoryInUseError } from '../db/directory-lock';
+import { loadConfig } from '../service/config';
+import { secureDataDirectory } from '../service/data-directory';
 import { createLogger } from '../service/logger';
 import { startService, type RunningService } from '../service/main';
+import { DevServerInUseError, startTemporalDevServer, type RunningDevServer } from '../service/temporal-dev-server';
 
 const root = path.resolve(import.meta.dirname, '..');
-const temporalCli = path.join(root, '.tools', 'venv', 'bin', 'temporal');
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
 
-function startTemporalDevServer(
-  settings: ServiceConfig['temporal']['devServer'],
-  namespace: string,
-  codecEndpoint: string,
-): ChildProcess {
-  mkdirSync(path.dirname(settings.dbFile), { recursive: true });
-  const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(settings.port),
-    '--ui-port', String(settings.uiPort),
-    // History is encrypted; the Web UI decrypts through the API's codec endpoint.
-    '--ui-codec-endpoint', codecEndpoint,
-    '--db-filename', settings.dbFile,
-    '--sqlite-pragma', 'journal_mode=wal',
-    '--sqlite-pragma', 'synchronous=normal',
-    '--namespace', namespace,
-    '--log-level', 'warn',
-    // Activities scheduled by a workflow task go straight to the worker that completed it when it has
-    // room, sparing a round trip through matching for every provisioning step.
-    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
-  ];
-  // Its own process group, so a terminal's Ctrl-C reaches us first and we stop it last.
-  const child = spawn(temporalCli, args, { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
-  child.on('exit', (code, signal) => {
-    if (!stopping) {
-      logger.fatal({ code, signal }, 'the Temporal dev server exited unexpectedly');
-      process.exit(1);
-    }
-  });
-  logger.info(
-    { component: 'temporal', address: `127.0.0.1:${settings.port}`, ui: `http://127.0.0.1:${settings.uiPort}` },
-    `temporal: 127.0.0.1:${settings.port} (Web UI http://127.0.0.1:${settings.uiPort}, data ${settings.dbFile})`,
-  );
-  return child;
-}
-
 let stopping = false;
-let temporalServer: ChildProcess | undefined;
+let temporalServer: RunningDevServer | undefined;
 let service: RunningService | undefined;
 
 async function stop(signal: string, exitCode = 0): Promise<void> {
@@ -67,11 +30,9 @@ async function stop(signal: string, exitCode = 0): Promise<void> {
   } catch (error) {
     logger.error({ err: error }, 'error while stopping the service');
   }
-  if (temporalServer?.pid && temporalServer.exitCode === null) {
-    const exited = new Promise((resolve) => temporalServer!.once('exit', resolve));
-    process.kill(-temporalServer.pid, 'SIGTERM');
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
-  }
+  await temporalServer?.stop();
+  // The embedded database writes some files with modes of its own; leave none readable by others.
+  secureDataDirectory(config.dataDir);
   logger.info('stopped');
   process.exit(exitCode);
 }
@@ -80,12 +41,31 @@ process.on('SIGINT', () => void stop('SIGINT'));
 process.on('SIGTERM', () => void stop('SIGTERM'));
 
 try {
+  secureDataDirectory(config.dataDir);
   if (!config.temporal.address) {
+    const { port, uiPort, dbFile } = config.temporal.devServer;
     const apiHost = ['0.0.0.0', '::'].includes(config.http.host) ? '127.0.0.1' : config.http.host;
-    temporalServer = startTemporalDevServer(
-      config.temporal.devServer,
-      config.temporal.namespace,
-      `http://${apiHost}:${config.http.port}/codec`,
+    temporalServer = await startTemporalDevServer(
+      {
+        cli: path.join(root, '.tools', 'venv', 'bin', 'temporal'),
+        port,
+        uiPort,
+        dbFile,
+        namespace: config.temporal.namespace,
+        codecEndpoint: `http://${apiHost}:${config.http.port}/codec`,
+      },
+      {
+        logger,
+        onUnexpectedExit: (code, signal) => {
+          if (stopping) return;
+          logger.fatal({ code, signal }, 'the Temporal dev server exited unexpectedly');
+          void stop('temporal-exit', 1);
+        },
+      },
+    );
+    logger.info(
+      { component: 'temporal', address: `127.0.0.1:${port}`, ui: `http://127.0.0.1:${uiPort}`, pid: temporalServer.pid },
+      `temporal: 127.0.0.1:${port} (Web UI http://127.0.0.1:${uiPort}, data ${dbFile})`,
     );
   } else {
     logger.info({ component: 'temporal', address: config.temporal.address }, `temporal: ${config.temporal.address} (existing cluster)`);
@@ -93,6 +73,12 @@ try {
   service = await startService(config, logger);
   logger.info('ready');
 } catch (error) {
-  logger.fatal({ err: error }, 'could not start the service');
+  if (error instanceof DirectoryInUseError) {
+    logger.fatal(`${error.message}: another service runs on this data folder; stop it first`);
+  } else if (error instanceof DevServerInUseError) {
+    logger.fatal(error.message);
+  } else {
+    logger.fatal({ err: error }, 'could not start the service');
+  }
   await stop('startup-failure', 1);
 }

@@ -456,7 +456,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
     stops.push(async () => {
-      worker.shutdown();
+      if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await workerConnection.close();
     });

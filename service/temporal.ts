@@ -39,6 +39,9 @@ export function installTemporalRuntime(logger: Logger, options: { metricsBindAdd
   const temporalLogger = logger.child({ component: 'temporal-sdk' });
   try {
     Runtime.install({
+      // The service stops in its own order on SIGINT/SIGTERM (API, then worker, then Temporal);
+      // the runtime's own handlers would start draining the worker first.
+      shutdownSignals: [],
       logger: new DefaultLogger('WARN', ({ level, message, meta }) => {
         temporalLogger[levels[level]](meta ?? {}, message);
       }),

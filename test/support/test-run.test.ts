@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { processIdentity, stopLeftoverProcesses, testRunVariable } from './test-run';
+import { processAlive, processIdentity, stopLeftoverProcesses, testRunVariable } from './test-run';
 
 const started: number[] = [];
 
@@ -16,17 +16,8 @@ function startMarked(marker: string): number {
   return child.pid!;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 afterEach(() => {
-  for (const pid of started.splice(0)) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const pid of started.splice(0)) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
 });
 
 describe('stopping what a test run started', () => {
@@ -37,7 +28,7 @@ describe('stopping what a test run started', () => {
     const stopped = await stopLeftoverProcesses(marker);
 
     expect(stopped).toContain(pid);
-    expect(alive(pid)).toBe(false);
+    expect(processAlive(pid)).toBe(false);
   });
 
   it('stops a process left by an earlier run whose owner is gone, and leaves a live run\'s processes alone', async () => {
@@ -49,8 +40,8 @@ describe('stopping what a test run started', () => {
     const stopped = await stopLeftoverProcesses(ownRun);
 
     expect(stopped).toContain(orphan);
-    expect(alive(orphan)).toBe(false);
+    expect(processAlive(orphan)).toBe(false);
     expect(stopped).not.toContain(otherRunsProcess);
-    expect(alive(otherRunsProcess)).toBe(true);
+    expect(processAlive(otherRunsProcess)).toBe(true);
   });
 });

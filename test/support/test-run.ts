@@ -7,19 +7,14 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processStartTime } from '../../db/directory-lock';
 
 export const testRunVariable = 'PROVISIONING_TEST_RUN';
 
-/** `<pid>:<start time in clock ticks>` of the process that owns the run: unique while it lives. */
+/** `<pid>:<start time>` of the process that owns the run: unique while it lives. */
 export function processIdentity(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may itself hold spaces and parentheses.
-    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    return `${pid}:${startTime}`;
-  } catch {
-    return undefined;
-  }
+  const startTime = processStartTime(pid);
+  return startTime === undefined ? undefined : `${pid}:${startTime}`;
 }
 
 /** Marks this process (and so everything it starts from now on) as belonging to a new run. */
@@ -58,7 +53,7 @@ function markedProcesses(): Array<{ pid: number; marker: string }> {
   return found;
 }
 
-function alive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -76,8 +71,8 @@ async function stopAll(pids: number[], graceMs: number): Promise<void> {
     }
   }
   const deadline = Date.now() + graceMs;
-  while (pids.some(alive) && Date.now() < deadline) await sleep(50);
-  for (const pid of pids.filter(alive)) {
+  while (pids.some(processAlive) && Date.now() < deadline) await sleep(50);
+  for (const pid of pids.filter(processAlive)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
