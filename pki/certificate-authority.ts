@@ -25,7 +25,15 @@ import {
 } from './certificate-builder';
 import { parseCertificateSigningRequest, type CertificateSigningRequest } from './csr';
 import { allowedSubjectAltNames } from './device-names';
-import { buildName, formatDistinguishedName, summariseName, type NameAttribute } from './distinguished-name';
+import {
+  buildName,
+  fitsSerialNumberAttribute,
+  fittedValue,
+  formatDistinguishedName,
+  roleCommonName,
+  summariseName,
+  type NameAttribute,
+} from './distinguished-name';
 import {
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
@@ -151,10 +159,7 @@ export class CertificateAuthority {
       usable: (row) => row.expiresAt > now,
       create: async () => {
         const key = await this.#custody.createKey(`root-ca:${tenantId}`, this.#settings.keyAlgorithm);
-        const subject = buildName([
-          { type: 'organization', value: tenantId },
-          { type: 'commonName', value: `${tenantId} Root CA` },
-        ]);
+        const subject = buildName(tenantSubject(tenantId, roleCommonName(tenantId, 'Root CA')));
         const keyId = keyIdentifier(key.publicKeySpki);
         const { notBefore, notAfter } = validity(this.#settings.rootValidityDays);
         const der = await signCertificate(
@@ -226,10 +231,10 @@ export class CertificateAuthority {
     const issuer = await this.#issuingCa(intermediate);
     const { notBefore, notAfter } = validity(validityDays, issuer.certificate);
     const subject: NameAttribute[] = [
-      { type: 'organization', value: tenantId },
-      { type: 'organizationalUnit', value: device.site },
-      { type: 'commonName', value: device.deviceId },
-      { type: 'serialNumber', value: device.serialNumber },
+      ...tenantSubject(tenantId, device.deviceId, device.site),
+      // RFC 5280 makes this attribute a PrintableString: a serial with other characters (`_`) stays
+      // out of it, and the device is named by its id and, in the SAN, its MAC address URN.
+      ...(fitsSerialNumberAttribute(device.serialNumber) ? [{ type: 'serialNumber' as const, value: device.serialNumber }] : []),
     ];
     const der = await signCertificate(
       {
@@ -306,10 +311,7 @@ export class CertificateAuthority {
             issuer: root,
             keyLabel: `service-identity:${tenantId}`,
             keyAlgorithm: serviceIdentityKeyAlgorithm,
-            subject: [
-              { type: 'organization', value: tenantId },
-              { type: 'commonName', value: serviceIdentityCommonName },
-            ],
+            subject: tenantSubject(tenantId, serviceIdentityCommonName),
             validityDays: serviceIdentityValidityDays,
             purposes: ['clientAuth'],
             extraExtensions: this.#publication.extensionsForIssuer(root.id),
@@ -379,10 +381,7 @@ export class CertificateAuthority {
           issuer: root,
           keyLabel: `est-server:${tenantId}`,
           keyAlgorithm: serviceIdentityKeyAlgorithm,
-          subject: [
-            { type: 'organization', value: tenantId },
-            { type: 'commonName', value: commonName },
-          ],
+          subject: tenantSubject(tenantId, commonName),
           validityDays,
           purposes: ['serverAuth'],
           extraExtensions: [subjectAltNameExtension(wanted), ...this.#publication.extensionsForIssuer(root.id)],
@@ -560,11 +559,7 @@ export class CertificateAuthority {
           issuer: caRow,
           keyLabel: `ocsp-responder:${caCertificateId}`,
           keyAlgorithm: 'P-256',
-          subject: [
-            { type: 'organization', value: caRow.tenantId },
-            ...(caRow.site ? [{ type: 'organizationalUnit' as const, value: caRow.site }] : []),
-            { type: 'commonName', value: `${caRow.site ?? caRow.tenantId} OCSP Responder` },
-          ],
+          subject: tenantSubject(caRow.tenantId, roleCommonName(caRow.site ?? caRow.tenantId, 'OCSP Responder'), caRow.site),
           validityDays: responderValidityDays,
           purposes: ['ocspSigning'],
           // Relying parties need not check the responder's own status (RFC 6960 4.2.2.2.1).
@@ -600,10 +595,7 @@ export class CertificateAuthority {
           keyLabel,
           keyAlgorithm: configurationSigningKeyAlgorithm,
           key: await this.#custody.createKey(keyLabel, configurationSigningKeyAlgorithm),
-          subject: [
-            { type: 'organization', value: tenantId },
-            { type: 'commonName', value: `${tenantId} Configuration Signing` },
-          ],
+          subject: tenantSubject(tenantId, roleCommonName(tenantId, 'Configuration Signing')),
           validityDays: configurationSigningValidityDays,
           purposes: ['configurationSigning'],
           extraExtensions: this.#publication.extensionsForIssuer(root.id),
@@ -779,11 +771,7 @@ export class CertificateAuthority {
       {
         serialNumber: randomSerialNumber(),
         issuer: issuer.certificate.subject,
-        subject: buildName([
-          { type: 'organization', value: tenantId },
-          { type: 'organizationalUnit', value: site },
-          { type: 'commonName', value: `${site} Intermediate CA` },
-        ]),
+        subject: buildName(tenantSubject(tenantId, roleCommonName(site, 'Intermediate CA'), site)),
         notBefore,
         notAfter,
         subjectPublicKeySpki: key.publicKeySpki,
@@ -815,6 +803,18 @@ export class CertificateAuthority {
   #custodyOf(location: string): KeyCustody {
     return location.startsWith('software:') ? this.#softwareKeys : this.#custody;
   }
+}
+
+/**
+ * A subject in the tenant's organisation (and site's unit): the tenant and site ids are cut to
+ * their attributes' bounds, and the common name says what the certificate is.
+ */
+function tenantSubject(tenantId: string, commonName: string, site?: string | null): NameAttribute[] {
+  return [
+    { type: 'organization', value: fittedValue('organization', tenantId) },
+    ...(site ? [{ type: 'organizationalUnit' as const, value: fittedValue('organizationalUnit', site) }] : []),
+    { type: 'commonName', value: commonName },
+  ];
 }
 
 /** BadCsrError unless the CSR names the device as CN and asks only for names the registry allows. */
