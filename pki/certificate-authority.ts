@@ -45,6 +45,7 @@ import {
   subjectKeyIdentifierExtension,
   summariseExtensions,
   type ExtendedKeyUsage,
+  type ExtensionsSummary,
   type SubjectAltNames,
 } from './extensions';
 import { KeyedMutex } from '../service/keyed-mutex';
@@ -587,7 +588,11 @@ export class CertificateAuthority {
     const row = await this.#ensureLive({
       lockName: `configuration-signing:${tenantId}`,
       find: (executor) => this.#findLive(executor, tenantId, 'configuration-signing'),
-      usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === root.id,
+      // A signer from before id-kp-documentSigning is replaced; devices still accept what it signed.
+      usable: (candidate) =>
+        now < renewalTime(candidate) &&
+        candidate.issuerCertificateId === root.id &&
+        (candidate.extensions as ExtensionsSummary).extendedKeyUsage.includes('documentSigning'),
       create: async () => {
         const keyLabel = `configuration-signing:${tenantId}`;
         const created = await this.#newServiceHeldLeaf({
@@ -597,7 +602,7 @@ export class CertificateAuthority {
           key: await this.#custody.createKey(keyLabel, configurationSigningKeyAlgorithm),
           subject: tenantSubject(tenantId, roleCommonName(tenantId, 'Configuration Signing')),
           validityDays: configurationSigningValidityDays,
-          purposes: ['configurationSigning'],
+          purposes: ['documentSigning'],
           extraExtensions: this.#publication.extensionsForIssuer(root.id),
           row: { tenantId, certificateType: 'configuration-signing' },
         });

@@ -23,7 +23,6 @@ import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { pkiSettings as settings } from '../test/support/pki-publication';
 import { CertificateAuthority } from './certificate-authority';
 import { ConfigurationSigner, signConfiguration } from './configuration-signing';
-import { oids } from './oids';
 
 const logger = createLogger('silent');
 const day = 24 * 60 * 60 * 1000;
@@ -77,7 +76,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     expect(row.extensions).toMatchObject({
       basicConstraints: { ca: false },
       keyUsage: ['digitalSignature'],
-      extendedKeyUsage: ['configurationSigning'],
+      extendedKeyUsage: ['documentSigning'],
     });
     expect(row.expiresAt.getTime() - row.issuedAt.getTime()).toBeGreaterThan(364 * day);
     expect(chainPem).toEqual([root.pem]);
@@ -85,7 +84,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     expect(verifyChain({ rootPem: root.pem, intermediatePems: [], leafPem: row.pem })).toContain('OK');
     const text = certificateExtensionsText(row.pem, ['keyUsage', 'extendedKeyUsage', 'basicConstraints']);
     expect(text).toMatch(/Key Usage: critical\s+Digital Signature\s/);
-    expect(text).toContain(oids.configurationSigning);
+    expect(text).toContain('1.3.6.1.5.5.7.3.36');
     expect(text).toMatch(/CA:FALSE/);
   });
 
@@ -121,6 +120,18 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     const [superseded] = await handle.db.select().from(certificates).where(eq(certificates.id, old.id));
     expect(superseded).toMatchObject({ revocationReason: 'superseded' });
     expect((await ca.ensureConfigurationSigner(tenant)).row.id).toBe(renewed.id);
+  });
+
+  it('replaces a signer issued with the purpose signers carried before id-kp-documentSigning', async () => {
+    const current = (await ca.ensureConfigurationSigner(tenant)).row;
+    // What rows of signers issued before said of their purpose.
+    await handle.db
+      .update(certificates)
+      .set({ extensions: { ...(current.extensions as object), extendedKeyUsage: ['configurationSigning'] } })
+      .where(eq(certificates.id, current.id));
+    const replaced = (await ca.ensureConfigurationSigner(tenant)).row;
+    expect(replaced.id).not.toBe(current.id);
+    expect(replaced.extensions).toMatchObject({ extendedKeyUsage: ['documentSigning'] });
   });
 
   it('provisions the reference device with our CA, then it applies a configuration signed in custody and refuses one from another tenant', async () => {

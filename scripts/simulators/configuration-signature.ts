@@ -12,7 +12,10 @@ import * as pkijs from 'pkijs';
 
 const oid = {
   keyUsage: '2.5.29.15',
-  configurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
+  /** id-kp-documentSigning (RFC 9336), which configuration signers carry. */
+  documentSigning: '1.3.6.1.5.5.7.3.36',
+  /** What signers carried before; accepted as long as such a signer is valid. */
+  legacyConfigurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
 } as const;
 
 /** Signer, at most two intermediates, anchor. */
@@ -117,7 +120,7 @@ export function canonicalJson(value: unknown): string {
 function checkSigner(signer: X509Certificate, now: number): void {
   if (signer.ca) throw new SignatureRefused('the signer certificate is a CA certificate');
   checkValidity(signer, 'the signer certificate', now);
-  if (!signer.keyUsage?.includes(oid.configurationSigning)) {
+  if (!signer.keyUsage?.some((purpose) => purpose === oid.documentSigning || purpose === oid.legacyConfigurationSigning)) {
     throw new SignatureRefused('the signer certificate is not valid for configuration signing');
   }
   if (!allowsDigitalSignature(signer)) {

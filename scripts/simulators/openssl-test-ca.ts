@@ -10,8 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ClientTlsIdentity } from '../../adapters/device-adapter';
 
-/** The configuration-signing key purpose, written out here as a relying party's tool would. */
-const configurationSigningPurpose = '2.25.114753779424367444787422388892927952038.1.1';
+/** id-kp-documentSigning (RFC 9336), the purpose of configuration signers, written out as a relying party's tool would. */
+const configurationSigningPurpose = '1.3.6.1.5.5.7.3.36';
+/** The purpose configuration signers carried before, under a UUID arc. */
+const legacyConfigurationSigningPurpose = '2.25.114753779424367444787422388892927952038.1.1';
 
 /** End-entity profiles: section name, key usage, extended key usage. */
 const leafProfiles: Array<[section: string, keyUsage: string, extendedKeyUsage: string]> = [
@@ -19,6 +21,7 @@ const leafProfiles: Array<[section: string, keyUsage: string, extendedKeyUsage: 
   ['client', 'digitalSignature', 'clientAuth'],
   ['server_only', 'digitalSignature', 'serverAuth'],
   ['configuration_signer', 'digitalSignature', configurationSigningPurpose],
+  ['legacy_configuration_signer', 'digitalSignature', legacyConfigurationSigningPurpose],
   ['code_signer', 'digitalSignature', 'codeSigning'],
   // A configuration signer whose key may not sign: the device must refuse it.
   ['configuration_signer_key_agreement', 'keyAgreement', configurationSigningPurpose],
@@ -97,18 +100,21 @@ export class OpensslTestCa {
 
   /**
    * A configuration signer issued by the intermediate. `purpose: 'codeSigning'` and
-   * `keyUsage: 'keyAgreement'` make signers a device must refuse.
+   * `keyUsage: 'keyAgreement'` make signers a device must refuse; `purpose: 'legacy'` one with the
+   * purpose signers carried before id-kp-documentSigning.
    */
   issueConfigurationSigner(
-    options: { purpose?: 'configurationSigning' | 'codeSigning'; keyUsage?: 'digitalSignature' | 'keyAgreement' } = {},
+    options: { purpose?: 'documentSigning' | 'legacy' | 'codeSigning'; keyUsage?: 'digitalSignature' | 'keyAgreement' } = {},
   ): SigningIdentity {
     const n = this.next();
     const extensions =
       options.purpose === 'codeSigning'
         ? 'code_signer'
-        : options.keyUsage === 'keyAgreement'
-          ? 'configuration_signer_key_agreement'
-          : 'configuration_signer';
+        : options.purpose === 'legacy'
+          ? 'legacy_configuration_signer'
+          : options.keyUsage === 'keyAgreement'
+            ? 'configuration_signer_key_agreement'
+            : 'configuration_signer';
     this.openssl('req', '-new', ...ecKey(`signer-${n}.key`), '-subj', `/CN=${this.name} Configuration Signing`, '-out', this.file(`signer-${n}.csr`));
     this.sign(`signer-${n}.csr`, 'intermediate', extensions, `signer-${n}.pem`);
     return {
