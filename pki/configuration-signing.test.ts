@@ -61,13 +61,14 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     await handle?.close();
   });
 
-  it('issues one configuration signer per tenant from its root, with its key held in the CA custody', async () => {
+  it('issues one configuration signer per tenant from its services intermediate, with its key held in the CA custody', async () => {
     const [first, second] = await Promise.all([ca.ensureConfigurationSigner(tenant), ca.ensureConfigurationSigner(tenant)]);
     expect(second.row.id).toBe(first.row.id);
     const { row, chainPem, signer } = first;
     const root = await ca.ensureRootCa(tenant);
+    const services = await ca.ensureServicesIntermediateCa(tenant);
 
-    expect(row).toMatchObject({ tenantId: tenant, certificateType: 'configuration-signing', issuerCertificateId: root.id, deviceId: null });
+    expect(row).toMatchObject({ tenantId: tenant, certificateType: 'configuration-signing', issuerCertificateId: services.id, deviceId: null });
     // The same custody as the CA keys: the HSM when there is one, never an exportable software key.
     expect(row.privateKeyLocation.startsWith(custodyKind === 'pkcs11' ? 'pkcs11:' : 'software:')).toBe(true);
     expect(signer.custody.kind).toBe(custodyKind);
@@ -79,9 +80,9 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
       extendedKeyUsage: ['documentSigning'],
     });
     expect(row.expiresAt.getTime() - row.issuedAt.getTime()).toBeGreaterThan(364 * day);
-    expect(chainPem).toEqual([root.pem]);
+    expect(chainPem).toEqual([services.pem, root.pem]);
 
-    expect(verifyChain({ rootPem: root.pem, intermediatePems: [], leafPem: row.pem })).toContain('OK');
+    expect(verifyChain({ rootPem: root.pem, intermediatePems: [services.pem], leafPem: row.pem })).toContain('OK');
     const text = certificateExtensionsText(row.pem, ['keyUsage', 'extendedKeyUsage', 'basicConstraints']);
     expect(text).toMatch(/Key Usage: critical\s+Digital Signature\s/);
     expect(text).toContain('1.3.6.1.5.5.7.3.36');
@@ -154,11 +155,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
       device: { deviceId, serialNumber, macAddress: '02:00:5e:10:00:01', address, site: 'hq' },
       csrPem,
     });
-    await adapter.installCertificate(factory, {
-      certificatePem: certificate.pem,
-      chainPem: await ca.getChainPem(certificate.id),
-      trustAnchorsPem: await ca.trustAnchorsPem(tenant),
-    });
+    await adapter.installCertificate(factory, await ca.installationFor(certificate));
     const session: DeviceSession = {
       address,
       pinnedCertificateFingerprint: certificate.fingerprint,

@@ -74,6 +74,7 @@ const environmentSchema = z.object({
   PKI_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   CRL_VALIDITY_HOURS: z.coerce.number().int().positive().max(24 * 30).default(24),
   CRL_PUBLISH_INTERVAL_MINUTES: z.coerce.number().int().positive().default(360),
+  CA_ROOT_CRL_VALIDITY_DAYS: z.coerce.number().int().min(3).max(3650).default(180),
   CA_BACKUP_DIRECTORY: optionalText,
   CA_BACKUP_INTERVAL_HOURS: z.coerce.number().int().min(1).max(24 * 7).default(24),
   CA_BACKUP_KEEP: z.coerce.number().int().min(1).max(1000).default(14),
@@ -172,6 +173,11 @@ export interface ServiceConfig {
     crlValidityHours: number;
     /** How often the schedule republishes every CA's CRL (also published on each revocation). */
     crlPublishIntervalMinutes: number;
+    /**
+     * nextUpdate of the roots' CRLs and validity of the roots' OCSP responders: both are signed
+     * with the root key, which stays offline between ceremonies, and re-signed once a third is left.
+     */
+    rootCrlValidityDays: number;
     /** nextUpdate of OCSP responses; cached responses are re-signed shortly before it. */
     ocspResponseValidityMinutes: number;
     /** Device certificates are renewed once this fraction of their lifetime has passed. */
@@ -351,6 +357,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       publicUrl: env.PKI_PUBLIC_URL,
       crlValidityHours: env.CRL_VALIDITY_HOURS,
       crlPublishIntervalMinutes: env.CRL_PUBLISH_INTERVAL_MINUTES,
+      rootCrlValidityDays: env.CA_ROOT_CRL_VALIDITY_DAYS,
       ocspResponseValidityMinutes: env.OCSP_RESPONSE_VALIDITY_MINUTES,
       renewalAtFraction: env.CERT_RENEWAL_AT_FRACTION,
     },

@@ -1,6 +1,7 @@
 /**
- * A throwaway two-level CA (root → intermediate) run with the `openssl` command line, for tests of
- * devices and adapters. Made with a tool other than our own CA code, so a test passing means the
+ * A throwaway two-level CA run with the `openssl` command line, for tests of devices and adapters:
+ * a root, a site intermediate that issues device certificates, and a services intermediate that
+ * issues the service's client identities and configuration signers, as the service's own CA does. Made with a tool other than our own CA code, so a test passing means the
  * device speaks standard X.509, not merely our dialect of it.
  */
 import { execFileSync } from 'node:child_process';
@@ -63,6 +64,8 @@ export interface SigningIdentity {
 export class OpensslTestCa {
   readonly rootPem: string;
   readonly intermediatePem: string;
+  /** The CA of the service's identities: what devices are given as their anchor for clients. */
+  readonly servicesIntermediatePem: string;
   private readonly dir: string;
   private counter = 0;
 
@@ -74,8 +77,11 @@ export class OpensslTestCa {
     this.openssl('req', '-new', ...ecKey('intermediate.key'), '-subj', `/CN=${name} Site Intermediate CA`,
       '-out', this.file('intermediate.csr'));
     this.sign('intermediate.csr', 'root', 'intermediate', 'intermediate.pem');
+    this.openssl('req', '-new', ...ecKey('services.key'), '-subj', `/CN=${name} Services CA`, '-out', this.file('services.csr'));
+    this.sign('services.csr', 'root', 'intermediate', 'services.pem');
     this.rootPem = this.read('root.pem');
     this.intermediatePem = this.read('intermediate.pem');
+    this.servicesIntermediatePem = this.read('services.pem');
   }
 
   /** A device certificate for `csrPem`, keeping the names the device asked for. */
@@ -86,20 +92,32 @@ export class OpensslTestCa {
     return this.read(`device-${n}.pem`);
   }
 
-  /** A client identity issued by the intermediate; `purpose: 'serverAuth'` makes one unfit for clients. */
+  /** A client identity issued by the services intermediate; `purpose: 'serverAuth'` makes one unfit for clients. */
   issueClientIdentity(commonName: string, options: { purpose?: 'clientAuth' | 'serverAuth' } = {}): ClientTlsIdentity {
     const n = this.next();
     this.openssl('req', '-new', ...ecKey(`client-${n}.key`), '-subj', `/CN=${commonName}`, '-out', this.file(`client-${n}.csr`));
-    this.sign(`client-${n}.csr`, 'intermediate', options.purpose === 'serverAuth' ? 'server_only' : 'client', `client-${n}.pem`);
+    this.sign(`client-${n}.csr`, 'services', options.purpose === 'serverAuth' ? 'server_only' : 'client', `client-${n}.pem`);
     return {
       certificatePem: this.read(`client-${n}.pem`),
       privateKeyPem: this.read(`client-${n}.key`),
+      chainPem: [this.servicesIntermediatePem],
+    };
+  }
+
+  /** A device's own TLS identity, with its key, from the site intermediate (clientAuth and serverAuth). */
+  issueDeviceIdentity(commonName: string): ClientTlsIdentity {
+    const n = this.next();
+    this.openssl('req', '-new', ...ecKey(`device-key-${n}.key`), '-subj', `/CN=${commonName}`, '-out', this.file(`device-key-${n}.csr`));
+    this.sign(`device-key-${n}.csr`, 'intermediate', 'device', `device-key-${n}.pem`);
+    return {
+      certificatePem: this.read(`device-key-${n}.pem`),
+      privateKeyPem: this.read(`device-key-${n}.key`),
       chainPem: [this.intermediatePem],
     };
   }
 
   /**
-   * A configuration signer issued by the intermediate. `purpose: 'codeSigning'` and
+   * A configuration signer issued by the services intermediate. `purpose: 'codeSigning'` and
    * `keyUsage: 'keyAgreement'` make signers a device must refuse; `purpose: 'legacy'` one with the
    * purpose signers carried before id-kp-documentSigning.
    */
@@ -116,11 +134,11 @@ export class OpensslTestCa {
             ? 'configuration_signer_key_agreement'
             : 'configuration_signer';
     this.openssl('req', '-new', ...ecKey(`signer-${n}.key`), '-subj', `/CN=${this.name} Configuration Signing`, '-out', this.file(`signer-${n}.csr`));
-    this.sign(`signer-${n}.csr`, 'intermediate', extensions, `signer-${n}.pem`);
+    this.sign(`signer-${n}.csr`, 'services', extensions, `signer-${n}.pem`);
     return {
       certificatePem: this.read(`signer-${n}.pem`),
       privateKeyPem: this.read(`signer-${n}.key`),
-      chainPem: [this.intermediatePem, this.rootPem],
+      chainPem: [this.servicesIntermediatePem, this.rootPem],
     };
   }
 
@@ -142,7 +160,7 @@ export class OpensslTestCa {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  private sign(csr: string, issuer: 'root' | 'intermediate', extensions: string, out: string, extra: string[] = [], days = 2) {
+  private sign(csr: string, issuer: 'root' | 'intermediate' | 'services', extensions: string, out: string, extra: string[] = [], days = 2) {
     this.openssl('x509', '-req', '-in', this.file(csr), '-CA', this.file(`${issuer}.pem`), '-CAkey', this.file(`${issuer}.key`),
       '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', String(days), '-sha256',
       '-extfile', this.file('ext.cnf'), '-extensions', extensions, ...extra, '-out', this.file(out));
