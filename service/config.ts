@@ -3,6 +3,7 @@
  * default that lets `npm start` run on a fresh clone, and is documented in the README.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Duration } from '@temporalio/common';
@@ -216,6 +217,14 @@ function caBackupSettings(env: z.infer<typeof environmentSchema>, directory: str
   return { directory, intervalHours: env.CA_BACKUP_INTERVAL_HOURS, keep: env.CA_BACKUP_KEEP, passphrase };
 }
 
+/** Whether only this machine can reach a listener bound to `host`. */
+function isLoopbackHost(host: string): boolean {
+  const address = host.replace(/^\[|\]$/g, '');
+  if (address === 'localhost') return true;
+  if (isIP(address) === 4) return address.startsWith('127.');
+  return address === '::1';
+}
+
 /** A comma-separated setting as its trimmed, non-empty items. */
 function list(value: string): string[] {
   return value.split(',').map((item) => item.trim()).filter(Boolean);
@@ -257,6 +266,13 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
   }
   if (env.ALERT_CERT_CRITICAL_DAYS >= env.ALERT_CERT_WARNING_DAYS) {
     throw new ConfigurationError('ALERT_CERT_CRITICAL_DAYS: must be less than ALERT_CERT_WARNING_DAYS');
+  }
+  // Every certificate carries the CRL and OCSP URLs for its lifetime: off this machine the API's
+  // own URL is a guess (a bind address, a container name) that devices may never reach.
+  if (!env.PKI_PUBLIC_URL && !isLoopbackHost(env.HOST)) {
+    throw new ConfigurationError(
+      `PKI_PUBLIC_URL: required when HOST (${env.HOST}) is not a loopback address; set it to the base URL devices and verifiers reach /pki at`,
+    );
   }
   if (Boolean(env.AUTH_JWT_ISSUER) !== Boolean(env.AUTH_JWT_PUBLIC_KEY)) {
     throw new ConfigurationError('AUTH_JWT_ISSUER and AUTH_JWT_PUBLIC_KEY: set both to accept bearer tokens, or neither');
