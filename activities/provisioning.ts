@@ -165,11 +165,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           .catch(() => false));
 
       if (!alreadyInstalled) {
-        await adapter.installCertificate(await sessionFor(device), {
-          certificatePem: certificate.pem,
-          chainPem: await ca.getChainPem(certificate.id),
-          trustAnchorsPem: await ca.trustAnchorsPem(input.tenantId),
-        });
+        await adapter.installCertificate(await sessionFor(device), await ca.installationFor(certificate));
       }
       await registry.update(input.tenantId, input.deviceId, { activeCertificateId: certificate.id });
       return { fingerprint: certificate.fingerprint };

@@ -82,9 +82,12 @@ export interface CsrRequest {
 
 export interface CertificateInstallation {
   certificatePem: string;
-  /** Issuer chain of the device certificate, nearest first. */
+  /** Issuer chain of the device certificate, nearest first, up to the root. */
   chainPem: string[];
-  /** CAs the device must accept client certificates from (our root). */
+  /**
+   * The CA the device must accept clients (and configuration signers) from: the tenant's services
+   * intermediate, which no device certificate chains to, so no device can pass for the service.
+   */
   trustAnchorsPem: string[];
 }
 

@@ -47,11 +47,12 @@ export interface AlertRule {
 const dayMs = 86_400_000;
 
 /** Certificate types whose expiry needs a person; the service's own TLS identity renews itself. */
-const watchedCertificateTypes = ['device', 'intermediate', 'root'] as const;
+const watchedCertificateTypes = ['device', 'intermediate', 'services-intermediate', 'root'] as const;
 
 const certificateTypeNames: Record<(typeof watchedCertificateTypes)[number], string> = {
   device: 'Device certificate',
   intermediate: 'Intermediate CA certificate',
+  'services-intermediate': 'Services intermediate CA certificate',
   root: 'Root CA certificate',
 };
 

@@ -242,7 +242,8 @@ export async function createEstServer(deps: EstServerDependencies, options: EstS
       renewAt: identity.renewAt.getTime(),
       options: {
         key: identity.privateKeyPem,
-        cert: identity.certificatePem,
+        // With its issuer, so devices holding only the tenant's root can build the path.
+        cert: [identity.certificatePem, ...identity.chainPem].join('\n'),
         // Sent as the acceptable CA names of the CertificateRequest, so clients pick the right certificate.
         ca: await ca.trustAnchorsPem(tenantId),
       },

@@ -6,7 +6,7 @@
  * few CertIDs per request, and optionally a per-address budget.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import { isCaCertificateType, type CertificateAuthority } from '../pki/certificate-authority';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder';
 import { fromPem } from '../pki/pem';
@@ -73,9 +73,7 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
     try {
       const caCertificateId = idOf(String(req.params.caCertificateId), 'CA certificate');
       const row = await options.ca.getCertificate(caCertificateId);
-      if (row.certificateType !== 'root' && row.certificateType !== 'intermediate') {
-        throw new NotFoundError(`no CA certificate ${caCertificateId}`);
-      }
+      if (!isCaCertificateType(row.certificateType)) throw new NotFoundError(`no CA certificate ${caCertificateId}`);
       const der = fromPem(row.pem, ['CERTIFICATE'])!;
       res.set({
         'Cache-Control': `public, no-transform, max-age=${caCertificateMaxAgeSeconds}`,

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { permissions, roles } from '../access/roles';
+import { certificates } from '../db/schema';
 import { provisioningStepNames } from '../workflows/definitions';
 
 const timestamp = z.iso.datetime({ offset: true });
@@ -103,7 +104,7 @@ export const deviceCertificateSchema = z
     id: z.uuid(),
     deviceId: z.string().nullable(),
     tenantId: z.string(),
-    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing']),
+    certificateType: z.enum(certificates.certificateType.enumValues),
     serialNumber: z.string(),
     fingerprint: z.string(),
     publicKey: z.string(),

@@ -78,12 +78,13 @@ export const certificates = pgTable(
     /** Site of an intermediate CA, and of the device for a device certificate. */
     site: text('site'),
     /**
-     * `service` is the service's TLS client identity, `server` its TLS server identity (EST), `ocsp`
-     * a CA's delegated OCSP responder (id-kp-OCSPSigning), issued by that CA, and
-     * `configuration-signing` the tenant's signer of device configurations (key in CA custody).
+     * `services-intermediate` the CA of the service's own identities: `service`, its TLS client
+     * identity, `server`, its TLS server identity (EST), and `configuration-signing`, the tenant's
+     * signer of device configurations (key in CA custody); `ocsp` is a CA's delegated OCSP
+     * responder (id-kp-OCSPSigning), issued by that CA.
      */
     certificateType: text('certificate_type', {
-      enum: ['device', 'intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing'],
+      enum: ['device', 'intermediate', 'services-intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing'],
     }).notNull(),
     serialNumber: text('serial_number').notNull(),
     /** SHA-256 of the DER certificate, lower-case hex. */

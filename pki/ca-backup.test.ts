@@ -197,12 +197,12 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
     expect(Date.now() - Date.parse(header.createdAt)).toBeLessThan(120_000);
     expect(header.tenants).toEqual(['acme', 'globex']);
     expect(header.counts).toEqual({
-      certificates: { root: 2, intermediate: 4, ocsp: 0, service: 1, server: 0, 'configuration-signing': 0, device: 3 },
+      certificates: { root: 2, intermediate: 4, 'services-intermediate': 1, ocsp: 0, service: 1, server: 0, 'configuration-signing': 0, device: 3 },
       revokedCertificates: 1,
       certificateRevocationLists: 1,
       // The service identity's key is in software whatever the custody; CA keys follow the custody.
-      softwareKeys: custodyKind === 'software' ? 7 : 1,
-      hsmKeyReferences: custodyKind === 'pkcs11' ? 6 : 0,
+      softwareKeys: custodyKind === 'software' ? 8 : 1,
+      hsmKeyReferences: custodyKind === 'pkcs11' ? 7 : 0,
     });
     expect(header.sourceKeyEncryptionKeyId).toBe(a.sealer.keyId);
     expect(header.kdf).toMatchObject({ name: 'scrypt', N: testScrypt.N, r: 8, p: 1 });
@@ -268,7 +268,7 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
       { tenantId: 'acme', outcome: 'restored' },
       { tenantId: 'globex', outcome: 'restored' },
     ]);
-    expect(result.inserted).toEqual({ certificates: 10, certificateRevocationLists: 1, softwareKeys: custodyKind === 'software' ? 7 : 1 });
+    expect(result.inserted).toEqual({ certificates: 11, certificateRevocationLists: 1, softwareKeys: custodyKind === 'software' ? 8 : 1 });
 
     // Same rows field by field, ids, issuer links, revocation and retirement included.
     expect(await certificateRows(b.handle)).toEqual(await certificateRows(a.handle));
@@ -318,7 +318,8 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
   it("keeps the service identity and its exportable key, now opened with B's key-encryption key", async () => {
     const identity = await b.ca.ensureServiceIdentity('acme');
     expect(identity.privateKeyPem).toBe(fixture.serviceKeyPem);
-    expect(identity.chainPem).toEqual([fixture.root.pem]);
+    const [services] = await a.handle.db.select().from(certificates).where(eq(certificates.certificateType, 'services-intermediate'));
+    expect(identity.chainPem).toEqual([services!.pem]);
     const [serviceRow] = await a.handle.db.select().from(certificates).where(eq(certificates.certificateType, 'service'));
     expect(identity.certificatePem).toBe(serviceRow!.pem);
   });
@@ -375,7 +376,7 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
     // acme has issued cam-9 in B since the restore; globex is still exactly the backup's.
     const attempt = b.backup.restoreBackup(file, { passphrase });
     await expect(attempt).rejects.toBeInstanceOf(ConflictError);
-    await expect(attempt).rejects.toThrow(/tenant acme that differ from the backup \(8 certificates there, 7 in the backup\)/);
+    await expect(attempt).rejects.toThrow(/tenant acme that differ from the backup \(9 certificates there, 8 in the backup\)/);
     const globexOnly = (await a.backup.createBackup({ passphrase, tenantId: 'globex', scrypt: testScrypt })).file;
     const result = await b.backup.restoreBackup(globexOnly, { passphrase });
     expect(result.tenants).toEqual([{ tenantId: 'globex', outcome: 'already-present' }]);
@@ -400,7 +401,7 @@ describe.each(scenarios)('CA backup with $custodyKind custody from a $source to 
   it('backs up one tenant only when asked, and that restores on its own', async () => {
     const { file: globexFile, summary } = await a.backup.createBackup({ passphrase, tenantId: 'globex', scrypt: testScrypt });
     expect(summary.header.tenants).toEqual(['globex']);
-    expect(summary.header.counts.certificates).toEqual({ root: 1, intermediate: 1, ocsp: 0, service: 0, server: 0, 'configuration-signing': 0, device: 1 });
+    expect(summary.header.counts.certificates).toEqual({ root: 1, intermediate: 1, 'services-intermediate': 0, ocsp: 0, service: 0, server: 0, 'configuration-signing': 0, device: 1 });
     expect(summary.caCertificates.map((ca) => [ca.certificateType, ca.site, ca.state])).toEqual([
       ['root', null, 'live'],
       ['intermediate', 'plant', 'live'],

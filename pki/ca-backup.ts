@@ -78,7 +78,7 @@ const insertBatchRows = 500;
 const restoreLockId = 4_242_017;
 const passphraseCheckLabel = 'device-provisioning/ca-backup/passphrase-check/v1';
 
-const certificateTypes = ['root', 'intermediate', 'ocsp', 'service', 'server', 'configuration-signing', 'device'] as const;
+const certificateTypes = ['root', 'intermediate', 'services-intermediate', 'ocsp', 'service', 'server', 'configuration-signing', 'device'] as const;
 type CertificateType = (typeof certificateTypes)[number];
 
 /** The passphrase does not derive this backup's key (or the header's KDF fields were changed). */

@@ -330,15 +330,17 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     ).rejects.toThrow(ConflictError);
   });
 
-  it('gives the service a client identity for mutual TLS, issued by the root and kept in memory', async () => {
+  it('gives the service a client identity for mutual TLS, issued by the services intermediate and kept in memory', async () => {
     const identity = await ca.ensureServiceIdentity('acme');
     const root = await ca.ensureRootCa('acme');
-    expect(identity.chainPem).toEqual([root.pem]);
-    expect(verifyChain({ rootPem: root.pem, intermediatePems: [], leafPem: identity.certificatePem, purpose: 'sslclient' })).toMatch(
+    const services = await ca.ensureServicesIntermediateCa('acme');
+    expect(services).toMatchObject({ certificateType: 'services-intermediate', issuerCertificateId: root.id, subjectDn: 'CN=acme Services CA,O=acme' });
+    expect(identity.chainPem).toEqual([services.pem]);
+    expect(verifyChain({ rootPem: root.pem, intermediatePems: [services.pem], leafPem: identity.certificatePem, purpose: 'sslclient' })).toMatch(
       /OK/,
     );
     expect(() =>
-      verifyChain({ rootPem: root.pem, intermediatePems: [], leafPem: identity.certificatePem, purpose: 'sslserver' }),
+      verifyChain({ rootPem: root.pem, intermediatePems: [services.pem], leafPem: identity.certificatePem, purpose: 'sslserver' }),
     ).toThrow();
     const text = certificateExtensionsText(identity.certificatePem, ['extendedKeyUsage', 'basicConstraints']);
     expect(text).toMatch(/Extended Key Usage:\s+TLS Web Client Authentication\n/);
@@ -353,7 +355,7 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     expect(await ca.ensureServiceIdentity('acme')).toBe(identity);
     const [row] = await liveRows('acme', 'service');
     expect(row?.privateKeyLocation).toMatch(/^software:/);
-    expect(row?.issuerCertificateId).toBe(root.id);
+    expect(row?.issuerCertificateId).toBe(services.id);
     expect(row!.expiresAt.getTime() - Date.now()).toBeGreaterThan(89 * day);
   });
 

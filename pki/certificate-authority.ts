@@ -1,13 +1,15 @@
 /**
- * The organisation's certificate authority: one root per tenant, one intermediate per tenant and
- * site, device certificates issued by the site's intermediate, and the service's own client
- * identity for mutual TLS with devices. CA keys stay in key custody; this class only ever holds
- * their locations.
+ * The organisation's certificate authority: one root per tenant, which signs only intermediates,
+ * its OCSP responder and its CRL; one intermediate per tenant and site, which issues the site's
+ * device certificates; and one services intermediate per tenant, which issues the service's own
+ * identities (TLS client and server, configuration signer). Devices are given the services
+ * intermediate as their anchor for clients, so they accept the service and no other device. CA
+ * keys stay in key custody; this class only ever holds their locations.
  */
 import { createHash } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import { Certificate, type Extension } from 'pkijs';
-import type { ClientTlsIdentity } from '../adapters/device-adapter';
+import type { CertificateInstallation, ClientTlsIdentity } from '../adapters/device-adapter';
 import type { SoftwareKeyStore } from '../adapters/software-keystore';
 import type { KeyAlgorithm, KeyCustody, KeyHandle } from '../custody/key-custody';
 import type { Database } from '../db/client';
@@ -25,7 +27,15 @@ import {
 } from './certificate-builder';
 import { parseCertificateSigningRequest, type CertificateSigningRequest } from './csr';
 import { allowedSubjectAltNames } from './device-names';
-import { buildName, formatDistinguishedName, summariseName, type NameAttribute } from './distinguished-name';
+import {
+  buildName,
+  fitsSerialNumberAttribute,
+  fittedValue,
+  formatDistinguishedName,
+  roleCommonName,
+  summariseName,
+  type NameAttribute,
+} from './distinguished-name';
 import {
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
@@ -37,6 +47,7 @@ import {
   subjectKeyIdentifierExtension,
   summariseExtensions,
   type ExtendedKeyUsage,
+  type ExtensionsSummary,
   type SubjectAltNames,
 } from './extensions';
 import { KeyedMutex } from '../service/keyed-mutex';
@@ -44,6 +55,14 @@ import { canonicalIpAddress } from './ip-address';
 import { fingerprintOf, fromPem, toPem } from './pem';
 import { PkiPublication } from './publication';
 import { keyAlgorithmOf, keyIdentifier } from './public-key';
+
+/** Certificates that issue others: a tenant's root, its sites' intermediates and its services intermediate. */
+export const caCertificateTypes = ['root', 'intermediate', 'services-intermediate'] as const;
+export type CaCertificateType = (typeof caCertificateTypes)[number];
+
+export function isCaCertificateType(certificateType: string): certificateType is CaCertificateType {
+  return (caCertificateTypes as readonly string[]).includes(certificateType);
+}
 
 /** CRLReason names (RFC 5280 section 5.3.1). */
 export const revocationReasons = [
@@ -106,6 +125,8 @@ const serviceIdentityKeyAlgorithm = 'P-256';
 /** Devices verify configuration signatures as ECDSA P-256 with SHA-256 (see ConfigurationSignature). */
 const configurationSigningKeyAlgorithm = 'P-256';
 const configurationSigningValidityDays = 365;
+/** Short-lived, so a responder key that leaks stops mattering soon (it carries nocheck). */
+const ocspResponderValidityDays = 30;
 /** Root, intermediate, device: a longer issuer chain means corrupt data, not a deeper hierarchy. */
 const maximumChainLength = 4;
 
@@ -151,10 +172,7 @@ export class CertificateAuthority {
       usable: (row) => row.expiresAt > now,
       create: async () => {
         const key = await this.#custody.createKey(`root-ca:${tenantId}`, this.#settings.keyAlgorithm);
-        const subject = buildName([
-          { type: 'organization', value: tenantId },
-          { type: 'commonName', value: `${tenantId} Root CA` },
-        ]);
+        const subject = buildName(tenantSubject(tenantId, roleCommonName(tenantId, 'Root CA')));
         const keyId = keyIdentifier(key.publicKeySpki);
         const { notBefore, notAfter } = validity(this.#settings.rootValidityDays);
         const der = await signCertificate(
@@ -226,10 +244,10 @@ export class CertificateAuthority {
     const issuer = await this.#issuingCa(intermediate);
     const { notBefore, notAfter } = validity(validityDays, issuer.certificate);
     const subject: NameAttribute[] = [
-      { type: 'organization', value: tenantId },
-      { type: 'organizationalUnit', value: device.site },
-      { type: 'commonName', value: device.deviceId },
-      { type: 'serialNumber', value: device.serialNumber },
+      ...tenantSubject(tenantId, device.deviceId, device.site),
+      // RFC 5280 makes this attribute a PrintableString: a serial with other characters (`_`) stays
+      // out of it, and the device is named by its id and, in the SAN, its MAC address URN.
+      ...(fitsSerialNumberAttribute(device.serialNumber) ? [{ type: 'serialNumber' as const, value: device.serialNumber }] : []),
     ];
     const der = await signCertificate(
       {
@@ -281,8 +299,75 @@ export class CertificateAuthority {
   }
 
   /**
+   * The tenant's services intermediate, signed by the root: it issues the service's own identities
+   * and nothing else, so a device given it as its only anchor for clients accepts the service and
+   * no other device. Renewed once a third of its validity is left or the root has changed, by
+   * certifying the same key again: devices holding an earlier certificate of it as their anchor
+   * keep accepting the service until their next certificate installation brings the new one. While
+   * the root key is offline, the current one stays in use as long as it is valid.
+   */
+  async ensureServicesIntermediateCa(tenantId: string): Promise<CertificateRow> {
+    requireText(tenantId, 'tenantId');
+    const root = await this.ensureRootCa(tenantId);
+    const now = new Date();
+    return this.#ensureLive({
+      lockName: `services-intermediate-ca:${tenantId}`,
+      find: (executor) => this.#findLive(executor, tenantId, 'services-intermediate'),
+      usable: (row) => now.getTime() < renewalTime(row) && row.issuerCertificateId === root.id,
+      keepWhileRenewalFails: (row) => row.expiresAt > now,
+      create: async (current) => {
+        const key = current
+          ? await this.#custodyOf(current.privateKeyLocation).getKey(current.privateKeyLocation)
+          : await this.#custody.createKey(`services-intermediate-ca:${tenantId}`, this.#settings.keyAlgorithm);
+        const created = await this.#newIntermediate({
+          root,
+          key,
+          subject: tenantSubject(tenantId, roleCommonName(tenantId, 'Services CA')),
+          row: { tenantId, certificateType: 'services-intermediate' },
+        });
+        this.#logger.info({ tenantId, keyLocation: key.location, renewed: current !== undefined }, 'certified the services intermediate CA');
+        return created;
+      },
+    });
+  }
+
+  /**
+   * What a device is given, with its certificate, to recognise the service by: the services
+   * intermediate, which the service's client identity and configuration signer chain to and device
+   * certificates never do.
+   */
+  async serviceAnchorsPem(tenantId: string): Promise<string[]> {
+    return [(await this.ensureServicesIntermediateCa(tenantId)).pem];
+  }
+
+  /** What a device installs with the certificate `certificateId`: it, its issuers and the service's anchor. */
+  async installationFor(certificate: CertificateRow): Promise<CertificateInstallation> {
+    return {
+      certificatePem: certificate.pem,
+      chainPem: await this.getChainPem(certificate.id),
+      trustAnchorsPem: await this.serviceAnchorsPem(certificate.tenantId),
+    };
+  }
+
+  /**
+   * Gives every tenant with a root its services intermediate and the service identities issued by
+   * it. Installations from before the services intermediate had the root sign those identities;
+   * this moves them at start, while the root key is at hand, instead of at first use.
+   */
+  async completeServiceHierarchies(): Promise<void> {
+    const roots = await this.#db
+      .select({ tenantId: certificates.tenantId })
+      .from(certificates)
+      .where(and(eq(certificates.certificateType, 'root'), isNull(certificates.revokedAt), isNull(certificates.retiredAt)));
+    for (const { tenantId } of roots) {
+      await this.ensureServiceIdentity(tenantId);
+      await this.ensureConfigurationSigner(tenantId);
+    }
+  }
+
+  /**
    * The service's TLS client identity for mutual TLS with a tenant's devices, issued by the
-   * tenant's root. Its key lives in the software store whatever the CA custody is, because Node's
+   * tenant's services intermediate. Its key lives in the software store whatever the CA custody is, because Node's
    * TLS needs the private key in memory. Kept in memory and renewed once a third of its validity
    * remains.
    */
@@ -295,24 +380,21 @@ export class CertificateAuthority {
       const current = this.#serviceIdentities.get(tenantId);
       if (current && Date.now() < current.renewAt) return current.identity;
 
-      const root = await this.ensureRootCa(tenantId);
+      const issuer = await this.ensureServicesIntermediateCa(tenantId);
       const now = Date.now();
       const row = await this.#ensureLive({
         lockName: `service-identity:${tenantId}`,
         find: (executor) => this.#findLive(executor, tenantId, 'service'),
-        usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === root.id,
+        usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === issuer.id,
         create: async () => {
           const created = await this.#newServiceHeldLeaf({
-            issuer: root,
+            issuer,
             keyLabel: `service-identity:${tenantId}`,
             keyAlgorithm: serviceIdentityKeyAlgorithm,
-            subject: [
-              { type: 'organization', value: tenantId },
-              { type: 'commonName', value: serviceIdentityCommonName },
-            ],
+            subject: tenantSubject(tenantId, serviceIdentityCommonName),
             validityDays: serviceIdentityValidityDays,
             purposes: ['clientAuth'],
-            extraExtensions: this.#publication.extensionsForIssuer(root.id),
+            extraExtensions: this.#publication.extensionsForIssuer(issuer.id),
             row: { tenantId, certificateType: 'service' },
           });
           this.#logger.info({ tenantId }, 'issued the service client certificate');
@@ -323,7 +405,7 @@ export class CertificateAuthority {
       const identity: ClientTlsIdentity = {
         certificatePem: row.pem,
         privateKeyPem: await this.#softwareKeys.unsealPrivateKeyPem(row.privateKeyLocation),
-        chainPem: [root.pem],
+        chainPem: [issuer.pem],
       };
       this.#serviceIdentities.set(tenantId, { identity, renewAt: renewalTime(row), certificateId: row.id });
       return identity;
@@ -332,8 +414,8 @@ export class CertificateAuthority {
 
   /**
    * The EST server's TLS identity for a tenant (RFC 7030 section 3.6): a serverAuth certificate
-   * from the tenant's root naming the EST host names and addresses, so devices holding only that
-   * root can verify the server. Its key is exportable in the software store, like the service
+   * from the tenant's services intermediate naming the EST host names and addresses; served with
+   * that intermediate, it verifies for devices holding only the tenant's root. Its key is exportable in the software store, like the service
    * client identity's, because Node's TLS needs it in memory. Reissued (the old one superseded)
    * when the names change, the root changes or a third of its validity is left.
    */
@@ -353,7 +435,7 @@ export class CertificateAuthority {
       throw new ValidationError('the EST server needs at least one host name or IP address');
     }
     const wantedNames = [...wanted.dns.map((dns) => `DNS:${dns}`), ...wanted.ip.map((ip) => `IP:${ip}`)].sort().join(',');
-    const root = await this.ensureRootCa(tenantId);
+    const issuer = await this.ensureServicesIntermediateCa(tenantId);
     const now = Date.now();
     const row = await this.#ensureLive({
       lockName: `est-server:${tenantId}`,
@@ -372,20 +454,17 @@ export class CertificateAuthority {
       },
       usable: (candidate) =>
         now < renewalTime(candidate) &&
-        candidate.issuerCertificateId === root.id &&
+        candidate.issuerCertificateId === issuer.id &&
         [...(candidate.extensions as { subjectAltNames: string[] }).subjectAltNames].sort().join(',') === wantedNames,
       create: async () => {
         const created = await this.#newServiceHeldLeaf({
-          issuer: root,
+          issuer,
           keyLabel: `est-server:${tenantId}`,
           keyAlgorithm: serviceIdentityKeyAlgorithm,
-          subject: [
-            { type: 'organization', value: tenantId },
-            { type: 'commonName', value: commonName },
-          ],
+          subject: tenantSubject(tenantId, commonName),
           validityDays,
           purposes: ['serverAuth'],
-          extraExtensions: [subjectAltNameExtension(wanted), ...this.#publication.extensionsForIssuer(root.id)],
+          extraExtensions: [subjectAltNameExtension(wanted), ...this.#publication.extensionsForIssuer(issuer.id)],
           row: { tenantId, certificateType: 'server' },
         });
         this.#logger.info({ tenantId, names: wantedNames }, 'issued the EST server certificate');
@@ -395,7 +474,7 @@ export class CertificateAuthority {
     return {
       certificatePem: row.pem,
       privateKeyPem: await this.#softwareKeys.unsealPrivateKeyPem(row.privateKeyLocation),
-      chainPem: [root.pem],
+      chainPem: [issuer.pem],
       certificateId: row.id,
       renewAt: new Date(renewalTime(row)),
     };
@@ -417,7 +496,7 @@ export class CertificateAuthority {
     if (!revoked) return this.getCertificate(certificateId);
 
     const cached = this.#serviceIdentities.get(revoked.tenantId);
-    if (cached && (revoked.certificateType === 'root' || cached.certificateId === revoked.id)) {
+    if (cached && (isCaCertificateType(revoked.certificateType) || cached.certificateId === revoked.id)) {
       this.#serviceIdentities.delete(revoked.tenantId);
     }
     this.#logger.info(
@@ -504,40 +583,37 @@ export class CertificateAuthority {
     return chain;
   }
 
-  /** The roots a party must trust to accept the tenant's certificates. */
+  /** The roots a party must trust to accept the tenant's certificates (EST `cacerts`, the CA API). */
   async trustAnchorsPem(tenantId: string): Promise<string[]> {
     return [(await this.ensureRootCa(tenantId)).pem];
   }
 
   /**
-   * What signs as the CA `caCertificateId` (root or intermediate, live, retired or revoked): its
+   * What signs as the CA `caCertificateId` (root or either intermediate, live, retired or revoked): its
    * certificate, its key in custody and its key identifier, for CRLs. NotFoundError for any other id.
    */
   async caSigningIdentity(
     caCertificateId: string,
   ): Promise<{ row: CertificateRow; certificate: Certificate; signer: CertificateSigner; keyId: Uint8Array }> {
     const row = await this.getCertificate(caCertificateId);
-    if (row.certificateType !== 'root' && row.certificateType !== 'intermediate') {
-      throw new NotFoundError(`certificate ${caCertificateId} is not a CA certificate`);
-    }
+    if (!isCaCertificateType(row.certificateType)) throw new NotFoundError(`certificate ${caCertificateId} is not a CA certificate`);
     return this.#issuingCa(row);
   }
 
   /**
    * The CA's delegated OCSP responder certificate (RFC 6960 section 4.2.2.2): issued by that CA,
    * id-kp-OCSPSigning only, id-pkix-ocsp-nocheck, short-lived and re-issued once a third of its
-   * validity remains. Its key is exportable in the software store so responses are signed in
-   * memory at the rate relying parties ask, whatever custody holds the CA key. NotFoundError
-   * unless `caCertificateId` is a root or intermediate; ConflictError when that CA is revoked.
+   * validity remains. The root's lives as long as the root's CRL, since both wait for the root key
+   * to be brought out, and stays in use while that key is offline. Its key is exportable in the
+   * software store so responses are signed in memory at the rate relying parties ask, whatever
+   * custody holds the CA key. NotFoundError unless `caCertificateId` is a CA; ConflictError when
+   * that CA is revoked.
    */
   async ensureOcspResponder(caCertificateId: string): Promise<CertificateRow> {
     const caRow = await this.getCertificate(caCertificateId);
-    if (caRow.certificateType !== 'root' && caRow.certificateType !== 'intermediate') {
-      throw new NotFoundError(`certificate ${caCertificateId} is not a CA certificate`);
-    }
+    if (!isCaCertificateType(caRow.certificateType)) throw new NotFoundError(`certificate ${caCertificateId} is not a CA certificate`);
     if (caRow.revokedAt) throw new ConflictError(`CA ${caCertificateId} is revoked and no longer answers for its certificates`);
-    // Short-lived, so a responder key that leaks stops mattering soon (it carries nocheck).
-    const responderValidityDays = 30;
+    const responderValidityDays = caRow.certificateType === 'root' ? this.#settings.rootCrlValidityDays : ocspResponderValidityDays;
     const now = Date.now();
     return this.#ensureLive({
       lockName: `ocsp-responder:${caCertificateId}`,
@@ -555,16 +631,13 @@ export class CertificateAuthority {
         return row;
       },
       usable: (row) => now < renewalTime(row),
+      keepWhileRenewalFails: (row) => row.expiresAt.getTime() > now,
       create: async () => {
         const created = await this.#newServiceHeldLeaf({
           issuer: caRow,
           keyLabel: `ocsp-responder:${caCertificateId}`,
           keyAlgorithm: 'P-256',
-          subject: [
-            { type: 'organization', value: caRow.tenantId },
-            ...(caRow.site ? [{ type: 'organizationalUnit' as const, value: caRow.site }] : []),
-            { type: 'commonName', value: `${caRow.site ?? caRow.tenantId} OCSP Responder` },
-          ],
+          subject: tenantSubject(caRow.tenantId, roleCommonName(caRow.site ?? caRow.tenantId, 'OCSP Responder'), caRow.site),
           validityDays: responderValidityDays,
           purposes: ['ocspSigning'],
           // Relying parties need not check the responder's own status (RFC 6960 4.2.2.2.1).
@@ -578,8 +651,8 @@ export class CertificateAuthority {
   }
 
   /**
-   * The tenant's signer of device configurations: a certificate from the tenant's root for the
-   * configuration-signing purpose alone, whose key is made and used in the CA's custody (the HSM
+   * The tenant's signer of device configurations: a certificate from the tenant's services
+   * intermediate for document signing alone (configurations are the only documents it signs), whose key is made and used in the CA's custody (the HSM
    * when there is one) and never leaves it, since whoever holds it can reconfigure every device
    * of the tenant. Lasts a year; reissued once a third of that is left or the root has changed.
    */
@@ -587,26 +660,28 @@ export class CertificateAuthority {
     tenantId: string,
   ): Promise<{ row: CertificateRow; chainPem: string[]; signer: CertificateSigner }> {
     requireText(tenantId, 'tenantId');
+    const issuer = await this.ensureServicesIntermediateCa(tenantId);
     const root = await this.ensureRootCa(tenantId);
     const now = Date.now();
     const row = await this.#ensureLive({
       lockName: `configuration-signing:${tenantId}`,
       find: (executor) => this.#findLive(executor, tenantId, 'configuration-signing'),
-      usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === root.id,
+      // A signer from before id-kp-documentSigning is replaced; devices still accept what it signed.
+      usable: (candidate) =>
+        now < renewalTime(candidate) &&
+        candidate.issuerCertificateId === issuer.id &&
+        (candidate.extensions as ExtensionsSummary).extendedKeyUsage.includes('documentSigning'),
       create: async () => {
         const keyLabel = `configuration-signing:${tenantId}`;
         const created = await this.#newServiceHeldLeaf({
-          issuer: root,
+          issuer,
           keyLabel,
           keyAlgorithm: configurationSigningKeyAlgorithm,
           key: await this.#custody.createKey(keyLabel, configurationSigningKeyAlgorithm),
-          subject: [
-            { type: 'organization', value: tenantId },
-            { type: 'commonName', value: `${tenantId} Configuration Signing` },
-          ],
+          subject: tenantSubject(tenantId, roleCommonName(tenantId, 'Configuration Signing')),
           validityDays: configurationSigningValidityDays,
-          purposes: ['configurationSigning'],
-          extraExtensions: this.#publication.extensionsForIssuer(root.id),
+          purposes: ['documentSigning'],
+          extraExtensions: this.#publication.extensionsForIssuer(issuer.id),
           row: { tenantId, certificateType: 'configuration-signing' },
         });
         this.#logger.info({ tenantId, keyLocation: created.privateKeyLocation }, 'issued the configuration signing certificate');
@@ -616,7 +691,7 @@ export class CertificateAuthority {
     const publicKeySpki = new Uint8Array(parseStoredCertificate(row).subjectPublicKeyInfo.toSchema().toBER());
     return {
       row,
-      chainPem: [root.pem],
+      chainPem: [issuer.pem, root.pem],
       signer: {
         custody: this.#custodyOf(row.privateKeyLocation),
         location: row.privateKeyLocation,
@@ -637,19 +712,32 @@ export class CertificateAuthority {
    * usable. The key is made and the certificate signed before the transaction: with the embedded
    * database a transaction holds the only connection, and the software key store needs it too.
    * The in-process lock keeps this process from racing itself; the advisory lock and re-check
-   * keep several processes on one server from creating two.
+   * keep several processes on one server from creating two. `create` gets the row it replaces, if
+   * any; when it fails (the issuing key is offline) and `keepWhileRenewalFails` says the current
+   * row will still do, that row is used meanwhile.
    */
   async #ensureLive(spec: {
     lockName: string;
     find: (executor: Executor) => Promise<CertificateRow | undefined>;
     usable: (row: CertificateRow) => boolean;
-    create: () => Promise<NewCertificateRow>;
+    keepWhileRenewalFails?: (row: CertificateRow) => boolean;
+    create: (replacing: CertificateRow | undefined) => Promise<NewCertificateRow>;
   }): Promise<CertificateRow> {
     return this.#locks.run(spec.lockName, async () => {
       const current = await spec.find(this.#db);
       if (current && spec.usable(current)) return current;
 
-      const created = await spec.create();
+      let created: NewCertificateRow;
+      try {
+        created = await spec.create(current);
+      } catch (error) {
+        if (!current || !spec.keepWhileRenewalFails?.(current)) throw error;
+        this.#logger.warn(
+          { err: error, certificateId: current.id, lock: spec.lockName },
+          'could not renew the certificate; the current one stays in use while it is valid',
+        );
+        return current;
+      }
       return this.#db.transaction(async (tx) => {
         await tx.execute(sql`select pg_advisory_xact_lock(${advisoryLockId(spec.lockName)}::bigint)`);
         const live = await spec.find(tx);
@@ -676,7 +764,7 @@ export class CertificateAuthority {
   async #findLive(
     executor: Executor,
     tenantId: string,
-    certificateType: 'root' | 'intermediate' | 'service' | 'configuration-signing',
+    certificateType: 'root' | 'intermediate' | 'services-intermediate' | 'service' | 'configuration-signing',
     site?: string,
   ): Promise<CertificateRow | undefined> {
     const [row] = await executor
@@ -772,39 +860,45 @@ export class CertificateAuthority {
   }
 
   async #newSiteIntermediate(tenantId: string, site: string, root: CertificateRow): Promise<NewCertificateRow> {
-    const issuer = await this.#issuingCa(root);
     const key = await this.#custody.createKey(`intermediate-ca:${tenantId}:${site}`, this.#settings.keyAlgorithm);
+    const created = await this.#newIntermediate({
+      root,
+      key,
+      subject: tenantSubject(tenantId, roleCommonName(site, 'Intermediate CA'), site),
+      row: { tenantId, site, certificateType: 'intermediate' },
+    });
+    this.#logger.info({ tenantId, site, keyLocation: key.location }, 'created site intermediate CA');
+    return created;
+  }
+
+  /** An intermediate CA certificate from the root for `key`, which issues end entities only. */
+  async #newIntermediate(spec: {
+    root: CertificateRow;
+    key: KeyHandle;
+    subject: NameAttribute[];
+    row: Pick<NewCertificateRow, 'tenantId' | 'certificateType'> & Partial<Pick<NewCertificateRow, 'site'>>;
+  }): Promise<NewCertificateRow> {
+    const issuer = await this.#issuingCa(spec.root);
     const { notBefore, notAfter } = validity(this.#settings.intermediateValidityDays, issuer.certificate);
     const der = await signCertificate(
       {
         serialNumber: randomSerialNumber(),
         issuer: issuer.certificate.subject,
-        subject: buildName([
-          { type: 'organization', value: tenantId },
-          { type: 'organizationalUnit', value: site },
-          { type: 'commonName', value: `${site} Intermediate CA` },
-        ]),
+        subject: buildName(spec.subject),
         notBefore,
         notAfter,
-        subjectPublicKeySpki: key.publicKeySpki,
+        subjectPublicKeySpki: spec.key.publicKeySpki,
         extensions: [
           basicConstraintsExtension({ ca: true, pathLength: 0 }),
           keyUsageExtension(['keyCertSign', 'cRLSign']),
-          subjectKeyIdentifierExtension(keyIdentifier(key.publicKeySpki)),
+          subjectKeyIdentifierExtension(keyIdentifier(spec.key.publicKeySpki)),
           authorityKeyIdentifierExtension(issuer.keyId),
-          ...this.#publication.extensionsForIssuer(root.id),
+          ...this.#publication.extensionsForIssuer(spec.root.id),
         ],
       },
       issuer.signer,
     );
-    this.#logger.info({ tenantId, site, keyLocation: key.location }, 'created site intermediate CA');
-    return certificateRow(der, {
-      tenantId,
-      site,
-      certificateType: 'intermediate',
-      privateKeyLocation: key.location,
-      issuerCertificateId: root.id,
-    });
+    return certificateRow(der, { ...spec.row, privateKeyLocation: spec.key.location, issuerCertificateId: spec.root.id });
   }
 
   #signerOf(key: KeyHandle): CertificateSigner {
@@ -815,6 +909,18 @@ export class CertificateAuthority {
   #custodyOf(location: string): KeyCustody {
     return location.startsWith('software:') ? this.#softwareKeys : this.#custody;
   }
+}
+
+/**
+ * A subject in the tenant's organisation (and site's unit): the tenant and site ids are cut to
+ * their attributes' bounds, and the common name says what the certificate is.
+ */
+function tenantSubject(tenantId: string, commonName: string, site?: string | null): NameAttribute[] {
+  return [
+    { type: 'organization', value: fittedValue('organization', tenantId) },
+    ...(site ? [{ type: 'organizationalUnit' as const, value: fittedValue('organizationalUnit', site) }] : []),
+    { type: 'commonName', value: commonName },
+  ];
 }
 
 /** BadCsrError unless the CSR names the device as CN and asks only for names the registry allows. */

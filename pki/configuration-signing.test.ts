@@ -23,7 +23,6 @@ import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { pkiSettings as settings } from '../test/support/pki-publication';
 import { CertificateAuthority } from './certificate-authority';
 import { ConfigurationSigner, signConfiguration } from './configuration-signing';
-import { oids } from './oids';
 
 const logger = createLogger('silent');
 const day = 24 * 60 * 60 * 1000;
@@ -62,13 +61,14 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     await handle?.close();
   });
 
-  it('issues one configuration signer per tenant from its root, with its key held in the CA custody', async () => {
+  it('issues one configuration signer per tenant from its services intermediate, with its key held in the CA custody', async () => {
     const [first, second] = await Promise.all([ca.ensureConfigurationSigner(tenant), ca.ensureConfigurationSigner(tenant)]);
     expect(second.row.id).toBe(first.row.id);
     const { row, chainPem, signer } = first;
     const root = await ca.ensureRootCa(tenant);
+    const services = await ca.ensureServicesIntermediateCa(tenant);
 
-    expect(row).toMatchObject({ tenantId: tenant, certificateType: 'configuration-signing', issuerCertificateId: root.id, deviceId: null });
+    expect(row).toMatchObject({ tenantId: tenant, certificateType: 'configuration-signing', issuerCertificateId: services.id, deviceId: null });
     // The same custody as the CA keys: the HSM when there is one, never an exportable software key.
     expect(row.privateKeyLocation.startsWith(custodyKind === 'pkcs11' ? 'pkcs11:' : 'software:')).toBe(true);
     expect(signer.custody.kind).toBe(custodyKind);
@@ -77,15 +77,15 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     expect(row.extensions).toMatchObject({
       basicConstraints: { ca: false },
       keyUsage: ['digitalSignature'],
-      extendedKeyUsage: ['configurationSigning'],
+      extendedKeyUsage: ['documentSigning'],
     });
     expect(row.expiresAt.getTime() - row.issuedAt.getTime()).toBeGreaterThan(364 * day);
-    expect(chainPem).toEqual([root.pem]);
+    expect(chainPem).toEqual([services.pem, root.pem]);
 
-    expect(verifyChain({ rootPem: root.pem, intermediatePems: [], leafPem: row.pem })).toContain('OK');
+    expect(verifyChain({ rootPem: root.pem, intermediatePems: [services.pem], leafPem: row.pem })).toContain('OK');
     const text = certificateExtensionsText(row.pem, ['keyUsage', 'extendedKeyUsage', 'basicConstraints']);
     expect(text).toMatch(/Key Usage: critical\s+Digital Signature\s/);
-    expect(text).toContain(oids.configurationSigning);
+    expect(text).toContain('1.3.6.1.5.5.7.3.36');
     expect(text).toMatch(/CA:FALSE/);
   });
 
@@ -123,6 +123,18 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     expect((await ca.ensureConfigurationSigner(tenant)).row.id).toBe(renewed.id);
   });
 
+  it('replaces a signer issued with the purpose signers carried before id-kp-documentSigning', async () => {
+    const current = (await ca.ensureConfigurationSigner(tenant)).row;
+    // What rows of signers issued before said of their purpose.
+    await handle.db
+      .update(certificates)
+      .set({ extensions: { ...(current.extensions as object), extendedKeyUsage: ['configurationSigning'] } })
+      .where(eq(certificates.id, current.id));
+    const replaced = (await ca.ensureConfigurationSigner(tenant)).row;
+    expect(replaced.id).not.toBe(current.id);
+    expect(replaced.extensions).toMatchObject({ extendedKeyUsage: ['documentSigning'] });
+  });
+
   it('provisions the reference device with our CA, then it applies a configuration signed in custody and refuses one from another tenant', async () => {
     const serialNumber = `RD-${randomBytes(3).toString('hex').toUpperCase()}`;
     const credentials = { username: 'admin', password: 'factory-Secret-9' };
@@ -143,11 +155,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
       device: { deviceId, serialNumber, macAddress: '02:00:5e:10:00:01', address, site: 'hq' },
       csrPem,
     });
-    await adapter.installCertificate(factory, {
-      certificatePem: certificate.pem,
-      chainPem: await ca.getChainPem(certificate.id),
-      trustAnchorsPem: await ca.trustAnchorsPem(tenant),
-    });
+    await adapter.installCertificate(factory, await ca.installationFor(certificate));
     const session: DeviceSession = {
       address,
       pinnedCertificateFingerprint: certificate.fingerprint,

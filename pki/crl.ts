@@ -1,7 +1,10 @@
 /**
  * Certificate revocation lists (RFC 5280 section 5): each CA signs, through key custody, a full v2
  * CRL of the unexpired certificates it issued that are revoked. Every CRL is stored with its number,
- * which only grows per CA, and served as signed until a newer one replaces it.
+ * which only grows per CA, and served as signed until a newer one replaces it. Intermediates' CRLs
+ * are short-lived and re-signed on every scheduled run; a root's is long-lived and re-signed only
+ * when a third of it is left or a certificate the root issued was revoked, so the root key is
+ * needed at ceremonies only.
  */
 import { createPublicKey, verify } from 'node:crypto';
 import * as asn1js from 'asn1js';
@@ -12,7 +15,7 @@ import { certificateRevocationLists, certificates, type CertificateRevocationLis
 import type { ServiceConfig } from '../service/config';
 import { KeyedMutex } from '../service/keyed-mutex';
 import type { Logger } from '../service/logger';
-import type { CertificateAuthority, RevocationReason } from './certificate-authority';
+import { caCertificateTypes, type CertificateAuthority, type RevocationReason } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { authorityKeyIdentifierExtension } from './extensions';
 import { oids } from './oids';
@@ -44,9 +47,12 @@ export function statedReasonCode(reason: string | null): number | undefined {
 export interface CrlPublisherDependencies {
   db: Database;
   ca: CertificateAuthority;
-  settings: Pick<ServiceConfig['ca'], 'crlValidityHours'>;
+  settings: Pick<ServiceConfig['ca'], 'crlValidityHours' | 'rootCrlValidityDays'>;
   logger: Logger;
-  /** `latest` signs a new CRL once less than this is left before nextUpdate; default a quarter of the validity, at most an hour. */
+  /**
+   * An intermediate's CRL is signed anew once less than this is left before nextUpdate; default a
+   * quarter of the validity, at most an hour. A root's, once a third of its validity is left.
+   */
   refreshMarginMs?: number;
 }
 
@@ -58,6 +64,7 @@ export class CrlPublisher {
   readonly #ca: CertificateAuthority;
   readonly #validityMs: number;
   readonly #refreshMarginMs: number;
+  readonly #rootValidityMs: number;
   readonly #logger: Logger;
   readonly #locks = new KeyedMutex();
 
@@ -67,6 +74,7 @@ export class CrlPublisher {
     this.#logger = deps.logger;
     this.#validityMs = deps.settings.crlValidityHours * 60 * 60 * 1000;
     this.#refreshMarginMs = deps.refreshMarginMs ?? Math.min(this.#validityMs / 4, 60 * 60 * 1000);
+    this.#rootValidityMs = deps.settings.rootCrlValidityDays * 24 * 60 * 60 * 1000;
   }
 
   /** Signs and stores a new CRL for the CA, whatever it published before. NotFoundError for a non-CA id. */
@@ -75,16 +83,19 @@ export class CrlPublisher {
     return this.#locks.run(caCertificateId, () => this.#publish(caCertificateId));
   }
 
-  /** The newest CRL, signing one first when there is none or its nextUpdate is near. */
+  /**
+   * The newest CRL, signing one first when it is due (none yet, nextUpdate near, or a revocation
+   * it lacks). Should signing fail (a root key kept offline), the newest is served while it is valid.
+   */
   async latest(caCertificateId: string): Promise<CertificateRevocationListRow> {
-    const current = await this.#newest(caCertificateId);
-    if (current && this.#fresh(current)) return current;
-    return this.#locks.run(caCertificateId, async () => {
-      // Whoever held the lock before may have just published one.
-      const again = await this.#newest(caCertificateId);
-      if (again && this.#fresh(again)) return again;
-      return this.#publish(caCertificateId);
-    });
+    try {
+      return await this.#publishIfDue(caCertificateId);
+    } catch (error) {
+      const newest = await this.#newest(caCertificateId);
+      if (!newest || newest.nextUpdate.getTime() <= Date.now()) throw error;
+      this.#logger.warn({ err: error, caCertificateId }, 'could not sign a new CRL; serving the newest, which is still valid');
+      return newest;
+    }
   }
 
   /**
@@ -95,11 +106,11 @@ export class CrlPublisher {
   async publishAll(tenantId?: string): Promise<CertificateRevocationListRow[]> {
     const now = new Date();
     const cas = await this.#db
-      .select({ id: certificates.id })
+      .select({ id: certificates.id, certificateType: certificates.certificateType })
       .from(certificates)
       .where(
         and(
-          inArray(certificates.certificateType, ['root', 'intermediate']),
+          inArray(certificates.certificateType, [...caCertificateTypes]),
           tenantId === undefined ? undefined : eq(certificates.tenantId, tenantId),
           gt(certificates.expiresAt, now),
           or(isNull(certificates.revokedAt), gt(certificates.revokedAt, new Date(now.getTime() - this.#validityMs))),
@@ -107,9 +118,9 @@ export class CrlPublisher {
       );
     const published: CertificateRevocationListRow[] = [];
     const failures: unknown[] = [];
-    for (const { id } of cas) {
+    for (const { id, certificateType } of cas) {
       try {
-        published.push(await this.publish(id));
+        published.push(await (certificateType === 'root' ? this.#publishIfDue(id) : this.publish(id)));
       } catch (error) {
         this.#logger.error({ err: error, caCertificateId: id }, 'could not publish the CRL');
         failures.push(error);
@@ -119,8 +130,38 @@ export class CrlPublisher {
     return published;
   }
 
-  #fresh(row: CertificateRevocationListRow): boolean {
-    return row.nextUpdate.getTime() - Date.now() > this.#refreshMarginMs;
+  /** The newest CRL if it needs no successor yet, else a new one. */
+  async #publishIfDue(caCertificateId: string): Promise<CertificateRevocationListRow> {
+    const current = await this.#current(caCertificateId);
+    if (current) return current;
+    return this.#locks.run(caCertificateId, async () => {
+      // Whoever held the lock before may have just published one.
+      return (await this.#current(caCertificateId)) ?? this.#publish(caCertificateId);
+    });
+  }
+
+  /** The newest CRL while its nextUpdate is not near and nothing the CA issued was revoked since. */
+  async #current(caCertificateId: string): Promise<CertificateRevocationListRow | undefined> {
+    const newest = await this.#newest(caCertificateId);
+    if (!newest) return undefined;
+    const [ca] = await this.#db
+      .select({ certificateType: certificates.certificateType })
+      .from(certificates)
+      .where(eq(certificates.id, caCertificateId));
+    const marginMs = ca?.certificateType === 'root' ? this.#rootValidityMs / 3 : this.#refreshMarginMs;
+    if (newest.nextUpdate.getTime() - Date.now() <= marginMs) return undefined;
+    // What the CRL would list if signed at its own thisUpdate: more than it does means a revocation since.
+    const [{ listable }] = (await this.#db
+      .select({ listable: sql<number>`count(*)`.mapWith(Number) })
+      .from(certificates)
+      .where(
+        and(
+          eq(certificates.issuerCertificateId, caCertificateId),
+          isNotNull(certificates.revokedAt),
+          gt(certificates.expiresAt, newest.thisUpdate),
+        ),
+      )) as [{ listable: number }];
+    return listable > newest.revokedCount ? undefined : newest;
   }
 
   async #newest(caCertificateId: string): Promise<CertificateRevocationListRow | undefined> {
@@ -135,9 +176,10 @@ export class CrlPublisher {
 
   async #publish(caCertificateId: string): Promise<CertificateRevocationListRow> {
     const issuer = await this.#ca.caSigningIdentity(caCertificateId);
+    const validityMs = issuer.row.certificateType === 'root' ? this.#rootValidityMs : this.#validityMs;
     for (let attempt = 1; ; attempt++) {
       const thisUpdate = wholeSeconds(new Date());
-      const nextUpdate = new Date(thisUpdate.getTime() + this.#validityMs);
+      const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
       const [{ next }] = (await this.#db
         .select({ next: sql<number>`coalesce(max(${certificateRevocationLists.crlNumber}), 0) + 1`.mapWith(Number) })
         .from(certificateRevocationLists)

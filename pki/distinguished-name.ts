@@ -26,11 +26,43 @@ export interface SubjectSummary {
 
 const printable = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
 
+/** Upper bounds of the attribute values, in characters (RFC 5280 Appendix A.1, ub-*). */
+const upperBounds: Record<NameAttributeType, number> = {
+  country: 2,
+  state: 128,
+  locality: 128,
+  organization: 64,
+  organizationalUnit: 64,
+  commonName: 64,
+  serialNumber: 64,
+};
+
+/** Whether `value` can be an X520SerialNumber, which RFC 5280 makes a PrintableString of 1 to 64 characters. */
+export function fitsSerialNumberAttribute(value: string): boolean {
+  return value.length > 0 && value.length <= upperBounds.serialNumber && printable.test(value);
+}
+
+/**
+ * `value` cut to the upper bound of its attribute: for values made from ids of any length, in names
+ * whose other attributes keep them apart.
+ */
+export function fittedValue(type: NameAttributeType, value: string): string {
+  return Array.from(value).slice(0, upperBounds[type]).join('').trimEnd();
+}
+
+/** `<label> <role>` as a common name, e.g. `hq Intermediate CA`, the label shortened until the whole fits. */
+export function roleCommonName(label: string, role: string): string {
+  const room = upperBounds.commonName - Array.from(role).length - 1;
+  return `${Array.from(label).slice(0, room).join('').trimEnd()} ${role}`;
+}
+
 /**
  * A Name with one attribute per RDN, in the order given (most significant first). pkijs' own
- * encoder would put all attributes into one multi-valued RDN, so the SEQUENCE is built here.
+ * encoder would put all attributes into one multi-valued RDN, so the SEQUENCE is built here. A
+ * value that RFC 5280 does not allow in its attribute is refused, never encoded.
  */
 export function buildName(attributes: readonly NameAttribute[]): RelativeDistinguishedNames {
+  for (const attribute of attributes) checkAttribute(attribute);
   const sequence = new asn1js.Sequence({
     value: attributes.map(
       (attribute) =>
@@ -44,15 +76,20 @@ export function buildName(attributes: readonly NameAttribute[]): RelativeDisting
   return RelativeDistinguishedNames.fromBER(sequence.toBER());
 }
 
-/** X.520 wants PrintableString for these; everything else is UTF8String, as RFC 5280 asks. */
+function checkAttribute({ type, value }: NameAttribute) {
+  const length = Array.from(value).length;
+  if (length === 0 || length > upperBounds[type]) {
+    throw new Error(`a ${type} attribute holds 1 to ${upperBounds[type]} characters, not ${length} ("${value}")`);
+  }
+  if (type === 'country' && !/^[A-Z]{2}$/.test(value)) throw new Error(`country must be two upper-case letters, got "${value}"`);
+  if (type === 'serialNumber' && !printable.test(value)) {
+    throw new Error(`a serialNumber attribute is a PrintableString, which cannot hold "${value}"`);
+  }
+}
+
+/** X.520 makes these PrintableString; everything else is UTF8String, as RFC 5280 asks. */
 function stringValue(attribute: NameAttribute) {
-  if (attribute.type === 'country') {
-    if (!/^[A-Z]{2}$/.test(attribute.value)) throw new Error(`country must be two upper-case letters, got "${attribute.value}"`);
-    return new asn1js.PrintableString({ value: attribute.value });
-  }
-  if (attribute.type === 'serialNumber' && printable.test(attribute.value)) {
-    return new asn1js.PrintableString({ value: attribute.value });
-  }
+  if (attribute.type === 'country' || attribute.type === 'serialNumber') return new asn1js.PrintableString({ value: attribute.value });
   return new asn1js.Utf8String({ value: attribute.value });
 }
 

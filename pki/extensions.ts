@@ -38,7 +38,7 @@ export const keyUsageBits = [
 ] as const;
 export type KeyUsage = (typeof keyUsageBits)[number];
 
-export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth' | 'ocspSigning' | 'configurationSigning';
+export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth' | 'ocspSigning' | 'documentSigning';
 
 /** GeneralName CHOICE tags (RFC 5280 section 4.2.1.6). */
 const generalNameTag = {
@@ -201,7 +201,7 @@ export function summariseExtensions(extensions: readonly Extension[] | undefined
 
   const extendedKeyUsage = find(extensions, oids.extKeyUsage);
   if (extendedKeyUsage) {
-    // Read from the DER rather than through ExtKeyUsage: purposes under our UUID arc have
+    // Read from the DER rather than through ExtKeyUsage: the legacy purpose under a UUID arc has
     // sub-identifiers asn1js cannot print in decimal.
     const purposes = (valueOf(extendedKeyUsage) as asn1js.Sequence).valueBlock.value
       .filter((purpose): purpose is asn1js.ObjectIdentifier => purpose instanceof asn1js.ObjectIdentifier)

@@ -2,7 +2,7 @@ import * as asn1js from 'asn1js';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../service/errors';
 import { allowedSubjectAltNames, macAddressUrn, parseDeviceAddress } from './device-names';
-import { buildName, formatDistinguishedName, summariseName } from './distinguished-name';
+import { buildName, fitsSerialNumberAttribute, formatDistinguishedName, roleCommonName, summariseName } from './distinguished-name';
 import { keyUsageExtension, summariseExtensions } from './extensions';
 import { canonicalIpAddress, formatIpAddress, ipAddressBytes } from './ip-address';
 
@@ -93,6 +93,22 @@ describe('distinguished names', () => {
       expect((rdn as asn1js.Set).valueBlock.value).toHaveLength(1);
     }
     expect(formatDistinguishedName(name)).toBe('CN=x,O=acme');
+  });
+
+  it('refuses to encode a serialNumber that is not a PrintableString, or any value past its upper bound', () => {
+    expect(() => buildName([{ type: 'serialNumber', value: 'SN_0001' }])).toThrow(/PrintableString/);
+    expect(() => buildName([{ type: 'commonName', value: 'x'.repeat(65) }])).toThrow(/1 to 64 characters/);
+    expect(() => buildName([{ type: 'organization', value: '' }])).toThrow(/1 to 64 characters/);
+    expect(fitsSerialNumberAttribute('SN-0001.a')).toBe(true);
+    expect(fitsSerialNumberAttribute('SN_0001')).toBe(false);
+    expect(fitsSerialNumberAttribute('S'.repeat(65))).toBe(false);
+  });
+
+  it('shortens the label of a role common name so that the whole fits in 64 characters', () => {
+    expect(roleCommonName('hq', 'Intermediate CA')).toBe('hq Intermediate CA');
+    const long = roleCommonName('s'.repeat(64), 'Intermediate CA');
+    expect(long).toHaveLength(64);
+    expect(long.endsWith(' Intermediate CA')).toBe(true);
   });
 });
 

@@ -7,14 +7,14 @@
  * (`invalidate`). A request with a nonce gets a freshly signed response that is never cached.
  */
 import { createHash } from 'node:crypto';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Certificate } from 'pkijs';
 import type { SoftwareKeyStore } from '../adapters/software-keystore';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow } from '../db/schema';
 import type { ServiceConfig } from '../service/config';
 import type { Logger } from '../service/logger';
-import type { CertificateAuthority } from './certificate-authority';
+import { caCertificateTypes, isCaCertificateType, type CertificateAuthority } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';
 import {
@@ -173,7 +173,7 @@ export class OcspResponder {
       this.#responders.delete(row.issuerCertificateId);
       for (const key of this.#cache.keys()) if (key.startsWith(`${row.issuerCertificateId}:`)) this.#cache.delete(key);
     }
-    if (row.certificateType === 'root' || row.certificateType === 'intermediate') {
+    if (isCaCertificateType(row.certificateType)) {
       this.#responders.delete(row.id);
       for (const key of this.#cache.keys()) if (key.startsWith(`${row.id}:`)) this.#cache.delete(key);
       for (const key of this.#statusCache.keys()) if (key.startsWith(`${row.id}:`)) this.#statusCache.delete(key);
@@ -325,7 +325,10 @@ export class OcspResponder {
     const rows = await this.#db
       .select({ id: certificates.id, pem: certificates.pem, revokedAt: certificates.revokedAt, expiresAt: certificates.expiresAt })
       .from(certificates)
-      .where(inArray(certificates.certificateType, ['root', 'intermediate']));
+      .where(inArray(certificates.certificateType, [...caCertificateTypes]))
+      // A renewed services intermediate shares name and key with the one it superseded, so their
+      // CertIDs are the same: the live one, read last, answers.
+      .orderBy(sql`${certificates.revokedAt} is null`, certificates.issuedAt);
     const issuers = new Map<string, KnownIssuer>();
     for (const row of rows) {
       const der = fromPem(row.pem, ['CERTIFICATE']);

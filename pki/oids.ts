@@ -62,17 +62,18 @@ export const oids = {
   sha1: '1.3.14.3.2.26',
   sha256: '2.16.840.1.101.3.4.2.1',
 
-  // Extended key usages (RFC 5280)
+  // Extended key usages (RFC 5280, RFC 9336)
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
   ocspSigning: '1.3.6.1.5.5.7.3.9',
-
-  // The project's own arc: a UUID OID (ITU-T X.667, 2.25.<UUID as an integer>), which needs no
-  // registration and cannot collide; UUID 5654c625-071f-4958-b67d-70d454f684a6. `.1` holds key
-  // purposes. Configuration signing has a purpose of its own rather than id-kp-codeSigning, so a
+  // Configuration signers carry id-kp-documentSigning rather than id-kp-codeSigning, so a
   // firmware-signing key can never pass for a configuration signer, nor the other way round.
-  projectArc: '2.25.114753779424367444787422388892927952038',
-  configurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
+  documentSigning: '1.3.6.1.5.5.7.3.36',
+
+  // What configuration signers carried before id-kp-documentSigning: a purpose under a UUID arc
+  // (2.25.<UUID 5654c625-071f-4958-b67d-70d454f684a6>.1.1), whose arc of over 32 bits many X.509
+  // parsers refuse. Never issued any more; devices accept it until those signers expire.
+  legacyConfigurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
 } as const;
 
 export type OidName = keyof typeof oids;

@@ -25,6 +25,7 @@ const settings: ServiceConfig['ca'] = {
   deviceValidityDays: 365,
   keyAlgorithm: 'P-256',
   crlValidityHours: 24,
+  rootCrlValidityDays: 180,
   crlPublishIntervalMinutes: 360,
   ocspResponseValidityMinutes: 60,
   renewalAtFraction: 2 / 3,
@@ -108,7 +109,7 @@ describe('npm run ca:backup and ca:restore', () => {
     const intermediateRow = rows.find((row) => row.certificateType === 'intermediate')!;
     expect(run.stdout).toContain(`wrote ${backupFile} (`);
     expect(run.stdout).toContain('tenants: acme\n');
-    expect(run.stdout).toContain('certificates: root 1, intermediate 1, ocsp 0, service 0, server 0, configuration-signing 0, device 1 (1 revoked)\n');
+    expect(run.stdout).toContain('certificates: root 1, intermediate 1, services-intermediate 0, ocsp 0, service 0, server 0, configuration-signing 0, device 1 (1 revoked)\n');
     expect(run.stdout).toContain('software keys: 2\n');
     expect(run.stdout).toContain(`acme root live software sha256:${rootRow.fingerprint} CN=acme Root CA,O=acme (${rootRow.id})`);
     expect(run.stdout).toContain(`acme intermediate site hq live software sha256:${intermediateRow.fingerprint}`);

@@ -15,6 +15,7 @@ const versions = JSON.parse(readFileSync(path.join(root, 'scripts', 'tool-versio
 const toolsDir = path.join(root, '.tools');
 export const temporalCliPath = path.join(toolsDir, 'venv', 'bin', 'temporal');
 export const temporalTestServerPath = path.join(toolsDir, 'venv', 'bin', 'temporal-test-server');
+export const pkiLintDir = path.join(toolsDir, 'pki-lint');
 
 function say(message) {
   process.stderr.write(`setup: ${message}\n`);
@@ -131,6 +132,30 @@ function ensureTestPythonPackages() {
   run(pip, ['install', '--quiet', '--disable-pip-version-check', ...missing.map(([name, version]) => `${name}==${version}`)]);
 }
 
+/**
+ * The independent judges the PKI tests run on everything the CA emits: zlint, pkilint (in a venv
+ * of its own) and a small program parsing with Go's crypto/x509, all under .tools/pki-lint. A stamp
+ * records what was installed, so a changed version or parser source installs again.
+ */
+function ensurePkiLinters() {
+  const parserSource = path.join(root, 'scripts', 'x509-parse.go');
+  const wanted = JSON.stringify({
+    zlint: versions.zlint,
+    pkilint: versions.pkilint,
+    parser: createHash('sha256').update(readFileSync(parserSource)).digest('hex'),
+  });
+  const stamp = path.join(pkiLintDir, 'installed.json');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === wanted) return;
+  say(`installing zlint ${versions.zlint}, pkilint ${versions.pkilint} and the Go X.509 parser into .tools/pki-lint`);
+  mkdirSync(pkiLintDir, { recursive: true });
+  const env = { ...process.env, GOBIN: pkiLintDir, GOTOOLCHAIN: 'auto' };
+  run('go', ['install', `github.com/zmap/zlint/v3/cmd/zlint@v${versions.zlint}`], { env });
+  run('go', ['build', '-o', path.join(pkiLintDir, 'x509-parse'), parserSource], { env, cwd: pkiLintDir });
+  if (!existsSync(path.join(pkiLintDir, 'venv', 'bin', 'pip'))) run('python3', ['-m', 'venv', path.join(pkiLintDir, 'venv')]);
+  run(path.join(pkiLintDir, 'venv', 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `pkilint==${versions.pkilint}`]);
+  writeFileSync(stamp, wanted);
+}
+
 function main() {
   const forTests = process.argv.includes('--for-tests');
   try {
@@ -139,6 +164,7 @@ function main() {
     if (forTests) {
       ensureTestPythonPackages();
       ensureSystemPackages();
+      ensurePkiLinters();
     }
   } catch (error) {
     say(error.message);

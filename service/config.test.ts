@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError, loadConfig } from './config';
 
@@ -20,6 +22,22 @@ describe('service configuration', () => {
       keep: 14,
       passphrase: { file: '/run/secrets/ca-backup' },
     });
+  });
+
+  it('takes the API URL as PKI_PUBLIC_URL on loopback, and refuses to start elsewhere without PKI_PUBLIC_URL', () => {
+    expect(loadConfig({}).ca.publicUrl).toBeUndefined();
+    expect(loadConfig({ HOST: '::1' }).ca.publicUrl).toBeUndefined();
+    expect(loadConfig({ HOST: '127.0.0.2' }).ca.publicUrl).toBeUndefined();
+    for (const HOST of ['0.0.0.0', '::', '10.0.0.5', 'provisioning.example']) {
+      expect(() => loadConfig({ HOST })).toThrow(ConfigurationError);
+      expect(() => loadConfig({ HOST })).toThrow(/PKI_PUBLIC_URL: required when HOST/);
+    }
+    expect(loadConfig({ HOST: '0.0.0.0', PKI_PUBLIC_URL: 'https://pki.example.com' }).ca.publicUrl).toBe('https://pki.example.com');
+  });
+
+  it('makes the compose file name PKI_PUBLIC_URL explicitly, with no default for it', () => {
+    const compose = readFileSync(fileURLToPath(new URL('../docker-compose.yml', import.meta.url)), 'utf8');
+    expect(compose).toMatch(/PKI_PUBLIC_URL: \$\{PKI_PUBLIC_URL:\?[^}]+\}/);
   });
 
   it('refuses a scan window longer than a minute, naming the variable', () => {

@@ -3,6 +3,7 @@
  * default that lets `npm start` run on a fresh clone, and is documented in the README.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Duration } from '@temporalio/common';
@@ -74,6 +75,7 @@ const environmentSchema = z.object({
   PKI_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   CRL_VALIDITY_HOURS: z.coerce.number().int().positive().max(24 * 30).default(24),
   CRL_PUBLISH_INTERVAL_MINUTES: z.coerce.number().int().positive().default(360),
+  CA_ROOT_CRL_VALIDITY_DAYS: z.coerce.number().int().min(3).max(3650).default(180),
   CA_BACKUP_DIRECTORY: optionalText,
   CA_BACKUP_INTERVAL_HOURS: z.coerce.number().int().min(1).max(24 * 7).default(24),
   CA_BACKUP_KEEP: z.coerce.number().int().min(1).max(1000).default(14),
@@ -172,6 +174,11 @@ export interface ServiceConfig {
     crlValidityHours: number;
     /** How often the schedule republishes every CA's CRL (also published on each revocation). */
     crlPublishIntervalMinutes: number;
+    /**
+     * nextUpdate of the roots' CRLs and validity of the roots' OCSP responders: both are signed
+     * with the root key, which stays offline between ceremonies, and re-signed once a third is left.
+     */
+    rootCrlValidityDays: number;
     /** nextUpdate of OCSP responses; cached responses are re-signed shortly before it. */
     ocspResponseValidityMinutes: number;
     /** Device certificates are renewed once this fraction of their lifetime has passed. */
@@ -208,6 +215,14 @@ function caBackupSettings(env: z.infer<typeof environmentSchema>, directory: str
       : undefined;
   if (!passphrase) throw new ConfigurationError('CA_BACKUP_PASSPHRASE_FILE or CA_BACKUP_PASSPHRASE: one is required when CA_BACKUP_DIRECTORY is set');
   return { directory, intervalHours: env.CA_BACKUP_INTERVAL_HOURS, keep: env.CA_BACKUP_KEEP, passphrase };
+}
+
+/** Whether only this machine can reach a listener bound to `host`. */
+function isLoopbackHost(host: string): boolean {
+  const address = host.replace(/^\[|\]$/g, '');
+  if (address === 'localhost') return true;
+  if (isIP(address) === 4) return address.startsWith('127.');
+  return address === '::1';
 }
 
 /** A comma-separated setting as its trimmed, non-empty items. */
@@ -251,6 +266,13 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
   }
   if (env.ALERT_CERT_CRITICAL_DAYS >= env.ALERT_CERT_WARNING_DAYS) {
     throw new ConfigurationError('ALERT_CERT_CRITICAL_DAYS: must be less than ALERT_CERT_WARNING_DAYS');
+  }
+  // Every certificate carries the CRL and OCSP URLs for its lifetime: off this machine the API's
+  // own URL is a guess (a bind address, a container name) that devices may never reach.
+  if (!env.PKI_PUBLIC_URL && !isLoopbackHost(env.HOST)) {
+    throw new ConfigurationError(
+      `PKI_PUBLIC_URL: required when HOST (${env.HOST}) is not a loopback address; set it to the base URL devices and verifiers reach /pki at`,
+    );
   }
   if (Boolean(env.AUTH_JWT_ISSUER) !== Boolean(env.AUTH_JWT_PUBLIC_KEY)) {
     throw new ConfigurationError('AUTH_JWT_ISSUER and AUTH_JWT_PUBLIC_KEY: set both to accept bearer tokens, or neither');
@@ -351,6 +373,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       publicUrl: env.PKI_PUBLIC_URL,
       crlValidityHours: env.CRL_VALIDITY_HOURS,
       crlPublishIntervalMinutes: env.CRL_PUBLISH_INTERVAL_MINUTES,
+      rootCrlValidityDays: env.CA_ROOT_CRL_VALIDITY_DAYS,
       ocspResponseValidityMinutes: env.OCSP_RESPONSE_VALIDITY_MINUTES,
       renewalAtFraction: env.CERT_RENEWAL_AT_FRACTION,
     },

@@ -427,6 +427,11 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     );
   }
 
+  await parts.ca.completeServiceHierarchies().catch((error: unknown) => {
+    // The root key may be offline; the services intermediate then comes with its first use.
+    logger.warn({ err: error, component: 'pki' }, 'could not give every tenant its services intermediate yet');
+  });
+
   const connection: Connection = await connectWhenReady(temporalAddress);
   const added = await ensureSearchAttributes(connection, config.temporal.namespace);
   if (added.length > 0) logger.info({ added }, 'registered search attributes');

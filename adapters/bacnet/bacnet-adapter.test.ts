@@ -136,8 +136,8 @@ describe('BACnet/SC controller', () => {
     const ours = new X509Certificate(certificatePem);
     await adapter.installCertificate(sessionFor(device), {
       certificatePem,
-      chainPem: [ca.intermediatePem],
-      trustAnchorsPem: [ca.rootPem],
+      chainPem: [ca.intermediatePem, ca.rootPem],
+      trustAnchorsPem: [ca.servicesIntermediatePem],
     });
     const state = device.state();
     expect(state.reinitializations).toContain(7);
@@ -203,7 +203,7 @@ describe('BACnet/SC controller', () => {
     await expect(adapter.identify(pinned)).rejects.toThrow(/pending activation/);
     expect(device.state().activeCertificate!.equals(ours.raw)).toBe(false);
 
-    const installation = { certificatePem, chainPem: [ca.intermediatePem], trustAnchorsPem: [ca.rootPem] };
+    const installation = { certificatePem, chainPem: [ca.intermediatePem, ca.rootPem], trustAnchorsPem: [] };
     await adapter.installCertificate(sessionFor(device), installation);
     await adapter.installCertificate(sessionFor(device), installation);
     await expect(adapter.identify(pinned)).resolves.toMatchObject({ presentedCertificateFingerprint: sha256(ours.raw) });
@@ -216,7 +216,7 @@ describe('BACnet/SC controller', () => {
     await adapter.createCertificateSigningRequest(sessionFor(device), csrRequest('bc-sc-8'));
     const foreign = ca.signDeviceCsr(ca.foreignCsr('bc-sc-8'));
     const error = await rejection(
-      adapter.installCertificate(sessionFor(device), { certificatePem: foreign, chainPem: [ca.intermediatePem], trustAnchorsPem: [ca.rootPem] }),
+      adapter.installCertificate(sessionFor(device), { certificatePem: foreign, chainPem: [ca.intermediatePem, ca.rootPem], trustAnchorsPem: [] }),
     );
     expect(error).toBeInstanceOf(ConflictError);
     expect(device.state().activeCertificate!.equals(before)).toBe(true);
@@ -308,8 +308,8 @@ describe('bad peers', () => {
     const csrPem = await adapter.createCertificateSigningRequest(wrong, csrRequest('bc-sc-9'));
     const install = adapter.installCertificate(wrong, {
       certificatePem: ca.signDeviceCsr(csrPem),
-      chainPem: [ca.intermediatePem],
-      trustAnchorsPem: [ca.rootPem],
+      chainPem: [ca.intermediatePem, ca.rootPem],
+      trustAnchorsPem: [],
     });
     await expect(install).rejects.toBeInstanceOf(AuthenticationFailedError);
   });

@@ -598,15 +598,15 @@ function parseCertificate(pem: string, field: string): X509Certificate {
   }
 }
 
-/** Issuer chain nearest first, then trust anchors, each once. */
+/**
+ * The issuer chain, nearest first, each once. BACnet/SC peers (hubs and other nodes) check one
+ * another against these; the service's own anchor has no place here, since the service manages
+ * the device over BACnet/IP with its password rather than as a BACnet/SC peer.
+ */
 function issuerCertificates(installation: CertificateInstallation): X509Certificate[] {
   const seen = new Set<string>();
   const certificates: X509Certificate[] = [];
-  const all = [
-    ...installation.chainPem.map((pem, i) => [pem, `chainPem[${i}]`] as const),
-    ...installation.trustAnchorsPem.map((pem, i) => [pem, `trustAnchorsPem[${i}]`] as const),
-  ];
-  for (const [pem, field] of all) {
+  for (const [pem, field] of installation.chainPem.map((pem, i) => [pem, `chainPem[${i}]`] as const)) {
     const certificate = parseCertificate(pem, field);
     if (seen.has(certificate.fingerprint256)) continue;
     seen.add(certificate.fingerprint256);

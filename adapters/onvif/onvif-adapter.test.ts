@@ -175,6 +175,16 @@ describe('ONVIF provisioning against the simulated device', () => {
     expect(again.presentedCertificateFingerprint).toBe(pinned.pinnedCertificateFingerprint);
   });
 
+  it("gives another device's certificate nothing: an enrolled camera authenticates the service by its own user, not by client certificates", async () => {
+    const device = await startDevice();
+    const { pinned } = await enrol(device, sessionFor(device));
+    // What a stolen camera holds: its certificate and key, from the site intermediate under the same root.
+    const stolen: DeviceSession = { address: device.address, pinnedCertificateFingerprint: pinned.pinnedCertificateFingerprint, clientIdentity: ca.issueDeviceIdentity('cam-other') };
+    expect(await failureOf(adapter.selfTest(stolen))).toBeInstanceOf(AuthenticationFailedError);
+    expect(await failureOf(adapter.activate(stolen))).toBeInstanceOf(AuthenticationFailedError);
+    expect(device.state().users.map((user) => user.username)).not.toContain('cam-other');
+  });
+
   it('repeats every step safely, as a retry after a lost answer would', async () => {
     const device = await startDevice();
     const session = sessionFor(device);

@@ -1,6 +1,6 @@
 import type { Response } from 'express';
 import { z } from 'zod';
-import type { CertificateRow } from '../../db/schema';
+import { certificates, type CertificateRow } from '../../db/schema';
 import type { CertificateAuthority } from '../../pki/certificate-authority';
 import { identifierPattern } from '../../provisioning/requests';
 import type { DeviceRegistry } from '../../registry/device-registry';
@@ -86,7 +86,7 @@ const revokeSchema = z
 
 const listQuery = z
   .object({
-    certificateType: z.enum(['device', 'intermediate', 'root', 'service', 'server', 'ocsp', 'configuration-signing']).optional(),
+    certificateType: z.enum(certificates.certificateType.enumValues).optional(),
     deviceId: z.string().regex(identifierPattern, 'must be a device id').optional(),
     site: z.string().regex(identifierPattern, 'must be a site id').optional(),
     expiringWithinDays: z.coerce.number().int().min(0).max(3650).optional(),

@@ -2,7 +2,7 @@
  * The device's check of configuration signatures, fed by the service's signer and certificates
  * from an OpenSSL CA: two independent implementations of the format that must agree.
  */
-import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceConfiguration } from '../../adapters/device-adapter';
 import { canonicalJson as serviceCanonicalJson } from '../../configuration/canonical-json';
@@ -86,6 +86,15 @@ describe('configuration signature check on the device', () => {
     const verified = check(good);
     expect(verified.signer.subject).toBe('CN=Signing Configuration Signing');
     expect(verified.nonce).toBe(good.signature.nonce);
+  });
+
+  it('accepts a signer with the purpose signers carried before id-kp-documentSigning, while that signer is valid', async () => {
+    const legacy = ca.issueConfigurationSigner({ purpose: 'legacy' });
+    expect(check(await signed(legacy)).signer.fingerprint256).toBe(new X509Certificate(legacy.certificatePem).fingerprint256);
+    // The test CA's signers last two days.
+    const afterExpiry = new Date(Date.now() + 3 * day);
+    const late = await signed(legacy, { now: afterExpiry });
+    expect(refusal(() => check(late, { now: afterExpiry }))).toMatch(/outside its validity/);
   });
 
   it('refuses settings changed after signing', async () => {

@@ -9,14 +9,16 @@
 import { verify, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
+import { anchorOf, outsideValidity } from './certificate-path';
 
 const oid = {
   keyUsage: '2.5.29.15',
-  configurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
+  /** id-kp-documentSigning (RFC 9336), which configuration signers carry. */
+  documentSigning: '1.3.6.1.5.5.7.3.36',
+  /** What signers carried before; accepted as long as such a signer is valid. */
+  legacyConfigurationSigning: '2.25.114753779424367444787422388892927952038.1.1',
 } as const;
 
-/** Signer, at most two intermediates, anchor. */
-const maximumChainLength = 4;
 /** A device clock a little ahead of the service's still accepts a configuration signed just now. */
 const clockSkewMs = 5 * 60_000;
 
@@ -71,12 +73,13 @@ export function verifyConfigurationSignature(
 
   const signer = certificate(signature.signerCertificatePem, 'signer certificate');
   checkSigner(signer, now);
-  checkChain(
+  const path = anchorOf(
     signer,
     signature.signerChainPem.map((pem, index) => certificate(pem, `signer chain certificate ${index + 1}`)),
     device.trustAnchorsPem.map((pem, index) => certificate(pem, `trust anchor ${index + 1}`)),
-    now,
+    { now, what: 'the signer certificate' },
   );
+  if ('refusal' in path) throw new SignatureRefused(path.refusal);
 
   const payload = canonicalJson({
     purpose: 'device-configuration',
@@ -116,8 +119,9 @@ export function canonicalJson(value: unknown): string {
 /** A P-256 end-entity certificate, valid now, for digital signatures and configuration signing. */
 function checkSigner(signer: X509Certificate, now: number): void {
   if (signer.ca) throw new SignatureRefused('the signer certificate is a CA certificate');
-  checkValidity(signer, 'the signer certificate', now);
-  if (!signer.keyUsage?.includes(oid.configurationSigning)) {
+  const expired = outsideValidity(signer, 'the signer certificate', now);
+  if (expired) throw new SignatureRefused(expired);
+  if (!signer.keyUsage?.some((purpose) => purpose === oid.documentSigning || purpose === oid.legacyConfigurationSigning)) {
     throw new SignatureRefused('the signer certificate is not valid for configuration signing');
   }
   if (!allowsDigitalSignature(signer)) {
@@ -126,34 +130,6 @@ function checkSigner(signer: X509Certificate, now: number): void {
   const key = signer.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
     throw new SignatureRefused('the signer key is not a P-256 key');
-  }
-}
-
-/** From the signer through the given chain to one of the installed trust anchors. */
-function checkChain(signer: X509Certificate, chain: X509Certificate[], anchors: X509Certificate[], now: number): void {
-  if (anchors.length === 0) throw new SignatureRefused('the device holds no trust anchors to check the signer against');
-  let current = signer;
-  for (let depth = 1; depth < maximumChainLength; depth++) {
-    const anchor = anchors.find((candidate) => issued(candidate, current));
-    if (anchor) {
-      checkValidity(anchor, 'the trust anchor', now);
-      return;
-    }
-    const issuer = chain.find((candidate) => candidate !== current && candidate.ca && issued(candidate, current));
-    if (!issuer) break;
-    checkValidity(issuer, `the signer's issuer ${issuer.subject}`, now);
-    current = issuer;
-  }
-  throw new SignatureRefused('the signer certificate does not chain to a trust anchor of this device');
-}
-
-function issued(issuer: X509Certificate, subject: X509Certificate): boolean {
-  return subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
-}
-
-function checkValidity(certificate: X509Certificate, what: string, now: number): void {
-  if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo)) {
-    throw new SignatureRefused(`${what} is outside its validity (${certificate.validFrom} – ${certificate.validTo})`);
   }
 }
 

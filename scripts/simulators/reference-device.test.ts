@@ -110,13 +110,13 @@ async function startDevice(options: Partial<ReferenceDeviceOptions> = {}): Promi
   return device;
 }
 
-async function enrol(device: ReferenceDevice): Promise<string> {
+async function enrol(device: ReferenceDevice, trustAnchorsPem = [ca.rootPem]): Promise<string> {
   const csr = await call(device, 'POST', paths.csr, {
     body: { commonName: device.serialNumber, keyAlgorithm: 'P-256', subjectAltNames: { dns: [], ip: ['127.0.0.1'], uri: [] } },
   });
   const certificatePem = ca.signDeviceCsr(csr.body.csrPem);
   const installed = await call(device, 'PUT', paths.certificate, {
-    body: { certificatePem, chainPem: [ca.intermediatePem], trustAnchorsPem: [ca.rootPem] },
+    body: { certificatePem, chainPem: [ca.intermediatePem, ca.rootPem], trustAnchorsPem },
   });
   expect(installed.status).toBe(200);
   return certificatePem;
@@ -219,10 +219,23 @@ describe('reference device', () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toEqual({ state: 'provisioned', certificateFingerprint: device.certificateFingerprint });
     expect(answer.peer.fingerprint256).toBe(new X509Certificate(certificatePem).fingerprint256);
-    expect(answer.chain).toEqual([`CN=${device.serialNumber}`, 'CN=Device Test Site Intermediate CA']);
+    expect(answer.chain).toEqual([`CN=${device.serialNumber}`, 'CN=Device Test Site Intermediate CA', 'CN=Device Test Root CA']);
 
-    await expect(call(device, 'GET', paths.identity, { auth: null })).rejects.toThrow();
+    expect((await call(device, 'GET', paths.identity, { auth: null })).status).toBe(401);
     await expect(call(device, 'GET', paths.status, { identity: strangerCa.issueClientIdentity('intruder') })).rejects.toThrow();
+  });
+
+  it('given the services intermediate as its anchor, accepts the service and hangs up on another device of the same root', async () => {
+    const device = await startDevice();
+    await enrol(device, [ca.servicesIntermediatePem]);
+    expect((await call(device, 'GET', paths.status, { auth: null, identity: clientIdentity })).status).toBe(200);
+    // A camera's certificate: clientAuth, from the site intermediate under the very same root.
+    const camera = ca.issueDeviceIdentity('cam-lobby-01');
+    await expect(call(device, 'GET', paths.status, { auth: null, identity: camera })).rejects.toThrow();
+    await expect(call(device, 'GET', paths.status, { auth: null, identity: { ...camera, chainPem: [ca.intermediatePem, ca.rootPem] } })).rejects.toThrow();
+    // Configurations come from a signer under the same anchor.
+    const applied = await call(device, 'PUT', paths.configuration, { auth: null, identity: clientIdentity, body: await signedFor(device, { templateId: 'door', version: 1, settings }) });
+    expect(applied.status).toBe(200);
   });
 
   it('refuses a certificate for another key with 409 and treats reinstalling the installed one as a no-op', async () => {
@@ -459,7 +472,7 @@ describe('reference device configuration signatures and read-back', () => {
       hash: createHash('sha256').update(canonicalJson(withSyslog)).digest('hex'),
       readAt: expect.any(String),
     });
-    await expect(call(device, 'GET', paths.runningConfiguration, { auth: null })).rejects.toThrow();
+    expect((await call(device, 'GET', paths.runningConfiguration, { auth: null })).status).toBe(401);
 
     // A local administrator renames the device, turns HTTP on and removes syslog.
     device.tamperConfiguration({ hostname: 'door-07-local', management: { httpEnabled: true }, syslog: null });

@@ -11,9 +11,11 @@ import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
+import type { ClientTlsIdentity } from '../../adapters/device-adapter';
 import { z } from 'zod';
 import type { DeviceCredentials, DeviceType } from '../../adapters/device-adapter';
 import { deviceApiPaths, deviceCapabilities } from '../../adapters/https/protocol';
+import { anchorOf } from './certificate-path';
 import { canonicalJson, SignatureRefused, verifyConfigurationSignature } from './configuration-signature';
 import {
   createCertificationRequest,
@@ -83,6 +85,7 @@ interface InstalledCertificate {
   certificatePem: string;
   chainPem: string[];
   trustAnchorsPem: string[];
+  anchors: X509Certificate[];
   fingerprint: string;
   certificate: X509Certificate;
   key: DeviceKey;
@@ -232,6 +235,8 @@ export class ReferenceDevice {
   private readonly hung = new Set<() => void>();
   private stopping = new AbortController();
   private readonly received: string[] = [];
+  /** Connections whose client certificate chains to the installed trust anchors, for clientAuth. */
+  private readonly trustedClients = new WeakSet<TLSSocket>();
 
   constructor(options: ReferenceDeviceOptions) {
     this.host = options.host ?? '127.0.0.1';
@@ -330,6 +335,17 @@ export class ReferenceDevice {
     return this.applied;
   }
 
+  /** The installed certificate and its key: what anyone who took the device off the wall would hold. */
+  get tlsIdentity(): ClientTlsIdentity | undefined {
+    return (
+      this.installed && {
+        certificatePem: this.installed.certificatePem,
+        privateKeyPem: privateKeyPem(this.installed.key),
+        chainPem: this.installed.chainPem,
+      }
+    );
+  }
+
   /**
    * Changes the running configuration the way a local administrator would (web UI, console),
    * bypassing the management API: no signature, no version. The device's own validation still
@@ -353,18 +369,28 @@ export class ReferenceDevice {
   }
 
   private createListener(): https.Server {
+    // Once enrolled the client's certificate is checked here rather than by OpenSSL, which takes
+    // only self-signed anchors: the anchor given is the service's intermediate, not the root.
     const tls = this.installed
       ? {
           key: privateKeyPem(this.installed.key),
           cert: [this.installed.certificatePem, ...this.installed.chainPem].map(withNewline).join(''),
-          ca: this.installed.trustAnchorsPem,
           requestCert: true,
-          rejectUnauthorized: true,
+          rejectUnauthorized: false,
         }
       : { key: privateKeyPem(this.factoryKey!), cert: this.factoryCertificatePem! };
     const server = https.createServer({ ...tls, minVersion: 'TLSv1.2' }, (req, res) => {
       void this.handle(req, res);
     });
+    const installed = this.installed;
+    if (installed) {
+      server.on('secureConnection', (socket: TLSSocket) => {
+        if (this.acceptsClient(socket, installed)) this.trustedClients.add(socket);
+        // An untrusted certificate gets a hang-up before a byte of the request is read, as a TLS
+        // stack refusing it would; no certificate at all gets 401 from `authenticate`.
+        else if (socket.getPeerX509Certificate()) socket.destroy();
+      });
+    }
     // Refused handshakes (no or untrusted client certificate) are routine once enrolled.
     server.on('tlsClientError', () => {});
     return server;
@@ -416,7 +442,8 @@ export class ReferenceDevice {
         res.setHeader('allow', route.method);
         throw new DeviceProblem(405, `${req.method} is not allowed on ${path}`);
       }
-      if (route.authenticated) this.authenticate(req);
+      // Once enrolled, nothing is served without a trusted client certificate.
+      if (route.authenticated || this.installed) this.authenticate(req);
       const body = route.method === 'GET' ? undefined : await readJson(req);
       const reply = await route.handle(body);
       if (path === deviceApiPaths.certificate) res.setHeader('connection', 'close');
@@ -454,16 +481,29 @@ export class ReferenceDevice {
   }
 
   /**
-   * Once enrolled, the TLS handshake has already checked the client certificate against our trust
-   * anchors; what is left is its purpose. Before that, HTTP Basic with the factory login.
+   * A client certificate valid now for clientAuth that chains, through the certificates the client
+   * presented, to an installed trust anchor.
+   */
+  private acceptsClient(socket: TLSSocket, installed: InstalledCertificate): boolean {
+    const peer = socket.getPeerX509Certificate();
+    if (!peer || !peer.keyUsage?.includes(clientAuthPurpose)) return false;
+    const presented: X509Certificate[] = [];
+    // The chain the client presented, as OpenSSL linked it; a self-signed one points at itself.
+    for (let link = peer.issuerCertificate; link && presented.length < 8; link = link.issuerCertificate) {
+      if (presented.some((seen) => seen.fingerprint256 === link!.fingerprint256)) break;
+      presented.push(link);
+    }
+    const path = anchorOf(peer, presented, installed.anchors, { now: Date.now(), what: 'the client certificate' });
+    return 'anchor' in path && Date.now() >= Date.parse(peer.validFrom) && Date.now() <= Date.parse(peer.validTo);
+  }
+
+  /**
+   * Once enrolled, only connections whose client certificate passed `acceptsClient` get here.
+   * Before that, HTTP Basic with the factory login.
    */
   private authenticate(req: IncomingMessage): void {
     if (this.installed) {
-      const peer = (req.socket as TLSSocket).getPeerX509Certificate();
-      if (!(req.socket as TLSSocket).authorized || !peer) throw new DeviceProblem(401, 'client certificate required');
-      if (!peer.keyUsage?.includes(clientAuthPurpose)) {
-        throw new DeviceProblem(403, 'client certificate is not valid for client authentication');
-      }
+      if (!this.trustedClients.has(req.socket as TLSSocket)) throw new DeviceProblem(401, 'client certificate required');
       return;
     }
     if (this.applied && !this.applied.settings.management.passwordLogin) {
@@ -525,6 +565,7 @@ export class ReferenceDevice {
       certificatePem: withNewline(installation.certificatePem),
       chainPem: installation.chainPem.map(withNewline),
       trustAnchorsPem: installation.trustAnchorsPem.flatMap(pemBlocks),
+      anchors: installation.trustAnchorsPem.flatMap(pemBlocks).map((anchor) => new X509Certificate(anchor)),
       fingerprint,
       certificate,
       key: this.pendingKey,

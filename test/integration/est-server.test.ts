@@ -32,6 +32,7 @@ const settings: ServiceConfig['ca'] = {
   deviceValidityDays: 365,
   keyAlgorithm: 'P-256',
   crlValidityHours: 24,
+  rootCrlValidityDays: 180,
   crlPublishIntervalMinutes: 360,
   ocspResponseValidityMinutes: 60,
   renewalAtFraction: 2 / 3,
@@ -199,11 +200,11 @@ describe('EST server (RFC 7030) with curl and openssl as the client', () => {
     expect(signedData.certificates).toHaveLength(3);
   });
 
-  it('gives the EST server a serverAuth certificate from the tenant root naming the host name and address', async () => {
+  it('gives the EST server a serverAuth certificate from the services intermediate, served with it so the tenant root verifies it', async () => {
     const output = await sh(
       `openssl s_client -connect 127.0.0.1:${server.port} -CAfile acme-root.pem -verify_return_error -verify_ip 127.0.0.1 </dev/null 2>&1 | openssl x509 -noout -ext subjectAltName,extendedKeyUsage -issuer -nameopt RFC2253`,
     );
-    expect(output).toContain('issuer=CN=acme Root CA,O=acme');
+    expect(output).toContain('issuer=CN=acme Services CA,O=acme');
     expect(output).toContain('DNS:est.test');
     expect(output).toContain('DNS:acme.est.test');
     expect(output).toContain('IP Address:127.0.0.1');

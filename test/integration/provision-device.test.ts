@@ -88,6 +88,24 @@ describe('provisionDevice', () => {
     expect(status.status).toBe('completed');
   });
 
+  it('a provisioned device accepts only the service: another provisioned device of the same tenant is hung up on', async () => {
+    const camera = await device();
+    const door = await device();
+    for (const { request } of [camera, door]) await service.provisioning.start('acme', { devices: [request] });
+    for (const { request } of [camera, door]) expect((await result('acme', request.serialNumber)).status).toBe('completed');
+
+    // The camera's own certificate: clientAuth, from the site intermediate under the tenant's root.
+    const cameraIdentity = camera.device.tlsIdentity!;
+    const stolen = { address: door.request.address, pinnedCertificateFingerprint: door.device.certificateFingerprint! };
+    const adapter = service.parts.adapterFor('https');
+    await expect(adapter.selfTest({ ...stolen, clientIdentity: cameraIdentity })).rejects.toThrow(/may not trust our client certificate/);
+    // Presenting its whole chain up to the root does not help either.
+    const cameraCertificateId = (await service.parts.registry.get('acme', camera.request.serialNumber)).activeCertificateId!;
+    const withRoot = { ...cameraIdentity, chainPem: await service.parts.ca.getChainPem(cameraCertificateId) };
+    await expect(adapter.selfTest({ ...stolen, clientIdentity: withRoot })).rejects.toThrow(/may not trust our client certificate/);
+    await expect(adapter.selfTest({ ...stolen, clientIdentity: await service.parts.ca.ensureServiceIdentity('acme') })).resolves.toMatchObject({ passed: true });
+  });
+
   it('keeps the status search attribute current so operators can filter runs', async () => {
     const { request } = await device();
     await service.provisioning.start('acme', { devices: [request] });

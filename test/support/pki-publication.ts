@@ -29,6 +29,7 @@ export const pkiSettings: ServiceConfig['ca'] = {
   deviceValidityDays: 365,
   keyAlgorithm: 'P-384',
   crlValidityHours: 24,
+  rootCrlValidityDays: 180,
   crlPublishIntervalMinutes: 360,
   ocspResponseValidityMinutes: 60,
   renewalAtFraction: 2 / 3,
@@ -38,6 +39,8 @@ export interface PkiUnderTest {
   handle: DatabaseHandle;
   custody: KeyCustody;
   softwareKeys: SoftwareKeyStore;
+  /** Seals the software keys; another process over the same database would use the same. */
+  sealer: Sealer;
   ca: CertificateAuthority;
   crls: CrlPublisher;
   ocsp: OcspResponder;
@@ -74,6 +77,7 @@ export async function startPki(options: {
     handle,
     custody,
     softwareKeys,
+    sealer,
     ca,
     crls,
     ocsp,
