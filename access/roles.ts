@@ -2,7 +2,7 @@
  * Who may do what. Every API operation names one permission; a role is a set of permissions.
  * Tenancy is separate: a principal only ever sees its own tenant's objects.
  */
-export const roles = ['viewer', 'operator', 'approver', 'administrator'] as const;
+export const roles = ['viewer', 'operator', 'approver', 'administrator', 'reporter'] as const;
 export type Role = (typeof roles)[number];
 
 export const permissions = [
@@ -62,6 +62,8 @@ export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
   ]),
   approver: new Set([...read, 'provisioning:approve', 'history:decode', 'compliance:override']),
   administrator: new Set(permissions),
+  // A DHCP server's hook: its key, kept on that server, must be worth nothing else if it leaks.
+  reporter: new Set(['discovery:report']),
 };
 
 export function roleAllows(role: Role, permission: Permission): boolean {
