@@ -72,8 +72,14 @@ export function roleAllows(role: Role, permission: Permission): boolean {
 
 /** The authenticated caller of an API request. */
 export interface Principal {
-  /** Stable identity for audit: `api-key:<id>` or the token's subject. */
+  /**
+   * Who is acting: the person or system the credential belongs to (`user:<sub>` of a token; the
+   * principal an API key was issued to). Four-eyes checks compare this, never the credential, so
+   * a second key of the same person is still the same person.
+   */
   subject: string;
+  /** The credential presented: `api-key:<id>`, or `user:<sub>` for a token. */
+  credential: string;
   kind: 'api-key' | 'user';
   tenantId: string;
   role: Role;

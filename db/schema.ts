@@ -249,6 +249,8 @@ export const apiKeys = pgTable(
     /** The public part of the key (`dps_<prefix>_...`), to find the row without scanning hashes. */
     prefix: text('prefix').notNull(),
     secretHash: text('secret_hash').notNull(),
+    /** Who acts when the key is used: its creator's principal, one named by the operator, or the key itself. */
+    principal: text('principal').notNull(),
     createdBy: text('created_by').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     expiresAt: timestamp('expires_at', { withTimezone: true }),

@@ -364,7 +364,14 @@ export function createServiceApi(
         targetType,
         targetId,
         outcome: entry.outcome,
-        details: { method: entry.method, path: entry.path, status: entry.status, ...(entry.error ? { error: entry.error } : {}) },
+        details: {
+          method: entry.method,
+          path: entry.path,
+          status: entry.status,
+          // Which of the principal's credentials acted, when that is not the principal's own name.
+          ...(entry.principal.credential !== entry.principal.subject ? { credential: entry.principal.credential } : {}),
+          ...(entry.error ? { error: entry.error } : {}),
+        },
       });
     },
     rateLimitPerMinute: config.authentication.rateLimitPerMinute,
