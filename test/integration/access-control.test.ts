@@ -87,7 +87,9 @@ beforeAll(async () => {
     body: deviceParametersBody,
   });
   expect(parameters.status).toBe(200);
+  // The administrator saved the template, so another principal must excuse it.
   const override = await api.call('POST', '/api/v1/provisioning/compliance/overrides', {
+    key: await api.keyFor('acme', 'approver'),
     body: { ruleId: 'syslog-configured', templateId: acmeObjects.templateId, reason: 'no collector on this site yet', expiresAt: new Date(Date.now() + 86_400_000).toISOString() },
   });
   expect(override.status).toBe(201);
