@@ -22,6 +22,22 @@ describe('service configuration', () => {
     });
   });
 
+  it('is a production installation unless told otherwise: no unauthenticated decoding', () => {
+    const config = loadConfig({});
+    expect(config.environment).toBe('production');
+    expect(config.payloadEncryption.uiDecodeTenant).toBeUndefined();
+  });
+
+  it('lets only a development installation decode for the embedded Web UI without credentials', () => {
+    expect(() => loadConfig({ CODEC_UI_DECODE_TENANT: 'default' })).toThrow(/CODEC_UI_DECODE_TENANT.*development/);
+    expect(() => loadConfig({ SERVICE_ENVIRONMENT: 'development', CODEC_UI_DECODE_TENANT: 'default', TEMPORAL_ADDRESS: 'temporal:7233' })).toThrow(
+      /CODEC_UI_DECODE_TENANT/,
+    );
+
+    const development = loadConfig({ SERVICE_ENVIRONMENT: 'development', CODEC_UI_DECODE_TENANT: 'default' });
+    expect(development.payloadEncryption.uiDecodeTenant).toBe('default');
+  });
+
   it('refuses a scan window longer than a minute, naming the variable', () => {
     expect(() => loadConfig({ DISCOVERY_SCAN_SECONDS: '600' })).toThrow(ConfigurationError);
     expect(() => loadConfig({ DISCOVERY_SCAN_SECONDS: '600' })).toThrow(/DISCOVERY_SCAN_SECONDS/);

@@ -318,7 +318,7 @@ export function createServiceApi(
       codec: new EncryptionCodec(parts.payloadKeyring),
       allowedOrigins: config.payloadEncryption.allowedOrigins,
       namespaces: [config.temporal.namespace],
-      trustLoopbackUi: config.payloadEncryption.trustLoopbackUi,
+      ...(config.payloadEncryption.uiDecodeTenant ? { uiDecodeTenant: config.payloadEncryption.uiDecodeTenant } : {}),
     },
     provisioning,
     pki: { crls: parts.crls, ocsp: parts.ocsp },

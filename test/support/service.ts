@@ -35,6 +35,8 @@ export async function testConfig(options: TestServiceOptions = {}): Promise<Serv
     KEY_ENCRYPTION_KEY: options.keyEncryptionKey ?? randomBytes(32).toString('base64'),
     TEMPORAL_TASK_QUEUE: `provisioning-test-${randomUUID()}`,
     LOG_LEVEL: 'silent',
+    // The embedded dev server's settings, as `npm start` has them.
+    SERVICE_ENVIRONMENT: 'development',
     ...options.environment,
   };
   if ((options.database ?? 'embedded') === 'server') environment.DATABASE_URL = await createServerDatabaseUrl();
