@@ -5,7 +5,7 @@
  * stops the API, lets the worker finish its tasks, then stops the server.
  *
  * `--development` (what `npm start` passes) makes the defaults those of a development installation
- * on one machine: SERVICE_ENVIRONMENT=development and
+ * on one machine: SERVICE_ENVIRONMENT=development (reference devices on loopback) and
  * CODEC_UI_DECODE_TENANT=default (the embedded dev server's Web UI reads tenant default's history). Settings in
  * the environment win. Without the flag, as the container runs it, nothing is assumed.
  */

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { Duration } from '@temporalio/common';
 import type { AlertSettings } from '../alerts/rules';
 import type { AlertWebhookSettings } from '../alerts/webhook';
+import { DeviceNetworks } from '../adapters/device-networks';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z
@@ -23,6 +24,7 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SERVICE_ROLES: z.string().default('api,worker'),
   SERVICE_ENVIRONMENT: z.enum(['development', 'production']).default('production'),
+  DEVICE_NETWORKS: optionalText,
 
   TEMPORAL_ADDRESS: optionalText,
   TEMPORAL_NAMESPACE: z.string().default('default'),
@@ -90,8 +92,10 @@ const environmentSchema = z.object({
 export type ServiceRole = 'api' | 'worker';
 
 export interface ServiceConfig {
-  /** `development` lets the embedded Web UI decode without credentials; `production` does not. */
+  /** `development` lets the service reach devices on loopback and the embedded Web UI decode without credentials; `production` neither. */
   environment: 'development' | 'production';
+  /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); nothing outside is contacted on a device's behalf. */
+  deviceNetworks: DeviceNetworks;
   http: { port: number; host: string };
   /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
   est: {
@@ -267,6 +271,12 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
   if (env.CODEC_UI_DECODE_TENANT && env.TEMPORAL_ADDRESS) {
     throw new ConfigurationError('CODEC_UI_DECODE_TENANT: only the embedded dev server\'s Web UI decodes without credentials; unset TEMPORAL_ADDRESS or this');
   }
+  let deviceNetworks: DeviceNetworks;
+  try {
+    deviceNetworks = DeviceNetworks.of(env.DEVICE_NETWORKS ? list(env.DEVICE_NETWORKS) : [], { loopback: env.SERVICE_ENVIRONMENT === 'development' });
+  } catch (error) {
+    throw new ConfigurationError(`DEVICE_NETWORKS: ${(error as Error).message}`);
+  }
 
   const embeddedUiOrigins = env.TEMPORAL_ADDRESS
     ? []
@@ -274,6 +284,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
 
   return {
     environment: env.SERVICE_ENVIRONMENT,
+    deviceNetworks,
     http: { port: env.PORT, host: env.HOST },
     est: {
       host: env.EST_HOST ?? env.HOST,
