@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PolicyViolationError } from '../service/errors';
 import { deviceAdapters } from './index';
@@ -26,6 +27,19 @@ describe('DeviceNetworks', () => {
     expect(() => DeviceNetworks.of(['10.20.0.0/33'], { loopback: false })).toThrow(/"10.20.0.0\/33"/);
     expect(() => DeviceNetworks.of(['cameras.example'], { loopback: false })).toThrow(/is not an IPv4 or IPv6 CIDR/);
     expect(DeviceNetworks.of([], { loopback: false }).allows('10.20.0.1')).toBe(false);
+  });
+
+  it("never reaches this host's own interface addresses in production, even inside the device networks", () => {
+    const own = Object.values(networkInterfaces())
+      .flat()
+      .find((entry) => entry && !entry.internal && entry.family === 'IPv4');
+    const ownNetwork = own ? DeviceNetworks.of([own.cidr!], { loopback: false }) : undefined;
+    if (own && ownNetwork) {
+      expect(ownNetwork.allows(own.address)).toBe(false);
+      expect(DeviceNetworks.of([own.cidr!], { loopback: true }).allows(own.address)).toBe(true);
+    }
+    expect(() => DeviceNetworks.of(['0.0.0.0/8'], { loopback: false })).toThrow(/unspecified/);
+    expect(() => DeviceNetworks.of(['::/128'], { loopback: false })).toThrow(/unspecified/);
   });
 
   it('tells whether a range lies inside one allowed network', () => {

@@ -11,6 +11,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP, isIPv4 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { DeviceUnavailableError, PolicyViolationError, ServiceError } from '../service/errors';
 import type { DeviceAdapter } from './device-adapter';
 
@@ -24,6 +25,8 @@ interface NetworkBlock {
 
 /** What development adds: the reference devices and simulators run on this host. */
 export const loopbackNetworks = ['127.0.0.0/8', '::1/128'] as const;
+/** Addresses that reach this host whatever it is called: loopback, and the unspecified address. */
+const thisHostNetworks = [...loopbackNetworks, '0.0.0.0/8', '::/128'];
 
 /** Why a CIDR is not one, or undefined with the block when it is. */
 function parseBlock(text: string): NetworkBlock | string {
@@ -75,34 +78,52 @@ function formatAddress(value: bigint, family: 4 | 6): string {
   return `${groups.slice(0, best.start).join(':')}::${groups.slice(best.start + best.length).join(':')}`;
 }
 
+/** This host's interface addresses now (interfaces come and go), as `<family>/<value>`. */
+function ownAddresses(): Set<string> {
+  const own = new Set<string>();
+  for (const entries of Object.values(networkInterfaces())) {
+    for (const entry of entries ?? []) {
+      const text = unmapped(entry.address);
+      const family = isIP(text);
+      if (family !== 0) own.add(`${family}/${addressValue(text)}`);
+    }
+  }
+  return own;
+}
+
 function overlaps(a: NetworkBlock, b: NetworkBlock): boolean {
   return a.family === b.family && a.first <= b.last && b.first <= a.last;
 }
 
 export class DeviceNetworks {
   readonly #blocks: readonly NetworkBlock[];
+  /** Development only: the service's own host is where the reference devices run. */
+  readonly #reachesOwnHost: boolean;
 
-  private constructor(blocks: NetworkBlock[]) {
+  private constructor(blocks: NetworkBlock[], reachesOwnHost: boolean) {
     this.#blocks = blocks;
+    this.#reachesOwnHost = reachesOwnHost;
   }
 
   /**
    * The allowlist from its CIDRs, loopback added when `loopback` is set. Throws naming the entry
-   * that is not a CIDR, and refuses loopback among the CIDRs unless `loopback` is set: reaching the
-   * service's own host is a development convenience, never a production setting.
+   * that is not a CIDR. Reaching the service's own host is a development convenience, never a
+   * production setting: without `loopback`, CIDRs holding loopback or the unspecified address are
+   * refused, and so, whatever the CIDRs, are the addresses of this host's own interfaces.
    */
   static of(cidrs: readonly string[], options: { loopback: boolean }): DeviceNetworks {
-    const loopback = loopbackNetworks.map((cidr) => parseBlock(cidr) as NetworkBlock);
+    const thisHost = thisHostNetworks.map((cidr) => parseBlock(cidr) as NetworkBlock);
     const blocks: NetworkBlock[] = [];
     for (const text of cidrs) {
       const block = parseBlock(text);
       if (typeof block === 'string') throw new RangeError(`"${text}" ${block}`);
-      if (!options.loopback && loopback.some((candidate) => overlaps(candidate, block))) {
-        throw new RangeError(`"${text}" includes loopback addresses, which only a development installation may reach`);
+      if (!options.loopback && thisHost.some((candidate) => overlaps(candidate, block))) {
+        throw new RangeError(`"${text}" includes loopback or unspecified addresses, which only a development installation may reach`);
       }
       blocks.push(block);
     }
-    return new DeviceNetworks(options.loopback ? [...blocks, ...loopback] : blocks);
+    const loopback = loopbackNetworks.map((cidr) => parseBlock(cidr) as NetworkBlock);
+    return new DeviceNetworks(options.loopback ? [...blocks, ...loopback] : blocks, options.loopback);
   }
 
   /** The allowed networks, for messages that tell an operator what would be accepted. */
@@ -110,12 +131,13 @@ export class DeviceNetworks {
     return this.#blocks.length > 0 ? this.#blocks.map((block) => block.cidr).join(', ') : 'none';
   }
 
-  /** Whether an IP address lies in an allowed network. */
+  /** Whether an IP address lies in an allowed network (and, in production, is not one of this host's own). */
   allows(address: string): boolean {
     const text = unmapped(address);
     const family = isIP(text);
     if (family === 0) return false;
     const value = addressValue(text);
+    if (!this.#reachesOwnHost && ownAddresses().has(`${family}/${value}`)) return false;
     return this.#blocks.some((block) => block.family === family && value >= block.first && value <= block.last);
   }
 
