@@ -199,7 +199,7 @@ function codecPath(operation: CodecOperation) {
   return {
     post: {
       operationId: `codec${operation[0].toUpperCase()}${operation.slice(1)}`,
-      summary: `${operation === 'decode' ? 'Decrypt' : 'Encrypt'} Temporal payloads (Temporal remote codec protocol)`,
+      summary: `${operation === 'decode' ? "Decrypt the caller's tenant's" : "Encrypt, for the caller's tenant,"} Temporal payloads (Temporal remote codec protocol)`,
       tags: ['operations'],
       security: [{ bearer: [] }],
       'x-permission': 'history:decode',
