@@ -2,8 +2,13 @@
  * API keys: `dps_<prefix>_<secret>`. The prefix finds the row; only the SHA-256 of the secret is
  * stored (the secret has 256 bits of entropy, so a slow hash would add nothing) and compared in
  * constant time. The whole key is shown once, when created.
+ *
+ * Every key belongs to a principal, the one who acts when the key is used. A key made through the
+ * API belongs to whoever made it: an administrator cannot mint itself a second identity there.
+ * Only whoever runs the installation (`npm run api-key`) names another principal; without one, a
+ * key is a principal of its own (`api-key:<id>`).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { apiKeys, type ApiKeyRow } from '../db/schema';
@@ -15,6 +20,14 @@ const keyPattern = /^dps_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
+
+/** How a key names itself as credential, and as principal when it was issued to no one else. */
+export function apiKeyCredential(id: string): string {
+  return `api-key:${id}`;
+}
+
+/** A principal named by whoever runs the installation, such as the identity provider's `user:alice`. */
+export const principalPattern = /^[a-z][a-z-]{0,31}:[^\s]{1,200}$/;
 
 export function looksLikeApiKey(token: string): boolean {
   return token.startsWith('dps_');
@@ -30,12 +43,28 @@ export interface CreatedApiKey {
 export class ApiKeyStore {
   constructor(private readonly db: Database) {}
 
-  async create(input: { tenantId: string; name: string; role: Role; createdBy: string; expiresAt?: Date }): Promise<CreatedApiKey> {
+  async create(input: {
+    tenantId: string;
+    name: string;
+    role: Role;
+    createdBy: string;
+    /** Whom the key acts for; a principal of its own (`api-key:<id>`) when absent. */
+    principal?: string;
+    expiresAt?: Date;
+  }): Promise<CreatedApiKey> {
+    const id = randomUUID();
     const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
     const secret = randomBytes(32).toString('base64url');
     const [row] = await this.db
       .insert(apiKeys)
-      .values({ ...input, prefix, secretHash: hashSecret(secret), expiresAt: input.expiresAt ?? null })
+      .values({
+        ...input,
+        id,
+        principal: input.principal ?? apiKeyCredential(id),
+        prefix,
+        secretHash: hashSecret(secret),
+        expiresAt: input.expiresAt ?? null,
+      })
       .returning();
     return { id: row.id, key: `dps_${prefix}_${secret}`, row };
   }
@@ -51,7 +80,7 @@ export class ApiKeyStore {
     const presented = Buffer.from(hashSecret(secret), 'hex');
     if (!timingSafeEqual(expected, presented)) return undefined;
     await this.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.id));
-    return { subject: `api-key:${row.id}`, kind: 'api-key', tenantId: row.tenantId, role: row.role, name: row.name };
+    return { subject: row.principal, credential: apiKeyCredential(row.id), kind: 'api-key', tenantId: row.tenantId, role: row.role, name: row.name };
   }
 
   list(tenantId: string): Promise<ApiKeyRow[]> {

@@ -44,7 +44,7 @@ export class BearerTokenVerifier {
     const parsed = claims.safeParse(payload);
     if (!parsed.success) return { reason: 'token lacks a valid sub, tenant or role claim' };
     const { sub, tenant, role, name } = parsed.data;
-    return { principal: { subject: `user:${sub}`, kind: 'user', tenantId: tenant, role, name: name ?? sub } };
+    return { principal: { subject: `user:${sub}`, credential: `user:${sub}`, kind: 'user', tenantId: tenant, role, name: name ?? sub } };
   }
 }
 

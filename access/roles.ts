@@ -2,7 +2,7 @@
  * Who may do what. Every API operation names one permission; a role is a set of permissions.
  * Tenancy is separate: a principal only ever sees its own tenant's objects.
  */
-export const roles = ['viewer', 'operator', 'approver', 'administrator'] as const;
+export const roles = ['viewer', 'operator', 'approver', 'administrator', 'reporter'] as const;
 export type Role = (typeof roles)[number];
 
 export const permissions = [
@@ -62,6 +62,8 @@ export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
   ]),
   approver: new Set([...read, 'provisioning:approve', 'history:decode', 'compliance:override']),
   administrator: new Set(permissions),
+  // A DHCP server's hook: its key, kept on that server, must be worth nothing else if it leaks.
+  reporter: new Set(['discovery:report']),
 };
 
 export function roleAllows(role: Role, permission: Permission): boolean {
@@ -70,8 +72,14 @@ export function roleAllows(role: Role, permission: Permission): boolean {
 
 /** The authenticated caller of an API request. */
 export interface Principal {
-  /** Stable identity for audit: `api-key:<id>` or the token's subject. */
+  /**
+   * Who is acting: the person or system the credential belongs to (`user:<sub>` of a token; the
+   * principal an API key was issued to). Four-eyes checks compare this, never the credential, so
+   * a second key of the same person is still the same person.
+   */
   subject: string;
+  /** The credential presented: `api-key:<id>`, or `user:<sub>` for a token. */
+  credential: string;
   kind: 'api-key' | 'user';
   tenantId: string;
   role: Role;

@@ -3,14 +3,15 @@
  * what the sweep found (devices, conflicts, moves), with the alerts, the audit entry and the
  * sightings handed to zero-touch provisioning that follow from it.
  */
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import type { DiscoveredDeviceRow } from '../db/schema';
 import { DiscoveryStore, type DiscoverySite, type SiteScanner } from '../discovery/discovery-store';
 import type { DiscoveryObservation } from '../discovery/observation';
 import type { ScanOptions, ScanOutcome, ScanReport } from '../discovery/scanner';
-import type { ScanScope } from '../discovery/scope';
+import { scopeOutsideNetworks, type ScanScope } from '../discovery/scope';
 import { scanBacnet, type BacnetWhoIsOptions } from '../discovery/scanners/bacnet-whois';
 import { scanMdns, type MdnsScanOptions } from '../discovery/scanners/mdns';
 import { sweepSnmp, type SnmpSweepOptions } from '../discovery/scanners/snmp-sweep';
@@ -41,6 +42,8 @@ export interface DiscoveryActivityDependencies {
   alerts: AlertStore;
   audit: AuditLog;
   zeroTouch: ZeroTouchOffers;
+  /** Where devices may be reached: a scope reaching beyond is not scanned. */
+  networks: DeviceNetworks;
   logger: Logger;
   scanners?: ScannerSettings;
   /** How long each scanner may listen and probe; scanners cap it at a minute. */
@@ -89,7 +92,7 @@ export interface SweepRecordSummary {
 export const discoveryActor = 'discovery';
 
 export function createDiscoveryActivities(deps: DiscoveryActivityDependencies) {
-  const store = new DiscoveryStore({ db: deps.db });
+  const store = new DiscoveryStore({ db: deps.db, networks: deps.networks });
   const log = deps.logger.child({ component: 'discovery' });
   const scanTimeoutMs = deps.scanTimeoutMs ?? defaultScanTimeoutMs;
   const maxObservations = Math.min(deps.maxObservationsPerScanner ?? defaultMaxObservationsPerScanner, maxObservationsPerScanner);
@@ -120,9 +123,17 @@ export function createDiscoveryActivities(deps: DiscoveryActivityDependencies) {
     async runDiscoveryScanner(input: { tenantId: string; site: string; scanner: SiteScanner }): Promise<ScannerResult> {
       const context = Context.current();
       const site = await store.getSite(input.tenantId, input.site);
+      // Checked again here: the site may have been stored before the device networks were narrowed.
+      const outside = scopeOutsideNetworks(site.scope, deps.networks);
+      if (outside.length > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `the site's scan scope reaches outside the device networks: ${outside.map((problem) => `scope.${problem.field}: ${problem.message}`).join('; ')}`,
+          'PolicyViolationError',
+        );
+      }
       const heartbeat = setInterval(() => context.heartbeat(), heartbeatIntervalMs);
       try {
-        const outcome = await scan(input.scanner, site.scope, { timeoutMs: scanTimeoutMs, maxObservations, signal: context.cancellationSignal });
+        const outcome = await scan(input.scanner, site.scope, { timeoutMs: scanTimeoutMs, maxObservations, signal: context.cancellationSignal, networks: deps.networks });
         const counts = countsOf(input.scanner, outcome.length, outcome.report);
         if (counts.problems.length > 0) log.warn({ tenantId: input.tenantId, site: input.site, scanner: input.scanner, problems: counts.problems }, 'scanner reported problems');
         return { observations: [...outcome], counts };

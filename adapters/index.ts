@@ -3,12 +3,22 @@
  * folder beside this file and one line here.
  */
 import type { DeviceAdapter } from './device-adapter';
-import { httpsDeviceAdapter } from './https';
-import { snmpDeviceAdapter } from './snmp';
-import { bacnetDeviceAdapter } from './bacnet';
-import { onvifDeviceAdapter } from './onvif';
+import type { DeviceNetworks } from './device-networks';
+import { HttpsDeviceAdapter } from './https';
+import { SnmpDeviceAdapter } from './snmp';
+import { BacnetDeviceAdapter } from './bacnet';
+import { OnvifDeviceAdapter } from './onvif';
 import { osdpReaderAdapter } from './osdp';
 
-export function deviceAdapters(): ReadonlyMap<string, DeviceAdapter> {
-  return new Map<string, DeviceAdapter>([httpsDeviceAdapter, onvifDeviceAdapter, osdpReaderAdapter, bacnetDeviceAdapter, snmpDeviceAdapter].map((adapter) => [adapter.protocol, adapter]));
+/** The adapters, each reaching devices on IP networks only inside `networks`. */
+export function deviceAdapters(networks: DeviceNetworks): ReadonlyMap<string, DeviceAdapter> {
+  return new Map<string, DeviceAdapter>(
+    [
+      new HttpsDeviceAdapter({ networks }),
+      new OnvifDeviceAdapter({ networks }),
+      osdpReaderAdapter,
+      new BacnetDeviceAdapter({ networks }),
+      new SnmpDeviceAdapter({ networks }),
+    ].map((adapter) => [adapter.protocol, adapter]),
+  );
 }

@@ -2,7 +2,6 @@
  * The HTTP API: thin operations over the provisioning service, the CA, the template catalog and
  * access control, each declared once (see operation.ts) and described at /api/v1/openapi.json.
  */
-import type { PayloadCodec } from '@temporalio/common';
 import express, { type Express } from 'express';
 import { roleAllows } from '../access/roles';
 import type { ApiKeyStore } from '../access/api-keys';
@@ -18,7 +17,7 @@ import type { ApprovalPolicies } from '../provisioning/approval-policies';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { ForbiddenError, UnsupportedMediaTypeError } from '../service/errors';
-import { codecOpenApiPaths, codecServerRouter } from './codec-server';
+import { codecOpenApiPaths, codecServerRouter, type TenantPayloadCodec } from './codec-server';
 import { pkiMountPath, pkiOpenApiPaths, pkiPublicationRouter } from './pki-publication';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspResponder } from '../pki/ocsp-responder';
@@ -63,11 +62,14 @@ export interface ApiDependencies {
   pki?: { crls: CrlPublisher; ocsp: OcspResponder };
   /** Temporal's remote codec protocol at /codec, for operators' Web UI and CLI to read history. */
   codec?: {
-    codec: PayloadCodec;
+    codec: TenantPayloadCodec;
     allowedOrigins: string[];
     namespaces: string[];
-    /** Let the embedded dev server's Web UI (which cannot log in) decode from loopback. */
-    trustLoopbackUi: boolean;
+    /**
+     * The one tenant whose payloads the embedded dev server's Web UI (which cannot log in) may
+     * decode from loopback without credentials; development only, never set in production.
+     */
+    uiDecodeTenant?: string;
   };
   version?: string;
   logger: Logger;
@@ -142,7 +144,7 @@ export function createApp(deps: ApiDependencies): Express {
     onFailure: deps.onAuthenticationFailure,
   });
   if (deps.codec) {
-    const { allowedOrigins, trustLoopbackUi } = deps.codec;
+    const { allowedOrigins, uiDecodeTenant } = deps.codec;
     app.use(
       '/codec',
       codecServerRouter({
@@ -150,13 +152,16 @@ export function createApp(deps: ApiDependencies): Express {
         allowedOrigins,
         namespaces: deps.codec.namespaces,
         logger: deps.logger,
-        async authorise(req) {
+        async authorise(req, { operation }) {
           const origin = req.get('origin');
-          if (trustLoopbackUi && origin && allowedOrigins.includes(origin) && isLoopback(req.socket.remoteAddress)) return;
+          // Decoding only, never encoding: sealing lets a caller forge inputs the workers trust.
+          const asUi = operation === 'decode' && !req.get('authorization') && origin && allowedOrigins.includes(origin);
+          if (uiDecodeTenant && asUi && isLoopback(req.socket.remoteAddress)) return { tenantId: uiDecodeTenant };
           const principal = await authenticate(req);
           if (!roleAllows(principal.role, 'history:decode')) {
             throw new ForbiddenError(`the ${principal.role} role may not read workflow history`);
           }
+          return { tenantId: principal.tenantId };
         },
       }),
     );

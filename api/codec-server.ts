@@ -3,12 +3,15 @@
  * JSON), so authorised operators' Web UI and `temporal` CLI can read encrypted workflow history
  * without holding the payload keys. Mount it where the codec endpoint points, e.g. at `/codec`.
  *
+ * A caller reads and seals its own tenant's payloads only: decoding opens the payloads sealed for
+ * that tenant and leaves every other payload encoded; encoding seals for that tenant.
+ *
  * The Web UI calls it from the browser: allowed origins get CORS with credentials; any other origin
  * is refused outright, so a page elsewhere cannot make an operator's browser decode history.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import type { Payload, PayloadCodec } from '@temporalio/common';
+import type { Payload } from '@temporalio/common';
 import { PayloadDecryptionError } from '../custody/payload-codec';
 import { ConfigurationError } from '../service/config';
 import { ForbiddenError, UnsupportedMediaTypeError, ValidationError } from '../service/errors';
@@ -19,14 +22,21 @@ import { problemHandler, sendProblem } from './problem';
 
 export type CodecOperation = 'encode' | 'decode';
 
+/** The codec as the endpoint uses it: always on behalf of one tenant. */
+export interface TenantPayloadCodec {
+  encodeFor(tenantId: string, payloads: Payload[]): Promise<Payload[]>;
+  /** Opens the tenant's payloads; others pass unchanged. */
+  decodeFor(tenantId: string, payloads: Payload[]): Promise<Payload[]>;
+}
+
 export interface CodecServerOptions {
-  codec: PayloadCodec;
+  codec: TenantPayloadCodec;
   /**
-   * Resolves when the caller may use the codec; throws UnauthenticatedError (401) or
-   * ForbiddenError (403) otherwise. Called for encode as well: encoding under our key lets a caller
-   * forge inputs the workers will trust.
+   * Resolves with the tenant whose payloads the caller may read or seal; throws
+   * UnauthenticatedError (401) or ForbiddenError (403) otherwise. Called for encode as well:
+   * encoding under a tenant's key lets a caller forge inputs that tenant's workers will trust.
    */
-  authorise(req: Request, access: { operation: CodecOperation; namespace?: string }): Promise<void>;
+  authorise(req: Request, access: { operation: CodecOperation; namespace?: string }): Promise<{ tenantId: string }>;
   /** Web UI origins, e.g. `http://127.0.0.1:8233`; exact matches only. */
   allowedOrigins: readonly string[];
   /** Namespaces whose payloads this codec serves; requests naming another are refused. Unset: any. */
@@ -93,7 +103,7 @@ export function codecServerRouter(options: CodecServerOptions): Router {
     router.post(`/${operation}`, async (req: Request, res: Response, next: NextFunction) => {
       try {
         const namespace = req.get('x-namespace')?.trim() || undefined;
-        await options.authorise(req, { operation, namespace });
+        const { tenantId } = await options.authorise(req, { operation, namespace });
         if (namespace !== undefined && namespaces && !namespaces.has(namespace)) {
           throw new ValidationError(`this codec does not serve namespace "${namespace}"`, {
             fields: [{ field: 'header:X-Namespace', reason: `must be one of ${[...namespaces].join(', ')}` }],
@@ -109,7 +119,7 @@ export function codecServerRouter(options: CodecServerOptions): Router {
         const input = fromJson(body);
         let output: Payload[];
         try {
-          output = await (operation === 'encode' ? options.codec.encode(input) : options.codec.decode(input));
+          output = await (operation === 'encode' ? options.codec.encodeFor(tenantId, input) : options.codec.decodeFor(tenantId, input));
         } catch (error) {
           // The protocol answers a payload the codec cannot handle with 400.
           if (error instanceof PayloadDecryptionError) throw new ValidationError(error.message);
@@ -189,7 +199,7 @@ function codecPath(operation: CodecOperation) {
   return {
     post: {
       operationId: `codec${operation[0].toUpperCase()}${operation.slice(1)}`,
-      summary: `${operation === 'decode' ? 'Decrypt' : 'Encrypt'} Temporal payloads (Temporal remote codec protocol)`,
+      summary: `${operation === 'decode' ? "Decrypt the caller's tenant's" : "Encrypt, for the caller's tenant,"} Temporal payloads (Temporal remote codec protocol)`,
       tags: ['operations'],
       security: [{ bearer: [] }],
       'x-permission': 'history:decode',

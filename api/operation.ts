@@ -80,7 +80,7 @@ export interface MountOptions {
   record?(entry: OperationRecord): Promise<void>;
 }
 
-const anonymous: Principal = { subject: 'anonymous', kind: 'user', tenantId: '', role: 'viewer', name: 'anonymous' };
+const anonymous: Principal = { subject: 'anonymous', credential: 'anonymous', kind: 'user', tenantId: '', role: 'viewer', name: 'anonymous' };
 
 export function mountOperations(
   router: Pick<Router, 'get' | 'post' | 'put' | 'delete'>,
@@ -95,7 +95,8 @@ export function mountOperations(
         return;
       }
       const principal = await options.authenticate(req);
-      options.limit(principal.subject);
+      // Each credential has its own budget, even where one person holds several.
+      options.limit(principal.credential);
       // Changes, and refused attempts at them, go on record; reads do not.
       const record = (outcome: OperationRecord['outcome'], status: number, error?: string) =>
         op.method !== 'get' && options.record

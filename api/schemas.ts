@@ -161,6 +161,8 @@ export const apiKeySchema = z
     tenantId: z.string(),
     name: z.string(),
     role: z.enum(roles),
+    /** Who acts when the key is used. */
+    principal: z.string(),
     createdBy: z.string(),
     createdAt: timestamp,
     expiresAt: timestamp.nullable(),
@@ -172,6 +174,7 @@ export const apiKeySchema = z
 export const whoAmISchema = z
   .object({
     subject: z.string(),
+    credential: z.string(),
     kind: z.enum(['api-key', 'user']),
     tenantId: z.string(),
     role: z.enum(roles),

@@ -8,13 +8,14 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
 import type { DeviceAdapter } from '../adapters/device-adapter';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
 import type { Database } from '../db/client';
 import { bulkJobDevices, bulkJobs, devices } from '../db/schema';
 import { initialCredentialsPurpose } from '../activities/provisioning';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
 import { deviceDescriptorOf, deviceRequestSchema, type DeviceProvisioningRequest } from '../provisioning/requests';
-import { ServiceError, ValidationError, type FieldProblem } from '../service/errors';
+import { ValidationError, type FieldProblem } from '../service/errors';
 import { bulkWorkflowId, type BulkProvisionInput } from '../workflows/bulk-definitions';
 import type { ProvisionDeviceInput } from '../workflows/definitions';
 import type { bulkProvision } from '../workflows/bulk-provision';
@@ -69,6 +70,8 @@ export class BulkImporter {
       taskQueue: string;
       vault: SecretVault;
       adapters: ReadonlyMap<string, DeviceAdapter>;
+      /** Where devices may be reached: rows whose address lies outside are refused. */
+      networks: DeviceNetworks;
       provisioning: ProvisioningService;
       sheetLimits?: Partial<SheetLimits>;
     },
@@ -121,14 +124,9 @@ export class BulkImporter {
       } else {
         const request = { ...parsed.data, deviceId: parsed.data.deviceId ?? parsed.data.serialNumber };
         const adapter = this.deps.adapters.get(request.protocol)!;
-        let host: string | undefined;
-        try {
-          adapter.validateAddress(request.address);
-          host = adapter.networkHost(request.address);
-        } catch (error) {
-          const reason = error instanceof ServiceError ? (error.fields[0]?.reason ?? error.message) : String(error);
-          rowProblems.push({ line: row.line, column: 'address', reason });
-        }
+        const addressProblem = await this.deps.networks.addressProblem(adapter, request.address);
+        if (addressProblem) rowProblems.push({ line: row.line, column: 'address', reason: addressProblem });
+        const host = addressProblem ? undefined : adapter.networkHost(request.address);
         // The same device, or the same IP, twice in one file is a mistake to fix, not to merge.
         const claims: [string, string][] = [
           ['deviceId', request.deviceId],

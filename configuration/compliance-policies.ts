@@ -48,8 +48,6 @@ export const complianceOverrideInputSchema = z
     templateId: z.string().trim().min(1).max(63).optional(),
     reason: z.string().trim().min(10, 'must say why, in at least 10 characters').max(2000),
     expiresAt: z.iso.datetime({ offset: true }),
-    /** Who asked for the exception; the approver must be someone else. */
-    requestedBy: z.string().trim().min(1).max(200).optional(),
   })
   .strict()
   .superRefine((input, context) => {

@@ -8,7 +8,7 @@
  * `plaintext` fills in the secrets from the vault; only the activity that pushes to the device asks
  * for it, and it hands the settings straight to the adapter.
  */
-import { and, desc, eq, inArray } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import {
   deviceConfigurationHistory,
@@ -446,21 +446,31 @@ export class DeviceConfigurations {
     return rows.map(toHistoryEntry);
   }
 
-  /** Who asked for the latest push of this device that compliance blocked, if anyone is on record. */
-  async requesterOfLatestBlockedPush(tenantId: string, deviceId: string): Promise<string | undefined> {
+  /**
+   * Who asked for the configuration an exception would excuse, as the records say, never as a
+   * caller claims: whoever requested the latest deployment the policy blocked (of the device, or of
+   * any device on the template); for a template nothing has been blocked on yet, whoever saved its
+   * current version.
+   */
+  async requesterOf(tenantId: string, target: { deviceId: string } | { templateId: string }): Promise<string | undefined> {
     const [row] = await this.deps.db
       .select({ requestedBy: deviceConfigurationHistory.requestedBy })
       .from(deviceConfigurationHistory)
       .where(
         and(
           eq(deviceConfigurationHistory.tenantId, tenantId),
-          eq(deviceConfigurationHistory.deviceId, deviceId),
+          'deviceId' in target
+            ? eq(deviceConfigurationHistory.deviceId, target.deviceId)
+            : eq(deviceConfigurationHistory.templateId, target.templateId),
           eq(deviceConfigurationHistory.outcome, 'blocked'),
+          isNotNull(deviceConfigurationHistory.requestedBy),
         ),
       )
       .orderBy(desc(deviceConfigurationHistory.occurredAt))
       .limit(1);
-    return row?.requestedBy ?? undefined;
+    if (row?.requestedBy) return row.requestedBy;
+    if ('deviceId' in target) return undefined;
+    return (await this.deps.templates.currentVersion(tenantId, target.templateId)).createdBy;
   }
 
   // --- reports ----------------------------------------------------------------------------

@@ -1,13 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { defaultPayloadConverter, type Payload, type SerializationContext } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
+import { sweepWorkflowPrefix } from '../api/routes/discovery';
+import { driftCheckPrefix, driftScheduleId } from '../configuration/drift-policies';
+import { discoveryScheduleId } from '../discovery/sweep-schedule';
 import { ConfigurationError } from '../service/config';
+import { bulkWorkflowId } from '../workflows/bulk-definitions';
+import { renewalWorkflowId, rotationWorkflowId } from '../workflows/certificate-definitions';
+import { rolloutWorkflowId } from '../workflows/configuration-definitions';
+import { provisioningWorkflowId } from '../workflows/definitions';
+import { zeroTouchWorkflowId } from '../workflows/zero-touch-definitions';
 import {
   derivedPayloadKeyId,
   EncryptionCodec,
   loadPayloadKeyring,
   parsePayloadKeys,
   PayloadDecryptionError,
+  tenantOfWorkflowId,
   type PayloadKeyring,
 } from './payload-codec';
 
@@ -34,7 +43,7 @@ describe('EncryptionCodec', () => {
     const encrypted = await encodeOne(codec, original());
 
     expect(text(encrypted.metadata?.encoding)).toBe('binary/encrypted');
-    expect(text(encrypted.metadata?.['encryption-key-id'])).toBe('k1');
+    expect(text(encrypted.metadata?.['encryption-key-id'])).toBe('k1/_service');
     expect(text(encrypted.metadata?.['encryption-cipher'])).toBe('AES-256-GCM');
     const stored = Buffer.from(encrypted.data!);
     expect(stored.includes(marker)).toBe(false);
@@ -67,7 +76,7 @@ describe('EncryptionCodec', () => {
     const ring = keyring('k1', 'k2');
     const codec = new EncryptionCodec(ring);
     const encrypted = await encodeOne(codec, original());
-    const relabelled = { ...encrypted, metadata: { ...encrypted.metadata, 'encryption-key-id': Buffer.from('k2') } };
+    const relabelled = { ...encrypted, metadata: { ...encrypted.metadata, 'encryption-key-id': Buffer.from('k2/_service') } };
     await expect(codec.decode([relabelled])).rejects.toBeInstanceOf(PayloadDecryptionError);
   });
 
@@ -80,7 +89,7 @@ describe('EncryptionCodec', () => {
     expect(defaultPayloadConverter.fromPayload((await rotated.decode([underK1]))[0])).toMatchObject({ password: marker });
 
     const underK2 = await encodeOne(rotated, original());
-    expect(text(underK2.metadata?.['encryption-key-id'])).toBe('k2');
+    expect(text(underK2.metadata?.['encryption-key-id'])).toBe('k2/_service');
     // Only k2 is needed for what is written after the rotation.
     const k2Only = new EncryptionCodec({ activeKeyId: 'k2', keys: new Map([['k2', k2]]) });
     expect(defaultPayloadConverter.fromPayload((await k2Only.decode([underK2]))[0])).toMatchObject({ password: marker });
@@ -121,6 +130,62 @@ describe('EncryptionCodec', () => {
     expect(() => new EncryptionCodec({ activeKeyId: 'k1', keys: new Map([['k1', randomBytes(16)]]) })).toThrow(
       /k1.*32 bytes/,
     );
+  });
+});
+
+describe('per-tenant payload keys', () => {
+  const workflow = (workflowId: string): SerializationContext => ({ type: 'workflow', namespace: 'default', workflowId });
+
+  it('reads the tenant from every workflow id the service gives a tenant\'s work, schedules\' runs included', () => {
+    const ids = [
+      provisioningWorkflowId('acme-east', 'CAM-1'),
+      renewalWorkflowId('acme-east', 'CAM-1'),
+      zeroTouchWorkflowId('acme-east', 'CAM-1'),
+      bulkWorkflowId('acme-east', 'job-1'),
+      rolloutWorkflowId('acme-east', 'r-1.rollback'),
+      rotationWorkflowId('acme-east', 'rot-1'),
+      `${sweepWorkflowPrefix('acme-east')}hq:1`,
+      `${driftCheckPrefix('acme-east')}c-1`,
+      discoveryScheduleId('acme-east', 'hq'),
+      `${discoveryScheduleId('acme-east', 'hq')}-2026-05-01T10:00:00Z`,
+      driftScheduleId('acme-east'),
+      `${driftScheduleId('acme-east')}-2026-05-01T10:00:00Z`,
+    ];
+    for (const id of ids) expect(tenantOfWorkflowId(id), id).toBe('acme-east');
+    for (const id of ['alert-evaluation-2026-05-01T10:00:00Z', 'crl-publication', 'ca-backup-2026-05-01T10:00:00Z', 'encrypted-history-1']) {
+      expect(tenantOfWorkflowId(id), id).toBeUndefined();
+    }
+  });
+
+  it("seals a workflow's payloads, and its activities', under its tenant's key; the service's own work under the service's", async () => {
+    const codec = new EncryptionCodec(keyring('k1'));
+    const keyIdOf = async (context?: SerializationContext) => text((await codec.encode([original()], context))[0].metadata?.['encryption-key-id']);
+    expect(await keyIdOf(workflow('provision:acme:CAM-1'))).toBe('k1/acme');
+    expect(await keyIdOf({ type: 'activity', namespace: 'default', workflowId: 'provision:globex:CAM-1', isLocal: false })).toBe('k1/globex');
+    expect(await keyIdOf(workflow('alert-evaluation-2026-05-01T10:00:00Z'))).toBe('k1/_service');
+    expect(await keyIdOf()).toBe('k1/_service');
+  });
+
+  it("opens for a tenant only that tenant's payloads, leaving other tenants', the service's and older history encoded", async () => {
+    const codec = new EncryptionCodec(keyring('k1'));
+    const [ofAcme] = await codec.encode([original()], workflow('provision:acme:CAM-1'));
+    const [ofGlobex] = await codec.encode([original()], workflow('provision:globex:CAM-1'));
+    const [ofService] = await codec.encode([original()]);
+    const plain = original();
+    const [acme, globex, service, unencrypted] = await codec.decodeFor('acme', [ofAcme, ofGlobex, ofService, plain]);
+    expect(defaultPayloadConverter.fromPayload(acme)).toMatchObject({ password: marker });
+    expect([globex, service, unencrypted]).toEqual([ofGlobex, ofService, plain]);
+    // The service itself reads all of it.
+    for (const opened of await codec.decode([ofAcme, ofGlobex, ofService])) {
+      expect(defaultPayloadConverter.fromPayload(opened)).toMatchObject({ password: marker });
+    }
+  });
+
+  it("refuses a tenant's payload relabelled as another tenant's: each tenant has a key of its own", async () => {
+    const codec = new EncryptionCodec(keyring('k1'));
+    const [ofGlobex] = await codec.encode([original()], workflow('provision:globex:CAM-1'));
+    const relabelled = { ...ofGlobex, metadata: { ...ofGlobex.metadata, 'encryption-key-id': Buffer.from('k1/acme') } };
+    await expect(codec.decodeFor('acme', [relabelled])).rejects.toThrow(/k1\/acme.*failed authentication/);
   });
 });
 

@@ -1,13 +1,23 @@
 /**
  * Encryption of every Temporal payload (workflow and activity inputs, results, signals, queries),
  * so device credentials and configuration never sit in plaintext in Temporal's database or its Web
- * UI. Each payload is the whole original Payload, protobuf-encoded and sealed with AES-256-GCM
- * under a named key; the key id travels in the clear in the metadata, so keys can rotate: encoding
- * always uses the active key, decoding any key still in the keyring.
+ * UI. Each payload is the whole original Payload, protobuf-encoded and sealed with AES-256-GCM.
+ *
+ * Payloads are sealed per tenant: the key is derived (HKDF) from the active payload key for the
+ * tenant whose work the payload belongs to, and its id, `<payload key id>/<tenant>`, travels in the
+ * clear in the metadata. Whose work it is comes from the serialization context Temporal gives
+ * every codec call: the workflow id, which for a tenant's work is `<kind>:<tenant>:...` (see
+ * `tenantOfWorkflowId`). Work of no tenant (alert evaluation, CRL publication, CA backups) is
+ * sealed for the service itself (`_service`). A leaked tenant key opens that tenant's history only;
+ * the codec endpoint decodes for a caller only the payloads of the caller's tenant.
+ *
+ * Keys rotate: encoding always uses the active payload key, decoding any key still in the keyring.
+ * History written before payloads were sealed per tenant names a payload key alone and is opened
+ * with it by the service itself (workers replaying, status queries), never for a codec caller.
  */
 import { fileURLToPath } from 'node:url';
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
+import type { DataConverter, Payload, PayloadCodec, SerializationContext } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { ConfigurationError } from '../service/config';
 
@@ -25,12 +35,34 @@ export const metadataKeys = {
 /** The key derived from the key-encryption key when no payload keys are configured. */
 export const derivedPayloadKeyId = 'kek-derived-1';
 
+/** Whose payloads belong to no tenant: the service's own work. Tenant ids start with a letter or digit. */
+export const servicePayloadScope = '_service';
+
 const keyLength = 32;
 const ivLength = 12;
 const tagLength = 16;
 const keyIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const tenantPattern = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}?';
 const derivationSalt = Buffer.from('device-provisioning/temporal-payload-key/v1', 'utf8');
+const scopeDerivationSalt = Buffer.from('device-provisioning/temporal-payload-key/per-tenant/v1', 'utf8');
 const associatedDataLabel = 'device-provisioning/temporal-payload/v1\0';
+const scopeSeparator = '/';
+
+/**
+ * The tenant whose work a workflow id names: `<kind>:<tenant>` followed by `:` and more, by the
+ * end, or by the `-<RFC 3339 time>` a schedule appends to the id of each run it starts.
+ */
+const tenantWorkflowId = new RegExp(`^[a-z][a-z-]*:(${tenantPattern})(?::|$|-\\d{4}-\\d\\d-\\d\\dT)`);
+
+export function tenantOfWorkflowId(workflowId: string): string | undefined {
+  return tenantWorkflowId.exec(workflowId)?.[1];
+}
+
+/** Whose payloads these are: the tenant the workflow (or the activity's workflow) works for. */
+export function payloadScopeOf(context: SerializationContext | undefined): string {
+  const tenant = context?.workflowId !== undefined ? tenantOfWorkflowId(context.workflowId) : undefined;
+  return tenant ?? servicePayloadScope;
+}
 
 export interface PayloadKeyring {
   /** Encrypts every new payload. */
@@ -47,6 +79,7 @@ export class PayloadDecryptionError extends Error {
 export class EncryptionCodec implements PayloadCodec {
   readonly activeKeyId: string;
   readonly #keys: ReadonlyMap<string, Buffer>;
+  readonly #scopedKeys = new Map<string, Buffer>();
 
   constructor(keyring: PayloadKeyring) {
     const keys = new Map<string, Buffer>();
@@ -68,20 +101,40 @@ export class EncryptionCodec implements PayloadCodec {
     return [...this.#keys.keys()];
   }
 
-  async encode(payloads: Payload[]): Promise<Payload[]> {
-    return payloads.map((payload) => this.#encrypt(payload));
+  /** Seals each payload for the tenant the context names, or for the service. */
+  async encode(payloads: Payload[], context?: SerializationContext): Promise<Payload[]> {
+    return this.encodeFor(payloadScopeOf(context), payloads);
   }
 
-  /** Payloads that are not encrypted pass unchanged: history written before encryption stays readable. */
+  /**
+   * Opens every payload, whoever it was sealed for: the service's own workers and clients read
+   * all of history. Payloads that are not encrypted pass unchanged: history written before
+   * encryption stays readable.
+   */
   async decode(payloads: Payload[]): Promise<Payload[]> {
     return payloads.map((payload) => (isEncrypted(payload) ? this.#decrypt(payload) : payload));
   }
 
+  /** Seals each payload for `scope` (a tenant id, or the service's own scope). */
+  async encodeFor(scope: string, payloads: Payload[]): Promise<Payload[]> {
+    return payloads.map((payload) => this.#encrypt(payload, scope));
+  }
+
+  /**
+   * Opens only the payloads sealed for `tenantId`; every other payload (another tenant's, the
+   * service's own, or history sealed before payloads were per tenant) passes unchanged.
+   */
+  async decodeFor(tenantId: string, payloads: Payload[]): Promise<Payload[]> {
+    return payloads.map((payload) =>
+      isEncrypted(payload) && scopeOfKeyId(keyIdOf(payload)) === tenantId ? this.#decrypt(payload) : payload,
+    );
+  }
+
   /** data = iv(12) | ciphertext | tag(16) */
-  #encrypt(payload: Payload): Payload {
-    const keyId = this.activeKeyId;
+  #encrypt(payload: Payload, scope: string): Payload {
+    const keyId = `${this.activeKeyId}${scopeSeparator}${scope}`;
     const iv = randomBytes(ivLength);
-    const cipher = createCipheriv('aes-256-gcm', this.#keys.get(keyId)!, iv, { authTagLength: tagLength });
+    const cipher = createCipheriv('aes-256-gcm', this.#scopedKey(this.activeKeyId, scope), iv, { authTagLength: tagLength });
     cipher.setAAD(associatedData(keyId));
     const plaintext = ProtoPayload.encode(payload).finish();
     const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
@@ -96,19 +149,20 @@ export class EncryptionCodec implements PayloadCodec {
   }
 
   #decrypt(payload: Payload): Payload {
-    const keyIdBytes = payload.metadata?.[metadataKeys.keyId];
-    if (!keyIdBytes) throw new PayloadDecryptionError('encrypted payload has no encryption-key-id');
-    const keyId = text(keyIdBytes);
+    const keyId = keyIdOf(payload);
     const cipherBytes = payload.metadata?.[metadataKeys.cipher];
     if (cipherBytes && text(cipherBytes) !== payloadCipher) {
       throw new PayloadDecryptionError(`encrypted payload uses an unsupported cipher "${text(cipherBytes)}"`);
     }
-    const key = this.#keys.get(keyId);
-    if (!key) {
+    const [baseKeyId] = keyId.split(scopeSeparator, 1) as [string];
+    const scope = scopeOfKeyId(keyId);
+    if (!this.#keys.has(baseKeyId)) {
       throw new PayloadDecryptionError(
-        `payload was encrypted under key id "${keyId}", which is not in the keyring (known: ${this.keyIds.join(', ')})`,
+        `payload was encrypted under key id "${keyId}", whose key "${baseKeyId}" is not in the keyring (known: ${this.keyIds.join(', ')})`,
       );
     }
+    // Payloads sealed before they were per tenant name the payload key itself.
+    const key = scope === undefined ? this.#keys.get(baseKeyId)! : this.#scopedKey(baseKeyId, scope);
     const data = Buffer.from(payload.data ?? new Uint8Array());
     if (data.length < ivLength + tagLength) {
       throw new PayloadDecryptionError(`encrypted payload under key id "${keyId}" is too short`);
@@ -130,6 +184,29 @@ export class EncryptionCodec implements PayloadCodec {
       ...(original.externalPayloads.length > 0 ? { externalPayloads: original.externalPayloads } : {}),
     };
   }
+
+  /** One key per payload key and scope; knowing one tells nothing of the payload key or another scope's. */
+  #scopedKey(baseKeyId: string, scope: string): Buffer {
+    const cacheKey = `${baseKeyId}${scopeSeparator}${scope}`;
+    let key = this.#scopedKeys.get(cacheKey);
+    if (!key) {
+      key = Buffer.from(hkdfSync('sha256', this.#keys.get(baseKeyId)!, scopeDerivationSalt, utf8(scope), keyLength));
+      this.#scopedKeys.set(cacheKey, key);
+    }
+    return key;
+  }
+}
+
+function keyIdOf(payload: Payload): string {
+  const keyIdBytes = payload.metadata?.[metadataKeys.keyId];
+  if (!keyIdBytes) throw new PayloadDecryptionError('encrypted payload has no encryption-key-id');
+  return text(keyIdBytes);
+}
+
+/** The tenant (or the service) a key id seals for; undefined for a payload key used directly, as before per-tenant keys. */
+function scopeOfKeyId(keyId: string): string | undefined {
+  const separator = keyId.indexOf(scopeSeparator);
+  return separator < 0 ? undefined : keyId.slice(separator + 1);
 }
 
 /** The data converter that Client, Worker and test environments of one deployment must all share. */

@@ -1,7 +1,9 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices } from './schema';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
-import type { DatabaseHandle } from './client';
+import { migrationsFolder, type DatabaseHandle } from './client';
 
 describe.each(databaseKinds)('%s database', (kind) => {
   let handle: DatabaseHandle;
@@ -38,4 +40,31 @@ describe.each(databaseKinds)('%s database', (kind) => {
     await handle.db.insert(devices).values(device({ tenantId: 'globex' }));
     expect(await handle.db.select().from(devices)).toHaveLength(2);
   });
+});
+
+it('gives every API key made before principals existed its own key id as principal', async () => {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  // The migrations as they were before principals: the journal cut just before that migration.
+  const before = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'migrations-'));
+  cpSync(migrationsFolder, before, { recursive: true });
+  const journalFile = path.join(before, 'meta', '_journal.json');
+  const journal = JSON.parse(readFileSync(journalFile, 'utf8')) as { entries: { tag: string }[] };
+  const cut = journal.entries.findIndex((entry) => entry.tag === '0010_api_key_principals');
+  writeFileSync(journalFile, JSON.stringify({ ...journal, entries: journal.entries.slice(0, cut) }));
+
+  const client = await PGlite.create();
+  try {
+    const db = drizzle(client);
+    await migrate(db, { migrationsFolder: before });
+    const { rows } = await client.query<{ id: string }>(
+      "insert into api_keys (tenant_id, name, role, prefix, secret_hash, created_by) values ('acme', 'old', 'approver', 'abcdefabcdef', 'x', 'cli:ops') returning id",
+    );
+    await migrate(db, { migrationsFolder });
+    const migrated = await client.query<{ principal: string }>('select principal from api_keys');
+    expect(migrated.rows).toEqual([{ principal: `api-key:${rows[0]!.id}` }]);
+  } finally {
+    await client.close();
+  }
 });

@@ -15,6 +15,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import { roles } from '../access/roles';
 
 const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => 'bytea',
@@ -245,10 +246,12 @@ export const apiKeys = pgTable(
     id: uuid('id').primaryKey().defaultRandom(),
     tenantId: text('tenant_id').notNull(),
     name: text('name').notNull(),
-    role: text('role', { enum: ['viewer', 'operator', 'approver', 'administrator'] }).notNull(),
+    role: text('role', { enum: roles }).notNull(),
     /** The public part of the key (`dps_<prefix>_...`), to find the row without scanning hashes. */
     prefix: text('prefix').notNull(),
     secretHash: text('secret_hash').notNull(),
+    /** Who acts when the key is used: its creator's principal, one named by the operator, or the key itself. */
+    principal: text('principal').notNull(),
     createdBy: text('created_by').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     expiresAt: timestamp('expires_at', { withTimezone: true }),

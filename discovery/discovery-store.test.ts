@@ -1,3 +1,4 @@
+import { testDeviceNetworks } from '../test/support/device-networks';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
@@ -14,7 +15,7 @@ const newTenant = () => `discovery-${++tenantCounter}`;
 
 beforeAll(async () => {
   handle = await openTestDatabase('server');
-  store = new DiscoveryStore({ db: handle.db });
+  store = new DiscoveryStore({ db: handle.db, networks: testDeviceNetworks });
 });
 afterAll(async () => {
   await handle?.close();

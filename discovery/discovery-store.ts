@@ -8,6 +8,7 @@
  */
 import { and, asc, desc, eq, getTableColumns, inArray, isNull, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import type { Database } from '../db/client';
 import {
   devices as registryDevices,
@@ -25,7 +26,7 @@ import { fieldProblems } from '../service/validation';
 import { vendorKey } from './fingerprint';
 import { mergeObservations, type DeviceMove, type DiscoveredDevice, type DiscoveryConflict, type KnownDevice } from './merge';
 import type { DiscoveryObservation } from './observation';
-import { parseScanScope, type ScanScope } from './scope';
+import { parseScanScope, scopeOutsideNetworks, type ScanScope } from './scope';
 
 /** The scanners a site may run; DHCP is fed by lease events, not swept. */
 export const siteScanners = ['ws-discovery', 'mdns', 'ssdp', 'snmp', 'bacnet'] as const;
@@ -116,9 +117,12 @@ const discoveredPrefix = 'discovered:';
 
 export class DiscoveryStore {
   readonly #db: Database;
+  readonly #networks: DeviceNetworks;
 
-  constructor(deps: { db: Database }) {
+  /** `networks`: where devices may be reached; a site's scope must stay inside them. */
+  constructor(deps: { db: Database; networks: DeviceNetworks }) {
     this.#db = deps.db;
+    this.#networks = deps.networks;
   }
 
   // ------------------------------------------------------------------------------- sites
@@ -130,7 +134,8 @@ export class DiscoveryStore {
     const parsed = siteConfigurationSchema.safeParse(configuration);
     if (!parsed.success) problems.push(...fieldProblems(parsed.error).filter((problem) => problem.field !== 'scope'));
     const scope = parseScanScope(parsed.success ? parsed.data.scope : (configuration as { scope?: unknown } | undefined)?.scope);
-    if (!scope.ok) problems.push(...scope.errors.map((error) => ({ field: error.field ? `scope.${error.field}` : 'scope', reason: error.message })));
+    const scopeErrors = scope.ok ? scopeOutsideNetworks(scope.scope, this.#networks) : scope.errors;
+    problems.push(...scopeErrors.map((error) => ({ field: error.field ? `scope.${error.field}` : 'scope', reason: error.message })));
     if (problems.length > 0 || !parsed.success || !scope.ok) {
       throw new ValidationError(`discovery site is invalid: ${problems.map((p) => `${p.field}: ${p.reason}`).join('; ')}`, { fields: problems });
     }

@@ -9,6 +9,7 @@ import { mergeObservations } from './merge';
 import { scanBacnet } from './scanners/bacnet-whois';
 import { sweepSnmp } from './scanners/snmp-sweep';
 import { parseScanScope } from './scope';
+import { testDeviceNetworks } from '../test/support/device-networks';
 
 const admin = { userName: 'provadmin', authPassphrase: 'factory-auth-pass', privPassphrase: 'factory-priv-pass' };
 let snmpPort: number;
@@ -35,8 +36,8 @@ describe('merging what the SNMP and BACnet scanners found', () => {
     const parsed = parseScanScope({ interfaces: ['lo'], ranges: ['127.80.0.0/29'], allowLoopback: true });
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
     const [snmp, bacnet] = await Promise.all([
-      sweepSnmp(parsed.scope, { timeoutMs: 10_000, port: snmpPort, communities: ['public'], hostTimeoutMs: 300 }),
-      scanBacnet(parsed.scope, { timeoutMs: 10_000, port: bacnetPort, iAmWindowMs: 400, apduTimeoutMs: 500 }),
+      sweepSnmp(parsed.scope, { networks: testDeviceNetworks, timeoutMs: 10_000, port: snmpPort, communities: ['public'], hostTimeoutMs: 300 }),
+      scanBacnet(parsed.scope, { networks: testDeviceNetworks, timeoutMs: 10_000, port: bacnetPort, iAmWindowMs: 400, apduTimeoutMs: 500 }),
     ]);
     const { devices, moves, conflicts } = mergeObservations([...snmp, ...bacnet]);
     expect(conflicts).toEqual([]);

@@ -6,12 +6,15 @@
  * keeps at most `maxObservations`, and never throws because of what a peer sent.
  */
 import dgram from 'node:dgram';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import type { DiscoveryObservation, DiscoverySource } from './observation';
 import { isAddressInScope, resolveScopeInterfaces, type ScanScope, type ScopeInterface } from './scope';
 
 export interface ScanOptions {
   /** How long the scan may take in all, answers and follow-up fetches included. */
   timeoutMs: number;
+  /** Where devices may be reached: nothing outside is probed or fetched, whatever the scope or a peer says. */
+  networks: DeviceNetworks;
   signal?: AbortSignal;
   /** Most observations one scan keeps; further ones are counted in `report.droppedObservations`. */
   maxObservations?: number;

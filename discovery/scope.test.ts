@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { testDeviceNetworks } from '../test/support/device-networks';
 import { isAddressInScope, parseScanScope, scanScopeSchema, sweepAddresses, type ScopeInterface } from './scope';
 
 function errorsOf(input: unknown) {
@@ -59,12 +60,12 @@ describe('scan scope', () => {
 
   it('sweeps host addresses only, skipping network and broadcast addresses', () => {
     const scope = scanScopeSchema.parse({ interfaces: ['eth0'], ranges: ['10.9.0.0/30', '10.9.1.0/24'], maxAddressesPerSweep: 260 });
-    const addresses = [...sweepAddresses(scope)];
+    const addresses = [...sweepAddresses(scope, testDeviceNetworks)];
     expect(addresses).toHaveLength(256);
     expect(addresses.slice(0, 3)).toEqual(['10.9.0.1', '10.9.0.2', '10.9.1.1']);
     expect(addresses.at(-1)).toBe('10.9.1.254');
     const single = scanScopeSchema.parse({ interfaces: ['eth0'], ranges: ['10.9.0.7/32', '10.9.0.8/31'] });
-    expect([...sweepAddresses(single)]).toEqual(['10.9.0.7', '10.9.0.8', '10.9.0.9']);
+    expect([...sweepAddresses(single, testDeviceNetworks)]).toEqual(['10.9.0.7', '10.9.0.8', '10.9.0.9']);
   });
 
   it('keeps answers from inside the ranges, or from the interfaces\' networks when no range is set', () => {

@@ -10,6 +10,7 @@
 import os from 'node:os';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
+import type { DeviceNetworks } from '../adapters/device-networks';
 
 /** Largest range one entry may name: a /20 is 4096 addresses, a large site's camera VLAN. */
 export const smallestPrefixLength = 20;
@@ -180,16 +181,39 @@ export function isAddressInScope(scope: ScanScope, address: string, interfaces: 
   return ranges.some((range) => value >= range.first && value <= range.last);
 }
 
-/** Every address a sweep may probe, in order, never more than `maxAddressesPerSweep`. */
-export function* sweepAddresses(scope: ScanScope): Generator<string> {
+/**
+ * Every address a sweep may probe, in order, never more than `maxAddressesPerSweep`, and none
+ * outside the device networks whatever the scope names.
+ */
+export function* sweepAddresses(scope: ScanScope, networks: DeviceNetworks): Generator<string> {
   let yielded = 0;
   for (const range of scopeRanges(scope)) {
     // A /31 or /32 has no network or broadcast address to skip (RFC 3021).
     const skipEnds = range.prefixLength <= 30;
     for (let value = range.first + (skipEnds ? 1 : 0); value <= range.last - (skipEnds ? 1 : 0); value += 1) {
       if (yielded >= scope.maxAddressesPerSweep) return;
+      const address = numberToIpv4(value);
+      if (!networks.allows(address)) continue;
       yielded += 1;
-      yield numberToIpv4(value);
+      yield address;
     }
   }
+}
+
+/**
+ * What of a scope reaches beyond the device networks of this installation: ranges outside them,
+ * and loopback where the installation may not reach it. A tenant's site must not point the
+ * scanners at the service's own host or at networks that are not the installation's devices'.
+ */
+export function scopeOutsideNetworks(scope: ScanScope, networks: DeviceNetworks): ScopeFieldError[] {
+  const problems: ScopeFieldError[] = scope.ranges.flatMap((text, index) => {
+    const range = parseIpv4Cidr(text);
+    return range && !networks.containsNetwork(range.cidr)
+      ? [{ field: `ranges.${index}`, message: `${range.cidr} is outside the device networks this installation allows (${networks.description})` }]
+      : [];
+  });
+  if (scope.allowLoopback && !networks.allows('127.0.0.1')) {
+    problems.push({ field: 'allowLoopback', message: 'only a development installation may scan loopback' });
+  }
+  return problems;
 }

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceConfiguration, DeviceSession } from '../adapters/device-adapter';
-import { httpsDeviceAdapter as adapter } from '../adapters/https';
+import { HttpsDeviceAdapter } from '../adapters/https';
+import { testDeviceNetworks } from '../test/support/device-networks';
 import { SoftwareKeyStore } from '../adapters/software-keystore';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
@@ -23,6 +24,8 @@ import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { pkiSettings as settings } from '../test/support/pki-publication';
 import { CertificateAuthority } from './certificate-authority';
 import { ConfigurationSigner, signConfiguration } from './configuration-signing';
+
+const adapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 
 const logger = createLogger('silent');
 const day = 24 * 60 * 60 * 1000;

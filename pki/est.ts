@@ -54,6 +54,11 @@ export function parseEstLabel(label: string): EstLabel | undefined {
   return parts.length === 2 ? { tenantId: parts[0]!, site: parts[1]! } : { tenantId: parts[0]! };
 }
 
+/** The one refusal of `cacerts` for a label that names no CA, whatever part of it is unknown. */
+function noCaCertificates(): NotFoundError {
+  return new NotFoundError('no CA certificates are published under this label');
+}
+
 /**
  * A degenerate CMS SignedData holding only certificates (RFC 5652 section 5, the "certs-only"
  * of RFC 8551): no content, no signers, version 1.
@@ -187,17 +192,17 @@ export class EstEnrolment {
   /**
    * The CA certificates a device of the tenant (or site) needs (RFC 7030 section 4.1.3): the
    * tenant's valid roots and site intermediates, retired ones included while they still validate
-   * what they issued. NotFoundError when the tenant or site has no CA.
+   * what they issued. NotFoundError when the tenant or site has no CA, one and the same whichever
+   * is missing: anyone may ask, so the answer must not tell an unknown site of a known tenant
+   * from an unknown tenant.
    */
   async caCertificates(label: EstLabel): Promise<Uint8Array[]> {
-    const roots = await this.#liveCaRows(label.tenantId, 'root');
-    if (roots.length === 0) throw new NotFoundError(`tenant ${label.tenantId} has no certificate authority`);
-    const intermediates = (await this.#liveCaRows(label.tenantId, 'intermediate')).filter(
-      (row) => label.site === undefined || row.site === label.site,
-    );
-    if (label.site !== undefined && intermediates.length === 0) {
-      throw new NotFoundError(`site ${label.site} of tenant ${label.tenantId} has no certificate authority`);
-    }
+    const [roots, allIntermediates] = await Promise.all([
+      this.#liveCaRows(label.tenantId, 'root'),
+      this.#liveCaRows(label.tenantId, 'intermediate'),
+    ]);
+    const intermediates = allIntermediates.filter((row) => label.site === undefined || row.site === label.site);
+    if (roots.length === 0 || (label.site !== undefined && intermediates.length === 0)) throw noCaCertificates();
     return [...intermediates, ...roots].map((row) => fromPem(row.pem, ['CERTIFICATE'])!);
   }
 

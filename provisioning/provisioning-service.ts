@@ -10,6 +10,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { DeviceAdapter } from '../adapters/device-adapter';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
 import { settingsFor } from '../configuration/settings-schemas';
 import { complianceProblems, complianceRefusal, judgeDeployment, recordRefusal, type BlockedConfiguration } from '../configuration/deployment-gate';
@@ -60,6 +61,8 @@ export interface ProvisioningServiceDependencies {
   /** Renders each device's configuration with its parameters and judges its compliance before anything starts. */
   configurations: DeviceConfigurations;
   adapters: ReadonlyMap<string, DeviceAdapter>;
+  /** Where devices may be reached: addresses outside are refused before anything starts. */
+  networks: DeviceNetworks;
   approvals: ApprovalPolicies;
 }
 
@@ -115,14 +118,10 @@ export class ProvisioningService {
     const devices = request.devices.map((device) => ({ ...device, deviceId: device.deviceId ?? device.serialNumber }));
 
     const problems: FieldProblem[] = [];
-    devices.forEach((device, index) => {
-      try {
-        this.deps.adapters.get(device.protocol)!.validateAddress(device.address);
-      } catch (error) {
-        const reason = error instanceof ServiceError ? (error.fields[0]?.reason ?? error.message) : String(error);
-        problems.push({ field: `devices[${index}].address`, reason });
-      }
-    });
+    for (const [index, device] of devices.entries()) {
+      const reason = await this.deps.networks.addressProblem(this.deps.adapters.get(device.protocol)!, device.address);
+      if (reason) problems.push({ field: `devices[${index}].address`, reason });
+    }
     problems.push(...duplicatesWithin(devices));
     const templateCheck = await this.checkTemplate(tenantId, request.templateId, devices, request.options);
     problems.push(...templateCheck.problems);

@@ -1,13 +1,15 @@
 /**
- * `npm run -s api-key -- create --tenant acme --role operator --name "line 3 installer" [--expires-in-days 90]`
+ * `npm run -s api-key -- create --tenant acme --role operator --name "line 3 installer" [--principal user:jdoe] [--expires-in-days 90]`
  * `npm run -s api-key -- list --tenant acme`
  * `npm run -s api-key -- revoke --tenant acme --id <uuid>`
  * Manages API keys directly in the service's database (configured as for `npm start`). A created
- * key is printed once, on stdout, as JSON. On the embedded database it refuses while the service
- * runs (only one process may open it); use the API then.
+ * key is printed once, on stdout, as JSON. `--principal` names the person the key acts for (as the
+ * identity provider names them, `user:<sub>`), so their keys and tokens count as one person in
+ * four-eyes checks; without it the key is a principal of its own. On the embedded database it
+ * refuses while the service runs (only one process may open it); use the API then.
  */
 import { parseArgs } from 'node:util';
-import { ApiKeyStore } from '../access/api-keys';
+import { ApiKeyStore, principalPattern } from '../access/api-keys';
 import { roles, type Role } from '../access/roles';
 import { openDatabase } from '../db/client';
 import { DirectoryInUseError } from '../db/directory-lock';
@@ -19,6 +21,7 @@ const { positionals, values } = parseArgs({
     tenant: { type: 'string' },
     role: { type: 'string' },
     name: { type: 'string' },
+    principal: { type: 'string' },
     id: { type: 'string' },
     'expires-in-days': { type: 'string' },
   },
@@ -47,16 +50,18 @@ try {
   if (command === 'create') {
     if (!roles.includes(values.role as Role)) fail(`--role must be one of ${roles.join(', ')}`);
     if (!values.name) fail('--name is required');
+    if (values.principal !== undefined && !principalPattern.test(values.principal)) fail('--principal must look like user:<name>');
     const days = values['expires-in-days'] ? Number(values['expires-in-days']) : undefined;
     if (days !== undefined && !(Number.isInteger(days) && days > 0)) fail('--expires-in-days must be a positive integer');
     const created = await apiKeys.create({
       tenantId: values.tenant,
       role: values.role as Role,
       name: values.name,
+      ...(values.principal ? { principal: values.principal } : {}),
       createdBy: `cli:${process.env.USER ?? 'unknown'}`,
       ...(days ? { expiresAt: new Date(Date.now() + days * 86_400_000) } : {}),
     });
-    process.stdout.write(`${JSON.stringify({ id: created.id, tenantId: values.tenant, role: values.role, key: created.key })}\n`);
+    process.stdout.write(`${JSON.stringify({ id: created.id, tenantId: values.tenant, role: values.role, principal: created.row.principal, key: created.key })}\n`);
   } else if (command === 'list') {
     for (const row of await apiKeys.list(values.tenant)) {
       const { secretHash: _hidden, ...visible } = row;

@@ -135,6 +135,8 @@ async function main() {
     WORKER_MAX_CACHED_WORKFLOWS: String(Math.max(2000, concurrency * 2)),
     API_RATE_LIMIT_PER_MINUTE: '100000',
     LOG_LEVEL: 'warn',
+    // The simulated devices run on loopback.
+    SERVICE_ENVIRONMENT: 'development',
   };
   if (values.database === 'server') {
     if (!process.env.DATABASE_URL) throw new Error('--database server needs DATABASE_URL');

@@ -6,7 +6,7 @@
  * dnsmasq runs it as `hook add|old|del <MAC> <IP> [hostname]` with the client's DHCP facts in
  * DNSMASQ_* variables. Configuration comes from dnsmasq's own environment:
  *   DHCP_LEASE_HOOK_URL           where to POST, e.g. https://provisioning.example/api/v1/discovery/dhcp-events
- *   DHCP_LEASE_HOOK_API_KEY_FILE  file holding the API key, sent as a bearer token
+ *   DHCP_LEASE_HOOK_API_KEY_FILE  file holding the API key (role `reporter`), sent as a bearer token
  *   DHCP_LEASE_HOOK_TIMEOUT_MS    how long one POST may take (default 2000, at most 5000)
  *
  * dnsmasq runs scripts one at a time, so a slow service would delay the next lease's report: the

@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { httpsDeviceAdapter } from '../adapters/https';
+import { HttpsDeviceAdapter } from '../adapters/https';
+import { testDeviceNetworks } from '../test/support/device-networks';
+
+const httpsDeviceAdapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 
 const root = path.resolve(import.meta.dirname, '..');
 const running: ChildProcess[] = [];

@@ -3,6 +3,11 @@
  * Temporal dev server (file-backed SQLite under DATA_DIR, so runs survive a restart, with its Web
  * UI) is started as a child; then the worker and the API run in this process. Ctrl-C or SIGTERM
  * stops the API, lets the worker finish its tasks, then stops the server.
+ *
+ * `--development` (what `npm start` passes) makes the defaults those of a development installation
+ * on one machine: SERVICE_ENVIRONMENT=development (reference devices on loopback) and
+ * CODEC_UI_DECODE_TENANT=default (the embedded dev server's Web UI reads tenant default's history). Settings in
+ * the environment win. Without the flag, as the container runs it, nothing is assumed.
  */
 import path from 'node:path';
 import { DirectoryInUseError } from '../db/directory-lock';
@@ -14,6 +19,10 @@ import { DevServerInUseError, startTemporalDevServer, type RunningDevServer } fr
 
 const root = path.resolve(import.meta.dirname, '..');
 
+if (process.argv.includes('--development')) {
+  process.env.SERVICE_ENVIRONMENT ??= 'development';
+  if (process.env.SERVICE_ENVIRONMENT === 'development' && !process.env.TEMPORAL_ADDRESS) process.env.CODEC_UI_DECODE_TENANT ??= 'default';
+}
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
 

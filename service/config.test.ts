@@ -40,6 +40,33 @@ describe('service configuration', () => {
     expect(compose).toMatch(/PKI_PUBLIC_URL: \$\{PKI_PUBLIC_URL:\?[^}]+\}/);
   });
 
+  it('is a production installation unless told otherwise: no device networks, no unauthenticated decoding', () => {
+    const config = loadConfig({});
+    expect(config.environment).toBe('production');
+    expect(config.deviceNetworks.description).toBe('none');
+    expect(config.payloadEncryption.uiDecodeTenant).toBeUndefined();
+  });
+
+  it('lets only a development installation reach loopback or decode for the embedded Web UI without credentials', () => {
+    expect(() => loadConfig({ CODEC_UI_DECODE_TENANT: 'default' })).toThrow(/CODEC_UI_DECODE_TENANT.*development/);
+    expect(() => loadConfig({ DEVICE_NETWORKS: '10.20.0.0/24, 127.0.0.0/8' })).toThrow(/DEVICE_NETWORKS.*"127.0.0.0\/8".*loopback/);
+    expect(() => loadConfig({ DEVICE_NETWORKS: '0.0.0.0/0' })).toThrow(/loopback/);
+    expect(() => loadConfig({ DEVICE_NETWORKS: '::/0' })).toThrow(/loopback/);
+    expect(() => loadConfig({ SERVICE_ENVIRONMENT: 'development', CODEC_UI_DECODE_TENANT: 'default', TEMPORAL_ADDRESS: 'temporal:7233' })).toThrow(
+      /CODEC_UI_DECODE_TENANT/,
+    );
+
+    const development = loadConfig({ SERVICE_ENVIRONMENT: 'development', CODEC_UI_DECODE_TENANT: 'default', DEVICE_NETWORKS: '10.20.0.0/24' });
+    expect(development.deviceNetworks.description).toBe('10.20.0.0/24, 127.0.0.0/8, ::1/128');
+    expect(development.payloadEncryption.uiDecodeTenant).toBe('default');
+  });
+
+  it('refuses device networks that are not CIDRs, naming the entry', () => {
+    expect(() => loadConfig({ DEVICE_NETWORKS: '10.20.0.0/24,10.20.1.0/33' })).toThrow(/DEVICE_NETWORKS: "10.20.1.0\/33"/);
+    expect(() => loadConfig({ DEVICE_NETWORKS: 'cameras.example' })).toThrow(/DEVICE_NETWORKS: "cameras.example" is not/);
+    expect(() => loadConfig({ SERVICE_ENVIRONMENT: 'staging' })).toThrow(/SERVICE_ENVIRONMENT/);
+  });
+
   it('refuses a scan window longer than a minute, naming the variable', () => {
     expect(() => loadConfig({ DISCOVERY_SCAN_SECONDS: '600' })).toThrow(ConfigurationError);
     expect(() => loadConfig({ DISCOVERY_SCAN_SECONDS: '600' })).toThrow(/DISCOVERY_SCAN_SECONDS/);

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { Duration } from '@temporalio/common';
 import type { AlertSettings } from '../alerts/rules';
 import type { AlertWebhookSettings } from '../alerts/webhook';
+import { DeviceNetworks } from '../adapters/device-networks';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z
@@ -23,6 +24,8 @@ const environmentSchema = z.object({
   DATABASE_URL: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SERVICE_ROLES: z.string().default('api,worker'),
+  SERVICE_ENVIRONMENT: z.enum(['development', 'production']).default('production'),
+  DEVICE_NETWORKS: optionalText,
 
   TEMPORAL_ADDRESS: optionalText,
   TEMPORAL_NAMESPACE: z.string().default('default'),
@@ -42,6 +45,7 @@ const environmentSchema = z.object({
   AUTH_JWT_ALGORITHMS: z.string().default('ES256,ES384,RS256,EdDSA'),
   PAYLOAD_ENCRYPTION_KEYS: optionalText,
   CODEC_ALLOWED_ORIGINS: optionalText,
+  CODEC_UI_DECODE_TENANT: optionalText,
   WORKER_METRICS_ADDRESS: z.string().default('127.0.0.1:9464'),
   METRICS_HOST: z.string().default('127.0.0.1'),
   METRICS_PORT: port.default(9465),
@@ -90,6 +94,10 @@ const environmentSchema = z.object({
 export type ServiceRole = 'api' | 'worker';
 
 export interface ServiceConfig {
+  /** `development` lets the service reach devices on loopback and the embedded Web UI decode without credentials; `production` neither. */
+  environment: 'development' | 'production';
+  /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); nothing outside is contacted on a device's behalf. */
+  deviceNetworks: DeviceNetworks;
   http: { port: number; host: string };
   /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
   est: {
@@ -141,10 +149,11 @@ export interface ServiceConfig {
     /** Web UI origins allowed to call the codec endpoint. */
     allowedOrigins: string[];
     /**
-     * The embedded dev server's Web UI cannot present credentials, so with the embedded server (and
-     * only then) the codec trusts requests from loopback that come from that UI's origin.
+     * The embedded dev server's Web UI cannot present credentials. Only in development, and only
+     * when this names a tenant, the codec decodes that one tenant's payloads for requests from
+     * loopback that come from that UI's origin. It never encodes without credentials.
      */
-    trustLoopbackUi: boolean;
+    uiDecodeTenant?: string;
   };
   /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
   keyEncryptionKey?: string;
@@ -278,11 +287,26 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     throw new ConfigurationError('AUTH_JWT_ISSUER and AUTH_JWT_PUBLIC_KEY: set both to accept bearer tokens, or neither');
   }
 
+  if (env.CODEC_UI_DECODE_TENANT && env.SERVICE_ENVIRONMENT !== 'development') {
+    throw new ConfigurationError('CODEC_UI_DECODE_TENANT: only a development installation (SERVICE_ENVIRONMENT=development) decodes history without credentials');
+  }
+  if (env.CODEC_UI_DECODE_TENANT && env.TEMPORAL_ADDRESS) {
+    throw new ConfigurationError('CODEC_UI_DECODE_TENANT: only the embedded dev server\'s Web UI decodes without credentials; unset TEMPORAL_ADDRESS or this');
+  }
+  let deviceNetworks: DeviceNetworks;
+  try {
+    deviceNetworks = DeviceNetworks.of(env.DEVICE_NETWORKS ? list(env.DEVICE_NETWORKS) : [], { loopback: env.SERVICE_ENVIRONMENT === 'development' });
+  } catch (error) {
+    throw new ConfigurationError(`DEVICE_NETWORKS: ${(error as Error).message}`);
+  }
+
   const embeddedUiOrigins = env.TEMPORAL_ADDRESS
     ? []
     : [`http://127.0.0.1:${env.TEMPORAL_UI_PORT}`, `http://localhost:${env.TEMPORAL_UI_PORT}`];
 
   return {
+    environment: env.SERVICE_ENVIRONMENT,
+    deviceNetworks,
     http: { port: env.PORT, host: env.HOST },
     est: {
       host: env.EST_HOST ?? env.HOST,
@@ -329,7 +353,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       allowedOrigins: env.CODEC_ALLOWED_ORIGINS
         ? env.CODEC_ALLOWED_ORIGINS.split(',').map((origin) => origin.trim()).filter(Boolean)
         : embeddedUiOrigins,
-      trustLoopbackUi: !env.TEMPORAL_ADDRESS,
+      ...(env.CODEC_UI_DECODE_TENANT ? { uiDecodeTenant: env.CODEC_UI_DECODE_TENANT } : {}),
     },
     authentication: {
       bearerTokens:

@@ -13,6 +13,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { ApiKeyStore } from '../access/api-keys';
 import { BearerTokenVerifier } from '../access/bearer-tokens';
 import { deviceAdapters } from '../adapters';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import { SoftwareKeyStore } from '../adapters/software-keystore';
 import { createApp } from '../api/app';
@@ -105,6 +106,8 @@ export interface ServiceParts {
   registry: DeviceRegistry;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
+  /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); the adapters connect nowhere else. */
+  networks: DeviceNetworks;
   adapters: ReadonlyMap<string, DeviceAdapter>;
   adapterFor: (protocol: string) => DeviceAdapter;
   close(): Promise<void>;
@@ -117,7 +120,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const softwareKeys = new SoftwareKeyStore({ db: database.db, sealer });
   const custody = await createKeyCustody(config.keyCustody, { db: database.db, sealer });
   const publication = new PkiPublication(config.ca.publicUrl);
-  const adapters = deviceAdapters();
+  const networks = config.deviceNetworks;
+  const adapters = deviceAdapters(networks);
   const ca = new CertificateAuthority({
     db: database.db,
     custody,
@@ -169,7 +173,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     driftPolicies: new DriftPolicies(database.db),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
-    discovery: new DiscoveryStore({ db: database.db }),
+    discovery: new DiscoveryStore({ db: database.db, networks }),
+    networks,
     adapters,
     adapterFor: (protocol) => {
       const adapter = adapters.get(protocol);
@@ -249,6 +254,7 @@ export function createProvisioningWorker(
         alerts: parts.alerts,
         audit: parts.audit,
         zeroTouch: createZeroTouchRegistrations(parts, options.client, options.taskQueue),
+        networks: parts.networks,
         logger: options.logger,
         ...(options.discovery
           ? { scanTimeoutMs: options.discovery.scanTimeoutMs, scanners: { snmp: { communities: options.discovery.snmpCommunities } } }
@@ -274,6 +280,7 @@ export function createZeroTouchRegistrations(parts: ServiceParts, client: Client
     client,
     taskQueue,
     adapters: parts.adapters,
+    networks: parts.networks,
     templates: parts.templates,
   });
 }
@@ -287,6 +294,7 @@ export function createProvisioningService(parts: ServiceParts, client: Client, t
     templates: parts.templates,
     configurations: parts.configurations,
     adapters: parts.adapters,
+    networks: parts.networks,
     approvals: parts.approvals,
   });
 }
@@ -305,6 +313,7 @@ export function createServiceApi(
     taskQueue: config.temporal.taskQueue,
     vault: parts.vault,
     adapters: parts.adapters,
+    networks: parts.networks,
     provisioning,
   });
   const renewals = new CertificateRenewals({
@@ -318,7 +327,7 @@ export function createServiceApi(
       codec: new EncryptionCodec(parts.payloadKeyring),
       allowedOrigins: config.payloadEncryption.allowedOrigins,
       namespaces: [config.temporal.namespace],
-      trustLoopbackUi: config.payloadEncryption.trustLoopbackUi,
+      ...(config.payloadEncryption.uiDecodeTenant ? { uiDecodeTenant: config.payloadEncryption.uiDecodeTenant } : {}),
     },
     provisioning,
     pki: { crls: parts.crls, ocsp: parts.ocsp },
@@ -364,7 +373,14 @@ export function createServiceApi(
         targetType,
         targetId,
         outcome: entry.outcome,
-        details: { method: entry.method, path: entry.path, status: entry.status, ...(entry.error ? { error: entry.error } : {}) },
+        details: {
+          method: entry.method,
+          path: entry.path,
+          status: entry.status,
+          // Which of the principal's credentials acted, when that is not the principal's own name.
+          ...(entry.principal.credential !== entry.principal.subject ? { credential: entry.principal.credential } : {}),
+          ...(entry.error ? { error: entry.error } : {}),
+        },
       });
     },
     rateLimitPerMinute: config.authentication.rateLimitPerMinute,

@@ -9,6 +9,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { and, eq, gt, inArray, isNull, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { DeviceAdapter } from '../adapters/device-adapter';
+import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
 import type { Database } from '../db/client';
 import { zeroTouchRegistrations, type ZeroTouchRegistrationRow } from '../db/schema';
@@ -88,6 +89,8 @@ export interface ZeroTouchRegistrationsDependencies {
   client: Client;
   taskQueue: string;
   adapters: ReadonlyMap<string, DeviceAdapter>;
+  /** Where devices may be reached: an enrolment naming an address outside is refused. */
+  networks: DeviceNetworks;
   templates: TemplateCatalog;
   /** False where the cluster has no custom search attributes (the time-skipping test server). */
   searchAttributes?: boolean;
@@ -232,12 +235,13 @@ export class ZeroTouchRegistrations {
       .returning();
     // One answer for unknown, used and expired tokens: a guesser learns nothing.
     if (!row) throw new UnauthenticatedError('the enrolment token is not valid, has been used, or has expired');
-    try {
-      this.deps.adapters.get(row.protocol)!.validateAddress(address);
-    } catch (error) {
+    const addressProblem = await this.deps.networks.addressProblem(this.deps.adapters.get(row.protocol)!, address);
+    if (addressProblem) {
       // The token stays usable: a mistyped address must not burn it.
       await this.deps.db.update(zeroTouchRegistrations).set({ enrolmentTokenUsedAt: null }).where(eq(zeroTouchRegistrations.id, row.id));
-      throw error;
+      throw new ValidationError(`device address ${JSON.stringify(address)} cannot be used: ${addressProblem}`, {
+        fields: [{ field: 'address', reason: addressProblem }],
+      });
     }
     const sighting: DeviceSighting = {
       via: 'enrolment-token',

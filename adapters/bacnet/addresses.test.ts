@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../service/errors';
 import { formatBacnetAddress, parseBacnetAddress } from './addresses';
-import { bacnetDeviceAdapter } from './index';
+import { BacnetDeviceAdapter } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
+
+const bacnetDeviceAdapter = new BacnetDeviceAdapter({ networks: testDeviceNetworks });
 
 describe('BACnet device addresses', () => {
   it('reads host, port and device instance from host:port/instance', () => {

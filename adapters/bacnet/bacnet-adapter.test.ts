@@ -21,10 +21,11 @@ import { startBacnetDevice, type BacnetDeviceOptions, type SimulatedBacnetDevice
 import { parseBacnetAddress } from './addresses';
 import { withBacnetDevice } from './bacnet-call';
 import { BacnetDeviceAdapter } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 import { bacnetDeviceSettings, bacnetProtocolSettings } from './settings';
 
 const password = 'Commission-42';
-const adapter = new BacnetDeviceAdapter({ apduTimeoutMs: 1500, iAmTimeoutMs: 400, localAddress: '127.0.0.1' });
+const adapter = new BacnetDeviceAdapter({ networks: testDeviceNetworks, apduTimeoutMs: 1500, iAmTimeoutMs: 400, localAddress: '127.0.0.1' });
 
 const plainConfiguration: DeviceConfiguration = {
   templateId: 'bacnet-controller',

@@ -69,9 +69,12 @@ import {
   reinitializedState,
   type ObjectId,
 } from './protocol';
+import type { DeviceNetworks } from '../device-networks';
 import { bacnetDeviceSettings, type BacnetDeviceSettings } from './settings';
 
 export interface BacnetDeviceAdapterOptions {
+  /** Where devices may be reached; nothing else is sent to. */
+  networks: DeviceNetworks;
   /** Upper bound for each confirmed request; BACnet's customary APDU timeout is 3 s. */
   apduTimeoutMs?: number;
   /** How long identify waits for an I-Am before relying on ReadPropertyMultiple alone. */
@@ -146,8 +149,10 @@ interface PropertySetting {
 export class BacnetDeviceAdapter implements DeviceAdapter {
   readonly protocol = 'bacnet';
   private readonly callOptions: BacnetCallOptions;
+  private readonly networks: DeviceNetworks;
 
-  constructor(options: BacnetDeviceAdapterOptions = {}) {
+  constructor(options: BacnetDeviceAdapterOptions) {
+    this.networks = options.networks;
     const apduTimeoutMs = options.apduTimeoutMs ?? 3000;
     this.callOptions = {
       apduTimeoutMs,
@@ -350,14 +355,13 @@ export class BacnetDeviceAdapter implements DeviceAdapter {
     });
   }
 
-  private withDevice<T>(session: DeviceSession, action: (call: BacnetCall, device: BacnetDeviceAddress) => Promise<T>): Promise<T> {
+  private async withDevice<T>(session: DeviceSession, action: (call: BacnetCall, device: BacnetDeviceAddress) => Promise<T>): Promise<T> {
     const device = parseBacnetAddress(session.address);
+    // An IPv4 literal: resolving it is the check against the device networks.
+    await this.networks.resolve(device.host);
     return withBacnetDevice(device, this.callOptions, (call) => action(call, device));
   }
 }
-
-/** The adapter with default settings, as the activities use it. */
-export const bacnetDeviceAdapter = new BacnetDeviceAdapter();
 
 // ------------------------------------------------------------------ reading the device
 

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../service/errors';
 import { parseDeviceAddress } from './addresses';
-import { httpsDeviceAdapter } from './index';
+import { HttpsDeviceAdapter } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
+
+const httpsDeviceAdapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 
 describe('HTTPS device addresses', () => {
   it.each([

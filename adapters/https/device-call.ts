@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { ClientTlsIdentity, DeviceSession } from '../device-adapter';
+import type { DeviceNetworks } from '../device-networks';
 import {
   AuthenticationFailedError,
   DeviceUnavailableError,
@@ -58,8 +59,15 @@ export function normaliseFingerprint(value: string): string {
   return value.replace(/:/g, '').toLowerCase();
 }
 
-export function callDevice(session: DeviceSession, request: DeviceRequest, timeoutMs: number): Promise<DeviceResponse> {
+export async function callDevice(
+  session: DeviceSession,
+  request: DeviceRequest,
+  options: { timeoutMs: number; networks: DeviceNetworks },
+): Promise<DeviceResponse> {
+  const { timeoutMs } = options;
   const endpoint = parseDeviceAddress(session.address);
+  // The address checked is the address connected to; the name still goes out for SNI and Host.
+  const connectTo = await options.networks.resolve(endpoint.host);
   const what = `${request.method} ${request.path} on device ${session.address}`;
   const accepted = session.pinnedCertificateFingerprint
     ? new Set([session.pinnedCertificateFingerprint, ...(request.alsoAcceptFingerprints ?? [])].map(normaliseFingerprint))
@@ -100,7 +108,7 @@ export function callDevice(session: DeviceSession, request: DeviceRequest, timeo
       timeoutMs,
     );
     const socket = tls.connect({
-      host: endpoint.host,
+      host: connectTo,
       port: endpoint.port,
       servername: endpoint.serverName,
       // Trust comes from the pin, not from a CA: factory certificates are self-signed.

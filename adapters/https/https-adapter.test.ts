@@ -15,8 +15,11 @@ import { driftedSettings, reportableSettings } from '../../configuration/drift';
 import { signConfiguration } from '../../pki/configuration-signing';
 import { OpensslTestCa, type SigningIdentity } from '../../scripts/simulators/openssl-test-ca';
 import { ReferenceDevice, type ReferenceDeviceOptions } from '../../scripts/simulators/reference-device';
-import { deviceApiPaths, HttpsDeviceAdapter, httpsDeviceAdapter as adapter } from './index';
+import { deviceApiPaths, HttpsDeviceAdapter } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 import { freeLoopbackPort } from '../../test/support/network';
+
+const adapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 
 const credentials = { username: 'admin', password: 'factory-Secret-1' };
 
@@ -305,7 +308,7 @@ describe('HTTPS device adapter against the reference device', () => {
 
   it('reports a device that does not answer in time as DeviceUnavailableError', async () => {
     const { device, address } = await startDevice({ faults: { hang: [deviceApiPaths.identity] } });
-    const impatient = new HttpsDeviceAdapter({ requestTimeoutMs: 300 });
+    const impatient = new HttpsDeviceAdapter({ networks: testDeviceNetworks, requestTimeoutMs: 300 });
     await expect(impatient.identify({ address })).rejects.toThrow(DeviceUnavailableError);
     device.release();
   });

@@ -33,11 +33,14 @@ import {
 } from '../../service/errors';
 import { canonicalHash } from '../../configuration/canonical-json';
 import { normaliseMacAddress } from '../../registry/mac-address';
+import type { DeviceNetworks } from '../device-networks';
 import { parseDeviceAddress } from './addresses';
 import { callDevice, certificateFingerprint, type DeviceRequest, type DeviceResponse } from './device-call';
 import { deviceApiPaths } from './protocol';
 
 export interface HttpsDeviceAdapterOptions {
+  /** Where devices may be reached; nothing else is connected to. */
+  networks: DeviceNetworks;
   /** Upper bound for one call: connect, handshake, request and answer. */
   requestTimeoutMs?: number;
 }
@@ -71,9 +74,11 @@ const deviceFieldProblems = z.array(z.object({ field: z.string(), reason: z.stri
 export class HttpsDeviceAdapter implements DeviceAdapter {
   readonly protocol = 'https';
   private readonly requestTimeoutMs: number;
+  private readonly networks: DeviceNetworks;
 
-  constructor(options: HttpsDeviceAdapterOptions = {}) {
+  constructor(options: HttpsDeviceAdapterOptions) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.networks = options.networks;
   }
 
   validateAddress(address: string): void {
@@ -191,7 +196,7 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
     request: DeviceRequest,
     overrides: Partial<Record<number, (message: string, fields: FieldProblem[]) => ServiceError>> = {},
   ): Promise<DeviceResponse> {
-    const response = await callDevice(session, request, this.requestTimeoutMs);
+    const response = await callDevice(session, request, { timeoutMs: this.requestTimeoutMs, networks: this.networks });
     if (response.status >= 200 && response.status < 300) return response;
     const detail = errorDetail(response.body);
     const message = `device at ${session.address} refused to ${operation}: ${response.status}${detail ? ` ${detail}` : ''}`;
@@ -200,9 +205,6 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
     throw override ? override(message, fields) : failureForStatus(response.status, message, fields);
   }
 }
-
-/** The adapter with default settings, as the activities use it. */
-export const httpsDeviceAdapter = new HttpsDeviceAdapter();
 
 function failureForStatus(status: number, message: string, fields: FieldProblem[]): ServiceError {
   // Busy, rebooting, locked out for a while or rate limiting: all pass with time.

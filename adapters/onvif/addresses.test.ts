@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../service/errors';
-import { onvifDeviceAdapter } from './index';
+import { OnvifDeviceAdapter } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
+
+const onvifDeviceAdapter = new OnvifDeviceAdapter({ networks: testDeviceNetworks });
 import { parseOnvifAddress } from './addresses';
 
 describe('ONVIF device addresses', () => {

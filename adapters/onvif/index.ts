@@ -43,6 +43,7 @@ import type {
   SelfTestReport,
 } from '../device-adapter';
 import { deviceCapabilities } from '../device-adapter';
+import type { DeviceNetworks } from '../device-networks';
 import { canonicalHash } from '../../configuration/canonical-json';
 import {
   ConfigurationRejectedError,
@@ -61,6 +62,8 @@ import { OnvifClient, type OnvifTransport } from './soap-client';
 import { el, firstText, isObject, listOf, onvifNamespaces, textOf, type XmlElement, type XmlObject } from './soap';
 
 export interface OnvifDeviceAdapterOptions {
+  /** Where devices may be reached; nothing else is connected to. */
+  networks: DeviceNetworks;
   /** Upper bound for one SOAP exchange: connect, handshake, request and answer. */
   requestTimeoutMs?: number;
   /** Where the device serves HTTPS once our certificate is installed. */
@@ -114,8 +117,10 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
   private readonly keyGenerationTimeoutMs: number;
   private readonly keyStatusPollMs: number;
   private readonly provisionedScope: string;
+  private readonly networks: DeviceNetworks;
 
-  constructor(options: OnvifDeviceAdapterOptions = {}) {
+  constructor(options: OnvifDeviceAdapterOptions) {
+    this.networks = options.networks;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.httpsPort = options.httpsPort ?? 443;
     this.managementUsername = options.managementUsername ?? 'provisioning';
@@ -452,9 +457,11 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
     options: { factoryFallback?: boolean } = {},
   ): Promise<OnvifClient> {
     const endpoint = parseOnvifAddress(session.address);
+    const connectTo = await this.networks.resolve(endpoint.host);
     const transport: OnvifTransport = session.pinnedCertificateFingerprint
       ? {
           host: endpoint.host,
+          connectTo,
           port: this.httpsPort,
           ...(endpoint.serverName ? { serverName: endpoint.serverName } : {}),
           tls: {
@@ -462,7 +469,7 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
             ...(session.clientIdentity ? { clientIdentity: session.clientIdentity } : {}),
           },
         }
-      : { host: endpoint.host, port: endpoint.port };
+      : { host: endpoint.host, connectTo, port: endpoint.port };
     const managed = preferred ?? (await this.managedCredentials(session));
     const credentials = [
       ...(managed ? [managed] : []),
@@ -535,7 +542,6 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
 }
 
 /** The adapter with default settings, as the activities use it. */
-export const onvifDeviceAdapter = new OnvifDeviceAdapter();
 
 // ---------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import { startOnvifDevice, type OnvifDeviceOptions, type RunningOnvifDevice } fr
 import type { DeviceConfiguration, DeviceSession } from '../device-adapter';
 import { probeOnvifDevices } from './discovery';
 import { OnvifDeviceAdapter, onvifSecretPurposes } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 import { el, soapEnvelope, usernameTokenHeader } from './soap';
 
 /** Runs openssl with stdin closed (s_client then leaves after the handshake). */
@@ -36,7 +37,7 @@ function openssl(args: string[]): Promise<string> {
 
 /** Where devices serve HTTPS once enrolled; each device has its own loopback address, so one port serves all. */
 const httpsPort = 10443;
-const adapter = new OnvifDeviceAdapter({ httpsPort, requestTimeoutMs: 3000, keyStatusPollMs: 20 });
+const adapter = new OnvifDeviceAdapter({ networks: testDeviceNetworks, httpsPort, requestTimeoutMs: 3000, keyStatusPollMs: 20 });
 
 const factory = { username: 'admin', password: `Fact<ory>&"'Pass` };
 
@@ -333,7 +334,7 @@ describe('authentication variants', () => {
 describe('bad peers', () => {
   it('reports an unanswered call as a retryable DeviceUnavailableError after the timeout', async () => {
     const device = await startDevice({ faults: { hang: ['GetDeviceInformation'] } });
-    const quick = new OnvifDeviceAdapter({ httpsPort, requestTimeoutMs: 300 });
+    const quick = new OnvifDeviceAdapter({ networks: testDeviceNetworks, httpsPort, requestTimeoutMs: 300 });
     const started = Date.now();
     const error = await failureOf(quick.identify({ address: device.address }));
     expect(error).toBeInstanceOf(DeviceUnavailableError);

@@ -36,7 +36,10 @@ import {
 } from './soap';
 
 export interface OnvifTransport {
+  /** As the operator wrote it: what the Host header and SNI name. */
   host: string;
+  /** The address the connection goes to, checked against the device networks. */
+  connectTo: string;
   port: number;
   serverName?: string;
   /** Present for TLS: the SHA-256 (hex) fingerprints the device may present. */
@@ -225,7 +228,7 @@ export class OnvifClient {
 
       const send = (presentedFingerprint?: string) => {
         request = http.request({
-          host: transport.host,
+          host: transport.connectTo,
           port: transport.port,
           method: 'POST',
           path,
@@ -274,7 +277,7 @@ export class OnvifClient {
       const accepted = new Set(transport.tls.acceptedFingerprints.map((f) => f.replace(/:/g, '').toLowerCase()));
       const identity = transport.tls.clientIdentity;
       socket = tls.connect({
-        host: transport.host,
+        host: transport.connectTo,
         port: transport.port,
         servername: transport.serverName,
         rejectUnauthorized: false,

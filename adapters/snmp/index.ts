@@ -14,6 +14,7 @@
  * and policy `pushConfiguration` applied, for `selfTest` and `activate`, which get no settings.
  */
 import { createHash } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import type {
   ConfigurationReceipt,
@@ -36,6 +37,7 @@ import {
   ValidationError,
 } from '../../service/errors';
 import { normaliseMacAddress } from '../../registry/mac-address';
+import type { DeviceNetworks } from '../device-networks';
 import { parseSnmpAddress, type SnmpEndpoint } from './addresses';
 import { deviceTypeFor, enterpriseNumber, enterpriseVendors } from './enterprises';
 import {
@@ -58,6 +60,8 @@ import { withSnmpSession, type SnmpSecurity, type SnmpSession, type SnmpSessionO
 import { encodeKeyChange, sha256Aes128Keys } from './usm-keys';
 
 export interface SnmpDeviceAdapterOptions {
+  /** Where devices may be reached; nothing else is sent to. */
+  networks: DeviceNetworks;
   /** How long to wait for one answer before retrying. */
   requestTimeoutMs?: number;
   retries?: number;
@@ -100,8 +104,10 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
   private readonly discoveryCommunity: string;
   private readonly probeCommunities: string[];
   private readonly communityProbeTimeoutMs: number;
+  private readonly networks: DeviceNetworks;
 
-  constructor(options: SnmpDeviceAdapterOptions = {}) {
+  constructor(options: SnmpDeviceAdapterOptions) {
+    this.networks = options.networks;
     this.sessionOptions = { timeoutMs: options.requestTimeoutMs ?? 2_000, retries: options.retries ?? 1 };
     this.discoveryCommunity = options.discoveryCommunity ?? 'public';
     this.probeCommunities = options.probeCommunities ?? ['public', 'private'];
@@ -112,12 +118,19 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
     parseSnmpAddress(address);
   }
 
+  /** The agent's endpoint at the address checked against the device networks, which is what is sent to. */
+  private async endpointOf(session: DeviceSession): Promise<SnmpEndpoint> {
+    const endpoint = parseSnmpAddress(session.address);
+    const host = await this.networks.resolve(endpoint.host);
+    return { host, port: endpoint.port, transport: isIPv6(host) ? 'udp6' : 'udp4' };
+  }
+
   networkHost(address: string): string | undefined {
     return parseSnmpAddress(address).host.toLowerCase();
   }
 
   async identify(session: DeviceSession): Promise<DeviceIdentity> {
-    const endpoint = parseSnmpAddress(session.address);
+    const endpoint = await this.endpointOf(session);
     const candidates = await this.readerCandidates(session);
     return this.withFirstAccepted(endpoint, candidates, async (snmp) => {
       const [descr, objectId] = await snmp.get([systemGroup.sysDescr, systemGroup.sysObjectID], 'identify itself');
@@ -141,7 +154,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
   }
 
   async authenticate(session: DeviceSession): Promise<void> {
-    const endpoint = parseSnmpAddress(session.address);
+    const endpoint = await this.endpointOf(session);
     const candidates = await this.credentialCandidates(session);
     if (candidates.length === 0) throw new AuthenticationFailedError(`no SNMPv3 credentials are held for the device at ${session.address}`);
     await this.withFirstAccepted(endpoint, candidates, (snmp) => snmp.get([systemGroup.sysDescr], 'authenticate'));
@@ -157,7 +170,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
 
   async pushConfiguration(session: DeviceSession, configuration: DeviceConfiguration): Promise<ConfigurationReceipt> {
     // SNMP SET requests have no place for configuration.signature; it is not sent (USM authenticates us instead).
-    const endpoint = parseSnmpAddress(session.address);
+    const endpoint = await this.endpointOf(session);
     const settings = parseSettings(configuration.settings);
     const secrets = requireSecrets(session);
     const admin = factoryAdmin(session);
@@ -210,7 +223,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
    * satisfy it. `removeFactoryAdmin` is an action taken at activation, not a running setting.
    */
   async readConfiguration(session: DeviceSession): Promise<RunningConfiguration> {
-    const endpoint = parseSnmpAddress(session.address);
+    const endpoint = await this.endpointOf(session);
     const secrets = requireSecrets(session);
     const record = await readProvisioningRecord(secrets);
     const deviceUser = record && (await heldDeviceUser(secrets, record.usmUser));
@@ -232,7 +245,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
   }
 
   async selfTest(session: DeviceSession): Promise<SelfTestReport> {
-    const endpoint = parseSnmpAddress(session.address);
+    const endpoint = await this.endpointOf(session);
     const secrets = requireSecrets(session);
     const record = await readProvisioningRecord(secrets);
     const deviceUser = record && (await heldDeviceUser(secrets, record.usmUser));
@@ -291,7 +304,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
    * is already gone is success, so a retried activation is harmless.
    */
   async activate(session: DeviceSession): Promise<void> {
-    const endpoint = parseSnmpAddress(session.address);
+    const endpoint = await this.endpointOf(session);
     const secrets = requireSecrets(session);
     const record = await readProvisioningRecord(secrets);
     const deviceUser = record && (await heldDeviceUser(secrets, record.usmUser));
@@ -369,7 +382,6 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
 }
 
 /** The adapter with default settings, as the activities use it. */
-export const snmpDeviceAdapter = new SnmpDeviceAdapter();
 
 type UsmSecurity = Extract<SnmpSecurity, { kind: 'usm' }>;
 

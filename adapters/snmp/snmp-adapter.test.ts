@@ -22,7 +22,8 @@ import {
   ValidationError,
 } from '../../service/errors';
 import { deviceCapabilities, type DeviceConfiguration, type DeviceSession } from '../device-adapter';
-import { SnmpDeviceAdapter, snmpDeviceAdapter as adapter, snmpSecretPurposes } from './index';
+import { SnmpDeviceAdapter, snmpSecretPurposes } from './index';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 import type { SnmpDeviceSettings } from './settings';
 import { sha256Aes128Keys } from './usm-keys';
 
@@ -45,7 +46,8 @@ const configuration = (overrides: Partial<SnmpDeviceSettings> = {}): DeviceConfi
 });
 
 /** Short waits: every peer is on loopback, and the bad ones would otherwise hold tests for seconds. */
-const quickAdapter = new SnmpDeviceAdapter({ requestTimeoutMs: 400, retries: 0, communityProbeTimeoutMs: 400 });
+const adapter = new SnmpDeviceAdapter({ networks: testDeviceNetworks });
+const quickAdapter = new SnmpDeviceAdapter({ networks: testDeviceNetworks, requestTimeoutMs: 400, retries: 0, communityProbeTimeoutMs: 400 });
 
 const peers: RunningSnmpPeer[] = [];
 afterEach(async () => {
@@ -323,7 +325,7 @@ describe('SNMP adapter against peers that misbehave', () => {
     const peer = await startMisbehavingUdpPeer(behaviour);
     peers.push(peer);
     const started = Date.now();
-    const failure = new SnmpDeviceAdapter({ requestTimeoutMs: 5_000, retries: 0 }).identify(session(peer.address));
+    const failure = new SnmpDeviceAdapter({ networks: testDeviceNetworks, requestTimeoutMs: 5_000, retries: 0 }).identify(session(peer.address));
     await expect(failure).rejects.toBeInstanceOf(DeviceUnavailableError);
     await expect(failure).rejects.toThrow(/not a valid SNMP message/);
     // Refused as soon as it arrives, not after the timeout.

@@ -13,6 +13,7 @@ function apiKeyOf(row: ApiKeyRow) {
     tenantId: row.tenantId,
     name: row.name,
     role: row.role,
+    principal: row.principal,
     createdBy: row.createdBy,
     createdAt: row.createdAt.toISOString(),
     expiresAt: row.expiresAt?.toISOString() ?? null,
@@ -59,7 +60,7 @@ export function accessOperations(apiKeys: ApiKeyStore): AnyOperation[] {
       operationId: 'createApiKey',
       method: 'post',
       path: `${base}/api-keys`,
-      summary: 'Create an API key',
+      summary: 'Create an API key, acting for the caller',
       tag: 'access',
       permission: 'access:manage',
       body: createBody,
@@ -74,7 +75,9 @@ export function accessOperations(apiKeys: ApiKeyStore): AnyOperation[] {
           tenantId,
           name: body.name,
           role: body.role,
-          createdBy: principal.subject,
+          // The caller's own: a key made here never counts as someone else in a four-eyes check.
+          principal: principal.subject,
+          createdBy: principal.credential,
           ...(body.expiresInDays ? { expiresAt: new Date(Date.now() + body.expiresInDays * 86_400_000) } : {}),
         });
         res.status(201).json({ apiKey: apiKeyOf(created.row), key: created.key });

@@ -362,9 +362,11 @@ export function configurationOperations(deps: ConfigurationApiDependencies): Any
             throw new ValidationError(`no template ${body.templateId}`, { fields: [{ field: 'templateId', reason: 'no such template' }] });
           });
         }
-        // Four eyes: whoever asked for the blocked configuration cannot also excuse it.
-        const requestedBy =
-          body.requestedBy ?? (body.deviceId !== undefined ? await configurations.requesterOfLatestBlockedPush(tenantId, body.deviceId) : undefined);
+        // Four eyes: whoever asked for the blocked configuration, as the records name them, cannot also excuse it.
+        const requestedBy = await configurations.requesterOf(
+          tenantId,
+          body.deviceId !== undefined ? { deviceId: body.deviceId } : { templateId: body.templateId! },
+        );
         if (requestedBy === principal.subject) {
           throw new ForbiddenError('the approver of an exception must not be its requester');
         }

@@ -11,6 +11,7 @@ import type { DiscoveryObservation } from '../observation';
 import type { ScanReport } from '../scanner';
 import { parseScanScope, type ScanScope } from '../scope';
 import { readIAm, scanBacnet, whoIsFrame } from './bacnet-whois';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 
 let port: number;
 const devices: SimulatedBacnetDevice[] = [];
@@ -38,7 +39,7 @@ afterAll(async () => {
 
 describe('scanBacnet', () => {
   it('finds the devices that answer Who-Is and reads vendor, model, firmware and serial from each', async () => {
-    const found = await scanBacnet(loopbackScope(['127.79.0.0/28']), { timeoutMs: 10_000, port, iAmWindowMs: 500, apduTimeoutMs: 500 });
+    const found = await scanBacnet(loopbackScope(['127.79.0.0/28']), { networks: testDeviceNetworks, timeoutMs: 10_000, port, iAmWindowMs: 500, apduTimeoutMs: 500 });
     const byIp = Object.fromEntries(found.map((o) => [o.ip, o]));
     expect(Object.keys(byIp).sort()).toEqual(['127.79.0.2', '127.79.0.3', '127.79.0.6']);
 
@@ -69,7 +70,7 @@ describe('scanBacnet', () => {
   });
 
   it('keeps only answers from inside the scope', async () => {
-    const found = await scanBacnet(loopbackScope(['127.79.0.2/32']), { timeoutMs: 5_000, port, iAmWindowMs: 300, apduTimeoutMs: 500 });
+    const found = await scanBacnet(loopbackScope(['127.79.0.2/32']), { networks: testDeviceNetworks, timeoutMs: 5_000, port, iAmWindowMs: 300, apduTimeoutMs: 500 });
     expect(found.map((o) => o.ip)).toEqual(['127.79.0.2']);
   });
 });

@@ -213,7 +213,7 @@ export async function scanBacnet(scope: ScanScope, options: BacnetWhoIsOptions):
     }
     if (options.unicastSweep ?? scope.ranges.length > 0) {
       let inBurst = 0;
-      for (const address of sweepAddresses(scope)) {
+      for (const address of sweepAddresses(scope, options.networks)) {
         if (options.signal?.aborted || Date.now() >= deadline) break;
         await send(whoIsFrame(false), address);
         if (++inBurst === whoIsBurst) {

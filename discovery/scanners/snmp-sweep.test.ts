@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeUdpPort, startSnmpd, type RunningSnmpd } from '../../scripts/simulators/snmp-agent';
 import { parseScanScope, type ScanScope } from '../scope';
 import { sweepSnmp, type SnmpSweepReport } from './snmp-sweep';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 
 const admin = { userName: 'provadmin', authPassphrase: 'factory-auth-pass', privPassphrase: 'factory-priv-pass' };
 /** Axis's enterprise number with the high bit, format 3 (MAC), and an Axis MAC. */
@@ -54,6 +55,7 @@ describe('sweepSnmp', () => {
   it('finds each agent in the range by community or engine discovery, and gets past silent addresses quickly', async () => {
     const started = Date.now();
     const found = await sweepSnmp(loopbackScope(['127.77.0.0/27']), {
+      networks: testDeviceNetworks,
       timeoutMs: 20_000,
       port,
       communities: ['public', 'site-ro'],
@@ -94,14 +96,14 @@ describe('sweepSnmp', () => {
   });
 
   it('reads the system group over SNMPv3 with a discovery user where no community answers', async () => {
-    const found = await sweepSnmp(loopbackScope(['127.77.0.4/32']), { timeoutMs: 10_000, port, discoveryUser: admin, hostTimeoutMs: 1_000 });
+    const found = await sweepSnmp(loopbackScope(['127.77.0.4/32']), { networks: testDeviceNetworks, timeoutMs: 10_000, port, discoveryUser: admin, hostTimeoutMs: 1_000 });
     expect(found).toHaveLength(1);
     expect(found[0]!.evidence).toMatchObject({ snmpVersion: 'v3', sysDescr: 'Door controller DC-2', sysObjectID: '1.3.6.1.4.1.99999.7' });
     expect(found[0]!.manufacturer).toBeUndefined();
   });
 
   it('probes no more addresses than the scope allows and refuses ranges beyond its limits', async () => {
-    const found = await sweepSnmp(loopbackScope(['127.77.0.0/29'], { maxAddressesPerSweep: 8 }), { timeoutMs: 10_000, port, communities: ['public'], hostTimeoutMs: 200 });
+    const found = await sweepSnmp(loopbackScope(['127.77.0.0/29'], { maxAddressesPerSweep: 8 }), { networks: testDeviceNetworks, timeoutMs: 10_000, port, communities: ['public'], hostTimeoutMs: 200 });
     expect((found.report as SnmpSweepReport).addressesProbed).toBe(6);
     expect(found.map((o) => o.ip).sort()).toEqual(['127.77.0.2', '127.77.0.3', '127.77.0.4']);
 
@@ -112,7 +114,7 @@ describe('sweepSnmp', () => {
 
   it('stops starting hosts when the scan time is up and counts what it skipped', async () => {
     const started = Date.now();
-    const found = await sweepSnmp(loopbackScope(['127.78.0.0/24']), { timeoutMs: 700, port, communities: ['public'], concurrency: 4, hostTimeoutMs: 300 });
+    const found = await sweepSnmp(loopbackScope(['127.78.0.0/24']), { networks: testDeviceNetworks, timeoutMs: 700, port, communities: ['public'], concurrency: 4, hostTimeoutMs: 300 });
     expect(Date.now() - started).toBeLessThan(1_500);
     const report = found.report as SnmpSweepReport;
     expect(report.addressesSkipped).toBeGreaterThan(200);
@@ -120,7 +122,7 @@ describe('sweepSnmp', () => {
   });
 
   it('refuses a sweep with neither a community nor engine discovery, or at a port the scope does not list', async () => {
-    await expect(sweepSnmp(loopbackScope(['127.77.0.4/32']), { timeoutMs: 1_000, engineDiscovery: false })).rejects.toThrow(RangeError);
-    await expect(sweepSnmp(loopbackScope(['127.77.0.4/32'], { ports: [161] }), { timeoutMs: 1_000, port })).rejects.toThrow(/not among the scope's ports/);
+    await expect(sweepSnmp(loopbackScope(['127.77.0.4/32']), { networks: testDeviceNetworks, timeoutMs: 1_000, engineDiscovery: false })).rejects.toThrow(RangeError);
+    await expect(sweepSnmp(loopbackScope(['127.77.0.4/32'], { ports: [161] }), { networks: testDeviceNetworks, timeoutMs: 1_000, port })).rejects.toThrow(/not among the scope's ports/);
   });
 });

@@ -77,7 +77,7 @@ export async function sweepSnmp(scope: ScanScope, options: SnmpSweepOptions): Pr
   const deadline = Date.now() + timeoutMs;
   const observations: DiscoveryObservation[] = [];
 
-  const addresses = sweepAddresses(scope);
+  const addresses = sweepAddresses(scope, options.networks);
   const worker = async () => {
     for (let next = addresses.next(); !next.done; next = addresses.next()) {
       // A host needs up to one timeout per way in; do not start one that cannot finish in time.

@@ -3,12 +3,13 @@
  * 239.255.255.250:1900 out of each scope interface; devices answer unicast with an HTTP-over-UDP
  * response whose LOCATION names their description document. Each LOCATION inside the scope is
  * fetched once (plain HTTP, size and time limited) for manufacturer, model, serial number and UDN.
- * A LOCATION outside the scope, or naming a host by name, is never fetched: a response must not be
- * able to point the scanner at an arbitrary server.
+ * A LOCATION outside the scope or the device networks, or naming a host by name, is never fetched:
+ * a response must not be able to point the scanner at an arbitrary server.
  */
 import http from 'node:http';
 import { isIPv4 } from 'node:net';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import type { DeviceNetworks } from '../../adapters/device-networks';
 import { authorityOf } from '../../adapters/host-port';
 import type { DiscoveryObservation } from '../observation';
 import {
@@ -183,7 +184,7 @@ interface HeardLocation {
 }
 
 /** Why a LOCATION may not be fetched, or undefined when it may. */
-function locationRefusal(location: string, scope: ScanScope, interfaces: ScopeInterface[]): string | undefined {
+function locationRefusal(location: string, scope: ScanScope, interfaces: ScopeInterface[], networks: DeviceNetworks): string | undefined {
   let url: URL;
   try {
     url = new URL(location);
@@ -193,6 +194,7 @@ function locationRefusal(location: string, scope: ScanScope, interfaces: ScopeIn
   if (url.protocol !== 'http:') return 'is not plain HTTP';
   if (!isIPv4(url.hostname)) return 'names its host by name, not by an IPv4 address';
   if (!isAddressInScope(scope, url.hostname, interfaces)) return 'is outside the scan scope';
+  if (!networks.allows(url.hostname)) return 'is outside the device networks this installation allows';
   return undefined;
 }
 
@@ -246,7 +248,7 @@ export async function scanSsdp(scope: ScanScope, options: SsdpScanOptions): Prom
       }
       const heard: HeardLocation = { location: response.location, from: remote.address, via, responses: [response] };
       locations.set(response.location, heard);
-      const refusal = locationRefusal(response.location, scope, interfaces);
+      const refusal = locationRefusal(response.location, scope, interfaces, options.networks);
       if (refusal) {
         heard.descriptionError = `LOCATION ${refusal}; not fetched`;
         noteProblem(report, `${remote.address}: LOCATION ${response.location} ${refusal}`);
@@ -271,7 +273,7 @@ export async function scanSsdp(scope: ScanScope, options: SsdpScanOptions): Prom
     await Promise.allSettled([...fetches]);
     await closeInterfaceSockets(sockets);
   }
-  const observations = [...locations.values()].map((heard) => observationOf(heard, scope, interfaces));
+  const observations = [...locations.values()].map((heard) => observationOf(heard, scope, interfaces, options.networks));
   return scanOutcome(observations, report, options.maxObservations ?? defaultMaxObservations);
 }
 
@@ -291,14 +293,15 @@ async function describe(heard: HeardLocation, report: ScanReport, signal: AbortS
   }
 }
 
-function observationOf(heard: HeardLocation, scope: ScanScope, interfaces: ScopeInterface[]): DiscoveryObservation {
+function observationOf(heard: HeardLocation, scope: ScanScope, interfaces: ScopeInterface[], networks: DeviceNetworks): DiscoveryObservation {
   const description = heard.description;
   const endpoints: DiscoveryObservation['endpoints'] = [{ protocol: 'upnp', address: heard.location }];
   if (description?.presentationUrl) {
     try {
       const presentation = new URL(description.presentationUrl, description.urlBase ?? heard.location);
-      // Only a presentation page inside the scope is offered to adapters.
-      if (presentation.protocol.startsWith('http') && isIPv4(presentation.hostname) && isAddressInScope(scope, presentation.hostname, interfaces)) {
+      // Only a presentation page inside the scope and the device networks is offered to adapters.
+      const reachable = isIPv4(presentation.hostname) && isAddressInScope(scope, presentation.hostname, interfaces) && networks.allows(presentation.hostname);
+      if (presentation.protocol.startsWith('http') && reachable) {
         const port = Number(presentation.port || (presentation.protocol === 'https:' ? 443 : 80));
         endpoints.push({ protocol: presentation.protocol === 'https:' ? 'https' : 'http', address: authorityOf(presentation.hostname, port) });
       }

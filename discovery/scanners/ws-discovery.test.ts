@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { scanScopeSchema } from '../scope';
 import { scanWsDiscovery } from './ws-discovery';
+import { testDeviceNetworks } from '../../test/support/device-networks';
 
 const cameras: RunningOnvifDevice[] = [];
 
@@ -30,7 +31,7 @@ describe('WS-Discovery scanner scope', () => {
   it('offers the device service as an endpoint when its XAddr host is inside the scope', async () => {
     const running = await camera();
     const scope = scanScopeSchema.parse({ interfaces: ['lo'], ranges: ['127.0.0.0/30'], allowLoopback: true });
-    const outcome = await scanWsDiscovery(scope, { timeoutMs: 500, target: { host: '127.0.0.1', port: running.discoveryPort! } });
+    const outcome = await scanWsDiscovery(scope, { networks: testDeviceNetworks, timeoutMs: 500, target: { host: '127.0.0.1', port: running.discoveryPort! } });
     expect(outcome).toHaveLength(1);
     expect(outcome[0]!.endpoints).toEqual([{ protocol: 'onvif', address: running.address }]);
   });
@@ -38,7 +39,7 @@ describe('WS-Discovery scanner scope', () => {
   it('keeps an XAddr outside the scope as evidence only, never as an endpoint', async () => {
     const running = await camera();
     const scope = scanScopeSchema.parse({ interfaces: ['lo'], ranges: ['127.0.0.1/32'], allowLoopback: true });
-    const outcome = await scanWsDiscovery(scope, { timeoutMs: 500, target: { host: '127.0.0.1', port: running.discoveryPort! } });
+    const outcome = await scanWsDiscovery(scope, { networks: testDeviceNetworks, timeoutMs: 500, target: { host: '127.0.0.1', port: running.discoveryPort! } });
     expect(outcome).toHaveLength(1);
     expect(outcome[0]!.endpoints).toEqual([]);
     expect(outcome[0]!.evidence.xaddrs).toEqual([`http://${running.address}/onvif/device_service`]);
@@ -47,7 +48,7 @@ describe('WS-Discovery scanner scope', () => {
   it('ignores answers from outside the scope and counts them', async () => {
     const running = await camera();
     const scope = scanScopeSchema.parse({ interfaces: ['lo'], ranges: ['127.0.0.2/32'], allowLoopback: true });
-    const outcome = await scanWsDiscovery(scope, { timeoutMs: 500, target: { host: '127.0.0.1', port: running.discoveryPort! } });
+    const outcome = await scanWsDiscovery(scope, { networks: testDeviceNetworks, timeoutMs: 500, target: { host: '127.0.0.1', port: running.discoveryPort! } });
     expect(outcome).toHaveLength(0);
     expect(outcome.report.outOfScopeAnswers).toBeGreaterThan(0);
   });

@@ -87,7 +87,9 @@ beforeAll(async () => {
     body: deviceParametersBody,
   });
   expect(parameters.status).toBe(200);
+  // The administrator saved the template, so another principal must excuse it.
   const override = await api.call('POST', '/api/v1/provisioning/compliance/overrides', {
+    key: await api.keyFor('acme', 'approver'),
     body: { ruleId: 'syslog-configured', templateId: acmeObjects.templateId, reason: 'no collector on this site yet', expiresAt: new Date(Date.now() + 86_400_000).toISOString() },
   });
   expect(override.status).toBe(201);
@@ -203,6 +205,27 @@ describe('every operation', () => {
     const root = await api.call('GET', '/api/v1/provisioning/ca/root', { key });
     const acmeRoot = await api.call('GET', '/api/v1/provisioning/ca/root');
     expect(root.body).not.toBe(acmeRoot.body);
+  });
+});
+
+describe('the reporter role', () => {
+  it("reports a DHCP server's lease events and nothing else: its key can neither read, issue nor revoke", async () => {
+    const reporter = await api.keyFor('acme', 'reporter');
+    const lease = await api.call('POST', '/api/v1/discovery/dhcp-events', {
+      key: reporter,
+      body: { hookVersion: 1, event: 'add', macAddress: '02:00:00:00:99:01', ip: '10.99.0.7', observedAt: new Date().toISOString() },
+    });
+    expect(lease.status).toBe(202);
+    expect(lease.body).toEqual({ matched: [] });
+
+    const refused = [
+      await api.call('GET', '/api/v1/access/me', { key: reporter }),
+      await api.call('GET', '/api/v1/provisioning/certificates', { key: reporter }),
+      await api.call('POST', '/api/v1/provisioning/certificates/generate', { key: reporter, body: { certificateType: 'device', deviceId: acmeObjects.deviceId, csr: 'x' } }),
+      await api.call('POST', `/api/v1/provisioning/certificates/${acmeObjects.certificateId}/revoke`, { key: reporter, body: { reason: 'superseded' } }),
+      await api.call('POST', '/codec/decode', { key: reporter, body: { payloads: [] } }),
+    ];
+    expect(refused.map((response) => response.status)).toEqual([403, 403, 403, 403, 403]);
   });
 });
 

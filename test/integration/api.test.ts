@@ -1,11 +1,13 @@
 /**
  * The HTTP API over the real service: request validation answered as problem+json naming the
- * field, tenant isolation of ids, certificates as PEM, templates CRUD and health.
+ * field, tenant isolation of ids, certificates as PEM, templates CRUD, the codec endpoint and health.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EncryptionCodec } from '../../custody/payload-codec';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
@@ -15,7 +17,8 @@ let api: TestApi;
 const devices: TestDevice[] = [];
 
 beforeAll(async () => {
-  service = await startTestService({ database: 'server' });
+  // A development installation whose embedded Web UI may decode tenant default's history.
+  service = await startTestService({ database: 'server', environment: { CODEC_UI_DECODE_TENANT: 'default' } });
   api = await startTestApi(service);
 });
 
@@ -291,6 +294,34 @@ describe('templates', () => {
   it('refuses to change or delete the built-in template', async () => {
     expect((await call('PUT', '/api/v1/provisioning/templates/default', { body })).status).toBe(409);
     expect((await call('DELETE', '/api/v1/provisioning/templates/default')).status).toBe(409);
+  });
+});
+
+describe('the codec endpoint for the embedded Web UI', () => {
+  const uiOrigin = 'http://127.0.0.1:8233';
+  const asJson = (payload: Payload) => ({
+    metadata: Object.fromEntries(Object.entries(payload.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    data: Buffer.from(payload.data!).toString('base64'),
+  });
+
+  it('decodes without credentials only for the one tenant it is set to, and only from the Web UI on loopback', async () => {
+    const codec = new EncryptionCodec(service.parts.payloadKeyring);
+    const secret = defaultPayloadConverter.toPayload({ password: 'ui-visible-secret' });
+    const [ofDefault] = await codec.encodeFor('default', [secret]);
+    const [ofAcme] = await codec.encodeFor('acme', [secret]);
+    const body = { payloads: [asJson(ofDefault), asJson(ofAcme)] };
+
+    const fromUi = await call('POST', '/codec/decode', { key: null, body, headers: { origin: uiOrigin } });
+    expect(fromUi.status).toBe(200);
+    expect(fromUi.body.payloads[0]).toEqual(asJson(secret));
+    expect(fromUi.body.payloads[1]).toEqual(asJson(ofAcme));
+
+    expect((await call('POST', '/codec/decode', { key: null, body })).status).toBe(401);
+  });
+
+  it('never encodes without credentials, not even for the Web UI', async () => {
+    const body = { payloads: [asJson(defaultPayloadConverter.toPayload('forged input'))] };
+    expect((await call('POST', '/codec/encode', { key: null, body, headers: { origin: uiOrigin } })).status).toBe(401);
   });
 });
 

@@ -88,6 +88,35 @@ describe('a provisioning covered by an approval policy', () => {
     await decide(provisioningId, await api.keyFor('acme', 'approver'), 'reject');
   });
 
+  it('refuses an approver key that the requesting administrator made through the API: the key acts for the same person', async () => {
+    const administrator = await api.keyFor('acme', 'administrator');
+    const minted = await api.call('POST', '/api/v1/access/api-keys', { key: administrator, body: { name: 'my other hat', role: 'approver' } });
+    expect(minted.status).toBe(201);
+    const me = await api.call('GET', '/api/v1/access/me', { key: administrator });
+    expect(minted.body.apiKey.principal).toBe(me.body.subject);
+
+    const { provisioningId } = await startGuarded(administrator);
+    const own = await decide(provisioningId, minted.body.key, 'approve');
+    expect(own.status).toBe(403);
+    expect(own.body.detail).toContain('requester');
+    const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+    expect(status.body.metadata.awaitingApproval).toBeDefined();
+
+    // Someone else can; their decision is on record under their own principal.
+    const approver = await api.keyFor('acme', 'approver');
+    expect((await decide(provisioningId, approver, 'approve')).status).toBe(200);
+    await service.env.client.workflow.getHandle(provisioningId).result();
+  });
+
+  it('counts two keys the installation issued to one person as one principal', async () => {
+    const ofJane = (role: 'operator' | 'approver') =>
+      service.parts.apiKeys.create({ tenantId: 'acme', role, name: `jane ${role}`, createdBy: 'cli:test', principal: 'user:jane' });
+    const [operator, approver] = await Promise.all([ofJane('operator'), ofJane('approver')]);
+    const { provisioningId } = await startGuarded(operator.key);
+    expect((await decide(provisioningId, approver.key, 'approve')).status).toBe(403);
+    expect((await decide(provisioningId, await api.keyFor('acme', 'approver'), 'reject')).status).toBe(200);
+  });
+
   it('fails without issuing anything when rejected, and refuses a second decision', async () => {
     const { provisioningId } = await startGuarded();
     const approver = await api.keyFor('acme', 'approver');

@@ -9,13 +9,16 @@ import { and, eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { alerts, certificates } from '../../db/schema';
 import { renewalStatusQuery, renewalWorkflowId, type RenewalStatus } from '../../workflows/certificate-definitions';
-import { httpsDeviceAdapter } from '../../adapters/https';
+import { HttpsDeviceAdapter } from '../../adapters/https';
+import { testDeviceNetworks } from '../support/device-networks';
 import { initialCredentialsPurpose } from '../../activities/device-sessions';
 import { EstEnrolment } from '../../pki/est';
 import { CertificateRenewals } from '../../provisioning/certificate-renewals';
 import { TestDevices, waitFor } from '../support/devices';
 import { makeCsr } from '../support/openssl';
 import { startTestService, testLogger, type TestService } from '../support/service';
+
+const httpsDeviceAdapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 
 let service: TestService;
 const devices = new TestDevices();

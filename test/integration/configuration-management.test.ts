@@ -372,6 +372,22 @@ describe('a configuration that became non-compliant while its provisioning waite
     expect((await api.call('GET', `${overridesPath}?deviceId=${device.request.serialNumber}`)).body.overrides).toEqual([]);
   });
 
+  it('takes the requester from the record, never from the caller: naming someone else as requester is refused', async () => {
+    const body = { ruleId: 'http-disabled', deviceId: device.request.serialNumber, reason: 'vendor firmware needs HTTP for the web player', expiresAt: new Date(Date.now() + 86_400_000).toISOString() };
+    const disguised = await api.call('POST', overridesPath, { body: { ...body, requestedBy: 'user:someone-else' } });
+    expect(disguised.status).toBe(400);
+    expect(JSON.stringify(disguised.body.errors)).toContain('requestedBy');
+    expect((await api.call('GET', `${overridesPath}?deviceId=${device.request.serialNumber}`)).body.overrides).toEqual([]);
+  });
+
+  it("refuses an exception for the template from whoever's deployment on it was blocked, as for the device", async () => {
+    const body = { ruleId: 'http-disabled', templateId: 'guarded', reason: 'vendor firmware needs HTTP for the web player', expiresAt: new Date(Date.now() + 86_400_000).toISOString() };
+    const own = await api.call('POST', overridesPath, { body });
+    expect(own.status).toBe(403);
+    expect(own.body.detail).toContain('requester');
+    expect((await api.call('GET', `${overridesPath}?templateId=guarded`)).body.overrides).toEqual([]);
+  });
+
   it("goes through once an approver grants an exception, which the device's history shows", async () => {
     const granted = await api.call('POST', overridesPath, {
       key: await api.keyFor('acme', 'approver'),

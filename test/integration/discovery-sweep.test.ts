@@ -85,6 +85,7 @@ beforeAll(async () => {
       alerts: service.parts.alerts,
       audit: service.parts.audit,
       zeroTouch,
+      networks: service.parts.networks,
       logger: testLogger,
       scanTimeoutMs: 2_000,
       scanners: {

@@ -1,16 +1,17 @@
 /**
  * Encrypted workflow history against a real Temporal dev server: what the server stores holds no
  * secret, the workers and clients that share the codec read everything, and the real `temporal`
- * CLI reads it too through the codec endpoint, which only authorised operators may use.
+ * CLI reads it too through the codec endpoint, which only authorised operators may use, and then
+ * only for their own tenant's runs.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ActivityFailure, Client, WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
+import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -28,6 +29,11 @@ import { temporalCliPath } from '../support/temporal';
 const run = promisify(execFile);
 const workflowsPath = fileURLToPath(new URL('../support/codec-workflows.ts', import.meta.url));
 const operatorToken = 'operator-token-for-tests';
+/** Operators' tokens and the tenant each works for. */
+const operatorTenants = new Map([
+  [operatorToken, 'acme'],
+  ['globex-operator-token-for-tests', 'globex'],
+]);
 const allowedOrigin = 'http://127.0.0.1:8233';
 
 const keyring: PayloadKeyring = { activeKeyId: 'k1', keys: new Map([['k1', randomBytes(32)]]) };
@@ -71,8 +77,10 @@ beforeAll(async () => {
       async authorise(req, access) {
         const header = req.get('authorization');
         if (!header) throw new UnauthenticatedError('credentials are required');
-        if (header !== `Bearer ${operatorToken}`) throw new ForbiddenError('not an operator');
+        const tenantId = operatorTenants.get(header.replace(/^Bearer /, ''));
+        if (!tenantId) throw new ForbiddenError('not an operator');
         authorisations.push(access);
+        return { tenantId };
       },
     }),
   );
@@ -97,8 +105,9 @@ function secretInput(): DeviceSecretInput {
   return { deviceId: `CAM-${randomBytes(3).toString('hex')}`, credentials: { username: 'admin', password: `pw-${randomUUID()}` } };
 }
 
-async function completedRun(input: DeviceSecretInput): Promise<{ workflowId: string; result: DeviceSecretInput }> {
-  const workflowId = `encrypted-history-${randomUUID()}`;
+/** A run of the tenant's work: its workflow id names the tenant, as every tenant's workflow id does. */
+async function completedRun(input: DeviceSecretInput, tenantId = 'acme'): Promise<{ workflowId: string; result: DeviceSecretInput }> {
+  const workflowId = `codec-test:${tenantId}:${randomUUID()}`;
   const result = await env.client.workflow.execute('returnDeviceSecret', { args: [input], taskQueue, workflowId });
   return { workflowId, result: result as DeviceSecretInput };
 }
@@ -131,6 +140,25 @@ function payloadContents(cliJson: string): { encodings: string[]; text: string }
   };
   if (cliJson.trim()) visit(JSON.parse(cliJson));
   return { encodings, text: texts.join('\n') };
+}
+
+function payloadJson(payload: Payload) {
+  return {
+    metadata: Object.fromEntries(Object.entries(payload.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    data: Buffer.from(payload.data!).toString('base64'),
+  };
+}
+
+/** A payload as versions before per-tenant keys sealed it: under the payload key itself, named by its id alone. */
+function legacySealed(payload: Payload): Payload {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', keyring.keys.get('k1')!, iv);
+  cipher.setAAD(Buffer.from('device-provisioning/temporal-payload/v1\0k1'));
+  const sealed = Buffer.concat([cipher.update(proto.temporal.api.common.v1.Payload.encode(payload).finish()), cipher.final()]);
+  return {
+    metadata: { encoding: Buffer.from('binary/encrypted'), 'encryption-key-id': Buffer.from('k1'), 'encryption-cipher': Buffer.from('AES-256-GCM') },
+    data: Buffer.concat([iv, sealed, cipher.getAuthTag()]),
+  };
 }
 
 function codecRequest(operation: string, init: { body?: string; headers?: Record<string, string>; method?: string } = {}) {
@@ -167,7 +195,7 @@ describe('encrypted workflow history', () => {
     expect(stored.includes(input.credentials.password)).toBe(false);
     expect(stored.includes(input.deviceId)).toBe(false);
 
-    // Every payload-carrying event (start input, activity input and result, workflow result) is sealed under k1.
+    // Every payload-carrying event (start input, activity input and result, workflow result) is sealed under acme's key from k1.
     const events = history.events ?? [];
     const payloads = [
       ...(events[0].workflowExecutionStartedEventAttributes?.input?.payloads ?? []),
@@ -178,13 +206,13 @@ describe('encrypted workflow history', () => {
     expect(payloads).toHaveLength(4);
     for (const payload of payloads) {
       expect(Buffer.from(payload.metadata!.encoding!).toString()).toBe('binary/encrypted');
-      expect(Buffer.from(payload.metadata!['encryption-key-id']!).toString()).toBe('k1');
+      expect(Buffer.from(payload.metadata!['encryption-key-id']!).toString()).toBe('k1/acme');
     }
   });
 
   it('failure messages are stored encrypted too, and the codec client reads them back', async () => {
     const input = secretInput();
-    const workflowId = `failing-${randomUUID()}`;
+    const workflowId = `codec-test:acme:${randomUUID()}`;
     const handle = await env.client.workflow.start('failWithDeviceSecret', { workflowId, taskQueue, args: [input] });
     const failure = await handle.result().catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(WorkflowFailedError);
@@ -230,26 +258,62 @@ describe('encrypted workflow history', () => {
     expect(refused.stderr ?? '').not.toContain(input.credentials.password);
   });
 
+  it("decodes for an operator only its own tenant's history: another tenant's payloads stay encoded", async () => {
+    const ofAcme = secretInput();
+    const ofGlobex = secretInput();
+    const [acmeRun, globexRun] = await Promise.all([completedRun(ofAcme, 'acme'), completedRun(ofGlobex, 'globex')]);
+
+    const acmeReadsGlobex = await workflowShow(globexRun.workflowId, { endpoint: codecEndpoint, token: operatorToken });
+    expect(payloadContents(acmeReadsGlobex.stdout).encodings).toEqual(Array(4).fill('binary/encrypted'));
+    expect(acmeReadsGlobex.stdout).not.toContain(ofGlobex.credentials.password);
+    expect(payloadContents(acmeReadsGlobex.stdout).text).not.toContain(ofGlobex.credentials.password);
+
+    const globexReadsOwn = await workflowShow(globexRun.workflowId, { endpoint: codecEndpoint, token: 'globex-operator-token-for-tests' });
+    expect(payloadContents(globexReadsOwn.stdout).text).toContain(ofGlobex.credentials.password);
+    const globexReadsAcme = await workflowShow(acmeRun.workflowId, { endpoint: codecEndpoint, token: 'globex-operator-token-for-tests' });
+    expect(payloadContents(globexReadsAcme.stdout).encodings).toEqual(Array(4).fill('binary/encrypted'));
+    expect(payloadContents(globexReadsAcme.stdout).text).not.toContain(ofAcme.credentials.password);
+
+    // Each tenant's key is its own: acme's does not open globex's payloads.
+    const plainClient = new Client({ connection: env.connection, namespace: 'default' });
+    const globexHistory = await plainClient.workflow.getHandle(globexRun.workflowId).fetchHistory();
+    const [sealed] = globexHistory.events![0].workflowExecutionStartedEventAttributes!.input!.payloads!;
+    expect(Buffer.from(sealed.metadata!['encryption-key-id']!).toString()).toBe('k1/globex');
+    const relabelled = { ...sealed, metadata: { ...sealed.metadata, 'encryption-key-id': Buffer.from('k1/acme') } };
+    await expect(new EncryptionCodec(keyring).decode([relabelled as Payload])).rejects.toThrow(/failed authentication/);
+  });
+
   it('the codec endpoint round-trips payloads as protobuf JSON for an authorised operator', async () => {
     const payload = defaultPayloadConverter.toPayload({ password: 'round-trip-secret' });
-    const asJson = {
-      payloads: [
-        {
-          metadata: Object.fromEntries(Object.entries(payload.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-          data: Buffer.from(payload.data!).toString('base64'),
-        },
-      ],
-    };
+    const asJson = { payloads: [payloadJson(payload)] };
     const encoded = await codecRequest('encode', { body: JSON.stringify(asJson) });
     expect(encoded.status).toBe(200);
     const encodedBody = (await encoded.json()) as { payloads: Array<{ metadata: Record<string, string>; data: string }> };
     expect(JSON.stringify(encodedBody)).not.toContain(Buffer.from('round-trip-secret').toString('base64'));
     expect(Buffer.from(encodedBody.payloads[0].metadata.encoding, 'base64').toString()).toBe('binary/encrypted');
 
+    expect(Buffer.from(encodedBody.payloads[0].metadata['encryption-key-id'], 'base64').toString()).toBe('k1/acme');
+
     const decoded = await codecRequest('decode', { body: JSON.stringify(encodedBody) });
     expect(decoded.status).toBe(200);
     expect(decoded.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await decoded.json()).toEqual(asJson);
+
+    const byGlobex = await codecRequest('decode', { body: JSON.stringify(encodedBody), headers: { authorization: 'Bearer globex-operator-token-for-tests' } });
+    expect(byGlobex.status).toBe(200);
+    expect(await byGlobex.json()).toEqual(encodedBody);
+  });
+
+  it('leaves history sealed before payloads were per tenant encoded for every codec caller, while the service still reads it', async () => {
+    const legacyPayload = legacySealed(defaultPayloadConverter.toPayload({ password: 'written-by-an-earlier-version' }));
+    const body = JSON.stringify({ payloads: [payloadJson(legacyPayload)] });
+    for (const token of operatorTenants.keys()) {
+      const answer = await codecRequest('decode', { body, headers: { authorization: `Bearer ${token}` } });
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toEqual(JSON.parse(body));
+    }
+    const [opened] = await new EncryptionCodec(keyring).decode([legacyPayload]);
+    expect(defaultPayloadConverter.fromPayload(opened)).toEqual({ password: 'written-by-an-earlier-version' });
   });
 
   it('the codec endpoint refuses decoding without operator credentials (401) and with the wrong ones (403)', async () => {
@@ -303,15 +367,8 @@ describe('encrypted workflow history', () => {
 
   it('the codec endpoint answers malformed bodies with 400 problem+json, never 500', async () => {
     const foreignKey = new EncryptionCodec({ activeKeyId: 'retired', keys: new Map([['retired', randomBytes(32)]]) });
-    const [sealedElsewhere] = await foreignKey.encode([defaultPayloadConverter.toPayload('x')]);
-    const unknownKeyBody = JSON.stringify({
-      payloads: [
-        {
-          metadata: Object.fromEntries(Object.entries(sealedElsewhere.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-          data: Buffer.from(sealedElsewhere.data!).toString('base64'),
-        },
-      ],
-    });
+    const [sealedElsewhere] = await foreignKey.encodeFor('acme', [defaultPayloadConverter.toPayload('x')]);
+    const unknownKeyBody = JSON.stringify({ payloads: [payloadJson(sealedElsewhere)] });
     const garbage = [
       'not json at all',
       '{"payloads": [',

@@ -232,6 +232,24 @@ describe('EST server (RFC 7030) with curl and openssl as the client', () => {
     expect(unknown.headers['content-type']).toContain('application/problem+json');
   });
 
+  it('answers alike for an unknown tenant and for an unknown site of a known tenant, so cacerts and csrattrs tell no one which tenants exist', async () => {
+    const refusal = async (label: string) => {
+      const answer = await curl(`/.well-known/est/${label}/cacerts`);
+      const problem = JSON.parse(answer.body) as Record<string, unknown>;
+      return { status: answer.status, type: answer.headers['content-type'], problem: { ...problem, instance: undefined } };
+    };
+    const unknownTenant = await refusal('initech');
+    expect(unknownTenant.status).toBe(404);
+    expect(await refusal('acme~no-such-site')).toEqual(unknownTenant);
+    expect(await refusal('initech~hq')).toEqual(unknownTenant);
+    expect(JSON.stringify(unknownTenant)).not.toMatch(/initech|acme|site|tenant/);
+
+    const attributes = await curl('/.well-known/est/acme/csrattrs');
+    const ofUnknown = await curl('/.well-known/est/initech/csrattrs');
+    expect([attributes.status, ofUnknown.status]).toEqual([200, 200]);
+    expect(ofUnknown.body).toBe(attributes.body);
+  });
+
   it('answers csrattrs with a CsrAttrs asking for ecdsa-with-SHA256 and an EC P-256 key', async () => {
     const answer = await curl('/.well-known/est/csrattrs');
     expect(answer.status).toBe(200);

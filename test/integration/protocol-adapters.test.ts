@@ -10,7 +10,8 @@ import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { connect } from 'node:tls';
-import { snmpDeviceAdapter } from '../../adapters/snmp';
+import { SnmpDeviceAdapter } from '../../adapters/snmp';
+import { testDeviceNetworks } from '../support/device-networks';
 import { vaultDeviceSecrets } from '../../custody/device-secrets';
 import { startBacnetDevice } from '../../scripts/simulators/bacnet-device';
 import { startOnvifDevice } from '../../scripts/simulators/onvif-device';
@@ -21,6 +22,8 @@ import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../wor
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createConfigurationActivities, type DeviceDriftResult } from '../../activities/configuration';
 import { startTestService, testLogger, type TestService } from '../support/service';
+
+const snmpDeviceAdapter = new SnmpDeviceAdapter({ networks: testDeviceNetworks });
 
 const run = promisify(execFile);
 let service: TestService;

@@ -122,6 +122,7 @@ async function recordedBulkJob(): Promise<Recorded> {
     taskQueue: service.config.temporal.taskQueue,
     vault: service.parts.vault,
     adapters: service.parts.adapters,
+    networks: service.parts.networks,
     provisioning: service.provisioning,
   });
   const header = 'serialNumber,macAddress,address,protocol,deviceType,site,username,password';

@@ -74,7 +74,7 @@ async function newInstallation(): Promise<Installation> {
 
 /** Starts the service exactly as `npm start` does after setup, and waits until its API answers. */
 async function startService(installation: Installation): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts', '--development'], {
     cwd: root,
     env: { ...process.env, ...installation.environment },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -50,6 +50,8 @@ beforeAll(async () => {
     KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     TEMPORAL_TASK_QUEUE: `provisioning-crash-${randomUUID()}`,
     LOG_LEVEL: 'silent',
+    // The test devices run on loopback.
+    SERVICE_ENVIRONMENT: 'development',
   };
   parts = await createServiceParts(loadConfig(workerEnvironment), testLogger);
   env = await createTemporalTestEnvironment(payloadDataConverter(parts.payloadKeyring));

@@ -25,6 +25,7 @@ it('ends a registration whose device never appears when it expires, and records 
     client: service.env.client,
     taskQueue: service.config.temporal.taskQueue,
     adapters: service.parts.adapters,
+    networks: service.parts.networks,
     templates: service.parts.templates,
     searchAttributes: false,
   });

@@ -75,7 +75,7 @@ describe('zero-touch provisioning', () => {
     expect(registered.body.registrations[0]).toMatchObject({ deviceId: 'ZT-CAM-1', macAddress, workflowId: 'zero-touch:acme:ZT-CAM-1' });
     expect((await registrationState('ZT-CAM-1', 'waiting')).status.sightings).toEqual([]);
 
-    const lease = await api.call('POST', '/api/v1/discovery/dhcp-events', { body: dhcpLease(macAddress, cam.host), key: await api.keyFor('acme', 'operator') });
+    const lease = await api.call('POST', '/api/v1/discovery/dhcp-events', { body: dhcpLease(macAddress, cam.host), key: await api.keyFor('acme', 'reporter') });
     expect(lease.status).toBe(202);
     expect(lease.body.matched).toEqual(['ZT-CAM-1']);
 
@@ -95,7 +95,7 @@ describe('zero-touch provisioning', () => {
       body: { devices: [{ serialNumber: 'ZT-CAM-2', macAddress, protocol: 'onvif', deviceType: 'camera', site: 'hq', templateId: 'onvif-camera', credentials }] },
     });
 
-    await api.call('POST', '/api/v1/discovery/dhcp-events', { body: dhcpLease(macAddress, impostor.host), key: await api.keyFor('acme', 'operator') });
+    await api.call('POST', '/api/v1/discovery/dhcp-events', { body: dhcpLease(macAddress, impostor.host), key: await api.keyFor('acme', 'reporter') });
     const waiting = await waitFor(async () => {
       const response = await api.call('GET', '/api/v1/provisioning/zero-touch/ZT-CAM-2');
       return response.body.status?.mismatches.length > 0 && response.body.status.state === 'waiting' ? response.body : undefined;

@@ -13,6 +13,7 @@ import { createProvisioningService, createProvisioningWorker, createServiceParts
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { createServerDatabaseUrl, type DatabaseKind } from './database';
+import { testDeviceNetworkRanges } from './device-networks';
 import { createTemporalTestEnvironment, createTimeSkippingTestEnvironment } from './temporal';
 
 export const testLogger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -35,6 +36,9 @@ export async function testConfig(options: TestServiceOptions = {}): Promise<Serv
     KEY_ENCRYPTION_KEY: options.keyEncryptionKey ?? randomBytes(32).toString('base64'),
     TEMPORAL_TASK_QUEUE: `provisioning-test-${randomUUID()}`,
     LOG_LEVEL: 'silent',
+    // Test devices run on loopback and in the 10.x networks of the namespaces tests make.
+    SERVICE_ENVIRONMENT: 'development',
+    DEVICE_NETWORKS: testDeviceNetworkRanges.join(','),
     ...options.environment,
   };
   if ((options.database ?? 'embedded') === 'server') environment.DATABASE_URL = await createServerDatabaseUrl();
