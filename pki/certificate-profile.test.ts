@@ -10,7 +10,8 @@ import { and, eq } from 'drizzle-orm';
 import { Certificate, CertificateRevocationList } from 'pkijs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceConfiguration, DeviceSession } from '../adapters/device-adapter';
-import { httpsDeviceAdapter as adapter } from '../adapters/https';
+import { HttpsDeviceAdapter } from '../adapters/https';
+import { testDeviceNetworks } from '../test/support/device-networks';
 import { certificates, softwareKeys } from '../db/schema';
 import { ReferenceDevice } from '../scripts/simulators/reference-device';
 import { issueDevice, pkiSettings, run, startPki, type PkiUnderTest } from '../test/support/pki-publication';
@@ -23,6 +24,8 @@ import { CrlPublisher } from './crl';
 import { attributeValues } from './distinguished-name';
 import { readSubjectAltNames } from './extensions';
 import { fromPem } from './pem';
+
+const adapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 
 let pki: PkiUnderTest;
 const day = 24 * 60 * 60 * 1000;
