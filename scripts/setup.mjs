@@ -95,6 +95,8 @@ export const systemPackages = [
   { name: 'iproute2', programs: ['ip'], present: () => Boolean(output('which', ['ip'])) },
   // The site's DHCP server in the zero-touch and DHCP lease tests.
   { name: 'dnsmasq-base', programs: ['dnsmasq'], present: () => existsSync('/usr/sbin/dnsmasq') },
+  // Checks the production compose file as it would run it (it needs no engine for that).
+  { name: 'docker-compose', programs: ['docker-compose'], present: () => Boolean(output('which', ['docker-compose'])) },
   // The browser the wizard and enrolment page tests drive.
   { name: 'chromium', programs: ['chromium'], present: () => existsSync('/usr/bin/chromium') },
 ];
