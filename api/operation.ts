@@ -7,7 +7,7 @@ import type { Request, Response, Router } from 'express';
 import type { z } from 'zod';
 import { roleAllows, type Permission, type Principal } from '../access/roles';
 import { ForbiddenError, ServiceError } from '../service/errors';
-import { parseOrThrow } from '../service/validation';
+import { parseOrThrow, refuseUnstorableText, storableText } from '../service/validation';
 
 export interface ResponseDeclaration {
   description: string;
@@ -82,6 +82,21 @@ export interface MountOptions {
 
 const anonymous: Principal = { subject: 'anonymous', kind: 'user', tenantId: '', role: 'viewer', name: 'anonymous' };
 
+/**
+ * The operation's input as declared, read from the request. Text the database cannot store is
+ * refused first, in path, query and body alike, so no operation has to think of it.
+ */
+function inputOf(op: AnyOperation, req: Request): Pick<OperationContext<unknown, unknown, unknown>, 'params' | 'query' | 'body'> {
+  refuseUnstorableText(req.params, 'path', 'path:');
+  refuseUnstorableText(req.query, 'query', 'query:');
+  refuseUnstorableText(req.body, 'request body');
+  return {
+    params: op.params ? parseOrThrow(op.params, req.params, 'path', 'path:') : req.params,
+    query: op.query ? parseOrThrow(op.query, req.query, 'query', 'query:') : req.query,
+    body: op.body ? parseOrThrow(op.body, req.body, 'request body') : req.body,
+  };
+}
+
 export function mountOperations(
   router: Pick<Router, 'get' | 'post' | 'put' | 'delete'>,
   operations: AnyOperation[],
@@ -91,12 +106,13 @@ export function mountOperations(
     router[op.method](expressPath(op.path), async (req: Request, res: Response) => {
       if (op.permission === 'public') {
         options.limit(`ip:${req.ip}`);
-        await op.handle({ req, res, principal: anonymous, tenantId: '', params: req.params, query: req.query, body: req.body });
+        await op.handle({ req, res, principal: anonymous, tenantId: '', ...inputOf(op, req) });
         return;
       }
       const principal = await options.authenticate(req);
       options.limit(principal.subject);
-      // Changes, and refused attempts at them, go on record; reads do not.
+      // Changes, and refused attempts at them, go on record; reads do not. What the caller sent is
+      // recorded as sent, with what the database cannot store escaped, so refusals of it are on record too.
       const record = (outcome: OperationRecord['outcome'], status: number, error?: string) =>
         op.method !== 'get' && options.record
           ? options.record({
@@ -104,25 +120,19 @@ export function mountOperations(
               operationId: op.operationId,
               method: op.method.toUpperCase(),
               path: req.originalUrl,
-              params: { ...req.params } as Record<string, string>,
+              params: Object.fromEntries(
+                Object.entries(req.params as Record<string, string>).map(([name, value]) => [name, storableText(value)]),
+              ),
               outcome,
               status,
-              error,
+              ...(error === undefined ? {} : { error: storableText(error) }),
             })
           : Promise.resolve();
       try {
         if (!roleAllows(principal.role, op.permission)) {
           throw new ForbiddenError(`the ${principal.role} role may not ${op.summary.toLowerCase()}`);
         }
-        await op.handle({
-          req,
-          res,
-          principal,
-          tenantId: principal.tenantId,
-          params: op.params ? parseOrThrow(op.params, req.params, 'path', 'path:') : req.params,
-          query: op.query ? parseOrThrow(op.query, req.query, 'query', 'query:') : req.query,
-          body: op.body ? parseOrThrow(op.body, req.body, 'request body') : req.body,
-        });
+        await op.handle({ req, res, principal, tenantId: principal.tenantId, ...inputOf(op, req) });
       } catch (error) {
         const status = error instanceof ServiceError ? error.status : 500;
         await record('failure', status, error instanceof Error ? error.message : String(error));
@@ -132,3 +142,4 @@ export function mountOperations(
     });
   }
 }
+

@@ -308,6 +308,35 @@ it('answers unknown routes with a 404 problem', async () => {
   expect(response.type).toContain('application/problem+json');
 });
 
+describe('text the database cannot store', () => {
+  it('is refused wherever the API takes text (fields, member names, query), naming the field, never a 500', async () => {
+    const refused = async (method: string, path: string, options: Parameters<TestApi['call']>[2], field: string) => {
+      const response = await call(method, path, options);
+      expect(response.status, `${method} ${path}`).toBe(400);
+      expect(response.body.errors).toContainEqual({ field, reason: expect.stringContaining('cannot be stored') });
+    };
+    await refused('POST', '/api/v1/access/api-keys', { body: { name: 'ci\u0000', role: 'viewer' } }, 'name');
+    await refused('POST', '/api/v1/access/api-keys', { raw: '{"name": "ci\\ud800", "role": "viewer"}' }, 'name');
+    await refused('POST', '/api/v1/provisioning/templates', { body: { id: 'nul', name: 'Lobby\u0000', protocol: 'https', body: {} } }, 'name');
+    await refused('POST', '/api/v1/provisioning/approval-policies', { body: { scope: 'site', scopeValue: 'vault\u0000', timeoutSeconds: 60 } }, 'scopeValue');
+    await refused('POST', '/api/v1/provisioning/zero-touch', {
+      body: { devices: [{ serialNumber: 'ZT-NUL', protocol: 'https', site: 'hq', name: 'door\u0000' }] },
+    }, 'devices[0].name');
+    await refused('POST', '/api/v1/provisioning/devices', { body: { devices: [{ 'serial\u0000Number': 'X' }] } }, 'devices[0].serial\\u0000Number');
+    await refused('GET', '/api/v1/audit/events?action=%00', {}, 'query:action');
+  });
+
+  it('in a path parameter is refused with 400 and the refused attempt is on record, escaped', async () => {
+    const response = await call('POST', '/api/v1/provisioning/devices/provision:default:x%00y/cancel', { body: {} });
+    expect(response.status).toBe(400);
+    expect(response.body.errors).toEqual([{ field: 'path:provisioningId', reason: expect.stringContaining('cannot be stored') }]);
+    const events = (await call('GET', '/api/v1/audit/events?action=api.cancel_provisioning&limit=500')).body.events;
+    expect(events).toContainEqual(
+      expect.objectContaining({ outcome: 'failure', targetId: 'provision:default:x\\u0000y', details: expect.objectContaining({ status: 400 }) }),
+    );
+  });
+});
+
 describe('audit trail', () => {
   it('records every change made through the API with its actor, and refused attempts as failures', async () => {
     await call('POST', '/api/v1/provisioning/templates', {

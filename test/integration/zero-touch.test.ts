@@ -154,3 +154,16 @@ describe('zero-touch provisioning', () => {
     expect(ended.status.error).toBe('order cancelled');
   });
 });
+
+describe('the public enrolment endpoint', () => {
+  const enrol = (body: unknown, from: string) =>
+    api.call('POST', '/api/v1/provisioning/zero-touch/enrol', { key: null, body, headers: { 'x-forwarded-for': from } });
+
+  it('validates its body like every other operation: none, or a token that is not text, is a 400 naming the field', async () => {
+    const empty = await api.call('POST', '/api/v1/provisioning/zero-touch/enrol', { key: null, headers: { 'x-forwarded-for': '198.51.100.1' } });
+    expect(empty.status).toBe(400);
+    const numeric = await enrol({ token: 12345678901, address: '127.0.0.1' }, '198.51.100.1');
+    expect(numeric.status).toBe(400);
+    expect(numeric.body.errors).toEqual([expect.objectContaining({ field: 'token' })]);
+  });
+});
