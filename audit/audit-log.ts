@@ -110,8 +110,11 @@ const eventInputSchema = z.object({
   occurredAt: z.date().optional(),
 });
 
+/** Sequences are PostgreSQL integers; a larger `after` could only fail in the database. */
+export const maximumAuditSequence = 2_147_483_647;
+
 const querySchema = z.object({
-  after: z.number().int().min(0).optional(),
+  after: z.number().int().min(0).max(maximumAuditSequence).optional(),
   limit: z.number().int().min(1).max(maximumListLimit).default(defaultListLimit),
   action: z.string().min(1).optional(),
   targetType: z.string().min(1).optional(),

@@ -337,6 +337,13 @@ describe('text the database cannot store', () => {
   });
 });
 
+it('answers an audit page after a sequence beyond what the database holds with 400 naming the parameter', async () => {
+  const response = await call('GET', '/api/v1/audit/events?after=2147483648');
+  expect(response.status).toBe(400);
+  expect(response.body.errors).toEqual([expect.objectContaining({ field: 'query:after' })]);
+  expect((await call('GET', '/api/v1/audit/events?after=2147483647')).body.events).toEqual([]);
+});
+
 describe('audit trail', () => {
   it('records every change made through the API with its actor, and refused attempts as failures', async () => {
     await call('POST', '/api/v1/provisioning/templates', {
