@@ -58,7 +58,7 @@ export interface ApiDependencies {
   rateLimitPerMinute: number;
   /** Further operations (declared the same way) that other parts of the service contribute. */
   extraOperations?: AnyOperation[];
-  bulk?: { importer: BulkImporter; jobs: BulkJobs };
+  bulk?: { importer: BulkImporter; jobs: BulkJobs; concurrentUploads: number };
   /** CRLs, CA certificates and the OCSP responder, served at the URLs certificates carry. */
   pki?: { crls: CrlPublisher; ocsp: OcspResponder };
   /** Temporal's remote codec protocol at /codec, for operators' Web UI and CLI to read history. */
@@ -79,7 +79,7 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
   const operations: AnyOperation[] = [
     ...healthOperations(deps.healthChecks),
     ...provisioningOperations(deps.provisioning, deps.protocols),
-    ...(deps.bulk ? bulkOperations(deps.bulk.importer, deps.bulk.jobs) : []),
+    ...(deps.bulk ? bulkOperations(deps.bulk) : []),
     ...certificateOperations(deps.ca, deps.registry, deps.inventory, deps.audit),
     ...templateOperations(deps.templates),
     ...approvalOperations(deps.provisioning, deps.approvals),

@@ -59,6 +59,7 @@ const environmentSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  BULK_MAX_CONCURRENT_UPLOADS: z.coerce.number().int().positive().default(2),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
   CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
@@ -89,6 +90,8 @@ export type ServiceRole = 'api' | 'worker';
 
 export interface ServiceConfig {
   http: { port: number; host: string };
+  /** Bulk files this process reads at once; each may take a few hundred MiB while it is read. */
+  bulk: { concurrentUploads: number };
   /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
   est: {
     host: string;
@@ -262,6 +265,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
 
   return {
     http: { port: env.PORT, host: env.HOST },
+    bulk: { concurrentUploads: env.BULK_MAX_CONCURRENT_UPLOADS },
     est: {
       host: env.EST_HOST ?? env.HOST,
       port: env.EST_PORT,

@@ -73,6 +73,15 @@ export class ConfigurationRejectedError extends errorClass('ConfigurationRejecte
 export class SelfTestFailedError extends errorClass('SelfTestFailedError', 502, true) {}
 /** The device cannot be reached or answered with a transient error. */
 export class DeviceUnavailableError extends errorClass('DeviceUnavailableError', 503, true) {}
+/** The service is at a limit it keeps on purpose (uploads read at once); the caller may try again shortly. */
+export class ServiceBusyError extends errorClass('ServiceBusyError', 503, true) {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
 /** A dependency of the service (database, Temporal, HSM) is not available right now. */
 export class DependencyUnavailableError extends errorClass('DependencyUnavailableError', 503, true) {}
 export class NotImplementedError extends errorClass('NotImplementedError', 501, false) {}

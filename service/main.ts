@@ -313,7 +313,7 @@ export function createServiceApi(
     renewAtFraction: config.ca.renewalAtFraction,
   });
   return createApp({
-    bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }) },
+    bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }), concurrentUploads: config.bulk.concurrentUploads },
     codec: {
       codec: new EncryptionCodec(parts.payloadKeyring),
       allowedOrigins: config.payloadEncryption.allowedOrigins,
