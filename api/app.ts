@@ -22,6 +22,7 @@ import { codecOpenApiPaths, codecServerRouter } from './codec-server';
 import { pkiMountPath, pkiOpenApiPaths, pkiPublicationRouter } from './pki-publication';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspResponder } from '../pki/ocsp-responder';
+import type { TrustedProxies } from '../service/config';
 import type { Logger } from '../service/logger';
 import { createAuthenticator, type AuthenticationFailure } from './authentication';
 import { openApiDocument } from './openapi';
@@ -56,6 +57,8 @@ export interface ApiDependencies {
   recordOperation?(entry: OperationRecord): Promise<void>;
   healthChecks: HealthCheck[];
   rateLimitPerMinute: number;
+  /** Which proxies' X-Forwarded-For names the client address (Express's `trust proxy`); none when unset. */
+  trustProxy?: TrustedProxies;
   /** Further operations (declared the same way) that other parts of the service contribute. */
   extraOperations?: AnyOperation[];
   bulk?: { importer: BulkImporter; jobs: BulkJobs; concurrentUploads: number };
@@ -118,6 +121,9 @@ function isLoopback(address: string | undefined): boolean {
 export function createApp(deps: ApiDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
+  // Client addresses key the per-address limits, throttles and audit records; only proxies named
+  // here may say who the client is.
+  app.set('trust proxy', deps.trustProxy ?? false);
   app.set('query parser', 'simple');
   app.use((_req, res, next) => {
     res.set({

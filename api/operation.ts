@@ -37,6 +37,8 @@ export interface Operation<P = Record<string, string>, Q = Record<string, unknow
   tag: string;
   /** `public` operations need no credentials (health, the API description). */
   permission: Permission | 'public';
+  /** Health probes must see the service as it is, however busy the prober's address is otherwise. */
+  exemptFromRateLimit?: boolean;
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;
@@ -105,7 +107,7 @@ export function mountOperations(
   for (const op of operations) {
     router[op.method](expressPath(op.path), async (req: Request, res: Response) => {
       if (op.permission === 'public') {
-        options.limit(`ip:${req.ip}`);
+        if (!op.exemptFromRateLimit) options.limit(`ip:${req.ip}`);
         await op.handle({ req, res, principal: anonymous, tenantId: '', ...inputOf(op, req) });
         return;
       }

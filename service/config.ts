@@ -3,6 +3,7 @@
  * default that lets `npm start` run on a fresh clone, and is documented in the README.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Duration } from '@temporalio/common';
@@ -59,6 +60,9 @@ const environmentSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  TRUST_PROXY: optionalText,
+  ZERO_TOUCH_FAILED_TOKEN_BURST: z.coerce.number().int().positive().default(10),
+  ZERO_TOUCH_FAILED_TOKEN_PER_MINUTE: z.coerce.number().int().positive().default(5),
   BULK_MAX_CONCURRENT_UPLOADS: z.coerce.number().int().positive().default(2),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
@@ -88,8 +92,11 @@ const environmentSchema = z.object({
 
 export type ServiceRole = 'api' | 'worker';
 
+/** Express's `trust proxy`: whose X-Forwarded-For names the client (rate limits, audit, throttles). */
+export type TrustedProxies = boolean | number | string[];
+
 export interface ServiceConfig {
-  http: { port: number; host: string };
+  http: { port: number; host: string; trustProxy: TrustedProxies };
   /** Bulk files this process reads at once; each may take a few hundred MiB while it is read. */
   bulk: { concurrentUploads: number };
   /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
@@ -120,6 +127,8 @@ export interface ServiceConfig {
     /** Set when bearer tokens from an identity provider are accepted besides API keys. */
     bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
     rateLimitPerMinute: number;
+    /** Wrong enrolment tokens a client address may present, like failed EST logins. */
+    failedEnrolmentTokens: { burst: number; perMinute: number };
   };
   worker: { activities: number; workflowTasks: number; cachedWorkflows: number };
   alerts: {
@@ -213,6 +222,22 @@ function caBackupSettings(env: z.infer<typeof environmentSchema>, directory: str
   return { directory, intervalHours: env.CA_BACKUP_INTERVAL_HOURS, keep: env.CA_BACKUP_KEEP, passphrase };
 }
 
+const proxyKeywords = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** TRUST_PROXY as Express takes it: true/false, a number of hops, or addresses, subnets and keywords. */
+function trustedProxies(value: string | undefined): TrustedProxies {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  const entries = list(value);
+  for (const entry of entries) {
+    const [address, prefix, ...rest] = entry.split('/');
+    const valid = proxyKeywords.has(entry) || (isIP(address!) !== 0 && rest.length === 0 && (prefix === undefined || /^\d{1,3}$/.test(prefix)));
+    if (!valid) throw new ConfigurationError(`TRUST_PROXY: "${entry}" is not an address, subnet, loopback, linklocal or uniquelocal`);
+  }
+  return entries;
+}
+
 /** A comma-separated setting as its trimmed, non-empty items. */
 function list(value: string): string[] {
   return value.split(',').map((item) => item.trim()).filter(Boolean);
@@ -264,7 +289,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     : [`http://127.0.0.1:${env.TEMPORAL_UI_PORT}`, `http://localhost:${env.TEMPORAL_UI_PORT}`];
 
   return {
-    http: { port: env.PORT, host: env.HOST },
+    http: { port: env.PORT, host: env.HOST, trustProxy: trustedProxies(env.TRUST_PROXY) },
     bulk: { concurrentUploads: env.BULK_MAX_CONCURRENT_UPLOADS },
     est: {
       host: env.EST_HOST ?? env.HOST,
@@ -325,6 +350,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
             }
           : undefined,
       rateLimitPerMinute: env.API_RATE_LIMIT_PER_MINUTE,
+      failedEnrolmentTokens: { burst: env.ZERO_TOUCH_FAILED_TOKEN_BURST, perMinute: env.ZERO_TOUCH_FAILED_TOKEN_PER_MINUTE },
     },
     dataDir,
     database: { url: env.DATABASE_URL, embeddedDir: path.join(dataDir, 'postgres') },

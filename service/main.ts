@@ -330,6 +330,7 @@ export function createServiceApi(
       ...configurationJobOperations({ ...parts, client, taskQueue: config.temporal.taskQueue }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
+        failedEnrolmentTokens: config.authentication.failedEnrolmentTokens,
         publicBaseUrl: () => parts.publication.baseUrl,
       }),
     ],
@@ -368,6 +369,7 @@ export function createServiceApi(
       });
     },
     rateLimitPerMinute: config.authentication.rateLimitPerMinute,
+    trustProxy: config.http.trustProxy,
     logger,
     healthChecks: [
       { name: 'database', check: () => parts.database.ping() },

@@ -8,7 +8,8 @@ import { pagesMountPath } from '../pages';
 import { z } from 'zod';
 import { parseDhcpLeaseEvent } from '../../discovery/dhcp-events';
 import { identifierPattern } from '../../provisioning/requests';
-import { ValidationError } from '../../service/errors';
+import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../../access/failed-authentications';
+import { TooManyRequestsError, UnauthenticatedError, ValidationError } from '../../service/errors';
 import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
 import type { ZeroTouchRegistrations } from '../../zero-touch/registrations';
 import { operation, type AnyOperation } from '../operation';
@@ -57,8 +58,14 @@ const registrationResponse = z
   })
   .meta({ id: 'ZeroTouchRegistration' });
 
-export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistrations; publicBaseUrl: () => string | undefined }): AnyOperation[] {
+export function zeroTouchOperations(deps: {
+  registrations: ZeroTouchRegistrations;
+  /** Wrong tokens a client address may present before it must wait, as for failed EST logins. */
+  failedEnrolmentTokens: FailedAuthenticationLimits;
+  publicBaseUrl: () => string | undefined;
+}): AnyOperation[] {
   const { registrations } = deps;
+  const failedTokens = new FailedAuthenticationThrottle(deps.failedEnrolmentTokens);
   return [
     operation({
       operationId: 'registerZeroTouchDevices',
@@ -145,10 +152,20 @@ export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistration
       responses: {
         202: { description: 'The registration was told where the device is', schema: z.object({ deviceId: z.string() }) },
         401: { description: 'The token is unknown, used or expired' },
+        429: { description: 'Too many wrong tokens from this address; see Retry-After' },
       },
-      async handle({ res, body }) {
-        const { deviceId } = await registrations.redeemEnrolmentToken(body.token, body.address);
-        res.status(202).json({ deviceId });
+      async handle({ req, res, body }) {
+        // Guessing tokens costs a guesser its address's budget; an installer with the right one never waits.
+        const throttleKeys = [`address:${req.ip}`];
+        const waitSeconds = failedTokens.retryAfterSeconds(throttleKeys);
+        if (waitSeconds !== undefined) throw new TooManyRequestsError('too many wrong enrolment tokens; try again later', waitSeconds);
+        try {
+          const { deviceId } = await registrations.redeemEnrolmentToken(body.token, body.address);
+          res.status(202).json({ deviceId });
+        } catch (error) {
+          if (error instanceof UnauthenticatedError) failedTokens.recordFailure(throttleKeys);
+          throw error;
+        }
       },
     }),
     operation({
