@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from '../support/api';
-import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { startTestDevice, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 
 let service: TestService;
@@ -27,8 +27,8 @@ afterAll(async () => {
 
 const call: TestApi['call'] = (...args) => api.call(...args);
 
-async function newDevice() {
-  const started = await startTestDevice();
+async function newDevice(options: TestDeviceOptions = {}) {
+  const started = await startTestDevice(options);
   devices.push(started);
   return started;
 }
@@ -163,6 +163,18 @@ describe('GET /api/v1/provisioning/devices/{id}/status', () => {
     expect(foreign.status).toBe(404);
     expect(foreign.body.detail).toBe(unknown.body.detail.replace('provision:default:nobody', id));
   });
+});
+
+it('shows the last error of a step that is retrying as the device answered it, decrypted', async () => {
+  const { request } = await newDevice({ faults: { failNext: { '/api/v1/configuration': { count: 3, status: 503 } } } });
+  const started = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request] } });
+  const retrying = await waitFor(async () => {
+    const status = await call('GET', started.body.provisionings[0].statusUrl);
+    const step = status.body.provisioningSteps.find((s: { step: string }) => s.step === 'pushConfiguration');
+    return step.status === 'in_progress' && step.retryCount > 0 ? step : undefined;
+  }, 'the configuration step to retry');
+  expect(retrying.error).toContain(`device at ${request.address} refused to`);
+  expect(retrying.error).toContain('503');
 });
 
 describe('certificates', () => {
