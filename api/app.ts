@@ -26,7 +26,7 @@ import type { TrustedProxies } from '../service/config';
 import type { Logger } from '../service/logger';
 import { createAuthenticator, type AuthenticationFailure } from './authentication';
 import { openApiDocument } from './openapi';
-import { mountOperations, operation, type AnyOperation, type OperationRecord } from './operation';
+import { methodNotAllowedHandler, mountOperations, operation, type AnyOperation, type OperationRecord } from './operation';
 import { notFoundHandler, problemHandler } from './problem';
 import { RateLimiter } from './rate-limit';
 import { accessOperations } from './routes/access';
@@ -184,12 +184,14 @@ export function createApp(deps: ApiDependencies): Express {
   });
 
   const limiter = new RateLimiter({ perMinute: deps.rateLimitPerMinute });
-  mountOperations(app, apiOperations(deps), {
+  const operations = apiOperations(deps);
+  mountOperations(app, operations, {
     authenticate,
     limit: (key) => limiter.take(key),
     record: deps.recordOperation,
   });
 
+  app.use(methodNotAllowedHandler(operations));
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

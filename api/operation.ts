@@ -3,10 +3,10 @@
  * its documented responses. Mounting checks authentication, permission and input before the
  * handler runs; the OpenAPI document is generated from the same declarations.
  */
-import type { Request, Response, Router } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import type { z } from 'zod';
 import { roleAllows, type Permission, type Principal } from '../access/roles';
-import { ForbiddenError, ServiceError } from '../service/errors';
+import { ForbiddenError, MethodNotAllowedError, ServiceError } from '../service/errors';
 import { parseOrThrow, refuseUnstorableText, storableText } from '../service/validation';
 
 export interface ResponseDeclaration {
@@ -145,3 +145,34 @@ export function mountOperations(
   }
 }
 
+/**
+ * Answers a method no operation of a known path takes with 405 and the methods it does take;
+ * mount after the operations. Unknown paths are left to the not-found handler.
+ */
+export function methodNotAllowedHandler(operations: AnyOperation[]): RequestHandler {
+  const paths = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+  for (const op of operations) {
+    const source = op.path
+      .split(/\{[A-Za-z0-9_]+\}/)
+      .map((literal) => literal.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+      .join('[^/]+');
+    const entry = paths.get(op.path) ?? { pattern: new RegExp(`^${source}/?$`, 'i'), methods: new Set<string>() };
+    entry.methods.add(op.method.toUpperCase());
+    paths.set(op.path, entry);
+  }
+  return (req, res, next) => {
+    const allowed = new Set<string>();
+    for (const { pattern, methods } of paths.values()) if (pattern.test(req.path)) for (const method of methods) allowed.add(method);
+    if (allowed.size === 0 || allowed.has(req.method)) {
+      next();
+      return;
+    }
+    if (allowed.has('GET')) allowed.add('HEAD');
+    const methods = [...allowed].sort();
+    if (req.method === 'OPTIONS') {
+      res.set('Allow', [...methods, 'OPTIONS'].join(', ')).status(204).end();
+      return;
+    }
+    next(new MethodNotAllowedError(`${req.method} is not supported on ${req.path}; use ${methods.join(', ')}`, methods));
+  };
+}

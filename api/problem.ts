@@ -4,6 +4,7 @@
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import {
+  MethodNotAllowedError,
   ServiceBusyError,
   ServiceError,
   TooManyRequestsError,
@@ -87,6 +88,7 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     const problem = { ...problemOf(error), instance: req.originalUrl };
     if (error instanceof UnauthenticatedError) res.set('WWW-Authenticate', 'Bearer realm="device-provisioning"');
     if (error instanceof TooManyRequestsError || error instanceof ServiceBusyError) res.set('Retry-After', String(error.retryAfterSeconds));
+    if (error instanceof MethodNotAllowedError) res.set('Allow', error.allowedMethods.join(', '));
     if (problem.status >= 500) logger.error({ err: error, path: req.originalUrl }, 'request failed');
     sendProblem(res, problem);
   };

@@ -53,6 +53,15 @@ export class TooManyRequestsError extends errorClass('TooManyRequestsError', 429
   }
 }
 export class NotFoundError extends errorClass('NotFoundError', 404, false) {}
+/** The path exists, but not for this method. */
+export class MethodNotAllowedError extends errorClass('MethodNotAllowedError', 405, false) {
+  constructor(
+    message: string,
+    readonly allowedMethods: string[],
+  ) {
+    super(message);
+  }
+}
 /** The request clashes with existing state (duplicate device, already provisioned). */
 export class ConflictError extends errorClass('ConflictError', 409, false) {}
 export class UnsupportedMediaTypeError extends errorClass('UnsupportedMediaTypeError', 415, false) {}

@@ -330,6 +330,7 @@ export function createServiceApi(
       ...configurationJobOperations({ ...parts, client, taskQueue: config.temporal.taskQueue }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
+        protocols: [...parts.adapters.keys()],
         failedEnrolmentTokens: config.authentication.failedEnrolmentTokens,
         publicBaseUrl: () => parts.publication.baseUrl,
       }),

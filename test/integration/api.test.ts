@@ -356,6 +356,28 @@ it('answers an audit page after a sequence beyond what the database holds with 4
   expect((await call('GET', '/api/v1/audit/events?after=2147483647')).body.events).toEqual([]);
 });
 
+it('answers a method a known path does not take with 405, the methods it takes in Allow, as a problem', async () => {
+  const health = await call('DELETE', '/healthz', { key: null });
+  expect(health.status).toBe(405);
+  expect(health.headers.get('allow')).toBe('GET, HEAD');
+  expect(health.type).toContain('application/problem+json');
+  const template = await call('PATCH', '/api/v1/provisioning/templates/default', { body: {} });
+  expect(template.status).toBe(405);
+  expect(template.headers.get('allow')).toBe('DELETE, GET, HEAD, PUT');
+  expect((await call('PATCH', '/api/v1/provisioning/nothing-here')).status).toBe(404);
+});
+
+describe('the OpenAPI document', () => {
+  it('describes the request body of every operation that reads JSON, and every route the README lists', async () => {
+    const { paths } = api.document;
+    expect(paths['/api/v1/provisioning/zero-touch'].post.requestBody.content['application/json'].schema).toBeDefined();
+    expect(paths['/api/v1/discovery/dhcp-events'].post.requestBody.content['application/json'].schema).toBeDefined();
+    expect(paths['/api/v1/discovery/sites/{site}'].get).toBeDefined();
+    const site = await call('GET', '/api/v1/discovery/sites/nowhere');
+    expect(site.status).toBe(404);
+  });
+});
+
 describe('audit trail', () => {
   it('records every change made through the API with its actor, and refused attempts as failures', async () => {
     await call('POST', '/api/v1/provisioning/templates', {
