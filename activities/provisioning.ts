@@ -17,7 +17,7 @@ import type { TemplateCatalog } from '../configuration/templates';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
 import { configurationPushes } from './configuration-push';
 import type { DeviceRegistry } from '../registry/device-registry';
-import { IdentityMismatchError, SelfTestFailedError } from '../service/errors';
+import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../service/errors';
 import type { Logger } from '../service/logger';
 import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
 import { provisioningStep } from './step';
@@ -226,8 +226,17 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
     }),
 
     recordAuditEvent: provisioningStep(async (event: AuditEventInput) => {
-      const row = await audit.append(event);
-      return { sequence: row.sequence };
+      try {
+        const row = await audit.append(event);
+        return { sequence: row.sequence };
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        // It can never be stored as given (a NUL in a comment, say): no retry would help, but what
+        // happened must not vanish, so the refusal goes on record and the run is told at once.
+        logger.error({ tenantId: event.tenantId, action: event.action, problems: error.fields }, 'audit event refused');
+        await audit.appendRefused(event, error.fields);
+        throw error;
+      }
     }),
 
     /** Nobody decided in time: tell the people who can, and put it on record. */

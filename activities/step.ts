@@ -1,10 +1,12 @@
 /**
  * Wraps an activity so that (a) the workflow learns how many attempts a step took, for the
  * record's retryCount, (b) the service's errors become Temporal failures whose type and
- * retryability come from the error class, in one place, and (c) it heartbeats while it runs, so a
- * worker that dies mid-step is noticed within the heartbeat timeout rather than the step timeout.
+ * retryability come from the error class (for the database's own refusals, from its SQLSTATE), in
+ * one place, and (c) it heartbeats while it runs, so a worker that dies mid-step is noticed within
+ * the heartbeat timeout rather than the step timeout.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { isDataException } from '../db/client';
 import { ServiceError } from '../service/errors';
 
 /** Well inside the workflows' heartbeat timeout (10 s). */
@@ -23,11 +25,12 @@ export function toActivityFailure(error: unknown, attempt: number): ApplicationF
     });
   }
   // Anything unexpected (a bug, a driver hiccup) is retried: the step's retry window bounds it.
+  // Data the database refuses as such never becomes storable, so that alone fails at once.
   const message = error instanceof Error ? error.message : String(error);
   return ApplicationFailure.create({
     type: error instanceof Error ? error.name : 'Error',
     message,
-    nonRetryable: false,
+    nonRetryable: isDataException(error),
     details: [{ attempt }],
   });
 }

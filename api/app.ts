@@ -21,10 +21,11 @@ import { codecOpenApiPaths, codecServerRouter, type TenantPayloadCodec } from '.
 import { pkiMountPath, pkiOpenApiPaths, pkiPublicationRouter } from './pki-publication';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspResponder } from '../pki/ocsp-responder';
+import type { TrustedProxies } from '../service/config';
 import type { Logger } from '../service/logger';
 import { createAuthenticator, type AuthenticationFailure } from './authentication';
 import { openApiDocument } from './openapi';
-import { mountOperations, operation, type AnyOperation, type OperationRecord } from './operation';
+import { methodNotAllowedHandler, mountOperations, operation, type AnyOperation, type OperationRecord } from './operation';
 import { notFoundHandler, problemHandler } from './problem';
 import { RateLimiter } from './rate-limit';
 import { accessOperations } from './routes/access';
@@ -55,9 +56,11 @@ export interface ApiDependencies {
   recordOperation?(entry: OperationRecord): Promise<void>;
   healthChecks: HealthCheck[];
   rateLimitPerMinute: number;
+  /** Which proxies' X-Forwarded-For names the client address (Express's `trust proxy`); none when unset. */
+  trustProxy?: TrustedProxies;
   /** Further operations (declared the same way) that other parts of the service contribute. */
   extraOperations?: AnyOperation[];
-  bulk?: { importer: BulkImporter; jobs: BulkJobs };
+  bulk?: { importer: BulkImporter; jobs: BulkJobs; concurrentUploads: number };
   /** CRLs, CA certificates and the OCSP responder, served at the URLs certificates carry. */
   pki?: { crls: CrlPublisher; ocsp: OcspResponder };
   /** Temporal's remote codec protocol at /codec, for operators' Web UI and CLI to read history. */
@@ -81,7 +84,7 @@ export function apiOperations(deps: ApiDependencies): AnyOperation[] {
   const operations: AnyOperation[] = [
     ...healthOperations(deps.healthChecks),
     ...provisioningOperations(deps.provisioning, deps.protocols),
-    ...(deps.bulk ? bulkOperations(deps.bulk.importer, deps.bulk.jobs) : []),
+    ...(deps.bulk ? bulkOperations(deps.bulk) : []),
     ...certificateOperations(deps.ca, deps.registry, deps.inventory, deps.audit),
     ...templateOperations(deps.templates),
     ...approvalOperations(deps.provisioning, deps.approvals),
@@ -120,6 +123,9 @@ function isLoopback(address: string | undefined): boolean {
 export function createApp(deps: ApiDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
+  // Client addresses key the per-address limits, throttles and audit records; only proxies named
+  // here may say who the client is.
+  app.set('trust proxy', deps.trustProxy ?? false);
   app.set('query parser', 'simple');
   app.use((_req, res, next) => {
     res.set({
@@ -183,12 +189,14 @@ export function createApp(deps: ApiDependencies): Express {
   });
 
   const limiter = new RateLimiter({ perMinute: deps.rateLimitPerMinute });
-  mountOperations(app, apiOperations(deps), {
+  const operations = apiOperations(deps);
+  mountOperations(app, operations, {
     authenticate,
     limit: (key) => limiter.take(key),
     record: deps.recordOperation,
   });
 
+  app.use(methodNotAllowedHandler(operations));
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

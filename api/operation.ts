@@ -3,11 +3,11 @@
  * its documented responses. Mounting checks authentication, permission and input before the
  * handler runs; the OpenAPI document is generated from the same declarations.
  */
-import type { Request, Response, Router } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import type { z } from 'zod';
 import { roleAllows, type Permission, type Principal } from '../access/roles';
-import { ForbiddenError, ServiceError } from '../service/errors';
-import { parseOrThrow } from '../service/validation';
+import { ForbiddenError, MethodNotAllowedError, ServiceError } from '../service/errors';
+import { parseOrThrow, refuseUnstorableText, storableText } from '../service/validation';
 
 export interface ResponseDeclaration {
   description: string;
@@ -37,6 +37,8 @@ export interface Operation<P = Record<string, string>, Q = Record<string, unknow
   tag: string;
   /** `public` operations need no credentials (health, the API description). */
   permission: Permission | 'public';
+  /** Health probes must see the service as it is, however busy the prober's address is otherwise. */
+  exemptFromRateLimit?: boolean;
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;
@@ -82,6 +84,21 @@ export interface MountOptions {
 
 const anonymous: Principal = { subject: 'anonymous', credential: 'anonymous', kind: 'user', tenantId: '', role: 'viewer', name: 'anonymous' };
 
+/**
+ * The operation's input as declared, read from the request. Text the database cannot store is
+ * refused first, in path, query and body alike, so no operation has to think of it.
+ */
+function inputOf(op: AnyOperation, req: Request): Pick<OperationContext<unknown, unknown, unknown>, 'params' | 'query' | 'body'> {
+  refuseUnstorableText(req.params, 'path', 'path:');
+  refuseUnstorableText(req.query, 'query', 'query:');
+  refuseUnstorableText(req.body, 'request body');
+  return {
+    params: op.params ? parseOrThrow(op.params, req.params, 'path', 'path:') : req.params,
+    query: op.query ? parseOrThrow(op.query, req.query, 'query', 'query:') : req.query,
+    body: op.body ? parseOrThrow(op.body, req.body, 'request body') : req.body,
+  };
+}
+
 export function mountOperations(
   router: Pick<Router, 'get' | 'post' | 'put' | 'delete'>,
   operations: AnyOperation[],
@@ -90,14 +107,15 @@ export function mountOperations(
   for (const op of operations) {
     router[op.method](expressPath(op.path), async (req: Request, res: Response) => {
       if (op.permission === 'public') {
-        options.limit(`ip:${req.ip}`);
-        await op.handle({ req, res, principal: anonymous, tenantId: '', params: req.params, query: req.query, body: req.body });
+        if (!op.exemptFromRateLimit) options.limit(`ip:${req.ip}`);
+        await op.handle({ req, res, principal: anonymous, tenantId: '', ...inputOf(op, req) });
         return;
       }
       const principal = await options.authenticate(req);
       // Each credential has its own budget, even where one person holds several.
       options.limit(principal.credential);
-      // Changes, and refused attempts at them, go on record; reads do not.
+      // Changes, and refused attempts at them, go on record; reads do not. What the caller sent is
+      // recorded as sent, with what the database cannot store escaped, so refusals of it are on record too.
       const record = (outcome: OperationRecord['outcome'], status: number, error?: string) =>
         op.method !== 'get' && options.record
           ? options.record({
@@ -105,25 +123,19 @@ export function mountOperations(
               operationId: op.operationId,
               method: op.method.toUpperCase(),
               path: req.originalUrl,
-              params: { ...req.params } as Record<string, string>,
+              params: Object.fromEntries(
+                Object.entries(req.params as Record<string, string>).map(([name, value]) => [name, storableText(value)]),
+              ),
               outcome,
               status,
-              error,
+              ...(error === undefined ? {} : { error: storableText(error) }),
             })
           : Promise.resolve();
       try {
         if (!roleAllows(principal.role, op.permission)) {
           throw new ForbiddenError(`the ${principal.role} role may not ${op.summary.toLowerCase()}`);
         }
-        await op.handle({
-          req,
-          res,
-          principal,
-          tenantId: principal.tenantId,
-          params: op.params ? parseOrThrow(op.params, req.params, 'path', 'path:') : req.params,
-          query: op.query ? parseOrThrow(op.query, req.query, 'query', 'query:') : req.query,
-          body: op.body ? parseOrThrow(op.body, req.body, 'request body') : req.body,
-        });
+        await op.handle({ req, res, principal, tenantId: principal.tenantId, ...inputOf(op, req) });
       } catch (error) {
         const status = error instanceof ServiceError ? error.status : 500;
         await record('failure', status, error instanceof Error ? error.message : String(error));
@@ -132,4 +144,36 @@ export function mountOperations(
       await record('success', res.statusCode);
     });
   }
+}
+
+/**
+ * Answers a method no operation of a known path takes with 405 and the methods it does take;
+ * mount after the operations. Unknown paths are left to the not-found handler.
+ */
+export function methodNotAllowedHandler(operations: AnyOperation[]): RequestHandler {
+  const paths = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+  for (const op of operations) {
+    const source = op.path
+      .split(/\{[A-Za-z0-9_]+\}/)
+      .map((literal) => literal.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+      .join('[^/]+');
+    const entry = paths.get(op.path) ?? { pattern: new RegExp(`^${source}/?$`, 'i'), methods: new Set<string>() };
+    entry.methods.add(op.method.toUpperCase());
+    paths.set(op.path, entry);
+  }
+  return (req, res, next) => {
+    const allowed = new Set<string>();
+    for (const { pattern, methods } of paths.values()) if (pattern.test(req.path)) for (const method of methods) allowed.add(method);
+    if (allowed.size === 0 || allowed.has(req.method)) {
+      next();
+      return;
+    }
+    if (allowed.has('GET')) allowed.add('HEAD');
+    const methods = [...allowed].sort();
+    if (req.method === 'OPTIONS') {
+      res.set('Allow', [...methods, 'OPTIONS'].join(', ')).status(204).end();
+      return;
+    }
+    next(new MethodNotAllowedError(`${req.method} is not supported on ${req.path}; use ${methods.join(', ')}`, methods));
+  };
 }

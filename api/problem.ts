@@ -3,7 +3,14 @@
  * errors are logged with their stack and answered without internals.
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { ServiceError, TooManyRequestsError, UnauthenticatedError, type FieldProblem } from '../service/errors';
+import {
+  MethodNotAllowedError,
+  ServiceBusyError,
+  ServiceError,
+  TooManyRequestsError,
+  UnauthenticatedError,
+  type FieldProblem,
+} from '../service/errors';
 import type { Logger } from '../service/logger';
 
 export interface Problem {
@@ -80,7 +87,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     if (res.headersSent) return next(error);
     const problem = { ...problemOf(error), instance: req.originalUrl };
     if (error instanceof UnauthenticatedError) res.set('WWW-Authenticate', 'Bearer realm="device-provisioning"');
-    if (error instanceof TooManyRequestsError) res.set('Retry-After', String(error.retryAfterSeconds));
+    if (error instanceof TooManyRequestsError || error instanceof ServiceBusyError) res.set('Retry-After', String(error.retryAfterSeconds));
+    if (error instanceof MethodNotAllowedError) res.set('Allow', error.allowedMethods.join(', '));
     if (problem.status >= 500) logger.error({ err: error, path: req.originalUrl }, 'request failed');
     sendProblem(res, problem);
   };

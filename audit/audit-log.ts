@@ -13,9 +13,9 @@ import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { auditEvents, type AuditEventRow } from '../db/schema';
-import { ValidationError } from '../service/errors';
+import { ValidationError, type FieldProblem } from '../service/errors';
 import type { Logger } from '../service/logger';
-import { parseOrThrow } from '../service/validation';
+import { parseOrThrow, refuseUnstorableText, storableText } from '../service/validation';
 import { KeyedMutex } from '../service/keyed-mutex';
 
 export const auditActorTypes = ['user', 'api-key', 'system', 'workflow', 'anonymous'] as const;
@@ -110,8 +110,11 @@ const eventInputSchema = z.object({
   occurredAt: z.date().optional(),
 });
 
+/** Sequences are PostgreSQL integers; a larger `after` could only fail in the database. */
+export const maximumAuditSequence = 2_147_483_647;
+
 const querySchema = z.object({
-  after: z.number().int().min(0).optional(),
+  after: z.number().int().min(0).max(maximumAuditSequence).optional(),
   limit: z.number().int().min(1).max(maximumListLimit).default(defaultListLimit),
   action: z.string().min(1).optional(),
   targetType: z.string().min(1).optional(),
@@ -138,10 +141,13 @@ export class AuditLog {
 
   /**
    * Appends an event to its tenant's chain and returns the stored row. Throws when the event is
-   * invalid (ValidationError) or cannot be written; whether to go on without it is the caller's call.
+   * invalid (ValidationError, also for text the database cannot store) or cannot be written;
+   * whether to go on without it is the caller's call.
    */
   async append(event: AuditEventInput): Promise<AuditEventRow> {
     const input = parseOrThrow(eventInputSchema, event, 'audit event');
+    // Retrying could never store it: refused here, as a ValidationError, rather than by the database.
+    refuseUnstorableText(input, 'audit event');
     const occurredAt = input.occurredAt ?? new Date();
     const details = redactSecrets(plainJson(input.details));
 
@@ -206,6 +212,29 @@ export class AuditLog {
           );
         }
       }
+    });
+  }
+
+  /**
+   * Puts on record that `event` was refused (it holds text the database cannot store, say): who,
+   * what and on what, the problems, and the whole event as JSON, which escapes such text, with
+   * secrets redacted as always. For bookkeeping that must not lose an event it cannot store.
+   */
+  async appendRefused(event: AuditEventInput, problems: FieldProblem[]): Promise<AuditEventRow> {
+    const optional = (text: string | null | undefined) => (typeof text === 'string' ? storableText(text) : null);
+    return this.append({
+      tenantId: event.tenantId,
+      actor: optional(event.actor) || 'unknown',
+      actorType: auditActorTypes.includes(event.actorType) ? event.actorType : 'system',
+      action: 'audit.event_refused',
+      targetType: optional(event.targetType),
+      targetId: optional(event.targetId),
+      outcome: 'failure',
+      details: {
+        action: optional(event.action),
+        problems: problems.map(({ field, reason }) => ({ field: storableText(field), reason: storableText(reason) })),
+        event: JSON.stringify(redactSecrets({ ...event, details: event.details ?? {} })),
+      },
     });
   }
 

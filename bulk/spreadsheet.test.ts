@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { constants, crc32, createInflateRaw, deflateRawSync } from 'node:zlib';
 import ExcelJS from 'exceljs';
@@ -351,6 +352,17 @@ describe('recognising the file format', () => {
 });
 
 describe('reading an Excel device list', () => {
+  it.each(['devices-openpyxl.xlsx', 'devices-pandas.xlsx'])(
+    'reads the first worksheet of a workbook written by openpyxl or pandas, whose parts are named from the package root (%s)',
+    async (fixture) => {
+      const rows = await read(readFileSync(new URL(`./fixtures/${fixture}`, import.meta.url)), fixture);
+      expect(rows.map((r) => [r.line, r.values.serialNumber, r.values.macAddress, r.values.name, r.problems])).toEqual([
+        [2, 'XL-0001', '02:00:5e:00:00:01', 'Lobby 1', []],
+        [3, 'XL-0002', '02:00:5e:00:00:02', 'Lobby 2', []],
+      ]);
+    },
+  );
+
   it('reads the first worksheet of a minimal workbook with inline strings', async () => {
     const xlsx = zipArchive(workbookParts(`${xlsxHeader}<row r="2"/>${textRow(4, ['S-1', mac(1), '192.0.2.1', 'hq', ' Gate '])}`));
     expect(await read(xlsx, 'devices.xlsx')).toEqual([

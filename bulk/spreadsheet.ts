@@ -574,16 +574,21 @@ function checkParts(entries: readonly ZipEntry[]): void {
 const doctype = Buffer.from('<!DOCTYPE');
 const maxNumberFormatLength = 255;
 
+const stylesPart = 'xl/styles.xml';
+const workbookRelationshipsPart = 'xl/_rels/workbook.xml.rels';
+
 /**
  * Inflates every entry with a bound, since a directory entry may understate what its data expands
  * to. XML parts must have no DTD (workbooks never carry one; it is how entity expansion and external
- * entities get in), and number formats must be ones Excel itself could write.
+ * entities get in), and number formats must be ones Excel itself could write. Returns the parts read
+ * here for later use, by lower-case name.
  */
-async function checkContents(data: Buffer, entries: readonly ZipEntry[]): Promise<void> {
+async function checkContents(data: Buffer, entries: readonly ZipEntry[]): Promise<Map<string, string>> {
+  const keptParts = new Map<string, string>();
   for (const entry of entries) {
     const lowerName = entry.name.toLowerCase();
     const isXml = /\.(xml|rels|vml)$/.test(lowerName);
-    const keep = lowerName === 'xl/styles.xml';
+    const keep = lowerName === stylesPart || lowerName === workbookRelationshipsPart;
     const kept: Buffer[] = [];
     let tail = Buffer.alloc(0);
     const inspect = (chunk: Buffer) => {
@@ -617,8 +622,23 @@ async function checkContents(data: Buffer, entries: readonly ZipEntry[]): Promis
       }
       if (produced !== entry.uncompressedSize) throw damaged(`ZIP entry ${quoted(entry.name)} is shorter than its directory entry says`);
     }
-    if (keep) checkNumberFormats(Buffer.concat(kept).toString('utf8'));
+    if (keep) keptParts.set(lowerName, Buffer.concat(kept).toString('utf8'));
   }
+  const styles = keptParts.get(stylesPart);
+  if (styles !== undefined) checkNumberFormats(styles);
+  return keptParts;
+}
+
+/**
+ * The workbook's relationships with every target relative to `xl/`. Writers such as openpyxl (and
+ * pandas through it) name parts from the package root (`/xl/worksheets/sheet1.xml`), as OOXML
+ * allows; exceljs finds a worksheet's name only through a relative target.
+ */
+function relativeWorkbookTargets(relationships: string): string {
+  return relationships.replace(/(\sTarget\s*=\s*)(["'])\/([^"']*)\2/g, (_match, before: string, quote: string, path: string) => {
+    const relative = path.startsWith('xl/') ? path.slice('xl/'.length) : `../${path}`;
+    return `${before}${quote}${relative}${quote}`;
+  });
 }
 
 function decodeXmlEntities(text: string): string {
@@ -685,23 +705,26 @@ interface RebuiltEntry {
 }
 
 /**
- * A fresh archive of the checked entries exceljs reads. Its reader walks local headers in order,
- * trusting them; here every local header is written from the checked directory entry, so no hidden
- * entry and no understated size can reach it.
+ * A fresh archive of the checked entries exceljs reads, some parts replaced by what was made of
+ * them here. Its reader walks local headers in order, trusting them; here every local header is
+ * written from the checked directory entry, so no hidden entry and no understated size can reach it.
  */
-function* rebuiltArchive(data: Buffer, entries: readonly ZipEntry[]): Generator<Buffer> {
+function* rebuiltArchive(data: Buffer, entries: readonly ZipEntry[], replacements: ReadonlyMap<string, string>): Generator<Buffer> {
   const byName = new Map(entries.map((entry) => [entry.name, entry]));
   const chosen: RebuiltEntry[] = [];
   const take = (entry: ZipEntry) =>
     chosen.push({ ...entry, flags: entry.flags & 0x0800, data: data.subarray(entry.dataStart, entry.dataStart + entry.compressedSize) });
+  const store = (name: string, text: string) => {
+    const content = Buffer.from(text);
+    const size = content.length;
+    chosen.push({ nameBytes: Buffer.from(name), flags: 0, method: 0, crc32: crc32(content), compressedSize: size, uncompressedSize: size, data: content });
+  };
   for (const name of exceljsLeadingParts) {
     const entry = byName.get(name);
-    if (entry) take(entry);
-    else if (emptyParts[name]) {
-      const content = Buffer.from(emptyParts[name]);
-      const size = content.length;
-      chosen.push({ nameBytes: Buffer.from(name), flags: 0, method: 0, crc32: crc32(content), compressedSize: size, uncompressedSize: size, data: content });
-    }
+    const replacement = replacements.get(name);
+    if (replacement !== undefined) store(name, replacement);
+    else if (entry) take(entry);
+    else if (emptyParts[name]) store(name, emptyParts[name]);
   }
   for (const entry of entries) if (worksheetPart.test(entry.name)) take(entry);
 
@@ -797,10 +820,12 @@ type WorkbookModel = { model?: { sheets?: { name?: string }[] } };
 async function* readXlsx(data: Buffer, limits: SheetLimits): AsyncGenerator<SheetRow> {
   const entries = zipDirectory(data, limits);
   checkParts(entries);
-  await checkContents(data, entries);
+  const parts = await checkContents(data, entries);
+  const relationships = parts.get(workbookRelationshipsPart);
+  const replacements = new Map(relationships === undefined ? [] : [[workbookRelationshipsPart, relativeWorkbookTargets(relationships)]]);
 
   // Hyperlinks ignored: exceljs never follows them, and nothing here needs their targets.
-  const reader = new ExcelJS.stream.xlsx.WorkbookReader(Readable.from(rebuiltArchive(data, entries)), {
+  const reader = new ExcelJS.stream.xlsx.WorkbookReader(Readable.from(rebuiltArchive(data, entries, replacements)), {
     worksheets: 'emit',
     sharedStrings: 'cache',
     styles: 'cache',

@@ -38,6 +38,9 @@ export const compliancePolicyInputSchema = z
   .strict();
 export type CompliancePolicyInput = z.infer<typeof compliancePolicyInputSchema>;
 
+/** Device ids per query when looking up exceptions for many devices at once. */
+const deviceIdsPerQuery = 1000;
+
 /** The longest an exception may last before someone must look at it again. */
 export const maximumOverrideDays = 365;
 
@@ -234,27 +237,31 @@ export class CompliancePolicies {
   /** Exceptions in force now for any of these devices, or for the template. */
   async activeFor(tenantId: string, target: { deviceIds: string[]; templateId: string }): Promise<Map<string, ApplicableOverride[]>> {
     const now = new Date();
-    const rows = await this.db
-      .select()
-      .from(complianceOverrides)
-      .where(
-        and(
-          eq(complianceOverrides.tenantId, tenantId),
-          isNull(complianceOverrides.revokedAt),
-          gt(complianceOverrides.expiresAt, now),
-          or(
-            and(eq(complianceOverrides.scope, 'template'), eq(complianceOverrides.scopeValue, target.templateId)),
-            target.deviceIds.length > 0
-              ? and(eq(complianceOverrides.scope, 'device'), inArray(complianceOverrides.scopeValue, target.deviceIds))
-              : undefined,
-          ),
-        ),
+    const rows: ComplianceOverrideRow[] = [];
+    // In slices: a bulk file of 100,000 devices would pass PostgreSQL's 65,535 bind parameters.
+    for (let start = 0; start === 0 || start < target.deviceIds.length; start += deviceIdsPerQuery) {
+      const deviceIds = target.deviceIds.slice(start, start + deviceIdsPerQuery);
+      rows.push(
+        ...(await this.db
+          .select()
+          .from(complianceOverrides)
+          .where(
+            and(
+              eq(complianceOverrides.tenantId, tenantId),
+              isNull(complianceOverrides.revokedAt),
+              gt(complianceOverrides.expiresAt, now),
+              or(
+                start === 0 ? and(eq(complianceOverrides.scope, 'template'), eq(complianceOverrides.scopeValue, target.templateId)) : undefined,
+                deviceIds.length > 0 ? and(eq(complianceOverrides.scope, 'device'), inArray(complianceOverrides.scopeValue, deviceIds)) : undefined,
+              ),
+            ),
+          )),
       );
-    const byDevice = new Map<string, ApplicableOverride[]>();
-    const forTemplate = rows.filter((row) => row.scope === 'template').map(applicable);
-    for (const deviceId of target.deviceIds) {
-      byDevice.set(deviceId, [...rows.filter((row) => row.scope === 'device' && row.scopeValue === deviceId).map(applicable), ...forTemplate]);
     }
+    const byDevice = new Map(target.deviceIds.map((deviceId) => [deviceId, [] as ApplicableOverride[]]));
+    for (const row of rows) if (row.scope === 'device') byDevice.get(row.scopeValue)?.push(applicable(row));
+    const forTemplate = rows.filter((row) => row.scope === 'template').map(applicable);
+    for (const overrides of byDevice.values()) overrides.push(...forTemplate);
     return byDevice;
   }
 }

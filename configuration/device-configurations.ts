@@ -21,6 +21,7 @@ import {
 import type { SecretVault } from '../custody/secret-vault';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { ConflictError, NotFoundError, ServiceError, ValidationError, type FieldProblem } from '../service/errors';
+import { eventLoopTurns } from '../service/cooperative';
 import { canonicalHash } from './canonical-json';
 import {
   applyOverrides,
@@ -304,15 +305,19 @@ export class DeviceConfigurations {
       this.parametersRows(tenantId, ids),
       this.deps.compliance.activeFor(tenantId, { deviceIds: ids, templateId: version.templateId }),
     ]);
-    return devices.map((device) => {
+    const previews: Array<{ prepared?: PreparedConfiguration; problems: FieldProblem[] }> = [];
+    const giveWay = eventLoopTurns();
+    for (const device of devices) {
+      await giveWay();
       try {
         const prepared = this.prepare(tenantId, version, device, rows.get(device.deviceId), policy, overrides.get(device.deviceId) ?? []);
-        return { prepared, problems: [] };
+        previews.push({ prepared, problems: [] });
       } catch (error) {
         if (!(error instanceof ServiceError)) throw error;
-        return { problems: error.fields.length > 0 ? error.fields : [{ field: '(configuration)', reason: error.message }] };
+        previews.push({ problems: error.fields.length > 0 ? error.fields : [{ field: '(configuration)', reason: error.message }] });
       }
-    });
+    }
+    return previews;
   }
 
   /**

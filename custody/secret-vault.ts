@@ -49,16 +49,17 @@ export class SecretVault {
   /** Stores (or replaces) one value per device, in batches: a bulk import may bring thousands. */
   async storeMany(tenantId: string, purpose: string, entries: { deviceId: string; value: unknown }[]): Promise<void> {
     const sealer = await this.#sealerFor(tenantId, purpose);
-    const rows = entries.map(({ deviceId, value }) => {
-      const json = JSON.stringify(value);
-      if (json === undefined) throw new TypeError('SecretVault.store: the value is not JSON-serialisable');
-      const sealedValue = sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
-      return { tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: sealer.keyId };
-    });
-    for (let start = 0; start < rows.length; start += 500) {
+    // Sealed a slice at a time, between the inserts: a bulk job's 100,000 at once would hold the thread.
+    for (let start = 0; start < entries.length; start += 500) {
+      const rows = entries.slice(start, start + 500).map(({ deviceId, value }) => {
+        const json = JSON.stringify(value);
+        if (json === undefined) throw new TypeError('SecretVault.store: the value is not JSON-serialisable');
+        const sealedValue = sealer.seal(Buffer.from(json, 'utf8'), bindingOf(tenantId, deviceId, purpose));
+        return { tenantId, deviceId, purpose, sealedValue, keyEncryptionKeyId: sealer.keyId };
+      });
       await this.#db
         .insert(deviceSecrets)
-        .values(rows.slice(start, start + 500))
+        .values(rows)
         .onConflictDoUpdate({
           target: [deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose],
           set: { sealedValue: sql`excluded.sealed_value`, keyEncryptionKeyId: sql`excluded.key_encryption_key_id`, updatedAt: sql`now()` },

@@ -8,7 +8,7 @@ import { BadCsrError } from '../service/errors';
 import { makeCsr, openssl, withTemporaryDirectory } from '../test/support/openssl';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { base64Lines, certsOnly, csrAttributes, csrPemOfBody, FailedAuthenticationThrottle, parseEstLabel } from './est';
+import { base64Lines, certsOnly, csrAttributes, csrPemOfBody, parseEstLabel } from './est';
 import { fromPem } from './pem';
 
 function selfSigned(subject: string): Uint8Array {
@@ -82,18 +82,5 @@ describe('EST messages', () => {
     expect(fromPem(csrPemOfBody(Buffer.from(csrPem)), ['CERTIFICATE REQUEST'])).toEqual(der);
     expect(() => csrPemOfBody(Buffer.from('not base64 at all!'))).toThrow(BadCsrError);
     expect(() => csrPemOfBody(Buffer.alloc(0))).toThrow(BadCsrError);
-  });
-});
-
-describe('FailedAuthenticationThrottle', () => {
-  it('allows a burst of failures per key, then blocks until the refill rate allows one more', () => {
-    const throttle = new FailedAuthenticationThrottle({ burst: 2, perMinute: 6 });
-    const keys = ['address:10.0.0.1'];
-    expect(throttle.retryAfterSeconds(keys, 0)).toBeUndefined();
-    throttle.recordFailure(keys, 0);
-    throttle.recordFailure(keys, 0);
-    expect(throttle.retryAfterSeconds(keys, 0)).toBe(10);
-    expect(throttle.retryAfterSeconds(['address:10.0.0.2'], 0)).toBeUndefined();
-    expect(throttle.retryAfterSeconds(keys, 10_000)).toBeUndefined();
   });
 });

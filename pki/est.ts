@@ -28,6 +28,7 @@ import {
   UnauthenticatedError,
 } from '../service/errors';
 import { KeyedMutex } from '../service/keyed-mutex';
+import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../access/failed-authentications';
 import type { Logger } from '../service/logger';
 import type { CertificateAuthority } from './certificate-authority';
 import { parseCertificateSigningRequest } from './csr';
@@ -136,12 +137,7 @@ export interface EstEnrolmentResult {
   newlyIssued: boolean;
 }
 
-export interface FailedAuthenticationLimits {
-  /** Failures a client address (or a device id) may have in a burst... */
-  burst: number;
-  /** ...and how many more it regains per minute. */
-  perMinute: number;
-}
+export type { FailedAuthenticationLimits } from '../access/failed-authentications';
 
 export interface EstEnrolmentDependencies {
   db: Database;
@@ -443,46 +439,4 @@ export class EstEnrolment {
 function samePassword(presented: string, stored: string): boolean {
   const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest();
   return timingSafeEqual(digest(presented), digest(stored)) && stored !== '';
-}
-
-/**
- * Token buckets of failures, per client address and per device id: a client may fail `burst`
- * times, then once per `60 / perMinute` seconds. In memory, per process.
- */
-export class FailedAuthenticationThrottle {
-  readonly #buckets = new Map<string, { tokens: number; updatedAt: number }>();
-  readonly #limits: FailedAuthenticationLimits;
-  readonly #maximumTracked = 100_000;
-
-  constructor(limits: FailedAuthenticationLimits) {
-    this.#limits = limits;
-  }
-
-  /** Seconds until one of the keys may fail again, or undefined when none is blocked. */
-  retryAfterSeconds(keys: readonly string[], now = Date.now()): number | undefined {
-    let wait: number | undefined;
-    for (const key of keys) {
-      const tokens = this.#tokens(key, now);
-      if (tokens < 1) {
-        const seconds = Math.max(1, Math.ceil(((1 - tokens) * 60) / this.#limits.perMinute));
-        wait = Math.max(wait ?? 0, seconds);
-      }
-    }
-    return wait;
-  }
-
-  recordFailure(keys: readonly string[], now = Date.now()): void {
-    for (const key of keys) {
-      const tokens = this.#tokens(key, now);
-      this.#buckets.delete(key);
-      this.#buckets.set(key, { tokens: tokens - 1, updatedAt: now });
-      if (this.#buckets.size > this.#maximumTracked) this.#buckets.delete(this.#buckets.keys().next().value!);
-    }
-  }
-
-  #tokens(key: string, now: number): number {
-    const bucket = this.#buckets.get(key);
-    if (!bucket) return this.#limits.burst;
-    return Math.min(this.#limits.burst, bucket.tokens + ((now - bucket.updatedAt) * this.#limits.perMinute) / 60_000);
-  }
 }

@@ -9,6 +9,8 @@ import {
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
+// The helper the SDK's own client decodes failures with; not re-exported from the package root.
+import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow/codec-helpers.js';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
@@ -306,7 +308,9 @@ export class ProvisioningService {
         const step = record.provisioningSteps.find((s) => s.step === stepName);
         if (!step || step.status !== 'in_progress') continue;
         step.retryCount = Math.max(step.retryCount, (pending.attempt ?? 1) - 1);
-        if (pending.lastFailure?.message) step.error = pending.lastFailure.message;
+        // The failure converter moved the message into an encrypted payload ("Encoded failure").
+        const lastFailure = await decodeOptionalFailureToOptionalError(this.deps.client.options.loadedDataConverter, pending.lastFailure);
+        if (lastFailure?.message) step.error = lastFailure.message;
       }
       return record;
     } catch (error) {

@@ -64,6 +64,10 @@ const environmentSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  TRUST_PROXY: optionalText,
+  ZERO_TOUCH_FAILED_TOKEN_BURST: z.coerce.number().int().positive().default(10),
+  ZERO_TOUCH_FAILED_TOKEN_PER_MINUTE: z.coerce.number().int().positive().default(5),
+  BULK_MAX_CONCURRENT_UPLOADS: z.coerce.number().int().positive().default(2),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
   CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
@@ -93,12 +97,17 @@ const environmentSchema = z.object({
 
 export type ServiceRole = 'api' | 'worker';
 
+/** Express's `trust proxy`: whose X-Forwarded-For names the client (rate limits, audit, throttles). */
+export type TrustedProxies = boolean | number | string[];
+
 export interface ServiceConfig {
   /** `development` lets the service reach devices on loopback and the embedded Web UI decode without credentials; `production` neither. */
   environment: 'development' | 'production';
   /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); nothing outside is contacted on a device's behalf. */
   deviceNetworks: DeviceNetworks;
-  http: { port: number; host: string };
+  http: { port: number; host: string; trustProxy: TrustedProxies };
+  /** Bulk files this process reads at once; each may take a few hundred MiB while it is read. */
+  bulk: { concurrentUploads: number };
   /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
   est: {
     host: string;
@@ -127,6 +136,8 @@ export interface ServiceConfig {
     /** Set when bearer tokens from an identity provider are accepted besides API keys. */
     bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
     rateLimitPerMinute: number;
+    /** Wrong enrolment tokens a client address may present, like failed EST logins. */
+    failedEnrolmentTokens: { burst: number; perMinute: number };
   };
   worker: { activities: number; workflowTasks: number; cachedWorkflows: number };
   alerts: {
@@ -234,6 +245,22 @@ function isLoopbackHost(host: string): boolean {
   return address === '::1';
 }
 
+const proxyKeywords = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** TRUST_PROXY as Express takes it: true/false, a number of hops, or addresses, subnets and keywords. */
+function trustedProxies(value: string | undefined): TrustedProxies {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  const entries = list(value);
+  for (const entry of entries) {
+    const [address, prefix, ...rest] = entry.split('/');
+    const valid = proxyKeywords.has(entry) || (isIP(address!) !== 0 && rest.length === 0 && (prefix === undefined || /^\d{1,3}$/.test(prefix)));
+    if (!valid) throw new ConfigurationError(`TRUST_PROXY: "${entry}" is not an address, subnet, loopback, linklocal or uniquelocal`);
+  }
+  return entries;
+}
+
 /** A comma-separated setting as its trimmed, non-empty items. */
 function list(value: string): string[] {
   return value.split(',').map((item) => item.trim()).filter(Boolean);
@@ -307,7 +334,8 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
   return {
     environment: env.SERVICE_ENVIRONMENT,
     deviceNetworks,
-    http: { port: env.PORT, host: env.HOST },
+    http: { port: env.PORT, host: env.HOST, trustProxy: trustedProxies(env.TRUST_PROXY) },
+    bulk: { concurrentUploads: env.BULK_MAX_CONCURRENT_UPLOADS },
     est: {
       host: env.EST_HOST ?? env.HOST,
       port: env.EST_PORT,
@@ -367,6 +395,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
             }
           : undefined,
       rateLimitPerMinute: env.API_RATE_LIMIT_PER_MINUTE,
+      failedEnrolmentTokens: { burst: env.ZERO_TOUCH_FAILED_TOKEN_BURST, perMinute: env.ZERO_TOUCH_FAILED_TOKEN_PER_MINUTE },
     },
     dataDir,
     database: { url: env.DATABASE_URL, embeddedDir: path.join(dataDir, 'postgres') },

@@ -53,6 +53,15 @@ export class TooManyRequestsError extends errorClass('TooManyRequestsError', 429
   }
 }
 export class NotFoundError extends errorClass('NotFoundError', 404, false) {}
+/** The path exists, but not for this method. */
+export class MethodNotAllowedError extends errorClass('MethodNotAllowedError', 405, false) {
+  constructor(
+    message: string,
+    readonly allowedMethods: string[],
+  ) {
+    super(message);
+  }
+}
 /** The request clashes with existing state (duplicate device, already provisioned). */
 export class ConflictError extends errorClass('ConflictError', 409, false) {}
 export class UnsupportedMediaTypeError extends errorClass('UnsupportedMediaTypeError', 415, false) {}
@@ -73,6 +82,15 @@ export class ConfigurationRejectedError extends errorClass('ConfigurationRejecte
 export class SelfTestFailedError extends errorClass('SelfTestFailedError', 502, true) {}
 /** The device cannot be reached or answered with a transient error. */
 export class DeviceUnavailableError extends errorClass('DeviceUnavailableError', 503, true) {}
+/** The service is at a limit it keeps on purpose (uploads read at once); the caller may try again shortly. */
+export class ServiceBusyError extends errorClass('ServiceBusyError', 503, true) {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
 /** A dependency of the service (database, Temporal, HSM) is not available right now. */
 export class DependencyUnavailableError extends errorClass('DependencyUnavailableError', 503, true) {}
 export class NotImplementedError extends errorClass('NotImplementedError', 501, false) {}

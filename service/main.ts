@@ -322,7 +322,7 @@ export function createServiceApi(
     renewAtFraction: config.ca.renewalAtFraction,
   });
   return createApp({
-    bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }) },
+    bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }), concurrentUploads: config.bulk.concurrentUploads },
     codec: {
       codec: new EncryptionCodec(parts.payloadKeyring),
       allowedOrigins: config.payloadEncryption.allowedOrigins,
@@ -339,6 +339,8 @@ export function createServiceApi(
       ...configurationJobOperations({ ...parts, client, taskQueue: config.temporal.taskQueue }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
+        protocols: [...parts.adapters.keys()],
+        failedEnrolmentTokens: config.authentication.failedEnrolmentTokens,
         publicBaseUrl: () => parts.publication.baseUrl,
       }),
     ],
@@ -384,6 +386,7 @@ export function createServiceApi(
       });
     },
     rateLimitPerMinute: config.authentication.rateLimitPerMinute,
+    trustProxy: config.http.trustProxy,
     logger,
     healthChecks: [
       { name: 'database', check: () => parts.database.ping() },

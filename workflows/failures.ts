@@ -34,3 +34,10 @@ export function attemptsOf(error: unknown): number {
   }
   return 1;
 }
+
+/** An activity failure no retry could mend (non-retryable), as opposed to a timeout or a cancellation. */
+export function isFailureForGood(error: unknown): boolean {
+  if (isCancellation(error)) return false;
+  const cause = rootCause(error);
+  return cause instanceof ApplicationFailure && cause.nonRetryable === true;
+}

@@ -10,6 +10,7 @@ import {
   condition,
   getExternalWorkflowHandle,
   isCancellation,
+  log,
   patched,
   proxyActivities,
   setHandler,
@@ -33,13 +34,15 @@ import {
   type ProvisioningStepName,
 } from './definitions';
 import { awaitApproval } from './approval';
-import { attemptsOf, describeFailure, failureType } from './failures';
+import { attemptsOf, describeFailure, failureType, isFailureForGood } from './failures';
 import { bulkDeviceFinishedSignal, type BulkDeviceOutcome } from './bulk-definitions';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome } from './metrics';
 
 
 /** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */
 const certificateEnrolmentByCapability = 'certificate-enrolment-by-capability';
+/** Marks runs that go on when an audit event is refused for good (the activity put the refusal on record). */
+const refusedAuditEventDoesNotStopRun = 'refused-audit-event-does-not-stop-run';
 
 /** Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while. */
 function deviceStepOptions(retryWindowSeconds: number): ActivityOptions {
@@ -157,16 +160,23 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     actor: string,
     details: Record<string, unknown> = {},
   ) => {
-    await bookkeeping.recordAuditEvent({
-      tenantId,
-      actor: actor === 'workflow' ? info.workflowId : actor,
-      actorType: actor === 'workflow' ? 'workflow' : 'user',
-      action,
-      outcome,
-      targetType: 'device',
-      targetId: device.deviceId,
-      details: { provisioningId: info.workflowId, runId: info.runId, ...details },
-    });
+    try {
+      await bookkeeping.recordAuditEvent({
+        tenantId,
+        actor: actor === 'workflow' ? info.workflowId : actor,
+        actorType: actor === 'workflow' ? 'workflow' : 'user',
+        action,
+        outcome,
+        targetType: 'device',
+        targetId: device.deviceId,
+        details: { provisioningId: info.workflowId, runId: info.runId, ...details },
+      });
+    } catch (error) {
+      // An event that can never be stored (text from a CLI signal, say) must not hold the run up for
+      // an hour or fail it: the activity has put the refusal on record. Runs before this rule failed.
+      if (!isFailureForGood(error) || !patched(refusedAuditEventDoesNotStopRun)) throw error;
+      log.warn('audit event refused; the run goes on', { action, error: describeFailure(error) });
+    }
   };
 
   async function reportToBulkJob(outcome: BulkDeviceOutcome['outcome']) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AuditLog } from '../../audit/audit-log';
+import { maximumAuditSequence, type AuditLog } from '../../audit/audit-log';
 import type { AuditEventRow } from '../../db/schema';
 import { operation, type AnyOperation } from '../operation';
 
@@ -46,7 +46,7 @@ export function auditOperations(audit: AuditLog): AnyOperation[] {
       permission: 'audit:read',
       query: z
         .object({
-          after: z.coerce.number().int().min(0).optional(),
+          after: z.coerce.number().int().min(0).max(maximumAuditSequence).optional(),
           limit: z.coerce.number().int().min(1).max(500).default(100),
           action: z.string().max(100).optional(),
           targetType: z.string().max(100).optional(),

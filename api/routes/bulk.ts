@@ -1,12 +1,12 @@
 import busboy from 'busboy';
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { templateIdPattern } from '../../configuration/templates';
 import type { BulkImporter } from '../../bulk/bulk-import';
 import { bulkReportColumns, type BulkJobs } from '../../bulk/bulk-jobs';
 import { deviceSheetTemplateCsv, deviceSheetTemplateXlsx, toCsv } from '../../bulk/spreadsheet-output';
-import { PayloadTooLargeError, ValidationError } from '../../service/errors';
-import { parseOrThrow } from '../../service/validation';
+import { PayloadTooLargeError, ServiceBusyError, ValidationError } from '../../service/errors';
+import { parseOrThrow, refuseUnstorableText } from '../../service/validation';
 import { maximumBulkConcurrency } from '../../workflows/bulk-definitions';
 import { operation, type AnyOperation } from '../operation';
 
@@ -113,8 +113,43 @@ const planSchema = z.object({
   withCredentials: z.number().int(),
 });
 
-export function bulkOperations(importer: BulkImporter, jobs: BulkJobs): AnyOperation[] {
+/** What an upload turned away at the cap is told to wait: about as long as reading one takes. */
+const busyRetryAfterSeconds = 10;
+
+export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; concurrentUploads: number }): AnyOperation[] {
+  const { importer, jobs } = deps;
   const jobUrl = (jobId: string) => `${base}/${jobId}`;
+  // Each file being read holds its bytes, its text and its rows; beyond the cap, uploads are
+  // turned away before a byte of them is read.
+  let uploadsBeingRead = 0;
+
+  async function startBulkJob(req: Request, res: Response, tenantId: string, requestedBy: string): Promise<void> {
+    const upload = await readUpload(req);
+    // Multipart parts are not JSON, so the API's own check of every text does not see them.
+    refuseUnstorableText({ ...upload.fields, ...(upload.file ? { file: upload.file.fileName } : {}) }, 'upload');
+    const fields = parseOrThrow(uploadFields, upload.fields, 'upload');
+    if (!upload.file) {
+      throw new ValidationError('no file was uploaded', { fields: [{ field: 'file', reason: 'a CSV or .xlsx file is required' }] });
+    }
+    const result = await importer.import({
+      tenantId,
+      templateId: fields.templateId,
+      dryRun: fields.dryRun,
+      concurrency: fields.concurrency,
+      options: { skipCertificateGeneration: fields.skipCertificateGeneration, autoActivate: fields.autoActivate },
+      file: upload.file,
+      requestedBy,
+    });
+    if (result.dryRun) {
+      res.status(200).json({ valid: true, plan: result.plan });
+      return;
+    }
+    res
+      .status(202)
+      .location(jobUrl(result.jobId))
+      .json({ jobId: result.jobId, statusUrl: jobUrl(result.jobId), reportUrl: `${jobUrl(result.jobId)}/report`, plan: result.plan });
+  }
+
   const control = (name: 'pause' | 'resume' | 'cancel' | 'retry-failed', summary: string) =>
     operation({
       operationId: `${name.replace(/-(\w)/, (_m, c: string) => c.toUpperCase())}BulkJob`,
@@ -196,30 +231,18 @@ export function bulkOperations(importer: BulkImporter, jobs: BulkJobs): AnyOpera
           schema: z.object({ jobId: z.string(), statusUrl: z.string(), reportUrl: z.string(), plan: planSchema }),
         },
         200: { description: 'dryRun: the validated plan; nothing is stored or started', schema: z.object({ valid: z.literal(true), plan: planSchema }) },
+        503: { description: 'As many files as the service reads at once are being read; try again after Retry-After' },
       },
       async handle({ req, res, tenantId, principal }) {
-        const upload = await readUpload(req);
-        const fields = parseOrThrow(uploadFields, upload.fields, 'upload');
-        if (!upload.file) {
-          throw new ValidationError('no file was uploaded', { fields: [{ field: 'file', reason: 'a CSV or .xlsx file is required' }] });
+        if (uploadsBeingRead >= deps.concurrentUploads) {
+          throw new ServiceBusyError(`${uploadsBeingRead} bulk files are being read already; try again shortly`, busyRetryAfterSeconds);
         }
-        const result = await importer.import({
-          tenantId,
-          templateId: fields.templateId,
-          dryRun: fields.dryRun,
-          concurrency: fields.concurrency,
-          options: { skipCertificateGeneration: fields.skipCertificateGeneration, autoActivate: fields.autoActivate },
-          file: upload.file,
-          requestedBy: principal.subject,
-        });
-        if (result.dryRun) {
-          res.status(200).json({ valid: true, plan: result.plan });
-          return;
+        uploadsBeingRead += 1;
+        try {
+          await startBulkJob(req, res, tenantId, principal.subject);
+        } finally {
+          uploadsBeingRead -= 1;
         }
-        res
-          .status(202)
-          .location(jobUrl(result.jobId))
-          .json({ jobId: result.jobId, statusUrl: jobUrl(result.jobId), reportUrl: `${jobUrl(result.jobId)}/report`, plan: result.plan });
       },
     }),
     operation({

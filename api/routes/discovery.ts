@@ -8,7 +8,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { DiscoveredDeviceRow, DiscoveryEventRow } from '../../db/schema';
 import { DiscoveryStore, maxSweepIntervalMinutes, minSweepIntervalMinutes, siteScanners, type DiscoverySite } from '../../discovery/discovery-store';
-import { deleteDiscoverySchedule, ensureDiscoverySchedule } from '../../discovery/sweep-schedule';
+import { deleteDiscoverySchedule, discoveryScheduleId, ensureDiscoverySchedule } from '../../discovery/sweep-schedule';
 import { identifierPattern } from '../../provisioning/requests';
 import { NotFoundError } from '../../service/errors';
 import type { discoverySweep, DiscoverySweepSummary } from '../../workflows/discovery-sweep';
@@ -179,6 +179,20 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
           await deleteDiscoverySchedule(client, { tenantId, site: site.site });
         }
         res.status(created ? 201 : 200).json(siteView(site, scheduleId));
+      },
+    }),
+    operation({
+      operationId: 'getDiscoverySite',
+      method: 'get',
+      path: `${base}/sites/{site}`,
+      summary: "A site's discovery configuration: scan scope, scanners and sweep interval",
+      tag: 'discovery',
+      permission: 'discovery:read',
+      params: siteParams,
+      responses: { 200: { description: 'The site', schema: siteSchema } },
+      async handle({ res, tenantId, params }) {
+        const site = await store.getSite(tenantId, params.site);
+        res.json(siteView(site, site.enabled ? discoveryScheduleId(tenantId, site.site) : undefined));
       },
     }),
     operation({

@@ -16,6 +16,7 @@ export function healthOperations(checks: HealthCheck[]): AnyOperation[] {
       summary: 'Report database and Temporal reachability',
       tag: 'operations',
       permission: 'public',
+      exemptFromRateLimit: true,
       responses: {
         200: { description: 'Every dependency is up', schema: healthSchema },
         503: { description: 'A dependency is down', schema: healthSchema },

@@ -6,11 +6,12 @@
 import QRCode from 'qrcode';
 import { pagesMountPath } from '../pages';
 import { z } from 'zod';
-import { parseDhcpLeaseEvent } from '../../discovery/dhcp-events';
+import { dhcpLeaseEventSchema, dhcpObservation } from '../../discovery/dhcp-events';
 import { identifierPattern } from '../../provisioning/requests';
-import { ValidationError } from '../../service/errors';
+import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../../access/failed-authentications';
+import { TooManyRequestsError, UnauthenticatedError } from '../../service/errors';
 import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
-import type { ZeroTouchRegistrations } from '../../zero-touch/registrations';
+import { registrationRequestSchema, type ZeroTouchRegistrations } from '../../zero-touch/registrations';
 import { operation, type AnyOperation } from '../operation';
 
 const base = '/api/v1/provisioning/zero-touch';
@@ -57,8 +58,15 @@ const registrationResponse = z
   })
   .meta({ id: 'ZeroTouchRegistration' });
 
-export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistrations; publicBaseUrl: () => string | undefined }): AnyOperation[] {
+export function zeroTouchOperations(deps: {
+  registrations: ZeroTouchRegistrations;
+  protocols: string[];
+  /** Wrong tokens a client address may present before it must wait, as for failed EST logins. */
+  failedEnrolmentTokens: FailedAuthenticationLimits;
+  publicBaseUrl: () => string | undefined;
+}): AnyOperation[] {
   const { registrations } = deps;
+  const failedTokens = new FailedAuthenticationThrottle(deps.failedEnrolmentTokens);
   return [
     operation({
       operationId: 'registerZeroTouchDevices',
@@ -67,12 +75,13 @@ export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistration
       summary: 'Pre-register devices by serial and/or MAC; each is provisioned with no human step when it appears',
       tag: 'zero-touch',
       permission: 'provisioning:write',
+      body: registrationRequestSchema(deps.protocols),
       responses: {
         202: { description: 'Registered; a workflow now waits for each device', schema: z.object({ registrations: z.array(registrationResponse) }) },
         409: { description: 'A device, serial or MAC is already registered' },
       },
-      async handle({ req, res, tenantId, principal }) {
-        res.status(202).json({ registrations: await registrations.register(tenantId, req.body, principal.subject) });
+      async handle({ res, tenantId, principal, body }) {
+        res.status(202).json({ registrations: await registrations.register(tenantId, body, principal.subject) });
       },
     }),
     operation({
@@ -145,10 +154,20 @@ export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistration
       responses: {
         202: { description: 'The registration was told where the device is', schema: z.object({ deviceId: z.string() }) },
         401: { description: 'The token is unknown, used or expired' },
+        429: { description: 'Too many wrong tokens from this address; see Retry-After' },
       },
-      async handle({ res, body }) {
-        const { deviceId } = await registrations.redeemEnrolmentToken(body.token, body.address);
-        res.status(202).json({ deviceId });
+      async handle({ req, res, body }) {
+        // Guessing tokens costs a guesser its address's budget; an installer with the right one never waits.
+        const throttleKeys = [`address:${req.ip}`];
+        const waitSeconds = failedTokens.retryAfterSeconds(throttleKeys);
+        if (waitSeconds !== undefined) throw new TooManyRequestsError('too many wrong enrolment tokens; try again later', waitSeconds);
+        try {
+          const { deviceId } = await registrations.redeemEnrolmentToken(body.token, body.address);
+          res.status(202).json({ deviceId });
+        } catch (error) {
+          if (error instanceof UnauthenticatedError) failedTokens.recordFailure(throttleKeys);
+          throw error;
+        }
       },
     }),
     operation({
@@ -158,21 +177,16 @@ export function zeroTouchOperations(deps: { registrations: ZeroTouchRegistration
       summary: "A lease event from the site's DHCP server (dnsmasq --dhcp-script hook): pre-registered devices it names start provisioning",
       tag: 'zero-touch',
       permission: 'discovery:report',
+      body: dhcpLeaseEventSchema,
       responses: {
         202: { description: 'Recorded; the registrations it matched', schema: z.object({ matched: z.array(z.string()) }) },
       },
-      async handle({ req, res, tenantId }) {
-        const parsed = parseDhcpLeaseEvent(req.body);
-        if (!parsed.ok) {
-          throw new ValidationError(`DHCP lease event is invalid: ${parsed.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, {
-            fields: parsed.errors.map((e) => ({ field: e.field, reason: e.message })),
-          });
-        }
-        if (parsed.event.event === 'del') {
+      async handle({ res, tenantId, body }) {
+        if (body.event === 'del') {
           res.status(202).json({ matched: [] });
           return;
         }
-        const { observation } = parsed;
+        const observation = dhcpObservation(body);
         const sighting: DeviceSighting = {
           via: 'dhcp',
           observedAt: observation.observedAt,

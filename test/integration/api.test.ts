@@ -9,7 +9,7 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../custody/payload-codec';
 import { startTestApi, type TestApi } from '../support/api';
-import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
+import { startTestDevice, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 
 let service: TestService;
@@ -30,8 +30,8 @@ afterAll(async () => {
 
 const call: TestApi['call'] = (...args) => api.call(...args);
 
-async function newDevice() {
-  const started = await startTestDevice();
+async function newDevice(options: TestDeviceOptions = {}) {
+  const started = await startTestDevice(options);
   devices.push(started);
   return started;
 }
@@ -166,6 +166,18 @@ describe('GET /api/v1/provisioning/devices/{id}/status', () => {
     expect(foreign.status).toBe(404);
     expect(foreign.body.detail).toBe(unknown.body.detail.replace('provision:default:nobody', id));
   });
+});
+
+it('shows the last error of a step that is retrying as the device answered it, decrypted', async () => {
+  const { request } = await newDevice({ faults: { failNext: { '/api/v1/configuration': { count: 3, status: 503 } } } });
+  const started = await call('POST', '/api/v1/provisioning/devices', { body: { devices: [request] } });
+  const retrying = await waitFor(async () => {
+    const status = await call('GET', started.body.provisionings[0].statusUrl);
+    const step = status.body.provisioningSteps.find((s: { step: string }) => s.step === 'pushConfiguration');
+    return step.status === 'in_progress' && step.retryCount > 0 ? step : undefined;
+  }, 'the configuration step to retry');
+  expect(retrying.error).toContain(`device at ${request.address} refused to`);
+  expect(retrying.error).toContain('503');
 });
 
 describe('certificates', () => {
@@ -337,6 +349,64 @@ it('answers unknown routes with a 404 problem', async () => {
   const response = await call('GET', '/api/v1/provisioning/nothing-here');
   expect(response.status).toBe(404);
   expect(response.type).toContain('application/problem+json');
+});
+
+describe('text the database cannot store', () => {
+  it('is refused wherever the API takes text (fields, member names, query), naming the field, never a 500', async () => {
+    const refused = async (method: string, path: string, options: Parameters<TestApi['call']>[2], field: string) => {
+      const response = await call(method, path, options);
+      expect(response.status, `${method} ${path}`).toBe(400);
+      expect(response.body.errors).toContainEqual({ field, reason: expect.stringContaining('cannot be stored') });
+    };
+    await refused('POST', '/api/v1/access/api-keys', { body: { name: 'ci\u0000', role: 'viewer' } }, 'name');
+    await refused('POST', '/api/v1/access/api-keys', { raw: '{"name": "ci\\ud800", "role": "viewer"}' }, 'name');
+    await refused('POST', '/api/v1/provisioning/templates', { body: { id: 'nul', name: 'Lobby\u0000', protocol: 'https', body: {} } }, 'name');
+    await refused('POST', '/api/v1/provisioning/approval-policies', { body: { scope: 'site', scopeValue: 'vault\u0000', timeoutSeconds: 60 } }, 'scopeValue');
+    await refused('POST', '/api/v1/provisioning/zero-touch', {
+      body: { devices: [{ serialNumber: 'ZT-NUL', protocol: 'https', site: 'hq', name: 'door\u0000' }] },
+    }, 'devices[0].name');
+    await refused('POST', '/api/v1/provisioning/devices', { body: { devices: [{ 'serial\u0000Number': 'X' }] } }, 'devices[0].serial\\u0000Number');
+    await refused('GET', '/api/v1/audit/events?action=%00', {}, 'query:action');
+  });
+
+  it('in a path parameter is refused with 400 and the refused attempt is on record, escaped', async () => {
+    const response = await call('POST', '/api/v1/provisioning/devices/provision:default:x%00y/cancel', { body: {} });
+    expect(response.status).toBe(400);
+    expect(response.body.errors).toEqual([{ field: 'path:provisioningId', reason: expect.stringContaining('cannot be stored') }]);
+    const events = (await call('GET', '/api/v1/audit/events?action=api.cancel_provisioning&limit=500')).body.events;
+    expect(events).toContainEqual(
+      expect.objectContaining({ outcome: 'failure', targetId: 'provision:default:x\\u0000y', details: expect.objectContaining({ status: 400 }) }),
+    );
+  });
+});
+
+it('answers an audit page after a sequence beyond what the database holds with 400 naming the parameter', async () => {
+  const response = await call('GET', '/api/v1/audit/events?after=2147483648');
+  expect(response.status).toBe(400);
+  expect(response.body.errors).toEqual([expect.objectContaining({ field: 'query:after' })]);
+  expect((await call('GET', '/api/v1/audit/events?after=2147483647')).body.events).toEqual([]);
+});
+
+it('answers a method a known path does not take with 405, the methods it takes in Allow, as a problem', async () => {
+  const health = await call('DELETE', '/healthz', { key: null });
+  expect(health.status).toBe(405);
+  expect(health.headers.get('allow')).toBe('GET, HEAD');
+  expect(health.type).toContain('application/problem+json');
+  const template = await call('PATCH', '/api/v1/provisioning/templates/default', { body: {} });
+  expect(template.status).toBe(405);
+  expect(template.headers.get('allow')).toBe('DELETE, GET, HEAD, PUT');
+  expect((await call('PATCH', '/api/v1/provisioning/nothing-here')).status).toBe(404);
+});
+
+describe('the OpenAPI document', () => {
+  it('describes the request body of every operation that reads JSON, and every route the README lists', async () => {
+    const { paths } = api.document;
+    expect(paths['/api/v1/provisioning/zero-touch'].post.requestBody.content['application/json'].schema).toBeDefined();
+    expect(paths['/api/v1/discovery/dhcp-events'].post.requestBody.content['application/json'].schema).toBeDefined();
+    expect(paths['/api/v1/discovery/sites/{site}'].get).toBeDefined();
+    const site = await call('GET', '/api/v1/discovery/sites/nowhere');
+    expect(site.status).toBe(404);
+  });
 });
 
 describe('audit trail', () => {

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisioningWorkflowId, type ProvisionDeviceInput } from '../../workflows/definitions';
+import { approvalUpdate, provisioningWorkflowId, type ProvisionDeviceInput } from '../../workflows/definitions';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
@@ -145,6 +145,38 @@ describe('a provisioning covered by an approval policy', () => {
     ]);
     await service.env.client.workflow.getHandle(provisioningId).result();
     expect(device.device.state).toBe('active');
+  });
+});
+
+describe('a comment the audit trail cannot store', () => {
+  it('is refused by the API, naming the field, and the run goes on waiting', async () => {
+    const { provisioningId } = await startGuarded();
+    const approver = await api.keyFor('acme', 'approver');
+    const refused = await decide(provisioningId, approver, 'approve', 'work order\u0000 4711');
+    expect(refused.status).toBe(400);
+    expect(refused.body.errors).toEqual([{ field: 'comment', reason: expect.stringContaining('NUL') }]);
+    const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+    expect(status.body.metadata.awaitingApproval).toBeDefined();
+    await decide(provisioningId, approver, 'reject');
+  });
+
+  it('sent with `temporal workflow update` does not hold the run: the refusal is on record and provisioning completes', async () => {
+    const { device, provisioningId } = await startGuarded();
+    const handle = service.env.client.workflow.getHandle(provisioningId);
+    await handle.executeUpdate(approvalUpdate, {
+      args: [{ decision: 'approve', approver: { subject: 'user:night-shift-lead', tenantId: 'acme', role: 'approver' }, comment: 'by phone\u0000' }],
+    });
+    await handle.result();
+    expect(device.device.state).toBe('active');
+
+    const events = await service.parts.audit.list('acme', { targetId: device.request.serialNumber });
+    expect(events.map((e) => e.action)).toEqual(expect.arrayContaining(['audit.event_refused', 'provisioning.completed']));
+    const refused = events.find((e) => e.action === 'audit.event_refused')!;
+    expect(refused).toMatchObject({ actor: 'user:night-shift-lead', outcome: 'failure' });
+    const details = refused.details as { action: string; problems: { field: string }[]; event: string };
+    expect(details).toMatchObject({ action: 'approval.granted', problems: [{ field: 'details.comment' }] });
+    expect(JSON.parse(details.event).details.comment).toBe('by phone\u0000');
+    expect((await service.parts.audit.verify('acme')).ok).toBe(true);
   });
 });
 

@@ -194,6 +194,24 @@ describe('provisionDevice', () => {
     expect(issued.revokedAt).not.toBeNull();
   });
 
+  it('a cancel signal whose reason the audit trail cannot store still revokes and ends the run at once, the refusal on record', async () => {
+    const { device: sim, request } = await device({ faults: { hang: ['/api/v1/configuration'] } });
+    const [started] = await service.provisioning.start('acme', { devices: [request] });
+    await configurationUnderWay(started.provisioningId);
+
+    // As `temporal workflow signal --name cancel` could send it; the API refuses such text itself.
+    await service.provisioning.cancel('acme', started.provisioningId, 'wrong\u0000device');
+    sim.release();
+    await expect(result('acme', request.serialNumber)).rejects.toBeInstanceOf(WorkflowFailedError);
+    const [issued] = await certificatesOf(request.serialNumber);
+    expect(issued.revokedAt).not.toBeNull();
+    const events = await service.parts.audit.list('acme', { targetId: request.serialNumber });
+    expect(events.find((e) => e.action === 'audit.event_refused')?.details).toMatchObject({
+      action: 'provisioning.cancelled',
+      problems: [{ field: 'details.error.message' }],
+    });
+  });
+
   it('`temporal workflow cancel` from the CLI compensates like the cancel signal', async () => {
     const { device: sim, request } = await device({ faults: { hang: ['/api/v1/configuration'] } });
     const [started] = await service.provisioning.start('acme', { devices: [request] });

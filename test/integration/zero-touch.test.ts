@@ -19,7 +19,10 @@ const devices = new TestDevices();
 const cameras: RunningOnvifDevice[] = [];
 
 beforeAll(async () => {
-  service = await startTestService();
+  // Behind a proxy on loopback, as in production behind a load balancer; a small budget of wrong tokens.
+  service = await startTestService({
+    environment: { TRUST_PROXY: 'loopback', ZERO_TOUCH_FAILED_TOKEN_BURST: '3', ZERO_TOUCH_FAILED_TOKEN_PER_MINUTE: '1' },
+  });
   api = await startTestApi(service, { defaultTenant: 'acme' });
 });
 afterAll(async () => {
@@ -152,5 +155,45 @@ describe('zero-touch provisioning', () => {
     expect(cancelled.status).toBe(202);
     const ended = await registrationState('ZT-TWICE', 'cancelled');
     expect(ended.status.error).toBe('order cancelled');
+  });
+});
+
+describe('the public enrolment endpoint', () => {
+  const enrol = (body: unknown, from: string) =>
+    api.call('POST', '/api/v1/provisioning/zero-touch/enrol', { key: null, body, headers: { 'x-forwarded-for': from } });
+
+  it('validates its body like every other operation: none, or a token that is not text, is a 400 naming the field', async () => {
+    const empty = await api.call('POST', '/api/v1/provisioning/zero-touch/enrol', { key: null, headers: { 'x-forwarded-for': '198.51.100.1' } });
+    expect(empty.status).toBe(400);
+    const numeric = await enrol({ token: 12345678901, address: '127.0.0.1' }, '198.51.100.1');
+    expect(numeric.status).toBe(400);
+    expect(numeric.body.errors).toEqual([expect.objectContaining({ field: 'token' })]);
+  });
+
+  it('throttles wrong tokens per client address, as told by the trusted proxy, while /healthz keeps answering', async () => {
+    const guesser = '198.51.100.7';
+    for (let attempt = 0; attempt < 3; attempt++) {
+      expect((await enrol({ token: `dzt_wrong-guess-${attempt}`, address: '127.0.0.1' }, guesser)).status).toBe(401);
+    }
+    const throttled = await enrol({ token: 'dzt_wrong-guess-again', address: '127.0.0.1' }, guesser);
+    expect(throttled.status).toBe(429);
+    expect(Number(throttled.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await enrol({ token: 'dzt_someone-else', address: '127.0.0.1' }, '198.51.100.8')).status).toBe(401);
+
+    // A flood beyond the per-address budget of public calls never takes health checks down with it.
+    let limited = false;
+    for (let batch = 0; batch < 200 && !limited; batch++) {
+      const statuses = await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          const response = await fetch(`${api.baseUrl}/api/v1/openapi.json`, { headers: { 'x-forwarded-for': guesser } });
+          await response.arrayBuffer();
+          return response.status;
+        }),
+      );
+      limited = statuses.includes(429);
+    }
+    expect(limited).toBe(true);
+    const health = await api.call('GET', '/healthz', { key: null, headers: { 'x-forwarded-for': guesser } });
+    expect(health.status).toBe(200);
   });
 });
