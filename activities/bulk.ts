@@ -6,6 +6,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
+import { storableText } from '../service/validation';
 import { bulkJobDevices, bulkJobs } from '../db/schema';
 import type { BulkCounters, BulkDeviceOutcome } from '../workflows/bulk-definitions';
 import { provisioningWorkflowId, statusQuery, type DeviceDescriptor } from '../workflows/definitions';
@@ -97,8 +98,10 @@ export function createBulkActivities(deps: { db: Database; client: Client }) {
             .set({
               status: outcome.outcome,
               certificateSerial: outcome.certificateSerial ?? null,
-              failedStep: outcome.failedStep ?? null,
-              error: outcome.error ?? null,
+              // Quoted from devices and operators: stored with what PostgreSQL cannot hold escaped,
+              // rather than refused on every retry for as long as the job runs.
+              failedStep: outcome.failedStep === undefined ? null : storableText(outcome.failedStep),
+              error: outcome.error === undefined ? null : storableText(outcome.error),
               startedAt: new Date(outcome.startedAt),
               finishedAt: new Date(outcome.finishedAt),
             })
