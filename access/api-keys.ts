@@ -12,7 +12,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { apiKeys, type ApiKeyRow } from '../db/schema';
-import { NotFoundError } from '../service/errors';
+import { NotFoundError } from '../foundation/errors';
 import type { Principal, Role } from './roles';
 
 const keyPattern = /^dps_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;

@@ -10,7 +10,7 @@ import { AlertStore, alertState, type RecordAlertAudit } from '../alerts/alert-s
 import { alertRules, defaultAlertSettings, tenantsToEvaluate, visibilityCounter, type AlertSettings } from '../alerts/rules';
 import { AlertWebhook, alertNotification, type AlertWebhookSettings } from '../alerts/webhook';
 import type { Database } from '../db/client';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 
 export interface AlertActivityDependencies {
   db: Database;

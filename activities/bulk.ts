@@ -6,7 +6,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { storableText } from '../service/validation';
+import { storableText } from '../foundation/validation';
 import { bulkJobDevices, bulkJobs } from '../db/schema';
 import type { BulkCounters, BulkDeviceOutcome } from '../workflows/bulk-definitions';
 import { provisioningWorkflowId, statusQuery, type DeviceDescriptor } from '../workflows/definitions';

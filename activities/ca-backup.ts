@@ -11,8 +11,8 @@ import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-s
 import type { AuditLog } from '../audit/audit-log';
 import { readBackupPassphrase, writeBackupFile, type CertificateAuthorityBackup } from '../pki/ca-backup';
 import type { ServiceConfig } from '../service/config';
-import { NotFoundError } from '../service/errors';
-import type { Logger } from '../service/logger';
+import { NotFoundError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 
 const unusableDirectoryCodes = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'EISDIR']);
 

@@ -15,8 +15,8 @@ import { describeFindings, type ComplianceFinding } from '../configuration/compl
 import type { DeviceConfigurations, PreparedConfiguration } from '../configuration/device-configurations';
 import type { DeviceRow } from '../db/schema';
 import type { DeviceRegistry } from '../registry/device-registry';
-import { ComplianceViolationError, ServiceError } from '../service/errors';
-import type { Logger } from '../service/logger';
+import { ComplianceViolationError, ServiceError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 
 export interface ConfigurationPushDependencies {
   audit: AuditLog;

@@ -17,7 +17,7 @@ import { devices as deviceTable } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { DeviceRegistry } from '../registry/device-registry';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import type { ConfigurationRef, DriftAction, DriftCheckReport, RolloutKind, RolloutReport } from '../workflows/configuration-definitions';
 import { configurationPushes } from './configuration-push';
 import { deviceSessions } from './device-sessions';

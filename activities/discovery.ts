@@ -18,7 +18,7 @@ import { sweepSnmp, type SnmpSweepOptions } from '../discovery/scanners/snmp-swe
 import { scanSsdp, type SsdpScanOptions } from '../discovery/scanners/ssdp';
 import { scanWsDiscovery, type WsDiscoveryScanOptions } from '../discovery/scanners/ws-discovery';
 import type { Database } from '../db/client';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import type { DeviceSighting } from '../workflows/zero-touch-definitions';
 import { provisioningStep } from './step';
 

@@ -17,8 +17,8 @@ import type { TemplateCatalog } from '../configuration/templates';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
 import { configurationPushes } from './configuration-push';
 import type { DeviceRegistry } from '../registry/device-registry';
-import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../service/errors';
-import type { Logger } from '../service/logger';
+import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
 import { provisioningStep } from './step';
 

@@ -7,7 +7,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { isDataException } from '../db/client';
-import { ServiceError } from '../service/errors';
+import { ServiceError } from '../foundation/errors';
 
 /** Well inside the workflows' heartbeat timeout (10 s). */
 const heartbeatIntervalMs = 2_000;

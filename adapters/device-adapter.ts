@@ -103,7 +103,7 @@ export interface DeviceConfiguration {
 }
 
 /**
- * A detached signature over the canonical JSON (`configuration/canonical-json.ts`) of
+ * A detached signature over the canonical JSON (`foundation/canonical-json.ts`) of
  * `{ purpose: 'device-configuration', tenant, deviceId, serialNumber, templateId, version,
  * settings, signedAt, expiresAt, nonce }`: the configuration's own fields plus the binding fields
  * carried here. A device checks that the signer chains to the trust anchors installed with its

@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PolicyViolationError } from '../service/errors';
+import { PolicyViolationError } from '../foundation/errors';
 import { deviceAdapters } from './index';
 import { DeviceNetworks } from './device-networks';
 

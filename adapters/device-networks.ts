@@ -12,7 +12,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, isIPv4 } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { DeviceUnavailableError, PolicyViolationError, ServiceError } from '../service/errors';
+import { DeviceUnavailableError, PolicyViolationError, ServiceError } from '../foundation/errors';
 import type { DeviceAdapter } from './device-adapter';
 
 interface NetworkBlock {

@@ -4,7 +4,7 @@
  * who typed it. Each protocol supplies its default port.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 
 export interface HostPort {
   /** Without brackets, ready for `net.connect` or `dgram`. */

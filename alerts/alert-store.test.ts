@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
 import { alerts } from '../db/schema';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { AlertStore, alertFingerprint, alertKinds, type AlertAuditEvent, type RaiseAlertInput } from './alert-store';
 

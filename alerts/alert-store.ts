@@ -25,7 +25,7 @@ import { and, asc, desc, eq, getTableColumns, isNotNull, isNull, sql } from 'dri
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { alerts, type AlertRow } from '../db/schema';
-import { parseOrThrow } from '../service/validation';
+import { parseOrThrow } from '../foundation/validation';
 
 /** Every kind of alert the service raises; receivers route on these, so they never change meaning. */
 export const alertKinds = {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAlertActivities, type AlertActivities } from '../activities/alerts';
 import type { DatabaseHandle } from '../db/client';
 import { certificates } from '../db/schema';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { openTestDatabase } from '../test/support/database';
 import { AlertStore, alertKinds, type AlertAuditEvent } from './alert-store';
 

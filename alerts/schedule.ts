@@ -1,7 +1,7 @@
 /** The Temporal Schedule that runs `evaluateAlerts`. */
 import type { Client, ScheduleHandle } from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
-import { ensureIntervalSchedule } from '../service/schedules';
+import { ensureIntervalSchedule } from '../foundation/schedules';
 import type { evaluateAlerts } from '../workflows/alert-evaluation';
 
 export const defaultAlertScheduleId = 'alert-evaluation';

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AlertRow } from '../db/schema';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import {
   AlertWebhook,
   alertNotification,

@@ -9,8 +9,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { AlertRow } from '../db/schema';
-import { parseOrThrow } from '../service/validation';
-import type { Logger } from '../service/logger';
+import { parseOrThrow } from '../foundation/validation';
+import type { Logger } from '../foundation/logger';
 import { alertState, defaultDeliveryRetryPolicy, type AlertState, type DeliveryRetryPolicy } from './alert-store';
 
 export const signatureHeader = 'X-Signature-256';

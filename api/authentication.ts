@@ -7,7 +7,7 @@ import type { Request } from 'express';
 import { looksLikeApiKey, type ApiKeyStore } from '../access/api-keys';
 import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { Principal } from '../access/roles';
-import { UnauthenticatedError } from '../service/errors';
+import { UnauthenticatedError } from '../foundation/errors';
 
 export interface AuthenticationFailure {
   reason: string;

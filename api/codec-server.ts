@@ -14,10 +14,10 @@ import { z } from 'zod';
 import type { Payload } from '@temporalio/common';
 import { PayloadDecryptionError } from '../custody/payload-codec';
 import { ConfigurationError } from '../service/config';
-import { ForbiddenError, UnsupportedMediaTypeError, ValidationError } from '../service/errors';
-import type { Logger } from '../service/logger';
-import { parseOrThrow } from '../service/validation';
-import { logger } from '../service/logger';
+import { ForbiddenError, UnsupportedMediaTypeError, ValidationError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
+import { parseOrThrow } from '../foundation/validation';
+import { logger } from '../foundation/logger';
 import { problemHandler, sendProblem } from './problem';
 
 export type CodecOperation = 'encode' | 'decode';

@@ -47,8 +47,8 @@ import {
   UnauthenticatedError,
   UnsupportedMediaTypeError,
   ValidationError,
-} from '../service/errors';
-import type { Logger } from '../service/logger';
+} from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 import { problemOf, sendProblem } from './problem';
 
 export interface EstServerDependencies {

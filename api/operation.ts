@@ -6,8 +6,8 @@
 import type { Request, RequestHandler, Response, Router } from 'express';
 import type { z } from 'zod';
 import { roleAllows, type Permission, type Principal } from '../access/roles';
-import { ForbiddenError, MethodNotAllowedError, ServiceError } from '../service/errors';
-import { parseOrThrow, refuseUnstorableText, storableText } from '../service/validation';
+import { ForbiddenError, MethodNotAllowedError, ServiceError } from '../foundation/errors';
+import { parseOrThrow, refuseUnstorableText, storableText } from '../foundation/validation';
 
 export interface ResponseDeclaration {
   description: string;

@@ -10,8 +10,8 @@ import { isCaCertificateType, type CertificateAuthority } from '../pki/certifica
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder';
 import { fromPem } from '../pki/pem';
-import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../service/errors';
-import type { Logger } from '../service/logger';
+import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 import { notFoundHandler, problemHandler, sendProblem } from './problem';
 import { RateLimiter } from './rate-limit';
 

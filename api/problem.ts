@@ -10,8 +10,8 @@ import {
   TooManyRequestsError,
   UnauthenticatedError,
   type FieldProblem,
-} from '../service/errors';
-import type { Logger } from '../service/logger';
+} from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 
 export interface Problem {
   type: string;

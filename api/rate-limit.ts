@@ -3,7 +3,7 @@
  * for unauthenticated calls, may burst up to its capacity and then continues at the refill rate.
  * Kept in memory: each API process enforces its own share.
  */
-import { TooManyRequestsError } from '../service/errors';
+import { TooManyRequestsError } from '../foundation/errors';
 
 interface Bucket {
   tokens: number;

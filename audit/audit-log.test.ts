@@ -3,8 +3,8 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { auditEvents, type AuditEventRow } from '../db/schema';
-import { ValidationError } from '../service/errors';
-import { createLogger } from '../service/logger';
+import { ValidationError } from '../foundation/errors';
+import { createLogger } from '../foundation/logger';
 import { createServerDatabaseUrl, databaseKinds, openTestDatabase } from '../test/support/database';
 import { AuditLog, genesisHash, hashAuditEvent, type AuditEventInput, type ChainedAuditFields } from './audit-log';
 

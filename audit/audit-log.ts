@@ -13,10 +13,10 @@ import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { auditEvents, type AuditEventRow } from '../db/schema';
-import { ValidationError, type FieldProblem } from '../service/errors';
-import type { Logger } from '../service/logger';
-import { parseOrThrow, refuseUnstorableText, storableText } from '../service/validation';
-import { KeyedMutex } from '../service/keyed-mutex';
+import { ValidationError, type FieldProblem } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
+import { parseOrThrow, refuseUnstorableText, storableText } from '../foundation/validation';
+import { KeyedMutex } from '../foundation/keyed-mutex';
 
 export const auditActorTypes = ['user', 'api-key', 'system', 'workflow', 'anonymous'] as const;
 export type AuditActorType = (typeof auditActorTypes)[number];

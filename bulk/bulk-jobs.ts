@@ -6,7 +6,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { bulkJobDevices, bulkJobs, type BulkJobRow } from '../db/schema';
-import { ConflictError, DependencyUnavailableError, NotFoundError } from '../service/errors';
+import { ConflictError, DependencyUnavailableError, NotFoundError } from '../foundation/errors';
 import {
   bulkProgressQuery,
   bulkWorkflowId,

@@ -3,7 +3,7 @@
  * header row is matched to them. The templates, the reader and the documentation all come from here.
  */
 import { deviceTypes } from '../provisioning/requests';
-import { ValidationError, type FieldProblem } from '../service/errors';
+import { ValidationError, type FieldProblem } from '../foundation/errors';
 
 export interface DeviceSheetColumn {
   name: string;

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { constants, crc32, createInflateRaw, deflateRawSync } from 'node:zlib';
 import ExcelJS from 'exceljs';
 import { describe, expect, it } from 'vitest';
-import { PayloadTooLargeError, ValidationError } from '../service/errors';
+import { PayloadTooLargeError, ValidationError } from '../foundation/errors';
 import { formulaInjectionReason, formulaReason, readDeviceSheet, type SheetLimits, type SheetRow } from './spreadsheet';
 
 async function read(data: Buffer | string, fileName = 'devices.csv', limits?: Partial<SheetLimits>, contentType?: string) {

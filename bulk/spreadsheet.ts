@@ -9,7 +9,7 @@ import { Readable, pipeline } from 'node:stream';
 import { crc32, createInflateRaw } from 'node:zlib';
 import ExcelJS from 'exceljs';
 import Papa from 'papaparse';
-import { PayloadTooLargeError, ServiceError, ValidationError } from '../service/errors';
+import { PayloadTooLargeError, ServiceError, ValidationError } from '../foundation/errors';
 import { columnForHeader, resolveHeaderRow, type ColumnName } from './columns';
 
 export interface SheetLimits {

@@ -7,8 +7,8 @@ import { and, desc, eq, gt, inArray, isNull, or, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { complianceOverrides, compliancePolicies, type ComplianceOverrideRow } from '../db/schema';
-import { NotFoundError, ValidationError, type FieldProblem } from '../service/errors';
-import { fieldProblems } from '../service/validation';
+import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { fieldProblems } from '../foundation/validation';
 import {
   complianceRuleIds,
   complianceSeverities,

@@ -5,7 +5,7 @@
  * blocks is refused; a refusal of a real request (not a check) goes into each blocked device's
  * history like a blocked push, so the approver of an exception can see who asked for it.
  */
-import { ComplianceViolationError, type FieldProblem } from '../service/errors';
+import { ComplianceViolationError, type FieldProblem } from '../foundation/errors';
 import { describeFindings } from './compliance';
 import type { DeviceConfigurations, PreparedConfiguration } from './device-configurations';
 

@@ -6,7 +6,7 @@ import { SecretVault } from '../custody/secret-vault';
 import type { DatabaseHandle } from '../db/client';
 import { configurationTemplateVersions, deviceConfigurationParameters, deviceSecrets } from '../db/schema';
 import { DeviceRegistry } from '../registry/device-registry';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { CompliancePolicies } from './compliance-policies';
 import { DeviceConfigurations } from './device-configurations';

@@ -20,9 +20,9 @@ import {
 } from '../db/schema';
 import type { SecretVault } from '../custody/secret-vault';
 import type { DeviceRegistry } from '../registry/device-registry';
-import { ConflictError, NotFoundError, ServiceError, ValidationError, type FieldProblem } from '../service/errors';
-import { eventLoopTurns } from '../service/cooperative';
-import { canonicalHash } from './canonical-json';
+import { ConflictError, NotFoundError, ServiceError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { eventLoopTurns } from '../foundation/cooperative';
+import { canonicalHash } from '../foundation/canonical-json';
 import {
   applyOverrides,
   assessPassword,

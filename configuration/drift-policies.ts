@@ -9,7 +9,7 @@ import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { configurationDriftPolicies, type ConfigurationDriftPolicyRow } from '../db/schema';
-import { deleteSchedule, ensureIntervalSchedule } from '../service/schedules';
+import { deleteSchedule, ensureIntervalSchedule } from '../foundation/schedules';
 import type { configurationDriftCheck } from '../workflows/configuration-drift';
 import { provisioningSearchAttributes } from '../workflows/definitions';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalHash } from './canonical-json';
+import { canonicalHash } from '../foundation/canonical-json';
 import { driftedSettings, reportableSettings } from './drift';
 
 const desired = {

@@ -2,7 +2,7 @@
  * Configuration drift: where the settings a device runs differ from the settings it should run.
  * Pure, so the drift check, the API and tests all judge a device the same way.
  */
-import { canonicalJson } from './canonical-json';
+import { canonicalJson } from '../foundation/canonical-json';
 
 export interface DriftOptions {
   /**

@@ -4,7 +4,7 @@
  * time. Secret values are only ever named here; their plaintext lives sealed in the vault.
  */
 import { z } from 'zod';
-import type { FieldProblem } from '../service/errors';
+import type { FieldProblem } from '../foundation/errors';
 
 export const parameterNamePattern = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const parameterName = z.string().regex(parameterNamePattern, 'must be a letter followed by up to 63 letters, digits or "_"');

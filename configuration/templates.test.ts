@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import { resolveParameters, sampleParameters, sealedMarker } from './parameters';
 import { renderSettings, renderTemplate, templateContextFor, type TemplateContext } from './templates';
 

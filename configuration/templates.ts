@@ -15,9 +15,9 @@ import {
   type ConfigurationTemplateRow,
   type ConfigurationTemplateVersionRow,
 } from '../db/schema';
-import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../service/errors';
-import { fieldProblems, parseOrThrow } from '../service/validation';
-import { canonicalHash } from './canonical-json';
+import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { fieldProblems, parseOrThrow } from '../foundation/validation';
+import { canonicalHash } from '../foundation/canonical-json';
 import {
   parameterDeclarationsSchema,
   sampleParameters,

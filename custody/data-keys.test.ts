@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePkcs11Uri } from '../adapters/hsm-pkcs11/pkcs11-uri';
+import { parsePkcs11Uri } from './hsm-pkcs11/pkcs11-uri';
 import type { DatabaseHandle } from '../db/client';
 import { dataEncryptionKeys, deviceSecrets } from '../db/schema';
 import { custodyKinds, openTestCustody, tokenKeyAttributes } from '../test/support/custody';

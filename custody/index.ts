@@ -2,11 +2,11 @@
  * Chooses key custody from configuration: an HSM through PKCS#11 when one is configured, else the
  * sealed software store.
  */
-import { Pkcs11KeyCustody } from '../adapters/hsm-pkcs11';
-import { SoftwareKeyStore } from '../adapters/software-keystore';
+import { Pkcs11KeyCustody } from './hsm-pkcs11';
+import { SoftwareKeyStore } from './software-keystore';
 import type { Database } from '../db/client';
 import type { ServiceConfig } from '../service/config';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import type { KeyCustody } from './key-custody';
 import type { Sealer } from './sealing';
 

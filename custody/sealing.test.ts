@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigurationError } from '../service/config';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import { associatedData, keyEncryptionKeyFileName, readKeyEncryptionKey, Sealer, SealedValueError } from './sealing';
 
 /** The Sealer the service builds from its configured or generated key-encryption key. */

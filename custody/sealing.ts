@@ -7,7 +7,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigurationError } from '../service/config';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 
 const keyLength = 32;
 const ivLength = 12;

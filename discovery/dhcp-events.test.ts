@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { networkNamespacesAvailable, runInNetworkNamespace } from '../test/support/netns';
 import { parseDhcpLeaseEvent } from './dhcp-events';
 import { fingerprintDevice } from './fingerprint';
-import type { DhcpServerHostResult } from './fixtures/dhcp-server-host';
+import type { DhcpServerHostResult } from '../test/fixtures/discovery/dhcp-server-host';
 
 const hookScript = path.resolve(import.meta.dirname, '..', 'scripts', 'dhcp-lease-hook.mjs');
 
@@ -137,7 +137,7 @@ describe.runIf(networkNamespacesAvailable())('DHCP lease events end to end', () 
       parameterRequestList: [1, 3, 6, 12, 15, 28, 42],
       circuitId: 'sw1/port7',
     };
-    const result = await runInNetworkNamespace<DhcpServerHostResult>('discovery/fixtures/dhcp-server-host.ts', {
+    const result = await runInNetworkNamespace<DhcpServerHostResult>('test/fixtures/discovery/dhcp-server-host.ts', {
       input: { identity, apiKey: 'site-7-dhcp-key' },
       timeoutMs: 45_000,
     });
@@ -172,7 +172,7 @@ describe.runIf(networkNamespacesAvailable())('DHCP lease events end to end', () 
 
   it('reports a released lease as a del event for the same MAC and address', async () => {
     const identity = { macAddress: '00:1b:c5:0a:00:07', hostName: 'door-7', vendorClass: 'udhcp 1.36.1' };
-    const result = await runInNetworkNamespace<DhcpServerHostResult>('discovery/fixtures/dhcp-server-host.ts', {
+    const result = await runInNetworkNamespace<DhcpServerHostResult>('test/fixtures/discovery/dhcp-server-host.ts', {
       input: { identity, apiKey: 'site-7-dhcp-key', release: true },
       timeoutMs: 45_000,
     });

@@ -3,7 +3,7 @@ import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
 import { devices, discoveredDevices, discoveryEvents } from '../db/schema';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import { openTestDatabase } from '../test/support/database';
 import { DiscoveryStore } from './discovery-store';
 import type { DiscoveryObservation } from './observation';

@@ -21,8 +21,8 @@ import {
   type DiscoverySiteRow,
 } from '../db/schema';
 import { identifierPattern } from '../provisioning/requests';
-import { NotFoundError, ValidationError, type FieldProblem } from '../service/errors';
-import { fieldProblems } from '../service/validation';
+import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { fieldProblems } from '../foundation/validation';
 import { vendorKey } from './fingerprint';
 import { mergeObservations, type DeviceMove, type DiscoveredDevice, type DiscoveryConflict, type KnownDevice } from './merge';
 import type { DiscoveryObservation } from './observation';

@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { networkNamespacesAvailable, runInNetworkNamespace } from '../test/support/netns';
-import type { ScanSiteInput, ScanSiteResult } from './fixtures/scan-site';
+import type { ScanSiteInput, ScanSiteResult } from '../test/fixtures/discovery/scan-site';
 
 const scanWindowMs = 1500;
 const abortAfterMs = 400;
@@ -13,7 +13,7 @@ describe.runIf(networkNamespacesAvailable())('discovery scanners on a namespaced
   let site: ScanSiteResult;
 
   beforeAll(async () => {
-    site = await runInNetworkNamespace<ScanSiteResult>('discovery/fixtures/scan-site.ts', {
+    site = await runInNetworkNamespace<ScanSiteResult>('test/fixtures/discovery/scan-site.ts', {
       // 10.77.1.200 (a second UPnP device's LOCATION) is deliberately outside the /25.
       input: { scope: { interfaces: ['lan0'], ranges: ['10.77.1.0/25'] }, timeoutMs: scanWindowMs, abortAfterMs } satisfies ScanSiteInput,
       timeoutMs: 60_000,

@@ -3,7 +3,7 @@
  * to date when the site is configured, deleted when it is removed or disabled.
  */
 import type { Client, ScheduleHandle } from '@temporalio/client';
-import { deleteSchedule, ensureIntervalSchedule } from '../service/schedules';
+import { deleteSchedule, ensureIntervalSchedule } from '../foundation/schedules';
 import type { discoverySweep } from '../workflows/discovery-sweep';
 import type { DiscoveryStore } from './discovery-store';
 

@@ -12,7 +12,7 @@ import { AlertStore, alertFingerprint, alertKinds } from '../alerts/alert-store'
 import { TemplateCatalog, builtInTemplates } from '../configuration/templates';
 import type { DatabaseHandle } from '../db/client';
 import { certificates, devices, type CertificateRow, type DeviceRow } from '../db/schema';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { parseSamples, samplesOf, total } from '../test/support/prometheus';
 import { createMetricsRegistry, expiryBucket, expiryBuckets, metricsHandler } from './metrics';

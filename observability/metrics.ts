@@ -13,7 +13,7 @@ import type { RequestHandler } from 'express';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '../db/client';
 import { alerts, certificates, configurationTemplates, devices, type DeviceRow } from '../db/schema';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 
 const dayMs = 86_400_000;
 

@@ -3,7 +3,7 @@
  * directory is configured; removed when it no longer is.
  */
 import type { Client } from '@temporalio/client';
-import { deleteSchedule, ensureIntervalSchedule } from '../service/schedules';
+import { deleteSchedule, ensureIntervalSchedule } from '../foundation/schedules';
 import type { backUpCertificateAuthority } from '../workflows/ca-backup';
 
 export const caBackupScheduleId = 'ca-backup';

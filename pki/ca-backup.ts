@@ -18,7 +18,7 @@
  * header). The magic and the header line are the associated data, so no header field can be
  * changed without the file failing to open.
  */
-import { softwareKeyBinding } from '../adapters/software-keystore/software-key-store';
+import { softwareKeyBinding } from '../custody/software-keystore/software-key-store';
 import {
   createCipheriv,
   createDecipheriv,
@@ -47,8 +47,8 @@ import {
   type CertificateRow,
   type SoftwareKeyRow,
 } from '../db/schema';
-import { ConflictError, NotFoundError, ValidationError } from '../service/errors';
-import type { Logger } from '../service/logger';
+import { ConflictError, NotFoundError, ValidationError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 import { fingerprintOf, fromPem, toPem } from './pem';
 
 export const caBackupMagic = 'device-provisioning-ca-backup';

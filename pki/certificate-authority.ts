@@ -10,13 +10,13 @@ import { createHash } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import { Certificate, type Extension } from 'pkijs';
 import type { CertificateInstallation, ClientTlsIdentity } from '../adapters/device-adapter';
-import type { SoftwareKeyStore } from '../adapters/software-keystore';
+import type { SoftwareKeyStore } from '../custody/software-keystore';
 import type { KeyAlgorithm, KeyCustody, KeyHandle } from '../custody/key-custody';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow, type NewCertificateRow } from '../db/schema';
 import type { ServiceConfig } from '../service/config';
-import { BadCsrError, ConflictError, NotFoundError, ValidationError } from '../service/errors';
-import type { Logger } from '../service/logger';
+import { BadCsrError, ConflictError, NotFoundError, ValidationError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 import {
   addDays,
   earliest,
@@ -50,7 +50,7 @@ import {
   type ExtensionsSummary,
   type SubjectAltNames,
 } from './extensions';
-import { KeyedMutex } from '../service/keyed-mutex';
+import { KeyedMutex } from '../foundation/keyed-mutex';
 import { canonicalIpAddress } from './ip-address';
 import { fingerprintOf, fromPem, toPem } from './pem';
 import { PkiPublication } from './publication';

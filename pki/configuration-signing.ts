@@ -6,7 +6,7 @@
  */
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import type { ConfigurationSignature, DeviceConfiguration } from '../adapters/device-adapter';
-import { canonicalJson } from '../configuration/canonical-json';
+import { canonicalJson } from '../foundation/canonical-json';
 import type { CertificateAuthority } from './certificate-authority';
 
 /** Names what the signed payload is, so no other signed JSON can pass for a configuration. */

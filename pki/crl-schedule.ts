@@ -1,6 +1,6 @@
 /** The Temporal Schedule that republishes every CA's CRL before its nextUpdate. */
 import type { Client, ScheduleHandle } from '@temporalio/client';
-import { ensureIntervalSchedule } from '../service/schedules';
+import { ensureIntervalSchedule } from '../foundation/schedules';
 import type { publishCrls } from '../workflows/crl-publication';
 
 export const defaultCrlScheduleId = 'crl-publication';

@@ -13,8 +13,8 @@ import { CertificateRevocationList, Extension, Extensions, RevokedCertificate, T
 import type { Database } from '../db/client';
 import { certificateRevocationLists, certificates, type CertificateRevocationListRow } from '../db/schema';
 import type { ServiceConfig } from '../service/config';
-import { KeyedMutex } from '../service/keyed-mutex';
-import type { Logger } from '../service/logger';
+import { KeyedMutex } from '../foundation/keyed-mutex';
+import type { Logger } from '../foundation/logger';
 import { caCertificateTypes, type CertificateAuthority, type RevocationReason } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { authorityKeyIdentifierExtension } from './extensions';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BadCsrError } from '../service/errors';
+import { BadCsrError } from '../foundation/errors';
 import { makeCsr } from '../test/support/openssl';
 import { parseCertificateSigningRequest } from './csr';
 import { fromPem, toPem } from './pem';

@@ -5,7 +5,7 @@
  */
 import { createPublicKey, verify } from 'node:crypto';
 import { CertificationRequest, Extensions, type Extension } from 'pkijs';
-import { BadCsrError } from '../service/errors';
+import { BadCsrError } from '../foundation/errors';
 import { attributeValues, formatDistinguishedName, summariseName, type SubjectSummary } from './distinguished-name';
 import { readSubjectAltNames, type SubjectAltNames } from './extensions';
 import { oidName, oids } from './oids';

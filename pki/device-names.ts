@@ -3,7 +3,7 @@
  * service reaches the device at, and its MAC address as a device URN (RFC 9039).
  */
 import { isIPv6 } from 'node:net';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import type { SubjectAltNames } from './extensions';
 import { canonicalIpAddress } from './ip-address';
 

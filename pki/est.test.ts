@@ -4,7 +4,7 @@
  */
 import { ContentInfo, SignedData } from 'pkijs';
 import { describe, expect, it } from 'vitest';
-import { BadCsrError } from '../service/errors';
+import { BadCsrError } from '../foundation/errors';
 import { makeCsr, openssl, withTemporaryDirectory } from '../test/support/openssl';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -26,10 +26,10 @@ import {
   NotFoundError,
   TooManyRequestsError,
   UnauthenticatedError,
-} from '../service/errors';
-import { KeyedMutex } from '../service/keyed-mutex';
+} from '../foundation/errors';
+import { KeyedMutex } from '../foundation/keyed-mutex';
 import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../access/failed-authentications';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import type { CertificateAuthority } from './certificate-authority';
 import { parseCertificateSigningRequest } from './csr';
 import { oids } from './oids';

@@ -1,6 +1,6 @@
 import * as asn1js from 'asn1js';
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from '../foundation/errors';
 import { allowedSubjectAltNames, macAddressUrn, parseDeviceAddress } from './device-names';
 import { buildName, fitsSerialNumberAttribute, formatDistinguishedName, roleCommonName, summariseName } from './distinguished-name';
 import { keyUsageExtension, summariseExtensions } from './extensions';

@@ -9,11 +9,11 @@
 import { createHash } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Certificate } from 'pkijs';
-import type { SoftwareKeyStore } from '../adapters/software-keystore';
+import type { SoftwareKeyStore } from '../custody/software-keystore';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow } from '../db/schema';
 import type { ServiceConfig } from '../service/config';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import { caCertificateTypes, isCaCertificateType, type CertificateAuthority } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';

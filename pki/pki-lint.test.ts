@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { makeCsr } from '../test/support/openssl';
 import { lintFindings, type PkiObject } from '../test/support/pki-linters';
 import { pkiSettings, run, startPki, type PkiUnderTest } from '../test/support/pki-publication';

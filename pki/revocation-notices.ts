@@ -5,7 +5,7 @@
  * "good" from its cache until then. The notice carries the certificate id only.
  */
 import type { DatabaseHandle } from '../db/client';
-import type { Logger } from '../service/logger';
+import type { Logger } from '../foundation/logger';
 import type { OcspResponder } from './ocsp-responder';
 
 export const revocationChannel = 'certificate_revoked';

@@ -6,7 +6,7 @@ import { and, eq, or } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { approvalPolicies, type ApprovalPolicyRow } from '../db/schema';
-import { ConflictError, NotFoundError } from '../service/errors';
+import { ConflictError, NotFoundError } from '../foundation/errors';
 import type { ApprovalRequirement } from '../workflows/definitions';
 
 export const approvalPolicyInputSchema = z

@@ -5,7 +5,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { CertificateRow } from '../db/schema';
-import { NotFoundError } from '../service/errors';
+import { NotFoundError } from '../foundation/errors';
 import type { renewDeviceCertificate } from '../workflows/certificate-renewal';
 import {
   certificateReplacedSignal,

@@ -27,8 +27,8 @@ import {
   ServiceError,
   ValidationError,
   type FieldProblem,
-} from '../service/errors';
-import { parseOrThrow } from '../service/validation';
+} from '../foundation/errors';
+import { parseOrThrow } from '../foundation/validation';
 import { initialCredentialsPurpose } from '../activities/provisioning';
 import type { ApprovalPolicies } from './approval-policies';
 import {

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { DeviceType } from '../adapters/device-adapter';
 import { templateIdPattern } from '../configuration/templates';
-import type { FieldProblem } from '../service/errors';
+import type { FieldProblem } from '../foundation/errors';
 import type { DeviceDescriptor } from '../workflows/definitions';
 import { normaliseMacAddress } from '../registry/mac-address';
 

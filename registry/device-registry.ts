@@ -7,7 +7,7 @@ import type { Database } from '../db/client';
 import { devices, type DeviceRow } from '../db/schema';
 import type { DeviceIdentity } from '../adapters/device-adapter';
 import type { DeviceDescriptor } from '../workflows/definitions';
-import { ConflictError, NotFoundError } from '../service/errors';
+import { ConflictError, NotFoundError } from '../foundation/errors';
 
 export type LifecycleState = DeviceRow['lifecycleState'];
 

@@ -4,7 +4,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../audit/audit-log';
 import { openDatabase, type DatabaseHandle } from '../db/client';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { createServerDatabaseUrl } from '../test/support/database';
 
 const root = path.resolve(import.meta.dirname, '..');

@@ -10,7 +10,7 @@
 import { AuditLog } from '../audit/audit-log';
 import { openDatabase } from '../db/client';
 import { loadConfig } from '../service/config';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { readCommandLine, runCommand, usageError } from './command-line';
 
 const usage = 'usage: npm run audit:verify -- [--tenant <id>]... | --all';

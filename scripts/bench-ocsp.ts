@@ -33,7 +33,7 @@ import {
   Request as OcspSingleRequest,
   TBSRequest,
 } from 'pkijs';
-import { SoftwareKeyStore } from '../adapters/software-keystore';
+import { SoftwareKeyStore } from '../custody/software-keystore';
 import { pkiMountPath, pkiPublicationRouter } from '../api/pki-publication';
 import { Sealer } from '../custody/sealing';
 import { openDatabase } from '../db/client';
@@ -44,7 +44,7 @@ import { issuerHashes } from '../pki/ocsp-messages';
 import { OcspResponder } from '../pki/ocsp-responder';
 import { oids } from '../pki/oids';
 import { fromPem, toPem } from '../pki/pem';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { loadConfig } from '../service/config';
 
 /** What the load generator process is asked to do, and what it reports. */

@@ -9,7 +9,7 @@ import { keyEncryptionKeyFileName, readKeyEncryptionKey, Sealer } from '../custo
 import { openDatabase } from '../db/client';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
 import { ConfigurationError, loadConfig } from '../service/config';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 
 export interface CaBackupParts {
   backup: CertificateAuthorityBackup;

@@ -7,14 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SoftwareKeyStore } from '../adapters/software-keystore';
+import { SoftwareKeyStore } from '../custody/software-keystore';
 import { Sealer } from '../custody/sealing';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { certificates, softwareKeys } from '../db/schema';
 import { readBackupHeader } from '../pki/ca-backup';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import type { ServiceConfig } from '../service/config';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { createServerDatabaseUrl } from '../test/support/database';
 import { makeCsr, verifyChain } from '../test/support/openssl';
 

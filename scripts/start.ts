@@ -13,7 +13,7 @@ import path from 'node:path';
 import { DirectoryInUseError } from '../db/directory-lock';
 import { loadConfig } from '../service/config';
 import { secureDataDirectory } from '../service/data-directory';
-import { createLogger } from '../service/logger';
+import { createLogger } from '../foundation/logger';
 import { startService, type RunningService } from '../service/main';
 import { DevServerInUseError, startTemporalDevServer, type RunningDevServer } from '../service/temporal-dev-server';
 

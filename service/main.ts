@@ -15,7 +15,7 @@ import { BearerTokenVerifier } from '../access/bearer-tokens';
 import { deviceAdapters } from '../adapters';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import type { DeviceAdapter } from '../adapters/device-adapter';
-import { SoftwareKeyStore } from '../adapters/software-keystore';
+import { SoftwareKeyStore } from '../custody/software-keystore';
 import { createApp } from '../api/app';
 import { createProvisioningActivities } from '../activities/provisioning';
 import { TemplateCatalog } from '../configuration/templates';
@@ -66,8 +66,8 @@ import { ApprovalPolicies } from '../provisioning/approval-policies';
 import { ProvisioningService } from '../provisioning/provisioning-service';
 import { DeviceRegistry } from '../registry/device-registry';
 import type { ServiceConfig } from './config';
-import { NotImplementedError } from './errors';
-import type { Logger } from './logger';
+import { NotImplementedError } from '../foundation/errors';
+import type { Logger } from '../foundation/logger';
 import { connectWhenReady, ensureSearchAttributes, installTemporalRuntime } from './temporal';
 
 /** The audit chain for events that belong to no tenant, such as logins that failed. */

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processStartTime } from '../db/directory-lock';
-import type { Logger } from './logger';
+import type { Logger } from '../foundation/logger';
 
 export interface DevServerSettings {
   /** The `temporal` CLI. */

@@ -8,7 +8,7 @@ import { workerRuntimeTelemetry } from '../observability/runtime-metrics';
 import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { allSearchAttributeKeys } from '../workflows/definitions';
-import type { Logger } from './logger';
+import type { Logger } from '../foundation/logger';
 
 // A CommonJS module: its namespaces are only reachable through the default export under Node's ESM.
 const { IndexedValueType } = proto.temporal.api.enums.v1;

@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { CertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import type { ProvisioningActivities } from '../activities/provisioning';
-import { nonRetryableErrorTypes } from '../service/errors';
+import { nonRetryableErrorTypes } from '../foundation/errors';
 import {
   certificateReplacedSignal,
   renewNowSignal,

@@ -6,7 +6,7 @@
  */
 import { proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { CertificateLifecycleActivities } from '../activities/certificate-lifecycle';
-import { nonRetryableErrorTypes } from '../service/errors';
+import { nonRetryableErrorTypes } from '../foundation/errors';
 import { rotationProgressQuery, type IntermediateRotationInput, type IntermediateRotationProgress } from './certificate-definitions';
 
 const certificateAuthority = proxyActivities<CertificateLifecycleActivities>({

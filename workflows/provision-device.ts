@@ -21,7 +21,7 @@ import {
 import type { ProvisioningActivities } from '../activities/provisioning';
 import { deviceCapabilities } from '../adapters/device-adapter';
 // A plain module with no Node dependencies, so the workflow bundle may include it.
-import { nonRetryableErrorTypes } from '../service/errors';
+import { nonRetryableErrorTypes } from '../foundation/errors';
 import {
   activateSignal,
   cancelSignal,

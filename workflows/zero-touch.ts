@@ -17,7 +17,7 @@ import {
   setHandler,
 } from '@temporalio/workflow';
 import type { ZeroTouchActivities } from '../activities/zero-touch';
-import { nonRetryableErrorTypes } from '../service/errors';
+import { nonRetryableErrorTypes } from '../foundation/errors';
 import { provisioningRunSearchAttributes, provisioningWorkflowId } from './definitions';
 import { describeFailure, failureType } from './failures';
 import type { provisionDevice } from './provision-device';

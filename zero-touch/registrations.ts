@@ -16,8 +16,8 @@ import { zeroTouchRegistrations, type ZeroTouchRegistrationRow } from '../db/sch
 import { initialCredentialsPurpose } from '../activities/device-sessions';
 import { templateIdPattern, type TemplateCatalog } from '../configuration/templates';
 import { credentialsSchema, deviceTypes, identifierPattern, identifierReason, macAddressSchema } from '../provisioning/requests';
-import { ConflictError, NotFoundError, UnauthenticatedError, ValidationError, type FieldProblem } from '../service/errors';
-import { parseOrThrow } from '../service/validation';
+import { ConflictError, NotFoundError, UnauthenticatedError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { parseOrThrow } from '../foundation/validation';
 import type { zeroTouchProvisioning } from '../workflows/zero-touch';
 import {
   cancelRegistrationSignal,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../service/errors';
+import { ValidationError } from '../../foundation/errors';
 import { formatBacnetAddress, parseBacnetAddress } from './addresses';
 import { BacnetDeviceAdapter } from './index';
 import { testDeviceNetworks } from '../../test/support/device-networks';

@@ -7,7 +7,7 @@
  * instance keeps us from provisioning the wrong one.
  */
 import { isIPv4 } from 'node:net';
-import { ValidationError } from '../../service/errors';
+import { ValidationError } from '../../foundation/errors';
 import { defaultBacnetPort, maxDeviceInstance } from './protocol';
 
 export interface BacnetDeviceAddress {

@@ -13,7 +13,7 @@ import {
   NotImplementedError,
   SelfTestFailedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { memoryDeviceSecrets } from '../../custody/device-secrets';
 import type { CsrRequest, DeviceConfiguration, DeviceSession } from '../device-adapter';
 import { OpensslTestCa } from '../../scripts/simulators/openssl-test-ca';

@@ -18,7 +18,7 @@ import {
   NotImplementedError,
   ValidationError,
   type ServiceError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import type { BacnetDeviceAddress } from './addresses';
 import {
   applicationTag,

@@ -55,7 +55,7 @@ import {
   NotImplementedError,
   SelfTestFailedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { parseBacnetAddress, type BacnetDeviceAddress } from './addresses';
 import { isTransientRefusal, withBacnetDevice, type BacnetCall, type BacnetCallOptions, type BacnetValue, type PropertyResult, type RefusalMapping } from './bacnet-call';
 import {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../service/errors';
+import { ValidationError } from '../../foundation/errors';
 import { parseDeviceAddress } from './addresses';
 import { HttpsDeviceAdapter } from './index';
 import { testDeviceNetworks } from '../../test/support/device-networks';

@@ -14,7 +14,7 @@ import {
   IdentityMismatchError,
   ValidationError,
   type ServiceError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { parseDeviceAddress } from './addresses';
 
 export interface DeviceRequest {

@@ -8,9 +8,9 @@ import {
   DeviceUnavailableError,
   IdentityMismatchError,
   SelfTestFailedError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import type { ClientTlsIdentity, DeviceConfiguration, DeviceSession } from '../device-adapter';
-import { canonicalHash } from '../../configuration/canonical-json';
+import { canonicalHash } from '../../foundation/canonical-json';
 import { driftedSettings, reportableSettings } from '../../configuration/drift';
 import { signConfiguration } from '../../pki/configuration-signing';
 import { OpensslTestCa, type SigningIdentity } from '../../scripts/simulators/openssl-test-ca';

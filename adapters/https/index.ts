@@ -30,8 +30,8 @@ import {
   ValidationError,
   type FieldProblem,
   type ServiceError,
-} from '../../service/errors';
-import { canonicalHash } from '../../configuration/canonical-json';
+} from '../../foundation/errors';
+import { canonicalHash } from '../../foundation/canonical-json';
 import { normaliseMacAddress } from '../../registry/mac-address';
 import type { DeviceNetworks } from '../device-networks';
 import { parseDeviceAddress } from './addresses';

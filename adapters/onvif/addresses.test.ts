@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../service/errors';
+import { ValidationError } from '../../foundation/errors';
 import { OnvifDeviceAdapter } from './index';
 import { testDeviceNetworks } from '../../test/support/device-networks';
 

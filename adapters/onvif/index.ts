@@ -44,14 +44,14 @@ import type {
 } from '../device-adapter';
 import { deviceCapabilities } from '../device-adapter';
 import type { DeviceNetworks } from '../device-networks';
-import { canonicalHash } from '../../configuration/canonical-json';
+import { canonicalHash } from '../../foundation/canonical-json';
 import {
   ConfigurationRejectedError,
   ConflictError,
   DeviceUnavailableError,
   NotImplementedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { normaliseMacAddress } from '../../registry/mac-address';
 import { subjectAltNameExtension } from '../../pki/extensions';
 import { oids } from '../../pki/oids';

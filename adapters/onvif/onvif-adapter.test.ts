@@ -14,10 +14,10 @@ import {
   IdentityMismatchError,
   NotImplementedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { memoryDeviceSecrets } from '../../custody/device-secrets';
 import { fingerprintOf } from '../../pki/pem';
-import { canonicalHash } from '../../configuration/canonical-json';
+import { canonicalHash } from '../../foundation/canonical-json';
 import { driftedSettings } from '../../configuration/drift';
 import { OpensslTestCa } from '../../scripts/simulators/openssl-test-ca';
 import { startOnvifDevice, type OnvifDeviceOptions, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';

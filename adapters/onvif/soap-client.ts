@@ -16,7 +16,7 @@ import {
   NotImplementedError,
   ValidationError,
   type ServiceError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { authorityOf } from './addresses';
 import { digestAuthorization, parseDigestChallenge } from './http-digest';
 import {

@@ -8,7 +8,7 @@
  * The port is an absolute device path; the PD address is 0–126 (0x7F is broadcast and never names
  * one reader), decimal or 0x-hex; the baud rate is one OSDP readers use.
  */
-import { ValidationError } from '../../service/errors';
+import { ValidationError } from '../../foundation/errors';
 import { broadcastAddress } from './frame';
 import { osdpBaudRates, type OsdpBaudRate } from './protocol';
 

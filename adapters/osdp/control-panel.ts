@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SerialPort } from 'serialport';
-import { AuthenticationFailedError, DeviceUnavailableError, NotImplementedError, ValidationError, type ServiceError } from '../../service/errors';
+import { AuthenticationFailedError, DeviceUnavailableError, NotImplementedError, ValidationError, type ServiceError } from '../../foundation/errors';
 import type { ReaderAddress } from './addresses';
 import { encodePacket, PacketReader, securityBlockTypes, type DecodedPacket, type Sequence, type SecurityBlock } from './frame';
 import { commandCodes, decodeClientCryptogramReply, describeNak, MalformedMessageError, nakCodes, replyCodes } from './protocol';

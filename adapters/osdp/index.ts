@@ -30,7 +30,7 @@ import {
   PolicyViolationError,
   SelfTestFailedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { formatReaderAddress, parseReaderAddress, type ReaderAddress } from './addresses';
 import { withReaderLink, type ReaderLink } from './control-panel';
 import {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memoryDeviceSecrets } from '../../custody/device-secrets';
-import { AuthenticationFailedError } from '../../service/errors';
+import { AuthenticationFailedError } from '../../foundation/errors';
 import { startPtyPair, type PtyPair } from '../../scripts/simulators/osdp-reader';
 import { OsdpReaderAdapter, scbkSecretPurpose } from './index';
 

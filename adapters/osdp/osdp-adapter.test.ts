@@ -8,7 +8,7 @@ import {
   PolicyViolationError,
   SelfTestFailedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { startOsdpReader, type OsdpReaderOptions, type RunningOsdpReader } from '../../scripts/simulators/osdp-reader';
 import type { DeviceConfiguration, DeviceSession } from '../device-adapter';
 import { defaultOsdpReaderSettings, formatReaderAddress, OsdpReaderAdapter, parseReaderAddress, scbkSecretPurpose } from './index';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../service/errors';
+import { ValidationError } from '../../foundation/errors';
 import { parseSnmpAddress } from './addresses';
 
 describe('SNMP device addresses', () => {

@@ -26,7 +26,7 @@ import type {
   RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
-import { canonicalHash } from '../../configuration/canonical-json';
+import { canonicalHash } from '../../foundation/canonical-json';
 import {
   AuthenticationFailedError,
   ConfigurationRejectedError,
@@ -35,7 +35,7 @@ import {
   NotImplementedError,
   SelfTestFailedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { normaliseMacAddress } from '../../registry/mac-address';
 import type { DeviceNetworks } from '../device-networks';
 import { parseSnmpAddress, type SnmpEndpoint } from './addresses';

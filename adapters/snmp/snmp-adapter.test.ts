@@ -10,7 +10,7 @@ import {
   type SnmpAdminUser,
   type SnmpdOptions,
 } from '../../scripts/simulators/snmp-agent';
-import { canonicalHash } from '../../configuration/canonical-json';
+import { canonicalHash } from '../../foundation/canonical-json';
 import { driftedSettings } from '../../configuration/drift';
 import {
   AuthenticationFailedError,
@@ -20,7 +20,7 @@ import {
   NotImplementedError,
   SelfTestFailedError,
   ValidationError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import { deviceCapabilities, type DeviceConfiguration, type DeviceSession } from '../device-adapter';
 import { SnmpDeviceAdapter, snmpSecretPurposes } from './index';
 import { testDeviceNetworks } from '../../test/support/device-networks';

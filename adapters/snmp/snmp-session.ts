@@ -9,7 +9,7 @@ import {
   ConfigurationRejectedError,
   DeviceUnavailableError,
   type ServiceError,
-} from '../../service/errors';
+} from '../../foundation/errors';
 import type { SnmpEndpoint } from './addresses';
 
 /** How we speak to the agent: as an SNMPv3 USM user (SHA-256 + AES-128) or with a community. */

@@ -5,8 +5,8 @@ import { templateIdPattern } from '../../configuration/templates';
 import type { BulkImporter } from '../../bulk/bulk-import';
 import { bulkReportColumns, type BulkJobs } from '../../bulk/bulk-jobs';
 import { deviceSheetTemplateCsv, deviceSheetTemplateXlsx, toCsv } from '../../bulk/spreadsheet-output';
-import { PayloadTooLargeError, ServiceBusyError, ValidationError } from '../../service/errors';
-import { parseOrThrow, refuseUnstorableText } from '../../service/validation';
+import { PayloadTooLargeError, ServiceBusyError, ValidationError } from '../../foundation/errors';
+import { parseOrThrow, refuseUnstorableText } from '../../foundation/validation';
 import { maximumBulkConcurrency } from '../../workflows/bulk-definitions';
 import { operation, type AnyOperation } from '../operation';
 

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { CertificateInventory } from '../../pki/certificate-inventory';
 import type { CertificateRenewals } from '../../provisioning/certificate-renewals';
 import { identifierPattern } from '../../provisioning/requests';
-import { ConflictError, NotFoundError } from '../../service/errors';
+import { ConflictError, NotFoundError } from '../../foundation/errors';
 import type { rotateSiteIntermediate } from '../../workflows/intermediate-rotation';
 import { rotationProgressQuery, rotationWorkflowId } from '../../workflows/certificate-definitions';
 import { provisioningSearchAttributes as attributes } from '../../workflows/definitions';

@@ -4,7 +4,7 @@ import { certificates, type CertificateRow } from '../../db/schema';
 import type { CertificateAuthority } from '../../pki/certificate-authority';
 import { identifierPattern } from '../../provisioning/requests';
 import type { DeviceRegistry } from '../../registry/device-registry';
-import { ConflictError, ForbiddenError, NotFoundError, ValidationError, type FieldProblem } from '../../service/errors';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError, type FieldProblem } from '../../foundation/errors';
 import type { CertificateInventory, CertificatePins } from '../../pki/certificate-inventory';
 import type { AuditLog } from '../../audit/audit-log';
 import { revocationReasons, type RevocationReason } from '../../pki/certificate-authority';

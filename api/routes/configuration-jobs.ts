@@ -21,7 +21,7 @@ import type { TemplateCatalog } from '../../configuration/templates';
 import type { Database } from '../../db/client';
 import { devices as deviceTable, type DeviceRow } from '../../db/schema';
 import { identifierPattern, identifierReason } from '../../provisioning/requests';
-import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../../service/errors';
+import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../../foundation/errors';
 import {
   cancelRolloutSignal,
   driftCheckProgressQuery,

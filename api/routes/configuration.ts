@@ -16,7 +16,7 @@ import { deviceParametersInputSchema } from '../../configuration/parameters';
 import type { TemplateCatalog } from '../../configuration/templates';
 import type { DeviceRegistry } from '../../registry/device-registry';
 import { identifierPattern, identifierReason } from '../../provisioning/requests';
-import { ForbiddenError, NotFoundError, ValidationError } from '../../service/errors';
+import { ForbiddenError, NotFoundError, ValidationError } from '../../foundation/errors';
 import { operation, type AnyOperation } from '../operation';
 
 const devices = '/api/v1/provisioning/devices';

@@ -10,7 +10,7 @@ import type { DiscoveredDeviceRow, DiscoveryEventRow } from '../../db/schema';
 import { DiscoveryStore, maxSweepIntervalMinutes, minSweepIntervalMinutes, siteScanners, type DiscoverySite } from '../../discovery/discovery-store';
 import { deleteDiscoverySchedule, discoveryScheduleId, ensureDiscoverySchedule } from '../../discovery/sweep-schedule';
 import { identifierPattern } from '../../provisioning/requests';
-import { NotFoundError } from '../../service/errors';
+import { NotFoundError } from '../../foundation/errors';
 import type { discoverySweep, DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { operation, type AnyOperation } from '../operation';
 

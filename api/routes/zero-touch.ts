@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { dhcpLeaseEventSchema, dhcpObservation } from '../../discovery/dhcp-events';
 import { identifierPattern } from '../../provisioning/requests';
 import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../../access/failed-authentications';
-import { TooManyRequestsError, UnauthenticatedError } from '../../service/errors';
+import { TooManyRequestsError, UnauthenticatedError } from '../../foundation/errors';
 import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
 import { registrationRequestSchema, type ZeroTouchRegistrations } from '../../zero-touch/registrations';
 import { operation, type AnyOperation } from '../operation';

@@ -93,7 +93,7 @@ describe('Who-Is and I-Am frames', () => {
 describe.runIf(networkNamespacesAvailable())('scanBacnet by broadcast', () => {
   it('finds a controller on another host by a broadcast Who-Is out of the scope interface alone', async () => {
     const device = { instance: 4711, serialNumber: 'DC-4711', vendorName: 'Delta Controls', vendorIdentifier: 8, modelName: 'eBCON' };
-    const result = await runInNetworkNamespace<{ observations: DiscoveryObservation[]; report: ScanReport }>('discovery/fixtures/bacnet-broadcast-host.ts', {
+    const result = await runInNetworkNamespace<{ observations: DiscoveryObservation[]; report: ScanReport }>('test/fixtures/discovery/bacnet-broadcast-host.ts', {
       input: { device },
       timeoutMs: 45_000,
     });

@@ -11,7 +11,7 @@
  * Silence is the common case in a sweep (most addresses hold nothing) and is not a problem.
  */
 import dgram from 'node:dgram';
-import { DeviceUnavailableError } from '../../service/errors';
+import { DeviceUnavailableError } from '../../foundation/errors';
 import { defaultSnmpPort, type SnmpEndpoint } from '../../adapters/snmp/addresses';
 import { enterpriseNumber, enterpriseVendors } from '../../adapters/snmp/enterprises';
 import { systemGroup } from '../../adapters/snmp/mib';

@@ -5,7 +5,7 @@
 import { createPrivateKey, generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceConfiguration } from '../../adapters/device-adapter';
-import { canonicalJson as serviceCanonicalJson } from '../../configuration/canonical-json';
+import { canonicalJson as serviceCanonicalJson } from '../../foundation/canonical-json';
 import { signConfiguration, type ConfigurationSigningKey, type SignedDeviceConfiguration } from '../../pki/configuration-signing';
 import { canonicalJson as deviceCanonicalJson, SignatureRefused, verifyConfigurationSignature } from './configuration-signature';
 import { OpensslTestCa, type SigningIdentity } from './openssl-test-ca';

@@ -10,7 +10,7 @@ import proto from '@temporalio/proto';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { certificates } from '../../db/schema';
-import { ConflictError, ValidationError } from '../../service/errors';
+import { ConflictError, ValidationError } from '../../foundation/errors';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
 import { TestDevices, waitFor, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import express from 'express';
-import { SoftwareKeyStore } from '../../adapters/software-keystore';
+import { SoftwareKeyStore } from '../../custody/software-keystore';
 import { pkiMountPath, pkiPublicationRouter } from '../../api/pki-publication';
 import type { KeyCustody } from '../../custody/key-custody';
 import { Sealer } from '../../custody/sealing';
@@ -16,7 +16,7 @@ import { CertificateAuthority, type DeviceForCertificate } from '../../pki/certi
 import { CrlPublisher } from '../../pki/crl';
 import { OcspResponder, type OcspResponderDependencies } from '../../pki/ocsp-responder';
 import type { ServiceConfig } from '../../service/config';
-import { createLogger } from '../../service/logger';
+import { createLogger } from '../../foundation/logger';
 import { openTestCustody, type CustodyKind } from './custody';
 import { openTestDatabase, type DatabaseKind } from './database';
 import { makeCsr } from './openssl';

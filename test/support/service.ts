@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { loadConfig, type ServiceConfig } from '../../service/config';
-import { createLogger } from '../../service/logger';
+import { createLogger } from '../../foundation/logger';
 import { createProvisioningService, createProvisioningWorker, createServiceParts, type ServiceParts } from '../../service/main';
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';

@@ -5,7 +5,7 @@
 import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../../service/config';
-import { createLogger } from '../../service/logger';
+import { createLogger } from '../../foundation/logger';
 import { createProvisioningWorker, createServiceParts, serviceClient } from '../../service/main';
 import { installTemporalRuntime } from '../../service/temporal';
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from './errors';
 import { canonicalHash, canonicalJson } from './canonical-json';
 
 describe('canonicalJson', () => {

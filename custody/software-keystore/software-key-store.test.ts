@@ -1,11 +1,11 @@
 import { createPrivateKey, createPublicKey, randomBytes, randomUUID, verify } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KeyAlgorithm } from '../../custody/key-custody';
-import { Sealer } from '../../custody/sealing';
+import type { KeyAlgorithm } from '../key-custody';
+import { Sealer } from '../sealing';
 import type { DatabaseHandle } from '../../db/client';
 import { softwareKeys } from '../../db/schema';
-import { NotFoundError, PolicyViolationError } from '../../service/errors';
+import { NotFoundError, PolicyViolationError } from '../../foundation/errors';
 import { databaseKinds, openTestDatabase } from '../../test/support/database';
 import { SoftwareKeyStore } from './software-key-store';
 

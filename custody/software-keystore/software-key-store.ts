@@ -8,9 +8,9 @@ import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import type { Database } from '../../db/client';
 import { softwareKeys } from '../../db/schema';
-import { associatedData, SealedValueError, type Sealer } from '../../custody/sealing';
-import type { HashAlgorithm, KeyAlgorithm, KeyCustody, KeyHandle } from '../../custody/key-custody';
-import { NotFoundError, PolicyViolationError, ValidationError } from '../../service/errors';
+import { associatedData, SealedValueError, type Sealer } from '../sealing';
+import type { HashAlgorithm, KeyAlgorithm, KeyCustody, KeyHandle } from '../key-custody';
+import { NotFoundError, PolicyViolationError, ValidationError } from '../../foundation/errors';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 

@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import pkcs11js from 'pkcs11js';
-import type { HashAlgorithm, KeyAlgorithm, KeyCustody, KeyHandle } from '../../custody/key-custody';
+import type { HashAlgorithm, KeyAlgorithm, KeyCustody, KeyHandle } from '../key-custody';
 import {
   curveOfEcParameters,
   ecCurves,
@@ -15,9 +15,9 @@ import {
   rsaSubjectPublicKeyInfo,
   type EcCurve,
 } from '../../pki/public-key';
-import { DependencyUnavailableError, NotFoundError, ValidationError } from '../../service/errors';
-import type { Logger } from '../../service/logger';
-import { SealedValueError } from '../../custody/sealing';
+import { DependencyUnavailableError, NotFoundError, ValidationError } from '../../foundation/errors';
+import type { Logger } from '../../foundation/logger';
+import { SealedValueError } from '../sealing';
 import { formatPkcs11Uri, parsePkcs11Uri } from './pkcs11-uri';
 
 type Handle = Buffer;

@@ -10,7 +10,7 @@
  * turned into something else, because a signature over a lossy rendering would prove nothing.
  */
 import { createHash } from 'node:crypto';
-import { ValidationError } from '../service/errors';
+import { ValidationError } from './errors';
 
 export function canonicalJson(value: unknown): string {
   return serialise(value, '$', new Set());

@@ -4,8 +4,8 @@
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KeyAlgorithm, KeyHandle } from '../../custody/key-custody';
-import { DependencyUnavailableError, NotFoundError } from '../../service/errors';
+import type { KeyAlgorithm, KeyHandle } from '../key-custody';
+import { DependencyUnavailableError, NotFoundError } from '../../foundation/errors';
 import { Pkcs11KeyCustody, type Pkcs11Options } from './pkcs11-key-custody';
 import { formatPkcs11Uri, parsePkcs11Uri } from './pkcs11-uri';
 
