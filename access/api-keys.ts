@@ -13,7 +13,16 @@ import { and, eq, isNull } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { apiKeys, type ApiKeyRow } from '../db/schema';
 import { NotFoundError } from '../foundation/errors';
-import type { Principal, Role } from './roles';
+import { roles, type Principal, type Role } from './roles';
+
+/** An API key as kept: never its secret, only the hash. */
+export type ApiKey = Omit<ApiKeyRow, 'role'> & { role: Role };
+
+/** The database keeps the role as text; an unknown one (written by a later version) grants nothing. */
+function apiKeyOf(row: ApiKeyRow): ApiKey {
+  if (!(roles as readonly string[]).includes(row.role)) throw new Error(`API key ${row.id} has an unknown role "${row.role}"`);
+  return { ...row, role: row.role as Role };
+}
 
 const keyPattern = /^dps_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 
@@ -37,7 +46,7 @@ export interface CreatedApiKey {
   id: string;
   /** The full key; it cannot be recovered later. */
   key: string;
-  row: ApiKeyRow;
+  row: ApiKey;
 }
 
 export class ApiKeyStore {
@@ -66,7 +75,7 @@ export class ApiKeyStore {
         expiresAt: input.expiresAt ?? null,
       })
       .returning();
-    return { id: row.id, key: `dps_${prefix}_${secret}`, row };
+    return { id: row.id, key: `dps_${prefix}_${secret}`, row: apiKeyOf(row) };
   }
 
   /** The principal a key stands for, or undefined for a malformed, unknown, revoked or expired key. */
@@ -79,24 +88,26 @@ export class ApiKeyStore {
     const expected = Buffer.from(row.secretHash, 'hex');
     const presented = Buffer.from(hashSecret(secret), 'hex');
     if (!timingSafeEqual(expected, presented)) return undefined;
+    const { role } = apiKeyOf(row);
     await this.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.id));
-    return { subject: row.principal, credential: apiKeyCredential(row.id), kind: 'api-key', tenantId: row.tenantId, role: row.role, name: row.name };
+    return { subject: row.principal, credential: apiKeyCredential(row.id), kind: 'api-key', tenantId: row.tenantId, role, name: row.name };
   }
 
-  list(tenantId: string): Promise<ApiKeyRow[]> {
-    return this.db.select().from(apiKeys).where(eq(apiKeys.tenantId, tenantId)).orderBy(apiKeys.createdAt);
+  async list(tenantId: string): Promise<ApiKey[]> {
+    const rows = await this.db.select().from(apiKeys).where(eq(apiKeys.tenantId, tenantId)).orderBy(apiKeys.createdAt);
+    return rows.map(apiKeyOf);
   }
 
-  async revoke(tenantId: string, id: string): Promise<ApiKeyRow> {
+  async revoke(tenantId: string, id: string): Promise<ApiKey> {
     const [row] = await this.db
       .update(apiKeys)
       .set({ revokedAt: new Date() })
       .where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
       .returning();
-    if (row) return row;
+    if (row) return apiKeyOf(row);
     const [existing] = await this.db.select().from(apiKeys).where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id)));
     if (!existing) throw new NotFoundError(`API key ${id} not found`);
-    return existing;
+    return apiKeyOf(existing);
   }
 
   async any(): Promise<boolean> {

@@ -13,7 +13,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import { z } from 'zod';
 import type { Payload } from '@temporalio/common';
 import { PayloadDecryptionError } from '../custody/payload-codec';
-import { ConfigurationError } from '../service/config';
+import { ConfigurationError } from '../foundation/errors';
 import { ForbiddenError, UnsupportedMediaTypeError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import { parseOrThrow } from '../foundation/validation';

@@ -35,7 +35,7 @@ import {
   type EstLabel,
   type FailedAuthenticationLimits,
 } from '../pki/est';
-import { fromPem } from '../pki/pem';
+import { fromPem } from '../x509/pem';
 import type { DeviceRegistry } from '../registry/device-registry';
 import {
   BadCsrError,

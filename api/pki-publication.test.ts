@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateRow } from '../db/schema';
-import { fromPem } from '../pki/pem';
+import { fromPem } from '../x509/pem';
 import { pkiPaths } from '../pki/publication';
 import { issueDevice, pkiSettings, run, startPki, type PkiUnderTest } from '../test/support/pki-publication';
 import { pkiOpenApiPaths } from './pki-publication';

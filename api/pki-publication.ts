@@ -9,7 +9,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import { isCaCertificateType, type CertificateAuthority } from '../pki/certificate-authority';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder';
-import { fromPem } from '../pki/pem';
+import { fromPem } from '../x509/pem';
 import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import { notFoundHandler, problemHandler, sendProblem } from './problem';

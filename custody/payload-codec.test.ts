@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { sweepWorkflowPrefix } from '../api/routes/discovery';
 import { driftCheckPrefix, driftScheduleId } from '../configuration/drift-policies';
 import { discoveryScheduleId } from '../discovery/sweep-schedule';
-import { ConfigurationError } from '../service/config';
+import { ConfigurationError } from '../foundation/errors';
 import { bulkWorkflowId } from '../workflows/bulk-definitions';
 import { renewalWorkflowId, rotationWorkflowId } from '../workflows/certificate-definitions';
 import { rolloutWorkflowId } from '../workflows/configuration-definitions';

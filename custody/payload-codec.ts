@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import type { DataConverter, Payload, PayloadCodec, SerializationContext } from '@temporalio/common';
 import proto from '@temporalio/proto';
-import { ConfigurationError } from '../service/config';
+import { ConfigurationError } from '../foundation/errors';
 
 // A CommonJS module: its namespaces are only reachable through the default export under Node's ESM.
 const ProtoPayload = proto.temporal.api.common.v1.Payload;

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { ConfigurationError } from '../service/config';
+import { ConfigurationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import { associatedData, keyEncryptionKeyFileName, readKeyEncryptionKey, Sealer, SealedValueError } from './sealing';
 

@@ -6,7 +6,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigurationError } from '../service/config';
+import { ConfigurationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 
 const keyLength = 32;

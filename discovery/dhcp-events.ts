@@ -10,7 +10,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
-import { normaliseMacAddress } from '../registry/mac-address';
+import { normaliseMacAddress } from '../foundation/mac-address';
 import type { DiscoveryObservation } from './observation';
 
 export const dhcpLeaseEventKinds = ['add', 'old', 'del'] as const;

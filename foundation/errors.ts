@@ -108,3 +108,8 @@ export const nonRetryableErrorTypes = [
   'ConfigurationRejectedError',
   'NotImplementedError',
 ];
+
+/** The installation's settings are wrong: found at start, before anything runs. */
+export class ConfigurationError extends Error {
+  override name = 'ConfigurationError';
+}

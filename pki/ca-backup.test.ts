@@ -33,8 +33,8 @@ import {
 } from './ca-backup';
 import { CertificateAuthority, type DeviceForCertificate } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
-import { oids } from './oids';
-import { fromPem, toPem } from './pem';
+import { oids } from '../x509/oids';
+import { fromPem, toPem } from '../x509/pem';
 import { PkiPublication } from './publication';
 import { keyAlgorithmOf } from './public-key';
 

@@ -49,7 +49,7 @@ import {
 } from '../db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
-import { fingerprintOf, fromPem, toPem } from './pem';
+import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 
 export const caBackupMagic = 'device-provisioning-ca-backup';
 export const caBackupFormatVersion = 1;

@@ -17,7 +17,7 @@ import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { certificateExtensionsText, certificateField, makeCsr, openssl, verifyChain } from '../test/support/openssl';
 import { CertificateAuthority, type DeviceForCertificate } from './certificate-authority';
-import { fingerprintOf, fromPem } from './pem';
+import { fingerprintOf, fromPem } from '../x509/pem';
 
 
 

@@ -35,7 +35,7 @@ import {
   roleCommonName,
   summariseName,
   type NameAttribute,
-} from './distinguished-name';
+} from '../x509/distinguished-name';
 import {
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
@@ -49,10 +49,10 @@ import {
   type ExtendedKeyUsage,
   type ExtensionsSummary,
   type SubjectAltNames,
-} from './extensions';
+} from '../x509/extensions';
 import { KeyedMutex } from '../foundation/keyed-mutex';
-import { canonicalIpAddress } from './ip-address';
-import { fingerprintOf, fromPem, toPem } from './pem';
+import { canonicalIpAddress } from '../x509/ip-address';
+import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 import { PkiPublication } from './publication';
 import { keyAlgorithmOf, keyIdentifier } from './public-key';
 

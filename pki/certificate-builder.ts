@@ -14,7 +14,7 @@ import {
   type RelativeDistinguishedNames,
 } from 'pkijs';
 import type { HashAlgorithm, KeyAlgorithm, KeyCustody } from '../custody/key-custody';
-import { oids } from './oids';
+import { oids } from '../x509/oids';
 
 export interface CertificateTemplate {
   serialNumber: bigint;

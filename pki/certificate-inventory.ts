@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { and, asc, count, eq, gt, isNull, lte, or, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow } from '../db/schema';
-import { fromPem } from './pem';
+import { fromPem } from '../x509/pem';
 
 export type CertificateType = CertificateRow['certificateType'];
 

@@ -21,9 +21,9 @@ import { makeCsr } from '../test/support/openssl';
 import { SoftwareKeyStore } from '../custody/software-keystore';
 import { ConfigurationSigner } from './configuration-signing';
 import { CrlPublisher } from './crl';
-import { attributeValues } from './distinguished-name';
-import { readSubjectAltNames } from './extensions';
-import { fromPem } from './pem';
+import { attributeValues } from '../x509/distinguished-name';
+import { readSubjectAltNames } from '../x509/extensions';
+import { fromPem } from '../x509/pem';
 
 const adapter = new HttpsDeviceAdapter({ networks: testDeviceNetworks });
 

@@ -15,9 +15,9 @@ import { createLogger } from '../foundation/logger';
 import { NotFoundError } from '../foundation/errors';
 import { issueDevice, pkiSettings, run, startPki, type CustodyKind, type PkiUnderTest } from '../test/support/pki-publication';
 import { CrlPublisher } from './crl';
-import { readSubjectKeyIdentifier } from './extensions';
-import { oids } from './oids';
-import { fromPem, toPem } from './pem';
+import { readSubjectKeyIdentifier } from '../x509/extensions';
+import { oids } from '../x509/oids';
+import { fromPem, toPem } from '../x509/pem';
 
 const custodyKinds: CustodyKind[] = ['software', 'pkcs11'];
 const hour = 60 * 60 * 1000;

@@ -17,8 +17,8 @@ import { KeyedMutex } from '../foundation/keyed-mutex';
 import type { Logger } from '../foundation/logger';
 import { caCertificateTypes, type CertificateAuthority, type RevocationReason } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
-import { authorityKeyIdentifierExtension } from './extensions';
-import { oids } from './oids';
+import { authorityKeyIdentifierExtension } from '../x509/extensions';
+import { oids } from '../x509/oids';
 
 /** CRLReason codes (RFC 5280 section 5.3.1); 7 is unused, so the names' order is not the code. */
 export const crlReasonCodes: Record<RevocationReason, number> = {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BadCsrError } from '../foundation/errors';
 import { makeCsr } from '../test/support/openssl';
 import { parseCertificateSigningRequest } from './csr';
-import { fromPem, toPem } from './pem';
+import { fromPem, toPem } from '../x509/pem';
 
 function flipByteNearEnd(csrPem: string): string {
   const der = Buffer.from(fromPem(csrPem, ['CERTIFICATE REQUEST'])!);

@@ -6,10 +6,10 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { CertificationRequest, Extensions, type Extension } from 'pkijs';
 import { BadCsrError } from '../foundation/errors';
-import { attributeValues, formatDistinguishedName, summariseName, type SubjectSummary } from './distinguished-name';
-import { readSubjectAltNames, type SubjectAltNames } from './extensions';
-import { oidName, oids } from './oids';
-import { fromPem } from './pem';
+import { attributeValues, formatDistinguishedName, summariseName, type SubjectSummary } from '../x509/distinguished-name';
+import { readSubjectAltNames, type SubjectAltNames } from '../x509/extensions';
+import { oidName, oids } from '../x509/oids';
+import { fromPem } from '../x509/pem';
 import { describePublicKey, type EcCurve } from './public-key';
 
 export interface CertificateSigningRequest {

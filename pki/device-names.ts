@@ -4,8 +4,8 @@
  */
 import { isIPv6 } from 'node:net';
 import { ValidationError } from '../foundation/errors';
-import type { SubjectAltNames } from './extensions';
-import { canonicalIpAddress } from './ip-address';
+import type { SubjectAltNames } from '../x509/extensions';
+import { canonicalIpAddress } from '../x509/ip-address';
 
 export interface DeviceAddress {
   host: string;

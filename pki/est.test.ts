@@ -9,7 +9,7 @@ import { makeCsr, openssl, withTemporaryDirectory } from '../test/support/openss
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { base64Lines, certsOnly, csrAttributes, csrPemOfBody, parseEstLabel } from './est';
-import { fromPem } from './pem';
+import { fromPem } from '../x509/pem';
 
 function selfSigned(subject: string): Uint8Array {
   return withTemporaryDirectory((directory) => {

@@ -32,8 +32,8 @@ import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '.
 import type { Logger } from '../foundation/logger';
 import type { CertificateAuthority } from './certificate-authority';
 import { parseCertificateSigningRequest } from './csr';
-import { oids } from './oids';
-import { fingerprintOf, fromPem, toPem } from './pem';
+import { oids } from '../x509/oids';
+import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 
 export const estPathPrefix = '/.well-known/est';
 export const estOperations = ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs'] as const;

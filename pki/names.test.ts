@@ -2,9 +2,9 @@ import * as asn1js from 'asn1js';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../foundation/errors';
 import { allowedSubjectAltNames, macAddressUrn, parseDeviceAddress } from './device-names';
-import { buildName, fitsSerialNumberAttribute, formatDistinguishedName, roleCommonName, summariseName } from './distinguished-name';
-import { keyUsageExtension, summariseExtensions } from './extensions';
-import { canonicalIpAddress, formatIpAddress, ipAddressBytes } from './ip-address';
+import { buildName, fitsSerialNumberAttribute, formatDistinguishedName, roleCommonName, summariseName } from '../x509/distinguished-name';
+import { keyUsageExtension, summariseExtensions } from '../x509/extensions';
+import { canonicalIpAddress, formatIpAddress, ipAddressBytes } from '../x509/ip-address';
 
 describe('device addresses', () => {
   it.each([

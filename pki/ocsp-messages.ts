@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { type AlgorithmIdentifier, Certificate, Extension } from 'pkijs';
-import { oids } from './oids';
+import { oids } from '../x509/oids';
 
 /** OCSPResponseStatus (RFC 6960 section 4.2.1); 4 is not used. */
 export const ocspResponseStatusCodes = {

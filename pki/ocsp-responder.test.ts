@@ -11,8 +11,8 @@ import { BasicOCSPResponse, Certificate, OCSPResponse } from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateRow } from '../db/schema';
 import { issueDevice, run, startPki, type CustodyKind, type PkiUnderTest } from '../test/support/pki-publication';
-import { oids } from './oids';
-import { fromPem } from './pem';
+import { oids } from '../x509/oids';
+import { fromPem } from '../x509/pem';
 import { keyIdentifier } from './public-key';
 
 const custodyKinds: CustodyKind[] = ['software', 'pkcs11'];

@@ -30,7 +30,7 @@ import {
   type ResponderSigningIdentity,
   type SingleStatus,
 } from './ocsp-messages';
-import { fromPem } from './pem';
+import { fromPem } from '../x509/pem';
 import { keyAlgorithmOf } from './public-key';
 
 export interface OcspResponderDependencies {

@@ -11,7 +11,7 @@ import { makeCsr } from '../test/support/openssl';
 import { lintFindings, type PkiObject } from '../test/support/pki-linters';
 import { pkiSettings, run, startPki, type PkiUnderTest } from '../test/support/pki-publication';
 import { CertificateAuthority, type DeviceForCertificate } from './certificate-authority';
-import { fromPem } from './pem';
+import { fromPem } from '../x509/pem';
 
 const tenantId = 'lint';
 const objects = new Map<string, PkiObject>();

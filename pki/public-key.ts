@@ -6,7 +6,7 @@ import { createHash, createPublicKey } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { AlgorithmIdentifier, PublicKeyInfo } from 'pkijs';
 import type { HashAlgorithm, KeyAlgorithm } from '../custody/key-custody';
-import { oids } from './oids';
+import { oids } from '../x509/oids';
 
 export type EcCurve = 'P-256' | 'P-384';
 

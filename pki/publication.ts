@@ -5,7 +5,7 @@
  * API's own URL once it listens when that is not configured.
  */
 import type { Extension } from 'pkijs';
-import { authorityInfoAccessExtension, crlDistributionPointsExtension } from './extensions';
+import { authorityInfoAccessExtension, crlDistributionPointsExtension } from '../x509/extensions';
 
 export const pkiPaths = {
   crl: (caCertificateId: string) => `/pki/crl/${caCertificateId}.crl`,

@@ -8,7 +8,7 @@ import type { DeviceType } from '../adapters/device-adapter';
 import { templateIdPattern } from '../configuration/templates';
 import type { FieldProblem } from '../foundation/errors';
 import type { DeviceDescriptor } from '../workflows/definitions';
-import { normaliseMacAddress } from '../registry/mac-address';
+import { normaliseMacAddress } from '../foundation/mac-address';
 
 export const identifierPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const identifierReason = 'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';

@@ -39,11 +39,11 @@ import { Sealer } from '../custody/sealing';
 import { openDatabase } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { CrlPublisher } from '../pki/crl';
-import { buildName } from '../pki/distinguished-name';
+import { buildName } from '../x509/distinguished-name';
 import { issuerHashes } from '../pki/ocsp-messages';
 import { OcspResponder } from '../pki/ocsp-responder';
-import { oids } from '../pki/oids';
-import { fromPem, toPem } from '../pki/pem';
+import { oids } from '../x509/oids';
+import { fromPem, toPem } from '../x509/pem';
 import { createLogger } from '../foundation/logger';
 import { loadConfig } from '../service/config';
 

@@ -8,7 +8,8 @@ import { createKeyCustody } from '../custody';
 import { keyEncryptionKeyFileName, readKeyEncryptionKey, Sealer } from '../custody/sealing';
 import { openDatabase } from '../db/client';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
-import { ConfigurationError, loadConfig } from '../service/config';
+import { ConfigurationError } from '../foundation/errors';
+import { loadConfig } from '../service/config';
 import { createLogger } from '../foundation/logger';
 
 export interface CaBackupParts {

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigurationError, loadConfig } from './config';
+import { ConfigurationError } from '../foundation/errors';
+import { loadConfig } from './config';
 
 describe('service configuration', () => {
   it('sweeps with ten-second scans and SNMP engine discovery only unless told otherwise', () => {

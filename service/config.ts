@@ -2,6 +2,7 @@
  * The one place configuration is read. Every setting comes from the environment, has an embedded
  * default that lets `npm start` run on a fresh clone, and is documented in the README.
  */
+import { ConfigurationError } from '../foundation/errors';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
@@ -204,10 +205,6 @@ export interface ServiceConfig {
     /** Device certificates are renewed once this fraction of their lifetime has passed. */
     renewalAtFraction: number;
   };
-}
-
-export class ConfigurationError extends Error {
-  override name = 'ConfigurationError';
 }
 
 /** Secrets may come from files (`NAME_FILE`), as container secrets are mounted, instead of the environment. */

@@ -32,7 +32,7 @@ import {
   type ServiceError,
 } from '../../foundation/errors';
 import { canonicalHash } from '../../foundation/canonical-json';
-import { normaliseMacAddress } from '../../registry/mac-address';
+import { normaliseMacAddress } from '../../foundation/mac-address';
 import type { DeviceNetworks } from '../device-networks';
 import { parseDeviceAddress } from './addresses';
 import { callDevice, certificateFingerprint, type DeviceRequest, type DeviceResponse } from './device-call';

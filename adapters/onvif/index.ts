@@ -52,10 +52,10 @@ import {
   NotImplementedError,
   ValidationError,
 } from '../../foundation/errors';
-import { normaliseMacAddress } from '../../registry/mac-address';
-import { subjectAltNameExtension } from '../../pki/extensions';
-import { oids } from '../../pki/oids';
-import { fingerprintOf, pemBlocks, toPem } from '../../pki/pem';
+import { normaliseMacAddress } from '../../foundation/mac-address';
+import { subjectAltNameExtension } from '../../x509/extensions';
+import { oids } from '../../x509/oids';
+import { fingerprintOf, pemBlocks, toPem } from '../../x509/pem';
 import { parseOnvifAddress } from './addresses';
 import { onvifDeviceSettings, type OnvifDeviceSettings } from './settings';
 import { OnvifClient, type OnvifTransport } from './soap-client';

@@ -16,7 +16,7 @@ import {
   ValidationError,
 } from '../../foundation/errors';
 import { memoryDeviceSecrets } from '../../custody/device-secrets';
-import { fingerprintOf } from '../../pki/pem';
+import { fingerprintOf } from '../../x509/pem';
 import { canonicalHash } from '../../foundation/canonical-json';
 import { driftedSettings } from '../../configuration/drift';
 import { OpensslTestCa } from '../../scripts/simulators/openssl-test-ca';

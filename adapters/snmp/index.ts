@@ -36,7 +36,7 @@ import {
   SelfTestFailedError,
   ValidationError,
 } from '../../foundation/errors';
-import { normaliseMacAddress } from '../../registry/mac-address';
+import { normaliseMacAddress } from '../../foundation/mac-address';
 import type { DeviceNetworks } from '../device-networks';
 import { parseSnmpAddress, type SnmpEndpoint } from './addresses';
 import { deviceTypeFor, enterpriseNumber, enterpriseVendors } from './enterprises';

@@ -1,13 +1,12 @@
 import { z } from 'zod';
-import type { ApiKeyStore } from '../../access/api-keys';
+import type { ApiKey, ApiKeyStore } from '../../access/api-keys';
 import { rolePermissions, roles } from '../../access/roles';
-import type { ApiKeyRow } from '../../db/schema';
 import { operation, type AnyOperation } from '../operation';
 import { apiKeySchema, whoAmISchema } from '../schemas';
 
 const base = '/api/v1/access';
 
-function apiKeyOf(row: ApiKeyRow) {
+function apiKeyOf(row: ApiKey) {
   return {
     id: row.id,
     tenantId: row.tenantId,

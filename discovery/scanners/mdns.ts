@@ -11,7 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { authorityOf } from '../../adapters/host-port';
-import { normaliseMacAddress } from '../../registry/mac-address';
+import { normaliseMacAddress } from '../../foundation/mac-address';
 import type { DiscoveryObservation } from '../observation';
 import {
   acceptAnswerFrom,

@@ -11,7 +11,7 @@ import { URL } from 'node:url';
 import { authorityOf } from '../../adapters/host-port';
 import { wsDiscoveryMulticast } from '../../adapters/onvif/discovery';
 import { el, firstText, isObject, listOf, readSoapEnvelope, soapEnvelope, textOf, withAttributes, type XmlObject } from '../../adapters/onvif/soap';
-import { normaliseMacAddress } from '../../registry/mac-address';
+import { normaliseMacAddress } from '../../foundation/mac-address';
 import type { DiscoveryObservation } from '../observation';
 import {
   acceptAnswerFrom,

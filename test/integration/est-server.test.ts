@@ -18,7 +18,7 @@ import { Sealer } from '../../custody/sealing';
 import { SecretVault } from '../../custody/secret-vault';
 import type { DatabaseHandle } from '../../db/client';
 import { CertificateAuthority } from '../../pki/certificate-authority';
-import { fingerprintOf, fromPem } from '../../pki/pem';
+import { fingerprintOf, fromPem } from '../../x509/pem';
 import { DeviceRegistry } from '../../registry/device-registry';
 import type { ServiceConfig } from '../../service/config';
 import { createLogger } from '../../foundation/logger';

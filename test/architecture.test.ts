@@ -1,0 +1,281 @@
+/**
+ * The shape of the code, checked: folders stand on floors and import only from their own floor or
+ * below (the composition root, `service/` and `scripts/`, may import anything); no two folders import
+ * each other, even through others; only `db/` and the stores that own a table speak SQL; routes,
+ * activities and workflows never touch the database.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+/**
+ * Floors, lowest first. A file belongs to the first floor with a pattern it matches. The workflow
+ * definitions (ids, signals, queries, the records they carry) are the contract every part shares,
+ * so they sit low; the workflows themselves sit above the activities they schedule.
+ */
+export const floors: Array<{ name: string; holds: RegExp[] }> = [
+  { name: 'foundation', holds: [/^foundation\//, /^x509\//] },
+  { name: 'database', holds: [/^db\//] },
+  { name: 'contracts', holds: [/^workflows\/([a-z-]+-)?definitions\.ts$/] },
+  { name: 'records', holds: [/^custody\//, /^access\//, /^audit\//] },
+  { name: 'devices', holds: [/^adapters\//] },
+  { name: 'domain', holds: [/^registry\//, /^pki\//, /^configuration\//, /^discovery\//, /^alerts\//] },
+  { name: 'processes', holds: [/^provisioning\//, /^bulk\//, /^zero-touch\//, /^observability\//] },
+  { name: 'activities', holds: [/^activities\//] },
+  { name: 'workflows', holds: [/^workflows\//] },
+  { name: 'http', holds: [/^api\//] },
+  { name: 'composition', holds: [/^service\//, /^scripts\//] },
+];
+
+interface ImportEdge {
+  from: string;
+  to: string;
+  typeOnly: boolean;
+  /** The bare package, for imports of packages. */
+  specifier: string;
+}
+
+function productionFiles(): string[] {
+  return execFileSync('git', ['ls-files', '*.ts', '*.mjs', '*.cjs'], { cwd: root, encoding: 'utf8' })
+    .split('\n')
+    .filter((file) => file && !file.endsWith('.test.ts') && !file.startsWith('test/') && !file.startsWith('scripts/simulators/'));
+}
+
+const importPattern =
+  /(?:^|\n)\s*(import|export)\s+(type\s+)?(?:[^'";]*?\s+from\s+)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)|\brequire\(\s*['"]([^'"]+)['"]\s*\)/g;
+
+function resolveRelative(from: string, specifier: string, files: Set<string>): string | undefined {
+  const base = path.normalize(path.join(path.dirname(from), specifier));
+  return [base, `${base}.ts`, `${base}.mjs`, `${base}.cjs`, `${base}/index.ts`].find((candidate) => files.has(candidate));
+}
+
+export function importEdges(): ImportEdge[] {
+  const files = productionFiles();
+  const known = new Set(files);
+  const edges: ImportEdge[] = [];
+  for (const file of files) {
+    const text = readFileSync(path.join(root, file), 'utf8');
+    for (const match of text.matchAll(importPattern)) {
+      const specifier = match[3] ?? match[4] ?? match[5]!;
+      const typeOnly = Boolean(match[2]);
+      if (specifier.startsWith('.')) {
+        const to = resolveRelative(file, specifier, known);
+        if (to) edges.push({ from: file, to, typeOnly, specifier });
+      } else {
+        edges.push({ from: file, to: '', typeOnly, specifier });
+      }
+    }
+  }
+  return edges;
+}
+
+export function floorOf(file: string): number {
+  const index = floors.findIndex((floor) => floor.holds.some((pattern) => pattern.test(file)));
+  if (index < 0) throw new Error(`${file} stands on no floor: add its folder to one`);
+  return index;
+}
+
+const folderOf = (file: string) => file.split('/')[0]!;
+const composition = floors.length - 1;
+
+/** Starting a workflow names its function's type; nothing of the workflow runs there. */
+const namesWorkflowType = (edge: ImportEdge) => edge.typeOnly && floors[floorOf(edge.to)]!.name === 'workflows';
+
+/**
+ * Folders that import each other through a chain: each strongly connected group of two or more,
+ * found with Tarjan's algorithm over the folder graph.
+ */
+function folderCycles(edges: ImportEdge[]): string[][] {
+  const graph = new Map<string, Set<string>>();
+  for (const edge of edges) {
+    if (!edge.to || namesWorkflowType(edge)) continue;
+    const [a, b] = [folderOf(edge.from), folderOf(edge.to)];
+    if (a === b || floorOf(edge.from) === composition) continue;
+    if (!graph.has(a)) graph.set(a, new Set());
+    graph.get(a)!.add(b);
+  }
+  let counter = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const groups: string[][] = [];
+  const visit = (node: string) => {
+    index.set(node, counter);
+    low.set(node, counter);
+    counter += 1;
+    stack.push(node);
+    onStack.add(node);
+    for (const next of graph.get(node) ?? []) {
+      if (!index.has(next)) {
+        visit(next);
+        low.set(node, Math.min(low.get(node)!, low.get(next)!));
+      } else if (onStack.has(next)) {
+        low.set(node, Math.min(low.get(node)!, index.get(next)!));
+      }
+    }
+    if (low.get(node) === index.get(node)) {
+      const group: string[] = [];
+      let member: string;
+      do {
+        member = stack.pop()!;
+        onStack.delete(member);
+        group.push(member);
+      } while (member !== node);
+      if (group.length > 1) groups.push(group.sort());
+    }
+  };
+  for (const node of graph.keys()) if (!index.has(node)) visit(node);
+  return groups;
+}
+
+/** Files that own a table: they import it from the schema and use it in queries. */
+function tablesOwnedBy(edges: ImportEdge[]): Map<string, string[]> {
+  const schema = readFileSync(path.join(root, 'db/schema.ts'), 'utf8');
+  const tables = [...schema.matchAll(/export const (\w+) = pgTable\(/g)].map((match) => match[1]!);
+  const owners = new Map<string, string[]>();
+  for (const file of new Set(edges.filter((edge) => edge.to === 'db/schema.ts' && !edge.typeOnly).map((edge) => edge.from))) {
+    if (file.startsWith('db/')) continue;
+    const text = readFileSync(path.join(root, file), 'utf8');
+    const imported = /import\s*\{([^}]*)\}\s*from\s*['"][^'"]*db\/schema['"]/.exec(text)?.[1] ?? '';
+    const names = imported.split(',').map((name) => name.trim().replace(/^type\s+/, '')).filter(Boolean);
+    for (const table of tables.filter((table) => names.includes(table))) owners.set(table, [...(owners.get(table) ?? []), file]);
+  }
+  return owners;
+}
+
+/**
+ * What still breaks the rules, being paid down. A check fails on anything new, and on an entry here
+ * that no longer holds (remove it): these lists only ever shrink, to empty.
+ */
+const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores' | 'databaseFromEdges', string[]> = {
+  upward: [
+    'activities/ca-backup.ts -> service/config.ts',
+    'adapters/bacnet/settings.ts -> configuration/settings-schemas.ts',
+    'adapters/onvif/settings.ts -> configuration/settings-schemas.ts',
+    'adapters/osdp/settings.ts -> configuration/settings-schemas.ts',
+    'adapters/snmp/settings.ts -> configuration/settings-schemas.ts',
+    'api/app.ts -> service/config.ts',
+    'bulk/bulk-import.ts -> activities/provisioning.ts',
+    'custody/device-secrets.ts -> adapters/device-adapter.ts',
+    'custody/hsm-pkcs11/pkcs11-key-custody.ts -> pki/public-key.ts',
+    'custody/index.ts -> service/config.ts',
+    'discovery/discovery-store.ts -> provisioning/requests.ts',
+    'observability/runtime-metrics.ts -> workflows/metrics.ts',
+    'pki/certificate-authority.ts -> service/config.ts',
+    'pki/crl.ts -> service/config.ts',
+    'pki/est.ts -> activities/provisioning.ts',
+    'pki/est.ts -> provisioning/requests.ts',
+    'pki/ocsp-responder.ts -> service/config.ts',
+    'provisioning/provisioning-service.ts -> activities/provisioning.ts',
+    'zero-touch/registrations.ts -> activities/device-sessions.ts',
+  ],
+  cycles: [
+    'activities adapters alerts configuration custody discovery pki provisioning registry workflows',
+  ],
+  sharedTables: [
+    'bulkJobs: activities/bulk.ts, bulk/bulk-import.ts, bulk/bulk-jobs.ts',
+    'bulkJobDevices: activities/bulk.ts, bulk/bulk-import.ts, bulk/bulk-jobs.ts',
+    'zeroTouchRegistrations: activities/zero-touch.ts, discovery/discovery-store.ts, zero-touch/registrations.ts',
+    'alerts: alerts/alert-store.ts, alerts/rules.ts, observability/metrics.ts',
+    'devices: alerts/rules.ts, bulk/bulk-import.ts, observability/metrics.ts, registry/device-registry.ts',
+    'certificates: alerts/rules.ts, api/routes/certificates.ts, api/schemas.ts, observability/metrics.ts, pki/ca-backup.ts, pki/certificate-authority.ts, pki/certificate-inventory.ts, pki/crl.ts, pki/est.ts, pki/ocsp-responder.ts',
+    'configurationTemplates: configuration/templates.ts, observability/metrics.ts',
+    'softwareKeys: custody/software-keystore/software-key-store.ts, pki/ca-backup.ts',
+    'certificateRevocationLists: pki/ca-backup.ts, pki/crl.ts',
+  ],
+  sqlOutsideStores: [
+    'activities/bulk.ts',
+    'activities/configuration.ts',
+    'activities/zero-touch.ts',
+    'alerts/alert-store.ts',
+    'alerts/rules.ts',
+    'api/routes/configuration-jobs.ts',
+    'bulk/bulk-import.ts',
+    'bulk/bulk-jobs.ts',
+    'custody/software-keystore/software-key-store.ts',
+    'observability/metrics.ts',
+    'pki/ca-backup.ts',
+    'pki/certificate-authority.ts',
+    'pki/certificate-inventory.ts',
+    'pki/crl.ts',
+    'pki/est.ts',
+    'pki/ocsp-responder.ts',
+    'registry/device-registry.ts',
+    'zero-touch/registrations.ts',
+  ],
+  databaseFromEdges: [
+    'activities/alerts.ts -> db/client.ts',
+    'activities/bulk.ts -> drizzle-orm',
+    'activities/bulk.ts -> db/client.ts',
+    'activities/bulk.ts -> db/schema.ts',
+    'activities/configuration-push.ts -> db/schema.ts',
+    'activities/configuration.ts -> drizzle-orm',
+    'activities/configuration.ts -> db/client.ts',
+    'activities/configuration.ts -> db/schema.ts',
+    'activities/device-sessions.ts -> db/schema.ts',
+    'activities/discovery.ts -> db/schema.ts',
+    'activities/discovery.ts -> db/client.ts',
+    'activities/provisioning.ts -> db/schema.ts',
+    'activities/step.ts -> db/client.ts',
+    'activities/zero-touch.ts -> drizzle-orm',
+    'activities/zero-touch.ts -> db/client.ts',
+    'activities/zero-touch.ts -> db/schema.ts',
+    'api/est-server.ts -> db/client.ts',
+    'api/routes/alerts.ts -> db/schema.ts',
+    'api/routes/approvals.ts -> db/schema.ts',
+    'api/routes/audit.ts -> db/schema.ts',
+    'api/routes/certificates.ts -> db/schema.ts',
+    'api/routes/configuration-jobs.ts -> drizzle-orm',
+    'api/routes/configuration-jobs.ts -> db/client.ts',
+    'api/routes/configuration-jobs.ts -> db/schema.ts',
+    'api/routes/discovery.ts -> db/schema.ts',
+    'api/schemas.ts -> db/schema.ts',
+  ],
+};
+
+function expectOnlyKnown(kind: keyof typeof knownDebt, found: string[]): void {
+  const known = knownDebt[kind];
+  expect(found.filter((entry) => !known.includes(entry)), `new ${kind}`).toEqual([]);
+  expect(known.filter((entry) => !found.includes(entry)), `${kind} paid down: remove from knownDebt`).toEqual([]);
+}
+
+describe('the shape of the code', () => {
+  const edges = importEdges();
+
+  it('imports only from the same floor or below, except in the composition root', () => {
+    const upward = edges
+      .filter((edge) => edge.to && floorOf(edge.from) !== composition && floorOf(edge.to) > floorOf(edge.from))
+      .filter((edge) => !namesWorkflowType(edge))
+      .map((edge) => `${edge.from} -> ${edge.to}`);
+    expectOnlyKnown('upward', [...new Set(upward)]);
+  });
+
+  it('has no two folders that import each other, directly or through others', () => {
+    expectOnlyKnown('cycles', folderCycles(edges).map((group) => group.join(' ')));
+  });
+
+  it('gives each table one owner, its store', () => {
+    const shared = [...tablesOwnedBy(edges)].filter(([, files]) => files.length > 1).map(([table, files]) => `${table}: ${files.sort().join(', ')}`);
+    expectOnlyKnown('sharedTables', shared);
+  });
+
+  it('speaks SQL only in db/ and in the stores', () => {
+    const owners = tablesOwnedBy(edges);
+    const stores = new Set([...owners].filter(([, files]) => files.length === 1).flatMap(([, files]) => files));
+    const drizzle = edges
+      .filter((edge) => edge.specifier.startsWith('drizzle-orm') && !edge.from.startsWith('db/') && !stores.has(edge.from))
+      .map((edge) => edge.from);
+    expectOnlyKnown('sqlOutsideStores', [...new Set(drizzle)]);
+  });
+
+  it('keeps routes, activities and workflows off the database', () => {
+    const direct = edges
+      .filter((edge) => /^(api|activities|workflows)\//.test(edge.from) && (edge.to.startsWith('db/') || edge.specifier.startsWith('drizzle-orm')))
+      .map((edge) => `${edge.from} -> ${edge.to || 'drizzle-orm'}`);
+    expectOnlyKnown('databaseFromEdges', [...new Set(direct)]);
+  });
+});
