@@ -9,9 +9,7 @@ import type { SecretVault } from '../custody/secret-vault';
 import type { DeviceRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import type { DeviceRegistry } from '../registry/device-registry';
-
-/** The vault purpose under which a device's initial (factory) credentials are sealed. */
-export const initialCredentialsPurpose = 'initial-credentials';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 
 export function deviceSessions(deps: {
   ca: CertificateAuthority;

@@ -22,8 +22,6 @@ import type { Logger } from '../foundation/logger';
 import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
 import { provisioningStep } from './step';
 
-export { initialCredentialsPurpose } from './device-sessions';
-
 export interface ProvisioningDependencies {
   audit: AuditLog;
   alerts: AlertStore;

@@ -14,7 +14,7 @@ import type { ProvisioningService } from '../provisioning/provisioning-service';
 import { IdentityMismatchError, NotFoundError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import type { DeviceSighting, ZeroTouchState } from '../workflows/zero-touch-definitions';
-import { initialCredentialsPurpose } from './device-sessions';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import { provisioningStep } from './step';
 
 export interface ZeroTouchDependencies {

@@ -12,7 +12,7 @@ import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
 import type { Database } from '../db/client';
 import { bulkJobDevices, bulkJobs, devices } from '../db/schema';
-import { initialCredentialsPurpose } from '../activities/provisioning';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import type { ProvisioningService } from '../provisioning/provisioning-service';
 import { deviceDescriptorOf, deviceRequestSchema, type DeviceProvisioningRequest } from '../provisioning/requests';
 import { ValidationError, type FieldProblem } from '../foundation/errors';

@@ -20,7 +20,7 @@ import {
   type DiscoveryEventRow,
   type DiscoverySiteRow,
 } from '../db/schema';
-import { identifierPattern } from '../provisioning/requests';
+import { identifierPattern } from '../registry/identifiers';
 import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { fieldProblems } from '../foundation/validation';
 import { vendorKey } from './fingerprint';

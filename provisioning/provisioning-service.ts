@@ -29,7 +29,7 @@ import {
   type FieldProblem,
 } from '../foundation/errors';
 import { parseOrThrow } from '../foundation/validation';
-import { initialCredentialsPurpose } from '../activities/provisioning';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import type { ApprovalPolicies } from './approval-policies';
 import {
   activateSignal,

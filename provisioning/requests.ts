@@ -9,9 +9,8 @@ import { templateIdPattern } from '../configuration/templates';
 import type { FieldProblem } from '../foundation/errors';
 import type { DeviceDescriptor } from '../workflows/definitions';
 import { normaliseMacAddress } from '../foundation/mac-address';
-
-export const identifierPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const identifierReason = 'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+import { identifierPattern, identifierReason } from '../registry/identifiers';
+import { credentialsSchema } from '../registry/initial-credentials';
 
 export const deviceTypes = [
   'camera',
@@ -30,8 +29,6 @@ export const macAddressSchema = z.string().transform((value, context) => {
   }
   return normalised;
 });
-
-export const credentialsSchema = z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(256) }).strict();
 
 export function deviceRequestSchema(protocols: readonly string[]) {
   return z

@@ -7,7 +7,7 @@ import QRCode from 'qrcode';
 import { pagesMountPath } from '../pages';
 import { z } from 'zod';
 import { dhcpLeaseEventSchema, dhcpObservation } from '../../discovery/dhcp-events';
-import { identifierPattern } from '../../provisioning/requests';
+import { identifierPattern } from '../../registry/identifiers';
 import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../../access/failed-authentications';
 import { TooManyRequestsError, UnauthenticatedError } from '../../foundation/errors';
 import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
