@@ -269,6 +269,8 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
           tenantId,
           deviceId: device.deviceId,
           templateId: input.templateId,
+          // Absent in runs planned before versions were pinned: the activity then pushes the current one.
+          ...(input.templateVersion !== undefined ? { templateVersion: input.templateVersion } : {}),
           ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
         }),
       );
