@@ -194,7 +194,8 @@ export function zeroTouchOperations(deps: {
           ...(observation.macAddress ? { macAddress: observation.macAddress } : {}),
           endpoints: observation.endpoints,
         };
-        res.status(202).json(await registrations.offerSightings(tenantId, [sighting]));
+        const { matched } = await registrations.offerSightings(tenantId, [sighting]);
+        res.status(202).json({ matched: matched.map((registration) => registration.deviceId) });
       },
     }),
   ];
