@@ -150,20 +150,9 @@ describe('a provisioning covered by an approval policy', () => {
 
 describe('what a run waiting for approval will do', () => {
   it('pushes the template version judged when it was requested, even if the template changes during the wait', async () => {
-    const template = {
-      name: 'Vault cameras',
-      protocol: 'https',
-      deviceType: 'camera',
-      body: {
-        hostname: '{{device.hostname}}',
-        timezone: 'Europe/Berlin',
-        site: '{{device.site}}',
-        ntp: { servers: ['10.0.0.1'] },
-        syslog: { host: '10.0.0.2', port: 6514, protocol: 'tls' },
-        tls: { minVersion: 'TLSv1.3' },
-        management: { httpEnabled: false, passwordLogin: false },
-      },
-    };
+    // The built-in baseline under an id of its own; the device's site puts the run under the approval policy.
+    const { body: baseline } = await api.call('GET', '/api/v1/provisioning/templates/default');
+    const template = { name: 'Vault cameras', protocol: 'https', deviceType: 'camera', body: { ...baseline.body, timezone: 'Europe/Berlin' } };
     expect((await api.call('POST', '/api/v1/provisioning/templates', { body: { ...template, id: 'vault-cameras' } })).status).toBe(201);
     const { device, provisioningId } = await startGuarded(undefined, 'vault-cameras');
 
