@@ -2,7 +2,8 @@
  * Turning an uploaded spreadsheet into a bulk job: every row is checked (its own fields, the
  * protocol's address rules, duplicates within the file, conflicts with the registry, the template),
  * every bad row is reported with its line and column, and only a file without a single bad row is
- * stored and started. The rows go to the database; the job's workflow only carries the job id.
+ * stored and started. The rows go to the job's store; the job's workflow carries the job id and the
+ * template version judged here, which every run of the job pushes.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -16,9 +17,8 @@ import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import { ValidationError } from '../foundation/errors';
 import { eventLoopTurns } from '../foundation/cooperative';
 import { bulkWorkflowId, type BulkProvisionInput } from '../workflows/bulk-definitions';
-import type { ProvisionDeviceInput } from '../workflows/definitions';
 import type { bulkProvision } from '../workflows/bulk-provision';
-import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+import { provisioningSearchAttributes as attributes, type ProvisionDeviceInput } from '../workflows/definitions';
 import type { BulkJob, BulkJobSettings, BulkJobStore } from './bulk-job-store';
 import { readDeviceSheet, type SheetLimits } from './spreadsheet';
 

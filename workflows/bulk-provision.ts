@@ -30,13 +30,13 @@ import {
   type BulkDeviceOutcome,
   type BulkProgress,
   type BulkProvisionInput,
+  type BulkRow,
 } from './bulk-definitions';
 import {
   cancelSignal,
   provisioningSearchAttributes as attributes,
   provisioningWorkflowId,
   startProvisioning,
-  type DeviceDescriptor,
   type ProvisionDeviceInput,
 } from './definitions';
 import type { provisionDevice } from './provision-device';
@@ -45,13 +45,6 @@ const jobStore = proxyActivities<BulkActivities>({
   startToCloseTimeout: '2m',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
 });
-
-/** A dispatched row as recorded before the dispatch planned each row's run. */
-interface RecordedBulkRow {
-  rowNumber: number;
-  device: DeviceDescriptor;
-  hasCredentials: boolean;
-}
 
 /** Rows taken from the queue per dispatch; bounded so one activity result stays small. */
 const dispatchBatch = 250;
@@ -169,7 +162,7 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
         jobId: input.jobId,
         tenantId: input.tenantId,
         templateId: input.templateId,
-        ...(input.templateVersion !== undefined ? { templateVersion: input.templateVersion } : {}),
+        templateVersion: input.templateVersion,
         options: input.options,
         requestedBy: input.requestedBy,
         workflowId: info.workflowId,
@@ -269,7 +262,7 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
  * The run a dispatched row starts, as the activity planned it. Dispatches recorded before rows were
  * planned carry the device alone; such a row runs as every bulk device did then.
  */
-function plannedRun(row: DispatchedBulkRow | RecordedBulkRow, input: BulkProvisionInput, workflowId: string): ProvisionDeviceInput {
+function plannedRun(row: DispatchedBulkRow | BulkRow, input: BulkProvisionInput, workflowId: string): ProvisionDeviceInput {
   if ('input' in row) return row.input;
   return {
     tenantId: input.tenantId,

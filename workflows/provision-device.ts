@@ -98,7 +98,7 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
         deviceId,
         templateId: input.templateId,
         // Absent in runs planned before versions were pinned: the activity then pushes the current one.
-        ...(input.templateVersion !== undefined ? { templateVersion: input.templateVersion } : {}),
+        templateVersion: input.templateVersion,
         ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
       });
       run.configurationPushed(configuration);

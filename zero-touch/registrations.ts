@@ -2,7 +2,7 @@
  * Zero-touch pre-registrations: devices expected on the network, by serial and/or MAC, each with a
  * long-lived workflow waiting for it. Discovery, DHCP lease events and enrolment tokens report
  * sightings here; a sighting that matches a registration is handed to its workflow, which checks
- * and provisions. What a registration has come to lives in its workflow, not in this table.
+ * and provisions. What a registration has come to lives in its workflow, not in its store.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
