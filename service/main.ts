@@ -228,6 +228,7 @@ export function createProvisioningWorker(
     renewAtFraction: options.renewAtFraction ?? defaultRenewalFraction,
     searchAttributes: options.searchAttributes,
   });
+  const planner = createProvisioningPlanner(parts);
   return Worker.create({
     connection: options.connection,
     dataConverter: payloadDataConverter(parts.payloadKeyring),
@@ -247,13 +248,13 @@ export function createProvisioningWorker(
           store: new ZeroTouchRegistrationStore(parts.database.db),
           vault: parts.vault,
           adapters: parts.adapters,
-          planner: createProvisioningPlanner(parts),
+          planner,
         }),
         alerts: parts.alerts,
         audit: parts.audit,
         logger: options.logger,
       }),
-      ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner: createProvisioningPlanner(parts), client: options.client }),
+      ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
       ...createConfigurationActivities({ ...parts, db: parts.database.db, logger: options.logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ ...parts, settings: options.caBackup, systemTenant: systemAuditTenant, logger: options.logger })
@@ -306,14 +307,13 @@ export function createProvisioningPlanner(parts: ServiceParts): ProvisioningPlan
   });
 }
 
-export function createProvisioningService(parts: ServiceParts, client: Client, taskQueue: string): ProvisioningService {
-  return new ProvisioningService({
-    client,
-    taskQueue,
-    planner: createProvisioningPlanner(parts),
-    vault: parts.vault,
-    configurations: parts.configurations,
-  });
+export function createProvisioningService(
+  parts: ServiceParts,
+  client: Client,
+  taskQueue: string,
+  planner = createProvisioningPlanner(parts),
+): ProvisioningService {
+  return new ProvisioningService({ client, taskQueue, planner, vault: parts.vault, configurations: parts.configurations });
 }
 
 /** The HTTP API over the service's parts, talking to Temporal through `connection`. */
@@ -323,7 +323,8 @@ export function createServiceApi(
 ): Express {
   const { config, connection, logger } = options;
   const client = serviceClient(parts, connection, config.temporal.namespace);
-  const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue);
+  const planner = createProvisioningPlanner(parts);
+  const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue, planner);
   const bulkJobs = new BulkJobStore(parts.database.db);
   const importer = new BulkImporter({
     store: bulkJobs,
@@ -333,7 +334,7 @@ export function createServiceApi(
     registry: parts.registry,
     adapters: parts.adapters,
     networks: parts.networks,
-    planner: createProvisioningPlanner(parts),
+    planner,
   });
   const renewals = new CertificateRenewals({
     client,
