@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
 import { bulkJobDevices, bulkJobs } from '../db/schema';
 import { openTestDatabase } from '../test/support/database';
+import { BulkJobStore } from '../bulk/bulk-job-store';
+import type { ProvisioningPlanner } from '../provisioning/planner';
 import { createBulkActivities } from './bulk';
 
 let database: DatabaseHandle;
@@ -22,7 +24,11 @@ describe('bulk job bookkeeping', () => {
       .returning();
     await database.db.insert(bulkJobDevices).values({ jobId: job!.id, rowNumber: 2, deviceId: 'CAM-1', request: {}, hasCredentials: false, status: 'in_progress' });
     // A hostile device's answer quoted in the run's error, as a self-test summary would be.
-    const activities = createBulkActivities({ db: database.db, client: undefined as unknown as Client });
+    const activities = createBulkActivities({
+      store: new BulkJobStore(database.db),
+      planner: undefined as unknown as ProvisioningPlanner,
+      client: undefined as unknown as Client,
+    });
 
     await activities.recordBulkOutcomes({
       jobId: job!.id,

@@ -1,136 +1,76 @@
 /**
- * The bulk job's rows are its queue: dispatching takes pending rows and marks them in progress
- * under a dispatch id (a retried dispatch returns the same rows, never loses them), outcomes are
- * written back in batches, and the report is read from the same rows.
+ * Activities of a bulk job: its rows are its queue (kept by the job store), each dispatched row's
+ * run is planned as every provisioning run is, and children that never reported are asked after.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
-import type { Database } from '../db/client';
-import { storableText } from '../foundation/validation';
-import { bulkJobDevices, bulkJobs } from '../db/schema';
-import type { BulkCounters, BulkDeviceOutcome } from '../workflows/bulk-definitions';
-import { provisioningWorkflowId, statusQuery, type DeviceDescriptor } from '../workflows/definitions';
+import type { Client } from '@temporalio/client';
+import { isWorkflowNotFound } from '../foundation/workflow-errors';
+import type { ProvisioningPlanner } from '../provisioning/planner';
+import type { BulkDeviceOutcome, BulkJobState, BulkProvisionInput, BulkRow } from '../workflows/bulk-definitions';
+import { provisioningWorkflowId, statusQuery, type ProvisionDeviceInput } from '../workflows/definitions';
 
-export interface BulkRow {
-  rowNumber: number;
-  device: DeviceDescriptor;
-  hasCredentials: boolean;
+/** A job's rows, as its store (bulk/bulk-job-store.ts) keeps them. */
+export interface BulkJobQueue {
+  state(jobId: string): Promise<BulkJobState>;
+  /** Up to `limit` pending rows, in file order; the same rows again for a dispatch id already used. */
+  dispatch(jobId: string, dispatchId: string, limit: number): Promise<BulkRow[]>;
+  recordOutcomes(jobId: string, outcomes: BulkDeviceOutcome[]): Promise<void>;
+  requeueFailed(jobId: string): Promise<number>;
+  cancelPending(jobId: string): Promise<number>;
+  finish(jobId: string): Promise<void>;
 }
 
-export function createBulkActivities(deps: { db: Database; client: Client }) {
-  const { db, client } = deps;
+/** A row taken for one dispatch, with the run planned for its device. */
+export interface DispatchedBulkRow {
+  rowNumber: number;
+  input: ProvisionDeviceInput;
+}
+
+/** What each dispatched row's run is planned with: the job as its workflow knows it. */
+export type BulkJobPlan = Pick<BulkProvisionInput, 'jobId' | 'tenantId' | 'templateId' | 'templateVersion' | 'options' | 'requestedBy'> & {
+  /** The job's workflow, which each run reports to. */
+  workflowId: string;
+};
+
+export function createBulkActivities(deps: { store: BulkJobQueue; planner: Pick<ProvisioningPlanner, 'planProvisioning'>; client: Client }) {
+  const { store, planner, client } = deps;
 
   return {
-    async bulkJobState(input: { jobId: string }): Promise<{
-      counters: BulkCounters;
-      inFlight: { deviceId: string; rowNumber: number; startedAt: string }[];
-    }> {
-      const counts = await db
-        .select({ status: bulkJobDevices.status, count: sql<number>`count(*)::int` })
-        .from(bulkJobDevices)
-        .where(eq(bulkJobDevices.jobId, input.jobId))
-        .groupBy(bulkJobDevices.status);
-      const byStatus = Object.fromEntries(counts.map((c) => [c.status, Number(c.count)]));
-      const inFlight = await db
-        .select({ deviceId: bulkJobDevices.deviceId, rowNumber: bulkJobDevices.rowNumber, startedAt: bulkJobDevices.startedAt })
-        .from(bulkJobDevices)
-        .where(and(eq(bulkJobDevices.jobId, input.jobId), eq(bulkJobDevices.status, 'in_progress')));
-      return {
-        counters: {
-          total: Object.values(byStatus).reduce((sum, n) => sum + n, 0),
-          completed: byStatus.completed ?? 0,
-          failed: byStatus.failed ?? 0,
-          cancelled: byStatus.cancelled ?? 0,
-        },
-        inFlight: inFlight.map((row) => ({ ...row, startedAt: (row.startedAt ?? new Date()).toISOString() })),
-      };
+    async bulkJobState(input: { jobId: string }): Promise<BulkJobState> {
+      return store.state(input.jobId);
     },
 
-    /** Takes up to `limit` pending rows, in file order, for one dispatch. */
-    async dispatchBulkRows(input: { jobId: string; dispatchId: string; limit: number }): Promise<{ rows: BulkRow[] }> {
-      const rows = await db.transaction(async (tx) => {
-        const already = await tx
-          .select()
-          .from(bulkJobDevices)
-          .where(and(eq(bulkJobDevices.jobId, input.jobId), eq(bulkJobDevices.dispatchId, input.dispatchId)));
-        if (already.length > 0) return already;
-        // Two statements, not UPDATE ... WHERE IN (SELECT ... LIMIT): PostgreSQL may evaluate such a
-        // subquery more than once and so take more rows than the limit.
-        const next = (
-          await tx
-            .select({ rowNumber: bulkJobDevices.rowNumber })
-            .from(bulkJobDevices)
-            .where(and(eq(bulkJobDevices.jobId, input.jobId), eq(bulkJobDevices.status, 'pending')))
-            .orderBy(asc(bulkJobDevices.rowNumber))
-            .limit(input.limit)
-            .for('update', { skipLocked: true })
-        ).map((row) => row.rowNumber);
-        if (next.length === 0) return [];
-        return tx
-          .update(bulkJobDevices)
-          .set({
-            status: 'in_progress',
-            dispatchId: input.dispatchId,
-            attempts: sql`${bulkJobDevices.attempts} + 1`,
-            startedAt: new Date(),
-            finishedAt: null,
-            error: null,
-            failedStep: null,
-          })
-          .where(and(eq(bulkJobDevices.jobId, input.jobId), inArray(bulkJobDevices.rowNumber, next)))
-          .returning();
+    /** Takes up to `limit` pending rows, in file order, and plans each one's run. */
+    async dispatchBulkRows(input: { job: BulkJobPlan; dispatchId: string; limit: number }): Promise<{ rows: DispatchedBulkRow[] }> {
+      const { job } = input;
+      const rows = await store.dispatch(job.jobId, input.dispatchId, input.limit);
+      const inputs = await planner.planProvisioning({
+        tenantId: job.tenantId,
+        templateId: job.templateId,
+        templateVersion: job.templateVersion,
+        provisioningMethod: 'bulk',
+        options: job.options,
+        requestedBy: job.requestedBy,
+        bulkJob: { jobId: job.jobId, workflowId: job.workflowId },
+        devices: rows.map((row) => ({ device: row.device, hasInitialCredentials: row.hasCredentials, rowNumber: row.rowNumber })),
       });
-      rows.sort((a, b) => a.rowNumber - b.rowNumber);
-      return {
-        rows: rows.map((row) => ({
-          rowNumber: row.rowNumber,
-          device: row.request as DeviceDescriptor,
-          hasCredentials: row.hasCredentials,
-        })),
-      };
+      return { rows: rows.map((row, index) => ({ rowNumber: row.rowNumber, input: inputs[index]! })) };
     },
 
     async recordBulkOutcomes(input: { jobId: string; outcomes: BulkDeviceOutcome[] }): Promise<void> {
-      await db.transaction(async (tx) => {
-        for (const outcome of input.outcomes) {
-          await tx
-            .update(bulkJobDevices)
-            .set({
-              status: outcome.outcome,
-              certificateSerial: outcome.certificateSerial ?? null,
-              // Quoted from devices and operators: stored with what PostgreSQL cannot hold escaped,
-              // rather than refused on every retry for as long as the job runs.
-              failedStep: outcome.failedStep === undefined ? null : storableText(outcome.failedStep),
-              error: outcome.error === undefined ? null : storableText(outcome.error),
-              startedAt: new Date(outcome.startedAt),
-              finishedAt: new Date(outcome.finishedAt),
-            })
-            .where(and(eq(bulkJobDevices.jobId, input.jobId), eq(bulkJobDevices.rowNumber, outcome.rowNumber)));
-        }
-      });
+      await store.recordOutcomes(input.jobId, input.outcomes);
     },
 
     /** Failed rows go back to pending, to run again; returns how many. */
     async requeueFailedBulkRows(input: { jobId: string }): Promise<{ requeued: number }> {
-      const rows = await db
-        .update(bulkJobDevices)
-        .set({ status: 'pending', dispatchId: null })
-        .where(and(eq(bulkJobDevices.jobId, input.jobId), eq(bulkJobDevices.status, 'failed')))
-        .returning({ rowNumber: bulkJobDevices.rowNumber });
-      return { requeued: rows.length };
+      return { requeued: await store.requeueFailed(input.jobId) };
     },
 
     async cancelPendingBulkRows(input: { jobId: string }): Promise<{ cancelled: number }> {
-      const rows = await db
-        .update(bulkJobDevices)
-        .set({ status: 'cancelled', error: 'the bulk job was cancelled before this device started', finishedAt: new Date() })
-        .where(and(eq(bulkJobDevices.jobId, input.jobId), eq(bulkJobDevices.status, 'pending')))
-        .returning({ rowNumber: bulkJobDevices.rowNumber });
-      return { cancelled: rows.length };
+      return { cancelled: await store.cancelPending(input.jobId) };
     },
 
     async finishBulkJob(input: { jobId: string }): Promise<void> {
-      await db.update(bulkJobs).set({ finishedAt: new Date() }).where(eq(bulkJobs.id, input.jobId));
+      await store.finish(input.jobId);
     },
 
     /**
@@ -159,7 +99,7 @@ export function createBulkActivities(deps: { db: Database; client: Client }) {
             finishedAt: (description.closeTime ?? new Date()).toISOString(),
           });
         } catch (error) {
-          if (!(error instanceof WorkflowNotFoundError)) throw error;
+          if (!isWorkflowNotFound(error)) throw error;
           outcomes.push({
             rowNumber: child.rowNumber,
             deviceId: child.deviceId,

@@ -6,12 +6,9 @@
 import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
 import { vaultDeviceSecrets } from '../custody/device-secrets';
 import type { SecretVault } from '../custody/secret-vault';
-import type { DeviceRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
-import type { DeviceRegistry } from '../registry/device-registry';
-
-/** The vault purpose under which a device's initial (factory) credentials are sealed. */
-export const initialCredentialsPurpose = 'initial-credentials';
+import type { DeviceRegistry, RegisteredDevice } from '../registry/device-registry';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 
 export function deviceSessions(deps: {
   ca: CertificateAuthority;
@@ -21,7 +18,7 @@ export function deviceSessions(deps: {
 }) {
   const { ca, vault, registry, adapterFor } = deps;
 
-  async function sessionFor(device: DeviceRow): Promise<DeviceSession> {
+  async function sessionFor(device: RegisteredDevice): Promise<DeviceSession> {
     const credentials = await vault.read<DeviceCredentials>(device.tenantId, device.deviceId, initialCredentialsPurpose);
     const secrets = vaultDeviceSecrets(vault, device.tenantId, device.deviceId);
     if (device.activeCertificateId) {
@@ -44,7 +41,7 @@ export function deviceSessions(deps: {
 
   async function withDevice<T>(
     ref: { tenantId: string; deviceId: string },
-    action: (device: DeviceRow, adapter: DeviceAdapter, session: DeviceSession) => Promise<T>,
+    action: (device: RegisteredDevice, adapter: DeviceAdapter, session: DeviceSession) => Promise<T>,
   ): Promise<T> {
     const device = await registry.get(ref.tenantId, ref.deviceId);
     return action(device, adapterFor(device.protocol), await sessionFor(device));

@@ -19,13 +19,13 @@ import { scanSsdp, type SsdpScanOptions } from '../discovery/scanners/ssdp';
 import { scanWsDiscovery, type WsDiscoveryScanOptions } from '../discovery/scanners/ws-discovery';
 import type { Database } from '../db/client';
 import type { Logger } from '../foundation/logger';
-import type { DeviceSighting } from '../workflows/zero-touch-definitions';
+import type { DeviceSighting, ZeroTouchMatch } from '../workflows/zero-touch-definitions';
 import { provisioningStep } from './step';
 
 /** Where discovery hands the devices it saw to zero-touch provisioning. */
 export interface ZeroTouchOffers {
-  /** Returns the deviceIds of the zero-touch registrations that matched a sighting. */
-  offerSightings(tenantId: string, sightings: DeviceSighting[]): Promise<{ matched: string[] }>;
+  /** Returns the zero-touch registrations that took a sighting. */
+  offerSightings(tenantId: string, sightings: DeviceSighting[]): Promise<{ matched: ZeroTouchMatch[] }>;
 }
 
 /** Per-scanner settings that are not part of a site's scope (credentials, ports, unicast targets in tests). */
@@ -155,7 +155,7 @@ export function createDiscoveryActivities(deps: DiscoveryActivityDependencies) {
       context.heartbeat();
 
       const offered = record.devices.filter((row) => !row.inConflict);
-      const { matched } = offered.length > 0 ? await deps.zeroTouch.offerSightings(tenantId, offered.map(sightingOf)) : { matched: [] };
+      const { matched } = offered.length > 0 ? await deps.zeroTouch.offerSightings(tenantId, offered.map(sightingOf)) : { matched: [] as ZeroTouchMatch[] };
       const expected = await store.markZeroTouchMatches(
         tenantId,
         offered.map((row) => row.identityKey),

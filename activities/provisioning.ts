@@ -9,7 +9,6 @@ import { Context } from '@temporalio/activity';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditEventInput, AuditLog } from '../audit/audit-log';
-import type { CertificateRow } from '../db/schema';
 import type { CertificateAuthority } from '../pki/certificate-authority';
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { SecretVault } from '../custody/secret-vault';
@@ -21,8 +20,6 @@ import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../
 import type { Logger } from '../foundation/logger';
 import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
 import { provisioningStep } from './step';
-
-export { initialCredentialsPurpose } from './device-sessions';
 
 export interface ProvisioningDependencies {
   audit: AuditLog;
@@ -36,16 +33,19 @@ export interface ProvisioningDependencies {
   configurations: DeviceConfigurations;
   adapterFor: (protocol: string) => DeviceAdapter;
   /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
-  renewals?: { track(certificate: CertificateRow): Promise<void> };
+  renewals?: { track(certificate: IssuedCertificate): Promise<void> };
   logger: Logger;
 }
+
+/** A certificate as the CA keeps it. */
+type IssuedCertificate = Awaited<ReturnType<CertificateAuthority['getCertificate']>>;
 
 interface DeviceRef {
   tenantId: string;
   deviceId: string;
 }
 
-export function certificateInfoOf(row: CertificateRow, pins?: CertificatePins): CertificateInfo {
+export function certificateInfoOf(row: IssuedCertificate, pins?: CertificatePins): CertificateInfo {
   return {
     certificateId: row.id,
     serialNumber: row.serialNumber,
@@ -171,12 +171,13 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       return { fingerprint: certificate.fingerprint };
     }),
 
-    pushDeviceConfiguration: provisioningStep(async (input: DeviceRef & { templateId: string; requestedBy?: string }) => {
+    pushDeviceConfiguration: provisioningStep(async (input: DeviceRef & { templateId: string; templateVersion?: number; requestedBy?: string }) => {
       return withDevice(input, async (device, adapter, session) => {
-        // The version current now; the push validates it, judges its compliance and records it.
-        const template = await templates.get(input.tenantId, input.templateId);
+        // The version the run was planned with (runs planned before versions were pinned take the
+        // one current now); the push validates it, judges its compliance and records it.
+        const version = input.templateVersion ?? (await templates.get(input.tenantId, input.templateId)).version;
         const pushed = await pushes.push(
-          { tenantId: input.tenantId, device, templateId: template.id, version: template.version, requestedBy: input.requestedBy },
+          { tenantId: input.tenantId, device, templateId: input.templateId, version, requestedBy: input.requestedBy },
           async (configuration) => {
             // Signed for this device just before it goes out; devices that verify refuse it otherwise.
             const signed = await configurationSigner.sign({ tenantId: input.tenantId, device, configuration });

@@ -2,25 +2,24 @@
  * Turning an uploaded spreadsheet into a bulk job: every row is checked (its own fields, the
  * protocol's address rules, duplicates within the file, conflicts with the registry, the template),
  * every bad row is reported with its line and column, and only a file without a single bad row is
- * stored and started. The rows go to the database; the job's workflow only carries the job id.
+ * stored and started. The rows go to the job's store; the job's workflow carries the job id and the
+ * template version judged here, which every run of the job pushes.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { eq } from 'drizzle-orm';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
-import type { Database } from '../db/client';
-import { bulkJobDevices, bulkJobs, devices } from '../db/schema';
-import { initialCredentialsPurpose } from '../activities/provisioning';
-import type { ProvisioningService } from '../provisioning/provisioning-service';
+import type { ProvisioningPlanner } from '../provisioning/planner';
 import { deviceDescriptorOf, deviceRequestSchema, type DeviceProvisioningRequest } from '../provisioning/requests';
-import { ValidationError, type FieldProblem } from '../foundation/errors';
+import type { DeviceRegistry } from '../registry/device-registry';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
+import { ValidationError } from '../foundation/errors';
 import { eventLoopTurns } from '../foundation/cooperative';
 import { bulkWorkflowId, type BulkProvisionInput } from '../workflows/bulk-definitions';
-import type { ProvisionDeviceInput } from '../workflows/definitions';
 import type { bulkProvision } from '../workflows/bulk-provision';
-import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+import { provisioningSearchAttributes as attributes, type ProvisionDeviceInput } from '../workflows/definitions';
+import type { BulkJob, BulkJobSettings, BulkJobStore } from './bulk-job-store';
 import { readDeviceSheet, type SheetLimits } from './spreadsheet';
 
 export interface RowProblem {
@@ -55,9 +54,6 @@ interface ValidRow {
   request: DeviceProvisioningRequest;
 }
 
-/** Small enough that building one statement never holds the API's thread for long. */
-const rowsPerInsert = 250;
-
 /** Rows as problems: `field` says where for generic clients, `line` and `column` for spreadsheets. */
 function rejection(problems: RowProblem[], rows: number): ValidationError {
   const badRows = new Set(problems.map((p) => p.line)).size;
@@ -69,14 +65,16 @@ function rejection(problems: RowProblem[], rows: number): ValidationError {
 export class BulkImporter {
   constructor(
     private readonly deps: {
-      db: Database;
+      store: BulkJobStore;
       client: Client;
       taskQueue: string;
       vault: SecretVault;
+      registry: DeviceRegistry;
       adapters: ReadonlyMap<string, DeviceAdapter>;
       /** Where devices may be reached: rows whose address lies outside are refused. */
       networks: DeviceNetworks;
-      provisioning: ProvisioningService;
+      /** Judges the template for every row, as for any provisioning request. */
+      planner: ProvisioningPlanner;
       sheetLimits?: Partial<SheetLimits>;
     },
   ) {}
@@ -85,18 +83,19 @@ export class BulkImporter {
     const { rows, problems, total } = await this.readRows(request.file);
     // Every check runs on every row that passed the ones before, so one answer lists all bad rows.
     problems.push(...(await this.registryProblems(request.tenantId, rows)));
-    problems.push(...(await this.templateProblems(request, rows)));
+    const template = await this.templateProblems(request, rows);
+    problems.push(...template.problems);
     problems.sort((a, b) => a.line - b.line);
-    if (problems.length > 0) throw rejection(problems, total);
+    if (problems.length > 0 || template.templateVersion === undefined) throw rejection(problems, total);
     if (rows.length === 0) {
       throw new ValidationError('the file has no device rows', { fields: [{ field: 'file', reason: 'no device rows' }] });
     }
 
     const plan = planOf(request.templateId, rows);
     if (request.dryRun) return { dryRun: true, plan };
-    const jobId = await this.store(request, rows);
-    await this.start(request, jobId);
-    return { dryRun: false, jobId, plan };
+    const job = await this.store(request, rows, template.templateVersion);
+    await this.start(job);
+    return { dryRun: false, jobId: job.id, plan };
   }
 
   /** Every row through the same checks as a single provisioning request, plus the file's own. */
@@ -155,17 +154,7 @@ export class BulkImporter {
 
   /** Serial numbers or MACs already provisioned, or an IP another registered device has. */
   private async registryProblems(tenantId: string, rows: ValidRow[]): Promise<RowProblem[]> {
-    const registered = await this.deps.db
-      .select({
-        deviceId: devices.deviceId,
-        serialNumber: devices.serialNumber,
-        macAddress: devices.macAddress,
-        address: devices.address,
-        protocol: devices.protocol,
-        lifecycleState: devices.lifecycleState,
-      })
-      .from(devices)
-      .where(eq(devices.tenantId, tenantId));
+    const registered = await this.deps.registry.claimsOf(tenantId);
     const bySerial = new Map(registered.map((d) => [d.serialNumber, d]));
     const byMac = new Map(registered.map((d) => [d.macAddress, d]));
     const byHost = new Map<string, (typeof registered)[number]>();
@@ -198,15 +187,16 @@ export class BulkImporter {
     return problems;
   }
 
-  private async templateProblems(request: BulkImportRequest, rows: ValidRow[]): Promise<RowProblem[]> {
+  /** The template's problems by line, and the version judged: the one every run of the job pushes. */
+  private async templateProblems(request: BulkImportRequest, rows: ValidRow[]): Promise<{ problems: RowProblem[]; templateVersion?: number }> {
     const problems: RowProblem[] = [];
-    const fieldProblems: FieldProblem[] = await this.deps.provisioning.templateProblemsFor(
+    const verdict = await this.deps.planner.templateProblemsFor(
       request.tenantId,
       request.templateId,
       rows.map((r) => r.request),
       request.options,
     );
-    for (const problem of fieldProblems) {
+    for (const problem of verdict.problems) {
       const index = /^devices\[(\d+)\]/.exec(problem.field)?.[1];
       if (index !== undefined) {
         const column = problem.field.replace(/^devices\[\d+\]\.?/, '') || 'row';
@@ -215,7 +205,7 @@ export class BulkImporter {
         problems.push({ line: 0, column: problem.field, reason: problem.reason });
       }
     }
-    return problems;
+    return { problems, templateVersion: verdict.templateVersion };
   }
 
   private hostOf(protocol: string, address: string): string | undefined {
@@ -226,58 +216,51 @@ export class BulkImporter {
     }
   }
 
-  private async store(request: BulkImportRequest, rows: ValidRow[]): Promise<string> {
-    const jobId = randomUUID();
+  private async store(request: BulkImportRequest, rows: ValidRow[], templateVersion: number): Promise<BulkJob> {
     const secrets = rows
       .filter((row) => row.request.credentials)
       .map((row) => ({ deviceId: row.request.deviceId, value: row.request.credentials }));
     // Credentials first: a job is only visible once everything it needs is in place.
     await this.deps.vault.storeMany(request.tenantId, initialCredentialsPurpose, secrets);
-    await this.deps.db.transaction(async (tx) => {
-      await tx.insert(bulkJobs).values({
-        id: jobId,
-        tenantId: request.tenantId,
-        templateId: request.templateId,
-        fileName: request.file.fileName.slice(0, 255),
-        fileSha256: createHash('sha256').update(request.file.data).digest('hex'),
-        rowCount: rows.length,
-        options: { ...request.options, concurrency: request.concurrency },
-        requestedBy: request.requestedBy,
-      });
-      for (let start = 0; start < rows.length; start += rowsPerInsert) {
-        await tx.insert(bulkJobDevices).values(
-          rows.slice(start, start + rowsPerInsert).map(({ line, request: device }) => ({
-            jobId,
-            rowNumber: line,
-            deviceId: device.deviceId,
-            request: deviceDescriptorOf(device),
-            hasCredentials: Boolean(device.credentials),
-          })),
-        );
-      }
-    });
-    return jobId;
-  }
-
-  async start(request: Pick<BulkImportRequest, 'tenantId' | 'templateId' | 'concurrency' | 'options' | 'requestedBy'>, jobId: string, retryFailed = false) {
-    const input: BulkProvisionInput = {
-      jobId,
+    const job = {
+      id: randomUUID(),
       tenantId: request.tenantId,
       templateId: request.templateId,
-      options: request.options,
+      fileName: request.file.fileName.slice(0, 255),
+      fileSha256: createHash('sha256').update(request.file.data).digest('hex'),
+      rowCount: rows.length,
+      options: { ...request.options, concurrency: request.concurrency, templateVersion } satisfies BulkJobSettings,
       requestedBy: request.requestedBy,
-      concurrency: request.concurrency,
+    };
+    await this.deps.store.create(
+      job,
+      rows.map(({ line, request: device }) => ({ rowNumber: line, device: deviceDescriptorOf(device), hasCredentials: Boolean(device.credentials) })),
+    );
+    return { ...job, createdAt: new Date(), finishedAt: null };
+  }
+
+  /** Starts the job's workflow: a new job, or a finished one asked to run its failed devices again. */
+  async start(job: BulkJob, retryFailed = false) {
+    const settings = job.options as BulkJobSettings;
+    const input: BulkProvisionInput = {
+      jobId: job.id,
+      tenantId: job.tenantId,
+      templateId: job.templateId,
+      ...(settings.templateVersion !== undefined ? { templateVersion: settings.templateVersion } : {}),
+      options: { skipCertificateGeneration: settings.skipCertificateGeneration, autoActivate: settings.autoActivate },
+      requestedBy: job.requestedBy,
+      concurrency: settings.concurrency,
       retryFailed,
     };
     return this.deps.client.workflow.start<typeof bulkProvision>('bulkProvision', {
-      workflowId: bulkWorkflowId(request.tenantId, jobId),
+      workflowId: bulkWorkflowId(job.tenantId, job.id),
       taskQueue: this.deps.taskQueue,
       args: [input],
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       workflowIdConflictPolicy: 'FAIL',
       typedSearchAttributes: [
-        { key: attributes.tenantId, value: request.tenantId },
-        { key: attributes.bulkJobId, value: jobId },
+        { key: attributes.tenantId, value: job.tenantId },
+        { key: attributes.bulkJobId, value: job.id },
         { key: attributes.method, value: 'bulk' },
       ],
     });

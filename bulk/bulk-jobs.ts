@@ -2,11 +2,9 @@
  * Bulk jobs once started: their progress (the job workflow's `progress` query, or the rows
  * themselves once the job has ended), the operator's controls, and the per-device report.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { and, asc, desc, eq, sql } from 'drizzle-orm';
-import type { Database } from '../db/client';
-import { bulkJobDevices, bulkJobs, type BulkJobRow } from '../db/schema';
-import { ConflictError, DependencyUnavailableError, NotFoundError } from '../foundation/errors';
+import type { Client } from '@temporalio/client';
+import { ConflictError } from '../foundation/errors';
+import { fromWorkflowError, isWorkflowNotFound } from '../foundation/workflow-errors';
 import {
   bulkProgressQuery,
   bulkWorkflowId,
@@ -18,6 +16,7 @@ import {
   type BulkProgress,
 } from '../workflows/bulk-definitions';
 import type { BulkImporter } from './bulk-import';
+import type { BulkJob, BulkJobSettings, BulkJobStore } from './bulk-job-store';
 
 export interface BulkJobView {
   jobId: string;
@@ -65,27 +64,18 @@ export const bulkReportColumns: (keyof BulkReportRow)[] = [
 type Control = 'pause' | 'resume' | 'cancel' | 'retry-failed';
 
 export class BulkJobs {
-  constructor(private readonly deps: { db: Database; client: Client; importer: BulkImporter }) {}
-
-  private async job(tenantId: string, jobId: string): Promise<BulkJobRow> {
-    const [row] = await this.deps.db
-      .select()
-      .from(bulkJobs)
-      .where(and(eq(bulkJobs.id, jobId), eq(bulkJobs.tenantId, tenantId)));
-    if (!row) throw new NotFoundError(`bulk job ${jobId} not found`);
-    return row;
-  }
+  constructor(private readonly deps: { store: BulkJobStore; client: Client; importer: BulkImporter }) {}
 
   private handle(tenantId: string, jobId: string) {
     return this.deps.client.workflow.getHandle(bulkWorkflowId(tenantId, jobId));
   }
 
-  async list(tenantId: string, limit = 50): Promise<BulkJobRow[]> {
-    return this.deps.db.select().from(bulkJobs).where(eq(bulkJobs.tenantId, tenantId)).orderBy(desc(bulkJobs.createdAt)).limit(limit);
+  async list(tenantId: string, limit = 50): Promise<BulkJob[]> {
+    return this.deps.store.list(tenantId, limit);
   }
 
   async view(tenantId: string, jobId: string): Promise<BulkJobView> {
-    const job = await this.job(tenantId, jobId);
+    const job = await this.deps.store.get(tenantId, jobId);
     return {
       jobId: job.id,
       fileName: job.fileName,
@@ -99,29 +89,23 @@ export class BulkJobs {
   }
 
   /** Live from the job's workflow while it runs; from the rows once it has finished. */
-  private async progress(job: BulkJobRow): Promise<BulkProgress> {
+  private async progress(job: BulkJob): Promise<BulkProgress> {
     const handle = this.handle(job.tenantId, job.id);
     try {
       const description = await handle.describe();
       if (description.status.name === 'RUNNING') return await handle.query(bulkProgressQuery);
     } catch (error) {
-      if (!(error instanceof WorkflowNotFoundError)) {
-        throw new DependencyUnavailableError(`the workflow service could not answer: ${(error as Error).message}`);
-      }
+      if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: `bulk job ${job.id}` });
     }
-    const counts = await this.deps.db
-      .select({ status: bulkJobDevices.status, count: sql<number>`count(*)::int`, failedStep: bulkJobDevices.failedStep })
-      .from(bulkJobDevices)
-      .where(eq(bulkJobDevices.jobId, job.id))
-      .groupBy(bulkJobDevices.status, bulkJobDevices.failedStep);
-    const total = (status: string) => counts.filter((c) => c.status === status).reduce((sum, c) => sum + Number(c.count), 0);
+    const counts = await this.deps.store.outcomeCounts(job.id);
+    const total = (status: string) => counts.filter((c) => c.status === status).reduce((sum, c) => sum + c.count, 0);
     const stepFailures: BulkProgress['stepFailures'] = {};
     for (const c of counts) {
       if (c.status === 'failed' && c.failedStep) {
-        stepFailures[c.failedStep as keyof BulkProgress['stepFailures']] = Number(c.count);
+        stepFailures[c.failedStep as keyof BulkProgress['stepFailures']] = c.count;
       }
     }
-    const options = job.options as { concurrency?: number };
+    const settings = job.options as Partial<BulkJobSettings>;
     return {
       jobId: job.id,
       state: 'finished',
@@ -131,7 +115,7 @@ export class BulkJobs {
       cancelled: total('cancelled'),
       pending: total('pending'),
       inProgress: total('in_progress'),
-      concurrency: options.concurrency ?? 0,
+      concurrency: settings.concurrency ?? 0,
       stepFailures,
       ratePerSecond: 0,
       startedAt: job.createdAt.toISOString(),
@@ -139,7 +123,7 @@ export class BulkJobs {
   }
 
   async control(tenantId: string, jobId: string, control: Control, reason?: string): Promise<void> {
-    const job = await this.job(tenantId, jobId);
+    const job = await this.deps.store.get(tenantId, jobId);
     const handle = this.handle(tenantId, jobId);
     const running = await handle
       .describe()
@@ -148,18 +132,7 @@ export class BulkJobs {
     if (!running) {
       // A finished job can only be asked to try its failed devices again: that is a new run.
       if (control !== 'retry-failed') throw new ConflictError(`bulk job ${jobId} has finished`);
-      const options = job.options as { concurrency: number; skipCertificateGeneration: boolean; autoActivate: boolean };
-      await this.deps.importer.start(
-        {
-          tenantId,
-          templateId: job.templateId,
-          concurrency: options.concurrency,
-          options: { skipCertificateGeneration: options.skipCertificateGeneration, autoActivate: options.autoActivate },
-          requestedBy: job.requestedBy,
-        },
-        jobId,
-        true,
-      );
+      await this.deps.importer.start(job, true);
       return;
     }
     if (control === 'pause') await handle.signal(pauseBulkSignal);
@@ -169,7 +142,7 @@ export class BulkJobs {
   }
 
   async setConcurrency(tenantId: string, jobId: string, concurrency: number): Promise<void> {
-    await this.job(tenantId, jobId);
+    await this.deps.store.get(tenantId, jobId);
     await this.handle(tenantId, jobId)
       .signal(setBulkConcurrencySignal, concurrency)
       .catch(() => {
@@ -178,12 +151,8 @@ export class BulkJobs {
   }
 
   async report(tenantId: string, jobId: string): Promise<BulkReportRow[]> {
-    await this.job(tenantId, jobId);
-    const rows = await this.deps.db
-      .select()
-      .from(bulkJobDevices)
-      .where(eq(bulkJobDevices.jobId, jobId))
-      .orderBy(asc(bulkJobDevices.rowNumber));
+    await this.deps.store.get(tenantId, jobId);
+    const rows = await this.deps.store.devices(jobId);
     return rows.map((row) => {
       const request = row.request as { serialNumber: string; macAddress: string; site: string };
       return {

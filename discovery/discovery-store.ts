@@ -15,12 +15,12 @@ import {
   discoveredDevices,
   discoveryEvents,
   discoverySites,
-  zeroTouchRegistrations,
   type DiscoveredDeviceRow,
   type DiscoveryEventRow,
   type DiscoverySiteRow,
 } from '../db/schema';
-import { identifierPattern } from '../provisioning/requests';
+import { identifierPattern } from '../registry/identifiers';
+import type { ZeroTouchMatch } from '../workflows/zero-touch-definitions';
 import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { fieldProblems } from '../foundation/validation';
 import { vendorKey } from './fingerprint';
@@ -224,16 +224,12 @@ export class DiscoveryStore {
   }
 
   /**
-   * Notes which discovered devices matched the zero-touch registrations of `deviceIds` (as the
-   * zero-touch service reported), by the registration's MAC or serial. Returns their identity keys.
+   * Notes which discovered devices the zero-touch registrations that took their sightings are
+   * waiting for, by the registration's MAC or serial. Returns their identity keys.
    */
-  async markZeroTouchMatches(tenantId: string, identityKeys: string[], deviceIds: string[]): Promise<Set<string>> {
+  async markZeroTouchMatches(tenantId: string, identityKeys: string[], registrations: ZeroTouchMatch[]): Promise<Set<string>> {
     const matched = new Set<string>();
-    if (deviceIds.length === 0 || identityKeys.length === 0) return matched;
-    const registrations = await this.#db
-      .select()
-      .from(zeroTouchRegistrations)
-      .where(and(eq(zeroTouchRegistrations.tenantId, tenantId), inArray(zeroTouchRegistrations.deviceId, deviceIds)));
+    if (registrations.length === 0 || identityKeys.length === 0) return matched;
     const rows = await this.#db
       .select()
       .from(discoveredDevices)
@@ -241,12 +237,12 @@ export class DiscoveryStore {
     for (const row of rows) {
       const registration = registrations.find(
         (candidate) =>
-          (candidate.macAddress !== null && candidate.macAddress === row.macAddress) ||
-          (candidate.serialNumber !== null && candidate.serialNumber === row.serialNumber),
+          (candidate.macAddress !== undefined && candidate.macAddress === row.macAddress) ||
+          (candidate.serialNumber !== undefined && candidate.serialNumber === row.serialNumber),
       );
       if (!registration) continue;
       matched.add(row.identityKey);
-      await this.#db.update(discoveredDevices).set({ zeroTouchRegistrationId: registration.id }).where(eq(discoveredDevices.id, row.id));
+      await this.#db.update(discoveredDevices).set({ zeroTouchRegistrationId: registration.registrationId }).where(eq(discoveredDevices.id, row.id));
     }
     return matched;
   }

@@ -12,13 +12,13 @@ import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { and, eq, isNull, gt } from 'drizzle-orm';
 import { Attribute, Certificate, ContentInfo, EncapsulatedContentInfo, SignedData } from 'pkijs';
-import { initialCredentialsPurpose } from '../activities/provisioning';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import type { DeviceCredentials } from '../adapters/device-adapter';
 import type { AuditLog } from '../audit/audit-log';
 import type { SecretVault } from '../custody/secret-vault';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow, type DeviceRow } from '../db/schema';
-import { identifierPattern } from '../provisioning/requests';
+import { identifierPattern } from '../registry/identifiers';
 import type { DeviceRegistry } from '../registry/device-registry';
 import {
   BadCsrError,

@@ -1,7 +1,8 @@
 /**
  * The DeviceProvisioningRequest contract: its schema, normalisation (MAC addresses, derived device
- * ids) and the checks that need more than the schema (address per protocol, duplicates within one
- * request). Used by the API now and by bulk import and zero-touch registration later.
+ * ids) and the checks that need more than the schema (duplicates within one request). The API
+ * declares it as the body of a provisioning request; bulk import parses each row of a file with
+ * it, and zero-touch provisioning the device a registration's sighting found.
  */
 import { z } from 'zod';
 import type { DeviceType } from '../adapters/device-adapter';
@@ -9,9 +10,8 @@ import { templateIdPattern } from '../configuration/templates';
 import type { FieldProblem } from '../foundation/errors';
 import type { DeviceDescriptor } from '../workflows/definitions';
 import { normaliseMacAddress } from '../foundation/mac-address';
-
-export const identifierPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const identifierReason = 'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+import { identifierPattern, identifierReason } from '../registry/identifiers';
+import { credentialsSchema } from '../registry/initial-credentials';
 
 export const deviceTypes = [
   'camera',
@@ -30,8 +30,6 @@ export const macAddressSchema = z.string().transform((value, context) => {
   }
   return normalised;
 });
-
-export const credentialsSchema = z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(256) }).strict();
 
 export function deviceRequestSchema(protocols: readonly string[]) {
   return z
@@ -52,6 +50,9 @@ export function deviceRequestSchema(protocols: readonly string[]) {
     .strict();
 }
 
+/** How a run goes when the request says nothing: with a certificate, activated at once. */
+export const defaultRunOptions = { skipCertificateGeneration: false, autoActivate: true } as const;
+
 export function provisioningRequestSchema(protocols: readonly string[]) {
   return z
     .object({
@@ -61,18 +62,20 @@ export function provisioningRequestSchema(protocols: readonly string[]) {
       options: z
         .object({
           validateOnly: z.boolean().default(false),
-          skipCertificateGeneration: z.boolean().default(false),
-          autoActivate: z.boolean().default(true),
+          skipCertificateGeneration: z.boolean().default(defaultRunOptions.skipCertificateGeneration),
+          autoActivate: z.boolean().default(defaultRunOptions.autoActivate),
           certificateValidityDays: z.number().int().min(1).max(825).optional(),
           deviceRetryWindowSeconds: z.number().int().min(10).max(7 * 24 * 3600).optional(),
         })
         .strict()
-        .default({ validateOnly: false, skipCertificateGeneration: false, autoActivate: true }),
+        .default({ validateOnly: false, ...defaultRunOptions }),
     })
     .strict();
 }
 
-export type DeviceProvisioningRequest = z.infer<ReturnType<typeof deviceRequestSchema>> & { deviceId: string };
+/** A device as parsed: its id defaults to its serial number. */
+export type DeviceRequest = z.infer<ReturnType<typeof deviceRequestSchema>>;
+export type DeviceProvisioningRequest = DeviceRequest & { deviceId: string };
 export type ProvisioningRequest = z.infer<ReturnType<typeof provisioningRequestSchema>>;
 
 /** What a provisioning run is told about the device: the request without its credentials. */

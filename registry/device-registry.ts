@@ -10,6 +10,10 @@ import type { DeviceDescriptor } from '../workflows/definitions';
 import { ConflictError, NotFoundError } from '../foundation/errors';
 
 export type LifecycleState = DeviceRow['lifecycleState'];
+/** A device as the registry holds it. */
+export type RegisteredDevice = DeviceRow;
+/** What identifies a registered device and where it is reached: what new devices are checked against. */
+export type DeviceClaims = Pick<DeviceRow, 'deviceId' | 'serialNumber' | 'macAddress' | 'address' | 'protocol' | 'lifecycleState'>;
 
 export interface RegistryConflict {
   deviceId: string;
@@ -39,6 +43,21 @@ export class DeviceRegistry {
     const row = await this.find(tenantId, deviceId);
     if (!row) throw new NotFoundError(`device ${deviceId} is not registered`);
     return row;
+  }
+
+  /** Every device of the tenant, by what it claims: a file of thousands of devices is checked against one read. */
+  async claimsOf(tenantId: string): Promise<DeviceClaims[]> {
+    return this.db
+      .select({
+        deviceId: devices.deviceId,
+        serialNumber: devices.serialNumber,
+        macAddress: devices.macAddress,
+        address: devices.address,
+        protocol: devices.protocol,
+        lifecycleState: devices.lifecycleState,
+      })
+      .from(devices)
+      .where(eq(devices.tenantId, tenantId));
   }
 
   /** Other devices of the tenant that already claim this serial number or MAC address. */

@@ -37,6 +37,8 @@ import { createEstServer } from '../api/est-server';
 import { zeroTouchOperations } from '../api/routes/zero-touch';
 import { createZeroTouchActivities } from '../activities/zero-touch';
 import { ZeroTouchRegistrations } from '../zero-touch/registrations';
+import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
+import { ZeroTouchRunPlanner } from '../zero-touch/run-planner';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
@@ -58,11 +60,13 @@ import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
 import { BulkImporter } from '../bulk/bulk-import';
 import { BulkJobs } from '../bulk/bulk-jobs';
+import { BulkJobStore } from '../bulk/bulk-job-store';
 import { AlertStore } from '../alerts/alert-store';
 import { ensureAlertSchedule } from '../alerts/schedule';
 import { createMetricsRegistry, metricsHandler } from '../observability/metrics';
 import { workerMetricsUrl } from '../observability/runtime-metrics';
 import { ApprovalPolicies } from '../provisioning/approval-policies';
+import { ProvisioningPlanner } from '../provisioning/planner';
 import { ProvisioningService } from '../provisioning/provisioning-service';
 import { DeviceRegistry } from '../registry/device-registry';
 import type { ServiceConfig } from './config';
@@ -224,6 +228,7 @@ export function createProvisioningWorker(
     renewAtFraction: options.renewAtFraction ?? defaultRenewalFraction,
     searchAttributes: options.searchAttributes,
   });
+  const planner = createProvisioningPlanner(parts);
   return Worker.create({
     connection: options.connection,
     dataConverter: payloadDataConverter(parts.payloadKeyring),
@@ -239,12 +244,17 @@ export function createProvisioningWorker(
       ...createProvisioningActivities({ ...parts, renewals, logger: options.logger }),
       ...createCertificateLifecycleActivities({ ...parts, renewals, logger: options.logger }),
       ...createZeroTouchActivities({
-        ...parts,
-        db: parts.database.db,
-        provisioning: createProvisioningService(parts, options.client, options.taskQueue),
+        runs: new ZeroTouchRunPlanner({
+          store: new ZeroTouchRegistrationStore(parts.database.db),
+          vault: parts.vault,
+          adapters: parts.adapters,
+          planner,
+        }),
+        alerts: parts.alerts,
+        audit: parts.audit,
         logger: options.logger,
       }),
-      ...createBulkActivities({ db: parts.database.db, client: options.client }),
+      ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
       ...createConfigurationActivities({ ...parts, db: parts.database.db, logger: options.logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ ...parts, settings: options.caBackup, systemTenant: systemAuditTenant, logger: options.logger })
@@ -275,7 +285,7 @@ export function createProvisioningWorker(
 /** Zero-touch registrations, fed by discovery (worker) and by DHCP events and enrolment tokens (API). */
 export function createZeroTouchRegistrations(parts: ServiceParts, client: Client, taskQueue: string): ZeroTouchRegistrations {
   return new ZeroTouchRegistrations({
-    db: parts.database.db,
+    store: new ZeroTouchRegistrationStore(parts.database.db),
     vault: parts.vault,
     client,
     taskQueue,
@@ -285,18 +295,25 @@ export function createZeroTouchRegistrations(parts: ServiceParts, client: Client
   });
 }
 
-export function createProvisioningService(parts: ServiceParts, client: Client, taskQueue: string): ProvisioningService {
-  return new ProvisioningService({
-    client,
-    taskQueue,
+/** The one path into a provisioning run: every request is checked and planned here, whoever makes it. */
+export function createProvisioningPlanner(parts: ServiceParts): ProvisioningPlanner {
+  return new ProvisioningPlanner({
     registry: parts.registry,
-    vault: parts.vault,
     templates: parts.templates,
     configurations: parts.configurations,
     adapters: parts.adapters,
     networks: parts.networks,
     approvals: parts.approvals,
   });
+}
+
+export function createProvisioningService(
+  parts: ServiceParts,
+  client: Client,
+  taskQueue: string,
+  planner = createProvisioningPlanner(parts),
+): ProvisioningService {
+  return new ProvisioningService({ client, taskQueue, planner, vault: parts.vault, configurations: parts.configurations });
 }
 
 /** The HTTP API over the service's parts, talking to Temporal through `connection`. */
@@ -306,15 +323,18 @@ export function createServiceApi(
 ): Express {
   const { config, connection, logger } = options;
   const client = serviceClient(parts, connection, config.temporal.namespace);
-  const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue);
+  const planner = createProvisioningPlanner(parts);
+  const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue, planner);
+  const bulkJobs = new BulkJobStore(parts.database.db);
   const importer = new BulkImporter({
-    db: parts.database.db,
+    store: bulkJobs,
     client,
     taskQueue: config.temporal.taskQueue,
     vault: parts.vault,
+    registry: parts.registry,
     adapters: parts.adapters,
     networks: parts.networks,
-    provisioning,
+    planner,
   });
   const renewals = new CertificateRenewals({
     client,
@@ -322,7 +342,7 @@ export function createServiceApi(
     renewAtFraction: config.ca.renewalAtFraction,
   });
   return createApp({
-    bulk: { importer, jobs: new BulkJobs({ db: parts.database.db, client, importer }), concurrentUploads: config.bulk.concurrentUploads },
+    bulk: { importer, jobs: new BulkJobs({ store: bulkJobs, client, importer }), concurrentUploads: config.bulk.concurrentUploads },
     codec: {
       codec: new EncryptionCodec(parts.payloadKeyring),
       allowedOrigins: config.payloadEncryption.allowedOrigins,

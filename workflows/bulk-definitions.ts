@@ -3,7 +3,7 @@
  * signals operators steer a job with. Deterministic imports only.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { ProvisionDeviceInput, ProvisioningStepName } from './definitions';
+import type { DeviceDescriptor, ProvisionDeviceInput, ProvisioningStepName } from './definitions';
 
 export interface BulkCounters {
   total: number;
@@ -33,6 +33,8 @@ export interface BulkProvisionInput {
   jobId: string;
   tenantId: string;
   templateId: string;
+  /** The template version judged when the file was imported; absent for jobs imported before versions were pinned. */
+  templateVersion?: number;
   options: ProvisionDeviceInput['options'];
   requestedBy: string;
   concurrency: number;
@@ -41,6 +43,20 @@ export interface BulkProvisionInput {
   /** A later run of a finished job: put its failed devices back in the queue first. */
   retryFailed?: boolean;
   state?: BulkCarriedState;
+}
+
+/** Where a job stands when its workflow (re)starts: its counts and the devices still running. */
+export interface BulkJobState {
+  counters: BulkCounters;
+  inFlight: { deviceId: string; rowNumber: number; startedAt: string }[];
+}
+
+/** A row of the job's file as queued: the device without its credentials, which the vault holds. */
+export interface BulkRow {
+  /** The row's line in the file. */
+  rowNumber: number;
+  device: DeviceDescriptor;
+  hasCredentials: boolean;
 }
 
 /** A child tells its bulk job how it ended (children outlive the parent's runs, so they signal). */

@@ -6,7 +6,6 @@
  */
 import {
   ParentClosePolicy,
-  WorkflowIdReusePolicy,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
@@ -17,7 +16,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { BulkActivities } from '../activities/bulk';
+import type { BulkActivities, DispatchedBulkRow } from '../activities/bulk';
 import {
   bulkDeviceFinishedSignal,
   bulkProgressQuery,
@@ -31,8 +30,15 @@ import {
   type BulkDeviceOutcome,
   type BulkProgress,
   type BulkProvisionInput,
+  type BulkRow,
 } from './bulk-definitions';
-import { cancelSignal, provisioningRunSearchAttributes, provisioningSearchAttributes as attributes, provisioningWorkflowId } from './definitions';
+import {
+  cancelSignal,
+  provisioningSearchAttributes as attributes,
+  provisioningWorkflowId,
+  startProvisioning,
+  type ProvisionDeviceInput,
+} from './definitions';
 import type { provisionDevice } from './provision-device';
 
 const jobStore = proxyActivities<BulkActivities>({
@@ -152,7 +158,15 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
     if (free <= 0 || state.paused || state.cancelling) return false;
     state.dispatchSequence += 1;
     const { rows } = await jobStore.dispatchBulkRows({
-      jobId: input.jobId,
+      job: {
+        jobId: input.jobId,
+        tenantId: input.tenantId,
+        templateId: input.templateId,
+        templateVersion: input.templateVersion,
+        options: input.options,
+        requestedBy: input.requestedBy,
+        workflowId: info.workflowId,
+      },
       // Unique per job lifetime (a re-run of a finished job starts a new chain of runs).
       dispatchId: `${info.workflowId}/${info.firstExecutionRunId}/${state.dispatchSequence}`,
       limit: Math.min(free, dispatchBatch),
@@ -161,33 +175,20 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
     // Not awaited: waiting for every child's start event before taking the next rows would let the
     // window drain while the server is busy; starts are awaited only before continuing as new.
     for (const row of rows) {
+      const run = plannedRun(row, input, info.workflowId);
+      const { deviceId } = run.device;
       const starting = (async () => {
-        state.inFlight[row.device.deviceId] = { rowNumber: row.rowNumber, startedAt };
+        state.inFlight[deviceId] = { rowNumber: row.rowNumber, startedAt };
         try {
           await startChild<typeof provisionDevice>('provisionDevice', {
-            workflowId: provisioningWorkflowId(input.tenantId, row.device.deviceId),
-            args: [
-              {
-                tenantId: input.tenantId,
-                device: row.device,
-                provisioningMethod: 'bulk',
-                templateId: input.templateId,
-                options: input.options,
-                hasInitialCredentials: row.hasCredentials,
-                bulkJobId: input.jobId,
-                bulkParent: { workflowId: info.workflowId, rowNumber: row.rowNumber },
-                requestedBy: input.requestedBy,
-              },
-            ],
+            ...startProvisioning(run),
             parentClosePolicy: ParentClosePolicy.ABANDON,
-            workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            typedSearchAttributes: provisioningRunSearchAttributes(input.tenantId, row.device, 'bulk', input.jobId),
           });
         } catch (error) {
           if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
           finish({
             rowNumber: row.rowNumber,
-            deviceId: row.device.deviceId,
+            deviceId,
             outcome: 'failed',
             error: 'the device is already provisioned, or being provisioned by another request',
             startedAt,
@@ -255,6 +256,25 @@ export async function bulkProvision(input: BulkProvisionInput): Promise<BulkProg
   await flushOutcomes();
   await jobStore.finishBulkJob({ jobId: input.jobId });
   return { ...progress(), state: 'finished' };
+}
+
+/**
+ * The run a dispatched row starts, as the activity planned it. Dispatches recorded before rows were
+ * planned carry the device alone; such a row runs as every bulk device did then.
+ */
+function plannedRun(row: DispatchedBulkRow | BulkRow, input: BulkProvisionInput, workflowId: string): ProvisionDeviceInput {
+  if ('input' in row) return row.input;
+  return {
+    tenantId: input.tenantId,
+    device: row.device,
+    provisioningMethod: 'bulk',
+    templateId: input.templateId,
+    options: input.options,
+    hasInitialCredentials: row.hasCredentials,
+    bulkJobId: input.jobId,
+    bulkParent: { workflowId, rowNumber: row.rowNumber },
+    requestedBy: input.requestedBy,
+  };
 }
 
 function emptyState(input: BulkProvisionInput): BulkCarriedState {

@@ -3,7 +3,7 @@
  * `status` query answers with, signals, queries and search attributes. Imported by workflow code,
  * so it may only depend on Temporal's deterministic packages.
  */
-import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
+import { defineSearchAttributeKey, SearchAttributeType, WorkflowIdReusePolicy, type SearchAttributePair } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const provisioningSearchAttributes = {
@@ -27,39 +27,32 @@ export function tenantVisibilityFilter(tenantId: string): string {
   return `${provisioningSearchAttributes.tenantId.name} = '${tenantId}'`;
 }
 
-/** The search attributes a provisioning run starts with, however it is started. */
-export function provisioningRunSearchAttributes(
-  tenantId: string,
-  device: { deviceId: string; serialNumber: string; site: string },
-  method: ProvisioningMethod,
-  bulkJobId?: string,
-): SearchAttributePair[] {
-  return [
-    { key: provisioningSearchAttributes.tenantId, value: tenantId },
-    { key: provisioningSearchAttributes.deviceId, value: device.deviceId },
-    { key: provisioningSearchAttributes.deviceSerial, value: device.serialNumber },
-    { key: provisioningSearchAttributes.method, value: method },
-    { key: provisioningSearchAttributes.status, value: 'pending' },
-    { key: provisioningSearchAttributes.site, value: device.site },
-    ...(bulkJobId ? [{ key: provisioningSearchAttributes.bulkJobId, value: bulkJobId }] : []),
-  ];
-}
-
 export type ProvisioningMethod = 'manual' | 'automatic' | 'bulk' | 'api';
 export type ProvisioningStatus = 'pending' | 'in_progress' | 'completed' | 'failed';
 
-export const provisioningStepNames = [
-  'identify',
-  'approval',
-  'authenticate',
-  'generateCsr',
-  'issueCertificate',
-  'installCertificate',
-  'pushConfiguration',
-  'selfTest',
-  'activate',
-] as const;
-export type ProvisioningStepName = (typeof provisioningStepNames)[number];
+/**
+ * The steps of a provisioning run, in order, each with the activity that performs it (approval is
+ * a wait for a person, not an activity). The run's record, the status endpoint's live retry details
+ * and the README's step table all follow this list.
+ */
+export const provisioningStepActivities = {
+  identify: 'identifyDevice',
+  approval: undefined,
+  authenticate: 'authenticateDevice',
+  generateCsr: 'requestCertificateSigning',
+  issueCertificate: 'issueDeviceCertificate',
+  installCertificate: 'installDeviceCertificate',
+  pushConfiguration: 'pushDeviceConfiguration',
+  selfTest: 'runDeviceSelfTest',
+  activate: 'activateDevice',
+} as const;
+export type ProvisioningStepName = keyof typeof provisioningStepActivities;
+export const provisioningStepNames = Object.keys(provisioningStepActivities) as [ProvisioningStepName, ...ProvisioningStepName[]];
+
+/** The step an activity of a provisioning run performs; undefined for its bookkeeping activities. */
+export function provisioningStepOf(activityType: string): ProvisioningStepName | undefined {
+  return provisioningStepNames.find((step) => provisioningStepActivities[step] === activityType);
+}
 
 export interface ProvisioningStep {
   step: ProvisioningStepName;
@@ -117,6 +110,11 @@ export interface ProvisionDeviceInput {
   device: DeviceDescriptor;
   provisioningMethod: ProvisioningMethod;
   templateId: string;
+  /**
+   * The template version judged when the run was planned: the run pushes exactly this one, however
+   * long it waited for approval. Runs started before versions were pinned push the current version.
+   */
+  templateVersion?: number;
   options: {
     skipCertificateGeneration: boolean;
     /** When false the run waits, durably, for an operator's `activate` signal before activating. */
@@ -182,6 +180,31 @@ export const approvalUpdate = defineUpdate<ApprovalOutcome, [ApprovalDecision]>(
 /** One provisioning run per tenant and device at a time: the id is the deduplication key. */
 export function provisioningWorkflowId(tenantId: string, deviceId: string): string {
   return `provision:${tenantId}:${deviceId}`;
+}
+
+/**
+ * How every provisioning run starts, from the API (`client.workflow.start`), a bulk job
+ * (`startChild`) or a zero-touch registration (`executeChild`): its id, what may reuse it (a
+ * failed device may be provisioned again, a provisioned one not) and the search attributes it is
+ * listed by. Callers add only what their kind of start needs (task queue, parent close policy).
+ */
+export function startProvisioning(input: ProvisionDeviceInput) {
+  const { tenantId, device } = input;
+  const searchAttributes: SearchAttributePair[] = [
+    { key: provisioningSearchAttributes.tenantId, value: tenantId },
+    { key: provisioningSearchAttributes.deviceId, value: device.deviceId },
+    { key: provisioningSearchAttributes.deviceSerial, value: device.serialNumber },
+    { key: provisioningSearchAttributes.method, value: input.provisioningMethod },
+    { key: provisioningSearchAttributes.status, value: 'pending' },
+    { key: provisioningSearchAttributes.site, value: device.site },
+    ...(input.bulkJobId ? [{ key: provisioningSearchAttributes.bulkJobId, value: input.bulkJobId }] : []),
+  ];
+  return {
+    workflowId: provisioningWorkflowId(tenantId, device.deviceId),
+    args: [input] as [ProvisionDeviceInput],
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    typedSearchAttributes: searchAttributes,
+  };
 }
 
 export function parseProvisioningWorkflowId(id: string): { tenantId: string; deviceId: string } | undefined {

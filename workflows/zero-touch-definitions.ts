@@ -15,6 +15,14 @@ export interface DeviceSighting {
   endpoints: { protocol: string; address: string }[];
 }
 
+/** A registration a sighting was handed to, and what recognises its device. */
+export interface ZeroTouchMatch {
+  registrationId: string;
+  deviceId: string;
+  serialNumber?: string;
+  macAddress?: string;
+}
+
 export interface ZeroTouchInput {
   tenantId: string;
   registrationId: string;

@@ -10,7 +10,6 @@ import {
   ApplicationFailure,
   ChildWorkflowFailure,
   ParentClosePolicy,
-  WorkflowIdReusePolicy,
   condition,
   executeChild,
   proxyActivities,
@@ -18,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { ZeroTouchActivities } from '../activities/zero-touch';
 import { nonRetryableErrorTypes } from '../foundation/errors';
-import { provisioningRunSearchAttributes, provisioningWorkflowId } from './definitions';
+import { provisioningWorkflowId, startProvisioning } from './definitions';
 import { describeFailure, failureType } from './failures';
 import type { provisionDevice } from './provision-device';
 import {
@@ -93,12 +92,9 @@ export async function zeroTouchProvisioning(input: ZeroTouchInput): Promise<Zero
     status.provisioningId = provisioningWorkflowId(tenantId, deviceId);
     try {
       await executeChild<typeof provisionDevice>('provisionDevice', {
-        workflowId: status.provisioningId,
-        args: [prepared.input],
+        ...startProvisioning(prepared.input),
         // The device's provisioning stands on its own: cancelling the registration does not undo it.
         parentClosePolicy: ParentClosePolicy.ABANDON,
-        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        typedSearchAttributes: provisioningRunSearchAttributes(tenantId, prepared.input.device, 'automatic'),
       });
       status.state = 'provisioned';
       break;

@@ -2,22 +2,21 @@
  * Zero-touch pre-registrations: devices expected on the network, by serial and/or MAC, each with a
  * long-lived workflow waiting for it. Discovery, DHCP lease events and enrolment tokens report
  * sightings here; a sighting that matches a registration is handed to its workflow, which checks
- * and provisions. What a registration has come to lives in its workflow, not in this table.
+ * and provisions. What a registration has come to lives in its workflow, not in its store.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { and, eq, gt, inArray, isNull, or, sql } from 'drizzle-orm';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import type { SignalDefinition } from '@temporalio/common';
 import { z } from 'zod';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import type { SecretVault } from '../custody/secret-vault';
-import type { Database } from '../db/client';
-import { zeroTouchRegistrations, type ZeroTouchRegistrationRow } from '../db/schema';
-import { initialCredentialsPurpose } from '../activities/device-sessions';
+import { credentialsSchema, initialCredentialsPurpose } from '../registry/initial-credentials';
+import { identifierPattern, identifierReason } from '../registry/identifiers';
 import { templateIdPattern, type TemplateCatalog } from '../configuration/templates';
-import { credentialsSchema, deviceTypes, identifierPattern, identifierReason, macAddressSchema } from '../provisioning/requests';
-import { ConflictError, NotFoundError, UnauthenticatedError, ValidationError, type FieldProblem } from '../foundation/errors';
-import { parseOrThrow } from '../foundation/validation';
+import { deviceTypes, macAddressSchema } from '../provisioning/requests';
+import { ConflictError, UnauthenticatedError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { fromWorkflowError, isWorkflowNotFound } from '../foundation/workflow-errors';
 import type { zeroTouchProvisioning } from '../workflows/zero-touch';
 import {
   cancelRegistrationSignal,
@@ -26,9 +25,11 @@ import {
   zeroTouchWorkflowId,
   type DeviceSighting,
   type ZeroTouchInput,
+  type ZeroTouchMatch,
   type ZeroTouchStatus,
 } from '../workflows/zero-touch-definitions';
 import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+import type { StoredRegistration, ZeroTouchRegistrationStore } from './registration-store';
 
 const dayMs = 24 * 60 * 60 * 1000;
 /** An enrolment token is for the installer standing at the device, not for later. */
@@ -66,6 +67,8 @@ export function registrationRequestSchema(protocols: readonly string[]) {
     .strict();
 }
 
+export type ZeroTouchRegistrationRequest = z.infer<ReturnType<typeof registrationRequestSchema>>;
+
 export interface ZeroTouchRegistration {
   id: string;
   deviceId: string;
@@ -84,7 +87,7 @@ export interface ZeroTouchRegistration {
 }
 
 export interface ZeroTouchRegistrationsDependencies {
-  db: Database;
+  store: ZeroTouchRegistrationStore;
   vault: SecretVault;
   client: Client;
   taskQueue: string;
@@ -100,8 +103,7 @@ export class ZeroTouchRegistrations {
   constructor(private readonly deps: ZeroTouchRegistrationsDependencies) {}
 
   /** Stores each registration and starts the workflow waiting for it; all or nothing is registered. */
-  async register(tenantId: string, body: unknown, createdBy: string): Promise<ZeroTouchRegistration[]> {
-    const request = parseOrThrow(registrationRequestSchema([...this.deps.adapters.keys()]), body, 'zero-touch registration');
+  async register(tenantId: string, request: ZeroTouchRegistrationRequest, createdBy: string): Promise<ZeroTouchRegistration[]> {
     const devices = request.devices.map((device) => ({
       ...device,
       deviceId: device.deviceId ?? device.serialNumber ?? `mac-${device.macAddress!.replace(/:/g, '')}`,
@@ -109,26 +111,21 @@ export class ZeroTouchRegistrations {
     await this.checkRegistrations(tenantId, devices);
 
     const now = Date.now();
-    const rows = await this.deps.db.transaction(async (tx) =>
-      tx
-        .insert(zeroTouchRegistrations)
-        .values(
-          devices.map((device) => ({
-            tenantId,
-            deviceId: device.deviceId,
-            serialNumber: device.serialNumber ?? null,
-            macAddress: device.macAddress ?? null,
-            protocol: device.protocol,
-            deviceType: device.deviceType,
-            site: device.site,
-            templateId: device.templateId,
-            name: device.name ?? null,
-            requireApproval: device.requireApproval,
-            expiresAt: new Date(now + device.expiresInDays * dayMs),
-            createdBy,
-          })),
-        )
-        .returning(),
+    const rows = await this.deps.store.insert(
+      devices.map((device) => ({
+        tenantId,
+        deviceId: device.deviceId,
+        serialNumber: device.serialNumber ?? null,
+        macAddress: device.macAddress ?? null,
+        protocol: device.protocol,
+        deviceType: device.deviceType,
+        site: device.site,
+        templateId: device.templateId,
+        name: device.name ?? null,
+        requireApproval: device.requireApproval,
+        expiresAt: new Date(now + device.expiresInDays * dayMs),
+        createdBy,
+      })),
     );
     const withCredentials = devices.filter((device) => device.credentials);
     if (withCredentials.length > 0) {
@@ -143,49 +140,33 @@ export class ZeroTouchRegistrations {
   }
 
   async get(tenantId: string, deviceId: string): Promise<ZeroTouchRegistration> {
-    const row = await this.rowOf(tenantId, deviceId);
+    const row = await this.deps.store.ofDevice(tenantId, deviceId);
     const status = await this.handleOf(row)
       .query(zeroTouchStatusQuery)
       .catch((error) => {
-        if (error instanceof WorkflowNotFoundError) return undefined;
-        throw error;
+        if (isWorkflowNotFound(error)) return undefined;
+        throw fromWorkflowError(error, { what: `the registration of ${deviceId}` });
       });
     return registrationOf(row, status);
   }
 
   async cancel(tenantId: string, deviceId: string, reason: string): Promise<void> {
-    const row = await this.rowOf(tenantId, deviceId);
-    await this.handleOf(row)
-      .signal(cancelRegistrationSignal, { reason })
-      .catch((error) => {
-        if (error instanceof WorkflowNotFoundError) throw new ConflictError(`the registration of ${deviceId} has already ended`);
-        throw error;
-      });
+    const row = await this.deps.store.ofDevice(tenantId, deviceId);
+    await this.signal(row, cancelRegistrationSignal, { reason });
   }
 
   /**
    * Hands each sighting to the registrations it may be: same serial or same MAC, still waiting.
    * A sighting whose serial matches one registration and MAC another goes to both; each workflow
-   * then finds the half that contradicts it and reports the mismatch.
+   * then finds the half that contradicts it and reports the mismatch. Returns the registrations
+   * that took a sighting.
    */
-  async offerSightings(tenantId: string, sightings: DeviceSighting[]): Promise<{ matched: string[] }> {
-    const serials = [...new Set(sightings.flatMap((s) => (s.serialNumber ? [s.serialNumber] : [])))];
-    const macs = [...new Set(sightings.flatMap((s) => (s.macAddress ? [s.macAddress] : [])))];
-    if (serials.length === 0 && macs.length === 0) return { matched: [] };
-    const candidates = await this.deps.db
-      .select()
-      .from(zeroTouchRegistrations)
-      .where(
-        and(
-          eq(zeroTouchRegistrations.tenantId, tenantId),
-          gt(zeroTouchRegistrations.expiresAt, new Date()),
-          or(
-            serials.length > 0 ? inArray(zeroTouchRegistrations.serialNumber, serials) : undefined,
-            macs.length > 0 ? inArray(zeroTouchRegistrations.macAddress, macs) : undefined,
-          ),
-        ),
-      );
-    const matched = new Set<string>();
+  async offerSightings(tenantId: string, sightings: DeviceSighting[]): Promise<{ matched: ZeroTouchMatch[] }> {
+    const candidates = await this.deps.store.awaiting(tenantId, {
+      serialNumbers: [...new Set(sightings.flatMap((s) => (s.serialNumber ? [s.serialNumber] : [])))],
+      macAddresses: [...new Set(sightings.flatMap((s) => (s.macAddress ? [s.macAddress] : [])))],
+    });
+    const matched = new Map<string, ZeroTouchMatch>();
     for (const sighting of sightings) {
       for (const row of candidates) {
         const sameSerial = sighting.serialNumber !== undefined && row.serialNumber === sighting.serialNumber;
@@ -196,49 +177,43 @@ export class ZeroTouchRegistrations {
           .signal(deviceSeenSignal, sighting)
           .then(() => true)
           .catch((error) => {
-            if (error instanceof WorkflowNotFoundError) return false;
-            throw error;
+            if (isWorkflowNotFound(error)) return false;
+            throw fromWorkflowError(error, { what: `the registration of ${row.deviceId}` });
           });
-        if (delivered) matched.add(row.deviceId);
+        if (delivered) {
+          matched.set(row.id, {
+            registrationId: row.id,
+            deviceId: row.deviceId,
+            ...(row.serialNumber ? { serialNumber: row.serialNumber } : {}),
+            ...(row.macAddress ? { macAddress: row.macAddress } : {}),
+          });
+        }
       }
     }
-    return { matched: [...matched] };
+    return { matched: [...matched.values()] };
   }
 
   /** A single-use token an installer's phone presents, with the device's address, to start provisioning. */
   async issueEnrolmentToken(tenantId: string, deviceId: string): Promise<{ token: string; expiresAt: Date }> {
-    const row = await this.rowOf(tenantId, deviceId);
+    const row = await this.deps.store.ofDevice(tenantId, deviceId);
     if (row.expiresAt <= new Date()) throw new ConflictError(`the registration of ${deviceId} has expired`);
     const token = enrolmentTokenPrefix + randomBytes(24).toString('base64url');
     const expiresAt = new Date(Date.now() + enrolmentTokenLifetimeMs);
     // A new token replaces any earlier one: only the latest QR code works.
-    await this.deps.db
-      .update(zeroTouchRegistrations)
-      .set({ enrolmentTokenHash: tokenHash(token), enrolmentTokenExpiresAt: expiresAt, enrolmentTokenUsedAt: null, updatedAt: new Date() })
-      .where(eq(zeroTouchRegistrations.id, row.id));
+    await this.deps.store.setEnrolmentToken(row.id, tokenHash(token), expiresAt);
     return { token, expiresAt };
   }
 
   /** Redeems a token once: the registration's workflow is told where the device is. */
   async redeemEnrolmentToken(token: string, address: string): Promise<{ tenantId: string; deviceId: string }> {
     if (!token.startsWith(enrolmentTokenPrefix)) throw new UnauthenticatedError('the enrolment token is not valid');
-    const [row] = await this.deps.db
-      .update(zeroTouchRegistrations)
-      .set({ enrolmentTokenUsedAt: new Date() })
-      .where(
-        and(
-          eq(zeroTouchRegistrations.enrolmentTokenHash, tokenHash(token)),
-          isNull(zeroTouchRegistrations.enrolmentTokenUsedAt),
-          gt(zeroTouchRegistrations.enrolmentTokenExpiresAt, sql`now()`),
-        ),
-      )
-      .returning();
+    const row = await this.deps.store.useEnrolmentToken(tokenHash(token));
     // One answer for unknown, used and expired tokens: a guesser learns nothing.
     if (!row) throw new UnauthenticatedError('the enrolment token is not valid, has been used, or has expired');
     const addressProblem = await this.deps.networks.addressProblem(this.deps.adapters.get(row.protocol)!, address);
     if (addressProblem) {
       // The token stays usable: a mistyped address must not burn it.
-      await this.deps.db.update(zeroTouchRegistrations).set({ enrolmentTokenUsedAt: null }).where(eq(zeroTouchRegistrations.id, row.id));
+      await this.deps.store.releaseEnrolmentToken(row.id);
       throw new ValidationError(`device address ${JSON.stringify(address)} cannot be used: ${addressProblem}`, {
         fields: [{ field: 'address', reason: addressProblem }],
       });
@@ -248,29 +223,25 @@ export class ZeroTouchRegistrations {
       observedAt: new Date().toISOString(),
       endpoints: [{ protocol: row.protocol, address }],
     };
-    await this.handleOf(row)
-      .signal(deviceSeenSignal, sighting)
-      .catch((error) => {
-        if (error instanceof WorkflowNotFoundError) throw new ConflictError(`the registration of ${row.deviceId} has already ended`);
-        throw error;
-      });
+    await this.signal(row, deviceSeenSignal, sighting);
     return { tenantId: row.tenantId, deviceId: row.deviceId };
   }
 
-  async rowOf(tenantId: string, deviceId: string): Promise<ZeroTouchRegistrationRow> {
-    const [row] = await this.deps.db
-      .select()
-      .from(zeroTouchRegistrations)
-      .where(and(eq(zeroTouchRegistrations.tenantId, tenantId), eq(zeroTouchRegistrations.deviceId, deviceId)));
-    if (!row) throw new NotFoundError(`no zero-touch registration for device ${deviceId}`);
-    return row;
-  }
-
-  private handleOf(row: ZeroTouchRegistrationRow) {
+  private handleOf(row: StoredRegistration) {
     return this.deps.client.workflow.getHandle(zeroTouchWorkflowId(row.tenantId, row.deviceId));
   }
 
-  private async startWaiting(row: ZeroTouchRegistrationRow): Promise<void> {
+  /** Signals the registration's workflow; one that has ended is a conflict. */
+  private async signal<Args extends unknown[]>(row: StoredRegistration, signal: SignalDefinition<Args>, ...args: Args): Promise<void> {
+    await this.handleOf(row)
+      .signal(signal, ...args)
+      .catch((error) => {
+        if (isWorkflowNotFound(error)) throw new ConflictError(`the registration of ${row.deviceId} has already ended`);
+        throw fromWorkflowError(error, { what: `the registration of ${row.deviceId}` });
+      });
+  }
+
+  private async startWaiting(row: StoredRegistration): Promise<void> {
     const input: ZeroTouchInput = {
       tenantId: row.tenantId,
       registrationId: row.id,
@@ -323,19 +294,11 @@ export class ZeroTouchRegistrations {
         problems.push({ field: `devices[${index}].templateId`, reason: `template ${template.id} configures ${template.protocol} devices, not ${device.protocol}` });
       }
     }
-    const existing = await this.deps.db
-      .select()
-      .from(zeroTouchRegistrations)
-      .where(
-        and(
-          eq(zeroTouchRegistrations.tenantId, tenantId),
-          or(
-            inArray(zeroTouchRegistrations.deviceId, devices.map((d) => d.deviceId)),
-            inArray(zeroTouchRegistrations.serialNumber, devices.flatMap((d) => (d.serialNumber ? [d.serialNumber] : []))),
-            inArray(zeroTouchRegistrations.macAddress, devices.flatMap((d) => (d.macAddress ? [d.macAddress] : []))),
-          ),
-        ),
-      );
+    const existing = await this.deps.store.claiming(tenantId, {
+      deviceIds: devices.map((d) => d.deviceId),
+      serialNumbers: devices.flatMap((d) => (d.serialNumber ? [d.serialNumber] : [])),
+      macAddresses: devices.flatMap((d) => (d.macAddress ? [d.macAddress] : [])),
+    });
     for (const [index, device] of devices.entries()) {
       const clash = existing.find(
         (row) =>
@@ -356,7 +319,7 @@ function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-function registrationOf(row: ZeroTouchRegistrationRow, status?: ZeroTouchStatus): ZeroTouchRegistration {
+function registrationOf(row: StoredRegistration, status?: ZeroTouchStatus): ZeroTouchRegistration {
   return {
     id: row.id,
     deviceId: row.deviceId,

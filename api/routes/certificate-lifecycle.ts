@@ -7,7 +7,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { z } from 'zod';
 import type { CertificateInventory } from '../../pki/certificate-inventory';
 import type { CertificateRenewals } from '../../provisioning/certificate-renewals';
-import { identifierPattern } from '../../provisioning/requests';
+import { identifierPattern } from '../../registry/identifiers';
 import { ConflictError, NotFoundError } from '../../foundation/errors';
 import type { rotateSiteIntermediate } from '../../workflows/intermediate-rotation';
 import { rotationProgressQuery, rotationWorkflowId } from '../../workflows/certificate-definitions';

@@ -2,7 +2,7 @@ import type { Response } from 'express';
 import { z } from 'zod';
 import { certificates, type CertificateRow } from '../../db/schema';
 import type { CertificateAuthority } from '../../pki/certificate-authority';
-import { identifierPattern } from '../../provisioning/requests';
+import { identifierPattern } from '../../registry/identifiers';
 import type { DeviceRegistry } from '../../registry/device-registry';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError, type FieldProblem } from '../../foundation/errors';
 import type { CertificateInventory, CertificatePins } from '../../pki/certificate-inventory';

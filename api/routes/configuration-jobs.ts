@@ -20,7 +20,7 @@ import {
 import type { TemplateCatalog } from '../../configuration/templates';
 import type { Database } from '../../db/client';
 import { devices as deviceTable, type DeviceRow } from '../../db/schema';
-import { identifierPattern, identifierReason } from '../../provisioning/requests';
+import { identifierPattern, identifierReason } from '../../registry/identifiers';
 import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../../foundation/errors';
 import {
   cancelRolloutSignal,

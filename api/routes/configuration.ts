@@ -15,7 +15,7 @@ import type { DeviceConfigurations } from '../../configuration/device-configurat
 import { deviceParametersInputSchema } from '../../configuration/parameters';
 import type { TemplateCatalog } from '../../configuration/templates';
 import type { DeviceRegistry } from '../../registry/device-registry';
-import { identifierPattern, identifierReason } from '../../provisioning/requests';
+import { identifierPattern, identifierReason } from '../../registry/identifiers';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../foundation/errors';
 import { operation, type AnyOperation } from '../operation';
 

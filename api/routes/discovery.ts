@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { DiscoveredDeviceRow, DiscoveryEventRow } from '../../db/schema';
 import { DiscoveryStore, maxSweepIntervalMinutes, minSweepIntervalMinutes, siteScanners, type DiscoverySite } from '../../discovery/discovery-store';
 import { deleteDiscoverySchedule, discoveryScheduleId, ensureDiscoverySchedule } from '../../discovery/sweep-schedule';
-import { identifierPattern } from '../../provisioning/requests';
+import { identifierPattern } from '../../registry/identifiers';
 import { NotFoundError } from '../../foundation/errors';
 import type { discoverySweep, DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { operation, type AnyOperation } from '../operation';

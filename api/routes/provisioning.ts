@@ -27,11 +27,11 @@ export function provisioningOperations(provisioning: ProvisioningService, protoc
       },
       async handle({ res, tenantId, principal, body }) {
         if (body.options.validateOnly) {
-          const { request, devices } = await provisioning.validate(tenantId, body);
+          const devices = await provisioning.validate(tenantId, body);
           res.status(200).json({
             valid: true,
-            templateId: request.templateId,
-            options: request.options,
+            templateId: body.templateId,
+            options: body.options,
             devices: devices.map(({ credentials, ...device }) => ({ ...device, hasCredentials: Boolean(credentials) })),
           });
           return;

@@ -7,7 +7,7 @@ import QRCode from 'qrcode';
 import { pagesMountPath } from '../pages';
 import { z } from 'zod';
 import { dhcpLeaseEventSchema, dhcpObservation } from '../../discovery/dhcp-events';
-import { identifierPattern } from '../../provisioning/requests';
+import { identifierPattern } from '../../registry/identifiers';
 import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../../access/failed-authentications';
 import { TooManyRequestsError, UnauthenticatedError } from '../../foundation/errors';
 import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
@@ -194,7 +194,8 @@ export function zeroTouchOperations(deps: {
           ...(observation.macAddress ? { macAddress: observation.macAddress } : {}),
           endpoints: observation.endpoints,
         };
-        res.status(202).json(await registrations.offerSightings(tenantId, [sighting]));
+        const { matched } = await registrations.offerSightings(tenantId, [sighting]);
+        res.status(202).json({ matched: matched.map((registration) => registration.deviceId) });
       },
     }),
   ];

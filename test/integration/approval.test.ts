@@ -32,11 +32,11 @@ afterAll(async () => {
   await service?.stop();
 });
 
-async function startGuarded(operatorKey?: string) {
+async function startGuarded(operatorKey?: string, templateId?: string) {
   const device = await startTestDevice({ site: 'vault-room' });
   devices.push(device);
   const started = await api.call('POST', '/api/v1/provisioning/devices', {
-    body: { devices: [device.request] },
+    body: { devices: [device.request], ...(templateId ? { templateId } : {}) },
     key: operatorKey ?? (await api.keyFor('acme', 'operator')),
   });
   expect(started.status).toBe(202);
@@ -145,6 +145,62 @@ describe('a provisioning covered by an approval policy', () => {
     ]);
     await service.env.client.workflow.getHandle(provisioningId).result();
     expect(device.device.state).toBe('active');
+  });
+});
+
+describe('what a run waiting for approval will do', () => {
+  it('pushes the template version judged when it was requested, even if the template changes during the wait', async () => {
+    // The built-in baseline under an id of its own; the device's site puts the run under the approval policy.
+    const { body: baseline } = await api.call('GET', '/api/v1/provisioning/templates/default');
+    const template = { name: 'Vault cameras', protocol: 'https', deviceType: 'camera', body: { ...baseline.body, timezone: 'Europe/Berlin' } };
+    expect((await api.call('POST', '/api/v1/provisioning/templates', { body: { ...template, id: 'vault-cameras' } })).status).toBe(201);
+    const { device, provisioningId } = await startGuarded(undefined, 'vault-cameras');
+
+    const changed = await api.call('PUT', '/api/v1/provisioning/templates/vault-cameras', {
+      body: { ...template, body: { ...template.body, timezone: 'America/New_York' } },
+    });
+    expect(changed.body).toMatchObject({ version: 2 });
+    expect((await decide(provisioningId, await api.keyFor('acme', 'approver'), 'approve')).status).toBe(200);
+    const record = await service.env.client.workflow.getHandle(provisioningId).result();
+
+    expect(record.configurationVersion).toBe(1);
+    expect(device.device.configuration).toMatchObject({ templateId: 'vault-cameras', version: 1, settings: { timezone: 'Europe/Berlin' } });
+  });
+});
+
+describe('a bulk job whose devices a policy covers', () => {
+  it('waits for an approver device by device, each run on its own decision', async () => {
+    const pair = await Promise.all([startTestDevice({ site: 'vault-room' }), startTestDevice({ site: 'vault-room' })]);
+    devices.push(...pair);
+    const header = 'serialNumber,macAddress,address,protocol,deviceType,site,username,password';
+    const rows = pair.map(({ request: r }) => [r.serialNumber, r.macAddress, r.address, r.protocol, r.deviceType, r.site, r.credentials.username, r.credentials.password].join(','));
+    const form = new FormData();
+    form.set('file', new Blob([[header, ...rows].join('\n')], { type: 'text/csv' }), 'vault-room.csv');
+    const uploaded = await api.call('POST', '/api/v1/provisioning/bulk', { form, key: await api.keyFor('acme', 'operator') });
+    expect(uploaded.status).toBe(202);
+    const [first, second] = pair.map(({ request }) => provisioningWorkflowId('acme', request.serialNumber));
+
+    for (const provisioningId of [first!, second!]) {
+      await waitFor(async () => {
+        const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningId}/status`);
+        return status.body.metadata?.awaitingApproval ? status.body : undefined;
+      }, `${provisioningId} to wait for approval`);
+    }
+    const approver = await api.keyFor('acme', 'approver');
+    expect((await decide(first!, approver, 'approve')).status).toBe(200);
+    await service.env.client.workflow.getHandle(first!).result();
+    expect(pair[0]!.device.state).toBe('active');
+    const stillWaiting = await api.call('GET', `/api/v1/provisioning/devices/${second}/status`);
+    expect(stillWaiting.body.metadata.awaitingApproval).toBeDefined();
+    expect(pair[1]!.device.state).toBe('factory');
+
+    expect((await decide(second!, approver, 'approve')).status).toBe(200);
+    const job = await waitFor(async () => {
+      const { body } = await api.call('GET', `/api/v1/provisioning/bulk/${uploaded.body.jobId}`);
+      return body.progress.state === 'finished' ? body : undefined;
+    }, 'the bulk job to finish');
+    expect(job.progress).toMatchObject({ total: 2, completed: 2, failed: 0 });
+    expect(pair[1]!.device.state).toBe('active');
   });
 });
 

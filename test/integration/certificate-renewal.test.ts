@@ -11,7 +11,7 @@ import { alerts, certificates } from '../../db/schema';
 import { renewalStatusQuery, renewalWorkflowId, type RenewalStatus } from '../../workflows/certificate-definitions';
 import { HttpsDeviceAdapter } from '../../adapters/https';
 import { testDeviceNetworks } from '../support/device-networks';
-import { initialCredentialsPurpose } from '../../activities/device-sessions';
+import { initialCredentialsPurpose } from '../../registry/initial-credentials';
 import { EstEnrolment } from '../../pki/est';
 import { CertificateRenewals } from '../../provisioning/certificate-renewals';
 import { TestDevices, waitFor } from '../support/devices';

@@ -16,7 +16,7 @@ import { discoveryScheduleId, ensureDiscoverySchedules } from '../../discovery/s
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { freeUdpPort, startSnmpd, type RunningSnmpd } from '../../scripts/simulators/snmp-agent';
 import { workflowsPath } from '../../service/main';
-import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
+import type { DeviceSighting, ZeroTouchMatch } from '../../workflows/zero-touch-definitions';
 import type { DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { startTestApi, type TestApi } from '../support/api';
 import { waitFor } from '../support/devices';
@@ -35,15 +35,15 @@ class RecordingZeroTouch implements ZeroTouchOffers {
   readonly offered: { tenantId: string; sightings: DeviceSighting[] }[] = [];
   constructor(private readonly parts: () => TestService['parts']) {}
 
-  async offerSightings(tenant: string, sightings: DeviceSighting[]): Promise<{ matched: string[] }> {
+  async offerSightings(tenant: string, sightings: DeviceSighting[]): Promise<{ matched: ZeroTouchMatch[] }> {
     this.offered.push({ tenantId: tenant, sightings });
     const macs = sightings.flatMap((sighting) => (sighting.macAddress ? [sighting.macAddress] : []));
     if (macs.length === 0) return { matched: [] };
     const rows = await this.parts()
-      .database.db.select({ deviceId: zeroTouchRegistrations.deviceId })
+      .database.db.select()
       .from(zeroTouchRegistrations)
       .where(and(eq(zeroTouchRegistrations.tenantId, tenant), inArray(zeroTouchRegistrations.macAddress, macs)));
-    return { matched: rows.map((row) => row.deviceId) };
+    return { matched: rows.map((row) => ({ registrationId: row.id, deviceId: row.deviceId, macAddress: row.macAddress! })) };
   }
 }
 

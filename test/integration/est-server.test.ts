@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ContentInfo, SignedData } from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initialCredentialsPurpose } from '../../activities/provisioning';
+import { initialCredentialsPurpose } from '../../registry/initial-credentials';
 import { SoftwareKeyStore } from '../../custody/software-keystore';
 import { createEstServer, type EstServer } from '../../api/est-server';
 import { AuditLog } from '../../audit/audit-log';

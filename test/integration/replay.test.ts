@@ -16,12 +16,14 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadPayloadKeyring, payloadDataConverter } from '../../custody/payload-codec';
 import { rolloutListing, rolloutWorkflowId, type ConfigurationRolloutInput } from '../../workflows/configuration-definitions';
 import { BulkImporter } from '../../bulk/bulk-import';
+import { BulkJobStore } from '../../bulk/bulk-job-store';
 import { bulkWorkflowId } from '../../workflows/bulk-definitions';
 import { configurationDriftCheck } from '../../workflows/configuration-drift';
 import { configRollout } from '../../workflows/configuration-rollout';
 import { renewalStatusQuery, renewalWorkflowId } from '../../workflows/certificate-definitions';
 import { zeroTouchWorkflowId } from '../../workflows/zero-touch-definitions';
-import { createZeroTouchRegistrations, workflowsPath } from '../../service/main';
+import { createProvisioningPlanner, createZeroTouchRegistrations, workflowsPath } from '../../service/main';
+import { registrationRequestSchema } from '../../zero-touch/registrations';
 import { provisioningWorkflowId } from '../../workflows/definitions';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
@@ -102,7 +104,9 @@ async function recordedZeroTouch(): Promise<Recorded> {
   const registrations = createZeroTouchRegistrations(service.parts, service.env.client, service.config.temporal.taskQueue);
   await registrations.register(
     'acme',
-    { devices: [{ serialNumber: request.serialNumber, protocol: 'https', deviceType: 'camera', site: 'hq', credentials: request.credentials }] },
+    registrationRequestSchema(['https']).parse({
+      devices: [{ serialNumber: request.serialNumber, protocol: 'https', deviceType: 'camera', site: 'hq', credentials: request.credentials }],
+    }),
     'replay-test',
   );
   const { token } = await registrations.issueEnrolmentToken('acme', request.serialNumber);
@@ -117,13 +121,14 @@ async function recordedBulkJob(): Promise<Recorded> {
   const pair = await Promise.all([startTestDevice(), startTestDevice()]);
   devices.push(...pair);
   const importer = new BulkImporter({
-    db: service.parts.database.db,
+    store: new BulkJobStore(service.parts.database.db),
     client: service.env.client,
     taskQueue: service.config.temporal.taskQueue,
     vault: service.parts.vault,
+    registry: service.parts.registry,
     adapters: service.parts.adapters,
     networks: service.parts.networks,
-    provisioning: service.provisioning,
+    planner: createProvisioningPlanner(service.parts),
   });
   const header = 'serialNumber,macAddress,address,protocol,deviceType,site,username,password';
   const rows = pair.map(({ request: r }) => [r.serialNumber, r.macAddress, r.address, r.protocol, r.deviceType, r.site, r.credentials.username, r.credentials.password].join(','));

@@ -17,7 +17,7 @@ import { payloadDataConverter } from '../../custody/payload-codec';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
 import { createServerDatabaseUrl } from '../support/database';
 import { startTestDevice, waitFor } from '../support/devices';
-import { testLogger } from '../support/service';
+import { testLogger, testProvisioning } from '../support/service';
 import { createTemporalTestEnvironment } from '../support/temporal';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -67,7 +67,7 @@ afterAll(async () => {
 it('a worker killed mid-provisioning is replaced and the device is provisioned once with one certificate', async () => {
   const firstWorker = await startWorkerProcess();
   const { device, request } = await startTestDevice({ faults: { latencyMs: { '/api/v1/configuration': 3_000 } } });
-  const provisioning = createProvisioningService(parts, env.client, workerEnvironment.TEMPORAL_TASK_QUEUE!);
+  const provisioning = testProvisioning(createProvisioningService(parts, env.client, workerEnvironment.TEMPORAL_TASK_QUEUE!), [...parts.adapters.keys()]);
   try {
     const [started] = await provisioning.start('acme', { devices: [request] });
     await waitFor(async () => {

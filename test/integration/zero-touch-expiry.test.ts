@@ -6,7 +6,8 @@ import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { auditEvents } from '../../db/schema';
 import { zeroTouchWorkflowId, type ZeroTouchStatus } from '../../workflows/zero-touch-definitions';
-import { ZeroTouchRegistrations } from '../../zero-touch/registrations';
+import { ZeroTouchRegistrationStore } from '../../zero-touch/registration-store';
+import { registrationRequestSchema, ZeroTouchRegistrations } from '../../zero-touch/registrations';
 import { startTestService, type TestService } from '../support/service';
 
 let service: TestService;
@@ -20,7 +21,7 @@ afterAll(async () => {
 
 it('ends a registration whose device never appears when it expires, and records that it expired', async () => {
   const registrations = new ZeroTouchRegistrations({
-    db: service.parts.database.db,
+    store: new ZeroTouchRegistrationStore(service.parts.database.db),
     vault: service.parts.vault,
     client: service.env.client,
     taskQueue: service.config.temporal.taskQueue,
@@ -29,7 +30,8 @@ it('ends a registration whose device never appears when it expires, and records 
     templates: service.parts.templates,
     searchAttributes: false,
   });
-  const [registered] = await registrations.register('acme', { devices: [{ serialNumber: 'ZT-NEVER', protocol: 'https', site: 'hq', expiresInDays: 14 }] }, 'user:test');
+  const request = registrationRequestSchema(['https']).parse({ devices: [{ serialNumber: 'ZT-NEVER', protocol: 'https', site: 'hq', expiresInDays: 14 }] });
+  const [registered] = await registrations.register('acme', request, 'user:test');
 
   // Waiting on the server's clock: the result comes once the 14 days have been skipped.
   const status: ZeroTouchStatus = await service.env.client.workflow.getHandle(zeroTouchWorkflowId('acme', 'ZT-NEVER')).result();

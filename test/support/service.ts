@@ -9,6 +9,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { loadConfig, type ServiceConfig } from '../../service/config';
 import { createLogger } from '../../foundation/logger';
+import { parseOrThrow } from '../../foundation/validation';
+import type { ProvisioningService } from '../../provisioning/provisioning-service';
+import { provisioningRequestSchema } from '../../provisioning/requests';
 import { createProvisioningService, createProvisioningWorker, createServiceParts, type ServiceParts } from '../../service/main';
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
@@ -50,12 +53,32 @@ export async function testConfig(options: TestServiceOptions = {}): Promise<Serv
   return loadConfig(environment);
 }
 
+/**
+ * The provisioning service as tests drive it: `start` takes a body as a client sends it, parsed with
+ * the API's schema first, as the route does before the service sees it.
+ */
+export interface TestProvisioning extends Pick<ProvisioningService, 'validate' | 'status' | 'cancel' | 'activate' | 'decideApproval'> {
+  start(tenantId: string, body: unknown, requestedBy?: string): ReturnType<ProvisioningService['start']>;
+}
+
+export function testProvisioning(provisioning: ProvisioningService, protocols: readonly string[]): TestProvisioning {
+  const schema = provisioningRequestSchema(protocols);
+  return {
+    start: (tenantId, body, requestedBy) => provisioning.start(tenantId, parseOrThrow(schema, body, 'provisioning request'), requestedBy),
+    validate: (...args) => provisioning.validate(...args),
+    status: (...args) => provisioning.status(...args),
+    cancel: (...args) => provisioning.cancel(...args),
+    activate: (...args) => provisioning.activate(...args),
+    decideApproval: (...args) => provisioning.decideApproval(...args),
+  };
+}
+
 export interface TestService {
   env: TestWorkflowEnvironment;
   config: ServiceConfig;
   parts: ServiceParts;
   worker: Worker;
-  provisioning: ReturnType<typeof createProvisioningService>;
+  provisioning: TestProvisioning;
   stop(): Promise<void>;
 }
 
@@ -80,7 +103,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     logger: testLogger,
   });
   const running = worker.run();
-  const provisioning = createProvisioningService(parts, env.client, config.temporal.taskQueue);
+  const provisioning = testProvisioning(createProvisioningService(parts, env.client, config.temporal.taskQueue), [...parts.adapters.keys()]);
   return {
     env,
     config,
