@@ -3,9 +3,9 @@
  * sees a `location` string and this interface; whether the key sits in an HSM (PKCS#11) or in the
  * sealed software store is a configuration choice.
  */
+import type { HashAlgorithm, KeyAlgorithm } from '../x509/public-key';
 
-export type KeyAlgorithm = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072';
-export type HashAlgorithm = 'SHA-256' | 'SHA-384';
+export type { HashAlgorithm, KeyAlgorithm };
 
 export interface KeyHandle {
   /** Opaque, stable reference to the private key, e.g. `pkcs11:object=...;id=...` or `software:<uuid>`. */

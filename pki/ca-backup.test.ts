@@ -36,7 +36,7 @@ import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { oids } from '../x509/oids';
 import { fromPem, toPem } from '../x509/pem';
 import { PkiPublication } from './publication';
-import { keyAlgorithmOf } from './public-key';
+import { keyAlgorithmOf } from '../x509/public-key';
 
 const logger = createLogger('silent');
 const passphrase = 'correct horse battery staple';

@@ -54,7 +54,7 @@ import { KeyedMutex } from '../foundation/keyed-mutex';
 import { canonicalIpAddress } from '../x509/ip-address';
 import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 import { PkiPublication } from './publication';
-import { keyAlgorithmOf, keyIdentifier } from './public-key';
+import { keyAlgorithmOf, keyIdentifier } from '../x509/public-key';
 
 /** Certificates that issue others: a tenant's root, its sites' intermediates and its services intermediate. */
 export const caCertificateTypes = ['root', 'intermediate', 'services-intermediate'] as const;

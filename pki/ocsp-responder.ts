@@ -31,7 +31,7 @@ import {
   type SingleStatus,
 } from './ocsp-messages';
 import { fromPem } from '../x509/pem';
-import { keyAlgorithmOf } from './public-key';
+import { keyAlgorithmOf } from '../x509/public-key';
 
 export interface OcspResponderDependencies {
   db: Database;

@@ -161,7 +161,6 @@ const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores
     'api/app.ts -> service/config.ts',
     'bulk/bulk-import.ts -> activities/provisioning.ts',
     'custody/device-secrets.ts -> adapters/device-adapter.ts',
-    'custody/hsm-pkcs11/pkcs11-key-custody.ts -> pki/public-key.ts',
     'custody/index.ts -> service/config.ts',
     'discovery/discovery-store.ts -> provisioning/requests.ts',
     'observability/runtime-metrics.ts -> workflows/metrics.ts',

@@ -14,7 +14,7 @@ import {
   ecSubjectPublicKeyInfo,
   rsaSubjectPublicKeyInfo,
   type EcCurve,
-} from '../../pki/public-key';
+} from '../../x509/public-key';
 import { DependencyUnavailableError, NotFoundError, ValidationError } from '../../foundation/errors';
 import type { Logger } from '../../foundation/logger';
 import { SealedValueError } from '../sealing';
