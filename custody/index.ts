@@ -5,13 +5,17 @@
 import { Pkcs11KeyCustody } from './hsm-pkcs11';
 import { SoftwareKeyStore } from './software-keystore';
 import type { Database } from '../db/client';
-import type { ServiceConfig } from '../service/config';
 import type { Logger } from '../foundation/logger';
 import type { KeyCustody } from './key-custody';
 import type { Sealer } from './sealing';
 
+/** Where CA keys are made: an HSM's token (PKCS#11), or the sealed software store. */
+export type KeyCustodySettings =
+  | { kind: 'pkcs11'; module: string; tokenLabel?: string; slot?: number; pin: string }
+  | { kind: 'software' };
+
 export async function createKeyCustody(
-  config: ServiceConfig['keyCustody'],
+  config: KeyCustodySettings,
   deps: { db: Database; sealer: Sealer; logger?: Logger },
 ): Promise<KeyCustody> {
   switch (config.kind) {

@@ -14,7 +14,6 @@ import type { SoftwareKeyStore } from '../custody/software-keystore';
 import type { KeyAlgorithm, KeyCustody, KeyHandle } from '../custody/key-custody';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow, type NewCertificateRow } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
 import { BadCsrError, ConflictError, NotFoundError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import {
@@ -55,6 +54,29 @@ import { canonicalIpAddress } from '../x509/ip-address';
 import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 import { PkiPublication } from './publication';
 import { keyAlgorithmOf, keyIdentifier } from '../x509/public-key';
+
+/** How the CA is configured: validities, the CA key algorithm, where it publishes, renewal timing. */
+export interface CertificateAuthoritySettings {
+  rootValidityDays: number;
+  intermediateValidityDays: number;
+  deviceValidityDays: number;
+  keyAlgorithm: 'P-256' | 'P-384' | 'RSA-3072';
+  /** Base URL of the published CRLs, CA certificates and OCSP responder; the API's URL when unset. */
+  publicUrl?: string;
+  /** nextUpdate of each CRL, after thisUpdate. */
+  crlValidityHours: number;
+  /** How often the schedule republishes every CA's CRL (also published on each revocation). */
+  crlPublishIntervalMinutes: number;
+  /**
+   * nextUpdate of the roots' CRLs and validity of the roots' OCSP responders: both are signed
+   * with the root key, which stays offline between ceremonies, and re-signed once a third is left.
+   */
+  rootCrlValidityDays: number;
+  /** nextUpdate of OCSP responses; cached responses are re-signed shortly before it. */
+  ocspResponseValidityMinutes: number;
+  /** Device certificates are renewed once this fraction of their lifetime has passed. */
+  renewalAtFraction: number;
+}
 
 /** Certificates that issue others: a tenant's root, its sites' intermediates and its services intermediate. */
 export const caCertificateTypes = ['root', 'intermediate', 'services-intermediate'] as const;
@@ -109,7 +131,7 @@ export interface CertificateAuthorityDependencies {
   custody: KeyCustody;
   /** Holds the service's TLS client key, which must be exportable whatever `custody` is. */
   softwareKeys: SoftwareKeyStore;
-  settings: ServiceConfig['ca'];
+  settings: CertificateAuthoritySettings;
   /** URLs of CRLs, issuer certificates and OCSP that issued certificates carry; none when absent. */
   publication?: PkiPublication;
   /** The host a device's protocol reaches it at (its adapter's reading of the address), for its names. */
@@ -144,7 +166,7 @@ export class CertificateAuthority {
   readonly #db: Database;
   readonly #custody: KeyCustody;
   readonly #softwareKeys: SoftwareKeyStore;
-  readonly #settings: ServiceConfig['ca'];
+  readonly #settings: CertificateAuthoritySettings;
   readonly #logger: Logger;
   readonly #publication: PkiPublication;
   readonly #networkHost: CertificateAuthorityDependencies['networkHost'];

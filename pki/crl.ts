@@ -12,10 +12,9 @@ import { and, desc, eq, gt, inArray, isNotNull, isNull, or, sql } from 'drizzle-
 import { CertificateRevocationList, Extension, Extensions, RevokedCertificate, Time, TimeType } from 'pkijs';
 import type { Database } from '../db/client';
 import { certificateRevocationLists, certificates, type CertificateRevocationListRow } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
 import { KeyedMutex } from '../foundation/keyed-mutex';
 import type { Logger } from '../foundation/logger';
-import { caCertificateTypes, type CertificateAuthority, type RevocationReason } from './certificate-authority';
+import { caCertificateTypes, type CertificateAuthority, type CertificateAuthoritySettings, type RevocationReason } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { authorityKeyIdentifierExtension } from '../x509/extensions';
 import { oids } from '../x509/oids';
@@ -47,7 +46,7 @@ export function statedReasonCode(reason: string | null): number | undefined {
 export interface CrlPublisherDependencies {
   db: Database;
   ca: CertificateAuthority;
-  settings: Pick<ServiceConfig['ca'], 'crlValidityHours' | 'rootCrlValidityDays'>;
+  settings: Pick<CertificateAuthoritySettings, 'crlValidityHours' | 'rootCrlValidityDays'>;
   logger: Logger;
   /**
    * An intermediate's CRL is signed anew once less than this is left before nextUpdate; default a

@@ -12,9 +12,8 @@ import { Certificate } from 'pkijs';
 import type { SoftwareKeyStore } from '../custody/software-keystore';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
 import type { Logger } from '../foundation/logger';
-import { caCertificateTypes, isCaCertificateType, type CertificateAuthority } from './certificate-authority';
+import { caCertificateTypes, isCaCertificateType, type CertificateAuthority, type CertificateAuthoritySettings } from './certificate-authority';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';
 import {
@@ -38,7 +37,7 @@ export interface OcspResponderDependencies {
   ca: CertificateAuthority;
   /** Holds the responders' keys (exportable, so signing happens in memory). */
   softwareKeys: SoftwareKeyStore;
-  settings: Pick<ServiceConfig['ca'], 'ocspResponseValidityMinutes'>;
+  settings: Pick<CertificateAuthoritySettings, 'ocspResponseValidityMinutes'>;
   logger: Logger;
   /** CertIDs answered in one request; RFC 5019 clients send one. Default 10. */
   maxCertIdsPerRequest?: number;

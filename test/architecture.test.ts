@@ -153,7 +153,6 @@ function tablesOwnedBy(edges: ImportEdge[]): Map<string, string[]> {
  */
 const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores' | 'databaseFromEdges', string[]> = {
   upward: [
-    'activities/ca-backup.ts -> service/config.ts',
     'adapters/bacnet/settings.ts -> configuration/settings-schemas.ts',
     'adapters/onvif/settings.ts -> configuration/settings-schemas.ts',
     'adapters/osdp/settings.ts -> configuration/settings-schemas.ts',
@@ -161,14 +160,10 @@ const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores
     'api/app.ts -> service/config.ts',
     'bulk/bulk-import.ts -> activities/provisioning.ts',
     'custody/device-secrets.ts -> adapters/device-adapter.ts',
-    'custody/index.ts -> service/config.ts',
     'discovery/discovery-store.ts -> provisioning/requests.ts',
     'observability/runtime-metrics.ts -> workflows/metrics.ts',
-    'pki/certificate-authority.ts -> service/config.ts',
-    'pki/crl.ts -> service/config.ts',
     'pki/est.ts -> activities/provisioning.ts',
     'pki/est.ts -> provisioning/requests.ts',
-    'pki/ocsp-responder.ts -> service/config.ts',
     'provisioning/provisioning-service.ts -> activities/provisioning.ts',
     'zero-touch/registrations.ts -> activities/device-sessions.ts',
   ],
