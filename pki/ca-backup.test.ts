@@ -66,7 +66,7 @@ async function openInstall(databaseKind: DatabaseKind, custodyKind: CustodyKind)
     sealer,
     softwareKeys,
     custody,
-    ca: new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, publication, logger }),
+    ca: new CertificateAuthority({ db: handle.db, custody, settings, publication, logger }),
     backup: new CertificateAuthorityBackup({ db: handle.db, sealer, custody, logger }),
     async close() {
       await custody.close();

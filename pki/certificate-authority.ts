@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import { Certificate, type Extension } from 'pkijs';
 import type { CertificateInstallation, ClientTlsIdentity } from '../adapters/device-adapter';
-import type { SoftwareKeyStore } from '../custody/software-keystore';
 import type { KeyAlgorithm, KeyCustody, KeyHandle } from '../custody/key-custody';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow, type NewCertificateRow } from '../db/schema';
@@ -127,10 +126,8 @@ export interface IssueDeviceCertificateRequest {
 
 export interface CertificateAuthorityDependencies {
   db: Database;
-  /** Where CA keys are created and used. */
+  /** Where CA keys, and the keys of the service's own identities, are created and used. */
   custody: KeyCustody;
-  /** Holds the service's TLS client key, which must be exportable whatever `custody` is. */
-  softwareKeys: SoftwareKeyStore;
   settings: CertificateAuthoritySettings;
   /** URLs of CRLs, issuer certificates and OCSP that issued certificates carry; none when absent. */
   publication?: PkiPublication;
@@ -165,7 +162,6 @@ interface IssuingCa {
 export class CertificateAuthority {
   readonly #db: Database;
   readonly #custody: KeyCustody;
-  readonly #softwareKeys: SoftwareKeyStore;
   readonly #settings: CertificateAuthoritySettings;
   readonly #logger: Logger;
   readonly #publication: PkiPublication;
@@ -177,7 +173,6 @@ export class CertificateAuthority {
   constructor(deps: CertificateAuthorityDependencies) {
     this.#db = deps.db;
     this.#custody = deps.custody;
-    this.#softwareKeys = deps.softwareKeys;
     this.#settings = deps.settings;
     this.#logger = deps.logger;
     this.#publication = deps.publication ?? new PkiPublication();
@@ -339,7 +334,7 @@ export class CertificateAuthority {
       keepWhileRenewalFails: (row) => row.expiresAt > now,
       create: async (current) => {
         const key = current
-          ? await this.#custodyOf(current.privateKeyLocation).getKey(current.privateKeyLocation)
+          ? await this.#custody.getKey(current.privateKeyLocation)
           : await this.#custody.createKey(`services-intermediate-ca:${tenantId}`, this.#settings.keyAlgorithm);
         const created = await this.#newIntermediate({
           root,
@@ -426,7 +421,7 @@ export class CertificateAuthority {
 
       const identity: ClientTlsIdentity = {
         certificatePem: row.pem,
-        privateKeyPem: await this.#softwareKeys.unsealPrivateKeyPem(row.privateKeyLocation),
+        privateKeyPem: await this.#custody.unsealPrivateKeyPem(row.privateKeyLocation),
         chainPem: [issuer.pem],
       };
       this.#serviceIdentities.set(tenantId, { identity, renewAt: renewalTime(row), certificateId: row.id });
@@ -495,7 +490,7 @@ export class CertificateAuthority {
     });
     return {
       certificatePem: row.pem,
-      privateKeyPem: await this.#softwareKeys.unsealPrivateKeyPem(row.privateKeyLocation),
+      privateKeyPem: await this.#custody.unsealPrivateKeyPem(row.privateKeyLocation),
       chainPem: [issuer.pem],
       certificateId: row.id,
       renewAt: new Date(renewalTime(row)),
@@ -715,7 +710,7 @@ export class CertificateAuthority {
       row,
       chainPem: [issuer.pem, root.pem],
       signer: {
-        custody: this.#custodyOf(row.privateKeyLocation),
+        custody: this.#custody,
         location: row.privateKeyLocation,
         algorithm: keyAlgorithmOf(publicKeySpki),
         publicKeySpki,
@@ -821,7 +816,7 @@ export class CertificateAuthority {
       certificate,
       keyId: readSubjectKeyIdentifier(certificate.extensions) ?? keyIdentifier(publicKeySpki),
       signer: {
-        custody: this.#custodyOf(row.privateKeyLocation),
+        custody: this.#custody,
         location: row.privateKeyLocation,
         algorithm: keyAlgorithmOf(publicKeySpki),
         publicKeySpki,
@@ -847,7 +842,7 @@ export class CertificateAuthority {
     key?: KeyHandle;
   }): Promise<NewCertificateRow> {
     const issuer = await this.#issuingCa(spec.issuer);
-    const key = spec.key ?? (await this.#softwareKeys.createExportableKey(spec.keyLabel, spec.keyAlgorithm));
+    const key = spec.key ?? (await this.#custody.createExportableKey(spec.keyLabel, spec.keyAlgorithm));
     const { notBefore, notAfter } = validity(spec.validityDays, issuer.certificate);
     const der = await signCertificate(
       {
@@ -924,12 +919,7 @@ export class CertificateAuthority {
   }
 
   #signerOf(key: KeyHandle): CertificateSigner {
-    return { custody: this.#custodyOf(key.location), location: key.location, algorithm: key.algorithm, publicKeySpki: key.publicKeySpki };
-  }
-
-  /** Keys stay usable where they were made, even after the configured custody changes. */
-  #custodyOf(location: string): KeyCustody {
-    return location.startsWith('software:') ? this.#softwareKeys : this.#custody;
+    return { custody: this.#custody, location: key.location, algorithm: key.algorithm, publicKeySpki: key.publicKeySpki };
   }
 }
 

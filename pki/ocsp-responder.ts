@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Certificate } from 'pkijs';
-import type { SoftwareKeyStore } from '../custody/software-keystore';
+import type { KeyCustody } from '../custody/key-custody';
 import type { Database } from '../db/client';
 import { certificates, type CertificateRow } from '../db/schema';
 import type { Logger } from '../foundation/logger';
@@ -36,7 +36,7 @@ export interface OcspResponderDependencies {
   db: Database;
   ca: CertificateAuthority;
   /** Holds the responders' keys (exportable, so signing happens in memory). */
-  softwareKeys: SoftwareKeyStore;
+  custody: KeyCustody;
   settings: Pick<CertificateAuthoritySettings, 'ocspResponseValidityMinutes'>;
   logger: Logger;
   /** CertIDs answered in one request; RFC 5019 clients send one. Default 10. */
@@ -89,7 +89,7 @@ const statusOnly = {
 export class OcspResponder {
   readonly #db: Database;
   readonly #ca: CertificateAuthority;
-  readonly #softwareKeys: SoftwareKeyStore;
+  readonly #custody: KeyCustody;
   readonly #logger: Logger;
   readonly #validityMs: number;
   readonly #refreshMarginMs: number;
@@ -120,7 +120,7 @@ export class OcspResponder {
   constructor(deps: OcspResponderDependencies) {
     this.#db = deps.db;
     this.#ca = deps.ca;
-    this.#softwareKeys = deps.softwareKeys;
+    this.#custody = deps.custody;
     this.#logger = deps.logger;
     this.#validityMs = deps.settings.ocspResponseValidityMinutes * 60 * 1000;
     this.#refreshMarginMs = deps.refreshMarginMs ?? Math.min(this.#validityMs / 4, 10 * 60 * 1000);
@@ -361,7 +361,7 @@ export class OcspResponder {
         expiresAt: row.expiresAt,
         // The CA re-issues once a third of the validity is left; ask again from then on.
         renewAt: expires - (expires - issued) / 3,
-        identity: responderSigningIdentity(der, algorithm.identifier, (tbs) => this.#softwareKeys.sign(location, algorithm.hash, tbs)),
+        identity: responderSigningIdentity(der, algorithm.identifier, (tbs) => this.#custody.sign(location, algorithm.hash, tbs)),
       };
     };
     if (!current) return this.#cacheResponder(caCertificateId, load());
