@@ -7,14 +7,14 @@ import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapter
 import { vaultDeviceSecrets } from '../custody/device-secrets';
 import type { SecretVault } from '../custody/secret-vault';
 import type { DeviceRow } from '../db/schema';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
 import type { DeviceRegistry } from '../registry/device-registry';
 
 /** The vault purpose under which a device's initial (factory) credentials are sealed. */
 export const initialCredentialsPurpose = 'initial-credentials';
 
 export function deviceSessions(deps: {
-  ca: CertificateAuthority;
+  ca: Pick<CertificateAuthorityService, 'getCertificate'> & Pick<ServiceIdentities, 'ensureServiceIdentity'>;
   vault: SecretVault;
   registry: DeviceRegistry;
   adapterFor: (protocol: string) => DeviceAdapter;

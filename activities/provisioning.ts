@@ -10,7 +10,7 @@ import type { DeviceAdapter } from '../adapters/device-adapter';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditEventInput, AuditLog } from '../audit/audit-log';
 import type { CertificateRow } from '../db/schema';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { SecretVault } from '../custody/secret-vault';
 import type { TemplateCatalog } from '../configuration/templates';
@@ -28,7 +28,7 @@ export interface ProvisioningDependencies {
   audit: AuditLog;
   alerts: AlertStore;
   registry: DeviceRegistry;
-  ca: CertificateAuthority;
+  ca: CertificateAuthorityService & Pick<ServiceIdentities, 'ensureServiceIdentity' | 'ensureConfigurationSigner'>;
   inventory: CertificateInventory;
   vault: SecretVault;
   templates: TemplateCatalog;

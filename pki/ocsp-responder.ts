@@ -7,13 +7,12 @@
  * (`invalidate`). A request with a nonce gets a freshly signed response that is never cached.
  */
 import { createHash } from 'node:crypto';
-import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Certificate } from 'pkijs';
 import type { KeyCustody } from '../custody/key-custody';
 import type { Database } from '../db/client';
-import { certificates, type CertificateRow } from '../db/schema';
 import type { Logger } from '../foundation/logger';
-import { caCertificateTypes, isCaCertificateType, type CertificateAuthority, type CertificateAuthoritySettings } from './certificate-authority';
+import type { CertificateAuthoritySettings, ServiceIdentities } from './certificate-authority';
+import { CertificateStore, isCaCertificateType, type CertificateRow } from './certificate-store';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';
 import {
@@ -34,7 +33,8 @@ import { keyAlgorithmOf } from '../x509/public-key';
 
 export interface OcspResponderDependencies {
   db: Database;
-  ca: CertificateAuthority;
+  /** Issues each CA's delegated responder certificate. */
+  ca: Pick<ServiceIdentities, 'ensureOcspResponder'>;
   /** Holds the responders' keys (exportable, so signing happens in memory). */
   custody: KeyCustody;
   settings: Pick<CertificateAuthoritySettings, 'ocspResponseValidityMinutes'>;
@@ -87,8 +87,8 @@ const statusOnly = {
 };
 
 export class OcspResponder {
-  readonly #db: Database;
-  readonly #ca: CertificateAuthority;
+  readonly #certificates: CertificateStore;
+  readonly #ca: OcspResponderDependencies['ca'];
   readonly #custody: KeyCustody;
   readonly #logger: Logger;
   readonly #validityMs: number;
@@ -118,7 +118,7 @@ export class OcspResponder {
   readonly #signing = new Map<string, Promise<OcspAnswer>>();
 
   constructor(deps: OcspResponderDependencies) {
-    this.#db = deps.db;
+    this.#certificates = new CertificateStore(deps.db);
     this.#ca = deps.ca;
     this.#custody = deps.custody;
     this.#logger = deps.logger;
@@ -156,7 +156,7 @@ export class OcspResponder {
    * responder, which is then re-issued.
    */
   async invalidate(certificateId: string): Promise<void> {
-    const [row] = await this.#db.select().from(certificates).where(eq(certificates.id, certificateId));
+    const row = await this.#certificates.find(certificateId);
     if (row) this.onRevoked(row);
   }
 
@@ -268,14 +268,7 @@ export class OcspResponder {
     const wanted = [...new Set(serials.filter((serial): serial is string => serial !== undefined && !known.has(serial)))];
     if (wanted.length > 0) {
       const generation = this.#generation;
-      const rows = await this.#db
-        .select({
-          serialNumber: certificates.serialNumber,
-          revokedAt: certificates.revokedAt,
-          revocationReason: certificates.revocationReason,
-        })
-        .from(certificates)
-        .where(and(eq(certificates.issuerCertificateId, caCertificateId), inArray(certificates.serialNumber, wanted)));
+      const rows = await this.#certificates.revocationStates(caCertificateId, wanted);
       const bySerial = new Map(rows.map((row) => [row.serialNumber, row]));
       const untilMs = now + this.#statusCacheMs;
       for (const serial of wanted) {
@@ -321,13 +314,9 @@ export class OcspResponder {
 
   async #loadIssuers(): Promise<void> {
     this.#issuersLoadedAt = Date.now();
-    const rows = await this.#db
-      .select({ id: certificates.id, pem: certificates.pem, revokedAt: certificates.revokedAt, expiresAt: certificates.expiresAt })
-      .from(certificates)
-      .where(inArray(certificates.certificateType, [...caCertificateTypes]))
-      // A renewed services intermediate shares name and key with the one it superseded, so their
-      // CertIDs are the same: the live one, read last, answers.
-      .orderBy(sql`${certificates.revokedAt} is null`, certificates.issuedAt);
+    // A renewed services intermediate shares name and key with the one it superseded, so their
+    // CertIDs are the same: the live one, read last, answers.
+    const rows = await this.#certificates.caCertificatesLiveLast();
     const issuers = new Map<string, KnownIssuer>();
     for (const row of rows) {
       const der = fromPem(row.pem, ['CERTIFICATE']);

@@ -48,7 +48,8 @@ import { applyCaBackupSchedule } from '../pki/ca-backup-schedule';
 import { createCaBackupActivities } from '../activities/ca-backup';
 import { createConfigurationActivities } from '../activities/configuration';
 import { configurationJobOperations } from '../api/routes/configuration-jobs';
-import { CertificateInventory } from '../pki/certificate-inventory';
+import type { CertificateInventory } from '../pki/certificate-inventory';
+import { CertificateStore } from '../pki/certificate-store';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
 import { OcspResponder } from '../pki/ocsp-responder';
@@ -158,7 +159,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     custody,
     ca,
     publication,
-    inventory: new CertificateInventory(database.db),
+    inventory: new CertificateStore(database.db),
     crls,
     ocsp,
     vault,
