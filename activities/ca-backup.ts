@@ -10,7 +10,7 @@ import path from 'node:path';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import { readBackupPassphrase, writeBackupFile, type CertificateAuthorityBackup } from '../pki/ca-backup';
-import type { ServiceConfig } from '../service/config';
+import type { ScheduledCaBackupSettings } from '../pki/ca-backup-schedule';
 import { NotFoundError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 
@@ -34,7 +34,7 @@ export interface CaBackupOutcome {
 
 export interface CaBackupActivityDependencies {
   caBackup: CertificateAuthorityBackup;
-  settings: NonNullable<ServiceConfig['caBackup']>;
+  settings: ScheduledCaBackupSettings;
   alerts: AlertStore;
   audit: AuditLog;
   /** The chain and alert tenant for what belongs to the whole install. */

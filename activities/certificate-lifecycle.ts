@@ -6,7 +6,7 @@
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import type { DeviceAdapter } from '../adapters/device-adapter';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CaHierarchy, CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
 import type { CertificateInventory } from '../pki/certificate-inventory';
 import type { CrlPublisher } from '../pki/crl';
 import { renewableCertificateOf, type CertificateRenewals } from '../provisioning/certificate-renewals';
@@ -19,7 +19,7 @@ import { deviceSessions } from './device-sessions';
 import { provisioningStep } from './step';
 
 export interface CertificateLifecycleDependencies {
-  ca: CertificateAuthority;
+  ca: CertificateAuthorityService & Pick<CaHierarchy, 'rotateSiteIntermediateCa'> & Pick<ServiceIdentities, 'ensureServiceIdentity'>;
   inventory: CertificateInventory;
   registry: DeviceRegistry;
   audit: AuditLog;

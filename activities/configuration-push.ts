@@ -12,7 +12,8 @@ import type { ConfigurationReceipt, DeviceConfiguration } from '../adapters/devi
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import { describeFindings, type ComplianceFinding } from '../configuration/compliance';
-import type { DeviceConfigurations, PreparedConfiguration } from '../configuration/device-configurations';
+import type { PreparedConfiguration } from '../configuration/configuration-rendering';
+import type { DeviceConfigurations } from '../configuration/device-configurations';
 import type { DeviceRow } from '../db/schema';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { ComplianceViolationError, ServiceError } from '../foundation/errors';

@@ -14,7 +14,7 @@ import type { SecretVault } from '../custody/secret-vault';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { Database } from '../db/client';
 import { devices as deviceTable } from '../db/schema';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { DeviceRegistry } from '../registry/device-registry';
 import type { Logger } from '../foundation/logger';
@@ -28,7 +28,7 @@ export interface ConfigurationActivityDependencies {
   audit: AuditLog;
   alerts: AlertStore;
   registry: DeviceRegistry;
-  ca: CertificateAuthority;
+  ca: Pick<CertificateAuthorityService, 'getCertificate'> & Pick<ServiceIdentities, 'ensureServiceIdentity' | 'ensureConfigurationSigner'>;
   vault: SecretVault;
   templates: TemplateCatalog;
   configurations: DeviceConfigurations;

@@ -6,12 +6,12 @@
 import type { DeviceAdapter, DeviceCredentials, DeviceSession } from '../adapters/device-adapter';
 import { vaultDeviceSecrets } from '../custody/device-secrets';
 import type { SecretVault } from '../custody/secret-vault';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
 import type { DeviceRegistry, RegisteredDevice } from '../registry/device-registry';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
 
 export function deviceSessions(deps: {
-  ca: CertificateAuthority;
+  ca: Pick<CertificateAuthorityService, 'getCertificate'> & Pick<ServiceIdentities, 'ensureServiceIdentity'>;
   vault: SecretVault;
   registry: DeviceRegistry;
   adapterFor: (protocol: string) => DeviceAdapter;

@@ -9,7 +9,8 @@ import { Context } from '@temporalio/activity';
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditEventInput, AuditLog } from '../audit/audit-log';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
+import type { CertificateRow } from '../pki/certificate-store';
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { SecretVault } from '../custody/secret-vault';
 import type { TemplateCatalog } from '../configuration/templates';
@@ -25,7 +26,7 @@ export interface ProvisioningDependencies {
   audit: AuditLog;
   alerts: AlertStore;
   registry: DeviceRegistry;
-  ca: CertificateAuthority;
+  ca: CertificateAuthorityService & Pick<ServiceIdentities, 'ensureServiceIdentity' | 'ensureConfigurationSigner'>;
   inventory: CertificateInventory;
   vault: SecretVault;
   templates: TemplateCatalog;
@@ -33,19 +34,16 @@ export interface ProvisioningDependencies {
   configurations: DeviceConfigurations;
   adapterFor: (protocol: string) => DeviceAdapter;
   /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
-  renewals?: { track(certificate: IssuedCertificate): Promise<void> };
+  renewals?: { track(certificate: CertificateRow): Promise<void> };
   logger: Logger;
 }
-
-/** A certificate as the CA keeps it. */
-type IssuedCertificate = Awaited<ReturnType<CertificateAuthority['getCertificate']>>;
 
 interface DeviceRef {
   tenantId: string;
   deviceId: string;
 }
 
-export function certificateInfoOf(row: IssuedCertificate, pins?: CertificatePins): CertificateInfo {
+export function certificateInfoOf(row: CertificateRow, pins?: CertificatePins): CertificateInfo {
   return {
     certificateId: row.id,
     serialNumber: row.serialNumber,

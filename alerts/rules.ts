@@ -5,10 +5,12 @@
  * Unauthorized devices and compliance violations have no rule here: discovery and the
  * configuration engine see them as they happen and raise them through `AlertStore.raise`.
  */
-import { and, asc, eq, inArray, isNotNull, isNull, lte, ne, notExists } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, isNull } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
-import { alerts, certificates, devices } from '../db/schema';
+import { rowBatchSize } from '../db/row-transfer';
+import { alerts, devices } from '../db/schema';
+import { CertificateStore } from '../pki/certificate-store';
 import { provisioningSearchAttributes, tenantVisibilityFilter } from '../workflows/definitions';
 import { alertFingerprint, alertKinds, type AlertKind, type RaiseAlertInput } from './alert-store';
 
@@ -62,45 +64,16 @@ const certificateTypeNames: Record<(typeof watchedCertificateTypes)[number], str
  * device no longer matters and is left out.
  */
 export function certificateExpiryRule(db: Database, settings: AlertSettings['certificateExpiry']): AlertRule {
+  const certificates = new CertificateStore(db);
   return {
     name: 'certificate expiry',
     kinds: [alertKinds.certificateExpiring, alertKinds.certificateExpired],
     async evaluate(tenantId, now) {
       const horizon = new Date(now.getTime() + settings.warningDays * dayMs);
       const criticalFrom = new Date(now.getTime() + settings.criticalDays * dayMs);
-      const rows = await db
-        .select({
-          id: certificates.id,
-          certificateType: certificates.certificateType,
-          serialNumber: certificates.serialNumber,
-          subjectDn: certificates.subjectDn,
-          deviceId: certificates.deviceId,
-          site: certificates.site,
-          expiresAt: certificates.expiresAt,
-        })
-        .from(certificates)
-        .where(
-          and(
-            eq(certificates.tenantId, tenantId),
-            isNull(certificates.revokedAt),
-            inArray(certificates.certificateType, [...watchedCertificateTypes]),
-            lte(certificates.expiresAt, horizon),
-            notExists(
-              db
-                .select({ id: devices.id })
-                .from(devices)
-                .where(
-                  and(
-                    eq(devices.tenantId, certificates.tenantId),
-                    eq(devices.deviceId, certificates.deviceId),
-                    isNotNull(devices.activeCertificateId),
-                    ne(devices.activeCertificateId, certificates.id),
-                  ),
-                ),
-            ),
-          ),
-        )
-        .orderBy(asc(certificates.expiresAt), asc(certificates.id));
+      const expiring = await certificates.liveExpiringBy(tenantId, watchedCertificateTypes, horizon);
+      const replaced = await replacedOnTheirDevices(db, tenantId, expiring);
+      const rows = expiring.filter((row) => !replaced.has(row.id));
 
       return rows.map((row): AlertCondition => {
         const what = `${certificateTypeNames[row.certificateType as keyof typeof certificateTypeNames]} ${row.subjectDn}`;
@@ -214,14 +187,31 @@ export function alertRules(deps: { db: Database; count: WorkflowCounter; setting
 export async function tenantsToEvaluate(db: Database, rules: readonly AlertRule[]): Promise<string[]> {
   const kinds = rules.flatMap((rule) => rule.kinds);
   const rows = await db
-    .selectDistinct({ tenantId: certificates.tenantId })
-    .from(certificates)
-    .union(db.selectDistinct({ tenantId: devices.tenantId }).from(devices))
+    .selectDistinct({ tenantId: devices.tenantId })
+    .from(devices)
     .union(
       db
         .selectDistinct({ tenantId: alerts.tenantId })
         .from(alerts)
         .where(and(isNull(alerts.resolvedAt), inArray(alerts.kind, kinds))),
     );
-  return rows.map((row) => row.tenantId).sort();
+  const tenants = new Set([...(await new CertificateStore(db).tenantIds()), ...rows.map((row) => row.tenantId)]);
+  return [...tenants].sort();
+}
+
+/**
+ * Of these device certificates, those whose device now uses another certificate: ids, looked up a
+ * batch of devices at a time.
+ */
+async function replacedOnTheirDevices(db: Database, tenantId: string, certificates: { id: string; deviceId: string | null }[]): Promise<Set<string>> {
+  const deviceIds = [...new Set(certificates.flatMap((row) => (row.deviceId ? [row.deviceId] : [])))];
+  const active = new Map<string, string>();
+  for (let start = 0; start < deviceIds.length; start += rowBatchSize) {
+    const rows = await db
+      .select({ deviceId: devices.deviceId, activeCertificateId: devices.activeCertificateId })
+      .from(devices)
+      .where(and(eq(devices.tenantId, tenantId), inArray(devices.deviceId, deviceIds.slice(start, start + rowBatchSize)), isNotNull(devices.activeCertificateId)));
+    for (const row of rows) active.set(row.deviceId, row.activeCertificateId!);
+  }
+  return new Set(certificates.filter((row) => row.deviceId && active.has(row.deviceId) && active.get(row.deviceId) !== row.id).map((row) => row.id));
 }

@@ -7,7 +7,7 @@ import { roleAllows } from '../access/roles';
 import type { ApiKeyStore } from '../access/api-keys';
 import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { TemplateCatalog } from '../configuration/templates';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CaHierarchy, CertificateAuthorityService } from '../pki/certificate-authority';
 import type { CertificateInventory } from '../pki/certificate-inventory';
 import type { AlertStore } from '../alerts/alert-store';
 import type { BulkImporter } from '../bulk/bulk-import';
@@ -42,7 +42,7 @@ import { pagesMountPath, pagesOpenApiPaths, pagesRouter } from './pages';
 export interface ApiDependencies {
   provisioning: ProvisioningService;
   protocols: string[];
-  ca: CertificateAuthority;
+  ca: CertificateAuthorityService & CaHierarchy;
   inventory: CertificateInventory;
   registry: DeviceRegistry;
   templates: TemplateCatalog;

@@ -19,7 +19,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { AuditLog } from '../audit/audit-log';
 import type { SecretVault } from '../custody/secret-vault';
 import type { Database } from '../db/client';
-import type { CertificateAuthority } from '../pki/certificate-authority';
+import type { CaHierarchy, ServiceIdentities } from '../pki/certificate-authority';
 import {
   base64Lines,
   certsOnly,
@@ -53,7 +53,7 @@ import { problemOf, sendProblem } from './problem';
 
 export interface EstServerDependencies {
   db: Database;
-  ca: CertificateAuthority;
+  ca: EstEnrolmentDependencies['ca'] & Pick<ServiceIdentities, 'ensureEstServerIdentity'> & Pick<CaHierarchy, 'trustAnchorsPem'>;
   registry: DeviceRegistry;
   vault: SecretVault;
   audit: AuditLog;

@@ -6,7 +6,8 @@
  * few CertIDs per request, and optionally a per-address budget.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { isCaCertificateType, type CertificateAuthority } from '../pki/certificate-authority';
+import type { CertificateAuthorityService } from '../pki/certificate-authority';
+import { isCaCertificateType } from '../pki/certificate-store';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder';
 import { fromPem } from '../x509/pem';
@@ -18,7 +19,7 @@ import { RateLimiter } from './rate-limit';
 export const pkiMountPath = '/pki';
 
 export interface PkiPublicationOptions {
-  ca: CertificateAuthority;
+  ca: Pick<CertificateAuthorityService, 'getCertificate'>;
   crls: CrlPublisher;
   ocsp: OcspResponder;
   logger: Logger;

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { permissions, roles } from '../access/roles';
-import { certificates } from '../db/schema';
+import { certificateTypes } from '../pki/certificate-store';
 import { provisioningStepNames } from '../workflows/definitions';
 
 const timestamp = z.iso.datetime({ offset: true });
@@ -104,7 +104,7 @@ export const deviceCertificateSchema = z
     id: z.uuid(),
     deviceId: z.string().nullable(),
     tenantId: z.string(),
-    certificateType: z.enum(certificates.certificateType.enumValues),
+    certificateType: z.enum(certificateTypes),
     serialNumber: z.string(),
     fingerprint: z.string(),
     publicKey: z.string(),

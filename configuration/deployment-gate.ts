@@ -7,7 +7,8 @@
  */
 import { ComplianceViolationError, type FieldProblem } from '../foundation/errors';
 import { describeFindings } from './compliance';
-import type { DeviceConfigurations, PreparedConfiguration } from './device-configurations';
+import type { PreparedConfiguration } from './configuration-rendering';
+import type { DeviceConfigurations } from './device-configurations';
 
 /** A device whose configuration the policy would block, and where the request named it. */
 export interface BlockedConfiguration {

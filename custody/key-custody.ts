@@ -1,11 +1,12 @@
 /**
  * Key custody: where CA private keys live and how they sign. The certificate authority only ever
  * sees a `location` string and this interface; whether the key sits in an HSM (PKCS#11) or in the
- * sealed software store is a configuration choice.
+ * sealed software store is a configuration choice, and which of them holds a key is read from its
+ * location's scheme (see RoutingKeyCustody).
  */
+import type { HashAlgorithm, KeyAlgorithm } from '../x509/public-key';
 
-export type KeyAlgorithm = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072';
-export type HashAlgorithm = 'SHA-256' | 'SHA-384';
+export type { HashAlgorithm, KeyAlgorithm };
 
 export interface KeyHandle {
   /** Opaque, stable reference to the private key, e.g. `pkcs11:object=...;id=...` or `software:<uuid>`. */
@@ -26,6 +27,14 @@ export interface KeyCustody {
    * DER-encoded (ECDSA-Sig-Value), as X.509 and CRLs carry them; RSA ones are PKCS#1 v1.5.
    */
   sign(location: string, hash: HashAlgorithm, data: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Creates a key the service itself must hold in memory: Node's TLS and in-memory OCSP signing
+   * cannot sign through an HSM. Only for the service's own identities, never for a CA; a custody
+   * that keeps every key inside (an HSM) refuses.
+   */
+  createExportableKey(label: string, algorithm: KeyAlgorithm): Promise<KeyHandle>;
+  /** The PKCS#8 PEM of a key made by `createExportableKey`; PolicyViolationError for any other key. */
+  unsealPrivateKeyPem(location: string): Promise<string>;
   /**
    * Creates a non-extractable AES-256 key that only ever encrypts other keys (envelope
    * encryption: the data keys that seal secrets are kept wrapped under it). Returns its location.

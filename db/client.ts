@@ -39,6 +39,14 @@ export function isDataException(error: unknown): boolean {
   return false;
 }
 
+/** PostgreSQL's unique_violation, however the driver (and drizzle around it) wraps it. */
+export function isUniqueViolation(error: unknown): boolean {
+  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
+    if ((current as { code?: unknown }).code === '23505') return true;
+  }
+  return false;
+}
+
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 
 /** Serialises migrations when several service processes start against one server at once. */

@@ -12,7 +12,8 @@ import { alertKinds } from '../alerts/alert-store';
 import type { RequestHandler } from 'express';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '../db/client';
-import { alerts, certificates, configurationTemplates, devices, type DeviceRow } from '../db/schema';
+import { alerts, configurationTemplates, devices, type DeviceRow } from '../db/schema';
+import { CertificateStore } from '../pki/certificate-store';
 import type { Logger } from '../foundation/logger';
 
 const dayMs = 86_400_000;
@@ -41,6 +42,7 @@ export interface MetricsRegistryOptions {
 
 export function createMetricsRegistry({ db, logger, now = () => new Date() }: MetricsRegistryOptions): Registry {
   const registry = new Registry();
+  const certificates = new CertificateStore(db);
   collectDefaultMetrics({ register: registry });
   const log = logger.child({ component: 'metrics' });
 
@@ -61,13 +63,14 @@ export function createMetricsRegistry({ db, logger, now = () => new Date() }: Me
     registers: [registry],
     async collect() {
       const at = now();
-      const rows = await read('certificates_expiring', () => certificatesByExpiry(db, at));
+      // Bucketed in the database like `expiryBucket`.
+      const rows = await read('certificates_expiring', () => certificates.countLiveByExpiry(at, expiryBucketDays));
       this.reset();
-      const kinds = new Map(rows.map(({ tenant, type }) => [`${tenant}/${type}`, { tenant, type }]));
+      const kinds = new Map(rows.map(({ tenantId, certificateType }) => [`${tenantId}/${certificateType}`, { tenant: tenantId, type: certificateType }]));
       for (const { tenant, type } of kinds.values()) {
         for (const bucket of expiryBuckets) this.set({ tenant, type, within_days: bucket }, 0);
       }
-      for (const row of rows) this.set({ tenant: row.tenant, type: row.type, within_days: row.bucket }, row.count);
+      for (const row of rows) this.set({ tenant: row.tenantId, type: row.certificateType, within_days: row.bucket }, row.count);
     },
   });
 
@@ -140,21 +143,6 @@ export function createMetricsRegistry({ db, logger, now = () => new Date() }: Me
   });
 
   return registry;
-}
-
-/** Counts live certificates per tenant, type and expiry bucket, bucketed in the database like `expiryBucket`. */
-async function certificatesByExpiry(db: Database, now: Date) {
-  const bound = (days: number) => sql`${new Date(now.getTime() + days * dayMs).toISOString()}::timestamptz`;
-  const bucket = sql<ExpiryBucket>`case when ${certificates.expiresAt} <= ${bound(0)} then 'expired' ${sql.join(
-    expiryBucketDays.map((days) => sql`when ${certificates.expiresAt} <= ${bound(days)} then ${`${days}`}::text`),
-    sql` `,
-  )} else 'later' end`;
-  return db
-    .select({ tenant: certificates.tenantId, type: certificates.certificateType, bucket, count: sql<number>`count(*)::int` })
-    .from(certificates)
-    .where(isNull(certificates.revokedAt))
-    // By position: the bucket expression carries parameters, which Postgres would not match to the select list's.
-    .groupBy(sql`1, 2, 3`);
 }
 
 export interface MetricsHandlerOptions {

@@ -36,7 +36,7 @@ import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { oids } from '../x509/oids';
 import { fromPem, toPem } from '../x509/pem';
 import { PkiPublication } from './publication';
-import { keyAlgorithmOf } from './public-key';
+import { keyAlgorithmOf } from '../x509/public-key';
 
 const logger = createLogger('silent');
 const passphrase = 'correct horse battery staple';
@@ -66,7 +66,7 @@ async function openInstall(databaseKind: DatabaseKind, custodyKind: CustodyKind)
     sealer,
     softwareKeys,
     custody,
-    ca: new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, publication, logger }),
+    ca: new CertificateAuthority({ db: handle.db, custody, settings, publication, logger }),
     backup: new CertificateAuthorityBackup({ db: handle.db, sealer, custody, logger }),
     async close() {
       await custody.close();

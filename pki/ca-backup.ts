@@ -18,7 +18,6 @@
  * header). The magic and the header line are the associated data, so no header field can be
  * changed without the file failing to open.
  */
-import { softwareKeyBinding } from '../custody/software-keystore/software-key-store';
 import {
   createCipheriv,
   createDecipheriv,
@@ -34,22 +33,24 @@ import {
 import { constants as fsConstants } from 'node:fs';
 import { link, open, readFile, unlink } from 'node:fs/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { asc, eq, getTableColumns, inArray, sql, type Column } from 'drizzle-orm';
-import type { PgTable } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
 import type { KeyCustody } from '../custody/key-custody';
 import type { Sealer } from '../custody/sealing';
-import type { Database } from '../db/client';
 import {
-  certificateRevocationLists,
-  certificates,
-  softwareKeys,
-  type CertificateRow,
+  softwareKeyBinding,
+  softwareKeyRowCodec,
+  SoftwareKeyRows,
+  type NewSoftwareKeyRow,
   type SoftwareKeyRow,
-} from '../db/schema';
+} from '../custody/software-keystore/software-key-store';
+import { isUniqueViolation, type Database } from '../db/client';
+import type { EncodedRow } from '../db/row-transfer';
+import { holdAdvisoryLock, type Transaction } from '../db/transactions';
 import { ConflictError, NotFoundError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import { fingerprintOf, fromPem, toPem } from '../x509/pem';
+import { certificateRowCodec, CertificateStore, type CertificateRow, type NewCertificateRow } from './certificate-store';
+import { CrlStore, crlRowCodec, type NewCertificateRevocationListRow } from './crl-store';
 
 export const caBackupMagic = 'device-provisioning-ca-backup';
 export const caBackupFormatVersion = 1;
@@ -73,7 +74,6 @@ const derivedKeyLength = 64;
 const maximumHeaderBytes = 64 * 1024;
 /** The inflated payload may be large (every device certificate), but not unbounded. */
 const maximumPayloadBytes = 2 * 1024 ** 3;
-const insertBatchRows = 500;
 /** One restore at a time per database, whatever process runs it. */
 const restoreLockId = 4_242_017;
 const passphraseCheckLabel = 'device-provisioning/ca-backup/passphrase-check/v1';
@@ -146,9 +146,6 @@ export interface CertificateAuthorityBackupDependencies {
   logger: Logger;
 }
 
-type EncodedValue = string | number | boolean | null | EncodedValue[] | { [key: string]: EncodedValue };
-type EncodedRow = Record<string, EncodedValue>;
-
 interface BackupPayload {
   formatVersion: number;
   tenants: string[];
@@ -186,9 +183,6 @@ const payloadSchema = z.object({
   softwareKeys: z.array(z.object({ row: encodedRowSchema, sealedPlaintext: z.base64() })),
   hsmKeys: z.array(z.object({ location: z.string(), publicKeySpki: z.base64(), certificateIds: z.array(z.uuid()) })),
 });
-
-type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
-type Executor = Database | Transaction;
 
 export class CertificateAuthorityBackup {
   readonly #db: Database;
@@ -238,14 +232,14 @@ export class CertificateAuthorityBackup {
         plaintexts.push(plaintext);
         checkKeyPair(plaintext, row.publicKeySpki, `software key ${row.id}`, ValidationError);
         const { sealedPrivateKey: _sealed, keyEncryptionKeyId: _kek, ...rest } = row;
-        keyMaterial.push({ row: encodeRow(softwareKeys, rest), sealedPlaintext: plaintext.toString('base64') });
+        keyMaterial.push({ row: softwareKeyRowCodec.encode(rest), sealedPlaintext: plaintext.toString('base64') });
       }
 
       const payload: BackupPayload = {
         formatVersion: caBackupFormatVersion,
         tenants,
-        certificates: snapshot.certificates.map((row) => encodeRow(certificates, row)),
-        certificateRevocationLists: snapshot.crls.map((row) => encodeRow(certificateRevocationLists, row)),
+        certificates: snapshot.certificates.map((row) => certificateRowCodec.encode(row)),
+        certificateRevocationLists: snapshot.crls.map((row) => crlRowCodec.encode(row)),
         softwareKeys: keyMaterial,
         hsmKeys: hsmKeyReferencesOf(snapshot.certificates),
       };
@@ -311,7 +305,7 @@ export class CertificateAuthorityBackup {
       }));
 
       const outcome = await this.#db.transaction(async (tx) => {
-        await tx.execute(sql`select pg_advisory_xact_lock(${restoreLockId})`);
+        await holdAdvisoryLock(tx, restoreLockId);
         const tenants: CaRestoreResult['tenants'] = [];
         const restoring = new Set<string>();
         for (const tenantId of header.tenants) {
@@ -327,10 +321,10 @@ export class CertificateAuthorityBackup {
         );
         const keyRows = sealedKeys.filter((row) => keyIds.has(row.id));
         try {
-          await insertInBatches(tx, softwareKeys, keyRows);
+          await new SoftwareKeyRows(tx).insertAll(keyRows);
           // Issuers before what they issued keeps the rows in a sensible physical order.
-          await insertInBatches(tx, certificates, issuersFirst(certificateRows));
-          await insertInBatches(tx, certificateRevocationLists, crlRows);
+          await new CertificateStore(tx).insertAll(issuersFirst(certificateRows));
+          await new CrlStore(tx).insertAll(crlRows);
         } catch (error) {
           if (isUniqueViolation(error)) {
             throw new ConflictError(
@@ -356,16 +350,8 @@ export class CertificateAuthorityBackup {
   async #readSnapshot(tenantId: string | undefined) {
     return this.#db.transaction(
       async (tx) => {
-        const certificateRows = await tx
-          .select()
-          .from(certificates)
-          .where(tenantId === undefined ? undefined : eq(certificates.tenantId, tenantId))
-          .orderBy(asc(certificates.createdAt), asc(certificates.id));
-        const crls = await tx
-          .select()
-          .from(certificateRevocationLists)
-          .where(tenantId === undefined ? undefined : eq(certificateRevocationLists.tenantId, tenantId))
-          .orderBy(asc(certificateRevocationLists.caCertificateId), asc(certificateRevocationLists.crlNumber));
+        const certificateRows = await new CertificateStore(tx).all(tenantId);
+        const crls = await new CrlStore(tx).all(tenantId);
         const keyIds = [
           ...new Set(
             certificateRows.flatMap((row) =>
@@ -373,10 +359,7 @@ export class CertificateAuthorityBackup {
             ),
           ),
         ];
-        const keys: SoftwareKeyRow[] = [];
-        for (let start = 0; start < keyIds.length; start += insertBatchRows) {
-          keys.push(...(await tx.select().from(softwareKeys).where(inArray(softwareKeys.id, keyIds.slice(start, start + insertBatchRows)))));
-        }
+        const keys = await new SoftwareKeyRows(tx).byIds(keyIds);
         const missing = keyIds.filter((id) => !keys.some((key) => key.id === id));
         if (missing.length > 0) throw new NotFoundError(`certificates refer to software keys that do not exist: ${missing.join(', ')}`);
         for (const row of certificateRows) checkKeyLocation(row);
@@ -591,54 +574,11 @@ function passphraseBytes(passphrase: Uint8Array | string): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Rows
 
-/** Rows travel column by column as the schema declares them: new columns are carried without code here. */
-function encodeRow(table: PgTable, row: Record<string, unknown>): EncodedRow {
-  const encoded: EncodedRow = {};
-  for (const [key, column] of Object.entries(getTableColumns(table)) as [string, Column][]) {
-    if (!(key in row)) continue;
-    const value = row[key];
-    if (value === null || value === undefined) encoded[key] = null;
-    else if (column.dataType === 'date') encoded[key] = (value as Date).toISOString();
-    else if (column.dataType === 'custom') {
-      if (!(value instanceof Uint8Array)) throw new Error(`column ${column.name} holds no bytes`);
-      encoded[key] = Buffer.from(value).toString('base64');
-    } else encoded[key] = value as EncodedValue;
-  }
-  return encoded;
-}
-
-function decodeRow<T>(table: PgTable, encoded: Record<string, unknown>, what: string): T {
-  const row: Record<string, unknown> = {};
-  for (const [key, column] of Object.entries(getTableColumns(table)) as [string, Column][]) {
-    const value = encoded[key];
-    if (value === undefined || value === null) {
-      if (column.notNull && !column.hasDefault) throw new BackupIntegrityError(`${what} has no ${column.name}`);
-      if (value === null) row[key] = null;
-      continue;
-    }
-    if (column.dataType === 'date') {
-      const date = typeof value === 'string' ? new Date(value) : undefined;
-      if (!date || Number.isNaN(date.getTime())) throw new BackupIntegrityError(`${what} has an invalid ${column.name}`);
-      row[key] = date;
-    } else if (column.dataType === 'custom') {
-      if (typeof value !== 'string') throw new BackupIntegrityError(`${what} has an invalid ${column.name}`);
-      row[key] = new Uint8Array(Buffer.from(value, 'base64'));
-    } else if (column.dataType === 'string' && typeof value !== 'string') {
-      throw new BackupIntegrityError(`${what} has an invalid ${column.name}`);
-    } else if (column.dataType === 'number' && typeof value !== 'number') {
-      throw new BackupIntegrityError(`${what} has an invalid ${column.name}`);
-    } else row[key] = value;
-  }
-  return row as T;
-}
-
-type CertificateInsert = typeof certificates.$inferInsert;
-type CrlInsert = typeof certificateRevocationLists.$inferInsert;
-type SoftwareKeyInsert = Omit<typeof softwareKeys.$inferInsert, 'sealedPrivateKey' | 'keyEncryptionKeyId'> & { id: string; algorithm: string };
+type SoftwareKeyInsert = Omit<NewSoftwareKeyRow, 'sealedPrivateKey' | 'keyEncryptionKeyId'> & { id: string; algorithm: string };
 
 interface DecodedPayload {
-  certificates: (CertificateInsert & { id: string })[];
-  crls: (CrlInsert & { id: string })[];
+  certificates: (NewCertificateRow & { id: string })[];
+  crls: (NewCertificateRevocationListRow & { id: string })[];
   softwareKeys: { row: SoftwareKeyInsert; plaintext: Buffer }[];
 }
 
@@ -649,7 +589,7 @@ function decodePayload(header: CaBackupHeader, payload: BackupPayload): DecodedP
   }
   const tenants = new Set(header.tenants);
   const decodedCertificates = payload.certificates.map((encoded, index) => {
-    const row = decodeRow<CertificateInsert & { id: string }>(certificates, encoded, `certificate ${String(encoded.id ?? index)}`);
+    const row = certificateRowCodec.decode(encoded, `certificate ${String(encoded.id ?? index)}`, BackupIntegrityError) as NewCertificateRow & { id: string };
     if (!row.id) throw new BackupIntegrityError(`certificate ${index} has no id`);
     if (!tenants.has(row.tenantId)) throw new BackupIntegrityError(`certificate ${row.id} belongs to tenant ${row.tenantId}, which the header does not list`);
     const der = fromPem(row.pem, ['CERTIFICATE']);
@@ -664,7 +604,7 @@ function decodePayload(header: CaBackupHeader, payload: BackupPayload): DecodedP
   }
 
   const crls = payload.certificateRevocationLists.map((encoded, index) => {
-    const row = decodeRow<CrlInsert & { id: string }>(certificateRevocationLists, encoded, `CRL ${String(encoded.id ?? index)}`);
+    const row = crlRowCodec.decode(encoded, `CRL ${String(encoded.id ?? index)}`, BackupIntegrityError) as NewCertificateRevocationListRow & { id: string };
     if (!row.id || !tenants.has(row.tenantId) || byId.get(row.caCertificateId)?.tenantId !== row.tenantId) {
       throw new BackupIntegrityError(`CRL ${row.id ?? index} does not belong to a CA certificate in the backup`);
     }
@@ -672,11 +612,11 @@ function decodePayload(header: CaBackupHeader, payload: BackupPayload): DecodedP
   });
 
   const keys = payload.softwareKeys.map(({ row: encoded, sealedPlaintext }, index) => {
-    const row = decodeRow<SoftwareKeyInsert>(
-      softwareKeys,
+    const row = softwareKeyRowCodec.decode(
       { ...encoded, sealedPrivateKey: '', keyEncryptionKeyId: '' },
       `software key ${String(encoded.id ?? index)}`,
-    );
+      BackupIntegrityError,
+    ) as SoftwareKeyInsert;
     delete (row as Partial<SoftwareKeyRow>).sealedPrivateKey;
     delete (row as Partial<SoftwareKeyRow>).keyEncryptionKeyId;
     const plaintext = Buffer.from(sealedPlaintext, 'base64');
@@ -703,7 +643,7 @@ function decodePayload(header: CaBackupHeader, payload: BackupPayload): DecodedP
  * the backup's (and the backup's CRLs and keys are there too); anything else is refused.
  */
 async function compareTenant(tx: Transaction, tenantId: string, decoded: DecodedPayload, payload: BackupPayload): Promise<'empty' | 'same'> {
-  const existing = await tx.select().from(certificates).where(eq(certificates.tenantId, tenantId));
+  const existing = await new CertificateStore(tx).all(tenantId);
   if (existing.length === 0) return 'empty';
 
   const conflict = (detail: string) =>
@@ -711,11 +651,11 @@ async function compareTenant(tx: Transaction, tenantId: string, decoded: Decoded
   const wanted = new Map(payload.certificates.filter((row) => row.tenantId === tenantId).map((row) => [row.id as string, canonicalJson(row)]));
   if (existing.length !== wanted.size) throw conflict(`${existing.length} certificates there, ${wanted.size} in the backup`);
   for (const row of existing) {
-    if (wanted.get(row.id) !== canonicalJson(encodeRow(certificates, row))) throw conflict(`certificate ${row.id} differs or is not in the backup`);
+    if (wanted.get(row.id) !== canonicalJson(certificateRowCodec.encode(row))) throw conflict(`certificate ${row.id} differs or is not in the backup`);
   }
 
-  const crls = await tx.select().from(certificateRevocationLists).where(eq(certificateRevocationLists.tenantId, tenantId));
-  const present = new Set(crls.map((row) => canonicalJson(encodeRow(certificateRevocationLists, row))));
+  const crls = await new CrlStore(tx).all(tenantId);
+  const present = new Set(crls.map((row) => canonicalJson(crlRowCodec.encode(row))));
   for (const row of payload.certificateRevocationLists.filter((crl) => crl.tenantId === tenantId)) {
     if (!present.has(canonicalJson(row))) throw conflict(`CRL ${String(row.id)} is missing or differs`);
   }
@@ -723,29 +663,13 @@ async function compareTenant(tx: Transaction, tenantId: string, decoded: Decoded
   const keyIds = decoded.certificates
     .filter((row) => row.tenantId === tenantId && row.privateKeyLocation.startsWith(softwareLocationPrefix))
     .map((row) => softwareKeyIdOf(row.privateKeyLocation));
-  const keys = await selectSoftwareKeys(tx, keyIds);
+  const keys = new Map((await new SoftwareKeyRows(tx).byIds(keyIds)).map((row) => [row.id, row]));
   for (const id of keyIds) {
     const key = keys.get(id);
     const backedUp = decoded.softwareKeys.find((candidate) => candidate.row.id === id)!;
     if (!key || !Buffer.from(key.publicKeySpki).equals(Buffer.from(backedUp.row.publicKeySpki))) throw conflict(`software key ${id} is missing or differs`);
   }
   return 'same';
-}
-
-async function selectSoftwareKeys(executor: Executor, ids: string[]): Promise<Map<string, SoftwareKeyRow>> {
-  const found = new Map<string, SoftwareKeyRow>();
-  const unique = [...new Set(ids)];
-  for (let start = 0; start < unique.length; start += insertBatchRows) {
-    const rows = await executor.select().from(softwareKeys).where(inArray(softwareKeys.id, unique.slice(start, start + insertBatchRows)));
-    for (const row of rows) found.set(row.id, row);
-  }
-  return found;
-}
-
-async function insertInBatches<T extends PgTable>(tx: Transaction, table: T, rows: T['$inferInsert'][]): Promise<void> {
-  for (let start = 0; start < rows.length; start += insertBatchRows) {
-    await tx.insert(table).values(rows.slice(start, start + insertBatchRows));
-  }
 }
 
 /** Roots, then what they issued, and so on down: a topological order over issuer links. */
@@ -861,14 +785,6 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([key, entry]) => `${JSON.stringify(key)}:${canonicalJson(entry)}`).join(',')}}`;
   }
   return JSON.stringify(value);
-}
-
-/** PostgreSQL's unique_violation, however the driver (and drizzle around it) wraps it. */
-function isUniqueViolation(error: unknown): boolean {
-  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
-    if ((current as { code?: unknown }).code === '23505') return true;
-  }
-  return false;
 }
 
 function constraintOf(error: unknown): string | undefined {

@@ -6,7 +6,6 @@ import { pkiSettings as settings } from '../test/support/pki-publication';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SoftwareKeyStore } from '../custody/software-keystore';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
@@ -48,7 +47,6 @@ const combinations = custodyKinds.flatMap((custody) => databaseKinds.map((databa
 describe.each(combinations)('CertificateAuthority with %s key custody on the %s database', (custodyKind, databaseKind) => {
   let handle: DatabaseHandle;
   let custody: KeyCustody;
-  let softwareKeys: SoftwareKeyStore;
   let sealer: Sealer;
   let ca: CertificateAuthority;
   /** A second CA over the same database: another process, as far as locking is concerned. */
@@ -57,13 +55,11 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
   beforeAll(async () => {
     handle = await openTestDatabase(databaseKind);
     sealer = new Sealer(Buffer.alloc(32, 7));
-    softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
     custody = await openTestCustody(custodyKind, { db: handle.db, sealer });
-    ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, logger });
+    ca = new CertificateAuthority({ db: handle.db, custody, settings, logger });
     otherInstance = new CertificateAuthority({
       db: handle.db,
       custody,
-      softwareKeys: new SoftwareKeyStore({ db: handle.db, sealer }),
       settings,
       logger,
     });
@@ -378,7 +374,7 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
       .update(certificates)
       .set({ issuedAt: new Date(Date.now() - 70 * day), expiresAt: new Date(Date.now() + 20 * day) })
       .where(eq(certificates.id, current!.id));
-    const fresh = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, logger });
+    const fresh = new CertificateAuthority({ db: handle.db, custody, settings, logger });
     const renewed = await fresh.ensureServiceIdentity('acme');
     expect(renewed.certificatePem).not.toBe(current!.pem);
     const [old] = await handle.db.select().from(certificates).where(eq(certificates.id, current!.id));
@@ -418,7 +414,7 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     ['P-256', 'ecdsa-with-SHA256'],
   ] as const)('signs with %s CA keys as %s', async (keyAlgorithm, signatureAlgorithm) => {
     const tenantId = `tenant-${keyAlgorithm.toLowerCase()}`;
-    const rsaCa = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings: { ...settings, keyAlgorithm }, logger });
+    const rsaCa = new CertificateAuthority({ db: handle.db, custody, settings: { ...settings, keyAlgorithm }, logger });
     const issued = await rsaCa.issueDeviceCertificate({ tenantId, device: device(), csrPem: csrFor().csrPem });
     const [intermediatePem, rootPem] = await rsaCa.getChainPem(issued.id);
     expect(verifyChain({ rootPem: rootPem!, intermediatePems: [intermediatePem!], leafPem: issued.pem })).toMatch(/OK/);

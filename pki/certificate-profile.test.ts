@@ -212,7 +212,7 @@ describe('root key offline between ceremonies', () => {
   function serviceProcess() {
     const keys = new SoftwareKeyStore({ db: pki.handle.db, sealer: pki.sealer });
     const logger = createLogger('silent');
-    const ca = new CertificateAuthority({ db: pki.handle.db, custody: keys, softwareKeys: keys, settings: pkiSettings, logger });
+    const ca = new CertificateAuthority({ db: pki.handle.db, custody: keys, settings: pkiSettings, logger });
     return { ca, crls: new CrlPublisher({ db: pki.handle.db, ca, settings: pkiSettings, logger }) };
   }
 

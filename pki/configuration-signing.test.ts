@@ -9,7 +9,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceConfiguration, DeviceSession } from '../adapters/device-adapter';
 import { HttpsDeviceAdapter } from '../adapters/https';
 import { testDeviceNetworks } from '../test/support/device-networks';
-import { SoftwareKeyStore } from '../custody/software-keystore';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
@@ -54,7 +53,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     handle = await openTestDatabase('embedded');
     const sealer = new Sealer(Buffer.alloc(32, 5));
     custody = await openTestCustody(custodyKind, { db: handle.db, sealer });
-    ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys: new SoftwareKeyStore({ db: handle.db, sealer }), settings, logger });
+    ca = new CertificateAuthority({ db: handle.db, custody, settings, logger });
   });
   afterEach(async () => {
     await Promise.all(devices.splice(0).map((device) => device.stop()));

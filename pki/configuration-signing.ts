@@ -7,7 +7,7 @@
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import type { ConfigurationSignature, DeviceConfiguration } from '../adapters/device-adapter';
 import { canonicalJson } from '../foundation/canonical-json';
-import type { CertificateAuthority } from './certificate-authority';
+import type { ServiceIdentities } from './certificate-authority';
 
 /** Names what the signed payload is, so no other signed JSON can pass for a configuration. */
 export const configurationSignaturePurpose = 'device-configuration';
@@ -93,7 +93,7 @@ export async function signConfiguration(
 /** Signs with the tenant's configuration signer from the CA; its key is used where custody keeps it. */
 export class ConfigurationSigner {
   constructor(
-    private readonly ca: Pick<CertificateAuthority, 'ensureConfigurationSigner'>,
+    private readonly ca: Pick<ServiceIdentities, 'ensureConfigurationSigner'>,
     private readonly options: { lifetimeMs?: number } = {},
   ) {}
 

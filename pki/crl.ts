@@ -8,15 +8,14 @@
  */
 import { createPublicKey, verify } from 'node:crypto';
 import * as asn1js from 'asn1js';
-import { and, desc, eq, gt, inArray, isNotNull, isNull, or, sql } from 'drizzle-orm';
 import { CertificateRevocationList, Extension, Extensions, RevokedCertificate, Time, TimeType } from 'pkijs';
-import type { Database } from '../db/client';
-import { certificateRevocationLists, certificates, type CertificateRevocationListRow } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
+import { isUniqueViolation, type Database } from '../db/client';
 import { KeyedMutex } from '../foundation/keyed-mutex';
 import type { Logger } from '../foundation/logger';
-import { caCertificateTypes, type CertificateAuthority, type RevocationReason } from './certificate-authority';
-import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
+import type { CaIssuer, CertificateAuthoritySettings } from './certificate-authority';
+import { signatureAlgorithmFor, wholeSeconds, type CertificateSigner } from './certificate-builder';
+import { CertificateStore, type RevocationReason } from './certificate-store';
+import { CrlStore, type CertificateRevocationListRow } from './crl-store';
 import { authorityKeyIdentifierExtension } from '../x509/extensions';
 import { oids } from '../x509/oids';
 
@@ -46,8 +45,8 @@ export function statedReasonCode(reason: string | null): number | undefined {
 
 export interface CrlPublisherDependencies {
   db: Database;
-  ca: CertificateAuthority;
-  settings: Pick<ServiceConfig['ca'], 'crlValidityHours' | 'rootCrlValidityDays'>;
+  ca: CaIssuer;
+  settings: Pick<CertificateAuthoritySettings, 'crlValidityHours' | 'rootCrlValidityDays'>;
   logger: Logger;
   /**
    * An intermediate's CRL is signed anew once less than this is left before nextUpdate; default a
@@ -60,8 +59,9 @@ export interface CrlPublisherDependencies {
 const maximumNumberAttempts = 5;
 
 export class CrlPublisher {
-  readonly #db: Database;
-  readonly #ca: CertificateAuthority;
+  readonly #certificates: CertificateStore;
+  readonly #crls: CrlStore;
+  readonly #ca: CaIssuer;
   readonly #validityMs: number;
   readonly #refreshMarginMs: number;
   readonly #rootValidityMs: number;
@@ -69,7 +69,8 @@ export class CrlPublisher {
   readonly #locks = new KeyedMutex();
 
   constructor(deps: CrlPublisherDependencies) {
-    this.#db = deps.db;
+    this.#certificates = new CertificateStore(deps.db);
+    this.#crls = new CrlStore(deps.db);
     this.#ca = deps.ca;
     this.#logger = deps.logger;
     this.#validityMs = deps.settings.crlValidityHours * 60 * 60 * 1000;
@@ -91,7 +92,7 @@ export class CrlPublisher {
     try {
       return await this.#publishIfDue(caCertificateId);
     } catch (error) {
-      const newest = await this.#newest(caCertificateId);
+      const newest = await this.#crls.newest(caCertificateId);
       if (!newest || newest.nextUpdate.getTime() <= Date.now()) throw error;
       this.#logger.warn({ err: error, caCertificateId }, 'could not sign a new CRL; serving the newest, which is still valid');
       return newest;
@@ -105,17 +106,7 @@ export class CrlPublisher {
    */
   async publishAll(tenantId?: string): Promise<CertificateRevocationListRow[]> {
     const now = new Date();
-    const cas = await this.#db
-      .select({ id: certificates.id, certificateType: certificates.certificateType })
-      .from(certificates)
-      .where(
-        and(
-          inArray(certificates.certificateType, [...caCertificateTypes]),
-          tenantId === undefined ? undefined : eq(certificates.tenantId, tenantId),
-          gt(certificates.expiresAt, now),
-          or(isNull(certificates.revokedAt), gt(certificates.revokedAt, new Date(now.getTime() - this.#validityMs))),
-        ),
-      );
+    const cas = await this.#certificates.casPublishingCrls({ tenantId, now, revokedAfter: new Date(now.getTime() - this.#validityMs) });
     const published: CertificateRevocationListRow[] = [];
     const failures: unknown[] = [];
     for (const { id, certificateType } of cas) {
@@ -142,36 +133,14 @@ export class CrlPublisher {
 
   /** The newest CRL while its nextUpdate is not near and nothing the CA issued was revoked since. */
   async #current(caCertificateId: string): Promise<CertificateRevocationListRow | undefined> {
-    const newest = await this.#newest(caCertificateId);
+    const newest = await this.#crls.newest(caCertificateId);
     if (!newest) return undefined;
-    const [ca] = await this.#db
-      .select({ certificateType: certificates.certificateType })
-      .from(certificates)
-      .where(eq(certificates.id, caCertificateId));
+    const ca = await this.#certificates.find(caCertificateId);
     const marginMs = ca?.certificateType === 'root' ? this.#rootValidityMs / 3 : this.#refreshMarginMs;
     if (newest.nextUpdate.getTime() - Date.now() <= marginMs) return undefined;
     // What the CRL would list if signed at its own thisUpdate: more than it does means a revocation since.
-    const [{ listable }] = (await this.#db
-      .select({ listable: sql<number>`count(*)`.mapWith(Number) })
-      .from(certificates)
-      .where(
-        and(
-          eq(certificates.issuerCertificateId, caCertificateId),
-          isNotNull(certificates.revokedAt),
-          gt(certificates.expiresAt, newest.thisUpdate),
-        ),
-      )) as [{ listable: number }];
+    const listable = await this.#certificates.countRevokedIssuedBy(caCertificateId, newest.thisUpdate);
     return listable > newest.revokedCount ? undefined : newest;
-  }
-
-  async #newest(caCertificateId: string): Promise<CertificateRevocationListRow | undefined> {
-    const [row] = await this.#db
-      .select()
-      .from(certificateRevocationLists)
-      .where(eq(certificateRevocationLists.caCertificateId, caCertificateId))
-      .orderBy(desc(certificateRevocationLists.crlNumber))
-      .limit(1);
-    return row;
   }
 
   async #publish(caCertificateId: string): Promise<CertificateRevocationListRow> {
@@ -180,26 +149,8 @@ export class CrlPublisher {
     for (let attempt = 1; ; attempt++) {
       const thisUpdate = wholeSeconds(new Date());
       const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
-      const [{ next }] = (await this.#db
-        .select({ next: sql<number>`coalesce(max(${certificateRevocationLists.crlNumber}), 0) + 1`.mapWith(Number) })
-        .from(certificateRevocationLists)
-        .where(eq(certificateRevocationLists.caCertificateId, caCertificateId))) as [{ next: number }];
-      const revoked = await this.#db
-        .select({
-          serialNumber: certificates.serialNumber,
-          revokedAt: certificates.revokedAt,
-          revocationReason: certificates.revocationReason,
-        })
-        .from(certificates)
-        .where(
-          and(
-            eq(certificates.issuerCertificateId, caCertificateId),
-            isNotNull(certificates.revokedAt),
-            // An expired certificate fails validation anyway; RFC 5280 lets it drop off the list.
-            gt(certificates.expiresAt, thisUpdate),
-          ),
-        )
-        .orderBy(certificates.revokedAt, certificates.serialNumber);
+      const next = await this.#crls.nextNumber(caCertificateId);
+      const revoked = await this.#certificates.revokedIssuedBy(caCertificateId, thisUpdate);
 
       const crl = new CertificateRevocationList({
         version: 1, // v2: the list carries extensions
@@ -227,20 +178,17 @@ export class CrlPublisher {
       const der = await signCrl(crl, issuer.signer);
 
       try {
-        const [row] = await this.#db
-          .insert(certificateRevocationLists)
-          .values({
-            tenantId: issuer.row.tenantId,
-            caCertificateId,
-            crlNumber: next,
-            thisUpdate,
-            nextUpdate,
-            revokedCount: revoked.length,
-            der,
-          })
-          .returning();
+        const row = await this.#crls.insert({
+          tenantId: issuer.row.tenantId,
+          caCertificateId,
+          crlNumber: next,
+          thisUpdate,
+          nextUpdate,
+          revokedCount: revoked.length,
+          der,
+        });
         this.#logger.info({ caCertificateId, crlNumber: next, revokedCount: revoked.length }, 'published CRL');
-        return row!;
+        return row;
       } catch (error) {
         if (!isUniqueViolation(error) || attempt >= maximumNumberAttempts) throw error;
         this.#logger.debug({ caCertificateId, crlNumber: next, attempt }, 'CRL number taken by another publisher; signing again');
@@ -268,7 +216,7 @@ function entryExtensionsOf(reason: string | null): { crlEntryExtensions?: Extens
   return code === undefined ? {} : { crlEntryExtensions: new Extensions({ extensions: [crlReasonExtension(code)] }) };
 }
 
-async function signCrl(crl: CertificateRevocationList, signer: Awaited<ReturnType<CertificateAuthority['caSigningIdentity']>>['signer']) {
+async function signCrl(crl: CertificateRevocationList, signer: CertificateSigner) {
   const { hash, identifier } = signatureAlgorithmFor(signer.algorithm);
   crl.signatureAlgorithm = identifier;
   // pkijs encodes the TBSCertList as the first element of the whole structure.
@@ -288,11 +236,4 @@ async function signCrl(crl: CertificateRevocationList, signer: Awaited<ReturnTyp
 function timeOf(date: Date): Time {
   const value = wholeSeconds(date);
   return new Time({ type: value.getUTCFullYear() < 2050 ? TimeType.UTCTime : TimeType.GeneralizedTime, value });
-}
-
-function isUniqueViolation(error: unknown): boolean {
-  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
-    if ((current as { code?: unknown }).code === '23505') return true;
-  }
-  return false;
 }

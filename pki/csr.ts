@@ -10,7 +10,7 @@ import { attributeValues, formatDistinguishedName, summariseName, type SubjectSu
 import { readSubjectAltNames, type SubjectAltNames } from '../x509/extensions';
 import { oidName, oids } from '../x509/oids';
 import { fromPem } from '../x509/pem';
-import { describePublicKey, type EcCurve } from './public-key';
+import { describePublicKey, type EcCurve } from '../x509/public-key';
 
 export interface CertificateSigningRequest {
   der: Uint8Array;

@@ -1,11 +1,13 @@
 /**
  * The names a device certificate may carry, derived from the device registry alone: the host the
- * service reaches the device at, and its MAC address as a device URN (RFC 9039).
+ * service reaches the device at, and its MAC address as a device URN (RFC 9039). A CSR may ask for
+ * these and no others; the certificate carries them whatever the CSR asked.
  */
 import { isIPv6 } from 'node:net';
-import { ValidationError } from '../foundation/errors';
+import { BadCsrError, ValidationError } from '../foundation/errors';
 import type { SubjectAltNames } from '../x509/extensions';
 import { canonicalIpAddress } from '../x509/ip-address';
+import type { CertificateSigningRequest } from './csr';
 
 export interface DeviceAddress {
   host: string;
@@ -67,4 +69,35 @@ export function allowedSubjectAltNames(device: { address: string; macAddress: st
     ip: ip ? [ip] : [],
     uri: [macAddressUrn(device.macAddress)],
   };
+}
+
+/** BadCsrError unless the CSR names the device as CN and asks only for names the registry allows. */
+export function checkRequestedNames(csr: CertificateSigningRequest, deviceId: string, allowed: SubjectAltNames): void {
+  if (csr.commonName !== deviceId) {
+    throw new BadCsrError(
+      `the CSR subject common name is ${csr.commonName === undefined ? 'missing' : `"${csr.commonName}"`}, but it must be the device id "${deviceId}"`,
+    );
+  }
+  const requested = csr.requestedSubjectAltNames;
+  if (requested.other.length > 0) {
+    throw new BadCsrError(`the CSR requests ${requested.other.join(', ')} names, which device certificates never carry`);
+  }
+  const allowedList = [
+    ...allowed.dns.map((name) => `DNS:${name}`),
+    ...allowed.ip.map((ip) => `IP:${ip}`),
+    ...allowed.uri.map((uri) => `URI:${uri}`),
+  ].join(', ');
+  const refuse = (name: string) =>
+    new BadCsrError(`the CSR requests ${name}, which the device registry does not allow (allowed: ${allowedList})`);
+
+  for (const dns of requested.dns) {
+    if (!allowed.dns.some((candidate) => candidate === dns.toLowerCase().replace(/\.$/, ''))) throw refuse(`DNS:${dns}`);
+  }
+  for (const ip of requested.ip) {
+    if (!allowed.ip.includes(canonicalIpAddress(ip) ?? ip)) throw refuse(`IP:${ip}`);
+  }
+  for (const uri of requested.uri) {
+    // Hex digits in a MAC URN compare without regard to case.
+    if (!allowed.uri.some((candidate) => candidate === uri.toLowerCase())) throw refuse(`URI:${uri}`);
+  }
 }

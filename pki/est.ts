@@ -3,21 +3,20 @@
  * CA, independent of HTTP. A device authenticates with the certificate it holds from us (TLS client
  * certificate) or, for its first certificate only, with HTTP Basic: its device id and the initial
  * credential stored for it in the vault. Certificates are issued by the site intermediate through
- * `CertificateAuthority.issueDeviceCertificate`, so every CSR check of the CA applies unchanged.
+ * `CertificateAuthorityService.issueDeviceCertificate`, so every CSR check of the CA applies unchanged.
  *
  * Tenancy: the optional path label of RFC 7030 section 3.2.2 is `<tenant>` or `<tenant>~<site>`.
  * A site label limits `cacerts` to that site's intermediate and refuses devices of other sites.
  */
 import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
-import { and, eq, isNull, gt } from 'drizzle-orm';
 import { Attribute, Certificate, ContentInfo, EncapsulatedContentInfo, SignedData } from 'pkijs';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import type { DeviceCredentials } from '../adapters/device-adapter';
 import type { AuditLog } from '../audit/audit-log';
 import type { SecretVault } from '../custody/secret-vault';
 import type { Database } from '../db/client';
-import { certificates, type CertificateRow, type DeviceRow } from '../db/schema';
+import type { DeviceRow } from '../db/schema';
 import { identifierPattern } from '../registry/identifiers';
 import type { DeviceRegistry } from '../registry/device-registry';
 import {
@@ -30,7 +29,8 @@ import {
 import { KeyedMutex } from '../foundation/keyed-mutex';
 import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../access/failed-authentications';
 import type { Logger } from '../foundation/logger';
-import type { CertificateAuthority } from './certificate-authority';
+import type { CertificateAuthorityService } from './certificate-authority';
+import { CertificateStore, type CertificateRow } from './certificate-store';
 import { parseCertificateSigningRequest } from './csr';
 import { oids } from '../x509/oids';
 import { fingerprintOf, fromPem, toPem } from '../x509/pem';
@@ -141,7 +141,7 @@ export type { FailedAuthenticationLimits } from '../access/failed-authentication
 
 export interface EstEnrolmentDependencies {
   db: Database;
-  ca: CertificateAuthority;
+  ca: Pick<CertificateAuthorityService, 'issueDeviceCertificate' | 'getCertificate'>;
   registry: DeviceRegistry;
   vault: SecretVault;
   audit: AuditLog;
@@ -169,11 +169,13 @@ class EstAuthenticationFailure extends Error {
 
 export class EstEnrolment {
   readonly #deps: EstEnrolmentDependencies;
+  readonly #certificates: CertificateStore;
   readonly #throttle: FailedAuthenticationThrottle;
   readonly #deviceLocks = new KeyedMutex();
 
   constructor(deps: EstEnrolmentDependencies) {
     this.#deps = deps;
+    this.#certificates = new CertificateStore(deps.db);
     this.#throttle = new FailedAuthenticationThrottle(deps.failedAuthentications ?? defaultFailedAuthentications);
   }
 
@@ -182,7 +184,7 @@ export class EstEnrolment {
    * create one: otherwise anyone could make the service mint root keys for made-up tenants.
    */
   async tenantHasCa(tenantId: string): Promise<boolean> {
-    return (await this.#liveCaRows(tenantId, 'root')).length > 0;
+    return (await this.#certificates.unexpiredCas(tenantId, 'root')).length > 0;
   }
 
   /**
@@ -194,8 +196,8 @@ export class EstEnrolment {
    */
   async caCertificates(label: EstLabel): Promise<Uint8Array[]> {
     const [roots, allIntermediates] = await Promise.all([
-      this.#liveCaRows(label.tenantId, 'root'),
-      this.#liveCaRows(label.tenantId, 'intermediate'),
+      this.#certificates.unexpiredCas(label.tenantId, 'root'),
+      this.#certificates.unexpiredCas(label.tenantId, 'intermediate'),
     ]);
     const intermediates = allIntermediates.filter((row) => label.site === undefined || row.site === label.site);
     if (roots.length === 0 || (label.site !== undefined && intermediates.length === 0)) throw noCaCertificates();
@@ -282,7 +284,7 @@ export class EstEnrolment {
     const issuanceKey = `est:${operation}:${label.tenantId}:${device.deviceId}:${basis}:${csrDigest}`;
 
     return this.#deviceLocks.run(`${label.tenantId}/${device.deviceId}`, async () => {
-      const [earlier] = await this.#deps.db.select().from(certificates).where(eq(certificates.issuanceKey, issuanceKey));
+      const earlier = await this.#certificates.findByIssuanceKey(issuanceKey);
       if (earlier?.revokedAt) {
         throw new ForbiddenError('this CSR was already answered with a certificate that has since been revoked; make a new key and CSR');
       }
@@ -339,7 +341,7 @@ export class EstEnrolment {
 
   async #certificateClient(tenantId: string, der: Uint8Array): Promise<EstClient> {
     const refuse = (reason: string) => new EstAuthenticationFailure(reason, new ForbiddenError(`client certificate refused: ${reason}`));
-    const [row] = await this.#deps.db.select().from(certificates).where(eq(certificates.fingerprint, fingerprintOf(der)));
+    const row = await this.#certificates.findByFingerprint(fingerprintOf(der));
     if (!row) throw refuse('it was not issued by this service');
     if (row.tenantId !== tenantId) throw refuse(`it was issued by another tenant's CA, not tenant ${tenantId}'s`);
     if (row.certificateType !== 'device' || !row.deviceId) throw refuse('it is not a device certificate');
@@ -417,21 +419,6 @@ export class EstEnrolment {
     } catch (error) {
       this.#deps.logger.error({ err: error }, 'could not audit a failed EST authentication');
     }
-  }
-
-  async #liveCaRows(tenantId: string, certificateType: 'root' | 'intermediate'): Promise<CertificateRow[]> {
-    return this.#deps.db
-      .select()
-      .from(certificates)
-      .where(
-        and(
-          eq(certificates.tenantId, tenantId),
-          eq(certificates.certificateType, certificateType),
-          isNull(certificates.revokedAt),
-          gt(certificates.expiresAt, new Date()),
-        ),
-      )
-      .orderBy(certificates.issuedAt);
   }
 }
 

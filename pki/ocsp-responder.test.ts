@@ -13,7 +13,7 @@ import type { CertificateRow } from '../db/schema';
 import { issueDevice, run, startPki, type CustodyKind, type PkiUnderTest } from '../test/support/pki-publication';
 import { oids } from '../x509/oids';
 import { fromPem } from '../x509/pem';
-import { keyIdentifier } from './public-key';
+import { keyIdentifier } from '../x509/public-key';
 
 const custodyKinds: CustodyKind[] = ['software', 'pkcs11'];
 

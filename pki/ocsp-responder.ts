@@ -7,14 +7,12 @@
  * (`invalidate`). A request with a nonce gets a freshly signed response that is never cached.
  */
 import { createHash } from 'node:crypto';
-import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Certificate } from 'pkijs';
-import type { SoftwareKeyStore } from '../custody/software-keystore';
+import type { KeyCustody } from '../custody/key-custody';
 import type { Database } from '../db/client';
-import { certificates, type CertificateRow } from '../db/schema';
-import type { ServiceConfig } from '../service/config';
 import type { Logger } from '../foundation/logger';
-import { caCertificateTypes, isCaCertificateType, type CertificateAuthority } from './certificate-authority';
+import type { CertificateAuthoritySettings, ServiceIdentities } from './certificate-authority';
+import { CertificateStore, isCaCertificateType, type CertificateRow } from './certificate-store';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';
 import {
@@ -31,14 +29,15 @@ import {
   type SingleStatus,
 } from './ocsp-messages';
 import { fromPem } from '../x509/pem';
-import { keyAlgorithmOf } from './public-key';
+import { keyAlgorithmOf } from '../x509/public-key';
 
 export interface OcspResponderDependencies {
   db: Database;
-  ca: CertificateAuthority;
+  /** Issues each CA's delegated responder certificate. */
+  ca: Pick<ServiceIdentities, 'ensureOcspResponder'>;
   /** Holds the responders' keys (exportable, so signing happens in memory). */
-  softwareKeys: SoftwareKeyStore;
-  settings: Pick<ServiceConfig['ca'], 'ocspResponseValidityMinutes'>;
+  custody: KeyCustody;
+  settings: Pick<CertificateAuthoritySettings, 'ocspResponseValidityMinutes'>;
   logger: Logger;
   /** CertIDs answered in one request; RFC 5019 clients send one. Default 10. */
   maxCertIdsPerRequest?: number;
@@ -88,9 +87,9 @@ const statusOnly = {
 };
 
 export class OcspResponder {
-  readonly #db: Database;
-  readonly #ca: CertificateAuthority;
-  readonly #softwareKeys: SoftwareKeyStore;
+  readonly #certificates: CertificateStore;
+  readonly #ca: OcspResponderDependencies['ca'];
+  readonly #custody: KeyCustody;
   readonly #logger: Logger;
   readonly #validityMs: number;
   readonly #refreshMarginMs: number;
@@ -119,9 +118,9 @@ export class OcspResponder {
   readonly #signing = new Map<string, Promise<OcspAnswer>>();
 
   constructor(deps: OcspResponderDependencies) {
-    this.#db = deps.db;
+    this.#certificates = new CertificateStore(deps.db);
     this.#ca = deps.ca;
-    this.#softwareKeys = deps.softwareKeys;
+    this.#custody = deps.custody;
     this.#logger = deps.logger;
     this.#validityMs = deps.settings.ocspResponseValidityMinutes * 60 * 1000;
     this.#refreshMarginMs = deps.refreshMarginMs ?? Math.min(this.#validityMs / 4, 10 * 60 * 1000);
@@ -157,7 +156,7 @@ export class OcspResponder {
    * responder, which is then re-issued.
    */
   async invalidate(certificateId: string): Promise<void> {
-    const [row] = await this.#db.select().from(certificates).where(eq(certificates.id, certificateId));
+    const row = await this.#certificates.find(certificateId);
     if (row) this.onRevoked(row);
   }
 
@@ -269,14 +268,7 @@ export class OcspResponder {
     const wanted = [...new Set(serials.filter((serial): serial is string => serial !== undefined && !known.has(serial)))];
     if (wanted.length > 0) {
       const generation = this.#generation;
-      const rows = await this.#db
-        .select({
-          serialNumber: certificates.serialNumber,
-          revokedAt: certificates.revokedAt,
-          revocationReason: certificates.revocationReason,
-        })
-        .from(certificates)
-        .where(and(eq(certificates.issuerCertificateId, caCertificateId), inArray(certificates.serialNumber, wanted)));
+      const rows = await this.#certificates.revocationStates(caCertificateId, wanted);
       const bySerial = new Map(rows.map((row) => [row.serialNumber, row]));
       const untilMs = now + this.#statusCacheMs;
       for (const serial of wanted) {
@@ -322,13 +314,9 @@ export class OcspResponder {
 
   async #loadIssuers(): Promise<void> {
     this.#issuersLoadedAt = Date.now();
-    const rows = await this.#db
-      .select({ id: certificates.id, pem: certificates.pem, revokedAt: certificates.revokedAt, expiresAt: certificates.expiresAt })
-      .from(certificates)
-      .where(inArray(certificates.certificateType, [...caCertificateTypes]))
-      // A renewed services intermediate shares name and key with the one it superseded, so their
-      // CertIDs are the same: the live one, read last, answers.
-      .orderBy(sql`${certificates.revokedAt} is null`, certificates.issuedAt);
+    // A renewed services intermediate shares name and key with the one it superseded, so their
+    // CertIDs are the same: the live one, read last, answers.
+    const rows = await this.#certificates.caCertificatesLiveLast();
     const issuers = new Map<string, KnownIssuer>();
     for (const row of rows) {
       const der = fromPem(row.pem, ['CERTIFICATE']);
@@ -362,7 +350,7 @@ export class OcspResponder {
         expiresAt: row.expiresAt,
         // The CA re-issues once a third of the validity is left; ask again from then on.
         renewAt: expires - (expires - issued) / 3,
-        identity: responderSigningIdentity(der, algorithm.identifier, (tbs) => this.#softwareKeys.sign(location, algorithm.hash, tbs)),
+        identity: responderSigningIdentity(der, algorithm.identifier, (tbs) => this.#custody.sign(location, algorithm.hash, tbs)),
       };
     };
     if (!current) return this.#cacheResponder(caCertificateId, load());

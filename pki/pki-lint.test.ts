@@ -54,7 +54,6 @@ beforeAll(async () => {
   const withAdapters = new CertificateAuthority({
     db: pki.handle.db,
     custody: pki.custody,
-    softwareKeys: pki.softwareKeys,
     settings: pkiSettings,
     networkHost: () => undefined,
     logger: createLogger('silent'),

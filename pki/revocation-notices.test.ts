@@ -24,8 +24,8 @@ const logger = createLogger('silent');
 async function serviceProcess(url: string, sealer: Sealer) {
   const handle = await openDatabase({ url });
   const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
-  const ca = new CertificateAuthority({ db: handle.db, custody: softwareKeys, softwareKeys, settings: pkiSettings, logger });
-  const ocsp = new OcspResponder({ db: handle.db, ca, softwareKeys, settings: pkiSettings, logger });
+  const ca = new CertificateAuthority({ db: handle.db, custody: softwareKeys, settings: pkiSettings, logger });
+  const ocsp = new OcspResponder({ db: handle.db, ca, custody: softwareKeys, settings: pkiSettings, logger });
   return { handle, ca, ocsp };
 }
 

@@ -60,6 +60,11 @@ export class DeviceRegistry {
       .where(eq(devices.tenantId, tenantId));
   }
 
+  /** Every device of the tenant, by device id. */
+  async list(tenantId: string): Promise<DeviceRow[]> {
+    return this.db.select().from(devices).where(eq(devices.tenantId, tenantId)).orderBy(devices.deviceId);
+  }
+
   /** Other devices of the tenant that already claim this serial number or MAC address. */
   async conflictsWith(tenantId: string, device: Pick<DeviceDescriptor, 'deviceId' | 'serialNumber' | 'macAddress'>) {
     const rows = await this.db

@@ -118,11 +118,11 @@ async function main() {
   // The service's own defaults, as an install without CA settings would run.
   const settings = loadConfig({ DATA_DIR: workDir }).ca;
   const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer: new Sealer(randomBytes(32)) });
-  const ca = new CertificateAuthority({ db: handle.db, custody: softwareKeys, softwareKeys, settings, logger });
+  const ca = new CertificateAuthority({ db: handle.db, custody: softwareKeys, settings, logger });
   const crls = new CrlPublisher({ db: handle.db, ca, settings, logger });
-  const ocsp = new OcspResponder({ db: handle.db, ca, softwareKeys, settings, logger });
+  const ocsp = new OcspResponder({ db: handle.db, ca, custody: softwareKeys, settings, logger });
   // The same responder reading every status from the database: the cost of a cold status.
-  const ocspReadingDatabase = new OcspResponder({ db: handle.db, ca, softwareKeys, settings, logger, statusCacheMs: 0 });
+  const ocspReadingDatabase = new OcspResponder({ db: handle.db, ca, custody: softwareKeys, settings, logger, statusCacheMs: 0 });
 
   let server: http.Server | undefined;
   try {

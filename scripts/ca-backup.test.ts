@@ -78,7 +78,7 @@ describe('npm run ca:backup and ca:restore', () => {
     handleA = await openDatabase({ url: urlA });
     const sealer = new Sealer(Buffer.from(kekA, 'base64'));
     const keys = new SoftwareKeyStore({ db: handleA.db, sealer });
-    const ca = new CertificateAuthority({ db: handleA.db, custody: keys, softwareKeys: keys, settings, logger });
+    const ca = new CertificateAuthority({ db: handleA.db, custody: keys, settings, logger });
     const { csrPem } = makeCsr({ key: 'P-256', subject: '/CN=cam-1', subjectAltName: 'IP:10.0.0.5' });
     const issued = await ca.issueDeviceCertificate({
       tenantId: 'acme',
@@ -149,7 +149,7 @@ describe('npm run ca:backup and ca:restore', () => {
     const handleB = await openDatabase({ url: urlB });
     try {
       const keys = new SoftwareKeyStore({ db: handleB.db, sealer: new Sealer(Buffer.from(kekB, 'base64')) });
-      const ca = new CertificateAuthority({ db: handleB.db, custody: keys, softwareKeys: keys, settings, logger });
+      const ca = new CertificateAuthority({ db: handleB.db, custody: keys, settings, logger });
       const original = await handleA.db.select().from(certificates);
       const rootRow = original.find((row) => row.certificateType === 'root')!;
       const intermediateRow = original.find((row) => row.certificateType === 'intermediate')!;

@@ -11,6 +11,9 @@ import type { Duration } from '@temporalio/common';
 import type { AlertSettings } from '../alerts/rules';
 import type { AlertWebhookSettings } from '../alerts/webhook';
 import { DeviceNetworks } from '../adapters/device-networks';
+import type { KeyCustodySettings } from '../custody';
+import type { CertificateAuthoritySettings } from '../pki/certificate-authority';
+import type { ScheduledCaBackupSettings } from '../pki/ca-backup-schedule';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z
@@ -130,9 +133,7 @@ export interface ServiceConfig {
     taskQueue: string;
     devServer: { port: number; uiPort: number; dbFile: string };
   };
-  keyCustody:
-    | { kind: 'pkcs11'; module: string; tokenLabel?: string; slot?: number; pin: string }
-    | { kind: 'software' };
+  keyCustody: KeyCustodySettings;
   authentication: {
     /** Set when bearer tokens from an identity provider are accepted besides API keys. */
     bearerTokens?: { issuer: string; audience: string; publicKeyPem: string; algorithms: string[] };
@@ -170,41 +171,14 @@ export interface ServiceConfig {
   /** Base64 of a 32-byte AES-256 key; unset means one is generated once under DATA_DIR. */
   keyEncryptionKey?: string;
   /** Scheduled, encrypted CA backups into a directory; absent when CA_BACKUP_DIRECTORY is unset. */
-  caBackup?: {
-    directory: string;
-    intervalHours: number;
-    /** Backups kept in the directory; older ones are removed after each new one is written. */
-    keep: number;
-    /** Where the passphrase is read from at each backup: a file, or the value itself. */
-    passphrase: { file: string } | { value: string };
-  };
+  caBackup?: ScheduledCaBackupSettings;
   discovery: {
     /** How long each scanner of a sweep listens and probes. */
     scanTimeoutMs: number;
     /** v2c read communities a sweep tries, in order; none means SNMPv3 engine discovery only. */
     snmpCommunities: string[];
   };
-  ca: {
-    rootValidityDays: number;
-    intermediateValidityDays: number;
-    deviceValidityDays: number;
-    keyAlgorithm: 'P-256' | 'P-384' | 'RSA-3072';
-    /** Base URL of the published CRLs, CA certificates and OCSP responder; the API's URL when unset. */
-    publicUrl?: string;
-    /** nextUpdate of each CRL, after thisUpdate. */
-    crlValidityHours: number;
-    /** How often the schedule republishes every CA's CRL (also published on each revocation). */
-    crlPublishIntervalMinutes: number;
-    /**
-     * nextUpdate of the roots' CRLs and validity of the roots' OCSP responders: both are signed
-     * with the root key, which stays offline between ceremonies, and re-signed once a third is left.
-     */
-    rootCrlValidityDays: number;
-    /** nextUpdate of OCSP responses; cached responses are re-signed shortly before it. */
-    ocspResponseValidityMinutes: number;
-    /** Device certificates are renewed once this fraction of their lifetime has passed. */
-    renewalAtFraction: number;
-  };
+  ca: CertificateAuthoritySettings;
 }
 
 /** Secrets may come from files (`NAME_FILE`), as container secrets are mounted, instead of the environment. */
@@ -224,7 +198,7 @@ function withFileSecrets(environment: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return resolved;
 }
 
-function caBackupSettings(env: z.infer<typeof environmentSchema>, directory: string): NonNullable<ServiceConfig['caBackup']> {
+function caBackupSettings(env: z.infer<typeof environmentSchema>, directory: string): ScheduledCaBackupSettings {
   const passphrase = env.CA_BACKUP_PASSPHRASE_FILE
     ? { file: env.CA_BACKUP_PASSPHRASE_FILE }
     : env.CA_BACKUP_PASSPHRASE
@@ -279,7 +253,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     }
   }
 
-  let keyCustody: ServiceConfig['keyCustody'] = { kind: 'software' };
+  let keyCustody: KeyCustodySettings = { kind: 'software' };
   if (env.HSM_MODULE) {
     if (!env.HSM_PIN) throw new ConfigurationError('HSM_PIN: required when HSM_MODULE is set');
     if (!env.HSM_TOKEN_LABEL && env.HSM_SLOT === undefined) {

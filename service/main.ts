@@ -15,12 +15,12 @@ import { BearerTokenVerifier } from '../access/bearer-tokens';
 import { deviceAdapters } from '../adapters';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import type { DeviceAdapter } from '../adapters/device-adapter';
-import { SoftwareKeyStore } from '../custody/software-keystore';
 import { createApp } from '../api/app';
 import { createProvisioningActivities } from '../activities/provisioning';
 import { TemplateCatalog } from '../configuration/templates';
 import { CompliancePolicies } from '../configuration/compliance-policies';
-import { DeviceConfigurations, dataKeyPurposeOf } from '../configuration/device-configurations';
+import { DeviceConfigurations } from '../configuration/device-configurations';
+import { dataKeyPurposeOf } from '../configuration/device-parameters';
 import { configurationOperations } from '../api/routes/configuration';
 import { createKeyCustody } from '../custody';
 import type { KeyCustody } from '../custody/key-custody';
@@ -51,7 +51,8 @@ import { applyCaBackupSchedule } from '../pki/ca-backup-schedule';
 import { createCaBackupActivities } from '../activities/ca-backup';
 import { createConfigurationActivities } from '../activities/configuration';
 import { configurationJobOperations } from '../api/routes/configuration-jobs';
-import { CertificateInventory } from '../pki/certificate-inventory';
+import type { CertificateInventory } from '../pki/certificate-inventory';
+import { CertificateStore } from '../pki/certificate-store';
 import { CrlPublisher } from '../pki/crl';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
 import { OcspResponder } from '../pki/ocsp-responder';
@@ -90,7 +91,6 @@ export interface ServiceParts {
   /** Keys of the codec that encrypts every workflow payload; clients and workers must share them. */
   payloadKeyring: PayloadKeyring;
   custody: KeyCustody;
-  softwareKeys: SoftwareKeyStore;
   ca: CertificateAuthority;
   /** Where CRLs, CA certificates and OCSP are published (the URLs certificates carry). */
   publication: PkiPublication;
@@ -121,7 +121,6 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir });
   const keyEncryptionKey = await readKeyEncryptionKey({ keyEncryptionKey: config.keyEncryptionKey, dataDir: config.dataDir }, logger);
   const sealer = new Sealer(keyEncryptionKey);
-  const softwareKeys = new SoftwareKeyStore({ db: database.db, sealer });
   const custody = await createKeyCustody(config.keyCustody, { db: database.db, sealer });
   const publication = new PkiPublication(config.ca.publicUrl);
   const networks = config.deviceNetworks;
@@ -129,14 +128,13 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
   const ca = new CertificateAuthority({
     db: database.db,
     custody,
-    softwareKeys,
     settings: config.ca,
     publication,
     networkHost: (protocol, address) => adapters.get(protocol)?.networkHost(address),
     logger,
   });
   const crls = new CrlPublisher({ db: database.db, ca, settings: config.ca, logger });
-  const ocsp = new OcspResponder({ db: database.db, ca, softwareKeys, settings: config.ca, logger });
+  const ocsp = new OcspResponder({ db: database.db, ca, custody, settings: config.ca, logger });
   // Relying parties learn of a revocation at once: a new CRL from the issuer, no cached OCSP "good"
   // here or in any other process sharing the database.
   ca.onRevoked(async (revoked) => {
@@ -164,10 +162,9 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     payloadKeyring: loadPayloadKeyring({ payloadKeys: config.payloadEncryption.keys, keyEncryptionKey }),
     approvals: new ApprovalPolicies(database.db),
     custody,
-    softwareKeys,
     ca,
     publication,
-    inventory: new CertificateInventory(database.db),
+    inventory: new CertificateStore(database.db),
     crls,
     ocsp,
     vault,

@@ -153,44 +153,28 @@ function tablesOwnedBy(edges: ImportEdge[]): Map<string, string[]> {
  */
 const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores' | 'databaseFromEdges', string[]> = {
   upward: [
-    'activities/ca-backup.ts -> service/config.ts',
     'adapters/bacnet/settings.ts -> configuration/settings-schemas.ts',
     'adapters/onvif/settings.ts -> configuration/settings-schemas.ts',
     'adapters/osdp/settings.ts -> configuration/settings-schemas.ts',
     'adapters/snmp/settings.ts -> configuration/settings-schemas.ts',
     'api/app.ts -> service/config.ts',
     'custody/device-secrets.ts -> adapters/device-adapter.ts',
-    'custody/hsm-pkcs11/pkcs11-key-custody.ts -> pki/public-key.ts',
-    'custody/index.ts -> service/config.ts',
     'observability/runtime-metrics.ts -> workflows/metrics.ts',
-    'pki/certificate-authority.ts -> service/config.ts',
-    'pki/crl.ts -> service/config.ts',
-    'pki/ocsp-responder.ts -> service/config.ts',
   ],
   cycles: [
     'activities adapters alerts configuration custody discovery pki provisioning registry workflows',
   ],
   sharedTables: [
-    'alerts: alerts/alert-store.ts, alerts/rules.ts, observability/metrics.ts',
     'devices: alerts/rules.ts, observability/metrics.ts, registry/device-registry.ts',
-    'certificates: alerts/rules.ts, api/routes/certificates.ts, api/schemas.ts, observability/metrics.ts, pki/ca-backup.ts, pki/certificate-authority.ts, pki/certificate-inventory.ts, pki/crl.ts, pki/est.ts, pki/ocsp-responder.ts',
+    'alerts: alerts/alert-store.ts, alerts/rules.ts, observability/metrics.ts',
     'configurationTemplates: configuration/templates.ts, observability/metrics.ts',
-    'softwareKeys: custody/software-keystore/software-key-store.ts, pki/ca-backup.ts',
-    'certificateRevocationLists: pki/ca-backup.ts, pki/crl.ts',
   ],
   sqlOutsideStores: [
     'activities/configuration.ts',
     'alerts/alert-store.ts',
     'alerts/rules.ts',
     'api/routes/configuration-jobs.ts',
-    'custody/software-keystore/software-key-store.ts',
     'observability/metrics.ts',
-    'pki/ca-backup.ts',
-    'pki/certificate-authority.ts',
-    'pki/certificate-inventory.ts',
-    'pki/crl.ts',
-    'pki/est.ts',
-    'pki/ocsp-responder.ts',
     'registry/device-registry.ts',
   ],
   databaseFromEdges: [
@@ -206,12 +190,10 @@ const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores
     'api/routes/alerts.ts -> db/schema.ts',
     'api/routes/approvals.ts -> db/schema.ts',
     'api/routes/audit.ts -> db/schema.ts',
-    'api/routes/certificates.ts -> db/schema.ts',
     'api/routes/configuration-jobs.ts -> drizzle-orm',
     'api/routes/configuration-jobs.ts -> db/client.ts',
     'api/routes/configuration-jobs.ts -> db/schema.ts',
     'api/routes/discovery.ts -> db/schema.ts',
-    'api/schemas.ts -> db/schema.ts',
   ],
 };
 

@@ -1,13 +1,12 @@
 import type { Response } from 'express';
 import { z } from 'zod';
-import { certificates, type CertificateRow } from '../../db/schema';
-import type { CertificateAuthority } from '../../pki/certificate-authority';
+import type { CaHierarchy, CertificateAuthorityService } from '../../pki/certificate-authority';
+import { certificateTypes, revocationReasons, type CertificateRow, type RevocationReason } from '../../pki/certificate-store';
 import { identifierPattern } from '../../registry/identifiers';
 import type { DeviceRegistry } from '../../registry/device-registry';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError, type FieldProblem } from '../../foundation/errors';
 import type { CertificateInventory, CertificatePins } from '../../pki/certificate-inventory';
 import type { AuditLog } from '../../audit/audit-log';
-import { revocationReasons, type RevocationReason } from '../../pki/certificate-authority';
 import { roleAllows } from '../../access/roles';
 import { operation, type AnyOperation } from '../operation';
 import { deviceCertificateSchema, issuedCertificateSchema, pemChain } from '../schemas';
@@ -86,7 +85,7 @@ const revokeSchema = z
 
 const listQuery = z
   .object({
-    certificateType: z.enum(certificates.certificateType.enumValues).optional(),
+    certificateType: z.enum(certificateTypes).optional(),
     deviceId: z.string().regex(identifierPattern, 'must be a device id').optional(),
     site: z.string().regex(identifierPattern, 'must be a site id').optional(),
     expiringWithinDays: z.coerce.number().int().min(0).max(3650).optional(),
@@ -111,7 +110,7 @@ function decodeCursor(cursor: string): { expiresAt: Date; id: string } {
 }
 
 export function certificateOperations(
-  ca: CertificateAuthority,
+  ca: CertificateAuthorityService & CaHierarchy,
   registry: DeviceRegistry,
   inventory: CertificateInventory,
   audit: Pick<AuditLog, 'append'>,

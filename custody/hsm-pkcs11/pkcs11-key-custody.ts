@@ -14,8 +14,8 @@ import {
   ecSubjectPublicKeyInfo,
   rsaSubjectPublicKeyInfo,
   type EcCurve,
-} from '../../pki/public-key';
-import { DependencyUnavailableError, NotFoundError, ValidationError } from '../../foundation/errors';
+} from '../../x509/public-key';
+import { DependencyUnavailableError, NotFoundError, PolicyViolationError, ValidationError } from '../../foundation/errors';
 import type { Logger } from '../../foundation/logger';
 import { SealedValueError } from '../sealing';
 import { formatPkcs11Uri, parsePkcs11Uri } from './pkcs11-uri';
@@ -256,6 +256,15 @@ export class Pkcs11KeyCustody implements KeyCustody {
       if (!handle) throw new NotFoundError(`no public key with id ${id.toString('hex')} on token "${this.tokenLabel}"`);
       return this.#readPublicKey(session, handle, location);
     });
+  }
+
+  /** Nothing leaves the token: keys the service must hold in memory are made in the software store. */
+  async createExportableKey(label: string): Promise<KeyHandle> {
+    throw new PolicyViolationError(`the HSM keeps every key on its token; ${label} must be made in the software key store`);
+  }
+
+  async unsealPrivateKeyPem(location: string): Promise<string> {
+    throw new PolicyViolationError(`key ${location} is on the HSM token and never leaves it`);
   }
 
   async sign(location: string, hash: HashAlgorithm, data: Uint8Array): Promise<Uint8Array> {

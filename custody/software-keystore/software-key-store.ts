@@ -5,9 +5,11 @@
  */
 import { createCipheriv, createDecipheriv, createPrivateKey, generateKeyPair, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { Database } from '../../db/client';
-import { softwareKeys } from '../../db/schema';
+import { insertInBatches, rowBatchSize, rowCodec } from '../../db/row-transfer';
+import { softwareKeys, type SoftwareKeyRow } from '../../db/schema';
+import type { Executor } from '../../db/transactions';
 import { associatedData, SealedValueError, type Sealer } from '../sealing';
 import type { HashAlgorithm, KeyAlgorithm, KeyCustody, KeyHandle } from '../key-custody';
 import { NotFoundError, PolicyViolationError, ValidationError } from '../../foundation/errors';
@@ -192,14 +194,47 @@ export class SoftwareKeyStore implements KeyCustody {
   }
 }
 
+export type { SoftwareKeyRow };
+export type NewSoftwareKeyRow = typeof softwareKeys.$inferInsert;
+
+/** Rows of this table as a CA backup carries them. */
+export const softwareKeyRowCodec = rowCodec(softwareKeys);
+
+/**
+ * The store's rows as they are, sealed (a CA backup and its restore), on the database or on a
+ * transaction someone else opened. Unsealing and sealing them again is the backup's to do.
+ */
+export class SoftwareKeyRows {
+  readonly #db: Executor;
+
+  constructor(db: Executor) {
+    this.#db = db;
+  }
+
+  async byIds(ids: string[]): Promise<SoftwareKeyRow[]> {
+    const unique = [...new Set(ids)];
+    const rows: SoftwareKeyRow[] = [];
+    for (let start = 0; start < unique.length; start += rowBatchSize) {
+      rows.push(...(await this.#db.select().from(softwareKeys).where(inArray(softwareKeys.id, unique.slice(start, start + rowBatchSize)))));
+    }
+    return rows;
+  }
+
+  async insertAll(rows: NewSoftwareKeyRow[]): Promise<void> {
+    await insertInBatches(this.#db, softwareKeys, rows);
+  }
+}
+
 function idOf(location: string): string {
   const id = location.startsWith(locationPrefix) ? location.slice(locationPrefix.length) : '';
   if (!uuidPattern.test(id)) throw new NotFoundError(`"${location}" is not a software key location`);
   return id;
 }
 
-/** Binds the sealed key to its row and algorithm, so rows cannot be swapped or relabelled. */
-/** The associated data each key is sealed under; a backup re-sealing keys must use the same. */
+/**
+ * The associated data each key is sealed under: it binds the sealed key to its row and algorithm,
+ * so rows cannot be swapped or relabelled. A backup re-sealing keys must use the same.
+ */
 export function softwareKeyBinding(id: string, algorithm: string): string {
   return associatedData('software-key', id, algorithm);
 }

@@ -10,7 +10,6 @@ import path from 'node:path';
 import { ContentInfo, SignedData } from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initialCredentialsPurpose } from '../../registry/initial-credentials';
-import { SoftwareKeyStore } from '../../custody/software-keystore';
 import { createEstServer, type EstServer } from '../../api/est-server';
 import { AuditLog } from '../../audit/audit-log';
 import type { KeyCustody } from '../../custody/key-custody';
@@ -62,9 +61,8 @@ describe('EST server (RFC 7030) with curl and openssl as the client', () => {
   beforeAll(async () => {
     handle = await openTestDatabase('server');
     const sealer = new Sealer(randomBytes(32));
-    const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
     custody = await openTestCustody('pkcs11', { db: handle.db, sealer });
-    ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings, logger });
+    ca = new CertificateAuthority({ db: handle.db, custody, settings, logger });
     registry = new DeviceRegistry(handle.db);
     vault = new SecretVault({ db: handle.db, sealer });
     audit = new AuditLog({ db: handle.db, logger });

@@ -60,9 +60,9 @@ export async function startPki(options: {
   const sealer = new Sealer(Buffer.alloc(32, 9));
   const softwareKeys = new SoftwareKeyStore({ db: handle.db, sealer });
   const custody = await openTestCustody(options.custody, { db: handle.db, sealer });
-  const ca = new CertificateAuthority({ db: handle.db, custody, softwareKeys, settings: pkiSettings, logger });
+  const ca = new CertificateAuthority({ db: handle.db, custody, settings: pkiSettings, logger });
   const crls = new CrlPublisher({ db: handle.db, ca, settings: pkiSettings, logger });
-  const ocsp = new OcspResponder({ db: handle.db, ca, softwareKeys, settings: pkiSettings, logger, ...options.ocsp });
+  const ocsp = new OcspResponder({ db: handle.db, ca, custody, settings: pkiSettings, logger, ...options.ocsp });
 
   const app = express();
   app.use(

@@ -5,8 +5,11 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { AlgorithmIdentifier, PublicKeyInfo } from 'pkijs';
-import type { HashAlgorithm, KeyAlgorithm } from '../custody/key-custody';
-import { oids } from '../x509/oids';
+import { oids } from './oids';
+
+/** The key pairs the CA makes and certifies, by curve or modulus size. */
+export type KeyAlgorithm = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072';
+export type HashAlgorithm = 'SHA-256' | 'SHA-384';
 
 export type EcCurve = 'P-256' | 'P-384';
 
@@ -34,7 +37,7 @@ export function describePublicKey(spki: Uint8Array): PublicKeyDescription {
   return { kind: 'unsupported', name: key.asymmetricKeyType ?? 'unknown' };
 }
 
-/** The custody algorithm of a CA key, from its public key. */
+/** The algorithm of a CA key, from its public key. */
 export function keyAlgorithmOf(spki: Uint8Array): KeyAlgorithm {
   const description = describePublicKey(spki);
   if (description.kind === 'ec') return description.curve;
