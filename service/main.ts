@@ -141,7 +141,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     if (revoked.issuerCertificateId) await crls.publish(revoked.issuerCertificateId);
   });
   const stopFollowingRevocations = await followRevocations(database, ocsp, logger);
-  const templates = new TemplateCatalog(database.db);
+  const templates = new TemplateCatalog({ db: database.db, adapters });
   await templates.ensureBuiltIns();
   const audit = new AuditLog({ db: database.db, logger });
   // Configuration secrets are sealed under per-tenant data keys that key custody keeps wrapped.

@@ -154,13 +154,8 @@ function tablesOwnedBy(edges: ImportEdge[]): Map<string, string[]> {
 const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores' | 'databaseFromEdges', string[]> = {
   upward: [
     'activities/ca-backup.ts -> service/config.ts',
-    'adapters/bacnet/settings.ts -> configuration/settings-schemas.ts',
-    'adapters/onvif/settings.ts -> configuration/settings-schemas.ts',
-    'adapters/osdp/settings.ts -> configuration/settings-schemas.ts',
-    'adapters/snmp/settings.ts -> configuration/settings-schemas.ts',
     'api/app.ts -> service/config.ts',
     'bulk/bulk-import.ts -> activities/provisioning.ts',
-    'custody/device-secrets.ts -> adapters/device-adapter.ts',
     'custody/hsm-pkcs11/pkcs11-key-custody.ts -> pki/public-key.ts',
     'custody/index.ts -> service/config.ts',
     'discovery/discovery-store.ts -> provisioning/requests.ts',

@@ -8,7 +8,7 @@ import { isNull } from 'drizzle-orm';
 import express from 'express';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { builtInTemplates } from '../../configuration/templates';
+import { httpsBuiltInTemplates } from '../../adapters/https/settings';
 import { certificates } from '../../db/schema';
 import { createMetricsRegistry, expiryBucket, metricsHandler } from '../../observability/metrics';
 import { workerMetricsUrl, workerRuntimeTelemetry } from '../../observability/runtime-metrics';
@@ -78,7 +78,7 @@ function scrapeUntil(ready: (samples: Sample[]) => boolean, what: string): Promi
 }
 
 async function templateFor(tenantId: string, id: string) {
-  const body = { ...builtInTemplates[0].body };
+  const body = { ...httpsBuiltInTemplates[0].body };
   await service.parts.templates.create(tenantId, { id, name: 'Cameras', protocol: 'https', body });
   return { id, body };
 }
