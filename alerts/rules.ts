@@ -8,9 +8,10 @@
 import { and, asc, eq, inArray, isNotNull, isNull, lte, ne, notExists } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
-import { alerts, certificates, devices } from '../db/schema';
+import { certificates, devices } from '../db/schema';
+import type { DeviceRegistry } from '../registry/device-registry';
 import { provisioningSearchAttributes, tenantVisibilityFilter } from '../workflows/definitions';
-import { alertFingerprint, alertKinds, type AlertKind, type RaiseAlertInput } from './alert-store';
+import { alertFingerprint, alertKinds, type AlertKind, type AlertStore, type RaiseAlertInput } from './alert-store';
 
 export interface AlertSettings {
   certificateExpiry: {
@@ -207,21 +208,31 @@ export function alertRules(deps: { db: Database; count: WorkflowCounter; setting
   ];
 }
 
+/** Where the tenants to evaluate are found. */
+export interface AlertedRecords {
+  db: Database;
+  devices: DeviceRegistry;
+  alerts: AlertStore;
+}
+
 /**
  * Tenants worth evaluating: those with certificates or devices, and those with open alerts of the
  * rules' kinds (so an alert still clears when its tenant has nothing left).
  */
-export async function tenantsToEvaluate(db: Database, rules: readonly AlertRule[]): Promise<string[]> {
-  const kinds = rules.flatMap((rule) => rule.kinds);
-  const rows = await db
-    .selectDistinct({ tenantId: certificates.tenantId })
-    .from(certificates)
-    .union(db.selectDistinct({ tenantId: devices.tenantId }).from(devices))
-    .union(
-      db
-        .selectDistinct({ tenantId: alerts.tenantId })
-        .from(alerts)
-        .where(and(isNull(alerts.resolvedAt), inArray(alerts.kind, kinds))),
-    );
-  return rows.map((row) => row.tenantId).sort();
+export async function tenantsToEvaluate(records: AlertedRecords, rules: readonly AlertRule[]): Promise<string[]> {
+  const withCertificates = await records.db.selectDistinct({ tenantId: certificates.tenantId }).from(certificates);
+  const withDevices = await records.devices.tenants();
+  const withAlerts = await records.alerts.tenantsWithOpenAlerts(rules.flatMap((rule) => rule.kinds));
+  return [...new Set([...withCertificates.map((row) => row.tenantId), ...withDevices, ...withAlerts])].sort();
+}
+
+/** The rules the scheduled evaluation runs, and the tenants it runs them for. */
+export interface ScheduledAlertRules {
+  rules: readonly AlertRule[];
+  tenants(): Promise<string[]>;
+}
+
+export function scheduledAlertRules(deps: AlertedRecords & { count: WorkflowCounter; settings?: AlertSettings }): ScheduledAlertRules {
+  const rules = alertRules({ db: deps.db, count: deps.count, settings: deps.settings ?? defaultAlertSettings });
+  return { rules, tenants: () => tenantsToEvaluate(deps, rules) };
 }

@@ -374,6 +374,12 @@ export class TemplateCatalog {
     return rows.map(toTemplate);
   }
 
+  /** The version every template of every tenant is at now, by template id. */
+  async currentVersions(): Promise<Map<string, number>> {
+    const rows = await this.db.select({ id: configurationTemplates.id, version: configurationTemplates.version }).from(configurationTemplates);
+    return new Map(rows.map((row) => [row.id, row.version]));
+  }
+
   async get(tenantId: string, id: string): Promise<ConfigurationTemplate> {
     const [row] = await this.db
       .select()

@@ -17,6 +17,7 @@ import { certificates, devices, type CertificateRow, type DeviceRow } from '../d
 import { createLogger } from '../foundation/logger';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { testDeviceNetworks } from '../test/support/device-networks';
+import { DeviceRegistry } from '../registry/device-registry';
 import { parseSamples, samplesOf, total } from '../test/support/prometheus';
 import { createMetricsRegistry, expiryBucket, expiryBuckets, metricsHandler } from './metrics';
 
@@ -48,7 +49,14 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
 
   beforeAll(async () => {
     database = await openTestDatabase(kind);
-    registry = createMetricsRegistry({ db: database.db, logger, now: () => now });
+    registry = createMetricsRegistry({
+      db: database.db,
+      devices: new DeviceRegistry(database.db),
+      templates: new TemplateCatalog({ db: database.db, adapters: deviceAdapters(testDeviceNetworks) }),
+      alerts: new AlertStore({ db: database.db }),
+      logger,
+      now: () => now,
+    });
   });
   afterAll(async () => {
     await database?.close();

@@ -59,6 +59,7 @@ import { createBulkActivities } from '../activities/bulk';
 import { BulkImporter } from '../bulk/bulk-import';
 import { BulkJobs } from '../bulk/bulk-jobs';
 import { AlertStore } from '../alerts/alert-store';
+import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import { ensureAlertSchedule } from '../alerts/schedule';
 import { createMetricsRegistry, metricsHandler } from '../observability/metrics';
 import { workerMetricsUrl } from '../observability/runtime-metrics';
@@ -261,11 +262,15 @@ export function createProvisioningWorker(
           : {}),
       }),
       ...createAlertActivities({
-        db: parts.database.db,
-        client: options.client,
+        alerts: parts.alerts,
+        rules: scheduledAlertRules({
+          db: parts.database.db,
+          devices: parts.registry,
+          alerts: parts.alerts,
+          count: visibilityCounter(options.client),
+          settings: options.alerts.settings,
+        }),
         webhook: options.alerts.webhook,
-        settings: options.alerts.settings,
-        recordAudit: (event) => parts.audit.append(event),
         logger: options.logger,
       }),
     },
@@ -515,7 +520,13 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     metrics.get(
       '/metrics',
       metricsHandler({
-        registry: createMetricsRegistry({ db: parts.database.db, logger }),
+        registry: createMetricsRegistry({
+          db: parts.database.db,
+          devices: parts.registry,
+          templates: parts.templates,
+          alerts: parts.alerts,
+          logger,
+        }),
         temporalMetricsUrl: workerMetricsAddress ? workerMetricsUrl(workerMetricsAddress) : undefined,
         logger,
       }),

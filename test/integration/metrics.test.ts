@@ -44,7 +44,14 @@ beforeAll(async () => {
   });
   service = await startTestService();
 
-  const registry = createMetricsRegistry({ db: service.parts.database.db, logger: testLogger, now: () => scrapedAt });
+  const registry = createMetricsRegistry({
+    db: service.parts.database.db,
+    devices: service.parts.registry,
+    templates: service.parts.templates,
+    alerts: service.parts.alerts,
+    logger: testLogger,
+    now: () => scrapedAt,
+  });
   const app = express();
   app.get('/metrics', metricsHandler({ registry, temporalMetricsUrl: workerMetricsUrl(bindAddress), logger: testLogger }));
   server = await new Promise<http.Server>((resolve) => {
