@@ -27,18 +27,6 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-/**
- * A PostgreSQL data exception (SQLSTATE class 22: text it cannot store, a number out of range, a
- * malformed value), however the driver wraps it. The same input fails the same way every time.
- */
-export function isDataException(error: unknown): boolean {
-  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)) return true;
-  }
-  return false;
-}
-
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 
 /** Serialises migrations when several service processes start against one server at once. */

@@ -32,6 +32,11 @@ import { parseScanScope, scopeOutsideNetworks, type ScanScope } from './scope';
 export const siteScanners = ['ws-discovery', 'mdns', 'ssdp', 'snmp', 'bacnet'] as const;
 export type SiteScanner = (typeof siteScanners)[number];
 
+/** A device as discovery recorded it: where it was seen, what it showed, and what it matched. */
+export type DiscoveredDeviceRecord = DiscoveredDeviceRow;
+/** A conflict or move discovery surfaced, as recorded. */
+export type DiscoveryEventRecord = DiscoveryEventRow;
+
 export const minSweepIntervalMinutes = 5;
 /** A week. */
 export const maxSweepIntervalMinutes = 10_080;

@@ -246,12 +246,12 @@ export function createProvisioningWorker(
         logger: options.logger,
       }),
       ...createBulkActivities({ db: parts.database.db, client: options.client }),
-      ...createConfigurationActivities({ ...parts, db: parts.database.db, logger: options.logger }),
+      ...createConfigurationActivities({ ...parts, logger: options.logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ ...parts, settings: options.caBackup, systemTenant: systemAuditTenant, logger: options.logger })
         : {}),
       ...createDiscoveryActivities({
-        db: parts.database.db,
+        discovery: parts.discovery,
         alerts: parts.alerts,
         audit: parts.audit,
         zeroTouch: createZeroTouchRegistrations(parts, options.client, options.taskQueue),
