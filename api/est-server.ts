@@ -16,10 +16,6 @@ import https from 'node:https';
 import { isIP, type AddressInfo } from 'node:net';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { AuditLog } from '../audit/audit-log';
-import type { SecretVault } from '../custody/secret-vault';
-import type { Database } from '../db/client';
-import type { CertificateAuthority } from '../pki/certificate-authority';
 import {
   base64Lines,
   certsOnly,
@@ -36,7 +32,6 @@ import {
   type FailedAuthenticationLimits,
 } from '../pki/est';
 import { fromPem } from '../x509/pem';
-import type { DeviceRegistry } from '../registry/device-registry';
 import {
   BadCsrError,
   ForbiddenError,
@@ -51,16 +46,8 @@ import {
 import type { Logger } from '../foundation/logger';
 import { problemOf, sendProblem } from './problem';
 
-export interface EstServerDependencies {
-  db: Database;
-  ca: CertificateAuthority;
-  registry: DeviceRegistry;
-  vault: SecretVault;
-  audit: AuditLog;
-  logger: Logger;
-  /** The device's renewal workflow follows each certificate EST issues. */
-  renewals?: EstEnrolmentDependencies['renewals'];
-}
+/** What enrolment needs; the listener adds the audit chain and throttling from its options. */
+export type EstServerDependencies = Omit<EstEnrolmentDependencies, 'systemAuditTenant' | 'failedAuthentications'>;
 
 export interface EstServerOptions {
   /** Address to listen on (loopback in tests); port 0 picks a free one. */

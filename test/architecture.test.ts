@@ -154,7 +154,6 @@ function tablesOwnedBy(edges: ImportEdge[]): Map<string, string[]> {
 const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores' | 'databaseFromEdges', string[]> = {
   upward: [
     'activities/ca-backup.ts -> service/config.ts',
-    'api/app.ts -> service/config.ts',
     'bulk/bulk-import.ts -> activities/provisioning.ts',
     'custody/hsm-pkcs11/pkcs11-key-custody.ts -> pki/public-key.ts',
     'custody/index.ts -> service/config.ts',
@@ -207,7 +206,6 @@ const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores
     'activities/zero-touch.ts -> drizzle-orm',
     'activities/zero-touch.ts -> db/client.ts',
     'activities/zero-touch.ts -> db/schema.ts',
-    'api/est-server.ts -> db/client.ts',
     'api/routes/alerts.ts -> db/schema.ts',
     'api/routes/approvals.ts -> db/schema.ts',
     'api/routes/audit.ts -> db/schema.ts',
