@@ -158,7 +158,6 @@ const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores
     'custody/hsm-pkcs11/pkcs11-key-custody.ts -> pki/public-key.ts',
     'custody/index.ts -> service/config.ts',
     'discovery/discovery-store.ts -> provisioning/requests.ts',
-    'observability/runtime-metrics.ts -> workflows/metrics.ts',
     'pki/certificate-authority.ts -> service/config.ts',
     'pki/crl.ts -> service/config.ts',
     'pki/est.ts -> activities/provisioning.ts',
