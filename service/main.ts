@@ -42,6 +42,8 @@ import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
+import { DriftChecks } from '../configuration/drift-checks';
+import { ConfigurationRollouts } from '../configuration/rollouts';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -341,7 +343,16 @@ export function createServiceApi(
       ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
       ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
       ...configurationOperations(parts),
-      ...configurationJobOperations({ ...parts, client, taskQueue: config.temporal.taskQueue }),
+      ...configurationJobOperations({
+        rollouts: new ConfigurationRollouts({
+          client,
+          taskQueue: config.temporal.taskQueue,
+          templates: parts.templates,
+          configurations: parts.configurations,
+          registry: parts.registry,
+        }),
+        driftChecks: new DriftChecks({ client, taskQueue: config.temporal.taskQueue, policies: parts.driftPolicies }),
+      }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         protocols: [...parts.adapters.keys()],
