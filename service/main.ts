@@ -30,6 +30,7 @@ import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { PkiPublication } from '../pki/publication';
+import { IntermediateRotations } from '../pki/rotations';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
@@ -340,7 +341,10 @@ export function createServiceApi(
     pki: { crls: parts.crls, ocsp: parts.ocsp },
     protocols: [...parts.adapters.keys()],
     extraOperations: [
-      ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
+      ...certificateLifecycleOperations({
+        renewals,
+        rotations: new IntermediateRotations({ client, taskQueue: config.temporal.taskQueue, inventory: parts.inventory }),
+      }),
       ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
       ...configurationOperations(parts),
       ...configurationJobOperations({
