@@ -42,6 +42,7 @@ import { DiscoveryStore } from '../discovery/discovery-store';
 import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
+import { DiscoverySweeps } from '../discovery/sweeps';
 import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
 import { DriftChecks } from '../configuration/drift-checks';
 import { ConfigurationRollouts } from '../configuration/rollouts';
@@ -345,7 +346,10 @@ export function createServiceApi(
         renewals,
         rotations: new IntermediateRotations({ client, taskQueue: config.temporal.taskQueue, inventory: parts.inventory }),
       }),
-      ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
+      ...discoveryOperations({
+        store: parts.discovery,
+        sweeps: new DiscoverySweeps({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
+      }),
       ...configurationOperations(parts),
       ...configurationJobOperations({
         rollouts: new ConfigurationRollouts({

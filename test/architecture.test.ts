@@ -205,7 +205,6 @@ const knownDebt: Record<'upward' | 'cycles' | 'sharedTables' | 'sqlOutsideStores
     'activities/zero-touch.ts -> db/client.ts',
     'activities/zero-touch.ts -> db/schema.ts',
     'api/routes/certificates.ts -> db/schema.ts',
-    'api/routes/discovery.ts -> db/schema.ts',
     'api/schemas.ts -> db/schema.ts',
   ],
 };
