@@ -44,6 +44,11 @@ export class DeviceRegistry {
     return row;
   }
 
+  /** Every device of the tenant. */
+  list(tenantId: string): Promise<RegisteredDevice[]> {
+    return this.db.select().from(devices).where(eq(devices.tenantId, tenantId));
+  }
+
   /** The registered devices among `deviceIds`, in no particular order; ids nobody registered are left out. */
   async findMany(tenantId: string, deviceIds: readonly string[]): Promise<RegisteredDevice[]> {
     const rows: RegisteredDevice[] = [];

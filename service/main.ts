@@ -178,7 +178,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     driftPolicies: new DriftPolicies(database.db),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
-    discovery: new DiscoveryStore({ db: database.db, networks }),
+    discovery: new DiscoveryStore({ db: database.db, networks, registry }),
     networks,
     adapters,
     adapterFor: (protocol) => {
