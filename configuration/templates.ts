@@ -201,7 +201,6 @@ export function templateContextFor(
 export interface RenderableTemplate {
   id?: string;
   templateId?: string;
-  protocol: string;
   body: Record<string, unknown>;
 }
 
