@@ -5,22 +5,18 @@
  * stopped.
  */
 import { Context } from '@temporalio/activity';
-import type { Client } from '@temporalio/client';
-import { AlertStore, alertState, type RecordAlertAudit } from '../alerts/alert-store';
-import { alertRules, defaultAlertSettings, tenantsToEvaluate, visibilityCounter, type AlertSettings } from '../alerts/rules';
+import { alertState, type AlertStore } from '../alerts/alert-store';
+import type { ScheduledAlertRules } from '../alerts/rules';
 import { AlertWebhook, alertNotification, type AlertWebhookSettings } from '../alerts/webhook';
-import type { Database } from '../db/client';
 import type { Logger } from '../foundation/logger';
 
 export interface AlertActivityDependencies {
-  db: Database;
-  /** Counts provisioning runs through Temporal visibility; its namespace is the one counted. */
-  client: Client;
+  /** Where alerts are opened and resolved; it audits every alert raised, resolved and delivery attempt. */
+  alerts: AlertStore;
+  /** The rules to evaluate and the tenants to evaluate them for. */
+  rules: ScheduledAlertRules;
   /** Unset: alerts are still raised, resolved and audited, but not sent anywhere. */
   webhook?: AlertWebhookSettings;
-  settings?: AlertSettings;
-  /** Writes to the audit trail; every alert raised, resolved and delivery attempt goes through it. */
-  recordAudit: RecordAlertAudit;
   logger: Logger;
   /** The clock the rules measure against; tests fix it. */
   now?: () => Date;
@@ -51,11 +47,10 @@ const deliveryBatchSize = 100;
 const deliveryConcurrency = 5;
 
 export function createAlertActivities(deps: AlertActivityDependencies) {
-  const { db, logger } = deps;
+  const { alerts: store, logger } = deps;
+  const { rules } = deps.rules;
   const log = logger.child({ component: 'alerts' });
   const now = deps.now ?? (() => new Date());
-  const store = new AlertStore({ db, recordAudit: deps.recordAudit });
-  const rules = alertRules({ db, count: visibilityCounter(deps.client), settings: deps.settings ?? defaultAlertSettings });
   const webhook = deps.webhook ? new AlertWebhook(deps.webhook, logger) : undefined;
 
   return {
@@ -67,7 +62,7 @@ export function createAlertActivities(deps: AlertActivityDependencies) {
      */
     async evaluateAlertRules(input: { tenantIds?: string[] } = {}): Promise<AlertEvaluationResult> {
       const context = Context.current();
-      const tenants = input.tenantIds ?? (await tenantsToEvaluate(db, rules));
+      const tenants = input.tenantIds ?? (await deps.rules.tenants());
       const at = now();
       const result: AlertEvaluationResult = { tenants: tenants.length, raised: 0, stillFiring: 0, resolved: 0 };
       const failures: string[] = [];

@@ -14,8 +14,7 @@ import type { AuditLog } from '../audit/audit-log';
 import { describeFindings, type ComplianceFinding } from '../configuration/compliance';
 import type { PreparedConfiguration } from '../configuration/configuration-rendering';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
-import type { DeviceRow } from '../db/schema';
-import type { DeviceRegistry } from '../registry/device-registry';
+import type { DeviceRegistry, RegisteredDevice } from '../registry/device-registry';
 import { ComplianceViolationError, ServiceError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 
@@ -29,7 +28,7 @@ export interface ConfigurationPushDependencies {
 
 export interface ConfigurationPushRequest {
   tenantId: string;
-  device: DeviceRow;
+  device: RegisteredDevice;
   templateId: string;
   version: number;
   /** Who asked for this push: the caller that started the run or the rollout. */

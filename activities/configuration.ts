@@ -4,7 +4,6 @@
  * runs and compare it with what it should run, and record how each job ended.
  */
 import { Context } from '@temporalio/activity';
-import { and, asc, eq, gt, isNotNull } from 'drizzle-orm';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
@@ -12,8 +11,6 @@ import { driftedSettings } from '../configuration/drift';
 import type { TemplateCatalog } from '../configuration/templates';
 import type { SecretVault } from '../custody/secret-vault';
 import type { DeviceAdapter } from '../adapters/device-adapter';
-import type { Database } from '../db/client';
-import { devices as deviceTable } from '../db/schema';
 import type { CertificateAuthorityService, ServiceIdentities } from '../pki/certificate-authority';
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { DeviceRegistry } from '../registry/device-registry';
@@ -24,7 +21,6 @@ import { deviceSessions } from './device-sessions';
 import { provisioningStep } from './step';
 
 export interface ConfigurationActivityDependencies {
-  db: Database;
   audit: AuditLog;
   alerts: AlertStore;
   registry: DeviceRegistry;
@@ -68,7 +64,7 @@ export interface DeviceDriftResult {
 const fieldsInAlert = 50;
 
 export function createConfigurationActivities(deps: ConfigurationActivityDependencies) {
-  const { db, audit, alerts, templates, configurations, logger } = deps;
+  const { audit, alerts, registry, templates, configurations, logger } = deps;
   const { withDevice } = deviceSessions(deps);
   const signer = new ConfigurationSigner(deps.ca);
   const pushes = configurationPushes(deps);
@@ -153,20 +149,7 @@ export function createConfigurationActivities(deps: ConfigurationActivityDepende
 
     /** A page of the devices running a configuration of ours, by device id. */
     async listConfiguredDevices(input: { tenantId: string; after?: string; limit: number }): Promise<string[]> {
-      const rows = await db
-        .select({ deviceId: deviceTable.deviceId })
-        .from(deviceTable)
-        .where(
-          and(
-            eq(deviceTable.tenantId, input.tenantId),
-            isNotNull(deviceTable.configurationTemplate),
-            isNotNull(deviceTable.configurationVersion),
-            ...(input.after !== undefined ? [gt(deviceTable.deviceId, input.after)] : []),
-          ),
-        )
-        .orderBy(asc(deviceTable.deviceId))
-        .limit(input.limit);
-      return rows.map((row) => row.deviceId);
+      return registry.listConfigured(input.tenantId, { after: input.after, limit: input.limit });
     },
 
     /**

@@ -7,8 +7,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
-import type { DiscoveredDeviceRow } from '../db/schema';
-import { DiscoveryStore, type DiscoverySite, type SiteScanner } from '../discovery/discovery-store';
+import type { DiscoveredDeviceRecord, DiscoverySite, DiscoveryStore, SiteScanner } from '../discovery/discovery-store';
 import type { DiscoveryObservation } from '../discovery/observation';
 import type { ScanOptions, ScanOutcome, ScanReport } from '../discovery/scanner';
 import { scopeOutsideNetworks, type ScanScope } from '../discovery/scope';
@@ -17,7 +16,6 @@ import { scanMdns, type MdnsScanOptions } from '../discovery/scanners/mdns';
 import { sweepSnmp, type SnmpSweepOptions } from '../discovery/scanners/snmp-sweep';
 import { scanSsdp, type SsdpScanOptions } from '../discovery/scanners/ssdp';
 import { scanWsDiscovery, type WsDiscoveryScanOptions } from '../discovery/scanners/ws-discovery';
-import type { Database } from '../db/client';
 import type { Logger } from '../foundation/logger';
 import type { DeviceSighting, ZeroTouchMatch } from '../workflows/zero-touch-definitions';
 import { provisioningStep } from './step';
@@ -38,7 +36,8 @@ export interface ScannerSettings {
 }
 
 export interface DiscoveryActivityDependencies {
-  db: Database;
+  /** Sites to sweep and what their sweeps found. */
+  discovery: DiscoveryStore;
   alerts: AlertStore;
   audit: AuditLog;
   zeroTouch: ZeroTouchOffers;
@@ -92,7 +91,7 @@ export interface SweepRecordSummary {
 export const discoveryActor = 'discovery';
 
 export function createDiscoveryActivities(deps: DiscoveryActivityDependencies) {
-  const store = new DiscoveryStore({ db: deps.db, networks: deps.networks });
+  const store = deps.discovery;
   const log = deps.logger.child({ component: 'discovery' });
   const scanTimeoutMs = deps.scanTimeoutMs ?? defaultScanTimeoutMs;
   const maxObservations = Math.min(deps.maxObservationsPerScanner ?? defaultMaxObservationsPerScanner, maxObservationsPerScanner);
@@ -254,7 +253,7 @@ function countsOf(scanner: SiteScanner, observations: number, report: ScanReport
   };
 }
 
-function sightingOf(row: DiscoveredDeviceRow): DeviceSighting {
+function sightingOf(row: DiscoveredDeviceRecord): DeviceSighting {
   return {
     via: 'discovery',
     observedAt: row.lastSeenAt.toISOString(),
@@ -265,7 +264,7 @@ function sightingOf(row: DiscoveredDeviceRow): DeviceSighting {
   };
 }
 
-function describe(row: DiscoveredDeviceRow): string {
+function describe(row: DiscoveredDeviceRecord): string {
   const what = [row.manufacturer, row.model].filter(Boolean).join(' ');
   const who = row.macAddress ?? row.serialNumber ?? row.ip ?? row.identityKey;
   return what ? `${who} (${what})` : who;

@@ -6,8 +6,8 @@
  * the heartbeat timeout rather than the step timeout.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { isDataException } from '../db/client';
 import { ServiceError } from '../foundation/errors';
+import { isDataException } from '../foundation/validation';
 
 /** Well inside the workflows' heartbeat timeout (10 s). */
 const heartbeatIntervalMs = 2_000;

@@ -1,8 +1,11 @@
 /**
  * The one interface every device protocol implements. Activities build a `DeviceSession` for each
  * call from the registry and key custody (activities may run on different workers, so nothing is
- * kept between calls) and hand it to the adapter for the device's protocol.
+ * kept between calls) and hand it to the adapter for the device's protocol. What a protocol's
+ * configuration looks like, and the templates every tenant starts from, come with the adapter too.
  */
+import type { z } from 'zod';
+import type { DeviceSecrets } from '../custody/device-secrets';
 
 export type DeviceType =
   | 'camera'
@@ -49,18 +52,6 @@ export const deviceCapabilities = {
   /** Makes its own key pair and CSR and installs an X.509 certificate from us. */
   certificateEnrolment: 'certificate-enrolment',
 } as const;
-
-/**
- * Per-device secrets an adapter creates and installs itself (an OSDP SCBK, SNMPv3 USM keys), kept
- * sealed in key custody and never logged. Bound to one device; `purpose` names the secret.
- */
-export interface DeviceSecrets {
-  read(purpose: string): Promise<Uint8Array | undefined>;
-  /** The secret stored under `purpose`; when there is none, `bytes` random bytes are sealed and stored first. */
-  ensure(purpose: string, bytes: number): Promise<Uint8Array>;
-  /** Replaces the secret under `purpose` (e.g. once a rotated key is confirmed on the device). */
-  write(purpose: string, value: Uint8Array): Promise<void>;
-}
 
 /** Everything an adapter needs to reach one device securely for one call. */
 export interface DeviceSession {
@@ -161,8 +152,32 @@ export interface SelfTestReport {
   checks: { name: string; passed: boolean; detail?: string }[];
 }
 
+/** What a rendered configuration must look like for one protocol, checked before anything is sent to a device. */
+export interface ProtocolSettings {
+  schema: z.ZodType<Record<string, unknown>>;
+  /**
+   * Why these settings would leave a device unmanageable unless it holds a certificate from us
+   * (e.g. they turn password login off), or undefined when they do not.
+   */
+  requiresDeviceCertificate(settings: Record<string, unknown>): string | undefined;
+}
+
+/**
+ * A template every tenant may use, written by the service at start; its body holds `{{…}}`
+ * placeholders as the template engine fills them and must render into the protocol's settings.
+ */
+export interface BuiltInTemplate {
+  id: string;
+  name: string;
+  description: string;
+  deviceType: DeviceType | null;
+  body: Record<string, unknown>;
+}
+
 export interface DeviceAdapter {
   readonly protocol: string;
+  readonly settings: ProtocolSettings;
+  readonly builtInTemplates: readonly BuiltInTemplate[];
   /** Throws ValidationError naming why the address is not one this protocol can reach. */
   validateAddress(address: string): void;
   /**

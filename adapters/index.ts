@@ -1,6 +1,7 @@
 /**
  * The device protocols the service can provision, by protocol name. A new protocol is one new
- * folder beside this file and one line here.
+ * folder beside this file and one line here: its adapter brings its settings schema and built-in
+ * templates, which the rest of the service asks the adapter for.
  */
 import type { DeviceAdapter } from './device-adapter';
 import type { DeviceNetworks } from './device-networks';

@@ -21,7 +21,7 @@
  * Every alert raised and resolved is written to the audit trail through `recordAudit`, and so is
  * every delivery attempt.
  */
-import { and, asc, desc, eq, getTableColumns, isNotNull, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import { alerts, type AlertRow } from '../db/schema';
@@ -46,6 +46,9 @@ export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 
 export const alertSeverities = ['info', 'warning', 'critical'] as const;
 export type AlertSeverity = (typeof alertSeverities)[number];
+
+/** An alert as the store keeps it: what fired, when, and where its delivery stands. */
+export type Alert = AlertRow;
 
 /** `firing` while the condition holds, `resolved` once it has cleared. */
 export type AlertState = 'firing' | 'resolved';
@@ -285,6 +288,25 @@ export class AlertStore {
       )
       .orderBy(desc(alerts.lastRaisedAt), asc(alerts.id))
       .limit(limit);
+  }
+
+  /** Every tenant with an open alert of one of `kinds`. */
+  async tenantsWithOpenAlerts(kinds: readonly AlertKind[]): Promise<string[]> {
+    const rows = await this.#db
+      .selectDistinct({ tenantId: alerts.tenantId })
+      .from(alerts)
+      .where(and(isNull(alerts.resolvedAt), inArray(alerts.kind, [...kinds])));
+    return rows.map((row) => row.tenantId);
+  }
+
+  /** How many alerts of `kind` are open, by tenant; tenants with none are left out. */
+  async countOpen(kind: AlertKind): Promise<Map<string, number>> {
+    const rows = await this.#db
+      .select({ tenantId: alerts.tenantId, count: sql<number>`count(*)::int` })
+      .from(alerts)
+      .where(and(eq(alerts.kind, kind), isNull(alerts.resolvedAt)))
+      .groupBy(alerts.tenantId);
+    return new Map(rows.map((row) => [row.tenantId, row.count]));
   }
 
   async #resolveById(id: string, resolvedBy: string): Promise<AlertRow | undefined> {

@@ -8,7 +8,9 @@ import type { DatabaseHandle } from '../db/client';
 import { certificates } from '../db/schema';
 import { createLogger } from '../foundation/logger';
 import { openTestDatabase } from '../test/support/database';
+import { DeviceRegistry } from '../registry/device-registry';
 import { AlertStore, alertKinds, type AlertAuditEvent } from './alert-store';
+import { scheduledAlertRules, visibilityCounter } from './rules';
 
 const logger = createLogger('silent');
 /** The activity context's own logger reports the failure the test provokes; keep it quiet. */
@@ -30,10 +32,10 @@ describe('alert evaluation activities', () => {
 
   beforeAll(async () => {
     handle = await openTestDatabase('embedded');
+    const alerts = new AlertStore({ db: handle.db, recordAudit: async (event) => void audited.push(event) });
     activities = createAlertActivities({
-      db: handle.db,
-      client: unreachableTemporal,
-      recordAudit: async (event) => void audited.push(event),
+      alerts,
+      rules: scheduledAlertRules({ db: handle.db, devices: new DeviceRegistry(handle.db), alerts, count: visibilityCounter(unreachableTemporal) }),
       logger,
     });
   });

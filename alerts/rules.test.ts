@@ -12,6 +12,7 @@ import {
   alertRules,
   type WorkflowCounter,
 } from './rules';
+import { DeviceRegistry } from '../registry/device-registry';
 import { certificateRowFixture } from '../test/support/certificates';
 
 const dayMs = 86_400_000;
@@ -143,7 +144,7 @@ describe.each(databaseKinds)('alert rules on the %s database', (kind) => {
     });
 
     const rules = alertRules({ db: handle.db, count: async () => 0, settings: { certificateExpiry: settings, provisioningFailureRate: { windowMinutes: 60, threshold: 0.5, minimumRuns: 1 } } });
-    const tenants = await tenantsToEvaluate(handle.db, rules);
+    const tenants = await tenantsToEvaluate({ db: handle.db, devices: new DeviceRegistry(handle.db), alerts: store }, rules);
 
     expect(tenants).toEqual(expect.arrayContaining([withCertificate, withDevice, withAlert]));
     expect(tenants).not.toContain(withOtherAlert);

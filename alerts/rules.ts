@@ -5,14 +5,12 @@
  * Unauthorized devices and compliance violations have no rule here: discovery and the
  * configuration engine see them as they happen and raise them through `AlertStore.raise`.
  */
-import { and, eq, inArray, isNotNull, isNull } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
-import { rowBatchSize } from '../db/row-transfer';
-import { alerts, devices } from '../db/schema';
 import { CertificateStore } from '../pki/certificate-store';
+import { DeviceRegistry } from '../registry/device-registry';
 import { provisioningSearchAttributes, tenantVisibilityFilter } from '../workflows/definitions';
-import { alertFingerprint, alertKinds, type AlertKind, type RaiseAlertInput } from './alert-store';
+import { alertFingerprint, alertKinds, type AlertKind, type AlertStore, type RaiseAlertInput } from './alert-store';
 
 export interface AlertSettings {
   certificateExpiry: {
@@ -65,6 +63,7 @@ const certificateTypeNames: Record<(typeof watchedCertificateTypes)[number], str
  */
 export function certificateExpiryRule(db: Database, settings: AlertSettings['certificateExpiry']): AlertRule {
   const certificates = new CertificateStore(db);
+  const devices = new DeviceRegistry(db);
   return {
     name: 'certificate expiry',
     kinds: [alertKinds.certificateExpiring, alertKinds.certificateExpired],
@@ -72,7 +71,7 @@ export function certificateExpiryRule(db: Database, settings: AlertSettings['cer
       const horizon = new Date(now.getTime() + settings.warningDays * dayMs);
       const criticalFrom = new Date(now.getTime() + settings.criticalDays * dayMs);
       const expiring = await certificates.liveExpiringBy(tenantId, watchedCertificateTypes, horizon);
-      const replaced = await replacedOnTheirDevices(db, tenantId, expiring);
+      const replaced = await replacedOnTheirDevices(devices, tenantId, expiring);
       const rows = expiring.filter((row) => !replaced.has(row.id));
 
       return rows.map((row): AlertCondition => {
@@ -180,38 +179,38 @@ export function alertRules(deps: { db: Database; count: WorkflowCounter; setting
   ];
 }
 
+/** Where the tenants to evaluate are found. */
+export interface AlertedRecords {
+  db: Database;
+  devices: DeviceRegistry;
+  alerts: AlertStore;
+}
+
 /**
  * Tenants worth evaluating: those with certificates or devices, and those with open alerts of the
  * rules' kinds (so an alert still clears when its tenant has nothing left).
  */
-export async function tenantsToEvaluate(db: Database, rules: readonly AlertRule[]): Promise<string[]> {
-  const kinds = rules.flatMap((rule) => rule.kinds);
-  const rows = await db
-    .selectDistinct({ tenantId: devices.tenantId })
-    .from(devices)
-    .union(
-      db
-        .selectDistinct({ tenantId: alerts.tenantId })
-        .from(alerts)
-        .where(and(isNull(alerts.resolvedAt), inArray(alerts.kind, kinds))),
-    );
-  const tenants = new Set([...(await new CertificateStore(db).tenantIds()), ...rows.map((row) => row.tenantId)]);
-  return [...tenants].sort();
+export async function tenantsToEvaluate(records: AlertedRecords, rules: readonly AlertRule[]): Promise<string[]> {
+  const withCertificates = await new CertificateStore(records.db).tenantIds();
+  const withDevices = await records.devices.tenants();
+  const withAlerts = await records.alerts.tenantsWithOpenAlerts(rules.flatMap((rule) => rule.kinds));
+  return [...new Set([...withCertificates, ...withDevices, ...withAlerts])].sort();
 }
 
-/**
- * Of these device certificates, those whose device now uses another certificate: ids, looked up a
- * batch of devices at a time.
- */
-async function replacedOnTheirDevices(db: Database, tenantId: string, certificates: { id: string; deviceId: string | null }[]): Promise<Set<string>> {
+/** Of these device certificates, those whose device now uses another certificate: ids. */
+async function replacedOnTheirDevices(devices: DeviceRegistry, tenantId: string, certificates: { id: string; deviceId: string | null }[]): Promise<Set<string>> {
   const deviceIds = [...new Set(certificates.flatMap((row) => (row.deviceId ? [row.deviceId] : [])))];
-  const active = new Map<string, string>();
-  for (let start = 0; start < deviceIds.length; start += rowBatchSize) {
-    const rows = await db
-      .select({ deviceId: devices.deviceId, activeCertificateId: devices.activeCertificateId })
-      .from(devices)
-      .where(and(eq(devices.tenantId, tenantId), inArray(devices.deviceId, deviceIds.slice(start, start + rowBatchSize)), isNotNull(devices.activeCertificateId)));
-    for (const row of rows) active.set(row.deviceId, row.activeCertificateId!);
-  }
+  const active = new Map((await devices.findMany(tenantId, deviceIds)).flatMap((device) => (device.activeCertificateId ? [[device.deviceId, device.activeCertificateId] as const] : [])));
   return new Set(certificates.filter((row) => row.deviceId && active.has(row.deviceId) && active.get(row.deviceId) !== row.id).map((row) => row.id));
+}
+
+/** The rules the scheduled evaluation runs, and the tenants it runs them for. */
+export interface ScheduledAlertRules {
+  rules: readonly AlertRule[];
+  tenants(): Promise<string[]>;
+}
+
+export function scheduledAlertRules(deps: AlertedRecords & { count: WorkflowCounter; settings?: AlertSettings }): ScheduledAlertRules {
+  const rules = alertRules({ db: deps.db, count: deps.count, settings: deps.settings ?? defaultAlertSettings });
+  return { rules, tenants: () => tenantsToEvaluate(deps, rules) };
 }

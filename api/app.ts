@@ -21,7 +21,6 @@ import { codecOpenApiPaths, codecServerRouter, type TenantPayloadCodec } from '.
 import { pkiMountPath, pkiOpenApiPaths, pkiPublicationRouter } from './pki-publication';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspResponder } from '../pki/ocsp-responder';
-import type { TrustedProxies } from '../service/config';
 import type { Logger } from '../foundation/logger';
 import { createAuthenticator, type AuthenticationFailure } from './authentication';
 import { openApiDocument } from './openapi';
@@ -38,6 +37,9 @@ import { healthOperations, type HealthCheck } from './routes/health';
 import { provisioningOperations } from './routes/provisioning';
 import { templateOperations } from './routes/templates';
 import { pagesMountPath, pagesOpenApiPaths, pagesRouter } from './pages';
+
+/** Express's `trust proxy`: whose X-Forwarded-For names the client (rate limits, audit, throttles). */
+export type TrustedProxies = boolean | number | string[];
 
 export interface ApiDependencies {
   provisioning: ProvisioningService;

@@ -16,9 +16,6 @@ import https from 'node:https';
 import { isIP, type AddressInfo } from 'node:net';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { AuditLog } from '../audit/audit-log';
-import type { SecretVault } from '../custody/secret-vault';
-import type { Database } from '../db/client';
 import type { CaHierarchy, ServiceIdentities } from '../pki/certificate-authority';
 import {
   base64Lines,
@@ -36,7 +33,6 @@ import {
   type FailedAuthenticationLimits,
 } from '../pki/est';
 import { fromPem } from '../x509/pem';
-import type { DeviceRegistry } from '../registry/device-registry';
 import {
   BadCsrError,
   ForbiddenError,
@@ -51,16 +47,10 @@ import {
 import type { Logger } from '../foundation/logger';
 import { problemOf, sendProblem } from './problem';
 
-export interface EstServerDependencies {
-  db: Database;
+/** What enrolment needs, and what the listener itself serves with; it adds the audit chain and throttling from its options. */
+export type EstServerDependencies = Omit<EstEnrolmentDependencies, 'systemAuditTenant' | 'failedAuthentications' | 'ca'> & {
   ca: EstEnrolmentDependencies['ca'] & Pick<ServiceIdentities, 'ensureEstServerIdentity'> & Pick<CaHierarchy, 'trustAnchorsPem'>;
-  registry: DeviceRegistry;
-  vault: SecretVault;
-  audit: AuditLog;
-  logger: Logger;
-  /** The device's renewal workflow follows each certificate EST issues. */
-  renewals?: EstEnrolmentDependencies['renewals'];
-}
+};
 
 export interface EstServerOptions {
   /** Address to listen on (loopback in tests); port 0 picks a free one. */

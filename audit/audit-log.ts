@@ -23,6 +23,9 @@ export type AuditActorType = (typeof auditActorTypes)[number];
 export const auditOutcomes = ['success', 'failure'] as const;
 export type AuditOutcome = (typeof auditOutcomes)[number];
 
+/** An event as the trail holds it: numbered, chained to the one before, never changed. */
+export type AuditEvent = AuditEventRow;
+
 export interface AuditEventInput {
   tenantId: string;
   /** Who acted: a user name, an API key id, a workflow id, or a client address for anonymous callers. */

@@ -136,8 +136,9 @@ export class ConfigurationRenderer {
 
     const context = { ...templateContextFor(tenantId, device), params: resolved.params };
     const markers = Object.fromEntries(resolved.secretNames.map((name) => [name, sealedMarker(name)]));
-    const renderable = { templateId: version.templateId, protocol: version.protocol, body: version.body };
-    const { settings: sealedSettings, secretFields } = renderSettings(renderable, { ...context, secret: markers });
+    const renderable = { templateId: version.templateId, body: version.body };
+    const protocolSettings = this.deps.templates.settingsFor(version.protocol);
+    const { settings: sealedSettings, secretFields } = renderSettings(protocolSettings, renderable, { ...context, secret: markers });
 
     const passwordParameters = passwordRuleParameters.parse(policy[passwordRule].parameters);
     const findings = applyOverrides(
@@ -159,7 +160,7 @@ export class ConfigurationRenderer {
     let settings = sealedSettings;
     if (plaintext) {
       try {
-        settings = renderSettings(renderable, { ...context, secret: plaintext }).settings;
+        settings = renderSettings(protocolSettings, renderable, { ...context, secret: plaintext }).settings;
       } catch (error) {
         // Schema messages name fields, not values; scrubbing is for the day one does not.
         if (error instanceof Error) error.message = scrub(error.message);

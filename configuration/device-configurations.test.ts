@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deviceAdapters } from '../adapters';
 import { Sealer } from '../custody/sealing';
 import { SecretVault } from '../custody/secret-vault';
 import type { DatabaseHandle } from '../db/client';
@@ -8,6 +9,7 @@ import { configurationTemplateVersions, deviceConfigurationParameters, deviceSec
 import { DeviceRegistry } from '../registry/device-registry';
 import { ValidationError } from '../foundation/errors';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
+import { testDeviceNetworks } from '../test/support/device-networks';
 import { CompliancePolicies } from './compliance-policies';
 import { DeviceConfigurations } from './device-configurations';
 import { TemplateCatalog, type TemplateInput } from './templates';
@@ -44,7 +46,7 @@ describe.each(databaseKinds)('configuration management on the %s database', (kin
 
   beforeAll(async () => {
     handle = await openTestDatabase(kind);
-    templates = new TemplateCatalog(handle.db);
+    templates = new TemplateCatalog({ db: handle.db, adapters: deviceAdapters(testDeviceNetworks) });
     await templates.ensureBuiltIns();
     policies = new CompliancePolicies(handle.db);
     const vault = new SecretVault({ db: handle.db, sealer: new Sealer(randomBytes(32)) });

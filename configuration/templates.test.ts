@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { httpsProtocolSettings } from '../adapters/https/settings';
 import { ValidationError } from '../foundation/errors';
 import { resolveParameters, sampleParameters, sealedMarker } from './parameters';
 import { renderSettings, renderTemplate, templateContextFor, type TemplateContext } from './templates';
@@ -36,7 +37,7 @@ function contextWith(values: Record<string, unknown>, secret: Record<string, str
 
 describe('rendering with per-device parameters', () => {
   it('puts each value in place with its own type, defaults filling the gaps', () => {
-    const { settings } = renderSettings(template, contextWith({ ntpServers: ['10.1.0.1', '10.1.0.2'], vlan: 42 }, { opsPassword: 'S3cure-Enough!' }));
+    const { settings } = renderSettings(httpsProtocolSettings, template, contextWith({ ntpServers: ['10.1.0.1', '10.1.0.2'], vlan: 42 }, { opsPassword: 'S3cure-Enough!' }));
     expect(settings).toMatchObject({
       hostname: 'cam-7',
       ntp: { servers: ['10.1.0.1', '10.1.0.2'] },
@@ -47,7 +48,7 @@ describe('rendering with per-device parameters', () => {
   });
 
   it('says where each secret went, and renders the sealed marker where no plaintext is given', () => {
-    const { settings, secretFields } = renderSettings(template, contextWith({ ntpServers: ['10.1.0.1'], vlan: 7 }, { opsPassword: sealedMarker('opsPassword') }));
+    const { settings, secretFields } = renderSettings(httpsProtocolSettings, template, contextWith({ ntpServers: ['10.1.0.1'], vlan: 7 }, { opsPassword: sealedMarker('opsPassword') }));
     expect(secretFields).toEqual([{ path: 'users[0].password', name: 'opsPassword' }]);
     expect((settings.users as { password: string }[])[0].password).toBe('[sealed:opsPassword]');
   });
@@ -81,7 +82,7 @@ describe('rendering with per-device parameters', () => {
 
   it('checks the rendered settings against the protocol schema, naming the field', () => {
     try {
-      renderSettings(template, contextWith({ ntpServers: ['not a host!'], vlan: 7 }, { opsPassword: 'x' }));
+      renderSettings(httpsProtocolSettings, template, contextWith({ ntpServers: ['not a host!'], vlan: 7 }, { opsPassword: 'x' }));
       expect.unreachable();
     } catch (error) {
       expect((error as ValidationError).fields.map((f) => f.field)).toEqual(['body.ntp.servers[0]']);

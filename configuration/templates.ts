@@ -1,13 +1,13 @@
 /**
- * Configuration templates: stored per tenant (plus built-ins every tenant may use), rendered per
- * device by filling `{{variable}}` placeholders, and validated against the protocol's settings
- * schema before a template is saved and again before a configuration is pushed.
+ * Configuration templates: stored per tenant (plus the built-ins each protocol's adapter brings,
+ * which every tenant may use), rendered per device by filling `{{variable}}` placeholders, and
+ * validated against the protocol's settings schema, which its adapter carries, before a template is
+ * saved and again before a configuration is pushed.
  */
-import { onvifCameraTemplateSettings } from '../adapters/onvif/settings';
-import { bacnetTemplateSettings } from '../adapters/bacnet/settings';
 import { randomUUID } from 'node:crypto';
 import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import type { DeviceAdapter, ProtocolSettings } from '../adapters/device-adapter';
 import type { Database } from '../db/client';
 import {
   configurationTemplates,
@@ -24,7 +24,6 @@ import {
   type ParameterDeclarations,
   type ParameterValue,
 } from './parameters';
-import { settingsSchemaFor } from './settings-schemas';
 
 export interface TemplateContext {
   tenant: { id: string };
@@ -82,69 +81,6 @@ export interface ConfigurationTemplateVersion {
   createdBy: string;
   createdAt: string;
 }
-
-export const builtInTemplates = [
-  {
-    id: 'default',
-    name: 'Default',
-    description: 'Hardened baseline for devices with a native HTTPS management API: TLS 1.2+, mutual TLS only, NTP.',
-    deviceType: null,
-    protocol: 'https',
-    body: {
-      hostname: '{{device.hostname}}',
-      timezone: 'UTC',
-      site: '{{device.site}}',
-      ntp: { servers: ['ntp1.{{device.site}}.internal', 'ntp2.{{device.site}}.internal'] },
-      tls: { minVersion: 'TLSv1.2' },
-      management: { httpEnabled: false, passwordLogin: false },
-    },
-  },
-  {
-    id: 'onvif-camera',
-    name: 'ONVIF camera',
-    description: 'Certificate from the site CA on the device, HTTPS only (HTTP off), per-device management user, NTP from the site.',
-    deviceType: 'camera',
-    protocol: 'onvif',
-    body: onvifCameraTemplateSettings,
-  },
-  {
-    id: 'snmp-v3-baseline',
-    name: 'SNMPv3 baseline',
-    description: 'Per-device SNMPv3 user (SHA-256/AES), community (v1/v2c) access off, system group named after the device.',
-    deviceType: null,
-    protocol: 'snmp',
-    body: {
-      usmUser: 'provisioning',
-      system: { name: '{{device.hostname}}', location: '{{device.site}}', contact: 'security-operations' },
-      communityAccess: 'disabled',
-      removeFactoryAdmin: false,
-    },
-  },
-  {
-    id: 'bacnet-controller',
-    name: 'BACnet/IP controller',
-    description: 'Device object named after the device, site as location, clock synchronised, conservative APDU timing.',
-    deviceType: 'building_controller',
-    protocol: 'bacnet',
-    body: bacnetTemplateSettings['bacnet-controller'],
-  },
-  {
-    id: 'bacnet-sc-controller',
-    name: 'BACnet/SC controller',
-    description: "As the BACnet/IP baseline, plus the operational certificate from the site's CA and the site's primary and failover hubs.",
-    deviceType: 'building_controller',
-    protocol: 'bacnet',
-    body: bacnetTemplateSettings['bacnet-sc-controller'],
-  },
-  {
-    id: 'osdp-reader',
-    name: 'OSDP card reader',
-    description: 'Per-device secure channel key (SCBK) installed and install mode closed; bus address and speed unchanged.',
-    deviceType: 'card_reader',
-    protocol: 'osdp',
-    body: { secureChannel: { required: true } },
-  },
-] as const;
 
 export const templateIdPattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
@@ -265,24 +201,21 @@ export function templateContextFor(
 export interface RenderableTemplate {
   id?: string;
   templateId?: string;
-  protocol: string;
   body: Record<string, unknown>;
 }
 
-/** Renders and validates: the settings a device of this protocol will be sent, and where in them secrets went. */
+/**
+ * Renders and validates against the protocol's settings: what a device of that protocol will be
+ * sent, and where in it secrets went.
+ */
 export function renderSettings(
+  settings: ProtocolSettings,
   template: RenderableTemplate,
   context: TemplateContext,
 ): { settings: Record<string, unknown>; secretFields: SecretField[] } {
-  const schema = settingsSchemaFor(template.protocol);
-  if (!schema) {
-    throw new ValidationError(`no configuration schema for protocol ${template.protocol}`, {
-      fields: [{ field: 'protocol', reason: `unsupported protocol ${template.protocol}` }],
-    });
-  }
   const { value, secretFields } = renderTemplate(template.body, context);
   const id = template.templateId ?? template.id;
-  return { settings: parseOrThrow(schema, value, `configuration rendered from template ${id}`, 'body'), secretFields };
+  return { settings: parseOrThrow(settings.schema, value, `configuration rendered from template ${id}`, 'body'), secretFields };
 }
 
 const sampleDevice: TemplateContext['device'] = {
@@ -352,16 +285,40 @@ function versionRowOf(template: ConfigurationTemplateRow, createdBy: string) {
 /** Built-in templates, and their versions, are written by the service itself. */
 const builtInAuthor = 'system';
 
+export interface TemplateCatalogDependencies {
+  db: Database;
+  /** The protocols templates may be for: each adapter's settings schema and built-in templates. */
+  adapters: ReadonlyMap<string, DeviceAdapter>;
+}
+
 export class TemplateCatalog {
-  constructor(private readonly db: Database) {}
+  private readonly db: Database;
+  private readonly adapters: ReadonlyMap<string, DeviceAdapter>;
+
+  constructor(deps: TemplateCatalogDependencies) {
+    this.db = deps.db;
+    this.adapters = deps.adapters;
+  }
+
+  /** What settings rendered for `protocol` must look like; ValidationError for a protocol the service does not speak. */
+  settingsFor(protocol: string): ProtocolSettings {
+    const adapter = this.adapters.get(protocol);
+    if (!adapter) {
+      throw new ValidationError(`no configuration schema for protocol ${protocol}`, {
+        fields: [{ field: 'protocol', reason: `unsupported protocol ${protocol}` }],
+      });
+    }
+    return adapter.settings;
+  }
 
   /**
    * Writes the built-in templates, each change to one as its next version, and records the
    * current version of any template saved before versions were kept. Run at start.
    */
   async ensureBuiltIns(): Promise<void> {
-    for (const template of builtInTemplates) {
-      const body = template.body as Record<string, unknown>;
+    const builtIns = [...this.adapters.values()].flatMap((adapter) => adapter.builtInTemplates.map((template) => ({ ...template, protocol: adapter.protocol })));
+    for (const template of builtIns) {
+      const body = template.body;
       const contentHash = templateContentHash({ protocol: template.protocol, body, parameters: {} });
       await this.db.transaction(async (tx) => {
         const values = { ...template, tenantId: null, builtIn: true, body, parameters: {} };
@@ -414,6 +371,12 @@ export class TemplateCatalog {
       .where(visibleTo(tenantId))
       .orderBy(configurationTemplates.id);
     return rows.map(toTemplate);
+  }
+
+  /** The version every template of every tenant is at now, by template id. */
+  async currentVersions(): Promise<Map<string, number>> {
+    const rows = await this.db.select({ id: configurationTemplates.id, version: configurationTemplates.version }).from(configurationTemplates);
+    return new Map(rows.map((row) => [row.id, row.version]));
   }
 
   async get(tenantId: string, id: string): Promise<ConfigurationTemplate> {
@@ -527,12 +490,7 @@ export class TemplateCatalog {
    * parameter at its default (or a sample value) and each secret as its sealed marker.
    */
   private checkBody(input: TemplateInput): void {
-    const schema = settingsSchemaFor(input.protocol);
-    if (!schema) {
-      throw new ValidationError(`unsupported protocol ${input.protocol}`, {
-        fields: [{ field: 'protocol', reason: `no configuration schema for ${input.protocol}` }],
-      });
-    }
+    const { schema } = this.settingsFor(input.protocol);
     const rendered = renderTemplateBody(input.body, { tenant: { id: 'tenant' }, device: sampleDevice, ...sampleParameters(input.parameters ?? {}) });
     const result = schema.safeParse(rendered);
     if (!result.success) {

@@ -3,8 +3,19 @@
  * tests that run without a database.
  */
 import { randomBytes } from 'node:crypto';
-import type { DeviceSecrets } from '../adapters/device-adapter';
 import type { SecretVault } from './secret-vault';
+
+/**
+ * Per-device secrets an adapter creates and installs itself (an OSDP SCBK, SNMPv3 USM keys), kept
+ * sealed in key custody and never logged. Bound to one device; `purpose` names the secret.
+ */
+export interface DeviceSecrets {
+  read(purpose: string): Promise<Uint8Array | undefined>;
+  /** The secret stored under `purpose`; when there is none, `bytes` random bytes are sealed and stored first. */
+  ensure(purpose: string, bytes: number): Promise<Uint8Array>;
+  /** Replaces the secret under `purpose` (e.g. once a rotated key is confirmed on the device). */
+  write(purpose: string, value: Uint8Array): Promise<void>;
+}
 
 /** Purposes are namespaced so an adapter's secrets never collide with the service's own. */
 const purposePrefix = 'device-key:';

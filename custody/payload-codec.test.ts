@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { defaultPayloadConverter, type Payload, type SerializationContext } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { sweepWorkflowPrefix } from '../api/routes/discovery';
 import { driftCheckPrefix, driftScheduleId } from '../configuration/drift-policies';
 import { discoveryScheduleId } from '../discovery/sweep-schedule';
+import { sweepWorkflowPrefix } from '../discovery/sweeps';
 import { ConfigurationError } from '../foundation/errors';
 import { bulkWorkflowId } from '../workflows/bulk-definitions';
 import { renewalWorkflowId, rotationWorkflowId } from '../workflows/certificate-definitions';

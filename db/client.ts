@@ -27,18 +27,6 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-/**
- * A PostgreSQL data exception (SQLSTATE class 22: text it cannot store, a number out of range, a
- * malformed value), however the driver wraps it. The same input fails the same way every time.
- */
-export function isDataException(error: unknown): boolean {
-  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)) return true;
-  }
-  return false;
-}
-
 /** PostgreSQL's unique_violation, however the driver (and drizzle around it) wraps it. */
 export function isUniqueViolation(error: unknown): boolean {
   for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {

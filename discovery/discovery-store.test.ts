@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
 import { devices, discoveredDevices, discoveryEvents } from '../db/schema';
 import { ValidationError } from '../foundation/errors';
+import { DeviceRegistry } from '../registry/device-registry';
 import { openTestDatabase } from '../test/support/database';
 import { DiscoveryStore } from './discovery-store';
 import type { DiscoveryObservation } from './observation';
@@ -15,7 +16,7 @@ const newTenant = () => `discovery-${++tenantCounter}`;
 
 beforeAll(async () => {
   handle = await openTestDatabase('server');
-  store = new DiscoveryStore({ db: handle.db, networks: testDeviceNetworks });
+  store = new DiscoveryStore({ db: handle.db, networks: testDeviceNetworks, registry: new DeviceRegistry(handle.db) });
 });
 afterAll(async () => {
   await handle?.close();

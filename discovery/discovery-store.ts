@@ -11,7 +11,6 @@ import { z } from 'zod';
 import type { DeviceNetworks } from '../adapters/device-networks';
 import type { Database } from '../db/client';
 import {
-  devices as registryDevices,
   discoveredDevices,
   discoveryEvents,
   discoverySites,
@@ -21,6 +20,7 @@ import {
 } from '../db/schema';
 import { identifierPattern } from '../registry/identifiers';
 import type { ZeroTouchMatch } from '../workflows/zero-touch-definitions';
+import type { DeviceRegistry } from '../registry/device-registry';
 import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { fieldProblems } from '../foundation/validation';
 import { vendorKey } from './fingerprint';
@@ -31,6 +31,11 @@ import { parseScanScope, scopeOutsideNetworks, type ScanScope } from './scope';
 /** The scanners a site may run; DHCP is fed by lease events, not swept. */
 export const siteScanners = ['ws-discovery', 'mdns', 'ssdp', 'snmp', 'bacnet'] as const;
 export type SiteScanner = (typeof siteScanners)[number];
+
+/** A device as discovery recorded it: where it was seen, what it showed, and what it matched. */
+export type DiscoveredDeviceRecord = DiscoveredDeviceRow;
+/** A conflict or move discovery surfaced, as recorded. */
+export type DiscoveryEventRecord = DiscoveryEventRow;
 
 export const minSweepIntervalMinutes = 5;
 /** A week. */
@@ -118,11 +123,13 @@ const discoveredPrefix = 'discovered:';
 export class DiscoveryStore {
   readonly #db: Database;
   readonly #networks: DeviceNetworks;
+  readonly #registry: DeviceRegistry;
 
-  /** `networks`: where devices may be reached; a site's scope must stay inside them. */
-  constructor(deps: { db: Database; networks: DeviceNetworks }) {
+  /** `networks`: where devices may be reached; a site's scope must stay inside them. `registry`: the devices sightings are matched with. */
+  constructor(deps: { db: Database; networks: DeviceNetworks; registry: DeviceRegistry }) {
     this.#db = deps.db;
     this.#networks = deps.networks;
+    this.#registry = deps.registry;
   }
 
   // ------------------------------------------------------------------------------- sites
@@ -254,12 +261,12 @@ export class DiscoveryStore {
    * stores the devices, and records moves and conflicts.
    */
   async recordSweep(tenantId: string, site: string, observations: readonly DiscoveryObservation[], now = new Date()): Promise<SweepRecord> {
+    const registered = await this.#registry.list(tenantId);
     return this.#db.transaction(async (tx) => {
       const previous = await tx
         .select()
         .from(discoveredDevices)
         .where(and(eq(discoveredDevices.tenantId, tenantId), eq(discoveredDevices.site, site)));
-      const registered = await tx.select().from(registryDevices).where(eq(registryDevices.tenantId, tenantId));
 
       // Registry first, earlier sightings after: a MAC seen before then matches the earlier sighting,
       // so a move is measured from where discovery last saw it, not from a stale registry address.

@@ -1,7 +1,8 @@
 /**
  * Turns zod issues into the service's field problems, so every validation error, from the API or
- * from the configuration engine, names the field the same way (`devices[0].macAddress`); and
- * finds text the database cannot store, wherever it comes from.
+ * from the configuration engine, names the field the same way (`devices[0].macAddress`); finds
+ * text the database cannot store, wherever it comes from; and recognises the database's own
+ * refusal of a value.
  */
 import type { z } from 'zod';
 import { ValidationError, type FieldProblem } from './errors';
@@ -91,4 +92,16 @@ export function unstorableTextProblems(value: unknown, prefix = ''): FieldProble
 export function refuseUnstorableText(value: unknown, what: string, prefix = ''): void {
   const fields = unstorableTextProblems(value, prefix);
   if (fields.length > 0) throw invalid(what, fields);
+}
+
+/**
+ * A PostgreSQL data exception (SQLSTATE class 22: text it cannot store, a number out of range, a
+ * malformed value), however the driver wraps it. The same input fails the same way every time.
+ */
+export function isDataException(error: unknown): boolean {
+  for (let current = error; current instanceof Object; current = (current as { cause?: unknown }).cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)) return true;
+  }
+  return false;
 }

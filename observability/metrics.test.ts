@@ -9,11 +9,15 @@ import express from 'express';
 import { Counter, Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertStore, alertFingerprint, alertKinds } from '../alerts/alert-store';
-import { TemplateCatalog, builtInTemplates } from '../configuration/templates';
+import { deviceAdapters } from '../adapters';
+import { httpsBuiltInTemplates } from '../adapters/https/settings';
+import { TemplateCatalog } from '../configuration/templates';
 import type { DatabaseHandle } from '../db/client';
 import { certificates, devices, type CertificateRow, type DeviceRow } from '../db/schema';
 import { createLogger } from '../foundation/logger';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
+import { testDeviceNetworks } from '../test/support/device-networks';
+import { DeviceRegistry } from '../registry/device-registry';
 import { parseSamples, samplesOf, total } from '../test/support/prometheus';
 import { createMetricsRegistry, expiryBucket, expiryBuckets, metricsHandler } from './metrics';
 
@@ -45,7 +49,14 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
 
   beforeAll(async () => {
     database = await openTestDatabase(kind);
-    registry = createMetricsRegistry({ db: database.db, logger, now: () => now });
+    registry = createMetricsRegistry({
+      db: database.db,
+      devices: new DeviceRegistry(database.db),
+      templates: new TemplateCatalog({ db: database.db, adapters: deviceAdapters(testDeviceNetworks) }),
+      alerts: new AlertStore({ db: database.db }),
+      logger,
+      now: () => now,
+    });
   });
   afterAll(async () => {
     await database?.close();
@@ -130,8 +141,8 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
 
   it('counts a device as outdated once its template has a newer version than the one it was configured from', async () => {
     const tenant = 'drift';
-    const templates = new TemplateCatalog(database.db);
-    const body = { ...builtInTemplates[0].body };
+    const templates = new TemplateCatalog({ db: database.db, adapters: deviceAdapters(testDeviceNetworks) });
+    const body = { ...httpsBuiltInTemplates[0].body };
     const template = await templates.create(tenant, { id: 'drift-cameras', name: 'Cameras', protocol: 'https', body });
     await database.db.insert(devices).values([
       device(tenant, { configurationTemplate: template.id, configurationVersion: template.version }),

@@ -7,14 +7,14 @@
  * Read at scrape time rather than kept in memory: every API replica then reports the same numbers,
  * and nothing drifts from the database after a restart.
  */
-import { and, eq, isNull, sql } from 'drizzle-orm';
-import { alertKinds } from '../alerts/alert-store';
+import { alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { RequestHandler } from 'express';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { TemplateCatalog } from '../configuration/templates';
 import type { Database } from '../db/client';
-import { alerts, configurationTemplates, devices, type DeviceRow } from '../db/schema';
 import { CertificateStore } from '../pki/certificate-store';
 import type { Logger } from '../foundation/logger';
+import { lifecycleStates, type DeviceRegistry } from '../registry/device-registry';
 
 const dayMs = 86_400_000;
 
@@ -31,16 +31,17 @@ export function expiryBucket(expiresAt: Date, now: Date): ExpiryBucket {
   return days === undefined ? 'later' : `${days}`;
 }
 
-const lifecycleStates: ReadonlyArray<DeviceRow['lifecycleState']> = ['registered', 'provisioning', 'provisioned', 'active', 'failed'];
-
 export interface MetricsRegistryOptions {
   db: Database;
+  devices: DeviceRegistry;
+  templates: TemplateCatalog;
+  alerts: AlertStore;
   logger: Logger;
   /** The clock expiry is measured against; tests fix it. */
   now?: () => Date;
 }
 
-export function createMetricsRegistry({ db, logger, now = () => new Date() }: MetricsRegistryOptions): Registry {
+export function createMetricsRegistry({ db, devices, templates, alerts, logger, now = () => new Date() }: MetricsRegistryOptions): Registry {
   const registry = new Registry();
   const certificates = new CertificateStore(db);
   collectDefaultMetrics({ register: registry });
@@ -80,17 +81,12 @@ export function createMetricsRegistry({ db, logger, now = () => new Date() }: Me
     labelNames: ['tenant', 'lifecycle_state'] as const,
     registers: [registry],
     async collect() {
-      const rows = await read('registered_devices', () =>
-        db
-          .select({ tenant: devices.tenantId, state: devices.lifecycleState, count: sql<number>`count(*)::int` })
-          .from(devices)
-          .groupBy(devices.tenantId, devices.lifecycleState),
-      );
+      const rows = await read('registered_devices', () => devices.countByLifecycleState());
       this.reset();
-      for (const tenant of new Set(rows.map((row) => row.tenant))) {
+      for (const tenant of new Set(rows.map((row) => row.tenantId))) {
         for (const state of lifecycleStates) this.set({ tenant, lifecycle_state: state }, 0);
       }
-      for (const row of rows) this.set({ tenant: row.tenant, lifecycle_state: row.state }, row.count);
+      for (const row of rows) this.set({ tenant: row.tenantId, lifecycle_state: row.lifecycleState }, row.count);
     },
   });
 
@@ -100,24 +96,13 @@ export function createMetricsRegistry({ db, logger, now = () => new Date() }: Me
     labelNames: ['tenant'] as const,
     registers: [registry],
     async collect() {
-      // An open drift alert per device is the record of its drift: raised when found, resolved once back in sync.
-      const rows = await read('configuration_drift_devices', () =>
-        db
-          .select({ tenant: devices.tenantId, drifted: sql<number>`(count(${alerts.id}))::int` })
-          .from(devices)
-          .leftJoin(
-            alerts,
-            and(
-              eq(alerts.tenantId, devices.tenantId),
-              eq(alerts.kind, alertKinds.configurationDrift),
-              eq(alerts.fingerprint, sql`${alertKinds.configurationDrift} || ':' || ${devices.deviceId}`),
-              isNull(alerts.resolvedAt),
-            ),
-          )
-          .groupBy(devices.tenantId),
+      // An open drift alert per device is the record of its drift: raised when found, resolved once
+      // back in sync. Devices never leave the registry, so every such alert is about one of them.
+      const [tenants, drifted] = await read('configuration_drift_devices', () =>
+        Promise.all([devices.tenants(), alerts.countOpen(alertKinds.configurationDrift)]),
       );
       this.reset();
-      for (const row of rows) this.set({ tenant: row.tenant }, row.drifted);
+      for (const tenant of tenants) this.set({ tenant }, drifted.get(tenant) ?? 0);
     },
   });
 
@@ -127,18 +112,17 @@ export function createMetricsRegistry({ db, logger, now = () => new Date() }: Me
     labelNames: ['tenant'] as const,
     registers: [registry],
     async collect() {
-      const rows = await read('configuration_outdated_devices', () =>
-        db
-          .select({
-            tenant: devices.tenantId,
-            drifted: sql<number>`(count(*) filter (where ${devices.configurationVersion} < ${configurationTemplates.version}))::int`,
-          })
-          .from(devices)
-          .leftJoin(configurationTemplates, eq(configurationTemplates.id, devices.configurationTemplate))
-          .groupBy(devices.tenantId),
+      const [configured, current] = await read('configuration_outdated_devices', () =>
+        Promise.all([devices.countByConfiguration(), templates.currentVersions()]),
       );
+      const outdated = new Map<string, number>();
+      for (const { tenantId, templateId, version, count } of configured) {
+        const latest = templateId === null ? undefined : current.get(templateId);
+        const behind = version !== null && latest !== undefined && version < latest;
+        outdated.set(tenantId, (outdated.get(tenantId) ?? 0) + (behind ? count : 0));
+      }
       this.reset();
-      for (const row of rows) this.set({ tenant: row.tenant }, row.drifted);
+      for (const [tenant, count] of outdated) this.set({ tenant }, count);
     },
   });
 

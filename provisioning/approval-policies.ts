@@ -22,6 +22,8 @@ export const approvalPolicyInputSchema = z
     path: ['escalateAfterSeconds'],
   });
 export type ApprovalPolicyInput = z.infer<typeof approvalPolicyInputSchema>;
+/** A policy as stored: what it covers and how long a run covered by it waits. */
+export type ApprovalPolicy = ApprovalPolicyRow;
 
 export class ApprovalPolicies {
   constructor(private readonly db: Database) {}

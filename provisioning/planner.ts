@@ -7,7 +7,6 @@
  */
 import type { DeviceAdapter } from '../adapters/device-adapter';
 import type { DeviceNetworks } from '../adapters/device-networks';
-import { settingsFor } from '../configuration/settings-schemas';
 import { complianceProblems, complianceRefusal, judgeDeployment, type BlockedConfiguration } from '../configuration/deployment-gate';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
 import type { ConfigurationTemplateVersion, TemplateCatalog } from '../configuration/templates';
@@ -219,7 +218,7 @@ export class ProvisioningPlanner {
     );
     problems.push(...judged.problems);
     const lockout = options.skipCertificateGeneration
-      ? previews.map(({ prepared }) => prepared && settingsFor(template.protocol)?.requiresDeviceCertificate(prepared.sealedSettings)).find(Boolean)
+      ? previews.map(({ prepared }) => prepared && this.deps.adapters.get(template.protocol)?.settings.requiresDeviceCertificate(prepared.sealedSettings)).find(Boolean)
       : undefined;
     if (lockout) {
       problems.push({ field: 'options.skipCertificateGeneration', reason: `template ${template.templateId} needs device certificates: ${lockout}` });

@@ -2,16 +2,17 @@
  * The device registry: what each device is and where it stands in its lifecycle. Serial numbers
  * and MAC addresses are unique per tenant, so one physical device is never two registry entries.
  */
-import { and, eq, or } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { devices, type DeviceRow } from '../db/schema';
 import type { DeviceIdentity } from '../adapters/device-adapter';
 import type { DeviceDescriptor } from '../workflows/definitions';
 import { ConflictError, NotFoundError } from '../foundation/errors';
 
-export type LifecycleState = DeviceRow['lifecycleState'];
-/** A device as the registry holds it. */
+/** A device as the registry records it. */
 export type RegisteredDevice = DeviceRow;
+export type LifecycleState = RegisteredDevice['lifecycleState'];
+export const lifecycleStates: readonly LifecycleState[] = ['registered', 'provisioning', 'provisioned', 'active', 'failed'];
 /** What identifies a registered device and where it is reached: what new devices are checked against. */
 export type DeviceClaims = Pick<DeviceRow, 'deviceId' | 'serialNumber' | 'macAddress' | 'address' | 'protocol' | 'lifecycleState'>;
 
@@ -31,7 +32,7 @@ function isUniqueViolation(error: unknown): boolean {
 export class DeviceRegistry {
   constructor(private readonly db: Database) {}
 
-  async find(tenantId: string, deviceId: string): Promise<DeviceRow | undefined> {
+  async find(tenantId: string, deviceId: string): Promise<RegisteredDevice | undefined> {
     const [row] = await this.db
       .select()
       .from(devices)
@@ -39,7 +40,7 @@ export class DeviceRegistry {
     return row;
   }
 
-  async get(tenantId: string, deviceId: string): Promise<DeviceRow> {
+  async get(tenantId: string, deviceId: string): Promise<RegisteredDevice> {
     const row = await this.find(tenantId, deviceId);
     if (!row) throw new NotFoundError(`device ${deviceId} is not registered`);
     return row;
@@ -63,6 +64,72 @@ export class DeviceRegistry {
   /** Every device of the tenant, by device id. */
   async list(tenantId: string): Promise<DeviceRow[]> {
     return this.db.select().from(devices).where(eq(devices.tenantId, tenantId)).orderBy(devices.deviceId);
+  }
+
+  /** The registered devices among `deviceIds`, in no particular order; ids nobody registered are left out. */
+  async findMany(tenantId: string, deviceIds: readonly string[]): Promise<RegisteredDevice[]> {
+    const rows: RegisteredDevice[] = [];
+    // In chunks, so a long list stays within the database's limit on query parameters.
+    for (let start = 0; start < deviceIds.length; start += 500) {
+      const chunk = deviceIds.slice(start, start + 500);
+      rows.push(...(await this.db.select().from(devices).where(and(eq(devices.tenantId, tenantId), inArray(devices.deviceId, chunk)))));
+    }
+    return rows;
+  }
+
+  /** The devices at a site that speak `protocol`, by device id, at most `limit`. */
+  listAtSite(tenantId: string, site: string, protocol: string, limit: number): Promise<RegisteredDevice[]> {
+    return this.db
+      .select()
+      .from(devices)
+      .where(and(eq(devices.tenantId, tenantId), eq(devices.site, site), eq(devices.protocol, protocol)))
+      .orderBy(asc(devices.deviceId))
+      .limit(limit);
+  }
+
+  /** A page of the ids of devices running a configuration of ours, in order, after `after`. */
+  async listConfigured(tenantId: string, page: { after?: string; limit: number }): Promise<string[]> {
+    const rows = await this.db
+      .select({ deviceId: devices.deviceId })
+      .from(devices)
+      .where(
+        and(
+          eq(devices.tenantId, tenantId),
+          isNotNull(devices.configurationTemplate),
+          isNotNull(devices.configurationVersion),
+          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
+        ),
+      )
+      .orderBy(asc(devices.deviceId))
+      .limit(page.limit);
+    return rows.map((row) => row.deviceId);
+  }
+
+  /** Every tenant with a registered device. */
+  async tenants(): Promise<string[]> {
+    const rows = await this.db.selectDistinct({ tenantId: devices.tenantId }).from(devices);
+    return rows.map((row) => row.tenantId);
+  }
+
+  /** How many devices each tenant has in each lifecycle state (states without devices left out). */
+  countByLifecycleState(): Promise<{ tenantId: string; lifecycleState: LifecycleState; count: number }[]> {
+    return this.db
+      .select({ tenantId: devices.tenantId, lifecycleState: devices.lifecycleState, count: sql<number>`count(*)::int` })
+      .from(devices)
+      .groupBy(devices.tenantId, devices.lifecycleState);
+  }
+
+  /** How many devices of each tenant run each template version; null for devices configured by nothing of ours. */
+  countByConfiguration(): Promise<{ tenantId: string; templateId: string | null; version: number | null; count: number }[]> {
+    return this.db
+      .select({
+        tenantId: devices.tenantId,
+        templateId: devices.configurationTemplate,
+        version: devices.configurationVersion,
+        count: sql<number>`count(*)::int`,
+      })
+      .from(devices)
+      .groupBy(devices.tenantId, devices.configurationTemplate, devices.configurationVersion);
   }
 
   /** Other devices of the tenant that already claim this serial number or MAC address. */
@@ -93,7 +160,7 @@ export class DeviceRegistry {
    * Registers the device, or refreshes its address and site if it is already registered under the
    * same id with the same serial and MAC. Anything else is a conflict, never a silent merge.
    */
-  async register(tenantId: string, device: DeviceDescriptor): Promise<DeviceRow> {
+  async register(tenantId: string, device: DeviceDescriptor): Promise<RegisteredDevice> {
     const existing = await this.find(tenantId, device.deviceId);
     if (existing) {
       if (existing.serialNumber !== device.serialNumber || existing.macAddress !== device.macAddress) {
@@ -124,7 +191,7 @@ export class DeviceRegistry {
     }
   }
 
-  async recordIdentity(tenantId: string, deviceId: string, identity: DeviceIdentity): Promise<DeviceRow> {
+  async recordIdentity(tenantId: string, deviceId: string, identity: DeviceIdentity): Promise<RegisteredDevice> {
     return this.update(tenantId, deviceId, {
       manufacturer: identity.manufacturer,
       model: identity.model,
@@ -135,7 +202,7 @@ export class DeviceRegistry {
     });
   }
 
-  update(tenantId: string, deviceId: string, changes: Partial<typeof devices.$inferInsert>): Promise<DeviceRow> {
+  update(tenantId: string, deviceId: string, changes: Partial<typeof devices.$inferInsert>): Promise<RegisteredDevice> {
     return this.db
       .update(devices)
       .set({ ...changes, updatedAt: new Date() })

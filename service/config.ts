@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { Duration } from '@temporalio/common';
 import type { AlertSettings } from '../alerts/rules';
 import type { AlertWebhookSettings } from '../alerts/webhook';
+import type { TrustedProxies } from '../api/app';
 import { DeviceNetworks } from '../adapters/device-networks';
 import type { KeyCustodySettings } from '../custody';
 import type { CertificateAuthoritySettings } from '../pki/certificate-authority';
@@ -100,9 +101,6 @@ const environmentSchema = z.object({
 });
 
 export type ServiceRole = 'api' | 'worker';
-
-/** Express's `trust proxy`: whose X-Forwarded-For names the client (rate limits, audit, throttles). */
-export type TrustedProxies = boolean | number | string[];
 
 export interface ServiceConfig {
   /** `development` lets the service reach devices on loopback and the embedded Web UI decode without credentials; `production` neither. */

@@ -30,6 +30,7 @@ import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { PkiPublication } from '../pki/publication';
+import { IntermediateRotations } from '../pki/rotations';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
@@ -43,7 +44,10 @@ import { DiscoveryStore } from '../discovery/discovery-store';
 import { createDiscoveryActivities } from '../activities/discovery';
 import { discoveryOperations } from '../api/routes/discovery';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
+import { DiscoverySweeps } from '../discovery/sweeps';
 import { DriftPolicies, ensureDriftSchedules } from '../configuration/drift-policies';
+import { DriftChecks } from '../configuration/drift-checks';
+import { ConfigurationRollouts } from '../configuration/rollouts';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -63,6 +67,7 @@ import { BulkImporter } from '../bulk/bulk-import';
 import { BulkJobs } from '../bulk/bulk-jobs';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import { AlertStore } from '../alerts/alert-store';
+import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import { ensureAlertSchedule } from '../alerts/schedule';
 import { createMetricsRegistry, metricsHandler } from '../observability/metrics';
 import { workerMetricsUrl } from '../observability/runtime-metrics';
@@ -143,7 +148,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     if (revoked.issuerCertificateId) await crls.publish(revoked.issuerCertificateId);
   });
   const stopFollowingRevocations = await followRevocations(database, ocsp, logger);
-  const templates = new TemplateCatalog(database.db);
+  const templates = new TemplateCatalog({ db: database.db, adapters });
   await templates.ensureBuiltIns();
   const audit = new AuditLog({ db: database.db, logger });
   // Configuration secrets are sealed under per-tenant data keys that key custody keeps wrapped.
@@ -174,7 +179,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     driftPolicies: new DriftPolicies(database.db),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
-    discovery: new DiscoveryStore({ db: database.db, networks }),
+    discovery: new DiscoveryStore({ db: database.db, networks, registry }),
     networks,
     adapters,
     adapterFor: (protocol) => {
@@ -252,12 +257,12 @@ export function createProvisioningWorker(
         logger: options.logger,
       }),
       ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
-      ...createConfigurationActivities({ ...parts, db: parts.database.db, logger: options.logger }),
+      ...createConfigurationActivities({ ...parts, logger: options.logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ ...parts, settings: options.caBackup, systemTenant: systemAuditTenant, logger: options.logger })
         : {}),
       ...createDiscoveryActivities({
-        db: parts.database.db,
+        discovery: parts.discovery,
         alerts: parts.alerts,
         audit: parts.audit,
         zeroTouch: createZeroTouchRegistrations(parts, options.client, options.taskQueue),
@@ -268,11 +273,15 @@ export function createProvisioningWorker(
           : {}),
       }),
       ...createAlertActivities({
-        db: parts.database.db,
-        client: options.client,
+        alerts: parts.alerts,
+        rules: scheduledAlertRules({
+          db: parts.database.db,
+          devices: parts.registry,
+          alerts: parts.alerts,
+          count: visibilityCounter(options.client),
+          settings: options.alerts.settings,
+        }),
         webhook: options.alerts.webhook,
-        settings: options.alerts.settings,
-        recordAudit: (event) => parts.audit.append(event),
         logger: options.logger,
       }),
     },
@@ -350,10 +359,25 @@ export function createServiceApi(
     pki: { crls: parts.crls, ocsp: parts.ocsp },
     protocols: [...parts.adapters.keys()],
     extraOperations: [
-      ...certificateLifecycleOperations({ client, taskQueue: config.temporal.taskQueue, renewals, inventory: parts.inventory }),
-      ...discoveryOperations({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
+      ...certificateLifecycleOperations({
+        renewals,
+        rotations: new IntermediateRotations({ client, taskQueue: config.temporal.taskQueue, inventory: parts.inventory }),
+      }),
+      ...discoveryOperations({
+        store: parts.discovery,
+        sweeps: new DiscoverySweeps({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
+      }),
       ...configurationOperations(parts),
-      ...configurationJobOperations({ ...parts, client, taskQueue: config.temporal.taskQueue }),
+      ...configurationJobOperations({
+        rollouts: new ConfigurationRollouts({
+          client,
+          taskQueue: config.temporal.taskQueue,
+          templates: parts.templates,
+          configurations: parts.configurations,
+          registry: parts.registry,
+        }),
+        driftChecks: new DriftChecks({ client, taskQueue: config.temporal.taskQueue, policies: parts.driftPolicies }),
+      }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         protocols: [...parts.adapters.keys()],
@@ -532,7 +556,13 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     metrics.get(
       '/metrics',
       metricsHandler({
-        registry: createMetricsRegistry({ db: parts.database.db, logger }),
+        registry: createMetricsRegistry({
+          db: parts.database.db,
+          devices: parts.registry,
+          templates: parts.templates,
+          alerts: parts.alerts,
+          logger,
+        }),
         temporalMetricsUrl: workerMetricsAddress ? workerMetricsUrl(workerMetricsAddress) : undefined,
         logger,
       }),

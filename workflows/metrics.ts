@@ -14,15 +14,7 @@
  */
 import { metricMeter } from '@temporalio/workflow';
 import type { ProvisioningMethod, ProvisioningStepName } from './definitions';
-
-export const provisioningMetricNames = {
-  runs: 'provisioning_runs_total',
-  duration: 'provisioning_duration_seconds',
-  stepAttempts: 'provisioning_step_attempts_total',
-} as const;
-
-/** From a device that answers at once (0.1 s) to one retried for the whole window or awaiting an operator (1 h). */
-export const provisioningDurationBucketsSeconds = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600];
+import { provisioningMetricNames } from './metrics-definitions';
 
 /** Cancelled runs are kept apart so that an operator's cancel does not count against the success rate. */
 export type ProvisioningOutcome = 'completed' | 'failed' | 'cancelled';

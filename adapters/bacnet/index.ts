@@ -70,7 +70,7 @@ import {
   type ObjectId,
 } from './protocol';
 import type { DeviceNetworks } from '../device-networks';
-import { bacnetDeviceSettings, type BacnetDeviceSettings } from './settings';
+import { bacnetBuiltInTemplates, bacnetDeviceSettings, bacnetProtocolSettings, type BacnetDeviceSettings } from './settings';
 
 export interface BacnetDeviceAdapterOptions {
   /** Where devices may be reached; nothing else is sent to. */
@@ -148,6 +148,8 @@ interface PropertySetting {
 
 export class BacnetDeviceAdapter implements DeviceAdapter {
   readonly protocol = 'bacnet';
+  readonly settings = bacnetProtocolSettings;
+  readonly builtInTemplates = bacnetBuiltInTemplates;
   private readonly callOptions: BacnetCallOptions;
   private readonly networks: DeviceNetworks;
 
@@ -682,4 +684,4 @@ function canonicalJson(value: Record<string, unknown>): string {
 }
 
 export { parseBacnetAddress, formatBacnetAddress } from './addresses';
-export { bacnetDeviceSettings, bacnetProtocolSettings, bacnetTemplateSettings } from './settings';
+export { bacnetDeviceSettings, bacnetProtocolSettings, bacnetBuiltInTemplates } from './settings';

@@ -4,7 +4,7 @@
  * document, so each is written, read back and compared.
  */
 import { z } from 'zod';
-import type { ProtocolSettings } from '../../configuration/settings-schemas';
+import type { BuiltInTemplate, ProtocolSettings } from '../device-adapter';
 
 /** BACnet CharacterStrings are often capped by devices; these bounds fit common controllers. */
 const printable = (max: number) =>
@@ -56,30 +56,36 @@ export const bacnetProtocolSettings: ProtocolSettings = {
       : undefined,
 };
 
-/** Starting templates for building controllers; `{{…}}` placeholders as the template engine fills them. */
-export const bacnetTemplateSettings = {
-  /** Plain BACnet/IP controllers (no certificate steps). */
-  'bacnet-controller': {
-    objectName: '{{device.name}}',
-    location: '{{device.site}}',
-    description: 'provisioned controller {{device.deviceId}}',
-    utcOffsetMinutes: 60,
-    synchroniseClock: true,
-    apduTimeoutMs: 6000,
-    apduRetries: 3,
+const controllerBaseline = {
+  objectName: '{{device.name}}',
+  location: '{{device.site}}',
+  description: 'provisioned controller {{device.deviceId}}',
+  utcOffsetMinutes: 60,
+  synchroniseClock: true,
+  apduTimeoutMs: 6000,
+  apduRetries: 3,
+} satisfies BacnetDeviceSettings;
+
+/** Starting templates: plain BACnet/IP controllers (no certificate steps), and BACnet/SC ones that also name the site's hubs. */
+export const bacnetBuiltInTemplates: readonly BuiltInTemplate[] = [
+  {
+    id: 'bacnet-controller',
+    name: 'BACnet/IP controller',
+    description: 'Device object named after the device, site as location, clock synchronised, conservative APDU timing.',
+    deviceType: 'building_controller',
+    body: controllerBaseline,
   },
-  /** BACnet/SC controllers: the same plus the site's hubs. */
-  'bacnet-sc-controller': {
-    objectName: '{{device.name}}',
-    location: '{{device.site}}',
-    description: 'provisioned controller {{device.deviceId}}',
-    utcOffsetMinutes: 60,
-    synchroniseClock: true,
-    apduTimeoutMs: 6000,
-    apduRetries: 3,
-    secureConnect: {
-      primaryHubUri: 'wss://bacnet-hub-1.{{device.site}}.internal/hub',
-      failoverHubUri: 'wss://bacnet-hub-2.{{device.site}}.internal/hub',
-    },
+  {
+    id: 'bacnet-sc-controller',
+    name: 'BACnet/SC controller',
+    description: "As the BACnet/IP baseline, plus the operational certificate from the site's CA and the site's primary and failover hubs.",
+    deviceType: 'building_controller',
+    body: {
+      ...controllerBaseline,
+      secureConnect: {
+        primaryHubUri: 'wss://bacnet-hub-1.{{device.site}}.internal/hub',
+        failoverHubUri: 'wss://bacnet-hub-2.{{device.site}}.internal/hub',
+      },
+    } satisfies BacnetDeviceSettings,
   },
-} satisfies Record<string, BacnetDeviceSettings>;
+];

@@ -37,6 +37,7 @@ import type { DeviceNetworks } from '../device-networks';
 import { parseDeviceAddress } from './addresses';
 import { callDevice, certificateFingerprint, type DeviceRequest, type DeviceResponse } from './device-call';
 import { deviceApiPaths } from './protocol';
+import { httpsBuiltInTemplates, httpsProtocolSettings } from './settings';
 
 export interface HttpsDeviceAdapterOptions {
   /** Where devices may be reached; nothing else is connected to. */
@@ -73,6 +74,8 @@ const deviceFieldProblems = z.array(z.object({ field: z.string(), reason: z.stri
 
 export class HttpsDeviceAdapter implements DeviceAdapter {
   readonly protocol = 'https';
+  readonly settings = httpsProtocolSettings;
+  readonly builtInTemplates = httpsBuiltInTemplates;
   private readonly requestTimeoutMs: number;
   private readonly networks: DeviceNetworks;
 
@@ -263,3 +266,4 @@ function fingerprintOfPem(certificatePem: string): string {
 
 export { parseDeviceAddress } from './addresses';
 export { deviceApiPaths } from './protocol';
+export { httpsDeviceSettings, httpsProtocolSettings, httpsBuiltInTemplates } from './settings';

@@ -57,7 +57,7 @@ import { subjectAltNameExtension } from '../../x509/extensions';
 import { oids } from '../../x509/oids';
 import { fingerprintOf, pemBlocks, toPem } from '../../x509/pem';
 import { parseOnvifAddress } from './addresses';
-import { onvifDeviceSettings, type OnvifDeviceSettings } from './settings';
+import { onvifBuiltInTemplates, onvifDeviceSettings, onvifProtocolSettings, type OnvifDeviceSettings } from './settings';
 import { OnvifClient, type OnvifTransport } from './soap-client';
 import { el, firstText, isObject, listOf, onvifNamespaces, textOf, type XmlElement, type XmlObject } from './soap';
 
@@ -111,6 +111,8 @@ const keyRequests: Record<CsrRequest['keyAlgorithm'], { create: (alias: string) 
 
 export class OnvifDeviceAdapter implements DeviceAdapter {
   readonly protocol = 'onvif';
+  readonly settings = onvifProtocolSettings;
+  readonly builtInTemplates = onvifBuiltInTemplates;
   private readonly requestTimeoutMs: number;
   private readonly httpsPort: number;
   private readonly managementUsername: string;
@@ -701,5 +703,5 @@ function canonicalJson(value: unknown): string {
 }
 
 export { parseOnvifAddress } from './addresses';
-export { onvifDeviceSettings, onvifProtocolSettings, onvifCameraTemplateSettings } from './settings';
+export { onvifDeviceSettings, onvifProtocolSettings, onvifBuiltInTemplates } from './settings';
 export { passwordDigest } from './soap';

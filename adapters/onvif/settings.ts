@@ -4,7 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import type { ProtocolSettings } from '../../configuration/settings-schemas';
+import type { BuiltInTemplate, ProtocolSettings } from '../device-adapter';
 
 const hostname = z
   .string()
@@ -58,3 +58,13 @@ export const onvifCameraTemplateSettings: OnvifDeviceSettings = {
   timezone: 'CET-1CEST,M3.5.0,M10.5.0/3',
   management: { httpEnabled: false },
 };
+
+export const onvifBuiltInTemplates: readonly BuiltInTemplate[] = [
+  {
+    id: 'onvif-camera',
+    name: 'ONVIF camera',
+    description: 'Certificate from the site CA on the device, HTTPS only (HTTP off), per-device management user, NTP from the site.',
+    deviceType: 'camera',
+    body: onvifCameraTemplateSettings,
+  },
+];

@@ -18,10 +18,10 @@ import type {
   DeviceAdapter,
   DeviceConfiguration,
   DeviceIdentity,
-  DeviceSecrets,
   DeviceSession,
   SelfTestReport,
 } from '../device-adapter';
+import type { DeviceSecrets } from '../../custody/device-secrets';
 import {
   AuthenticationFailedError,
   ConfigurationRejectedError,
@@ -47,7 +47,7 @@ import {
   type PdIdentity,
 } from './protocol';
 import { defaultScbk, scbkKinds } from './secure-channel';
-import { osdpReaderSettings, type OsdpReaderSettings } from './settings';
+import { osdpBuiltInTemplates, osdpProtocolSettings, osdpReaderSettings, type OsdpReaderSettings } from './settings';
 
 /** Name of the reader's SCBK in the device secrets store. */
 export const scbkSecretPurpose = 'osdp-scbk';
@@ -62,6 +62,8 @@ type SecureChannelKey = 'device-key' | 'install-mode';
 
 export class OsdpReaderAdapter implements DeviceAdapter {
   readonly protocol = 'osdp';
+  readonly settings = osdpProtocolSettings;
+  readonly builtInTemplates = osdpBuiltInTemplates;
   private readonly replyTimeoutMs: number;
 
   constructor(options: OsdpReaderAdapterOptions = {}) {
@@ -291,4 +293,4 @@ function appliedSettingsHash(applied: ReaderAddress): string {
 }
 
 export { parseReaderAddress, formatReaderAddress } from './addresses';
-export { osdpProtocolSettings, osdpReaderSettings, defaultOsdpReaderSettings } from './settings';
+export { osdpProtocolSettings, osdpReaderSettings, defaultOsdpReaderSettings, osdpBuiltInTemplates } from './settings';

@@ -5,7 +5,7 @@
  * policy explicitly and the adapter enforces it.
  */
 import { z } from 'zod';
-import type { ProtocolSettings } from '../../configuration/settings-schemas';
+import type { BuiltInTemplate, ProtocolSettings } from '../device-adapter';
 import { osdpBaudRates } from './protocol';
 
 export const osdpReaderSettings = z
@@ -38,3 +38,13 @@ export const osdpProtocolSettings: ProtocolSettings = {
 export const defaultOsdpReaderSettings: OsdpReaderSettings = {
   secureChannel: { required: true },
 };
+
+export const osdpBuiltInTemplates: readonly BuiltInTemplate[] = [
+  {
+    id: 'osdp-reader',
+    name: 'OSDP card reader',
+    description: 'Per-device secure channel key (SCBK) installed and install mode closed; bus address and speed unchanged.',
+    deviceType: 'card_reader',
+    body: defaultOsdpReaderSettings,
+  },
+];

@@ -21,11 +21,11 @@ import type {
   DeviceAdapter,
   DeviceConfiguration,
   DeviceIdentity,
-  DeviceSecrets,
   DeviceSession,
   RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
+import type { DeviceSecrets } from '../../custody/device-secrets';
 import { canonicalHash } from '../../foundation/canonical-json';
 import {
   AuthenticationFailedError,
@@ -55,7 +55,7 @@ import {
   vacmSecurityToGroupCell,
   vacmSecurityToGroupEntry,
 } from './mib';
-import { snmpDeviceSettings, type SnmpDeviceSettings } from './settings';
+import { snmpBuiltInTemplates, snmpDeviceSettings, snmpProtocolSettings, type SnmpDeviceSettings } from './settings';
 import { withSnmpSession, type SnmpSecurity, type SnmpSession, type SnmpSessionOptions } from './snmp-session';
 import { encodeKeyChange, sha256Aes128Keys } from './usm-keys';
 
@@ -100,6 +100,8 @@ const factoryPasswordPair = z.object({ auth: z.string().min(1), priv: z.string()
 
 export class SnmpDeviceAdapter implements DeviceAdapter {
   readonly protocol = 'snmp';
+  readonly settings = snmpProtocolSettings;
+  readonly builtInTemplates = snmpBuiltInTemplates;
   private readonly sessionOptions: SnmpSessionOptions;
   private readonly discoveryCommunity: string;
   private readonly probeCommunities: string[];
@@ -620,4 +622,4 @@ function receiptHash(configuration: DeviceConfiguration, settings: SnmpDeviceSet
 }
 
 export { parseSnmpAddress } from './addresses';
-export { snmpDeviceSettings, snmpProtocolSettings, defaultSnmpTemplateSettings } from './settings';
+export { snmpDeviceSettings, snmpProtocolSettings, snmpBuiltInTemplates } from './settings';

@@ -4,7 +4,7 @@
  * the system group values to set.
  */
 import { z } from 'zod';
-import type { ProtocolSettings } from '../../configuration/settings-schemas';
+import type { BuiltInTemplate, ProtocolSettings } from '../device-adapter';
 
 /** SnmpAdminString (RFC 3411): printable here, because it also names the user in operators' tools. */
 const adminString = (max: number) =>
@@ -46,10 +46,17 @@ export const snmpProtocolSettings: ProtocolSettings = {
   requiresDeviceCertificate: () => undefined,
 };
 
-/** A starting template for SNMP devices; operators adjust names per site. */
-export const defaultSnmpTemplateSettings: SnmpDeviceSettings = {
-  usmUser: 'provisioning',
-  system: { name: 'snmp-device', location: '', contact: '' },
-  communityAccess: 'disabled',
-  removeFactoryAdmin: false,
-};
+export const snmpBuiltInTemplates: readonly BuiltInTemplate[] = [
+  {
+    id: 'snmp-v3-baseline',
+    name: 'SNMPv3 baseline',
+    description: 'Per-device SNMPv3 user (SHA-256/AES), community (v1/v2c) access off, system group named after the device.',
+    deviceType: null,
+    body: {
+      usmUser: 'provisioning',
+      system: { name: '{{device.hostname}}', location: '{{device.site}}', contact: 'security-operations' },
+      communityAccess: 'disabled',
+      removeFactoryAdmin: false,
+    } satisfies SnmpDeviceSettings,
+  },
+];

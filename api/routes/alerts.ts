@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { alertState, type AlertStore } from '../../alerts/alert-store';
-import type { AlertRow } from '../../db/schema';
+import { alertState, type Alert, type AlertStore } from '../../alerts/alert-store';
 import { operation, type AnyOperation } from '../operation';
 
 const timestamp = z.iso.datetime({ offset: true });
@@ -20,7 +19,7 @@ const alertSchema = z
   })
   .meta({ id: 'Alert' });
 
-function alertOf(row: AlertRow) {
+function alertOf(row: Alert) {
   return {
     id: row.id,
     kind: row.kind,

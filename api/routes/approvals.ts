@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import type { ApprovalPolicyRow } from '../../db/schema';
-import { approvalPolicyInputSchema, type ApprovalPolicies } from '../../provisioning/approval-policies';
+import { approvalPolicyInputSchema, type ApprovalPolicies, type ApprovalPolicy } from '../../provisioning/approval-policies';
 import type { ProvisioningService } from '../../provisioning/provisioning-service';
 import { operation, type AnyOperation } from '../operation';
 
@@ -25,7 +24,7 @@ const outcomeSchema = z
   })
   .meta({ id: 'ApprovalOutcome' });
 
-function policyOf(row: ApprovalPolicyRow) {
+function policyOf(row: ApprovalPolicy) {
   return {
     id: row.id,
     tenantId: row.tenantId,

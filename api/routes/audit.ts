@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { maximumAuditSequence, type AuditLog } from '../../audit/audit-log';
-import type { AuditEventRow } from '../../db/schema';
+import { maximumAuditSequence, type AuditEvent, type AuditLog } from '../../audit/audit-log';
 import { operation, type AnyOperation } from '../operation';
 
 const eventSchema = z
@@ -19,7 +18,7 @@ const eventSchema = z
   })
   .meta({ id: 'AuditEvent' });
 
-function eventOf(row: AuditEventRow) {
+function eventOf(row: AuditEvent) {
   return {
     sequence: row.sequence,
     occurredAt: row.occurredAt.toISOString(),

@@ -2,16 +2,10 @@
  * Operations on the certificate lifecycle workflows: a device's renewal (where it stands, renew
  * now) and the rotation of a site's intermediate CA as one tracked job.
  */
-import { randomUUID } from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { z } from 'zod';
-import type { CertificateInventory } from '../../pki/certificate-inventory';
+import type { IntermediateRotations } from '../../pki/rotations';
 import type { CertificateRenewals } from '../../provisioning/certificate-renewals';
 import { identifierPattern } from '../../registry/identifiers';
-import { ConflictError, NotFoundError } from '../../foundation/errors';
-import type { rotateSiteIntermediate } from '../../workflows/intermediate-rotation';
-import { rotationProgressQuery, rotationWorkflowId } from '../../workflows/certificate-definitions';
-import { provisioningSearchAttributes as attributes } from '../../workflows/definitions';
 import { operation, type AnyOperation } from '../operation';
 
 const timestamp = z.iso.datetime({ offset: true });
@@ -52,13 +46,8 @@ const deviceParams = z.object({ deviceId: z.string().regex(identifierPattern, 'm
 const siteParams = z.object({ site: z.string().regex(identifierPattern, 'must be a site id') });
 const rotationParams = z.object({ rotationId: z.string().regex(/^[0-9a-f-]{36}$/, 'must be a rotation id') });
 
-export function certificateLifecycleOperations(deps: {
-  client: Client;
-  taskQueue: string;
-  renewals: CertificateRenewals;
-  inventory: CertificateInventory;
-}): AnyOperation[] {
-  const { client, taskQueue, renewals, inventory } = deps;
+export function certificateLifecycleOperations(deps: { renewals: CertificateRenewals; rotations: IntermediateRotations }): AnyOperation[] {
+  const { renewals, rotations } = deps;
 
   return [
     operation({
@@ -106,37 +95,12 @@ export function certificateLifecycleOperations(deps: {
         .strict(),
       responses: { 202: { description: 'Rotation started', schema: rotationProgressSchema } },
       async handle({ res, tenantId, principal, params, body }) {
-        const live = await inventory.list(tenantId, { certificateType: 'intermediate', site: params.site, liveOnly: true, limit: 1 });
-        if (live.items.length === 0) throw new NotFoundError(`site ${params.site} has no intermediate CA to rotate`);
-        const rotationId = randomUUID();
-        const workflowId = rotationWorkflowId(tenantId, rotationId);
-        try {
-          await client.workflow.start<typeof rotateSiteIntermediate>('rotateSiteIntermediate', {
-            workflowId,
-            taskQueue,
-            args: [{ tenantId, site: params.site, overlapDays: body.overlapDays, requestedBy: principal.subject, progressCheckSeconds: body.progressCheckSeconds }],
-            typedSearchAttributes: [
-              { key: attributes.tenantId, value: tenantId },
-              { key: attributes.site, value: params.site },
-            ],
-          });
-        } catch (error) {
-          if (error instanceof WorkflowExecutionAlreadyStartedError) throw new ConflictError('this rotation was already started');
-          throw error;
-        }
-        res
-          .status(202)
-          .location(`/api/v1/provisioning/ca/rotations/${rotationId}`)
-          .json({
-            rotationId,
-            tenantId,
-            site: params.site,
-            state: 'rotating',
-            devicesTotal: 0,
-            devicesRemaining: 0,
-            startedAt: new Date().toISOString(),
-            notRenewable: [],
-          });
+        const rotation = await rotations.start(tenantId, params.site, {
+          overlapDays: body.overlapDays,
+          requestedBy: principal.subject,
+          progressCheckSeconds: body.progressCheckSeconds,
+        });
+        res.status(202).location(`/api/v1/provisioning/ca/rotations/${rotation.rotationId}`).json(rotation);
       },
     }),
     operation({
@@ -149,13 +113,7 @@ export function certificateLifecycleOperations(deps: {
       params: rotationParams,
       responses: { 200: { description: 'The rotation', schema: rotationProgressSchema } },
       async handle({ res, tenantId, params }) {
-        const handle = client.workflow.getHandle(rotationWorkflowId(tenantId, params.rotationId));
-        try {
-          res.json({ rotationId: params.rotationId, ...(await handle.query(rotationProgressQuery)) });
-        } catch (error) {
-          if (error instanceof WorkflowNotFoundError) throw new NotFoundError(`rotation ${params.rotationId} not found`);
-          throw error;
-        }
+        res.json(await rotations.progress(tenantId, params.rotationId));
       },
     }),
   ];

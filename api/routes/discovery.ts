@@ -3,15 +3,18 @@
  * demand, and what sweeps found: devices (the unknown ones first of interest) and the conflicts
  * and moves they surfaced.
  */
-import { randomUUID } from 'node:crypto';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { z } from 'zod';
-import type { DiscoveredDeviceRow, DiscoveryEventRow } from '../../db/schema';
-import { DiscoveryStore, maxSweepIntervalMinutes, minSweepIntervalMinutes, siteScanners, type DiscoverySite } from '../../discovery/discovery-store';
-import { deleteDiscoverySchedule, discoveryScheduleId, ensureDiscoverySchedule } from '../../discovery/sweep-schedule';
+import {
+  maxSweepIntervalMinutes,
+  minSweepIntervalMinutes,
+  siteScanners,
+  type DiscoveredDeviceRecord,
+  type DiscoveryEventRecord,
+  type DiscoverySite,
+  type DiscoveryStore,
+} from '../../discovery/discovery-store';
+import type { DiscoverySweeps } from '../../discovery/sweeps';
 import { identifierPattern } from '../../registry/identifiers';
-import { NotFoundError } from '../../foundation/errors';
-import type { discoverySweep, DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { operation, type AnyOperation } from '../operation';
 
 const base = '/api/v1/discovery';
@@ -130,20 +133,16 @@ const sweepSchema = z
   })
   .meta({ id: 'DiscoverySweep' });
 
-export function sweepWorkflowPrefix(tenantId: string): string {
-  return `discovery-sweep:${tenantId}:`;
-}
+export function discoveryOperations(deps: { store: DiscoveryStore; sweeps: DiscoverySweeps }): AnyOperation[] {
+  const { store, sweeps } = deps;
 
-export function discoveryOperations(deps: { store: DiscoveryStore; client: Client; taskQueue: string }): AnyOperation[] {
-  const { store, client, taskQueue } = deps;
-
-  const siteView = (site: DiscoverySite, scheduleId?: string) => ({
+  const siteView = (site: DiscoverySite & { scheduleId?: string }) => ({
     site: site.site,
     scope: site.scope,
     scanners: site.scanners,
     intervalMinutes: site.intervalMinutes,
     enabled: site.enabled,
-    ...(scheduleId ? { scheduleId } : {}),
+    ...(site.scheduleId ? { scheduleId: site.scheduleId } : {}),
     createdAt: site.createdAt,
     updatedAt: site.updatedAt,
   });
@@ -163,22 +162,8 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
         201: { description: 'The site was created with its schedule', schema: siteSchema },
       },
       async handle({ res, tenantId, params, body }) {
-        const { site, created } = await store.upsertSite(tenantId, params.site, body);
-        let scheduleId: string | undefined;
-        if (site.enabled) {
-          const handle = await ensureDiscoverySchedule(client, {
-            tenantId,
-            site: site.site,
-            taskQueue,
-            everyMinutes: site.intervalMinutes,
-            sweepNowIfNew: true,
-          });
-          scheduleId = handle.scheduleId;
-        } else {
-          // A disabled site is not swept, on schedule or otherwise.
-          await deleteDiscoverySchedule(client, { tenantId, site: site.site });
-        }
-        res.status(created ? 201 : 200).json(siteView(site, scheduleId));
+        const { site, created } = await sweeps.configureSite(tenantId, params.site, body);
+        res.status(created ? 201 : 200).json(siteView(site));
       },
     }),
     operation({
@@ -191,8 +176,7 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
       params: siteParams,
       responses: { 200: { description: 'The site', schema: siteSchema } },
       async handle({ res, tenantId, params }) {
-        const site = await store.getSite(tenantId, params.site);
-        res.json(siteView(site, site.enabled ? discoveryScheduleId(tenantId, site.site) : undefined));
+        res.json(siteView(await sweeps.site(tenantId, params.site)));
       },
     }),
     operation({
@@ -204,7 +188,7 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
       permission: 'discovery:read',
       responses: { 200: { description: 'The sites', schema: z.object({ sites: z.array(siteSchema) }) } },
       async handle({ res, tenantId }) {
-        res.json({ sites: (await store.listSites(tenantId)).map((site) => siteView(site)) });
+        res.json({ sites: (await store.listSites(tenantId)).map(siteView) });
       },
     }),
     operation({
@@ -217,9 +201,7 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
       params: siteParams,
       responses: { 204: { description: 'Removed' } },
       async handle({ res, tenantId, params }) {
-        const existed = await store.deleteSite(tenantId, params.site);
-        const scheduled = await deleteDiscoverySchedule(client, { tenantId, site: params.site });
-        if (!existed && !scheduled) throw new NotFoundError(`discovery site ${params.site} is not configured`);
+        await sweeps.removeSite(tenantId, params.site);
         res.status(204).end();
       },
     }),
@@ -233,18 +215,8 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
       params: siteParams,
       responses: { 202: { description: 'The sweep started', schema: sweepSchema } },
       async handle({ res, tenantId, params }) {
-        await store.getSite(tenantId, params.site);
-        const sweepId = `${sweepWorkflowPrefix(tenantId)}${params.site}:${randomUUID()}`;
-        await client.workflow.start<typeof discoverySweep>('discoverySweep', {
-          workflowId: sweepId,
-          taskQueue,
-          args: [{ tenantId, site: params.site }],
-          workflowExecutionTimeout: '30m',
-        });
-        res
-          .status(202)
-          .location(`${base}/sweeps/${encodeURIComponent(sweepId)}`)
-          .json({ sweepId, tenantId, site: params.site, state: 'running', startedAt: new Date().toISOString() });
+        const sweep = await sweeps.start(tenantId, params.site);
+        res.status(202).location(`${base}/sweeps/${encodeURIComponent(sweep.sweepId)}`).json(sweep);
       },
     }),
     operation({
@@ -257,32 +229,7 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
       params: sweepParams,
       responses: { 200: { description: 'The sweep', schema: sweepSchema } },
       async handle({ res, tenantId, params }) {
-        // Sweep ids carry their tenant: another tenant's is as good as absent.
-        const site = params.sweepId.startsWith(sweepWorkflowPrefix(tenantId)) ? params.sweepId.slice(sweepWorkflowPrefix(tenantId).length).split(':')[0] : undefined;
-        if (!site) throw new NotFoundError(`sweep ${params.sweepId} not found`);
-        const handle = client.workflow.getHandle<typeof discoverySweep>(params.sweepId);
-        let description;
-        try {
-          description = await handle.describe();
-        } catch (error) {
-          if (error instanceof WorkflowNotFoundError) throw new NotFoundError(`sweep ${params.sweepId} not found`);
-          throw error;
-        }
-        const view = { sweepId: params.sweepId, tenantId, site, startedAt: description.startTime.toISOString() };
-        if (description.status.name === 'RUNNING') return void res.json({ ...view, state: 'running' });
-        if (description.status.name !== 'COMPLETED') return void res.json({ ...view, state: 'failed', error: `the sweep ended ${description.status.name.toLowerCase()}` });
-        const summary: DiscoverySweepSummary = await handle.result();
-        res.json({
-          ...view,
-          state: 'completed',
-          summary: {
-            scanners: summary.scanners,
-            failures: summary.failures,
-            observations: summary.observations,
-            ...(summary.skipped ? { skipped: summary.skipped } : {}),
-            ...(summary.recorded ? { recorded: summary.recorded } : {}),
-          },
-        });
+        res.json(await sweeps.get(tenantId, params.sweepId));
       },
     }),
     operation({
@@ -328,12 +275,12 @@ export function discoveryOperations(deps: { store: DiscoveryStore; client: Clien
   ];
 }
 
-function deviceView(row: DiscoveredDeviceRow) {
+function deviceView(row: DiscoveredDeviceRecord) {
   const { tenantId: _tenant, firstSeenAt, lastSeenAt, ...rest } = row;
   return { ...rest, firstSeenAt: firstSeenAt.toISOString(), lastSeenAt: lastSeenAt.toISOString() };
 }
 
-function eventView(row: DiscoveryEventRow) {
+function eventView(row: DiscoveryEventRecord) {
   const { tenantId: _tenant, firstSeenAt, lastSeenAt, resolvedAt, ...rest } = row;
   return { ...rest, firstSeenAt: firstSeenAt.toISOString(), lastSeenAt: lastSeenAt.toISOString(), resolvedAt: resolvedAt?.toISOString() ?? null };
 }

@@ -12,9 +12,9 @@ import { Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAlertActivities, type AlertActivities } from '../../activities/alerts';
-import type { AlertAuditEvent } from '../../alerts/alert-store';
+import { AlertStore, type AlertAuditEvent } from '../../alerts/alert-store';
 import { ensureAlertSchedule } from '../../alerts/schedule';
-import { closedProvisioningRunsQuery } from '../../alerts/rules';
+import { closedProvisioningRunsQuery, scheduledAlertRules, visibilityCounter } from '../../alerts/rules';
 import { idempotencyHeader, signatureHeader, verifyWebhookSignature, type AlertNotification } from '../../alerts/webhook';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { alerts, certificates, type NewCertificateRow } from '../../db/schema';
@@ -84,6 +84,13 @@ beforeAll(async () => {
   service = await startTestService();
   receiver = new WebhookReceiver();
   const url = await receiver.start();
+  const alertStore = new AlertStore({
+    db: service.parts.database.db,
+    recordAudit: async (event) => {
+      audited.push(event);
+      return service.parts.audit.append(event);
+    },
+  });
   worker = await Worker.create({
     connection: service.env.nativeConnection,
     namespace: service.config.temporal.namespace,
@@ -91,18 +98,19 @@ beforeAll(async () => {
     dataConverter: payloadDataConverter(service.parts.payloadKeyring),
     workflowsPath,
     activities: createAlertActivities({
-      db: service.parts.database.db,
-      client: service.env.client,
+      alerts: alertStore,
+      rules: scheduledAlertRules({
+        db: service.parts.database.db,
+        devices: service.parts.registry,
+        alerts: alertStore,
+        count: visibilityCounter(service.env.client),
+        settings: {
+          certificateExpiry: { warningDays: 30, criticalDays: 7 },
+          provisioningFailureRate: { windowMinutes: 60, threshold: 0.5, minimumRuns: 4 },
+        },
+      }),
       // Retries are due at once here, so that the next evaluation retries; backoff is the store's test.
       webhook: { url, secret, timeoutMs: 5_000, retry: { initialIntervalMs: 0, maximumIntervalMs: 0 } },
-      settings: {
-        certificateExpiry: { warningDays: 30, criticalDays: 7 },
-        provisioningFailureRate: { windowMinutes: 60, threshold: 0.5, minimumRuns: 4 },
-      },
-      recordAudit: async (event) => {
-        audited.push(event);
-        return service.parts.audit.append(event);
-      },
       logger: testLogger,
     }),
   });

@@ -81,7 +81,7 @@ beforeAll(async () => {
     dataConverter: payloadDataConverter(service.parts.payloadKeyring),
     workflowsPath,
     activities: createDiscoveryActivities({
-      db: service.parts.database.db,
+      discovery: service.parts.discovery,
       alerts: service.parts.alerts,
       audit: service.parts.audit,
       zeroTouch,

@@ -8,7 +8,7 @@ import { isNull } from 'drizzle-orm';
 import express from 'express';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { builtInTemplates } from '../../configuration/templates';
+import { httpsBuiltInTemplates } from '../../adapters/https/settings';
 import { certificates } from '../../db/schema';
 import { createMetricsRegistry, expiryBucket, metricsHandler } from '../../observability/metrics';
 import { workerMetricsUrl, workerRuntimeTelemetry } from '../../observability/runtime-metrics';
@@ -44,7 +44,14 @@ beforeAll(async () => {
   });
   service = await startTestService();
 
-  const registry = createMetricsRegistry({ db: service.parts.database.db, logger: testLogger, now: () => scrapedAt });
+  const registry = createMetricsRegistry({
+    db: service.parts.database.db,
+    devices: service.parts.registry,
+    templates: service.parts.templates,
+    alerts: service.parts.alerts,
+    logger: testLogger,
+    now: () => scrapedAt,
+  });
   const app = express();
   app.get('/metrics', metricsHandler({ registry, temporalMetricsUrl: workerMetricsUrl(bindAddress), logger: testLogger }));
   server = await new Promise<http.Server>((resolve) => {
@@ -78,7 +85,7 @@ function scrapeUntil(ready: (samples: Sample[]) => boolean, what: string): Promi
 }
 
 async function templateFor(tenantId: string, id: string) {
-  const body = { ...builtInTemplates[0].body };
+  const body = { ...httpsBuiltInTemplates[0].body };
   await service.parts.templates.create(tenantId, { id, name: 'Cameras', protocol: 'https', body });
   return { id, body };
 }

@@ -45,7 +45,7 @@ async function provisioned(deviceId: string): Promise<DeviceProvisioningRecord> 
 
 /** What the drift check makes of the device now: its running configuration read back and compared. */
 async function driftOf(deviceId: string): Promise<DeviceDriftResult> {
-  const activities = createConfigurationActivities({ ...service.parts, db: service.parts.database.db, logger: testLogger });
+  const activities = createConfigurationActivities({ ...service.parts, logger: testLogger });
   return new MockActivityEnvironment().run(activities.checkDeviceDrift, { tenantId: 'acme', deviceId, action: 'alert' as const });
 }
 

@@ -1,12 +1,9 @@
 /**
- * What a rendered configuration must look like for each device protocol, checked before anything is
- * sent to a device. A new protocol adds its schema here next to its adapter.
+ * Configuration settings of devices managed over their native HTTPS API (the reference device and
+ * its kind): host name, time, where logs go, TLS and management access, VLAN and local accounts.
  */
 import { z } from 'zod';
-import { bacnetProtocolSettings } from '../adapters/bacnet/settings';
-import { onvifProtocolSettings } from '../adapters/onvif/settings';
-import { osdpProtocolSettings } from '../adapters/osdp/settings';
-import { snmpProtocolSettings } from '../adapters/snmp/settings';
+import type { BuiltInTemplate, ProtocolSettings } from '../device-adapter';
 
 const hostname = z
   .string()
@@ -18,7 +15,6 @@ const networkHost = z
   .max(253)
   .regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name or IP address');
 
-/** Settings of devices managed over their native HTTPS API (the reference device and its kind). */
 export const httpsDeviceSettings = z
   .object({
     hostname,
@@ -56,33 +52,29 @@ export const httpsDeviceSettings = z
   })
   .strict();
 
-export interface ProtocolSettings {
-  schema: z.ZodType<Record<string, unknown>>;
-  /**
-   * Why these settings would leave a device unmanageable unless it holds a certificate from us
-   * (e.g. they turn password login off), or undefined when they do not.
-   */
-  requiresDeviceCertificate(settings: Record<string, unknown>): string | undefined;
-}
+export type HttpsDeviceSettings = z.infer<typeof httpsDeviceSettings>;
 
-const protocolSettings: Record<string, ProtocolSettings> = {
-  bacnet: bacnetProtocolSettings,
-  onvif: onvifProtocolSettings,
-  osdp: osdpProtocolSettings,
-  snmp: snmpProtocolSettings,
-  https: {
-    schema: httpsDeviceSettings,
-    requiresDeviceCertificate: (settings) =>
-      (settings as z.infer<typeof httpsDeviceSettings>).management?.passwordLogin === false
-        ? 'management.passwordLogin is false, so only mutual TLS with a certificate we issued could reach the device'
-        : undefined,
-  },
+export const httpsProtocolSettings: ProtocolSettings = {
+  schema: httpsDeviceSettings,
+  requiresDeviceCertificate: (settings) =>
+    (settings as HttpsDeviceSettings).management?.passwordLogin === false
+      ? 'management.passwordLogin is false, so only mutual TLS with a certificate we issued could reach the device'
+      : undefined,
 };
 
-export function settingsFor(protocol: string): ProtocolSettings | undefined {
-  return protocolSettings[protocol];
-}
-
-export function settingsSchemaFor(protocol: string): z.ZodType<Record<string, unknown>> | undefined {
-  return protocolSettings[protocol]?.schema;
-}
+export const httpsBuiltInTemplates: readonly BuiltInTemplate[] = [
+  {
+    id: 'default',
+    name: 'Default',
+    description: 'Hardened baseline for devices with a native HTTPS management API: TLS 1.2+, mutual TLS only, NTP.',
+    deviceType: null,
+    body: {
+      hostname: '{{device.hostname}}',
+      timezone: 'UTC',
+      site: '{{device.site}}',
+      ntp: { servers: ['ntp1.{{device.site}}.internal', 'ntp2.{{device.site}}.internal'] },
+      tls: { minVersion: 'TLSv1.2' },
+      management: { httpEnabled: false, passwordLogin: false },
+    },
+  },
+];
