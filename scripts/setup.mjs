@@ -105,7 +105,7 @@ export const systemPackages = [
  * Programs every machine of this kind has before setup runs: Debian's essential packages and apt,
  * and the toolchains setup itself builds with.
  */
-export const basePrograms = ['sh', 'bash', 'id', 'mkdir', 'readlink', 'unshare', 'nsenter', 'runuser', 'setpriv', 'apt-get', 'npm', 'python3', 'go'];
+export const basePrograms = ['sh', 'bash', 'id', 'mkdir', 'readlink', 'unshare', 'nsenter', 'runuser', 'setpriv', 'apt-get', 'npm', 'python3', 'go', 'git'];
 
 function ensureSystemPackages() {
   const missing = systemPackages.filter(({ present }) => !present()).map(({ name }) => name);
@@ -142,6 +142,8 @@ function ensureTestPythonPackages() {
 function ensurePkiLinters() {
   const parserSource = path.join(root, 'scripts', 'x509-parse.go');
   const wanted = JSON.stringify({
+    // A virtualenv names its own path in its scripts: a checkout that moved needs a new one.
+    directory: pkiLintDir,
     zlint: versions.zlint,
     pkilint: versions.pkilint,
     parser: createHash('sha256').update(readFileSync(parserSource)).digest('hex'),
@@ -153,7 +155,7 @@ function ensurePkiLinters() {
   const env = { ...process.env, GOBIN: pkiLintDir, GOTOOLCHAIN: 'auto' };
   run('go', ['install', `github.com/zmap/zlint/v3/cmd/zlint@v${versions.zlint}`], { env });
   run('go', ['build', '-o', path.join(pkiLintDir, 'x509-parse'), parserSource], { env, cwd: pkiLintDir });
-  if (!existsSync(path.join(pkiLintDir, 'venv', 'bin', 'pip'))) run('python3', ['-m', 'venv', path.join(pkiLintDir, 'venv')]);
+  run('python3', ['-m', 'venv', '--clear', path.join(pkiLintDir, 'venv')]);
   run(path.join(pkiLintDir, 'venv', 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `pkilint==${versions.pkilint}`]);
   writeFileSync(stamp, wanted);
 }

@@ -141,7 +141,7 @@ function tablesOwnedBy(edges: ImportEdge[]): Map<string, string[]> {
     if (file.startsWith('db/')) continue;
     const text = readFileSync(path.join(root, file), 'utf8');
     const imported = /import\s*\{([^}]*)\}\s*from\s*['"][^'"]*db\/schema['"]/.exec(text)?.[1] ?? '';
-    const names = imported.split(',').map((name) => name.trim().replace(/^type\s+/, '')).filter(Boolean);
+    const names = imported.split(',').map((name) => name.trim().replace(/^type\s+/, '').replace(/\s+as\s+\w+$/, '')).filter(Boolean);
     for (const table of tables.filter((table) => names.includes(table))) owners.set(table, [...(owners.get(table) ?? []), file]);
   }
   return owners;
