@@ -280,7 +280,7 @@ describe('a non-compliant configuration', () => {
   });
 });
 
-describe('a configuration that became non-compliant while its provisioning waited', () => {
+describe('a configuration that a stricter policy made non-compliant while its provisioning waited', () => {
   let device: TestDevice;
   let secret: string;
   let provisioningId: string;
@@ -303,16 +303,18 @@ describe('a configuration that became non-compliant while its provisioning waite
 
   beforeAll(async () => {
     await api.call('POST', '/api/v1/provisioning/approval-policies', { body: { scope: 'site', scopeValue: 'guarded', timeoutSeconds: 600 } });
-    await api.call('POST', templatesPath, { body: { ...lobby, id: 'guarded' } });
+    // Plain HTTP only warns under the tenant's policy when the request is checked...
+    const lenient = await api.call('PUT', '/api/v1/provisioning/compliance/policy', {
+      body: { rules: { 'http-disabled': { enabled: true, severity: 'warning' } } },
+    });
+    expect(lenient.status).toBe(200);
+    await api.call('POST', templatesPath, { body: { ...lobby, id: 'guarded', body: { ...lobbyBody, management: { httpEnabled: true, passwordLogin: false } } } });
     device = await devices.start({ site: 'guarded' });
     secret = strongSecret();
     await setParameters(device, secret);
     await startAndWaitForApproval();
-    // The template changes to plain HTTP after the request was checked, before the push.
-    const changed = await api.call('PUT', `${templatesPath}/guarded`, {
-      body: { ...lobbyInput, body: { ...lobbyBody, management: { httpEnabled: true, passwordLogin: false } } },
-    });
-    expect(changed.body.version).toBe(2);
+    // ...and blocks again (the default) by the time the approved run pushes it.
+    expect((await api.call('PUT', '/api/v1/provisioning/compliance/policy', { body: { rules: {} } })).status).toBe(200);
     expect((await approve()).status).toBe(200);
   });
 
@@ -328,7 +330,7 @@ describe('a configuration that became non-compliant while its provisioning waite
     const history = await api.call('GET', configurationPath(device.request.serialNumber));
     expect(history.body.history[0]).toMatchObject({
       templateId: 'guarded',
-      version: 2,
+      version: 1,
       outcome: 'blocked',
       requestedBy: administrator,
       workflowId: provisioningId,
@@ -349,7 +351,7 @@ describe('a configuration that became non-compliant while its provisioning waite
 
   it('lists the finding in the device and tenant compliance reports', async () => {
     const report = await api.call('GET', compliancePath(device.request.serialNumber));
-    expect(report.body).toMatchObject({ templateId: 'guarded', version: 2, runningVersion: null, status: 'non-compliant', deployable: false });
+    expect(report.body).toMatchObject({ templateId: 'guarded', version: 1, runningVersion: null, status: 'non-compliant', deployable: false });
     expect(report.body.findings).toEqual([expect.objectContaining({ ruleId: 'http-disabled', severity: 'critical' })]);
 
     const summary = await api.call('GET', '/api/v1/provisioning/compliance/report', { key: await api.keyFor('acme', 'viewer') });
@@ -400,7 +402,7 @@ describe('a configuration that became non-compliant while its provisioning waite
     expect((await approve()).status).toBe(200);
     const status = await finished(device.request.serialNumber);
     expect(status.status).toBe('completed');
-    expect(device.device.configuration).toMatchObject({ version: 2, settings: { management: { httpEnabled: true } } });
+    expect(device.device.configuration).toMatchObject({ version: 1, settings: { management: { httpEnabled: true } } });
 
     const history = await api.call('GET', configurationPath(device.request.serialNumber));
     expect(history.body.history.map((h: { outcome: string }) => h.outcome)).toEqual(['applied', 'blocked']);
@@ -408,7 +410,7 @@ describe('a configuration that became non-compliant while its provisioning waite
       expect.objectContaining({ ruleId: 'http-disabled', override: expect.objectContaining({ id: granted.body.id }) }),
     ]);
     const report = await api.call('GET', compliancePath(device.request.serialNumber));
-    expect(report.body).toMatchObject({ status: 'compliant', deployable: true, runningVersion: 2 });
+    expect(report.body).toMatchObject({ status: 'compliant', deployable: true, runningVersion: 1 });
     const alerts = await api.call('GET', '/api/v1/alerts?state=firing');
     expect(alerts.body.alerts.filter((a: { kind: string; summary: string }) => a.summary.includes(device.request.serialNumber))).toEqual([]);
 
