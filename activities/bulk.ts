@@ -5,8 +5,8 @@
 import type { Client } from '@temporalio/client';
 import { isWorkflowNotFound } from '../foundation/workflow-errors';
 import type { ProvisioningPlanner } from '../provisioning/planner';
-import type { BulkDeviceOutcome, BulkJobState, BulkProvisionInput, BulkRow } from '../workflows/bulk-definitions';
-import { provisioningWorkflowId, statusQuery, type ProvisionDeviceInput } from '../workflows/definitions';
+import type { BulkDeviceOutcome, BulkJobState, BulkProvisionInput, BulkRow } from '../contracts/bulk';
+import { provisioningWorkflowId, statusQuery, type ProvisionDeviceInput } from '../contracts/provisioning';
 
 /** A job's rows, as its store (bulk/bulk-job-store.ts) keeps them. */
 export interface BulkJobQueue {

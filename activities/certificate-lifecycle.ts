@@ -13,7 +13,7 @@ import { renewableCertificateOf, type CertificateRenewals } from '../provisionin
 import type { DeviceRegistry } from '../registry/device-registry';
 import { SelfTestFailedError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
-import type { RenewableCertificate } from '../workflows/certificate-definitions';
+import type { RenewableCertificate } from '../contracts/certificates';
 import type { SecretVault } from '../custody/secret-vault';
 import { deviceSessions } from './device-sessions';
 import { provisioningStep } from './step';

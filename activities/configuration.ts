@@ -15,7 +15,7 @@ import type { CertificateAuthorityService, ServiceIdentities } from '../pki/cert
 import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { DeviceRegistry } from '../registry/device-registry';
 import type { Logger } from '../foundation/logger';
-import type { ConfigurationRef, DriftAction, DriftCheckReport, RolloutKind, RolloutReport } from '../workflows/configuration-definitions';
+import type { ConfigurationRef, DriftAction, DriftCheckReport, RolloutKind, RolloutReport } from '../contracts/configuration';
 import { configurationPushes } from './configuration-push';
 import { deviceSessions } from './device-sessions';
 import { provisioningStep } from './step';

@@ -17,7 +17,7 @@ import { sweepSnmp, type SnmpSweepOptions } from '../discovery/scanners/snmp-swe
 import { scanSsdp, type SsdpScanOptions } from '../discovery/scanners/ssdp';
 import { scanWsDiscovery, type WsDiscoveryScanOptions } from '../discovery/scanners/ws-discovery';
 import type { Logger } from '../foundation/logger';
-import type { DeviceSighting, ZeroTouchMatch } from '../workflows/zero-touch-definitions';
+import type { DeviceSighting, ZeroTouchMatch } from '../contracts/zero-touch';
 import { provisioningStep } from './step';
 
 /** Where discovery hands the devices it saw to zero-touch provisioning. */

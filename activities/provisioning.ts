@@ -19,7 +19,7 @@ import { configurationPushes } from './configuration-push';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
-import type { CertificateInfo, DeviceDescriptor } from '../workflows/definitions';
+import type { CertificateInfo, DeviceDescriptor } from '../contracts/provisioning';
 import { provisioningStep } from './step';
 
 export interface ProvisioningDependencies {

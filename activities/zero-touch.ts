@@ -6,8 +6,8 @@
 import { alertFingerprint, alertKinds, type AlertStore } from '../alerts/alert-store';
 import type { AuditLog } from '../audit/audit-log';
 import type { Logger } from '../foundation/logger';
-import type { ProvisionDeviceInput } from '../workflows/definitions';
-import type { DeviceSighting, ZeroTouchState } from '../workflows/zero-touch-definitions';
+import type { ProvisionDeviceInput } from '../contracts/provisioning';
+import type { DeviceSighting, ZeroTouchState } from '../contracts/zero-touch';
 import { provisioningStep } from './step';
 
 /** Plans the run of a registered device where it was seen (zero-touch/run-planner.ts). */

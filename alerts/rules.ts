@@ -9,7 +9,7 @@ import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { CertificateStore } from '../pki/certificate-store';
 import { DeviceRegistry } from '../registry/device-registry';
-import { provisioningSearchAttributes, tenantVisibilityFilter } from '../workflows/definitions';
+import { provisioningSearchAttributes, tenantVisibilityFilter } from '../contracts/provisioning';
 import { alertFingerprint, alertKinds, type AlertKind, type AlertStore, type RaiseAlertInput } from './alert-store';
 
 export interface AlertSettings {

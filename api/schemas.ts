@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { permissions, roles } from '../access/roles';
 import { certificateTypes } from '../pki/certificate-store';
-import { provisioningStepNames } from '../workflows/definitions';
+import { provisioningStepNames } from '../contracts/provisioning';
 
 const timestamp = z.iso.datetime({ offset: true });
 

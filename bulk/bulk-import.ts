@@ -16,9 +16,9 @@ import type { DeviceRegistry } from '../registry/device-registry';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import { ValidationError } from '../foundation/errors';
 import { eventLoopTurns } from '../foundation/cooperative';
-import { bulkWorkflowId, type BulkProvisionInput } from '../workflows/bulk-definitions';
+import { bulkWorkflowId, type BulkProvisionInput } from '../contracts/bulk';
 import type { bulkProvision } from '../workflows/bulk-provision';
-import { provisioningSearchAttributes as attributes, type ProvisionDeviceInput } from '../workflows/definitions';
+import { provisioningSearchAttributes as attributes, type ProvisionDeviceInput } from '../contracts/provisioning';
 import type { BulkJob, BulkJobSettings, BulkJobStore } from './bulk-job-store';
 import { readDeviceSheet, type SheetLimits } from './spreadsheet';
 

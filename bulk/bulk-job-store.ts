@@ -9,8 +9,8 @@ import type { Database } from '../db/client';
 import { bulkJobDevices, bulkJobs, type BulkJobDeviceRow, type BulkJobRow } from '../db/schema';
 import { NotFoundError } from '../foundation/errors';
 import { storableText } from '../foundation/validation';
-import type { BulkDeviceOutcome, BulkJobState, BulkRow } from '../workflows/bulk-definitions';
-import type { DeviceDescriptor } from '../workflows/definitions';
+import type { BulkDeviceOutcome, BulkJobState, BulkRow } from '../contracts/bulk';
+import type { DeviceDescriptor } from '../contracts/provisioning';
 
 export type BulkJob = BulkJobRow;
 export type BulkJobDevice = BulkJobDeviceRow;

@@ -14,7 +14,7 @@ import {
   retryFailedBulkSignal,
   setBulkConcurrencySignal,
   type BulkProgress,
-} from '../workflows/bulk-definitions';
+} from '../contracts/bulk';
 import type { BulkImporter } from './bulk-import';
 import type { BulkJob, BulkJobSettings, BulkJobStore } from './bulk-job-store';
 

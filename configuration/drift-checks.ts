@@ -7,9 +7,9 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { NotFoundError } from '../foundation/errors';
 import { fromWorkflowError } from '../foundation/workflow-errors';
-import { driftCheckProgressQuery, type DriftAction, type DriftCheckReport } from '../workflows/configuration-definitions';
+import { driftCheckProgressQuery, type DriftAction, type DriftCheckReport } from '../contracts/configuration';
 import type { configurationDriftCheck } from '../workflows/configuration-drift';
-import { tenantVisibilityFilter } from '../workflows/definitions';
+import { tenantVisibilityFilter } from '../contracts/provisioning';
 import {
   applyDriftSchedule,
   driftCheckPrefix,

@@ -11,7 +11,7 @@ import type { Database } from '../db/client';
 import { configurationDriftPolicies, type ConfigurationDriftPolicyRow } from '../db/schema';
 import { deleteSchedule, ensureIntervalSchedule } from '../foundation/schedules';
 import type { configurationDriftCheck } from '../workflows/configuration-drift';
-import { provisioningSearchAttributes } from '../workflows/definitions';
+import { provisioningSearchAttributes } from '../contracts/provisioning';
 
 export const driftPolicyInputSchema = z
   .object({

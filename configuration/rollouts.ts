@@ -23,9 +23,9 @@ import {
   type RolloutMemo,
   type RolloutReport,
   type RolloutTarget,
-} from '../workflows/configuration-definitions';
+} from '../contracts/configuration';
 import type { configRollout } from '../workflows/configuration-rollout';
-import { tenantVisibilityFilter } from '../workflows/definitions';
+import { tenantVisibilityFilter } from '../contracts/provisioning';
 import { complianceRefusal, judgeDeployment, recordRefusal } from './deployment-gate';
 import type { DeviceConfigurations } from './device-configurations';
 import type { TemplateCatalog } from './templates';

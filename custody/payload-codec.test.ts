@@ -5,11 +5,11 @@ import { driftCheckPrefix, driftScheduleId } from '../configuration/drift-polici
 import { discoveryScheduleId } from '../discovery/sweep-schedule';
 import { sweepWorkflowPrefix } from '../discovery/sweeps';
 import { ConfigurationError } from '../foundation/errors';
-import { bulkWorkflowId } from '../workflows/bulk-definitions';
-import { renewalWorkflowId, rotationWorkflowId } from '../workflows/certificate-definitions';
-import { rolloutWorkflowId } from '../workflows/configuration-definitions';
-import { provisioningWorkflowId } from '../workflows/definitions';
-import { zeroTouchWorkflowId } from '../workflows/zero-touch-definitions';
+import { bulkWorkflowId } from '../contracts/bulk';
+import { renewalWorkflowId, rotationWorkflowId } from '../contracts/certificates';
+import { rolloutWorkflowId } from '../contracts/configuration';
+import { provisioningWorkflowId } from '../contracts/provisioning';
+import { zeroTouchWorkflowId } from '../contracts/zero-touch';
 import {
   derivedPayloadKeyId,
   EncryptionCodec,

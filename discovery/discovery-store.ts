@@ -19,7 +19,7 @@ import {
   type DiscoverySiteRow,
 } from '../db/schema';
 import { identifierPattern } from '../registry/identifiers';
-import type { ZeroTouchMatch } from '../workflows/zero-touch-definitions';
+import type { ZeroTouchMatch } from '../contracts/zero-touch';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { fieldProblems } from '../foundation/validation';

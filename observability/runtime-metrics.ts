@@ -5,7 +5,7 @@
  * one `Runtime.install` call the service makes.
  */
 import type { TelemetryOptions } from '@temporalio/worker';
-import { provisioningDurationBucketsSeconds, provisioningMetricNames } from '../workflows/metrics-definitions';
+import { provisioningDurationBucketsSeconds, provisioningMetricNames } from '../contracts/metrics';
 
 /** Loopback, so only this process (the metrics handler) reads it unless an operator opens it up. */
 export const defaultWorkerMetricsBindAddress = '127.0.0.1:9464';

@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { NotFoundError } from '../foundation/errors';
 import { fromWorkflowError } from '../foundation/workflow-errors';
-import { rotationProgressQuery, rotationWorkflowId, type IntermediateRotationProgress } from '../workflows/certificate-definitions';
-import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+import { rotationProgressQuery, rotationWorkflowId, type IntermediateRotationProgress } from '../contracts/certificates';
+import { provisioningSearchAttributes as attributes } from '../contracts/provisioning';
 import type { rotateSiteIntermediate } from '../workflows/intermediate-rotation';
 import type { CertificateInventory } from './certificate-inventory';
 

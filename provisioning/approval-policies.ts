@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Database } from '../db/client';
 import { approvalPolicies, type ApprovalPolicyRow } from '../db/schema';
 import { ConflictError, NotFoundError } from '../foundation/errors';
-import type { ApprovalRequirement } from '../workflows/definitions';
+import type { ApprovalRequirement } from '../contracts/provisioning';
 
 export const approvalPolicyInputSchema = z
   .object({

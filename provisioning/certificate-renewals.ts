@@ -14,8 +14,8 @@ import {
   renewalWorkflowId,
   type RenewableCertificate,
   type RenewalStatus,
-} from '../workflows/certificate-definitions';
-import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+} from '../contracts/certificates';
+import { provisioningSearchAttributes as attributes } from '../contracts/provisioning';
 
 export interface CertificateRenewalsOptions {
   client: Client;

@@ -12,7 +12,7 @@ import type { DeviceConfigurations } from '../configuration/device-configuration
 import type { ConfigurationTemplateVersion, TemplateCatalog } from '../configuration/templates';
 import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
-import type { ApprovalRequirement, DeviceDescriptor, ProvisioningMethod, ProvisionDeviceInput } from '../workflows/definitions';
+import type { ApprovalRequirement, DeviceDescriptor, ProvisioningMethod, ProvisionDeviceInput } from '../contracts/provisioning';
 import type { ApprovalPolicies } from './approval-policies';
 import { duplicatesWithin, type DeviceProvisioningRequest, type DeviceRequest, type ProvisioningRequest } from './requests';
 

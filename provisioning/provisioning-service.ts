@@ -25,7 +25,7 @@ import {
   statusQuery,
   type DeviceProvisioningRecord,
   type ProvisionDeviceInput,
-} from '../workflows/definitions';
+} from '../contracts/provisioning';
 import type { provisionDevice } from '../workflows/provision-device';
 import type { ProvisioningPlanner } from './planner';
 import { deviceDescriptorOf, type DeviceProvisioningRequest, type ProvisioningRequest } from './requests';

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { DeviceType } from '../adapters/device-adapter';
 import { templateIdPattern } from '../configuration/templates';
 import type { FieldProblem } from '../foundation/errors';
-import type { DeviceDescriptor } from '../workflows/definitions';
+import type { DeviceDescriptor } from '../contracts/provisioning';
 import { normaliseMacAddress } from '../foundation/mac-address';
 import { identifierPattern, identifierReason } from '../registry/identifiers';
 import { credentialsSchema } from '../registry/initial-credentials';

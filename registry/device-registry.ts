@@ -6,7 +6,7 @@ import { and, asc, eq, gt, inArray, isNotNull, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { devices, type DeviceRow } from '../db/schema';
 import type { DeviceIdentity } from '../adapters/device-adapter';
-import type { DeviceDescriptor } from '../workflows/definitions';
+import type { DeviceDescriptor } from '../contracts/provisioning';
 import { ConflictError, NotFoundError } from '../foundation/errors';
 
 /** A device as the registry records it. */

@@ -7,7 +7,7 @@ import { IllegalStateError, SearchAttributeType } from '@temporalio/common';
 import { workerRuntimeTelemetry } from '../observability/runtime-metrics';
 import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
-import { allSearchAttributeKeys } from '../workflows/definitions';
+import { allSearchAttributeKeys } from '../contracts/provisioning';
 import type { Logger } from '../foundation/logger';
 
 // A CommonJS module: its namespaces are only reachable through the default export under Node's ESM.

@@ -10,7 +10,7 @@ import {
   type ApprovalOutcome,
   type ApprovalRequirement,
   type DeviceProvisioningRecord,
-} from './definitions';
+} from '../contracts/provisioning';
 
 export interface ApprovalContext {
   tenantId: string;

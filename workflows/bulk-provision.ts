@@ -31,14 +31,14 @@ import {
   type BulkProgress,
   type BulkProvisionInput,
   type BulkRow,
-} from './bulk-definitions';
+} from '../contracts/bulk';
 import {
   cancelSignal,
   provisioningSearchAttributes as attributes,
   provisioningWorkflowId,
   startProvisioning,
   type ProvisionDeviceInput,
-} from './definitions';
+} from '../contracts/provisioning';
 import type { provisionDevice } from './provision-device';
 
 const jobStore = proxyActivities<BulkActivities>({

@@ -25,7 +25,7 @@ import {
   type CertificateRenewalInput,
   type RenewableCertificate,
   type RenewalStatus,
-} from './certificate-definitions';
+} from '../contracts/certificates';
 import { describeFailure, failureType } from './failures';
 
 /** A device call: a short burst of retries; the workflow's own backoff covers long outages. */

@@ -15,7 +15,7 @@ import {
   type DriftCheckInput,
   type DriftCheckReport,
   type RolloutTarget,
-} from './configuration-definitions';
+} from '../contracts/configuration';
 import type { configRollout } from './configuration-rollout';
 
 /** Reading a device: one retry for a blip; a device that stays silent is reported unreadable. */

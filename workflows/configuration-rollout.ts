@@ -20,7 +20,7 @@ import {
   type RolloutProgress,
   type RolloutReport,
   type RolloutTarget,
-} from './configuration-definitions';
+} from '../contracts/configuration';
 
 /** Pushing to a device: a flaky one is tried a few times; a refusal (compliance, validation) is not retried. */
 const devices = proxyActivities<ConfigurationActivities>({

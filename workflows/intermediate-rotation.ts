@@ -7,7 +7,7 @@
 import { proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { CertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { nonRetryableErrorTypes } from '../foundation/errors';
-import { rotationProgressQuery, type IntermediateRotationInput, type IntermediateRotationProgress } from './certificate-definitions';
+import { rotationProgressQuery, type IntermediateRotationInput, type IntermediateRotationProgress } from '../contracts/certificates';
 
 const certificateAuthority = proxyActivities<CertificateLifecycleActivities>({
   startToCloseTimeout: '2m',

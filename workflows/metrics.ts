@@ -13,8 +13,8 @@
  *   failed tries  sum by (step) (increase(provisioning_step_attempts_total{outcome="failed"}[1h]))
  */
 import { metricMeter } from '@temporalio/workflow';
-import type { ProvisioningMethod, ProvisioningStepName } from './definitions';
-import { provisioningMetricNames } from './metrics-definitions';
+import type { ProvisioningMethod, ProvisioningStepName } from '../contracts/provisioning';
+import { provisioningMetricNames } from '../contracts/metrics';
 
 /** Cancelled runs are kept apart so that an operator's cancel does not count against the success rate. */
 export type ProvisioningOutcome = 'completed' | 'failed' | 'cancelled';

@@ -10,7 +10,7 @@ import type { ProvisioningActivities } from '../activities/provisioning';
 import { deviceCapabilities } from '../adapters/device-adapter';
 // A plain module with no Node dependencies, so the workflow bundle may include it.
 import { nonRetryableErrorTypes } from '../foundation/errors';
-import type { DeviceProvisioningRecord, ProvisionDeviceInput } from './definitions';
+import type { DeviceProvisioningRecord, ProvisionDeviceInput } from '../contracts/provisioning';
 import { ProvisioningRun } from './provisioning-run';
 
 /** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */

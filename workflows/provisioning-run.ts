@@ -21,7 +21,7 @@ import {
 } from '@temporalio/workflow';
 import type { ProvisioningActivities } from '../activities/provisioning';
 import { awaitApproval } from './approval';
-import { bulkDeviceFinishedSignal, type BulkDeviceOutcome } from './bulk-definitions';
+import { bulkDeviceFinishedSignal, type BulkDeviceOutcome } from '../contracts/bulk';
 import {
   activateSignal,
   cancelSignal,
@@ -35,7 +35,7 @@ import {
   type ProvisionDeviceInput,
   type ProvisioningStatus,
   type ProvisioningStepName,
-} from './definitions';
+} from '../contracts/provisioning';
 import { attemptsOf, describeFailure, failureType, isFailureForGood } from './failures';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome, type ProvisioningRunLabels } from './metrics';
 

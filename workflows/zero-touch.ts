@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { ZeroTouchActivities } from '../activities/zero-touch';
 import { nonRetryableErrorTypes } from '../foundation/errors';
-import { provisioningWorkflowId, startProvisioning } from './definitions';
+import { provisioningWorkflowId, startProvisioning } from '../contracts/provisioning';
 import { describeFailure, failureType } from './failures';
 import type { provisionDevice } from './provision-device';
 import {
@@ -27,7 +27,7 @@ import {
   type DeviceSighting,
   type ZeroTouchInput,
   type ZeroTouchStatus,
-} from './zero-touch-definitions';
+} from '../contracts/zero-touch';
 
 const zeroTouch = proxyActivities<ZeroTouchActivities>({
   startToCloseTimeout: '1m',

@@ -27,8 +27,8 @@ import {
   type ZeroTouchInput,
   type ZeroTouchMatch,
   type ZeroTouchStatus,
-} from '../workflows/zero-touch-definitions';
-import { provisioningSearchAttributes as attributes } from '../workflows/definitions';
+} from '../contracts/zero-touch';
+import { provisioningSearchAttributes as attributes } from '../contracts/provisioning';
 import type { StoredRegistration, ZeroTouchRegistrationStore } from './registration-store';
 
 const dayMs = 24 * 60 * 60 * 1000;

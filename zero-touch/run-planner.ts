@@ -12,8 +12,8 @@ import { parseOrThrow } from '../foundation/validation';
 import type { ProvisioningPlanner } from '../provisioning/planner';
 import { defaultRunOptions, deviceDescriptorOf, deviceRequestSchema } from '../provisioning/requests';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
-import type { ProvisionDeviceInput } from '../workflows/definitions';
-import type { DeviceSighting } from '../workflows/zero-touch-definitions';
+import type { ProvisionDeviceInput } from '../contracts/provisioning';
+import type { DeviceSighting } from '../contracts/zero-touch';
 import type { ZeroTouchRegistrationStore } from './registration-store';
 
 export interface ZeroTouchRunPlannerDependencies {

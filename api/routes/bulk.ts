@@ -7,7 +7,7 @@ import { bulkReportColumns, type BulkJobs } from '../../bulk/bulk-jobs';
 import { deviceSheetTemplateCsv, deviceSheetTemplateXlsx, toCsv } from '../../bulk/spreadsheet-output';
 import { PayloadTooLargeError, ServiceBusyError, ValidationError } from '../../foundation/errors';
 import { parseOrThrow, refuseUnstorableText } from '../../foundation/validation';
-import { maximumBulkConcurrency } from '../../workflows/bulk-definitions';
+import { maximumBulkConcurrency } from '../../contracts/bulk';
 import { operation, type AnyOperation } from '../operation';
 
 const base = '/api/v1/provisioning/bulk';

@@ -8,7 +8,7 @@ import { driftPolicyInputSchema } from '../../configuration/drift-policies';
 import type { DriftChecks } from '../../configuration/drift-checks';
 import type { ConfigurationRollouts } from '../../configuration/rollouts';
 import { identifierPattern, identifierReason } from '../../registry/identifiers';
-import { maximumRolloutConcurrency, maximumRolloutDevices, type RolloutReport } from '../../workflows/configuration-definitions';
+import { maximumRolloutConcurrency, maximumRolloutDevices, type RolloutReport } from '../../contracts/configuration';
 import { operation, type AnyOperation } from '../operation';
 
 const templates = '/api/v1/provisioning/templates';

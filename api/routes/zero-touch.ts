@@ -10,7 +10,7 @@ import { dhcpLeaseEventSchema, dhcpObservation } from '../../discovery/dhcp-even
 import { identifierPattern } from '../../registry/identifiers';
 import { FailedAuthenticationThrottle, type FailedAuthenticationLimits } from '../../access/failed-authentications';
 import { TooManyRequestsError, UnauthenticatedError } from '../../foundation/errors';
-import type { DeviceSighting } from '../../workflows/zero-touch-definitions';
+import type { DeviceSighting } from '../../contracts/zero-touch';
 import { registrationRequestSchema, type ZeroTouchRegistrations } from '../../zero-touch/registrations';
 import { operation, type AnyOperation } from '../operation';
 

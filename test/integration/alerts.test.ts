@@ -20,7 +20,7 @@ import { payloadDataConverter } from '../../custody/payload-codec';
 import { alerts, certificates, type NewCertificateRow } from '../../db/schema';
 import { workflowsPath } from '../../service/main';
 import type { AlertEvaluationSummary } from '../../workflows/alert-evaluation';
-import { provisioningWorkflowId } from '../../workflows/definitions';
+import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { TestDevices, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, testLogger, type TestService } from '../support/service';
 import { certificateRowFixture } from '../support/certificates';

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approvalUpdate, provisioningWorkflowId, type ProvisionDeviceInput } from '../../workflows/definitions';
+import { approvalUpdate, provisioningWorkflowId, type ProvisionDeviceInput } from '../../contracts/provisioning';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';

@@ -3,8 +3,8 @@
  * are provisioned by child workflows under a concurrency cap, steered by operators, and reported.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisioningWorkflowId } from '../../workflows/definitions';
-import { bulkWorkflowId, type BulkProvisionInput } from '../../workflows/bulk-definitions';
+import { provisioningWorkflowId } from '../../contracts/provisioning';
+import { bulkWorkflowId, type BulkProvisionInput } from '../../contracts/bulk';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';

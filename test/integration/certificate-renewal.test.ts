@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { alerts, certificates } from '../../db/schema';
-import { renewalStatusQuery, renewalWorkflowId, type RenewalStatus } from '../../workflows/certificate-definitions';
+import { renewalStatusQuery, renewalWorkflowId, type RenewalStatus } from '../../contracts/certificates';
 import { HttpsDeviceAdapter } from '../../adapters/https';
 import { testDeviceNetworks } from '../support/device-networks';
 import { initialCredentialsPurpose } from '../../registry/initial-credentials';

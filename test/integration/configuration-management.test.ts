@@ -10,7 +10,7 @@ import { dataEncryptionKeys, deviceSecrets } from '../../db/schema';
 import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../custody/payload-codec';
-import { provisioningWorkflowId } from '../../workflows/definitions';
+import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { startTestApi, type TestApi } from '../support/api';
 import { TestDevices, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';

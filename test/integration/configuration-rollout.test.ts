@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisioningWorkflowId } from '../../workflows/definitions';
+import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { startTestApi, type TestApi } from '../support/api';
 import { TestDevices, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';

@@ -6,7 +6,7 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisioningWorkflowId, type DeviceProvisioningRecord, type ProvisionDeviceInput } from '../../workflows/definitions';
+import { provisioningWorkflowId, type DeviceProvisioningRecord, type ProvisionDeviceInput } from '../../contracts/provisioning';
 import { startTestApi, type TestApi } from '../support/api';
 import { TestDevices } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';

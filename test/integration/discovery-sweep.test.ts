@@ -16,7 +16,7 @@ import { discoveryScheduleId, ensureDiscoverySchedules } from '../../discovery/s
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { freeUdpPort, startSnmpd, type RunningSnmpd } from '../../scripts/simulators/snmp-agent';
 import { workflowsPath } from '../../service/main';
-import type { DeviceSighting, ZeroTouchMatch } from '../../workflows/zero-touch-definitions';
+import type { DeviceSighting, ZeroTouchMatch } from '../../contracts/zero-touch';
 import type { DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { startTestApi, type TestApi } from '../support/api';
 import { waitFor } from '../support/devices';

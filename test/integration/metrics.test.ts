@@ -12,7 +12,7 @@ import { httpsBuiltInTemplates } from '../../adapters/https/settings';
 import { certificates } from '../../db/schema';
 import { createMetricsRegistry, expiryBucket, metricsHandler } from '../../observability/metrics';
 import { workerMetricsUrl, workerRuntimeTelemetry } from '../../observability/runtime-metrics';
-import { provisioningWorkflowId } from '../../workflows/definitions';
+import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { TestDevices, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
 import { parseSamples, samplesOf, total, type Sample } from '../support/prometheus';
 import { startTestService, testLogger, type TestService } from '../support/service';

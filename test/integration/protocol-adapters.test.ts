@@ -18,7 +18,7 @@ import { startOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { startOsdpReader } from '../../scripts/simulators/osdp-reader';
 import { certificates, deviceSecrets } from '../../db/schema';
 import { startSnmpd, type RunningSnmpPeer } from '../../scripts/simulators/snmp-agent';
-import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
+import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createConfigurationActivities, type DeviceDriftResult } from '../../activities/configuration';
 import { startTestService, testLogger, type TestService } from '../support/service';

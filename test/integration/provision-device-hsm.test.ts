@@ -3,7 +3,7 @@
  * PostgreSQL server: the other key custody and database code paths.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
+import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';
 import { startTestDevice } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 

@@ -11,7 +11,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { certificates } from '../../db/schema';
 import { ConflictError, ValidationError } from '../../foundation/errors';
-import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
+import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';
 import { TestDevices, waitFor, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
 import { temporalCliPath } from '../support/temporal';

@@ -14,7 +14,7 @@ import { loadConfig } from '../../service/config';
 import { createProvisioningService, createServiceParts, type ServiceParts } from '../../service/main';
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
-import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../workflows/definitions';
+import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';
 import { createServerDatabaseUrl } from '../support/database';
 import { startTestDevice, waitFor } from '../support/devices';
 import { testLogger, testProvisioning } from '../support/service';

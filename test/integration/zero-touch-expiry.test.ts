@@ -5,7 +5,7 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { auditEvents } from '../../db/schema';
-import { zeroTouchWorkflowId, type ZeroTouchStatus } from '../../workflows/zero-touch-definitions';
+import { zeroTouchWorkflowId, type ZeroTouchStatus } from '../../contracts/zero-touch';
 import { ZeroTouchRegistrationStore } from '../../zero-touch/registration-store';
 import { registrationRequestSchema, ZeroTouchRegistrations } from '../../zero-touch/registrations';
 import { startTestService, type TestService } from '../support/service';

@@ -4,7 +4,7 @@
  */
 import type { DataConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { allSearchAttributeKeys } from '../../workflows/definitions';
+import { allSearchAttributeKeys } from '../../contracts/provisioning';
 
 export function temporalCliPath(): string {
   const path = process.env.TEMPORAL_CLI_PATH;

@@ -5,7 +5,7 @@
  */
 import type { SearchAttributePair } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import { provisioningSearchAttributes } from './definitions';
+import { provisioningSearchAttributes } from './provisioning';
 
 /** The most devices one rollout takes; larger fleets are rolled out site by site. */
 export const maximumRolloutDevices = 5_000;

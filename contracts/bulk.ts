@@ -3,7 +3,7 @@
  * signals operators steer a job with. Deterministic imports only.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { DeviceDescriptor, ProvisionDeviceInput, ProvisioningStepName } from './definitions';
+import type { DeviceDescriptor, ProvisionDeviceInput, ProvisioningStepName } from './provisioning';
 
 export interface BulkCounters {
   total: number;
