@@ -10,7 +10,7 @@ import { BearerTokenVerifier } from '../../access/bearer-tokens';
 import { roleAllows, roles, type Permission } from '../../access/roles';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, type TestDevice } from '../support/devices';
-import { createServiceApi } from '../../service/main';
+import { createServiceApi } from '../../service/api';
 import { startTestService, testLogger, type TestService } from '../support/service';
 
 let service: TestService;

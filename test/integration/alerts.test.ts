@@ -18,7 +18,7 @@ import { closedProvisioningRunsQuery, scheduledAlertRules, visibilityCounter } f
 import { idempotencyHeader, signatureHeader, verifyWebhookSignature, type AlertNotification } from '../../alerts/webhook';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { alerts, certificates, type NewCertificateRow } from '../../db/schema';
-import { workflowsPath } from '../../service/main';
+import { workflowsPath } from '../../service/worker';
 import type { AlertEvaluationSummary } from '../../workflows/alert-evaluation';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { TestDevices, waitFor, type TestDevice } from '../support/devices';

@@ -13,7 +13,7 @@ import { alerts } from '../../db/schema';
 import { caBackupScheduleId } from '../../pki/ca-backup-schedule';
 import { BackupPassphraseError, readBackupHeader } from '../../pki/ca-backup';
 import { applyCaBackupSchedule } from '../../pki/ca-backup-schedule';
-import { systemAuditTenant } from '../../service/main';
+import { systemAuditTenant } from '../../service/parts';
 import { backUpCertificateAuthority } from '../../workflows/ca-backup';
 import { startTestService, type TestService } from '../support/service';
 

@@ -15,7 +15,7 @@ import { devices, discoveredDevices, zeroTouchRegistrations } from '../../db/sch
 import { discoveryScheduleId, ensureDiscoverySchedules } from '../../discovery/sweep-schedule';
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { freeUdpPort, startSnmpd, type RunningSnmpd } from '../../scripts/simulators/snmp-agent';
-import { workflowsPath } from '../../service/main';
+import { workflowsPath } from '../../service/worker';
 import type { DeviceSighting, ZeroTouchMatch } from '../../contracts/zero-touch';
 import type { DiscoverySweepSummary } from '../../workflows/discovery-sweep';
 import { startTestApi, type TestApi } from '../support/api';

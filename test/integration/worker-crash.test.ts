@@ -11,7 +11,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { certificates } from '../../db/schema';
 import { loadConfig } from '../../service/config';
-import { createProvisioningService, createServiceParts, type ServiceParts } from '../../service/main';
+import { createProvisioningService, createServiceParts, type ServiceParts } from '../../service/parts';
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';

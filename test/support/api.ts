@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { Role } from '../../access/roles';
-import { createServiceApi } from '../../service/main';
+import { createServiceApi } from '../../service/api';
 import type { TestService } from './service';
 import { testLogger } from './service';
 

@@ -6,7 +6,8 @@ import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../../service/config';
 import { createLogger } from '../../foundation/logger';
-import { createProvisioningWorker, createServiceParts, serviceClient } from '../../service/main';
+import { createServiceParts, serviceClient } from '../../service/parts';
+import { createProvisioningWorker } from '../../service/worker';
 import { installTemporalRuntime } from '../../service/temporal';
 
 const config = loadConfig();

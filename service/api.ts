@@ -1,0 +1,136 @@
+/** The HTTP API over the service's parts, with the workflow client it starts and queries runs through. */
+import { type Connection } from '@temporalio/client';
+import { type Express } from 'express';
+import { BearerTokenVerifier } from '../access/bearer-tokens';
+import { createApp } from '../api/app';
+import { configurationOperations } from '../api/routes/configuration';
+import { EncryptionCodec } from '../custody/payload-codec';
+import { IntermediateRotations } from '../pki/rotations';
+import { CertificateRenewals } from '../provisioning/certificate-renewals';
+import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
+import { zeroTouchOperations } from '../api/routes/zero-touch';
+import { discoveryOperations } from '../api/routes/discovery';
+import { DiscoverySweeps } from '../discovery/sweeps';
+import { DriftChecks } from '../configuration/drift-checks';
+import { ConfigurationRollouts } from '../configuration/rollouts';
+import { configurationJobOperations } from '../api/routes/configuration-jobs';
+import { BulkImporter } from '../bulk/bulk-import';
+import { BulkJobs } from '../bulk/bulk-jobs';
+import { BulkJobStore } from '../bulk/bulk-job-store';
+import type { ServiceConfig } from './config';
+import type { Logger } from '../foundation/logger';
+import { createProvisioningPlanner, createProvisioningService, createZeroTouchRegistrations, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
+
+/** The HTTP API over the service's parts, talking to Temporal through `connection`. */
+export function createServiceApi(
+  parts: ServiceParts,
+  options: { config: ServiceConfig; connection: Connection; logger: Logger },
+): Express {
+  const { config, connection, logger } = options;
+  const client = serviceClient(parts, connection, config.temporal.namespace);
+  const planner = createProvisioningPlanner(parts);
+  const provisioning = createProvisioningService(parts, client, config.temporal.taskQueue, planner);
+  const bulkJobs = new BulkJobStore(parts.database.db);
+  const importer = new BulkImporter({
+    store: bulkJobs,
+    client,
+    taskQueue: config.temporal.taskQueue,
+    vault: parts.vault,
+    registry: parts.registry,
+    adapters: parts.adapters,
+    networks: parts.networks,
+    planner,
+  });
+  const renewals = new CertificateRenewals({
+    client,
+    taskQueue: config.temporal.taskQueue,
+    renewAtFraction: config.ca.renewalAtFraction,
+  });
+  return createApp({
+    bulk: { importer, jobs: new BulkJobs({ store: bulkJobs, client, importer }), concurrentUploads: config.bulk.concurrentUploads },
+    codec: {
+      codec: new EncryptionCodec(parts.payloadKeyring),
+      allowedOrigins: config.payloadEncryption.allowedOrigins,
+      namespaces: [config.temporal.namespace],
+      ...(config.payloadEncryption.uiDecodeTenant ? { uiDecodeTenant: config.payloadEncryption.uiDecodeTenant } : {}),
+    },
+    provisioning,
+    pki: { crls: parts.crls, ocsp: parts.ocsp },
+    protocols: [...parts.adapters.keys()],
+    extraOperations: [
+      ...certificateLifecycleOperations({
+        renewals,
+        rotations: new IntermediateRotations({ client, taskQueue: config.temporal.taskQueue, inventory: parts.inventory }),
+      }),
+      ...discoveryOperations({
+        store: parts.discovery,
+        sweeps: new DiscoverySweeps({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
+      }),
+      ...configurationOperations(parts),
+      ...configurationJobOperations({
+        rollouts: new ConfigurationRollouts({
+          client,
+          taskQueue: config.temporal.taskQueue,
+          templates: parts.templates,
+          configurations: parts.configurations,
+          registry: parts.registry,
+        }),
+        driftChecks: new DriftChecks({ client, taskQueue: config.temporal.taskQueue, policies: parts.driftPolicies }),
+      }),
+      ...zeroTouchOperations({
+        registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
+        protocols: [...parts.adapters.keys()],
+        failedEnrolmentTokens: config.authentication.failedEnrolmentTokens,
+        publicBaseUrl: () => parts.publication.baseUrl,
+      }),
+    ],
+    ca: parts.ca,
+    inventory: parts.inventory,
+    registry: parts.registry,
+    templates: parts.templates,
+    apiKeys: parts.apiKeys,
+    approvals: parts.approvals,
+    audit: parts.audit,
+    alerts: parts.alerts,
+    bearerTokens: config.authentication.bearerTokens ? new BearerTokenVerifier(config.authentication.bearerTokens) : undefined,
+    onAuthenticationFailure: async (failure) => {
+      logger.warn({ ...failure }, 'authentication failed');
+      // Failed logins name no tenant we can trust, so they share the system chain.
+      await parts.audit.append({
+        tenantId: systemAuditTenant,
+        actor: failure.address ?? 'unknown',
+        actorType: 'anonymous',
+        action: 'auth.login_failed',
+        outcome: 'failure',
+        details: { reason: failure.reason, method: failure.method, path: failure.path },
+      });
+    },
+    recordOperation: async (entry) => {
+      const [targetType, targetId] = Object.entries(entry.params)[0] ?? [];
+      await parts.audit.append({
+        tenantId: entry.principal.tenantId,
+        actor: entry.principal.subject,
+        actorType: entry.principal.kind === 'api-key' ? 'api-key' : 'user',
+        action: `api.${entry.operationId.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`,
+        targetType,
+        targetId,
+        outcome: entry.outcome,
+        details: {
+          method: entry.method,
+          path: entry.path,
+          status: entry.status,
+          // Which of the principal's credentials acted, when that is not the principal's own name.
+          ...(entry.principal.credential !== entry.principal.subject ? { credential: entry.principal.credential } : {}),
+          ...(entry.error ? { error: entry.error } : {}),
+        },
+      });
+    },
+    rateLimitPerMinute: config.authentication.rateLimitPerMinute,
+    trustProxy: config.http.trustProxy,
+    logger,
+    healthChecks: [
+      { name: 'database', check: () => parts.database.ping() },
+      { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
+    ],
+  });
+}

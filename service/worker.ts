@@ -1,0 +1,115 @@
+/** The worker: every workflow and activity of the service, over the parts it is given. */
+import { fileURLToPath } from 'node:url';
+import { Client } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createProvisioningActivities } from '../activities/provisioning';
+import { payloadDataConverter } from '../custody/payload-codec';
+import { CertificateRenewals } from '../provisioning/certificate-renewals';
+import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
+import { createZeroTouchActivities } from '../activities/zero-touch';
+import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
+import { ZeroTouchRunPlanner } from '../zero-touch/run-planner';
+import { createDiscoveryActivities } from '../activities/discovery';
+import { createCaBackupActivities } from '../activities/ca-backup';
+import { createConfigurationActivities } from '../activities/configuration';
+import { createAlertActivities } from '../activities/alerts';
+import { createBulkActivities } from '../activities/bulk';
+import { BulkJobStore } from '../bulk/bulk-job-store';
+import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
+import type { ServiceConfig } from './config';
+import type { Logger } from '../foundation/logger';
+import { createProvisioningPlanner, createZeroTouchRegistrations, systemAuditTenant, type ServiceParts } from './parts';
+
+export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/** Renew once two thirds of a certificate's lifetime has passed, unless configured otherwise. */
+const defaultRenewalFraction = 2 / 3;
+
+export function createProvisioningWorker(
+  parts: ServiceParts,
+  options: {
+    connection: NativeConnection;
+    /** For the activities that read Temporal's visibility (alert rules). */
+    client: Client;
+    namespace: string;
+    taskQueue: string;
+    alerts: ServiceConfig['alerts'];
+    capacity?: ServiceConfig['worker'];
+    /** Fraction of a device certificate's lifetime after which it is renewed. */
+    renewAtFraction?: number;
+    /** False where the cluster has no custom search attributes (the time-skipping test server). */
+    searchAttributes?: boolean;
+    /** Scanner settings of discovery sweeps; the scanners' defaults when absent. */
+    discovery?: ServiceConfig['discovery'];
+    /** Scheduled CA backups; none when absent. */
+    caBackup?: ServiceConfig['caBackup'];
+    logger: Logger;
+  },
+): Promise<Worker> {
+  const renewals = new CertificateRenewals({
+    client: options.client,
+    taskQueue: options.taskQueue,
+    renewAtFraction: options.renewAtFraction ?? defaultRenewalFraction,
+    searchAttributes: options.searchAttributes,
+  });
+  const planner = createProvisioningPlanner(parts);
+  const { logger } = options;
+  const { audit, alerts, registry, ca, vault, adapterFor, configurations, templates, inventory } = parts;
+  // What every activity that talks to a device needs: the device, its secrets, the CA, the records.
+  const deviceWork = { audit, alerts, registry, ca, vault, adapterFor };
+  return Worker.create({
+    connection: options.connection,
+    dataConverter: payloadDataConverter(parts.payloadKeyring),
+    namespace: options.namespace,
+    taskQueue: options.taskQueue,
+    workflowsPath,
+    // A bulk job keeps up to its concurrency of device runs in flight at once; the worker must
+    // hold that many workflows in cache and run activities for them side by side.
+    maxCachedWorkflows: options.capacity?.cachedWorkflows ?? 2_000,
+    maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
+    maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
+    activities: {
+      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, logger }),
+      ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
+      ...createZeroTouchActivities({
+        runs: new ZeroTouchRunPlanner({
+          store: new ZeroTouchRegistrationStore(parts.database.db),
+          vault: parts.vault,
+          adapters: parts.adapters,
+          planner,
+        }),
+        alerts: parts.alerts,
+        audit: parts.audit,
+        logger: options.logger,
+      }),
+      ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
+      ...createConfigurationActivities({ ...deviceWork, configurations, templates, logger }),
+      ...(options.caBackup
+        ? createCaBackupActivities({ caBackup: parts.caBackup, alerts, audit, settings: options.caBackup, systemTenant: systemAuditTenant, logger })
+        : {}),
+      ...createDiscoveryActivities({
+        discovery: parts.discovery,
+        alerts: parts.alerts,
+        audit: parts.audit,
+        zeroTouch: createZeroTouchRegistrations(parts, options.client, options.taskQueue),
+        networks: parts.networks,
+        logger: options.logger,
+        ...(options.discovery
+          ? { scanTimeoutMs: options.discovery.scanTimeoutMs, scanners: { snmp: { communities: options.discovery.snmpCommunities } } }
+          : {}),
+      }),
+      ...createAlertActivities({
+        alerts: parts.alerts,
+        rules: scheduledAlertRules({
+          db: parts.database.db,
+          devices: parts.registry,
+          alerts: parts.alerts,
+          count: visibilityCounter(options.client),
+          settings: options.alerts.settings,
+        }),
+        webhook: options.alerts.webhook,
+        logger: options.logger,
+      }),
+    },
+  });
+}
