@@ -3,9 +3,9 @@
  * starts using is handed to its device's renewal workflow (started on first use, told of the new
  * certificate afterwards), and operators can ask for a renewal now or read where one stands.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { CertificateRow } from '../db/schema';
-import { NotFoundError } from '../foundation/errors';
+import { fromWorkflowError } from '../foundation/workflow-errors';
 import type { renewDeviceCertificate } from '../workflows/certificate-renewal';
 import {
   certificateReplacedSignal,
@@ -75,8 +75,7 @@ export class CertificateRenewals {
     try {
       return await use(this.#options.client.workflow.getHandle(renewalWorkflowId(tenantId, deviceId)));
     } catch (error) {
-      if (error instanceof WorkflowNotFoundError) throw new NotFoundError(`device ${deviceId} has no certificate renewal in progress`);
-      throw error;
+      throw fromWorkflowError(error, { what: `the certificate renewal of ${deviceId}`, notFound: `device ${deviceId} has no certificate renewal in progress` });
     }
   }
 }
