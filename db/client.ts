@@ -81,6 +81,8 @@ async function openServerDatabase(url: string): Promise<DatabaseHandle> {
 
 async function openEmbeddedDatabase(directory: string): Promise<DatabaseHandle> {
   const { PGlite } = await import('@electric-sql/pglite');
+  // Trigram indexes serve the inventory's free-text search; a PostgreSQL server ships the extension.
+  const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm');
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
 
@@ -90,7 +92,7 @@ async function openEmbeddedDatabase(directory: string): Promise<DatabaseHandle> 
   const lock = acquireDirectoryLock(directory);
   let client: InstanceType<typeof PGlite>;
   try {
-    client = await PGlite.create(directory);
+    client = await PGlite.create(directory, { extensions: { pg_trgm } });
   } catch (error) {
     lock.release();
     throw error;

@@ -46,6 +46,7 @@ it('gives every API key made before principals existed its own key id as princip
   const { PGlite } = await import('@electric-sql/pglite');
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
+  const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm');
   // The migrations as they were before principals: the journal cut just before that migration.
   const before = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'migrations-'));
   cpSync(migrationsFolder, before, { recursive: true });
@@ -54,7 +55,7 @@ it('gives every API key made before principals existed its own key id as princip
   const cut = journal.entries.findIndex((entry) => entry.tag === '0010_api_key_principals');
   writeFileSync(journalFile, JSON.stringify({ ...journal, entries: journal.entries.slice(0, cut) }));
 
-  const client = await PGlite.create();
+  const client = await PGlite.create({ extensions: { pg_trgm } });
   try {
     const db = drizzle(client);
     await migrate(db, { migrationsFolder: before });

@@ -49,7 +49,7 @@ export const devices = pgTable(
     /** Fingerprint of the certificate the device presented before we issued it one. */
     factoryCertificateFingerprint: text('factory_certificate_fingerprint'),
     lifecycleState: text('lifecycle_state', {
-      enum: ['registered', 'provisioning', 'provisioned', 'active', 'failed'],
+      enum: ['registered', 'provisioning', 'provisioned', 'active', 'failed', 'decommissioned'],
     })
       .notNull()
       .default('registered'),
@@ -58,13 +58,123 @@ export const devices = pgTable(
     configurationVersion: integer('configuration_version'),
     configurationHash: text('configuration_hash'),
     activatedAt: timestamp('activated_at', { withTimezone: true }),
+    /** What the provisioning request said about the device (`metadata`), kept with it. */
+    metadata: jsonb('metadata').$type<Record<string, string>>().notNull().default({}),
+    /** Liveness after activation, from the health sweeps: `unknown` until first probed. */
+    health: text('health', { enum: ['unknown', 'online', 'offline'] }).notNull().default('unknown'),
+    healthCheckedAt: timestamp('health_checked_at', { withTimezone: true }),
+    /** When `health` last changed. */
+    healthChangedAt: timestamp('health_changed_at', { withTimezone: true }),
+    /** Probes failed in a row; reset by an answer. */
+    consecutiveProbeFailures: integer('consecutive_probe_failures').notNull().default(0),
+    /** The device's own uptime at the last answer, in seconds, where the protocol reports it. */
+    uptimeSeconds: integer('uptime_seconds'),
+    lastRebootAt: timestamp('last_reboot_at', { withTimezone: true }),
+    /** The firmware verdict against the tenant's catalogue: `unchecked` until judged. */
+    firmwareStatus: text('firmware_status', { enum: ['unchecked', 'approved', 'unknown', 'known_bad'] })
+      .notNull()
+      .default('unchecked'),
+    /** How the verdict was reached (`digest` or `version` only) and why. */
+    firmwareVerdict: jsonb('firmware_verdict').$type<Record<string, unknown>>(),
+    credentialsRotatedAt: timestamp('credentials_rotated_at', { withTimezone: true }),
+    decommissionedAt: timestamp('decommissioned_at', { withTimezone: true }),
+    decommissionReason: text('decommission_reason'),
+    /** The device that took this one's place (RMA), or the one this device replaced. */
+    replacedBy: text('replaced_by'),
+    replacementOf: text('replacement_of'),
     ...timestamps,
   },
   (table) => [
     uniqueIndex('devices_tenant_device_key').on(table.tenantId, table.deviceId),
     uniqueIndex('devices_tenant_serial_key').on(table.tenantId, table.serialNumber),
     uniqueIndex('devices_tenant_mac_key').on(table.tenantId, table.macAddress),
+    // The inventory's filters, each with the device id as the keyset order's tie-breaker.
+    index('devices_tenant_site_idx').on(table.tenantId, table.site, table.deviceId),
+    index('devices_tenant_state_idx').on(table.tenantId, table.lifecycleState, table.deviceId),
+    index('devices_tenant_health_idx').on(table.tenantId, table.health, table.deviceId),
+    index('devices_tenant_firmware_idx').on(table.tenantId, table.firmwareStatus, table.deviceId),
+    index('devices_tenant_protocol_idx').on(table.tenantId, table.protocol, table.deviceId),
   ],
+);
+
+/**
+ * Every provisioning run's final DeviceProvisioningRecord, written once by the run itself when it
+ * closes, so that a run outlives the retention of its workflow history. Append-only (triggers).
+ */
+export const provisioningRuns = pgTable(
+  'provisioning_runs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    workflowId: text('workflow_id').notNull(),
+    runId: text('run_id').notNull(),
+    provisioningMethod: text('provisioning_method').notNull(),
+    outcome: text('outcome', { enum: ['completed', 'failed', 'cancelled'] }).notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }).notNull(),
+    certificateSerial: text('certificate_serial'),
+    /** The record as the `status` query answered it at the end. */
+    record: jsonb('record').notNull(),
+    archivedAt: timestamp('archived_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex('provisioning_runs_run_key').on(table.runId),
+    index('provisioning_runs_device_idx').on(table.tenantId, table.deviceId, table.finishedAt),
+    index('provisioning_runs_workflow_idx').on(table.tenantId, table.workflowId, table.finishedAt),
+  ],
+);
+
+/** Health transitions (online, offline, rebooted, certificate mismatch): a row per change, not per probe. */
+export const deviceHealthEvents = pgTable(
+  'device_health_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    kind: text('kind', { enum: ['online', 'offline', 'rebooted', 'certificate_mismatch'] }).notNull(),
+    details: jsonb('details').notNull(),
+    occurredAt: timestamp('occurred_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index('device_health_events_device_idx').on(table.tenantId, table.deviceId, table.occurredAt)],
+);
+
+/**
+ * A tenant's fleet policy: how often active devices are probed and when one counts as offline,
+ * what unknown or known-bad firmware does, and how often per-device management secrets rotate.
+ * Tenants without a row get the service's defaults.
+ */
+export const fleetPolicies = pgTable('fleet_policies', {
+  tenantId: text('tenant_id').primaryKey(),
+  healthChecksEnabled: boolean('health_checks_enabled').notNull(),
+  healthCheckIntervalSeconds: integer('health_check_interval_seconds').notNull(),
+  offlineAfterFailures: integer('offline_after_failures').notNull(),
+  healthProbeConcurrency: integer('health_probe_concurrency').notNull(),
+  firmwareUnknown: text('firmware_unknown', { enum: ['block', 'approve', 'alert'] }).notNull(),
+  firmwareKnownBad: text('firmware_known_bad', { enum: ['block', 'approve', 'alert'] }).notNull(),
+  /** Days between rotations of per-device management secrets; null: only on request. */
+  credentialRotationDays: integer('credential_rotation_days'),
+  updatedBy: text('updated_by').notNull(),
+  ...timestamps,
+});
+
+/** A tenant's firmware catalogue: versions approved (with image digests) or known bad (with a reason). */
+export const firmwareCatalogue = pgTable(
+  'firmware_catalogue',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    vendor: text('vendor').notNull(),
+    model: text('model').notNull(),
+    version: text('version').notNull(),
+    status: text('status', { enum: ['approved', 'known_bad'] }).notNull(),
+    /** SHA-256 of the firmware image, lower-case hex; null where the vendor publishes none. */
+    sha256: text('sha256'),
+    reason: text('reason'),
+    createdBy: text('created_by').notNull(),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('firmware_catalogue_key').on(table.tenantId, table.vendor, table.model, table.version)],
 );
 
 /** The brief's DeviceCertificate, for device, intermediate and root certificates alike. */
@@ -257,6 +367,8 @@ export const apiKeys = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true }),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    /** A break-glass credential: usable only with a stated reason, every use alerted and audited. */
+    breakGlass: boolean('break_glass').notNull().default(false),
   },
   (table) => [uniqueIndex('api_keys_prefix_key').on(table.prefix), index('api_keys_tenant_idx').on(table.tenantId)],
 );
@@ -633,3 +745,7 @@ export type CompliancePolicyRow = typeof compliancePolicies.$inferSelect;
 export type ComplianceOverrideRow = typeof complianceOverrides.$inferSelect;
 export type ConfigurationDriftPolicyRow = typeof configurationDriftPolicies.$inferSelect;
 export type DataEncryptionKeyRow = typeof dataEncryptionKeys.$inferSelect;
+export type ProvisioningRunRow = typeof provisioningRuns.$inferSelect;
+export type DeviceHealthEventRow = typeof deviceHealthEvents.$inferSelect;
+export type FleetPolicyRow = typeof fleetPolicies.$inferSelect;
+export type FirmwareCatalogueRow = typeof firmwareCatalogue.$inferSelect;

@@ -12,7 +12,7 @@ import { ConflictError, NotFoundError } from '../foundation/errors';
 /** A device as the registry records it. */
 export type RegisteredDevice = DeviceRow;
 export type LifecycleState = RegisteredDevice['lifecycleState'];
-export const lifecycleStates: readonly LifecycleState[] = ['registered', 'provisioning', 'provisioned', 'active', 'failed'];
+export const lifecycleStates: readonly LifecycleState[] = ['registered', 'provisioning', 'provisioned', 'active', 'failed', 'decommissioned'];
 /** What identifies a registered device and where it is reached: what new devices are checked against. */
 export type DeviceClaims = Pick<DeviceRow, 'deviceId' | 'serialNumber' | 'macAddress' | 'address' | 'protocol' | 'lifecycleState'>;
 

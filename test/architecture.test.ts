@@ -23,7 +23,7 @@ export const floors: Array<{ name: string; holds: RegExp[] }> = [
   { name: 'records', holds: [/^custody\//, /^access\//, /^audit\//] },
   { name: 'devices', holds: [/^adapters\//] },
   { name: 'domain', holds: [/^registry\//, /^pki\//, /^configuration\//, /^discovery\//, /^alerts\//] },
-  { name: 'processes', holds: [/^provisioning\//, /^bulk\//, /^zero-touch\//, /^observability\//] },
+  { name: 'processes', holds: [/^provisioning\//, /^bulk\//, /^zero-touch\//, /^fleet\//, /^observability\//] },
   { name: 'activities', holds: [/^activities\//] },
   { name: 'workflows', holds: [/^workflows\//] },
   { name: 'http', holds: [/^api\//] },
