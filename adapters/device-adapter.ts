@@ -147,6 +147,23 @@ export interface RunningConfiguration {
   readAt: string;
 }
 
+/** What a liveness probe learnt: that the device answered, and what it said about itself. */
+export interface ProbeReport {
+  /** Seconds since the device last started, where the protocol reports it. */
+  uptimeSeconds?: number;
+  /**
+   * SHA-256 (hex) of the TLS certificate the device presented, for protocols on TLS; the health
+   * sweep compares it with the certificate we issued.
+   */
+  presentedCertificateFingerprint?: string;
+}
+
+/** The outcome of rotating a per-device management secret: proven by a fresh login before the old one is forgotten. */
+export interface CredentialRotationReport {
+  /** What was rotated, in the operator's words (`ONVIF management user password`, `SNMPv3 auth and priv keys`). */
+  rotated: string[];
+}
+
 export interface SelfTestReport {
   passed: boolean;
   checks: { name: string; passed: boolean; detail?: string }[];
@@ -196,4 +213,20 @@ export interface DeviceAdapter {
   readConfiguration?(session: DeviceSession): Promise<RunningConfiguration>;
   selfTest(session: DeviceSession): Promise<SelfTestReport>;
   activate(session: DeviceSession): Promise<void>;
+  /**
+   * A cheap liveness check after activation over the device's secured channel; throws when the
+   * device does not answer or refuses us.
+   */
+  probe?(session: DeviceSession): Promise<ProbeReport>;
+  /**
+   * Replaces the per-device management secrets this adapter created (kept in `session.secrets`)
+   * with new ones, proven by a fresh login before the old ones are forgotten; absent where the
+   * protocol has none.
+   */
+  rotateCredentials?(session: DeviceSession): Promise<CredentialRotationReport>;
+  /**
+   * Removes what provisioning created on the device for our management (a user, keys) where the
+   * protocol allows it, at decommissioning; absent where it does not.
+   */
+  removeManagementAccess?(session: DeviceSession, options: { resetToInstallKey?: boolean }): Promise<{ removed: string[] }>;
 }

@@ -10,7 +10,7 @@ import type { DeviceNetworks } from '../adapters/device-networks';
 import { complianceProblems, complianceRefusal, judgeDeployment, type BlockedConfiguration } from '../configuration/deployment-gate';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
 import type { ConfigurationTemplateVersion, TemplateCatalog } from '../configuration/templates';
-import { NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
+import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
 import type { ApprovalRequirement, DeviceDescriptor, ProvisioningMethod, ProvisionDeviceInput } from '../contracts/provisioning';
 import type { ApprovalPolicies } from './approval-policies';
@@ -34,6 +34,8 @@ export interface CheckableRequest {
   templateId: string;
   options: TemplateOptions;
   devices: DeviceRequest[];
+  /** Set only when an active device is provisioned again on purpose (new key and certificate). */
+  reprovisioning?: boolean;
 }
 
 export interface CheckedProvisioning {
@@ -112,7 +114,30 @@ export class ProvisioningPlanner {
       const conflicts = await this.deps.registry.conflictsWith(tenantId, device);
       if (conflicts.length > 0) throw registryConflictError(conflicts, `devices[${index}].`);
     }
+    if (!request.reprovisioning) await this.refuseSettledDevices(tenantId, devices);
     return { devices, templateVersion: verdict.templateVersion, blocked: verdict.blocked };
+  }
+
+  /**
+   * A device already provisioned is not provisioned again by accident, and a decommissioned one not
+   * at all: the registry's lifecycle state says so, however long ago its run ended (re-provisioning
+   * on purpose is a request of its own).
+   */
+  private async refuseSettledDevices(tenantId: string, devices: readonly { deviceId: string }[]): Promise<void> {
+    const registered = new Map((await this.deps.registry.findMany(tenantId, devices.map((d) => d.deviceId))).map((d) => [d.deviceId, d]));
+    const problems: FieldProblem[] = [];
+    for (const [index, { deviceId }] of devices.entries()) {
+      const state = registered.get(deviceId)?.lifecycleState;
+      if (state === 'active' || state === 'provisioned') {
+        problems.push({ field: `devices[${index}].deviceId`, reason: 'this device is already provisioned' });
+      } else if (state === 'decommissioned') {
+        problems.push({ field: `devices[${index}].deviceId`, reason: 'this device is decommissioned' });
+      }
+    }
+    if (problems.length > 0) {
+      const ids = problems.map((p) => devices[Number(/\[(\d+)\]/.exec(p.field)![1])]!.deviceId);
+      throw new ConflictError(`already provisioned or decommissioned: ${ids.join(', ')}`, { fields: problems });
+    }
   }
 
   /** As `check`, refusing a request whose configurations the compliance policy blocks. */

@@ -67,14 +67,8 @@ export class ProvisioningService {
       throw refusal;
     }
 
-    // A device already provisioned is not provisioned again by accident: refuse the whole request.
+    // The planner refused devices the registry holds as provisioned; a run still under way is the answer for its device.
     const runs = await Promise.all(devices.map((device) => this.latestRun(provisioningWorkflowId(tenantId, device.deviceId))));
-    const finished = runs.flatMap((run, index) => (run?.status === 'COMPLETED' ? [index] : []));
-    if (finished.length > 0) {
-      throw new ConflictError(`already provisioned: ${finished.map((i) => devices[i].deviceId).join(', ')}`, {
-        fields: finished.map((i) => ({ field: `devices[${i}].deviceId`, reason: 'this device is already provisioned' })),
-      });
-    }
 
     const { skipCertificateGeneration, autoActivate, certificateValidityDays, deviceRetryWindowSeconds } = request.options;
     const inputs = await this.deps.planner.planProvisioning({

@@ -2,6 +2,7 @@
  * The one place configuration is read. Every setting comes from the environment, has an embedded
  * default that lets `npm start` run on a fresh clone, and is documented in the README.
  */
+import type { FleetPolicyInput } from '../fleet/fleet-policies';
 import { ConfigurationError } from '../foundation/errors';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -37,6 +38,7 @@ const environmentSchema = z.object({
   TEMPORAL_TASK_QUEUE: z.string().default('device-provisioning'),
   TEMPORAL_PORT: port.default(7233),
   TEMPORAL_UI_PORT: port.default(8233),
+  TEMPORAL_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
 
   HSM_MODULE: optionalText,
   HSM_TOKEN_LABEL: optionalText,
@@ -73,6 +75,12 @@ const environmentSchema = z.object({
   ZERO_TOUCH_FAILED_TOKEN_BURST: z.coerce.number().int().positive().default(10),
   ZERO_TOUCH_FAILED_TOKEN_PER_MINUTE: z.coerce.number().int().positive().default(5),
   BULK_MAX_CONCURRENT_UPLOADS: z.coerce.number().int().positive().default(2),
+  HEALTH_CHECK_INTERVAL: z.string().regex(/^\d+(s|m|h)$/, 'a duration such as 5m').default('5m'),
+  HEALTH_OFFLINE_AFTER_FAILURES: z.coerce.number().int().min(1).max(100).default(3),
+  HEALTH_PROBE_CONCURRENCY: z.coerce.number().int().min(1).max(200).default(20),
+  FIRMWARE_UNKNOWN_ACTION: z.enum(['block', 'approve', 'alert']).default('alert'),
+  FIRMWARE_KNOWN_BAD_ACTION: z.enum(['block', 'approve', 'alert']).default('block'),
+  CREDENTIAL_ROTATION_DAYS: z.coerce.number().int().min(0).max(3650).default(0),
 
   CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(7300),
   CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(1825),
@@ -110,6 +118,8 @@ export interface ServiceConfig {
   http: { port: number; host: string; trustProxy: TrustedProxies };
   /** Bulk files this process reads at once; each may take a few hundred MiB while it is read. */
   bulk: { concurrentUploads: number };
+  /** What a tenant without a fleet policy of its own gets (health probes, firmware verdicts, credential rotation). */
+  fleet: FleetPolicyInput;
   /** RFC 7030 enrolment over its own TLS listener; port 0 turns it off. */
   est: {
     host: string;
@@ -129,6 +139,8 @@ export interface ServiceConfig {
     address?: string;
     namespace: string;
     taskQueue: string;
+    /** How long Temporal keeps a closed run's history; the run's record is archived in the database for good. */
+    retentionDays: number;
     devServer: { port: number; uiPort: number; dbFile: string };
   };
   keyCustody: KeyCustodySettings;
@@ -231,6 +243,14 @@ function trustedProxies(value: string | undefined): TrustedProxies {
 }
 
 /** A comma-separated setting as its trimmed, non-empty items. */
+/** `90s`, `5m`, `2h` in seconds, at least `minimum`. */
+function durationSeconds(value: string, name: string, minimum: number): number {
+  const amount = Number(value.slice(0, -1));
+  const seconds = amount * { s: 1, m: 60, h: 3600 }[value.slice(-1) as 's' | 'm' | 'h'];
+  if (seconds < minimum) throw new ConfigurationError(`${name}: at least ${minimum}s`);
+  return seconds;
+}
+
 function list(value: string): string[] {
   return value.split(',').map((item) => item.trim()).filter(Boolean);
 }
@@ -305,6 +325,15 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     deviceNetworks,
     http: { port: env.PORT, host: env.HOST, trustProxy: trustedProxies(env.TRUST_PROXY) },
     bulk: { concurrentUploads: env.BULK_MAX_CONCURRENT_UPLOADS },
+    fleet: {
+      healthChecksEnabled: true,
+      healthCheckIntervalSeconds: durationSeconds(env.HEALTH_CHECK_INTERVAL, 'HEALTH_CHECK_INTERVAL', 30),
+      offlineAfterFailures: env.HEALTH_OFFLINE_AFTER_FAILURES,
+      healthProbeConcurrency: env.HEALTH_PROBE_CONCURRENCY,
+      firmwareUnknown: env.FIRMWARE_UNKNOWN_ACTION,
+      firmwareKnownBad: env.FIRMWARE_KNOWN_BAD_ACTION,
+      credentialRotationDays: env.CREDENTIAL_ROTATION_DAYS === 0 ? null : env.CREDENTIAL_ROTATION_DAYS,
+    },
     est: {
       host: env.EST_HOST ?? env.HOST,
       port: env.EST_PORT,
@@ -374,6 +403,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       address: env.TEMPORAL_ADDRESS,
       namespace: env.TEMPORAL_NAMESPACE,
       taskQueue: env.TEMPORAL_TASK_QUEUE,
+      retentionDays: env.TEMPORAL_RETENTION_DAYS,
       devServer: {
         port: env.TEMPORAL_PORT,
         uiPort: env.TEMPORAL_UI_PORT,

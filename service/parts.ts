@@ -24,6 +24,7 @@ import { ZeroTouchRegistrations } from '../zero-touch/registrations';
 import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { DriftPolicies } from '../configuration/drift-policies';
+import { FleetPolicies } from '../fleet/fleet-policies';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -69,6 +70,8 @@ export interface ServiceParts {
   configurations: DeviceConfigurations;
   /** Each tenant's drift detection schedule and what it does with a drifted device. */
   driftPolicies: DriftPolicies;
+  /** Each tenant's fleet policy: health probes, firmware verdicts, credential rotation. */
+  fleetPolicies: FleetPolicies;
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
   registry: DeviceRegistry;
@@ -136,6 +139,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     compliance,
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
+    fleetPolicies: new FleetPolicies(database.db, config.fleet),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),
