@@ -17,9 +17,10 @@ import type { TemplateCatalog } from '../configuration/templates';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
 import { configurationPushes } from './configuration-push';
 import type { DeviceRegistry } from '../registry/device-registry';
+import type { ArchivedRunOutcome, RunArchive } from '../registry/run-archive';
 import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
-import type { CertificateInfo, DeviceDescriptor } from '../contracts/provisioning';
+import type { CertificateInfo, DeviceDescriptor, DeviceProvisioningRecord } from '../contracts/provisioning';
 import { provisioningStep } from './step';
 
 export interface ProvisioningDependencies {
@@ -33,6 +34,8 @@ export interface ProvisioningDependencies {
   /** Device parameters, compliance and configuration history: the gate every push goes through. */
   configurations: DeviceConfigurations;
   adapterFor: (protocol: string) => DeviceAdapter;
+  /** Where each run's final record is kept once the run closes. */
+  runArchive: RunArchive;
   /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
   renewals?: { track(certificate: CertificateRow): Promise<void> };
   logger: Logger;
@@ -66,9 +69,9 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
 
   return {
     /** Registers the device, asks it who it is, and refuses to go on if it is not the device we expect. */
-    identifyDevice: provisioningStep(async (input: { tenantId: string; device: DeviceDescriptor }) => {
+    identifyDevice: provisioningStep(async (input: { tenantId: string; device: DeviceDescriptor; metadata?: Record<string, unknown> }) => {
       const { tenantId, device } = input;
-      const registered = await registry.register(tenantId, device);
+      const registered = await registry.register(tenantId, device, input.metadata);
       const adapter = adapterFor(device.protocol);
       // Before we have issued it a certificate, trust on first use: remember what it presents.
       // Devices that refuse anonymous identification get the credentials we hold; no pin yet.
@@ -165,7 +168,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       if (!alreadyInstalled) {
         await adapter.installCertificate(await sessionFor(device), await ca.installationFor(certificate));
       }
-      await registry.update(input.tenantId, input.deviceId, { activeCertificateId: certificate.id });
+      await registry.useCertificate(input.tenantId, input.deviceId, certificate);
       return { fingerprint: certificate.fingerprint };
     }),
 
@@ -266,6 +269,12 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
 
     closeApprovalEscalation: provisioningStep(async (input: { tenantId: string; provisioningId: string }) => {
       await alerts.resolve(input.tenantId, alertFingerprint(alertKinds.approvalEscalated, input.provisioningId), input.provisioningId);
+      return {};
+    }),
+
+    /** The run's final record, archived once as the run closes: status outlives the workflow's retention. */
+    archiveProvisioningRun: provisioningStep(async (input: { runId: string; outcome: ArchivedRunOutcome; record: DeviceProvisioningRecord }) => {
+      await deps.runArchive.archive(input);
       return {};
     }),
 

@@ -290,6 +290,16 @@ export class AlertStore {
       .limit(limit);
   }
 
+  /** The open alerts about one device (those whose details name it), most recently raised first. */
+  async openAbout(tenantId: string, deviceId: string, limit = 50): Promise<AlertRow[]> {
+    return this.#db
+      .select()
+      .from(alerts)
+      .where(and(eq(alerts.tenantId, tenantId), isNull(alerts.resolvedAt), sql`${alerts.details}->>'deviceId' = ${deviceId}`))
+      .orderBy(desc(alerts.lastRaisedAt), asc(alerts.id))
+      .limit(limit);
+  }
+
   /** Every tenant with an open alert of one of `kinds`. */
   async tenantsWithOpenAlerts(kinds: readonly AlertKind[]): Promise<string[]> {
     const rows = await this.#db

@@ -78,3 +78,19 @@ export async function deviceSheetTemplateXlsx(): Promise<Buffer> {
 
   return Buffer.from(await workbook.xlsx.writeBuffer());
 }
+
+/** One sheet of text cells under a bold, frozen header: what an export opens as in Excel. */
+export async function sheetXlsx(
+  sheetName: string,
+  header: readonly string[],
+  rows: readonly (readonly (string | number | null | undefined)[])[],
+): Promise<Buffer> {
+  const workbook = new ExcelJS.Workbook();
+  workbook.creator = 'Device provisioning service';
+  const sheet = workbook.addWorksheet(sheetName, { views: [{ state: 'frozen', ySplit: 1 }] });
+  sheet.columns = header.map((name) => ({ header: name, key: name, width: Math.max(14, name.length + 4), style: { numFmt: '@' } }));
+  sheet.getRow(1).font = { bold: true };
+  // Strings are stored as text, never as formulas; the escape also keeps them from becoming one on re-save as CSV.
+  for (const cells of rows) sheet.addRow(cells.map((cell) => (typeof cell === 'number' ? cell : escapeSpreadsheetValue(cell))));
+  return Buffer.from(await workbook.xlsx.writeBuffer());
+}

@@ -54,6 +54,8 @@ export const devices = pgTable(
       .notNull()
       .default('registered'),
     activeCertificateId: uuid('active_certificate_id'),
+    /** When the active certificate expires, kept beside it so the inventory filters on it without a join. */
+    certificateExpiresAt: timestamp('certificate_expires_at', { withTimezone: true }),
     configurationTemplate: text('configuration_template'),
     configurationVersion: integer('configuration_version'),
     configurationHash: text('configuration_hash'),
@@ -94,6 +96,7 @@ export const devices = pgTable(
     index('devices_tenant_health_idx').on(table.tenantId, table.health, table.deviceId),
     index('devices_tenant_firmware_idx').on(table.tenantId, table.firmwareStatus, table.deviceId),
     index('devices_tenant_protocol_idx').on(table.tenantId, table.protocol, table.deviceId),
+    index('devices_tenant_certificate_expiry_idx').on(table.tenantId, table.certificateExpiresAt),
   ],
 );
 

@@ -297,7 +297,7 @@ export class EstEnrolment {
         issuanceKey,
         ...(client.method === 'certificate' ? { renewalOf: client.certificate.id } : {}),
       });
-      await this.#deps.registry.update(label.tenantId, device.deviceId, { activeCertificateId: certificate.id });
+      await this.#deps.registry.useCertificate(label.tenantId, device.deviceId, certificate);
       if (!earlier) {
         await this.#deps.audit.append({
           tenantId: label.tenantId,

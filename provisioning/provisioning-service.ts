@@ -27,6 +27,7 @@ import {
   type ProvisionDeviceInput,
 } from '../contracts/provisioning';
 import type { provisionDevice } from '../workflows/provision-device';
+import type { RunArchive } from '../registry/run-archive';
 import type { ProvisioningPlanner } from './planner';
 import { deviceDescriptorOf, type DeviceProvisioningRequest, type ProvisioningRequest } from './requests';
 
@@ -37,6 +38,8 @@ export interface ProvisioningServiceDependencies {
   vault: SecretVault;
   /** Where a deployment that compliance refused is put on record. */
   configurations: DeviceConfigurations;
+  /** Closed runs' final records, answered once Temporal's retention has removed the run. */
+  runArchive: Pick<RunArchive, 'latestRecord'>;
 }
 
 export interface StartedProvisioning {
@@ -117,24 +120,34 @@ export class ProvisioningService {
     }
   }
 
-  /** The provisioning record, with the attempt count and last error of a step that is retrying now. */
+  /**
+   * The provisioning record, with the attempt count and last error of a step that is retrying now;
+   * from the archive once Temporal's retention has removed the run.
+   */
   async status(tenantId: string, provisioningId: string): Promise<DeviceProvisioningRecord> {
     const handle = this.handleFor(tenantId, provisioningId);
     try {
-      const [record, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
-      for (const pending of description.raw.pendingActivities ?? []) {
-        const stepName = provisioningStepOf(pending.activityType?.name ?? '');
-        const step = record.provisioningSteps.find((s) => s.step === stepName);
-        if (!step || step.status !== 'in_progress') continue;
-        step.retryCount = Math.max(step.retryCount, (pending.attempt ?? 1) - 1);
-        // The failure converter moved the message into an encrypted payload ("Encoded failure").
-        const lastFailure = await decodeOptionalFailureToOptionalError(this.deps.client.options.loadedDataConverter, pending.lastFailure);
-        if (lastFailure?.message) step.error = lastFailure.message;
-      }
-      return record;
+      return await this.liveStatus(handle);
     } catch (error) {
-      throw fromWorkflowError(error, { what: `provisioning ${provisioningId}` });
+      if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: `provisioning ${provisioningId}` });
+      const archived = await this.deps.runArchive.latestRecord(tenantId, provisioningId);
+      if (!archived) throw new NotFoundError(`provisioning ${provisioningId} not found`);
+      return archived;
     }
+  }
+
+  private async liveStatus(handle: WorkflowHandle<typeof provisionDevice>): Promise<DeviceProvisioningRecord> {
+    const [record, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
+    for (const pending of description.raw.pendingActivities ?? []) {
+      const stepName = provisioningStepOf(pending.activityType?.name ?? '');
+      const step = record.provisioningSteps.find((s) => s.step === stepName);
+      if (!step || step.status !== 'in_progress') continue;
+      step.retryCount = Math.max(step.retryCount, (pending.attempt ?? 1) - 1);
+      // The failure converter moved the message into an encrypted payload ("Encoded failure").
+      const lastFailure = await decodeOptionalFailureToOptionalError(this.deps.client.options.loadedDataConverter, pending.lastFailure);
+      if (lastFailure?.message) step.error = lastFailure.message;
+    }
+    return record;
   }
 
   async cancel(tenantId: string, provisioningId: string, reason?: string): Promise<void> {

@@ -2,7 +2,7 @@
  * The device registry: what each device is and where it stands in its lifecycle. Serial numbers
  * and MAC addresses are unique per tenant, so one physical device is never two registry entries.
  */
-import { and, asc, eq, gt, inArray, isNotNull, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, lte, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { devices, type DeviceRow } from '../db/schema';
 import type { DeviceIdentity } from '../adapters/device-adapter';
@@ -27,6 +27,38 @@ function isUniqueViolation(error: unknown): boolean {
     if ((e as { code?: string }).code === '23505') return true;
   }
   return false;
+}
+
+/** What the inventory filters on; every filter narrows, none widens. */
+export interface InventoryFilters {
+  site?: string;
+  protocol?: string;
+  deviceType?: string;
+  /** A lifecycle state, or `offline`: an active device the health sweeps find offline. */
+  state?: LifecycleState | 'offline';
+  health?: RegisteredDevice['health'];
+  firmwareStatus?: RegisteredDevice['firmwareStatus'];
+  vendor?: string;
+  model?: string;
+  /** Devices whose active certificate expires within this many days (already expired included). */
+  certificateExpiringWithinDays?: number;
+  /** Free text, case-insensitive, within the name, serial number, MAC address or address. */
+  q?: string;
+}
+
+export type InventorySort = 'deviceId' | 'site';
+
+/** Where a page of the inventory ends: the sort key and device id of its last device. */
+export interface InventoryPosition {
+  key: string;
+  deviceId: string;
+}
+
+/** The expression the trigram index `devices_search_idx` is built on: the search must use it verbatim. */
+const searchText = sql`lower(coalesce(${devices.name}, '') || ' ' || ${devices.serialNumber} || ' ' || ${devices.macAddress} || ' ' || ${devices.address})`;
+
+function likePattern(text: string): string {
+  return `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 export class DeviceRegistry {
@@ -105,6 +137,32 @@ export class DeviceRegistry {
     return rows.map((row) => row.deviceId);
   }
 
+  /** A page of the tenant's devices that pass every filter, in `sort` order (device id breaking ties), after `after`. */
+  async search(
+    tenantId: string,
+    filters: InventoryFilters,
+    page: { limit: number; sort?: InventorySort; after?: InventoryPosition },
+  ): Promise<{ items: RegisteredDevice[]; next?: InventoryPosition }> {
+    const sortColumn = page.sort === 'site' ? devices.site : devices.deviceId;
+    const conditions = [eq(devices.tenantId, tenantId), ...inventoryConditions(filters)];
+    if (page.after) {
+      const { key, deviceId } = page.after;
+      conditions.push(page.sort === 'site' ? or(gt(devices.site, key), and(eq(devices.site, key), gt(devices.deviceId, deviceId)))! : gt(devices.deviceId, deviceId));
+    }
+    const rows = await this.db
+      .select()
+      .from(devices)
+      .where(and(...conditions))
+      .orderBy(asc(sortColumn), asc(devices.deviceId))
+      .limit(page.limit + 1);
+    const items = rows.slice(0, page.limit);
+    const last = rows.length > page.limit ? items[items.length - 1] : undefined;
+    return {
+      items,
+      ...(last ? { next: { key: page.sort === 'site' ? last.site : last.deviceId, deviceId: last.deviceId } } : {}),
+    };
+  }
+
   /** Every tenant with a registered device. */
   async tenants(): Promise<string[]> {
     const rows = await this.db.selectDistinct({ tenantId: devices.tenantId }).from(devices);
@@ -160,7 +218,8 @@ export class DeviceRegistry {
    * Registers the device, or refreshes its address and site if it is already registered under the
    * same id with the same serial and MAC. Anything else is a conflict, never a silent merge.
    */
-  async register(tenantId: string, device: DeviceDescriptor): Promise<RegisteredDevice> {
+  async register(tenantId: string, device: DeviceDescriptor, metadata?: Record<string, unknown>): Promise<RegisteredDevice> {
+    const kept = metadata ? { metadata: metadataOf(metadata) } : {};
     const existing = await this.find(tenantId, device.deviceId);
     if (existing) {
       if (existing.serialNumber !== device.serialNumber || existing.macAddress !== device.macAddress) {
@@ -174,6 +233,7 @@ export class DeviceRegistry {
         deviceType: device.deviceType,
         site: device.site,
         name: device.name ?? existing.name,
+        ...kept,
       });
     }
     const conflicts = await this.conflictsWith(tenantId, device);
@@ -181,14 +241,19 @@ export class DeviceRegistry {
     try {
       const [row] = await this.db
         .insert(devices)
-        .values({ tenantId, ...device, name: device.name ?? null })
+        .values({ tenantId, ...device, name: device.name ?? null, ...kept })
         .returning();
       return row;
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
       // Another registration won the race: re-run the checks against what it wrote.
-      return this.register(tenantId, device);
+      return this.register(tenantId, device, metadata);
     }
+  }
+
+  /** The device now uses this certificate (installed by provisioning or a renewal, or enrolled over EST). */
+  useCertificate(tenantId: string, deviceId: string, certificate: { id: string; expiresAt: Date }): Promise<RegisteredDevice> {
+    return this.update(tenantId, deviceId, { activeCertificateId: certificate.id, certificateExpiresAt: certificate.expiresAt });
   }
 
   async recordIdentity(tenantId: string, deviceId: string, identity: DeviceIdentity): Promise<RegisteredDevice> {
@@ -213,6 +278,29 @@ export class DeviceRegistry {
         return row;
       });
   }
+}
+
+function inventoryConditions(filters: InventoryFilters) {
+  const conditions = [];
+  if (filters.site !== undefined) conditions.push(eq(devices.site, filters.site));
+  if (filters.protocol !== undefined) conditions.push(eq(devices.protocol, filters.protocol));
+  if (filters.deviceType !== undefined) conditions.push(eq(devices.deviceType, filters.deviceType));
+  if (filters.state === 'offline') conditions.push(eq(devices.lifecycleState, 'active'), eq(devices.health, 'offline'));
+  else if (filters.state !== undefined) conditions.push(eq(devices.lifecycleState, filters.state));
+  if (filters.health !== undefined) conditions.push(eq(devices.health, filters.health));
+  if (filters.firmwareStatus !== undefined) conditions.push(eq(devices.firmwareStatus, filters.firmwareStatus));
+  if (filters.vendor !== undefined) conditions.push(sql`lower(${devices.manufacturer}) = ${filters.vendor.toLowerCase()}`);
+  if (filters.model !== undefined) conditions.push(sql`lower(${devices.model}) = ${filters.model.toLowerCase()}`);
+  if (filters.certificateExpiringWithinDays !== undefined) {
+    conditions.push(lte(devices.certificateExpiresAt, new Date(Date.now() + filters.certificateExpiringWithinDays * 86_400_000)));
+  }
+  if (filters.q) conditions.push(sql`${searchText} like ${likePattern(filters.q)}`);
+  return conditions;
+}
+
+/** What a request said about a device, as text: the API only ever takes string values. */
+function metadataOf(metadata: Record<string, unknown>): Record<string, string> {
+  return Object.fromEntries(Object.entries(metadata).map(([key, value]) => [key, typeof value === 'string' ? value : JSON.stringify(value)]));
 }
 
 export function registryConflictError(conflicts: RegistryConflict[], fieldPrefix = ''): ConflictError {

@@ -1,4 +1,6 @@
 /** The HTTP API over the service's parts, with the workflow client it starts and queries runs through. */
+import { deviceOperations } from '../api/routes/devices';
+import { FleetInventory } from '../fleet/inventory';
 import { type Connection } from '@temporalio/client';
 import { type Express } from 'express';
 import { BearerTokenVerifier } from '../access/bearer-tokens';
@@ -67,6 +69,15 @@ export function createServiceApi(
         sweeps: new DiscoverySweeps({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
       }),
       ...configurationOperations(parts),
+      ...deviceOperations(
+        new FleetInventory({
+          registry: parts.registry,
+          runArchive: parts.runArchive,
+          ca: parts.ca,
+          certificates: parts.inventory,
+          alerts: parts.alerts,
+        }),
+      ),
       ...configurationJobOperations({
         rollouts: new ConfigurationRollouts({
           client,

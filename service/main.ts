@@ -21,7 +21,7 @@ import { createMetricsRegistry, metricsHandler } from '../observability/metrics'
 import { workerMetricsUrl } from '../observability/runtime-metrics';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
-import { connectWhenReady, ensureSearchAttributes, installTemporalRuntime } from './temporal';
+import { connectWhenReady, ensureNamespaceRetention, ensureSearchAttributes, installTemporalRuntime } from './temporal';
 import { createServiceParts, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
 import { createProvisioningWorker } from './worker';
 import { createServiceApi } from './api';
@@ -85,6 +85,13 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const connection: Connection = await connectWhenReady(temporalAddress);
   const added = await ensureSearchAttributes(connection, config.temporal.namespace);
   if (added.length > 0) logger.info({ added }, 'registered search attributes');
+  await ensureNamespaceRetention(connection, config.temporal.namespace, config.temporal.retentionDays).then(
+    (before) => {
+      if (before !== config.temporal.retentionDays) logger.info({ before, days: config.temporal.retentionDays }, 'set the namespace retention');
+    },
+    // A cluster may not let the service change its namespace; its operators set retention then.
+    (error: unknown) => logger.warn({ err: error, days: config.temporal.retentionDays }, 'could not set the namespace retention'),
+  );
   const stops: Array<() => Promise<void>> = [];
   let apiUrl: string | undefined;
 

@@ -25,6 +25,7 @@ import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
+import { RunArchive } from '../registry/run-archive';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -75,6 +76,8 @@ export interface ServiceParts {
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
   registry: DeviceRegistry;
+  /** Every provisioning run's final record, kept after Temporal's retention removes the run. */
+  runArchive: RunArchive;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
   /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); the adapters connect nowhere else. */
@@ -142,6 +145,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     fleetPolicies: new FleetPolicies(database.db, config.fleet),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
+    runArchive: new RunArchive(database.db),
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),
     networks,
     adapters,
@@ -194,5 +198,12 @@ export function createProvisioningService(
   taskQueue: string,
   planner = createProvisioningPlanner(parts),
 ): ProvisioningService {
-  return new ProvisioningService({ client, taskQueue, planner, vault: parts.vault, configurations: parts.configurations });
+  return new ProvisioningService({
+    client,
+    taskQueue,
+    planner,
+    vault: parts.vault,
+    configurations: parts.configurations,
+    runArchive: parts.runArchive,
+  });
 }

@@ -4,6 +4,7 @@
  */
 import { Connection } from '@temporalio/client';
 import { IllegalStateError, SearchAttributeType } from '@temporalio/common';
+import { msToTs } from '@temporalio/common/lib/time';
 import { workerRuntimeTelemetry } from '../observability/runtime-metrics';
 import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
@@ -82,4 +83,22 @@ export async function ensureSearchAttributes(
     });
   }
   return missing.map((key) => key.name);
+}
+
+/**
+ * Sets how long Temporal keeps a closed run's history in the namespace, when it differs. Runs'
+ * records are archived in the database, so retention bounds only what the Web UI and CLI can show.
+ * Returns the retention found before, in days.
+ */
+export async function ensureNamespaceRetention(connection: Connection, namespace: string, days: number): Promise<number | undefined> {
+  const seconds = days * 24 * 3600;
+  const described = await connection.workflowService.describeNamespace({ namespace });
+  const current = described.config?.workflowExecutionRetentionTtl?.seconds;
+  const before = current === undefined || current === null ? undefined : Number(current) / (24 * 3600);
+  if (Number(current ?? 0) === seconds) return before;
+  await connection.workflowService.updateNamespace({
+    namespace,
+    config: { workflowExecutionRetentionTtl: msToTs(seconds * 1000) },
+  });
+  return before;
 }

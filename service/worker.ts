@@ -69,7 +69,7 @@ export function createProvisioningWorker(
     maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
     maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
-      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, logger }),
+      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, runArchive: parts.runArchive, logger }),
       ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
       ...createZeroTouchActivities({
         runs: new ZeroTouchRunPlanner({

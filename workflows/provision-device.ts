@@ -61,7 +61,7 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
 
   try {
     await run.scope.run(async () => {
-      const identified = await run.step('identify', onDevice, { tenantId, device });
+      const identified = await run.step('identify', onDevice, { tenantId, device, ...(input.metadata ? { metadata: input.metadata } : {}) });
 
       if (input.approval) await run.awaitApproval(input.approval);
       else run.skip('approval');

@@ -39,6 +39,9 @@ import {
 import { attemptsOf, describeFailure, failureType, isFailureForGood } from './failures';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome, type ProvisioningRunLabels } from './metrics';
 
+/** Marks runs that archive their final record in the database as they close. */
+const archivesItsRecord = 'archives-its-record';
+
 /** Marks runs that go on when an audit event is refused for good (the activity put the refusal on record). */
 const refusedAuditEventDoesNotStopRun = 'refused-audit-event-does-not-stop-run';
 
@@ -183,6 +186,7 @@ export class ProvisioningRun {
     await this.#audit('provisioning.completed', 'success', 'workflow', { certificateSerial: this.record.certificateInfo?.serialNumber });
     await this.#reportToBulkJob('completed');
     this.#recordRun('completed');
+    await this.#archive('completed');
     return this.record;
   }
 
@@ -208,12 +212,19 @@ export class ProvisioningRun {
     this.record.completedAt = new Date().toISOString();
     this.#setStatus('failed');
     this.#recordRun(cancelled ? 'cancelled' : 'failed');
+    await CancellationScope.nonCancellable(() => this.#archive(cancelled ? 'cancelled' : 'failed'));
     if (cancelled) return new CancelledFailure(failure.message);
     return ApplicationFailure.nonRetryable(
       `provisioning of ${this.record.deviceId} failed${failedStep ? ` at ${failedStep}` : ''}: ${failure.message}`,
       'ProvisioningFailed',
       failure,
     );
+  }
+
+  /** The final record goes to the archive, where status and the device's runs are read once Temporal has forgotten the run. */
+  async #archive(outcome: 'completed' | 'failed' | 'cancelled'): Promise<void> {
+    if (!patched(archivesItsRecord)) return;
+    await bookkeeping.archiveProvisioningRun({ runId: workflowInfo().runId, outcome, record: this.record });
   }
 
   #stepEntry(name: ProvisioningStepName) {

@@ -4,7 +4,7 @@ import { operation, type AnyOperation } from '../operation';
 
 const timestamp = z.iso.datetime({ offset: true });
 
-const alertSchema = z
+export const alertSchema = z
   .object({
     id: z.uuid(),
     kind: z.string(),
@@ -19,7 +19,7 @@ const alertSchema = z
   })
   .meta({ id: 'Alert' });
 
-function alertOf(row: Alert) {
+export function alertOf(row: Alert) {
   return {
     id: row.id,
     kind: row.kind,
