@@ -4,6 +4,7 @@
  */
 import { and, asc, eq, gt, inArray, isNotNull, lte, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
+import { insertInBatches } from '../db/row-transfer';
 import { devices, type DeviceRow } from '../db/schema';
 import type { DeviceIdentity } from '../adapters/device-adapter';
 import type { DeviceDescriptor } from '../contracts/provisioning';
@@ -147,7 +148,8 @@ export class DeviceRegistry {
     const conditions = [eq(devices.tenantId, tenantId), ...inventoryConditions(filters)];
     if (page.after) {
       const { key, deviceId } = page.after;
-      conditions.push(page.sort === 'site' ? or(gt(devices.site, key), and(eq(devices.site, key), gt(devices.deviceId, deviceId)))! : gt(devices.deviceId, deviceId));
+      // A row comparison, which the (tenant, site, device id) index serves as one range.
+      conditions.push(page.sort === 'site' ? sql`(${devices.site}, ${devices.deviceId}) > (${key}, ${deviceId})` : gt(devices.deviceId, deviceId));
     }
     const rows = await this.db
       .select()
@@ -249,6 +251,11 @@ export class DeviceRegistry {
       // Another registration won the race: re-run the checks against what it wrote.
       return this.register(tenantId, device, metadata);
     }
+  }
+
+  /** Writes many devices at once, as they are (a fleet brought over from elsewhere, a benchmark's); no checks beyond the database's. */
+  async insertMany(rows: (typeof devices.$inferInsert)[]): Promise<void> {
+    await insertInBatches(this.db, devices, rows);
   }
 
   /** The device now uses this certificate (installed by provisioning or a renewal, or enrolled over EST). */
