@@ -14,6 +14,7 @@ import { createCaBackupActivities } from '../activities/ca-backup';
 import { createConfigurationActivities } from '../activities/configuration';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
+import { createFleetHealthActivities } from '../activities/fleet-health';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
@@ -84,6 +85,7 @@ export function createProvisioningWorker(
       }),
       ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
       ...createConfigurationActivities({ ...deviceWork, configurations, templates, logger }),
+      ...createFleetHealthActivities({ ...deviceWork, events: parts.healthEvents, policies: parts.fleetPolicies, logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ caBackup: parts.caBackup, alerts, audit, settings: options.caBackup, systemTenant: systemAuditTenant, logger })
         : {}),
