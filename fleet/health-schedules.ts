@@ -4,7 +4,8 @@
  * record; the schedules follow them, so a Temporal cluster rebuilt from scratch gets them back at
  * start, and a tenant that turns health checks off loses its schedules.
  */
-import type { Client, ScheduleHandle } from '@temporalio/client';
+import { ScheduleNotFoundError, type Client, type ScheduleHandle } from '@temporalio/client';
+import type { Logger } from '../foundation/logger';
 import { deleteSchedule, ensureIntervalSchedule } from '../foundation/schedules';
 import type { healthSweep } from '../workflows/health-sweep';
 import { healthScheduleId, healthSweepSearchAttributes } from '../contracts/fleet-health';
@@ -54,6 +55,35 @@ export async function applyTenantHealthSchedules(
     }
   }
   return [...wanted];
+}
+
+/**
+ * What provisioning calls when a device becomes active: its site gets its schedule, following the
+ * tenant's policy, unless it has one. Activation never fails for it: a schedule that could not be
+ * made now is made at the next start, or by the next policy change or sweep on demand.
+ */
+export function siteHealthSchedules(client: Client, policies: Pick<FleetPolicies, 'get'>, taskQueue: string, logger: Logger) {
+  // Sites known to have their schedule, so activating a thousand devices at one site asks Temporal once.
+  const watched = new Set<string>();
+  return {
+    async watchSite(tenantId: string, site: string): Promise<void> {
+      const scheduleId = healthScheduleId(tenantId, site);
+      if (watched.has(scheduleId)) return;
+      try {
+        const policy = await policies.get(tenantId);
+        if (!policy.healthChecksEnabled) return;
+        try {
+          await client.schedule.getHandle(scheduleId).describe();
+        } catch (error) {
+          if (!(error instanceof ScheduleNotFoundError)) throw error;
+          await applyHealthSchedule(client, policy, site, taskQueue);
+        }
+        watched.add(scheduleId);
+      } catch (error) {
+        logger.warn({ err: error, tenantId, site, scheduleId }, 'could not give the site its health sweep schedule; the next start will');
+      }
+    },
+  };
 }
 
 /** At start: every site with active devices has its schedule, following its tenant's policy. Returns how many run. */

@@ -15,6 +15,7 @@ import { createConfigurationActivities } from '../activities/configuration';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
 import { createFleetHealthActivities } from '../activities/fleet-health';
+import { siteHealthSchedules } from '../fleet/health-schedules';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
@@ -70,7 +71,15 @@ export function createProvisioningWorker(
     maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
     maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
-      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, logger }),
+      ...createProvisioningActivities({
+        ...deviceWork,
+        configurations,
+        templates,
+        inventory,
+        renewals,
+        healthSchedules: siteHealthSchedules(options.client, parts.fleetPolicies, options.taskQueue, logger),
+        logger,
+      }),
       ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
       ...createZeroTouchActivities({
         runs: new ZeroTouchRunPlanner({

@@ -32,6 +32,7 @@ let camera: RunningOnvifDevice;
 let snmpd: RunningSnmpd;
 let reader: RunningOsdpReader;
 let controller: SimulatedBacnetDevice;
+let intervalAfterActivation: unknown;
 const deviceIds = ['rd-lobby', 'cam-gate', 'enc-yard', 'reader-door', 'ahu-roof'] as const;
 
 const localMac = () => ['02', ...randomBytes(5).toString('hex').match(/../g)!].join(':');
@@ -92,6 +93,8 @@ beforeAll(async () => {
   for (const { templateId, device } of requests) await service.provisioning.start(tenant, { templateId, devices: [device] });
   const records = await Promise.all(deviceIds.map((id) => service.env.client.workflow.getHandle(provisioningWorkflowId(tenant, id)).result()));
   expect(records.map((record) => record.status)).toEqual(deviceIds.map(() => 'completed'));
+  // Activation gave the site its schedule, at the service's default interval.
+  intervalAfterActivation = (await service.env.client.schedule.getHandle(healthScheduleId(tenant, site)).describe()).spec.intervals?.[0]?.every;
 
   await health.setPolicy(
     tenant,
@@ -131,7 +134,8 @@ async function metric(name: string): Promise<string | undefined> {
 }
 
 describe('health sweeps of a site', () => {
-  it("the site's schedule runs a sweep that finds every protocol's device online and records it once", async () => {
+  it("activation gives the site its schedule; the policy sets its interval; it runs a sweep that finds every protocol's device online, recorded once", async () => {
+    expect(intervalAfterActivation).toBe(300_000);
     const schedule = service.env.client.schedule.getHandle(healthScheduleId(tenant, site));
     const described = await schedule.describe();
     expect(described.spec.intervals?.[0]?.every).toBe(3_600_000);
