@@ -196,11 +196,13 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
 
   /**
    * The status endpoint over mutual TLS, our client certificate the only credential (no password
-   * goes out). A device presenting a certificate other than the pinned one is reported, not asked.
+   * goes out); a device provisioned without a certificate of ours is asked with its password over
+   * the pinned channel. A device presenting a certificate other than the pinned one is reported, not asked.
    */
   async probe(session: DeviceSession): Promise<ProbeReport> {
     const { credentials: _password, ...mutualTls } = session;
-    const response = await this.call(mutualTls, 'report its status', { method: 'GET', path: deviceApiPaths.status, reportForeignCertificate: true });
+    const asked = session.clientIdentity ? mutualTls : session;
+    const response = await this.call(asked, 'report its status', { method: 'GET', path: deviceApiPaths.status, reportForeignCertificate: true });
     const presentedCertificateFingerprint = response.presentedCertificateFingerprint;
     if (response.status === 0) return { presentedCertificateFingerprint };
     const status = deviceAnswer(statusAnswer, response.body, 'report its status');
