@@ -38,6 +38,8 @@ export interface ProvisioningDependencies {
   runArchive: RunArchive;
   /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
   renewals?: { track(certificate: CertificateRow): Promise<void> };
+  /** Gives an active device's site its health sweep schedule, when it has none yet. */
+  healthSchedules?: { watchSite(tenantId: string, site: string): Promise<void> };
   logger: Logger;
 }
 
@@ -208,6 +210,8 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       await registry.update(ref.tenantId, ref.deviceId, { lifecycleState: 'active', activatedAt: new Date() });
       // From now on the certificate is looked after until the device has none.
       if (device.activeCertificateId && deps.renewals) await deps.renewals.track(await ca.getCertificate(device.activeCertificateId));
+      // And its health is watched: its site is swept on the tenant's schedule.
+      await deps.healthSchedules?.watchSite(ref.tenantId, device.site);
       return {};
     }),
 

@@ -41,6 +41,8 @@ export const alertKinds = {
   configurationDrift: 'configuration.drift',
   configurationRolloutHalted: 'configuration.rollout_halted',
   caBackupFailing: 'certificate_authority.backup_failing',
+  deviceOffline: 'device.offline',
+  deviceCertificateMismatch: 'device.certificate_mismatch',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

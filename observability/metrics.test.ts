@@ -136,7 +136,23 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
       provisioned: 0,
       active: 2,
       failed: 1,
+      decommissioned: 0,
     });
+  });
+
+  it('counts active devices online and offline per tenant, leaving out devices not yet probed and devices not active', async () => {
+    const tenant = 'health';
+    await database.db.insert(devices).values([
+      device(tenant, { lifecycleState: 'active', health: 'online' }),
+      device(tenant, { lifecycleState: 'active', health: 'online' }),
+      device(tenant, { lifecycleState: 'active', health: 'offline' }),
+      device(tenant, { lifecycleState: 'active', health: 'unknown' }),
+      device(tenant, { lifecycleState: 'failed', health: 'offline' }),
+    ]);
+    const samples = await scrape();
+    expect(total(samples, 'devices_online', { tenant })).toBe(2);
+    expect(total(samples, 'devices_offline', { tenant })).toBe(1);
+    expect(samplesOf(samples, 'devices_offline', { tenant: 'lifecycle' }).map((s) => s.value)).toEqual([0]);
   });
 
   it('counts a device as outdated once its template has a newer version than the one it was configured from', async () => {

@@ -1,6 +1,6 @@
 /**
  * The Prometheus endpoint: application metrics read from the database at scrape time (certificate
- * expiry, device lifecycle, configuration drift and outdated versions), followed by the worker runtime's metrics as its
+ * expiry, device lifecycle and health, configuration drift and outdated versions), followed by the worker runtime's metrics as its
  * exporter serves them (Temporal's own, and the provisioning outcomes and durations the workflow
  * emits; see workflows/metrics.ts for the PromQL of success rate, average and p95).
  *
@@ -89,6 +89,25 @@ export function createMetricsRegistry({ db, devices, templates, alerts, logger, 
       for (const row of rows) this.set({ tenant: row.tenantId, lifecycle_state: row.lifecycleState }, row.count);
     },
   });
+
+  // Active devices by what their last health probes found; `unknown` (not yet probed) is in neither.
+  for (const [name, health] of [
+    ['devices_online', 'online'],
+    ['devices_offline', 'offline'],
+  ] as const) {
+    new Gauge({
+      name,
+      help: `Active devices whose health sweeps last found them ${health}`,
+      labelNames: ['tenant'] as const,
+      registers: [registry],
+      async collect() {
+        const [tenants, rows] = await read(name, () => Promise.all([devices.tenants(), devices.countActiveByHealth()]));
+        this.reset();
+        for (const tenant of tenants) this.set({ tenant }, 0);
+        for (const row of rows) if (row.health === health) this.set({ tenant: row.tenantId }, row.count);
+      },
+    });
+  }
 
   new Gauge({
     name: 'configuration_drift_devices',

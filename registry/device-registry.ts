@@ -165,6 +165,51 @@ export class DeviceRegistry {
     };
   }
 
+  /** A page of the active devices at a site, by device id, after `after`: what a health sweep probes. */
+  listActiveAtSite(tenantId: string, site: string, page: { after?: string; limit: number }): Promise<RegisteredDevice[]> {
+    return this.db
+      .select()
+      .from(devices)
+      .where(
+        and(
+          eq(devices.tenantId, tenantId),
+          eq(devices.site, site),
+          eq(devices.lifecycleState, 'active'),
+          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
+        ),
+      )
+      .orderBy(asc(devices.deviceId))
+      .limit(page.limit);
+  }
+
+  /** The sites with active devices, per tenant (one tenant's when given): where health sweeps run. */
+  async sitesWithActiveDevices(tenantId?: string): Promise<{ tenantId: string; site: string }[]> {
+    return this.db
+      .selectDistinct({ tenantId: devices.tenantId, site: devices.site })
+      .from(devices)
+      .where(and(eq(devices.lifecycleState, 'active'), ...(tenantId !== undefined ? [eq(devices.tenantId, tenantId)] : [])))
+      .orderBy(asc(devices.tenantId), asc(devices.site));
+  }
+
+  /** What a health probe learnt about a device: its liveness, failures in a row, uptime and last reboot. */
+  recordHealth(
+    tenantId: string,
+    deviceId: string,
+    health: Pick<RegisteredDevice, 'health' | 'healthCheckedAt' | 'consecutiveProbeFailures'> &
+      Partial<Pick<RegisteredDevice, 'healthChangedAt' | 'uptimeSeconds' | 'lastRebootAt'>>,
+  ): Promise<RegisteredDevice> {
+    return this.update(tenantId, deviceId, health);
+  }
+
+  /** How many active devices each tenant has in each health state (states without devices left out). */
+  countActiveByHealth(): Promise<{ tenantId: string; health: RegisteredDevice['health']; count: number }[]> {
+    return this.db
+      .select({ tenantId: devices.tenantId, health: devices.health, count: sql<number>`count(*)::int` })
+      .from(devices)
+      .where(eq(devices.lifecycleState, 'active'))
+      .groupBy(devices.tenantId, devices.health);
+  }
+
   /** Every tenant with a registered device. */
   async tenants(): Promise<string[]> {
     const rows = await this.db.selectDistinct({ tenantId: devices.tenantId }).from(devices);

@@ -16,6 +16,8 @@ import { DiscoverySweeps } from '../discovery/sweeps';
 import { DriftChecks } from '../configuration/drift-checks';
 import { ConfigurationRollouts } from '../configuration/rollouts';
 import { configurationJobOperations } from '../api/routes/configuration-jobs';
+import { fleetHealthOperations } from '../api/routes/fleet-health';
+import { FleetHealth } from '../fleet/fleet-health';
 import { BulkImporter } from '../bulk/bulk-import';
 import { BulkJobs } from '../bulk/bulk-jobs';
 import { BulkJobStore } from '../bulk/bulk-job-store';
@@ -88,6 +90,9 @@ export function createServiceApi(
         }),
         driftChecks: new DriftChecks({ client, taskQueue: config.temporal.taskQueue, policies: parts.driftPolicies }),
       }),
+      ...fleetHealthOperations(
+        new FleetHealth({ client, taskQueue: config.temporal.taskQueue, policies: parts.fleetPolicies, registry: parts.registry, events: parts.healthEvents }),
+      ),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         protocols: [...parts.adapters.keys()],

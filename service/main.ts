@@ -14,6 +14,7 @@ import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createEstServer } from '../api/est-server';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { ensureDriftSchedules } from '../configuration/drift-policies';
+import { ensureHealthSchedules } from '../fleet/health-schedules';
 import { applyCaBackupSchedule } from '../pki/ca-backup-schedule';
 import { ensureCrlSchedule } from '../pki/crl-schedule';
 import { ensureAlertSchedule } from '../alerts/schedule';
@@ -114,6 +115,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
     await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
     await ensureDriftSchedules(client, parts.driftPolicies, config.temporal.taskQueue);
+    await ensureHealthSchedules(client, { registry: parts.registry, policies: parts.fleetPolicies }, config.temporal.taskQueue);
     await applyCaBackupSchedule(client, { taskQueue: config.temporal.taskQueue, everyHours: config.caBackup?.intervalHours });
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);

@@ -26,6 +26,7 @@ import { DiscoveryStore } from '../discovery/discovery-store';
 import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
 import { RunArchive } from '../registry/run-archive';
+import { DeviceHealthEvents } from '../fleet/health-events';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -73,6 +74,8 @@ export interface ServiceParts {
   driftPolicies: DriftPolicies;
   /** Each tenant's fleet policy: health probes, firmware verdicts, credential rotation. */
   fleetPolicies: FleetPolicies;
+  /** What the health sweeps saw happen to each device: offline, back online, rebooted, a foreign certificate. */
+  healthEvents: DeviceHealthEvents;
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
   registry: DeviceRegistry;
@@ -143,6 +146,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
     fleetPolicies: new FleetPolicies(database.db, config.fleet),
+    healthEvents: new DeviceHealthEvents(database.db),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
     runArchive: new RunArchive(database.db),

@@ -14,6 +14,8 @@ import { createCaBackupActivities } from '../activities/ca-backup';
 import { createConfigurationActivities } from '../activities/configuration';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
+import { createFleetHealthActivities } from '../activities/fleet-health';
+import { siteHealthSchedules } from '../fleet/health-schedules';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
@@ -69,7 +71,16 @@ export function createProvisioningWorker(
     maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
     maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
-      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, runArchive: parts.runArchive, logger }),
+      ...createProvisioningActivities({
+        ...deviceWork,
+        configurations,
+        templates,
+        inventory,
+        renewals,
+        runArchive: parts.runArchive,
+        healthSchedules: siteHealthSchedules(options.client, parts.fleetPolicies, options.taskQueue, logger),
+        logger,
+      }),
       ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
       ...createZeroTouchActivities({
         runs: new ZeroTouchRunPlanner({
@@ -84,6 +95,7 @@ export function createProvisioningWorker(
       }),
       ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
       ...createConfigurationActivities({ ...deviceWork, configurations, templates, logger }),
+      ...createFleetHealthActivities({ ...deviceWork, events: parts.healthEvents, policies: parts.fleetPolicies, logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ caBackup: parts.caBackup, alerts, audit, settings: options.caBackup, systemTenant: systemAuditTenant, logger })
         : {}),

@@ -268,6 +268,15 @@ describe('plain BACnet/IP controller', () => {
     expect(device.state().communication).toBe('enabled');
   });
 
+  it('is probed with ReadProperty System_Status once active, and a silent one fails the probe as unavailable', async () => {
+    const device = await startDevice();
+    await adapter.pushConfiguration(sessionFor(device), plainConfiguration);
+    await adapter.activate(sessionFor(device));
+    expect(await adapter.probe(sessionFor(device))).toEqual({});
+    device.faults.silent = true;
+    await expect(adapter.probe(sessionFor(device))).rejects.toBeInstanceOf(DeviceUnavailableError);
+  });
+
   it('refuses BACnet/SC hub settings for a device without a Secure Connect port', async () => {
     const device = await startDevice();
     const error = await rejection(adapter.pushConfiguration(sessionFor(device), scConfiguration));

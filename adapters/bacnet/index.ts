@@ -43,6 +43,7 @@ import type {
   DeviceConfiguration,
   DeviceIdentity,
   DeviceSession,
+  ProbeReport,
   SelfTestReport,
 } from '../device-adapter';
 import { deviceCapabilities } from '../device-adapter';
@@ -62,6 +63,7 @@ import {
   applicationTag,
   communicationState,
   deviceObject,
+  deviceStatus,
   errorClass,
   errorCode,
   objectType,
@@ -354,6 +356,15 @@ export class BacnetDeviceAdapter implements DeviceAdapter {
     await this.withDevice(session, async (call, device) => {
       await call.communicationControl(communicationState.enable, session.credentials?.password, 'enable communication');
       await call.readProperty(deviceObject(device.instance), propertyId.objectIdentifier, 'answer after being enabled');
+    });
+  }
+
+  /** ReadProperty System_Status of the device object: it answers, and is not in a failed state. BACnet reports no uptime. */
+  async probe(session: DeviceSession): Promise<ProbeReport> {
+    return this.withDevice(session, async (call, device) => {
+      const [status] = await call.readProperty(deviceObject(device.instance), propertyId.systemStatus, 'report its system status');
+      if (status?.value === deviceStatus.nonOperational) throw new DeviceUnavailableError(`${call.label} reports itself non-operational`);
+      return {};
     });
   }
 

@@ -27,6 +27,7 @@ export const propertyId = {
   objectList: 76,
   objectName: 77,
   objectType: 79,
+  systemStatus: 112,
   utcOffset: 119,
   vendorIdentifier: 120,
   vendorName: 121,
@@ -40,6 +41,9 @@ export const propertyId = {
   scFailoverHubUri: 4194317,
   scPrimaryHubUri: 4194325,
 } as const;
+
+/** BACnetDeviceStatus, as System_Status reports it. */
+export const deviceStatus = { operational: 0, operationalReadOnly: 1, downloadRequired: 2, downloadInProgress: 3, nonOperational: 4, backupInProgress: 5 } as const;
 
 /** BACnetNetworkType: the library's enum stops at serial (10); secure-connect came later. */
 export const networkType = { ipv4: 5, secureConnect: 11 } as const;

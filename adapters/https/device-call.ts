@@ -23,6 +23,11 @@ export interface DeviceRequest {
   body?: unknown;
   /** Certificates the device may present besides the pinned one (the one being installed). */
   alsoAcceptFingerprints?: string[];
+  /**
+   * A certificate other than the pinned one answers with status 0 and what was presented, instead of
+   * failing; nothing is sent to such a device. For probes, which report the certificate they met.
+   */
+  reportForeignCertificate?: boolean;
 }
 
 export interface DeviceResponse {
@@ -127,6 +132,10 @@ export async function callDevice(
       }
       const presented = certificateFingerprint(peer.raw);
       if (accepted && !accepted.has(presented)) {
+        if (request.reportForeignCertificate) {
+          finish({ response: { status: 0, body: undefined, presentedCertificateFingerprint: presented } });
+          return;
+        }
         finish({
           error: new IdentityMismatchError(
             `device at ${session.address} presented certificate ${presented}, not the pinned ${normaliseFingerprint(session.pinnedCertificateFingerprint!)}`,

@@ -378,6 +378,25 @@ describe('HTTPS device adapter against the reference device', () => {
     ).rejects.toThrow(/may not trust our client certificate/);
   });
 
+  it('probes an enrolled device over mutual TLS without a password: its uptime and the certificate it presents', async () => {
+    const { device, address } = await startDevice();
+    const { enrolledSession, installation } = await enrol(address);
+    const report = await adapter.probe({ ...enrolledSession, credentials });
+    expect(report).toEqual({ uptimeSeconds: expect.any(Number), presentedCertificateFingerprint: fingerprint(installation.certificatePem) });
+
+    // A device presenting another certificate is reported as such, and is sent nothing.
+    const foreign = await device.presentForeignCertificate();
+    const before = device.receivedRequests.length;
+    expect(await adapter.probe(enrolledSession)).toEqual({ presentedCertificateFingerprint: foreign });
+    expect(device.receivedRequests.length).toBe(before);
+    await device.presentOwnCertificate();
+
+    const { clientIdentity: _, ...withoutCertificate } = enrolledSession;
+    await expect(adapter.probe({ ...withoutCertificate, credentials })).rejects.toBeInstanceOf(AuthenticationFailedError);
+    await device.stop();
+    await expect(adapter.probe(enrolledSession)).rejects.toBeInstanceOf(DeviceUnavailableError);
+  });
+
   it('raises SelfTestFailedError naming the failed checks', async () => {
     const { device, address } = await startDevice();
     device.setFaults({ failSelfTest: true });

@@ -15,6 +15,7 @@ import type {
   DeviceIdentity,
   DeviceSession,
   DeviceType,
+  ProbeReport,
   RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
@@ -70,6 +71,7 @@ const selfTestAnswer = z.object({
   passed: z.boolean(),
   checks: z.array(z.object({ name: z.string(), passed: z.boolean(), detail: z.string().optional() })),
 });
+const statusAnswer = z.object({ state: z.string().max(64), uptimeSeconds: z.number().int().min(0).optional() });
 const deviceFieldProblems = z.array(z.object({ field: z.string(), reason: z.string() }));
 
 export class HttpsDeviceAdapter implements DeviceAdapter {
@@ -192,6 +194,21 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
     await this.call(session, 'activate', { method: 'POST', path: deviceApiPaths.activate });
   }
 
+  /**
+   * The status endpoint over mutual TLS, our client certificate the only credential (no password
+   * goes out); a device provisioned without a certificate of ours is asked with its password over
+   * the pinned channel. A device presenting a certificate other than the pinned one is reported, not asked.
+   */
+  async probe(session: DeviceSession): Promise<ProbeReport> {
+    const { credentials: _password, ...mutualTls } = session;
+    const asked = session.clientIdentity ? mutualTls : session;
+    const response = await this.call(asked, 'report its status', { method: 'GET', path: deviceApiPaths.status, reportForeignCertificate: true });
+    const presentedCertificateFingerprint = response.presentedCertificateFingerprint;
+    if (response.status === 0) return { presentedCertificateFingerprint };
+    const status = deviceAnswer(statusAnswer, response.body, 'report its status');
+    return { presentedCertificateFingerprint, ...(status.uptimeSeconds !== undefined ? { uptimeSeconds: status.uptimeSeconds } : {}) };
+  }
+
   /** Makes the call and turns any non-2xx answer into the fitting service error. */
   private async call(
     session: DeviceSession,
@@ -200,7 +217,7 @@ export class HttpsDeviceAdapter implements DeviceAdapter {
     overrides: Partial<Record<number, (message: string, fields: FieldProblem[]) => ServiceError>> = {},
   ): Promise<DeviceResponse> {
     const response = await callDevice(session, request, { timeoutMs: this.requestTimeoutMs, networks: this.networks });
-    if (response.status >= 200 && response.status < 300) return response;
+    if ((response.status >= 200 && response.status < 300) || (response.status === 0 && request.reportForeignCertificate)) return response;
     const detail = errorDetail(response.body);
     const message = `device at ${session.address} refused to ${operation}: ${response.status}${detail ? ` ${detail}` : ''}`;
     const fields = deviceFields(response.body);

@@ -39,6 +39,7 @@ import type {
   DeviceIdentity,
   DeviceSession,
   DeviceType,
+  ProbeReport,
   RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
@@ -49,6 +50,7 @@ import {
   ConfigurationRejectedError,
   ConflictError,
   DeviceUnavailableError,
+  IdentityMismatchError,
   NotImplementedError,
   ValidationError,
 } from '../../foundation/errors';
@@ -447,6 +449,21 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
     await client.call(el('tds:SetScopes', [...configurable, this.provisionedScope].map((scope) => el('tds:Scopes', scope))));
   }
 
+  /**
+   * GetSystemDateAndTime, which needs no login, over HTTPS pinned to our certificate. A device
+   * presenting another certificate is reported, and nothing is sent to it.
+   */
+  async probe(session: DeviceSession): Promise<ProbeReport> {
+    if (!session.pinnedCertificateFingerprint) throw new ConflictError(`no certificate of ours is pinned for the ONVIF device at ${session.address}`);
+    const client = new OnvifClient({ transport: await this.transportFor(session), credentials: [], timeoutMs: this.requestTimeoutMs, address: session.address });
+    try {
+      await client.call(el('tds:GetSystemDateAndTime'), { anonymous: true });
+    } catch (error) {
+      if (!(error instanceof IdentityMismatchError) || !client.presentedFingerprint) throw error;
+    }
+    return { presentedCertificateFingerprint: client.presentedFingerprint };
+  }
+
   // -------------------------------------------------------------------------------------------
 
   /**
@@ -458,9 +475,22 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
     preferred?: DeviceCredentials,
     options: { factoryFallback?: boolean } = {},
   ): Promise<OnvifClient> {
+    const transport = await this.transportFor(session);
+    const managed = preferred ?? (await this.managedCredentials(session));
+    const credentials = [
+      ...(managed ? [managed] : []),
+      ...(session.credentials && options.factoryFallback !== false ? [session.credentials] : []),
+    ];
+    const client = new OnvifClient({ transport, credentials, timeoutMs: this.requestTimeoutMs, address: session.address });
+    await client.synchroniseClock();
+    return client;
+  }
+
+  /** Plain HTTP until the service pins our certificate, then HTTPS pinned to it. */
+  private async transportFor(session: DeviceSession): Promise<OnvifTransport> {
     const endpoint = parseOnvifAddress(session.address);
     const connectTo = await this.networks.resolve(endpoint.host);
-    const transport: OnvifTransport = session.pinnedCertificateFingerprint
+    return session.pinnedCertificateFingerprint
       ? {
           host: endpoint.host,
           connectTo,
@@ -472,14 +502,6 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
           },
         }
       : { host: endpoint.host, connectTo, port: endpoint.port };
-    const managed = preferred ?? (await this.managedCredentials(session));
-    const credentials = [
-      ...(managed ? [managed] : []),
-      ...(session.credentials && options.factoryFallback !== false ? [session.credentials] : []),
-    ];
-    const client = new OnvifClient({ transport, credentials, timeoutMs: this.requestTimeoutMs, address: session.address });
-    await client.synchroniseClock();
-    return client;
   }
 
   private async managedCredentials(session: DeviceSession): Promise<DeviceCredentials | undefined> {

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AuthenticationFailedError,
   ConfigurationRejectedError,
+  ConflictError,
   DeviceUnavailableError,
   IdentityMismatchError,
   NotImplementedError,
@@ -385,6 +386,18 @@ describe('bad peers', () => {
     const { pinned } = await enrol(device, sessionFor(device));
     const error = await failureOf(adapter.selfTest({ ...pinned, pinnedCertificateFingerprint: 'ab'.repeat(32) }));
     expect(error).toBeInstanceOf(IdentityMismatchError);
+  });
+
+  it('probes an enrolled camera with GetSystemDateAndTime over the pinned HTTPS, reports a foreign certificate, and fails on silence', async () => {
+    const device = await startDevice();
+    const { pinned } = await enrol(device, sessionFor(device));
+    expect(await adapter.probe(pinned)).toEqual({ presentedCertificateFingerprint: pinned.pinnedCertificateFingerprint });
+    // Another certificate than the one pinned: reported, not refused, so the sweep can alert on it.
+    const presented = await adapter.probe({ ...pinned, pinnedCertificateFingerprint: 'ab'.repeat(32) });
+    expect(presented).toEqual({ presentedCertificateFingerprint: pinned.pinnedCertificateFingerprint });
+    await expect(adapter.probe({ ...pinned, pinnedCertificateFingerprint: undefined })).rejects.toBeInstanceOf(ConflictError);
+    device.faults.hang = ['GetSystemDateAndTime'];
+    await expect(adapter.probe(pinned)).rejects.toBeInstanceOf(DeviceUnavailableError);
   });
 
   it('reports the device failing to turn HTTPS on without a certificate as ConfigurationRejectedError', async () => {

@@ -19,6 +19,7 @@ import type {
   DeviceConfiguration,
   DeviceIdentity,
   DeviceSession,
+  ProbeReport,
   SelfTestReport,
 } from '../device-adapter';
 import type { DeviceSecrets } from '../../custody/device-secrets';
@@ -220,6 +221,18 @@ export class OsdpReaderAdapter implements DeviceAdapter {
         throw new PolicyViolationError(`${link.description} still accepts SCBK-D (install mode): it must not go into service like that`);
       }
     });
+  }
+
+  /** POLL inside a secure channel opened with the reader's own SCBK: it answers, and still holds our key. OSDP reports no uptime. */
+  async probe(session: DeviceSession): Promise<ProbeReport> {
+    const deviceKey = await session.secrets?.read(scbkSecretPurpose);
+    await this.withLink(session, async (link) => {
+      if (!deviceKey || !(await link.establishSecureChannel(deviceKey, scbkKinds.deviceKey))) {
+        throw new AuthenticationFailedError(`${link.description} does not accept its own SCBK${deviceKey ? '' : ' (none is held)'}`);
+      }
+      await link.expect(commandCodes.poll, new Uint8Array(), replyCodes.ack, 'answer a poll in the secure channel');
+    });
+    return {};
   }
 
   private withLink<T>(target: DeviceSession | ReaderAddress, use: (link: ReaderLink) => Promise<T>): Promise<T> {

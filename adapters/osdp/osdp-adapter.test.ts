@@ -180,6 +180,23 @@ describe('OSDP reader adapter against the simulated reader', () => {
     expect((error as Error).message).not.toMatch(/303132/);
   });
 
+  it('probes a provisioned reader with a POLL in the secure channel under its own key; silent or re-keyed, the probe fails', async () => {
+    const reader = await startReader();
+    const secrets = memoryDeviceSecrets();
+    const session: DeviceSession = { address: reader.address, secrets };
+    await adapter.pushConfiguration(session, configuration());
+    await adapter.activate(session);
+
+    const before = reader.state().secureChannelsEstablished.length;
+    expect(await adapter.probe(session)).toEqual({});
+    expect(reader.state().secureChannelsEstablished.slice(before)).toEqual(['scbk']);
+
+    reader.faults.silent = true;
+    await expect(adapter.probe(session)).rejects.toBeInstanceOf(DeviceUnavailableError);
+    reader.faults.silent = false;
+    await expect(adapter.probe({ address: reader.address, secrets: memoryDeviceSecrets() })).rejects.toBeInstanceOf(AuthenticationFailedError);
+  });
+
   it('reports a reader that does not answer as DeviceUnavailableError (retryable)', async () => {
     const reader = await startReader({ faults: { silent: true } });
     const error = await adapter.identify({ address: reader.address }).catch((e: unknown) => e);

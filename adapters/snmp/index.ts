@@ -22,6 +22,7 @@ import type {
   DeviceConfiguration,
   DeviceIdentity,
   DeviceSession,
+  ProbeReport,
   RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
@@ -321,6 +322,20 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
       const [status] = await snmp.get([statusCell], 'look up the factory admin user');
       if (status === undefined) return;
       await snmp.set([{ oid: statusCell, type: 'Integer', value: rowStatus.destroy }], 'delete the factory admin user');
+    });
+  }
+
+  /** sysUpTime, read as the per-device SNMPv3 user (authPriv): it answers, and says since when it runs. */
+  async probe(session: DeviceSession): Promise<ProbeReport> {
+    const endpoint = await this.endpointOf(session);
+    const secrets = requireSecrets(session);
+    const record = await readProvisioningRecord(secrets);
+    const deviceUser = record && (await heldDeviceUser(secrets, record.usmUser));
+    if (!record || !deviceUser) throw new ConflictError(`no per-device SNMP user has been provisioned for ${session.address}`);
+    return withSnmpSession(endpoint, deviceUser, this.sessionOptions, async (snmp) => {
+      const [upTime] = await snmp.get([systemGroup.sysUpTime], 'report its uptime');
+      const ticks = Number(upTime?.value);
+      return Number.isFinite(ticks) ? { uptimeSeconds: Math.floor(ticks / 100) } : {};
     });
   }
 

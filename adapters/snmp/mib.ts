@@ -7,6 +7,8 @@
 export const systemGroup = {
   sysDescr: '1.3.6.1.2.1.1.1.0',
   sysObjectID: '1.3.6.1.2.1.1.2.0',
+  /** TimeTicks (hundredths of a second) since the agent last started. */
+  sysUpTime: '1.3.6.1.2.1.1.3.0',
   sysContact: '1.3.6.1.2.1.1.4.0',
   sysName: '1.3.6.1.2.1.1.5.0',
   sysLocation: '1.3.6.1.2.1.1.6.0',

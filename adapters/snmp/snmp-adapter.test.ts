@@ -268,6 +268,29 @@ describe('SNMP adapter against Debian snmpd', () => {
   });
 });
 
+describe('SNMP liveness probe', () => {
+  it('reads sysUpTime as the per-device user once provisioned, and fails while the agent is stopped', async () => {
+    const snmpd = await encoder();
+    const secrets = memoryDeviceSecrets();
+    const session: DeviceSession = { address: snmpd.address, credentials: factoryCredentials, secrets };
+    await expect(adapter.probe(session)).rejects.toBeInstanceOf(ConflictError);
+    await adapter.pushConfiguration(session, configuration());
+    await adapter.activate(session);
+
+    // The factory admin is gone; only the per-device user can have answered.
+    const report = await adapter.probe({ address: snmpd.address, secrets });
+    expect(report).toEqual({ uptimeSeconds: expect.any(Number) });
+    expect(report.uptimeSeconds).toBeLessThan(600);
+
+    process.kill(snmpd.pid, 'SIGSTOP');
+    try {
+      await expect(quickAdapter.probe(session)).rejects.toBeInstanceOf(DeviceUnavailableError);
+    } finally {
+      process.kill(snmpd.pid, 'SIGCONT');
+    }
+  });
+});
+
 describe('SNMP adapter fingerprinting with ENTITY-MIB (net-snmp agent)', () => {
   async function switchAgent() {
     const agent = await startEntityAgent({

@@ -217,7 +217,7 @@ describe('reference device', () => {
     expect(device.certificatePem).toBe(certificatePem);
     const answer = await call(device, 'GET', paths.status, { auth: null, identity: clientIdentity });
     expect(answer.status).toBe(200);
-    expect(answer.body).toEqual({ state: 'provisioned', certificateFingerprint: device.certificateFingerprint });
+    expect(answer.body).toEqual({ state: 'provisioned', uptimeSeconds: expect.any(Number), certificateFingerprint: device.certificateFingerprint });
     expect(answer.peer.fingerprint256).toBe(new X509Certificate(certificatePem).fingerprint256);
     expect(answer.chain).toEqual([`CN=${device.serialNumber}`, 'CN=Device Test Site Intermediate CA', 'CN=Device Test Root CA']);
 
@@ -262,6 +262,7 @@ describe('reference device', () => {
     expect(canonicalJson({ b: 1, a: [{ d: 1, c: 2 }] })).toBe('{"a":[{"c":2,"d":1}],"b":1}');
     expect((await call(device, 'GET', paths.status)).body).toEqual({
       state: 'provisioned',
+      uptimeSeconds: expect.any(Number),
       configurationVersion: 2,
       configurationHash: expected,
     });

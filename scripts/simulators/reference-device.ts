@@ -228,6 +228,10 @@ export class ReferenceDevice {
   private applied?: AppliedConfiguration;
   private failedLogins = 0;
   private lockedUntil = 0;
+  /** When the device last started serving: its uptime counts from here, and a restart is a reboot. */
+  private startedAt = Date.now();
+  /** A certificate other than its own it presents instead, as a swapped unit or an impostor would. */
+  private foreignIdentity?: { keyPem: string; certificatePem: string };
 
   private server?: https.Server;
   /** Listeners replaced by a certificate installation, still finishing the answers they owe. */
@@ -273,9 +277,28 @@ export class ReferenceDevice {
       this.factoryKey = await generateDeviceKey('P-256');
       this.factoryCertificatePem = await createFactoryCertificate(this.factoryKey, this.serialNumber);
     }
+    this.startedAt = Date.now();
     this.server = this.createListener();
     await this.listen(this.server);
     return this.address;
+  }
+
+  /**
+   * Presents a self-signed certificate nobody issued from now on, keeping everything else: what a
+   * unit swapped behind the service's back, or a machine-in-the-middle, looks like on the wire.
+   */
+  async presentForeignCertificate(): Promise<string> {
+    const key = await generateDeviceKey('P-256');
+    const certificatePem = await createFactoryCertificate(key, `${this.serialNumber}-impostor`);
+    this.foreignIdentity = { keyPem: privateKeyPem(key), certificatePem };
+    await this.replaceListener();
+    return fingerprintOf(certificatePem);
+  }
+
+  /** Back to presenting its own certificate. */
+  async presentOwnCertificate(): Promise<void> {
+    this.foreignIdentity = undefined;
+    await this.replaceListener();
   }
 
   async stop(): Promise<void> {
@@ -371,7 +394,9 @@ export class ReferenceDevice {
   private createListener(): https.Server {
     // Once enrolled the client's certificate is checked here rather than by OpenSSL, which takes
     // only self-signed anchors: the anchor given is the service's intermediate, not the root.
-    const tls = this.installed
+    const tls = this.foreignIdentity
+      ? { key: this.foreignIdentity.keyPem, cert: this.foreignIdentity.certificatePem }
+      : this.installed
       ? {
           key: privateKeyPem(this.installed.key),
           cert: [this.installed.certificatePem, ...this.installed.chainPem].map(withNewline).join(''),
@@ -383,7 +408,7 @@ export class ReferenceDevice {
       void this.handle(req, res);
     });
     const installed = this.installed;
-    if (installed) {
+    if (installed && !this.foreignIdentity) {
       server.on('secureConnection', (socket: TLSSocket) => {
         if (this.acceptsClient(socket, installed)) this.trustedClients.add(socket);
         // An untrusted certificate gets a hang-up before a byte of the request is read, as a TLS
@@ -694,6 +719,7 @@ export class ReferenceDevice {
       status: 200,
       body: {
         state: this.currentState,
+        uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
         ...(this.installed ? { certificateFingerprint: this.installed.fingerprint } : {}),
         ...(this.applied ? { configurationVersion: this.applied.version, configurationHash: this.applied.hash } : {}),
       },

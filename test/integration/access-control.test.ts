@@ -50,10 +50,22 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
   if (op.path.endsWith('/configuration/parameters') && op.method === 'PUT') return deviceParametersBody;
   if (op.path.endsWith('/templates/{templateId}/rollouts')) return { deviceIds: [acmeObjects.deviceId] };
+  if (op.path === '/api/v1/fleet/policy' && op.method === 'PUT') return fleetPolicyBody;
+  if (op.path === '/api/v1/fleet/health-checks') return { site: acmeObjects.site };
   return undefined;
 }
 
 const deviceParametersBody = { values: { vlan: 120 }, secrets: {} };
+
+const fleetPolicyBody = {
+  healthChecksEnabled: false,
+  healthCheckIntervalSeconds: 600,
+  offlineAfterFailures: 4,
+  healthProbeConcurrency: 10,
+  firmwareUnknown: 'alert',
+  firmwareKnownBad: 'block',
+  credentialRotationDays: null,
+};
 
 const discoverySiteBody = { scope: { interfaces: ['lo'], ranges: ['127.80.0.0/30'], allowLoopback: true }, scanners: ['snmp'], intervalMinutes: 60, enabled: false };
 
@@ -205,6 +217,28 @@ describe('every operation', () => {
     const root = await api.call('GET', '/api/v1/provisioning/ca/root', { key });
     const acmeRoot = await api.call('GET', '/api/v1/provisioning/ca/root');
     expect(root.body).not.toBe(acmeRoot.body);
+  });
+});
+
+describe('fleet health', () => {
+  it("keeps each tenant's fleet policy, site sweeps and device health events its own", async () => {
+    const globex = await api.keyFor('globex', 'administrator');
+    expect((await api.call('PUT', '/api/v1/fleet/policy', { body: fleetPolicyBody })).status).toBe(200);
+    const theirs = await api.call('PUT', '/api/v1/fleet/policy', { key: globex, body: { ...fleetPolicyBody, offlineAfterFailures: 9 } });
+    expect(theirs.body).toMatchObject({ tenantId: 'globex', offlineAfterFailures: 9 });
+    expect((await api.call('GET', '/api/v1/fleet/policy', { key: await api.keyFor('acme', 'viewer') })).body).toMatchObject({ tenantId: 'acme', offlineAfterFailures: 4 });
+
+    // The site has an active device in acme only: another tenant naming it finds nothing to sweep.
+    const operator = await api.keyFor('acme', 'operator');
+    expect((await api.call('POST', '/api/v1/fleet/health-checks', { key: operator, body: { site: acmeObjects.site } })).status).toBe(202);
+    expect((await api.call('POST', '/api/v1/fleet/health-checks', { key: await api.keyFor('globex', 'operator'), body: { site: acmeObjects.site } })).status).toBe(404);
+
+    const events = `/api/v1/devices/${acmeObjects.deviceId}/health-events`;
+    expect((await api.call('GET', events, { key: await api.keyFor('acme', 'viewer') })).status).toBe(200);
+    expect((await api.call('GET', events, { key: await api.keyFor('globex', 'viewer') })).status).toBe(404);
+    const badCursor = await api.call('GET', `${events}?cursor=bm90LWEtY3Vyc29y`);
+    expect(badCursor.status).toBe(400);
+    expect(badCursor.body.errors).toEqual([expect.objectContaining({ field: 'query:cursor' })]);
   });
 });
 

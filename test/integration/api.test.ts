@@ -404,6 +404,10 @@ describe('the OpenAPI document', () => {
     expect(paths['/api/v1/provisioning/zero-touch'].post.requestBody.content['application/json'].schema).toBeDefined();
     expect(paths['/api/v1/discovery/dhcp-events'].post.requestBody.content['application/json'].schema).toBeDefined();
     expect(paths['/api/v1/discovery/sites/{site}'].get).toBeDefined();
+    expect(paths['/api/v1/fleet/policy'].put.requestBody.content['application/json'].schema).toBeDefined();
+    expect(paths['/api/v1/fleet/policy'].get['x-permission']).toBe('configuration:read');
+    expect(paths['/api/v1/fleet/health-checks'].post.requestBody.content['application/json'].schema).toBeDefined();
+    expect(paths['/api/v1/devices/{deviceId}/health-events'].get['x-permission']).toBe('provisioning:read');
     const site = await call('GET', '/api/v1/discovery/sites/nowhere');
     expect(site.status).toBe(404);
   });

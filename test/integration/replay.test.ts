@@ -19,6 +19,7 @@ import { BulkImporter } from '../../bulk/bulk-import';
 import { BulkJobStore } from '../../bulk/bulk-job-store';
 import { bulkWorkflowId } from '../../contracts/bulk';
 import { configurationDriftCheck } from '../../workflows/configuration-drift';
+import { healthSweep } from '../../workflows/health-sweep';
 import { configRollout } from '../../workflows/configuration-rollout';
 import { renewalStatusQuery, renewalWorkflowId } from '../../contracts/certificates';
 import { zeroTouchWorkflowId } from '../../contracts/zero-touch';
@@ -159,6 +160,17 @@ async function recordedDriftCheck(): Promise<Recorded> {
   return { workflow: 'configuration-drift-check', name: 'completed', history: await handle.fetchHistory() };
 }
 
+/** A health sweep of the site of the devices provisioned above, every one answering. */
+async function recordedHealthSweep(site: string): Promise<Recorded> {
+  const handle = await service.env.client.workflow.start(healthSweep, {
+    workflowId: `replay-health-${Date.now()}`,
+    taskQueue: service.config.temporal.taskQueue,
+    args: [{ tenantId: 'acme', site }],
+  });
+  await handle.result();
+  return { workflow: 'health-sweep', name: 'completed', history: await handle.fetchHistory() };
+}
+
 it('replays the histories of earlier versions and of this one without nondeterminism', async () => {
   const completed = await recordedRun('completed', (d) => service.provisioning.start('acme', { devices: [d.request] }).then(() => undefined));
   const fresh: Recorded[] = [
@@ -180,6 +192,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
     await recordedZeroTouch(),
     await recordedBulkJob(),
     await recordedDriftCheck(),
+    await recordedHealthSweep(completed.device.request.site),
   ];
 
   if (process.env.UPDATE_HISTORY_FIXTURES === '1') {
@@ -196,7 +209,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
         .map((file) => ({ name: file, history: History.decode(readFileSync(path.join(fixtures, file))) }))
     : [];
   // Every workflow that runs long enough to be under way during an upgrade has recorded histories.
-  for (const workflow of ['provision-device', 'renew-device-certificate', 'config-rollout', 'zero-touch', 'bulk-provision', 'configuration-drift-check']) {
+  for (const workflow of ['provision-device', 'renew-device-certificate', 'config-rollout', 'zero-touch', 'bulk-provision', 'configuration-drift-check', 'health-sweep']) {
     expect(recorded.some(({ name }) => name.startsWith(`${workflow}.`)), workflow).toBe(true);
   }
 
