@@ -480,7 +480,7 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
    * Deletes the management user (DeleteUsers), logged in as that user or, once it is gone, with the
    * factory login to confirm it is not listed. A device that no longer knows the user is done.
    */
-  async removeManagementAccess(session: DeviceSession): Promise<{ removed: string[] }> {
+  async removeManagementAccess(session: DeviceSession, _options: { resetToInstallKey?: boolean } = {}): Promise<{ removed: string[] }> {
     const managed = await this.managedCredentials(session);
     const client = await this.connect(session, managed);
     let users: string[];
