@@ -41,6 +41,7 @@ export const alertKinds = {
   configurationDrift: 'configuration.drift',
   configurationRolloutHalted: 'configuration.rollout_halted',
   caBackupFailing: 'certificate_authority.backup_failing',
+  credentialRotationFailing: 'device.credential_rotation_failing',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

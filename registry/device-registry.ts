@@ -202,6 +202,37 @@ export class DeviceRegistry {
     });
   }
 
+  /** Notes that the device's per-device management secrets were replaced at `at`. */
+  markCredentialsRotated(tenantId: string, deviceId: string, at: Date): Promise<RegisteredDevice> {
+    return this.update(tenantId, deviceId, { credentialsRotatedAt: at });
+  }
+
+  /**
+   * A page of the ids of active devices speaking one of `protocols` whose management secrets were
+   * last set (rotated, or else made at activation) before `dueBefore`, in order, after `after`.
+   */
+  async listDueForCredentialRotation(
+    tenantId: string,
+    page: { protocols: readonly string[]; dueBefore: Date; after?: string; limit: number },
+  ): Promise<string[]> {
+    if (page.protocols.length === 0) return [];
+    const rows = await this.db
+      .select({ deviceId: devices.deviceId })
+      .from(devices)
+      .where(
+        and(
+          eq(devices.tenantId, tenantId),
+          eq(devices.lifecycleState, 'active'),
+          inArray(devices.protocol, [...page.protocols]),
+          sql`coalesce(${devices.credentialsRotatedAt}, ${devices.activatedAt}, ${devices.createdAt}) < ${page.dueBefore.toISOString()}::timestamptz`,
+          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
+        ),
+      )
+      .orderBy(asc(devices.deviceId))
+      .limit(page.limit);
+    return rows.map((row) => row.deviceId);
+  }
+
   update(tenantId: string, deviceId: string, changes: Partial<typeof devices.$inferInsert>): Promise<RegisteredDevice> {
     return this.db
       .update(devices)

@@ -25,6 +25,7 @@ import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
+import { CredentialRotations } from '../fleet/credential-rotations';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -195,4 +196,9 @@ export function createProvisioningService(
   planner = createProvisioningPlanner(parts),
 ): ProvisioningService {
   return new ProvisioningService({ client, taskQueue, planner, vault: parts.vault, configurations: parts.configurations });
+}
+
+/** Rotation of devices' management secrets: on request (API) and by each tenant's schedule (worker start). */
+export function createCredentialRotations(parts: ServiceParts, client: Client, taskQueue: string): CredentialRotations {
+  return new CredentialRotations({ client, taskQueue, registry: parts.registry, policies: parts.fleetPolicies, adapters: parts.adapters });
 }

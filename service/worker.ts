@@ -14,6 +14,7 @@ import { createCaBackupActivities } from '../activities/ca-backup';
 import { createConfigurationActivities } from '../activities/configuration';
 import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
+import { createCredentialRotationActivities } from '../activities/credential-rotation';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
@@ -84,6 +85,7 @@ export function createProvisioningWorker(
       }),
       ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
       ...createConfigurationActivities({ ...deviceWork, configurations, templates, logger }),
+      ...createCredentialRotationActivities({ ...deviceWork, adapters: parts.adapters, fleetPolicies: parts.fleetPolicies, logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ caBackup: parts.caBackup, alerts, audit, settings: options.caBackup, systemTenant: systemAuditTenant, logger })
         : {}),

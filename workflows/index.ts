@@ -10,3 +10,4 @@ export { discoverySweep } from './discovery-sweep';
 export { configRollout } from './configuration-rollout';
 export { configurationDriftCheck } from './configuration-drift';
 export { backUpCertificateAuthority } from './ca-backup';
+export { rotateDeviceCredentials, credentialRotationSweep } from './credential-rotation';
