@@ -2,7 +2,7 @@
  * The device registry: what each device is and where it stands in its lifecycle. Serial numbers
  * and MAC addresses are unique per tenant, so one physical device is never two registry entries.
  */
-import { and, asc, eq, gt, inArray, isNotNull, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, or, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { devices, type DeviceRow } from '../db/schema';
 import type { DeviceIdentity } from '../adapters/device-adapter';
@@ -89,20 +89,7 @@ export class DeviceRegistry {
 
   /** A page of the ids of devices running a configuration of ours, in order, after `after`. */
   async listConfigured(tenantId: string, page: { after?: string; limit: number }): Promise<string[]> {
-    const rows = await this.db
-      .select({ deviceId: devices.deviceId })
-      .from(devices)
-      .where(
-        and(
-          eq(devices.tenantId, tenantId),
-          isNotNull(devices.configurationTemplate),
-          isNotNull(devices.configurationVersion),
-          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
-        ),
-      )
-      .orderBy(asc(devices.deviceId))
-      .limit(page.limit);
-    return rows.map((row) => row.deviceId);
+    return this.pageOfIds(tenantId, [isNotNull(devices.configurationTemplate), isNotNull(devices.configurationVersion)], page);
   }
 
   /** Every tenant with a registered device. */
@@ -216,18 +203,24 @@ export class DeviceRegistry {
     page: { protocols: readonly string[]; dueBefore: Date; after?: string; limit: number },
   ): Promise<string[]> {
     if (page.protocols.length === 0) return [];
+    const lastSet = sql`coalesce(${devices.credentialsRotatedAt}, ${devices.activatedAt}, ${devices.createdAt})`;
+    return this.pageOfIds(
+      tenantId,
+      [
+        eq(devices.lifecycleState, 'active'),
+        inArray(devices.protocol, [...page.protocols]),
+        sql`${lastSet} < ${page.dueBefore.toISOString()}::timestamptz`,
+      ],
+      page,
+    );
+  }
+
+  /** Ids of the tenant's devices meeting `conditions`, in order, `limit` after `after`. */
+  private async pageOfIds(tenantId: string, conditions: SQL[], page: { after?: string; limit: number }): Promise<string[]> {
     const rows = await this.db
       .select({ deviceId: devices.deviceId })
       .from(devices)
-      .where(
-        and(
-          eq(devices.tenantId, tenantId),
-          eq(devices.lifecycleState, 'active'),
-          inArray(devices.protocol, [...page.protocols]),
-          sql`coalesce(${devices.credentialsRotatedAt}, ${devices.activatedAt}, ${devices.createdAt}) < ${page.dueBefore.toISOString()}::timestamptz`,
-          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
-        ),
-      )
+      .where(and(eq(devices.tenantId, tenantId), ...conditions, ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : [])))
       .orderBy(asc(devices.deviceId))
       .limit(page.limit);
     return rows.map((row) => row.deviceId);
