@@ -6,7 +6,7 @@
  * The tenant's schedule runs a sweep that rotates every active device whose secrets are older than
  * its fleet policy allows, a page at a time and a few side by side.
  */
-import { ParentClosePolicy, WorkflowIdReusePolicy, continueAsNew, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ParentClosePolicy, WorkflowIdReusePolicy, continueAsNew, executeChild, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { CredentialRotationActivities } from '../activities/credential-rotation';
 import { nonRetryableErrorTypes } from '../foundation/errors';
@@ -41,6 +41,7 @@ export async function rotateDeviceCredentials(input: CredentialRotationInput): P
   try {
     ({ rotated } = await device.rotateManagementSecrets({ tenantId: input.tenantId, deviceId: input.deviceId }));
   } catch (error) {
+    if (isCancellation(error)) throw error;
     await bookkeeping.recordCredentialRotationFailure({ ...input, error: describeFailure(error), errorType: failureType(error) });
     throw error;
   }
@@ -103,6 +104,7 @@ async function rotateOne(tenantId: string, deviceId: string, report: CredentialR
     });
     report.rotated += 1;
   } catch (error) {
+    if (isCancellation(error)) throw error;
     if (error instanceof WorkflowExecutionAlreadyStartedError) {
       report.alreadyRotating += 1;
       return;
