@@ -43,6 +43,7 @@ export const alertKinds = {
   caBackupFailing: 'certificate_authority.backup_failing',
   deviceOffline: 'device.offline',
   deviceCertificateMismatch: 'device.certificate_mismatch',
+  credentialRotationFailing: 'device.credential_rotation_failing',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

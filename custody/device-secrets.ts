@@ -15,6 +15,8 @@ export interface DeviceSecrets {
   ensure(purpose: string, bytes: number): Promise<Uint8Array>;
   /** Replaces the secret under `purpose` (e.g. once a rotated key is confirmed on the device). */
   write(purpose: string, value: Uint8Array): Promise<void>;
+  /** Forgets the secret under `purpose` (a rotation's pending key once promoted); absent is not an error. */
+  remove(purpose: string): Promise<void>;
 }
 
 /** Purposes are namespaced so an adapter's secrets never collide with the service's own. */
@@ -34,6 +36,9 @@ export function vaultDeviceSecrets(vault: SecretVault, tenantId: string, deviceI
     async write(purpose, value) {
       await vault.store(tenantId, deviceId, purposePrefix + purpose, Buffer.from(value).toString('base64'));
     },
+    async remove(purpose) {
+      await vault.remove(tenantId, deviceId, purposePrefix + purpose);
+    },
   };
 }
 
@@ -50,6 +55,9 @@ export function memoryDeviceSecrets(store = new Map<string, Uint8Array>()): Devi
     },
     async write(purpose, value) {
       store.set(purpose, new Uint8Array(value));
+    },
+    async remove(purpose) {
+      store.delete(purpose);
     },
   };
 }

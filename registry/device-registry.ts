@@ -2,7 +2,7 @@
  * The device registry: what each device is and where it stands in its lifecycle. Serial numbers
  * and MAC addresses are unique per tenant, so one physical device is never two registry entries.
  */
-import { and, asc, eq, gt, inArray, isNotNull, lte, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, lte, or, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { insertInBatches } from '../db/row-transfer';
 import { devices, type DeviceRow } from '../db/schema';
@@ -122,20 +122,7 @@ export class DeviceRegistry {
 
   /** A page of the ids of devices running a configuration of ours, in order, after `after`. */
   async listConfigured(tenantId: string, page: { after?: string; limit: number }): Promise<string[]> {
-    const rows = await this.db
-      .select({ deviceId: devices.deviceId })
-      .from(devices)
-      .where(
-        and(
-          eq(devices.tenantId, tenantId),
-          isNotNull(devices.configurationTemplate),
-          isNotNull(devices.configurationVersion),
-          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
-        ),
-      )
-      .orderBy(asc(devices.deviceId))
-      .limit(page.limit);
-    return rows.map((row) => row.deviceId);
+    return this.pageOfIds(tenantId, [isNotNull(devices.configurationTemplate), isNotNull(devices.configurationVersion)], page);
   }
 
   /** A page of the tenant's devices that pass every filter, in `sort` order (device id breaking ties), after `after`. */
@@ -317,6 +304,43 @@ export class DeviceRegistry {
       factoryCertificateFingerprint: identity.presentedCertificateFingerprint ?? null,
       lifecycleState: 'provisioning',
     });
+  }
+
+  /** Notes that the device's per-device management secrets were replaced at `at`. */
+  markCredentialsRotated(tenantId: string, deviceId: string, at: Date): Promise<RegisteredDevice> {
+    return this.update(tenantId, deviceId, { credentialsRotatedAt: at });
+  }
+
+  /**
+   * A page of the ids of active devices speaking one of `protocols` whose management secrets were
+   * last set (rotated, or else made at activation) before `dueBefore`, in order, after `after`.
+   */
+  async listDueForCredentialRotation(
+    tenantId: string,
+    page: { protocols: readonly string[]; dueBefore: Date; after?: string; limit: number },
+  ): Promise<string[]> {
+    if (page.protocols.length === 0) return [];
+    const lastSet = sql`coalesce(${devices.credentialsRotatedAt}, ${devices.activatedAt}, ${devices.createdAt})`;
+    return this.pageOfIds(
+      tenantId,
+      [
+        eq(devices.lifecycleState, 'active'),
+        inArray(devices.protocol, [...page.protocols]),
+        sql`${lastSet} < ${page.dueBefore.toISOString()}::timestamptz`,
+      ],
+      page,
+    );
+  }
+
+  /** Ids of the tenant's devices meeting `conditions`, in order, `limit` after `after`. */
+  private async pageOfIds(tenantId: string, conditions: SQL[], page: { after?: string; limit: number }): Promise<string[]> {
+    const rows = await this.db
+      .select({ deviceId: devices.deviceId })
+      .from(devices)
+      .where(and(eq(devices.tenantId, tenantId), ...conditions, ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : [])))
+      .orderBy(asc(devices.deviceId))
+      .limit(page.limit);
+    return rows.map((row) => row.deviceId);
   }
 
   update(tenantId: string, deviceId: string, changes: Partial<typeof devices.$inferInsert>): Promise<RegisteredDevice> {

@@ -11,6 +11,7 @@ import { IntermediateRotations } from '../pki/rotations';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { certificateLifecycleOperations } from '../api/routes/certificate-lifecycle';
 import { zeroTouchOperations } from '../api/routes/zero-touch';
+import { fleetCredentialOperations } from '../api/routes/fleet-credentials';
 import { discoveryOperations } from '../api/routes/discovery';
 import { DiscoverySweeps } from '../discovery/sweeps';
 import { DriftChecks } from '../configuration/drift-checks';
@@ -23,7 +24,15 @@ import { BulkJobs } from '../bulk/bulk-jobs';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
-import { createProvisioningPlanner, createProvisioningService, createZeroTouchRegistrations, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
+import {
+  createCredentialRotations,
+  createProvisioningPlanner,
+  createProvisioningService,
+  createZeroTouchRegistrations,
+  serviceClient,
+  systemAuditTenant,
+  type ServiceParts,
+} from './parts';
 
 /** The HTTP API over the service's parts, talking to Temporal through `connection`. */
 export function createServiceApi(
@@ -93,6 +102,7 @@ export function createServiceApi(
       ...fleetHealthOperations(
         new FleetHealth({ client, taskQueue: config.temporal.taskQueue, policies: parts.fleetPolicies, registry: parts.registry, events: parts.healthEvents }),
       ),
+      ...fleetCredentialOperations({ rotations: createCredentialRotations(parts, client, config.temporal.taskQueue) }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         protocols: [...parts.adapters.keys()],

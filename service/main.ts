@@ -23,7 +23,7 @@ import { workerMetricsUrl } from '../observability/runtime-metrics';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
 import { connectWhenReady, ensureNamespaceRetention, ensureSearchAttributes, installTemporalRuntime } from './temporal';
-import { createServiceParts, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
+import { createCredentialRotations, createServiceParts, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
 import { createProvisioningWorker } from './worker';
 import { createServiceApi } from './api';
 
@@ -116,6 +116,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
     await ensureDriftSchedules(client, parts.driftPolicies, config.temporal.taskQueue);
     await ensureHealthSchedules(client, { registry: parts.registry, policies: parts.fleetPolicies }, config.temporal.taskQueue);
+    await createCredentialRotations(parts, client, config.temporal.taskQueue).ensureSchedules();
     await applyCaBackupSchedule(client, { taskQueue: config.temporal.taskQueue, everyHours: config.caBackup?.intervalHours });
     const running = worker.run();
     logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);

@@ -27,6 +27,7 @@ import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
 import { RunArchive } from '../registry/run-archive';
 import { DeviceHealthEvents } from '../fleet/health-events';
+import { CredentialRotations } from '../fleet/credential-rotations';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -210,4 +211,9 @@ export function createProvisioningService(
     configurations: parts.configurations,
     runArchive: parts.runArchive,
   });
+}
+
+/** Rotation of devices' management secrets: on request (API) and by each tenant's schedule (worker start). */
+export function createCredentialRotations(parts: ServiceParts, client: Client, taskQueue: string): CredentialRotations {
+  return new CredentialRotations({ client, taskQueue, registry: parts.registry, policies: parts.fleetPolicies, adapters: parts.adapters });
 }

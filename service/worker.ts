@@ -16,6 +16,7 @@ import { createAlertActivities } from '../activities/alerts';
 import { createBulkActivities } from '../activities/bulk';
 import { createFleetHealthActivities } from '../activities/fleet-health';
 import { siteHealthSchedules } from '../fleet/health-schedules';
+import { createCredentialRotationActivities } from '../activities/credential-rotation';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
@@ -96,6 +97,7 @@ export function createProvisioningWorker(
       ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
       ...createConfigurationActivities({ ...deviceWork, configurations, templates, logger }),
       ...createFleetHealthActivities({ ...deviceWork, events: parts.healthEvents, policies: parts.fleetPolicies, logger }),
+      ...createCredentialRotationActivities({ ...deviceWork, adapters: parts.adapters, fleetPolicies: parts.fleetPolicies, logger }),
       ...(options.caBackup
         ? createCaBackupActivities({ caBackup: parts.caBackup, alerts, audit, settings: options.caBackup, systemTenant: systemAuditTenant, logger })
         : {}),

@@ -11,3 +11,4 @@ export { configRollout } from './configuration-rollout';
 export { configurationDriftCheck } from './configuration-drift';
 export { backUpCertificateAuthority } from './ca-backup';
 export { healthSweep } from './health-sweep';
+export { rotateDeviceCredentials, credentialRotationSweep } from './credential-rotation';

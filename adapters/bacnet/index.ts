@@ -31,6 +31,10 @@
  *   COV and I-Am again. No "provisioned" marker is written: the only standard writable strings
  *   (Description, Location) belong to the operator's configuration, and a proprietary property
  *   would mean something only to one vendor.
+ *
+ * No per-device management secret: BACnet has no users, and the device password that guards
+ * DeviceCommunicationControl and ReinitializeDevice is the installer's, which the standard gives no
+ * service to change; so neither `rotateCredentials` nor `removeManagementAccess` is offered.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';

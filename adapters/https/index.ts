@@ -3,6 +3,10 @@
  * Every call is self-contained: it opens its own TLS connection, checks the device's certificate
  * against the pin, presents our client certificate once the device trusts our CA, and turns the
  * device's answer into the service's error hierarchy.
+ *
+ * No per-device management secret: the reference device trusts our client certificate, renewed by
+ * the device's renewal workflow, and keeps the installer's password as it was given; so neither
+ * `rotateCredentials` nor `removeManagementAccess` is offered.
  */
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';

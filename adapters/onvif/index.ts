@@ -26,6 +26,11 @@
  *   `onvif-applied-configuration`, which selfTest compares the device against.
  * - activate adds the scope `provisionedScope` to the device's configurable scopes, so discovery
  *   (WS-Discovery Probe) tells provisioned cameras from factory-fresh ones.
+ * - rotateCredentials gives the management user a new password (SetUser) sealed first under the
+ *   pending purpose; every call tries that pending password after the held one, so a device changed
+ *   just before a crash stays reachable until the rotation's retry promotes it.
+ * - removeManagementAccess deletes the management user (DeleteUsers); the factory login, if the
+ *   device still has one, is left as it is.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
@@ -38,15 +43,19 @@ import type {
   DeviceCredentials,
   DeviceIdentity,
   DeviceSession,
+  CredentialRotationReport,
   DeviceType,
   ProbeReport,
   RunningConfiguration,
   SelfTestReport,
 } from '../device-adapter';
+import { pendingPurpose, rotateDeviceSecrets } from '../secret-rotation';
 import { deviceCapabilities } from '../device-adapter';
 import type { DeviceNetworks } from '../device-networks';
 import { canonicalHash } from '../../foundation/canonical-json';
+import type { DeviceSecrets } from '../../custody/device-secrets';
 import {
+  AuthenticationFailedError,
   ConfigurationRejectedError,
   ConflictError,
   DeviceUnavailableError,
@@ -190,22 +199,15 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
     const managed = await this.managedCredentials(session);
     const client = await this.connect(session, managed);
     await client.call(el('tds:GetUsers'));
-    if (!session.secrets || (managed && client.acceptedCredentials === managed)) return;
+    if (!session.secrets || (client.acceptedCredentials && managed.includes(client.acceptedCredentials))) return;
 
     const password = passwordText(await session.secrets.ensure(onvifSecretPurposes.managementPassword, managementPasswordBytes));
-    const users = listOf((await client.call(el('tds:GetUsers'))).User)
-      .filter(isObject)
-      .map((user) => textOf(user.Username));
-    const user = el(
-      'tds:User',
-      el('tt:Username', this.managementUsername),
-      el('tt:Password', password),
-      el('tt:UserLevel', 'Administrator'),
-    );
+    const users = await this.userNames(client);
+    const user = this.managementUser(password);
     await client.call(users.includes(this.managementUsername) ? el('tds:SetUser', user) : el('tds:CreateUsers', user));
 
     // The new login must work before anything relies on it.
-    const proof = await this.connect(session, { username: this.managementUsername, password }, { factoryFallback: false });
+    const proof = await this.connect(session, [{ username: this.managementUsername, password }], { factoryFallback: false });
     await proof.call(el('tds:GetUsers'));
   }
 
@@ -464,7 +466,65 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
     return { presentedCertificateFingerprint: client.presentedFingerprint };
   }
 
+  /**
+   * A new password for the management user: SetUser while logged in with the old one (or nothing,
+   * when a retry finds the device already took the new one), then a fresh login with the new
+   * password alone before the vault forgets the old one.
+   */
+  async rotateCredentials(session: DeviceSession): Promise<CredentialRotationReport> {
+    const what = 'ONVIF management user password';
+    await rotateDeviceSecrets(
+      requireSecrets(session),
+      [{ purpose: onvifSecretPurposes.managementPassword, bytes: managementPasswordBytes }],
+      what,
+      async ({ current: [held], next: [fresh] }) => {
+        const renewed = { username: this.managementUsername, password: passwordText(fresh!) };
+        const client = await this.connect(session, [renewed, { username: this.managementUsername, password: passwordText(held!) }], {
+          factoryFallback: false,
+        });
+        await client.call(el('tds:GetUsers'));
+        if (client.acceptedCredentials !== renewed) {
+          await client.call(el('tds:SetUser', this.managementUser(renewed.password)));
+        }
+        const proof = await this.connect(session, [renewed], { factoryFallback: false });
+        await proof.call(el('tds:GetUsers'));
+      },
+    );
+    return { rotated: [what] };
+  }
+
+  /**
+   * Deletes the management user (DeleteUsers), logged in as that user or, once it is gone, with the
+   * factory login to confirm it is not listed. A device that no longer knows the user is done.
+   */
+  async removeManagementAccess(session: DeviceSession, _options: { resetToInstallKey?: boolean } = {}): Promise<{ removed: string[] }> {
+    const managed = await this.managedCredentials(session);
+    const client = await this.connect(session, managed);
+    let users: string[];
+    try {
+      users = await this.userNames(client);
+    } catch (error) {
+      // Neither our user nor the factory login is accepted: nothing of ours is left to remove.
+      if (error instanceof AuthenticationFailedError) return { removed: [] };
+      throw error;
+    }
+    if (!users.includes(this.managementUsername)) return { removed: [] };
+    await client.call(el('tds:DeleteUsers', el('tds:Username', this.managementUsername)));
+    return { removed: [`ONVIF user ${this.managementUsername}`] };
+  }
+
   // -------------------------------------------------------------------------------------------
+
+  private managementUser(password: string): XmlElement {
+    return el('tds:User', el('tt:Username', this.managementUsername), el('tt:Password', password), el('tt:UserLevel', 'Administrator'));
+  }
+
+  private async userNames(client: OnvifClient): Promise<string[]> {
+    return listOf((await client.call(el('tds:GetUsers'))).User)
+      .filter(isObject)
+      .map((user) => textOf(user.Username))
+      .filter((name): name is string => name !== undefined);
+  }
 
   /**
    * A client for this call: plain HTTP until the service pins our certificate, then HTTPS; speaking
@@ -472,13 +532,13 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
    */
   private async connect(
     session: DeviceSession,
-    preferred?: DeviceCredentials,
+    preferred?: DeviceCredentials[],
     options: { factoryFallback?: boolean } = {},
   ): Promise<OnvifClient> {
     const transport = await this.transportFor(session);
     const managed = preferred ?? (await this.managedCredentials(session));
     const credentials = [
-      ...(managed ? [managed] : []),
+      ...managed,
       ...(session.credentials && options.factoryFallback !== false ? [session.credentials] : []),
     ];
     const client = new OnvifClient({ transport, credentials, timeoutMs: this.requestTimeoutMs, address: session.address });
@@ -504,9 +564,13 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
       : { host: endpoint.host, connectTo, port: endpoint.port };
   }
 
-  private async managedCredentials(session: DeviceSession): Promise<DeviceCredentials | undefined> {
-    const stored = await session.secrets?.read(onvifSecretPurposes.managementPassword);
-    return stored ? { username: this.managementUsername, password: passwordText(stored) } : undefined;
+  /** The management user's password we hold, then one a rotation may have given the device already. */
+  private async managedCredentials(session: DeviceSession): Promise<DeviceCredentials[]> {
+    const stored = [
+      await session.secrets?.read(onvifSecretPurposes.managementPassword),
+      await session.secrets?.read(pendingPurpose(onvifSecretPurposes.managementPassword)),
+    ];
+    return stored.filter((secret) => secret !== undefined).map((secret) => ({ username: this.managementUsername, password: passwordText(secret) }));
   }
 
   /** The Advanced Security service's path, when GetServices lists it. */
@@ -568,6 +632,11 @@ export class OnvifDeviceAdapter implements DeviceAdapter {
 /** The adapter with default settings, as the activities use it. */
 
 // ---------------------------------------------------------------------------------------------
+
+function requireSecrets(session: DeviceSession): DeviceSecrets {
+  if (!session.secrets) throw new ValidationError(`the ONVIF device at ${session.address}: rotating or removing its management user needs its device secrets`);
+  return session.secrets;
+}
 
 function passwordText(secret: Uint8Array): string {
   // URL-safe Base64: letters, digits, "-" and "_" pass every device's password rules we know.

@@ -451,6 +451,69 @@ describe('discovery and other clients', () => {
   });
 });
 
+describe('ONVIF management user: rotation and removal against the simulated device', () => {
+  const passwordOf = (secret: Uint8Array | undefined) => Buffer.from(secret!).toString('base64url');
+  const managementPassword = onvifSecretPurposes.managementPassword;
+
+  it('rotates the management password over the pinned channel: the new one logs in, the old one is refused', async () => {
+    const device = await startDevice();
+    const session = sessionFor(device);
+    const { pinned } = await enrol(device, session);
+    const old = session.secrets.store.get(managementPassword)!;
+
+    expect(await adapter.rotateCredentials(pinned)).toEqual({ rotated: ['ONVIF management user password'] });
+
+    const fresh = session.secrets.store.get(managementPassword)!;
+    expect(passwordOf(fresh)).not.toBe(passwordOf(old));
+    expect(device.passwordMatches('provisioning', passwordOf(fresh))).toBe(true);
+    expect([...session.secrets.store.keys()].filter((purpose) => purpose.endsWith(':pending'))).toEqual([]);
+    // Only the management user speaks (no factory login): the new password works, the old one is refused.
+    const withOnly = (secret: Uint8Array) => ({ ...pinned, credentials: undefined, secrets: memoryDeviceSecrets(new Map([[managementPassword, secret]])) });
+    await adapter.authenticate(withOnly(fresh));
+    expect(await failureOf(adapter.authenticate(withOnly(old)))).toBeInstanceOf(AuthenticationFailedError);
+  });
+
+  it('survives losing the answer to SetUser: the device keeps working on the pending password and the retry promotes it', async () => {
+    const device = await startDevice();
+    const session = sessionFor(device);
+    const { pinned } = await enrol(device, session);
+    const old = session.secrets.store.get(managementPassword)!;
+    device.faults.truncated = ['SetUser'];
+
+    expect(await failureOf(adapter.rotateCredentials(pinned))).toBeInstanceOf(DeviceUnavailableError);
+    // The device took the new password, which waits in the vault beside the old one.
+    const pending = session.secrets.store.get(`${managementPassword}:pending`)!;
+    expect(device.passwordMatches('provisioning', passwordOf(pending))).toBe(true);
+    expect(session.secrets.store.get(managementPassword)).toEqual(old);
+    await adapter.authenticate({ ...pinned, credentials: undefined });
+
+    device.faults.truncated = [];
+    await adapter.rotateCredentials(pinned);
+    expect(session.secrets.store.get(managementPassword)).toEqual(pending);
+    expect(session.secrets.store.has(`${managementPassword}:pending`)).toBe(false);
+    // A second rotation makes another password, not the one just promoted.
+    await adapter.rotateCredentials(pinned);
+    expect(passwordOf(session.secrets.store.get(managementPassword))).not.toBe(passwordOf(pending));
+    expect(device.passwordMatches('provisioning', passwordOf(session.secrets.store.get(managementPassword)))).toBe(true);
+  });
+
+  it('refuses to rotate a device that never got a management user', async () => {
+    const device = await startDevice();
+    expect(await failureOf(adapter.rotateCredentials(sessionFor(device)))).toBeInstanceOf(ConflictError);
+  });
+
+  it('removes the management user with DeleteUsers, and a second removal finds nothing left', async () => {
+    const device = await startDevice();
+    const session = sessionFor(device);
+    const { pinned } = await enrol(device, session);
+
+    expect(await adapter.removeManagementAccess(pinned, {})).toEqual({ removed: ['ONVIF user provisioning'] });
+    expect(device.state().users.map((user) => user.username)).toEqual(['admin']);
+    expect(await adapter.removeManagementAccess(pinned, {})).toEqual({ removed: [] });
+    expect(await adapter.removeManagementAccess({ ...pinned, credentials: undefined }, {})).toEqual({ removed: [] });
+  });
+});
+
 async function post(device: RunningOnvifDevice, body: string): Promise<{ status: number; body: string }> {
   const [host, port] = [device.host, device.httpPort];
   return new Promise((resolve, reject) => {

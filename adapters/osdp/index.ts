@@ -9,11 +9,18 @@
  * when we hold one and it accepts it, else SCBK-D), `pushConfiguration` (KEYSET, then COMSET for a
  * new address or speed), `selfTest` (MACed POLL and ID under the new key, SCBK-D refused) and
  * `activate` (the hand-over check, see there). Every call opens the serial port itself and closes it.
+ *
+ * After activation: `rotateCredentials` gives the reader a new SCBK by KEYSET inside the channel its
+ * current key opens, sealed first as pending and kept once a new channel under it opens;
+ * `removeManagementAccess` hands the reader back to install mode (KEYSET of SCBK-D, which the
+ * reference reader and readers that allow re-commissioning take as "forget your key") only when
+ * asked, since a reader in install mode can be taken over by anyone on the bus.
  */
 import { createHash } from 'node:crypto';
 import type {
   CertificateInstallation,
   ConfigurationReceipt,
+  CredentialRotationReport,
   CsrRequest,
   DeviceAdapter,
   DeviceConfiguration,
@@ -48,6 +55,7 @@ import {
   type PdIdentity,
 } from './protocol';
 import { defaultScbk, scbkKinds } from './secure-channel';
+import { rotateDeviceSecrets } from '../secret-rotation';
 import { osdpBuiltInTemplates, osdpProtocolSettings, osdpReaderSettings, type OsdpReaderSettings } from './settings';
 
 /** Name of the reader's SCBK in the device secrets store. */
@@ -142,13 +150,7 @@ export class OsdpReaderAdapter implements DeviceAdapter {
     try {
       await this.withLink(current, async (link) => {
         const key = await openSecureChannel(link, deviceKey);
-        if (key === 'install-mode') {
-          await link.expect(commandCodes.keySet, encodeKeySet(deviceKey), replyCodes.ack, 'install its SCBK', (message) => new ConfigurationRejectedError(message));
-          // Prove the key took before anything depends on it: a new session under it.
-          if (!(await link.establishSecureChannel(deviceKey, scbkKinds.deviceKey))) {
-            throw new ConfigurationRejectedError(`${link.description} acknowledged its new SCBK but does not use it`);
-          }
-        }
+        if (key === 'install-mode') await installKey(link, deviceKey, 'install its SCBK');
         if (moves) await moveReader(link, target);
       });
     } catch (error) {
@@ -235,6 +237,47 @@ export class OsdpReaderAdapter implements DeviceAdapter {
     return {};
   }
 
+  /**
+   * A new SCBK by KEYSET inside the channel the current key opens, proven by a new channel under
+   * it. A retry after a lost ACK finds the reader already on the new key and only proves it.
+   */
+  async rotateCredentials(session: DeviceSession): Promise<CredentialRotationReport> {
+    const what = 'OSDP secure channel base key (SCBK)';
+    await rotateDeviceSecrets(requireSecrets(session), [{ purpose: scbkSecretPurpose, bytes: scbkLength }], what, async ({ current: [held], next: [fresh] }) => {
+      await this.withLink(session, async (link) => {
+        if (!(await link.establishSecureChannel(fresh!, scbkKinds.deviceKey))) {
+          if (!(await link.establishSecureChannel(held!, scbkKinds.deviceKey))) {
+            throw new AuthenticationFailedError(`${link.description} accepts neither its SCBK nor the one it is being given`);
+          }
+          await installKey(link, fresh!, 'take its new SCBK');
+        }
+      });
+    });
+    return { rotated: [what] };
+  }
+
+  /**
+   * With `resetToInstallKey`, KEYSET of SCBK-D: the reader forgets its own key and accepts SCBK-D
+   * again (install mode), for a reader that goes back to stock or to another system. Otherwise the
+   * reader keeps its key, which dies with the vault's copy: nothing to do on the bus.
+   */
+  async removeManagementAccess(session: DeviceSession, options: { resetToInstallKey?: boolean } = {}): Promise<{ removed: string[] }> {
+    if (!options.resetToInstallKey) return { removed: [] };
+    const deviceKey = await requireSecrets(session).read(scbkSecretPurpose);
+    return this.withLink(session, async (link) => {
+      if (!deviceKey || !(await link.establishSecureChannel(deviceKey, scbkKinds.deviceKey))) {
+        // Back in install mode already (a retry after a lost ACK), or a key we do not know.
+        if (await link.establishSecureChannel(defaultScbk, scbkKinds.defaultKey)) return { removed: [] };
+        throw new AuthenticationFailedError(`${link.description} accepts neither its own SCBK nor SCBK-D: it holds a key we do not know`);
+      }
+      await link.expect(commandCodes.keySet, encodeKeySet(defaultScbk), replyCodes.ack, 'go back to SCBK-D', (message) => new ConfigurationRejectedError(message));
+      if (!(await link.establishSecureChannel(defaultScbk, scbkKinds.defaultKey))) {
+        throw new ConfigurationRejectedError(`${link.description} acknowledged SCBK-D but does not accept it`);
+      }
+      return { removed: ['OSDP per-device SCBK (reader back in install mode)'] };
+    });
+  }
+
   private withLink<T>(target: DeviceSession | ReaderAddress, use: (link: ReaderLink) => Promise<T>): Promise<T> {
     const address = 'portPath' in target ? target : parseReaderAddress(target.address);
     return withReaderLink(address, describe(address), { replyTimeoutMs: this.replyTimeoutMs }, use);
@@ -267,6 +310,14 @@ async function openSecureChannel(link: ReaderLink, deviceKey: Uint8Array | undef
   );
 }
 
+/** KEYSET of `key` inside the open secure channel, proven before anything depends on it: a new session under it. */
+async function installKey(link: ReaderLink, key: Uint8Array, purpose: string): Promise<void> {
+  await link.expect(commandCodes.keySet, encodeKeySet(key), replyCodes.ack, purpose, (message) => new ConfigurationRejectedError(message));
+  if (!(await link.establishSecureChannel(key, scbkKinds.deviceKey))) {
+    throw new ConfigurationRejectedError(`${link.description} acknowledged its new SCBK but does not use it`);
+  }
+}
+
 async function moveReader(link: ReaderLink, target: ReaderAddress): Promise<void> {
   const data = await link.expect(
     commandCodes.communicationSettings,
@@ -292,7 +343,7 @@ function parseSettings(settings: Record<string, unknown>): OsdpReaderSettings {
 }
 
 function requireSecrets(session: DeviceSession): DeviceSecrets {
-  if (!session.secrets) throw new ValidationError('configuring an OSDP reader needs its device secrets store, to keep its SCBK');
+  if (!session.secrets) throw new ValidationError('managing an OSDP reader needs its device secrets store, to keep its SCBK');
   return session.secrets;
 }
 

@@ -88,6 +88,19 @@ describe.skipIf(!python || !existsSync(python))('OSDP reader adapter against Lib
     await expect(adapter.authenticate({ address: reader.address, secrets })).rejects.toThrow(AuthenticationFailedError);
   });
 
+  it('rotates the SCBK of a LibOSDP reader by KEYSET: a channel opens with the new key, the old one is refused', async () => {
+    const key = new Uint8Array(Buffer.alloc(16, 0x42));
+    const reader = await startLibosdpReader(0x65, key);
+    const secrets = memoryDeviceSecrets(new Map([[scbkSecretPurpose, key]]));
+    await adapter.rotateCredentials({ address: reader.address, secrets });
+    const fresh = secrets.store.get(scbkSecretPurpose)!;
+    expect(reader.events.filter((event) => event.event === 'keyset').at(-1)?.scbk).toBe(Buffer.from(fresh).toString('hex'));
+    await adapter.authenticate({ address: reader.address, secrets: memoryDeviceSecrets(new Map([[scbkSecretPurpose, fresh]])) });
+    await expect(adapter.authenticate({ address: reader.address, secrets: memoryDeviceSecrets(new Map([[scbkSecretPurpose, key]])) })).rejects.toThrow(
+      AuthenticationFailedError,
+    );
+  });
+
   it('authenticates with the per-device key to a LibOSDP reader that holds it', async () => {
     const key = new Uint8Array(Buffer.alloc(16, 0x42));
     const reader = await startLibosdpReader(0x65, key);

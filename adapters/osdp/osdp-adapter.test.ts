@@ -270,3 +270,60 @@ describe('OSDP reader adapter against the simulated reader', () => {
     await expect(adapter.installCertificate({ address: '/dev/ttyUSB0@1' }, { certificatePem: '', chainPem: [], trustAnchorsPem: [] })).rejects.toThrow(NotImplementedError);
   });
 });
+
+describe('OSDP reader SCBK: rotation and hand-back against the simulated reader', () => {
+  async function provisioned() {
+    const reader = await startReader();
+    const secrets = memoryDeviceSecrets();
+    const session: DeviceSession = { address: reader.address, secrets };
+    await adapter.pushConfiguration(session, configuration());
+    await adapter.activate(session);
+    return { reader, secrets, session };
+  }
+  const withKey = (address: string, key: Uint8Array) => ({ address, secrets: memoryDeviceSecrets(new Map([[scbkSecretPurpose, key]])) });
+
+  it('rotates the SCBK by KEYSET in the secure channel: a channel opens with the new key, the old key is refused', async () => {
+    const { reader, secrets, session } = await provisioned();
+    const old = secrets.store.get(scbkSecretPurpose)!;
+
+    expect(await adapter.rotateCredentials(session)).toEqual({ rotated: ['OSDP secure channel base key (SCBK)'] });
+
+    const fresh = secrets.store.get(scbkSecretPurpose)!;
+    expect(Buffer.from(fresh)).not.toEqual(Buffer.from(old));
+    expect(Buffer.from(reader.state().scbk!)).toEqual(Buffer.from(fresh));
+    expect(secrets.store.has(`${scbkSecretPurpose}:pending`)).toBe(false);
+    await adapter.authenticate(withKey(reader.address, fresh));
+    await expect(adapter.authenticate(withKey(reader.address, old))).rejects.toBeInstanceOf(AuthenticationFailedError);
+    expect((await adapter.selfTest(session)).passed).toBe(true);
+  });
+
+  it('only proves and promotes the new key when the reader already took it before the vault was updated', async () => {
+    const { reader, secrets, session } = await provisioned();
+    const old = secrets.store.get(scbkSecretPurpose)!;
+    await adapter.rotateCredentials(session);
+    const fresh = secrets.store.get(scbkSecretPurpose)!;
+    // What a crash between the KEYSET and the promotion leaves: the old key held, the new one pending.
+    secrets.store.set(`${scbkSecretPurpose}:pending`, fresh);
+    secrets.store.set(scbkSecretPurpose, old);
+    const keysetsBefore = reader.state().commandsReceived.filter((code) => code === 0x75).length;
+
+    await adapter.rotateCredentials(session);
+    expect(Buffer.from(secrets.store.get(scbkSecretPurpose)!)).toEqual(Buffer.from(fresh));
+    expect(reader.state().commandsReceived.filter((code) => code === 0x75).length).toBe(keysetsBefore);
+  });
+
+  it('hands the reader back to install mode (SCBK-D) only when asked, and a repeat finds it there', async () => {
+    const { reader, secrets, session } = await provisioned();
+    expect(await adapter.removeManagementAccess(session, {})).toEqual({ removed: [] });
+    expect(reader.state().installMode).toBe(false);
+
+    expect(await adapter.removeManagementAccess(session, { resetToInstallKey: true })).toEqual({
+      removed: ['OSDP per-device SCBK (reader back in install mode)'],
+    });
+    expect(reader.state()).toMatchObject({ installMode: true });
+    expect(reader.state().scbk).toBeUndefined();
+    await expect(adapter.authenticate(withKey(reader.address, secrets.store.get(scbkSecretPurpose)!))).resolves.toBeUndefined();
+    expect(reader.state().secureChannelsEstablished.at(-1)).toBe('scbk-d');
+    expect(await adapter.removeManagementAccess(session, { resetToInstallKey: true })).toEqual({ removed: [] });
+  });
+});

@@ -12,12 +12,17 @@
  * `snmp-usm-auth` and `snmp-usm-priv` are 32 random octets each whose base64url text is the new
  * user's passphrase (so operators' tools accept it too); `snmp-provisioning` records which user
  * and policy `pushConfiguration` applied, for `selfTest` and `activate`, which get no settings.
+ *
+ * Rotation replaces both keys of the per-device user with KeyChange values, as cloning did; the new
+ * passphrases wait under the pending purposes until the agent accepts them, and are tried after
+ * the held ones meanwhile. Removal destroys the user's usmUserTable row and its VACM mapping.
  */
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import type {
   ConfigurationReceipt,
+  CredentialRotationReport,
   DeviceAdapter,
   DeviceConfiguration,
   DeviceIdentity,
@@ -39,6 +44,7 @@ import {
 } from '../../foundation/errors';
 import { normaliseMacAddress } from '../../foundation/mac-address';
 import type { DeviceNetworks } from '../device-networks';
+import { pendingPurpose, rotateDeviceSecrets } from '../secret-rotation';
 import { parseSnmpAddress, type SnmpEndpoint } from './addresses';
 import { deviceTypeFor, enterpriseNumber, enterpriseVendors } from './enterprises';
 import {
@@ -57,7 +63,7 @@ import {
   vacmSecurityToGroupEntry,
 } from './mib';
 import { snmpBuiltInTemplates, snmpDeviceSettings, snmpProtocolSettings, type SnmpDeviceSettings } from './settings';
-import { withSnmpSession, type SnmpSecurity, type SnmpSession, type SnmpSessionOptions } from './snmp-session';
+import { withSnmpSession, type SnmpSecurity, type SnmpSession, type SnmpSessionOptions, type SnmpSetValue } from './snmp-session';
 import { encodeKeyChange, sha256Aes128Keys } from './usm-keys';
 
 export interface SnmpDeviceAdapterOptions {
@@ -339,6 +345,79 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
     });
   }
 
+  /**
+   * New auth and priv keys for the per-device user, set by KeyChange (RFC 3414 section 5) while
+   * speaking as that user with the old ones, proven by a read with the new ones. A retry that finds
+   * the agent already on the new keys changes nothing.
+   */
+  async rotateCredentials(session: DeviceSession): Promise<CredentialRotationReport> {
+    const endpoint = await this.endpointOf(session);
+    const secrets = requireSecrets(session);
+    const record = await readProvisioningRecord(secrets);
+    if (!record) throw new ConflictError(`no per-device SNMP user has been provisioned for ${session.address}: there are no keys to rotate`);
+    const what = 'SNMPv3 auth and priv keys';
+    const rotated = [
+      { purpose: snmpSecretPurposes.authPassphrase, bytes: passphraseSecretOctets },
+      { purpose: snmpSecretPurposes.privPassphrase, bytes: passphraseSecretOctets },
+    ];
+    await rotateDeviceSecrets(secrets, rotated, what, async ({ current: [auth, priv], next: [newAuth, newPriv] }) => {
+      const held = usmUserOf(record.usmUser, auth!, priv!);
+      const renewed = usmUserOf(record.usmUser, newAuth!, newPriv!);
+      if (await this.accepts(endpoint, renewed)) return;
+      try {
+        await withSnmpSession(endpoint, held, this.sessionOptions, async (snmp) => {
+          const engineId = await readEngineId(snmp);
+          await snmp.set(keyChanges(engineId, held.userName, held, renewed), 'change the keys of the per-device user');
+        });
+      } catch (error) {
+        // An answer lost after the agent took the change: the new keys are then already in force.
+        if (!(await this.accepts(endpoint, renewed))) throw error;
+      }
+      if (!(await this.accepts(endpoint, renewed))) {
+        throw new ConfigurationRejectedError(`SNMP agent at ${session.address} took the KeyChange of ${record.usmUser} but does not accept the new keys`);
+      }
+    });
+    return { rotated: [what] };
+  }
+
+  /**
+   * Destroys the per-device user's usmUserTable row (usmUserStatus = destroy(6)) and its VACM
+   * mapping, in one request so that the access check sees both before either is gone. A device
+   * that no longer knows the user is done.
+   */
+  async removeManagementAccess(session: DeviceSession, _options: { resetToInstallKey?: boolean } = {}): Promise<{ removed: string[] }> {
+    const endpoint = await this.endpointOf(session);
+    const secrets = requireSecrets(session);
+    const record = await readProvisioningRecord(secrets);
+    const deviceUser = record && (await heldDeviceUser(secrets, record.usmUser));
+    if (!record || !deviceUser) return { removed: [] };
+    const admin = factoryAdmin(session);
+    const candidates = [deviceUser, ...(await pendingDeviceUser(secrets, record.usmUser)), ...(admin ? [admin] : [])];
+    const removal = async (snmp: SnmpSession): Promise<boolean> => {
+      const engineId = await readEngineId(snmp);
+      const statusCell = usmUserCell(usmUserEntry.status, engineId, record.usmUser);
+      const groupStatusCell = vacmSecurityToGroupCell(vacmSecurityToGroupEntry.status, securityModel.usm, record.usmUser);
+      const [status, groupStatus] = await snmp.get([statusCell, groupStatusCell], 'look up the per-device user');
+      if (status === undefined) return false;
+      await snmp.set(
+        [
+          { oid: statusCell, type: 'Integer', value: rowStatus.destroy },
+          ...(groupStatus === undefined ? [] : [{ oid: groupStatusCell, type: 'Integer' as const, value: rowStatus.destroy }]),
+        ],
+        'destroy the per-device user',
+      );
+      return true;
+    };
+    try {
+      return { removed: (await this.withFirstAccepted(endpoint, candidates, removal)) ? [`SNMPv3 user ${record.usmUser}`] : [] };
+    } catch (error) {
+      // Refused by every user we hold, or the answer to our own removal lost: done once the user is gone.
+      if (!(error instanceof AuthenticationFailedError || error instanceof DeviceUnavailableError)) throw error;
+      for (const user of candidates.filter((candidate) => candidate !== admin)) if (await this.accepts(endpoint, user)) throw error;
+      return { removed: error instanceof DeviceUnavailableError ? [`SNMPv3 user ${record.usmUser}`] : [] };
+    }
+  }
+
   /** Runs `work` with the first candidate the agent accepts; the last refusal is reported. */
   private async withFirstAccepted<T>(endpoint: SnmpEndpoint, candidates: SnmpSecurity[], work: (snmp: SnmpSession) => Promise<T>): Promise<T> {
     let refusal: AuthenticationFailedError | undefined;
@@ -385,7 +464,7 @@ export class SnmpDeviceAdapter implements DeviceAdapter {
     if (session.secrets) {
       const record = await readProvisioningRecord(session.secrets);
       const deviceUser = record && (await heldDeviceUser(session.secrets, record.usmUser));
-      if (deviceUser) candidates.push(deviceUser);
+      if (deviceUser) candidates.push(deviceUser, ...(await pendingDeviceUser(session.secrets, record.usmUser)));
     }
     const admin = factoryAdmin(session);
     if (admin) candidates.push(admin);
@@ -444,11 +523,21 @@ async function ensureDeviceUser(secrets: DeviceSecrets, userName: string): Promi
   return { kind: 'usm', userName, authPassphrase: passphraseOf(auth), privPassphrase: passphraseOf(priv) };
 }
 
+function usmUserOf(userName: string, auth: Uint8Array, priv: Uint8Array): UsmSecurity {
+  return { kind: 'usm', userName, authPassphrase: passphraseOf(auth), privPassphrase: passphraseOf(priv) };
+}
+
 async function heldDeviceUser(secrets: DeviceSecrets, userName: string): Promise<UsmSecurity | undefined> {
   const auth = await secrets.read(snmpSecretPurposes.authPassphrase);
   const priv = await secrets.read(snmpSecretPurposes.privPassphrase);
-  if (!auth || !priv) return undefined;
-  return { kind: 'usm', userName, authPassphrase: passphraseOf(auth), privPassphrase: passphraseOf(priv) };
+  return auth && priv ? usmUserOf(userName, auth, priv) : undefined;
+}
+
+/** The keys a rotation may have given the agent before it could promote them: none, or one user to try. */
+async function pendingDeviceUser(secrets: DeviceSecrets, userName: string): Promise<UsmSecurity[]> {
+  const auth = await secrets.read(pendingPurpose(snmpSecretPurposes.authPassphrase));
+  const priv = await secrets.read(pendingPurpose(snmpSecretPurposes.privPassphrase));
+  return auth && priv ? [usmUserOf(userName, auth, priv)] : [];
 }
 
 async function readProvisioningRecord(secrets: DeviceSecrets): Promise<ProvisioningRecord | undefined> {
@@ -488,16 +577,19 @@ async function provisionDeviceUser(snmp: SnmpSession, engineId: Buffer, admin: U
     'create the per-device user as a clone of the factory admin',
   );
   // The clone holds the admin's keys; each KeyChange proves knowledge of them and sets ours.
-  const cloned = sha256Aes128Keys(admin.authPassphrase, admin.privPassphrase, engineId);
-  const wanted = sha256Aes128Keys(deviceUser.authPassphrase, deviceUser.privPassphrase, engineId);
-  await snmp.set(
-    [
-      { oid: cell(usmUserEntry.authKeyChange), type: 'OctetString', value: encodeKeyChange('sha256', cloned.authKey, wanted.authKey) },
-      { oid: cell(usmUserEntry.privKeyChange), type: 'OctetString', value: encodeKeyChange('sha256', cloned.privKey, wanted.privKey) },
-    ],
-    'set the keys of the per-device user',
-  );
+  await snmp.set(keyChanges(engineId, deviceUser.userName, admin, deviceUser), 'set the keys of the per-device user');
   await snmp.set([{ oid: cell(usmUserEntry.status), type: 'Integer', value: rowStatus.active }], 'activate the per-device user');
+}
+
+/** The usmUserTable sets that move `userName` from the keys of `from` to those of `to`. */
+function keyChanges(engineId: Buffer, userName: string, from: UsmSecurity, to: UsmSecurity): SnmpSetValue[] {
+  const cell = (column: number) => usmUserCell(column, engineId, userName);
+  const old = sha256Aes128Keys(from.authPassphrase, from.privPassphrase, engineId);
+  const wanted = sha256Aes128Keys(to.authPassphrase, to.privPassphrase, engineId);
+  return [
+    { oid: cell(usmUserEntry.authKeyChange), type: 'OctetString', value: encodeKeyChange('sha256', old.authKey, wanted.authKey) },
+    { oid: cell(usmUserEntry.privKeyChange), type: 'OctetString', value: encodeKeyChange('sha256', old.privKey, wanted.privKey) },
+  ];
 }
 
 /** Puts the per-device user into the factory admin's VACM group, so it may manage what the admin could. */

@@ -363,3 +363,76 @@ describe('SNMP adapter against peers that misbehave', () => {
     expect(adapter.networkHost('[fe80::1]')).toBe('fe80::1');
   });
 });
+
+describe('SNMP per-device user: key rotation and removal against Debian snmpd', () => {
+  const passphrase = (secret: Uint8Array | undefined) => Buffer.from(secret!).toString('base64url');
+  const heldKeys = (secrets: ReturnType<typeof memoryDeviceSecrets>) => ({
+    auth: passphrase(secrets.store.get(snmpSecretPurposes.authPassphrase)),
+    priv: passphrase(secrets.store.get(snmpSecretPurposes.privPassphrase)),
+  });
+  const readSysName = (address: string, keys: { auth: string; priv: string }) =>
+    runSnmpTool('snmpget', [...usmArgs(address, settings.usmUser, ['-A', keys.auth], ['-X', keys.priv]), '1.3.6.1.2.1.1.5.0']);
+
+  async function provisioned() {
+    const snmpd = await encoder();
+    const secrets = memoryDeviceSecrets();
+    const session: DeviceSession = { address: snmpd.address, credentials: factoryCredentials, secrets };
+    await adapter.pushConfiguration(session, configuration());
+    await adapter.activate(session);
+    return { snmpd, secrets, session };
+  }
+
+  it('rotates both keys by KeyChange: snmpget with the new keys reads, the old keys are refused', async () => {
+    const { snmpd, secrets, session } = await provisioned();
+    const old = heldKeys(secrets);
+
+    expect(await adapter.rotateCredentials(session)).toEqual({ rotated: ['SNMPv3 auth and priv keys'] });
+
+    const fresh = heldKeys(secrets);
+    expect(fresh.auth).not.toBe(old.auth);
+    expect(fresh.priv).not.toBe(old.priv);
+    const withNew = readSysName(snmpd.address, fresh);
+    expect(withNew.stdout.trim(), withNew.stderr).toBe('"enc-lobby-01"');
+    const withOld = readSysName(snmpd.address, old);
+    expect(withOld.status).not.toBe(0);
+    expect(withOld.stderr).toMatch(/Authentication failure|Decryption error|incorrect password/i);
+    expect([...secrets.store.keys()].filter((purpose) => purpose.endsWith(':pending'))).toEqual([]);
+    // Everything after works with the new keys alone (the factory admin is gone since activation).
+    expect((await quickAdapter.selfTest(session)).passed).toBe(true);
+  });
+
+  it('promotes keys the agent already took when the rotation stopped before the vault was updated', async () => {
+    const { snmpd, secrets, session } = await provisioned();
+    const old = new Map(secrets.store);
+    await adapter.rotateCredentials(session);
+    // The state a crash between the KeyChange and the promotion leaves: old keys held, new ones pending.
+    for (const purpose of [snmpSecretPurposes.authPassphrase, snmpSecretPurposes.privPassphrase]) {
+      secrets.store.set(`${purpose}:pending`, secrets.store.get(purpose)!);
+      secrets.store.set(purpose, old.get(purpose)!);
+    }
+    const pending = passphrase(secrets.store.get(`${snmpSecretPurposes.authPassphrase}:pending`));
+    await adapter.authenticate(session);
+
+    await adapter.rotateCredentials(session);
+    expect(heldKeys(secrets).auth).toBe(pending);
+    expect(secrets.store.has(`${snmpSecretPurposes.authPassphrase}:pending`)).toBe(false);
+    expect(readSysName(snmpd.address, heldKeys(secrets)).stdout.trim()).toBe('"enc-lobby-01"');
+  });
+
+  it('refuses to rotate a device whose per-device user was never provisioned', async () => {
+    const snmpd = await encoder();
+    const session: DeviceSession = { address: snmpd.address, credentials: factoryCredentials, secrets: memoryDeviceSecrets() };
+    await expect(adapter.rotateCredentials(session)).rejects.toBeInstanceOf(ConflictError);
+  });
+
+  it('destroys the per-device user row (usmUserStatus destroy) and its VACM mapping; a second removal finds nothing', async () => {
+    const { snmpd, secrets, session } = await provisioned();
+    const keys = heldKeys(secrets);
+
+    expect(await adapter.removeManagementAccess(session, {})).toEqual({ removed: [`SNMPv3 user ${settings.usmUser}`] });
+    const after = readSysName(snmpd.address, keys);
+    expect(after.status).not.toBe(0);
+    expect(after.stderr).toMatch(/Unknown user name/i);
+    expect(await adapter.removeManagementAccess(session, {})).toEqual({ removed: [] });
+  });
+});

@@ -293,6 +293,12 @@ class SimulatedReader {
         if (!secure) return nak(nakCodes.securityConditions);
         const { keyType, key } = decodeKeySet(data);
         if (keyType !== keyTypes.secureChannelBaseKey || key.length !== 16) return nak(nakCodes.record);
+        if (sameBytes(key, defaultScbk)) {
+          // Given SCBK-D as its base key, the reader forgets its own and goes back to install mode.
+          delete state.scbk;
+          state.installMode = true;
+          return ack();
+        }
         state.scbk = new Uint8Array(key);
         // A new SCBK ends install mode: SCBK-D no longer opens a channel.
         state.installMode = this.faults.keepInstallMode;

@@ -46,6 +46,7 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/concurrency')) return { concurrency: 2 };
   if (op.path.endsWith('/revoke')) return { reason: 'superseded' };
   if (op.path.endsWith('/certificate-renewal/renew')) return { reason: 'test' };
+  if (op.path.endsWith('/rotate-credentials')) return { reason: 'test' };
   if (op.path.endsWith('/intermediate/rotate')) return { overlapDays: 1 };
   if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
   if (op.path.endsWith('/configuration/parameters') && op.method === 'PUT') return deviceParametersBody;

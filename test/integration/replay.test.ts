@@ -21,6 +21,9 @@ import { bulkWorkflowId } from '../../contracts/bulk';
 import { configurationDriftCheck } from '../../workflows/configuration-drift';
 import { healthSweep } from '../../workflows/health-sweep';
 import { configRollout } from '../../workflows/configuration-rollout';
+import { credentialRotationSweep, rotateDeviceCredentials } from '../../workflows/credential-rotation';
+import { credentialRotationWorkflowId } from '../../contracts/credential-rotation';
+import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { renewalStatusQuery, renewalWorkflowId } from '../../contracts/certificates';
 import { zeroTouchWorkflowId } from '../../contracts/zero-touch';
 import { createProvisioningPlanner, createZeroTouchRegistrations } from '../../service/parts';
@@ -45,12 +48,14 @@ const dataConverter = payloadDataConverter(loadPayloadKeyring({ keyEncryptionKey
 
 let service: TestService;
 const devices: TestDevice[] = [];
+const cameras: RunningOnvifDevice[] = [];
 
 beforeAll(async () => {
   service = await startTestService({ keyEncryptionKey: fixtureKeyEncryptionKey.toString('base64') });
 });
 afterAll(async () => {
   await Promise.all(devices.map(({ device }) => device.stop()));
+  await Promise.all(cameras.map((camera) => camera.close()));
   await service?.stop();
 });
 
@@ -171,6 +176,43 @@ async function recordedHealthSweep(site: string): Promise<Recorded> {
   return { workflow: 'health-sweep', name: 'completed', history: await handle.fetchHistory() };
 }
 
+/**
+ * An ONVIF camera provisioned and then given a new management password, once on request and once
+ * by the tenant's sweep (its secrets made older than the fleet policy allows).
+ */
+async function recordedCredentialRotations(): Promise<Recorded[]> {
+  const credentials = { username: 'admin', password: 'replay-Factory1' };
+  const deviceId = `cam-replay-${Date.now()}`;
+  const camera = await startOnvifDevice({ host: '127.211.0.7', serialNumber: deviceId.toUpperCase(), macAddress: '02:00:5e:21:10:07', credentials });
+  cameras.push(camera);
+  await service.provisioning.start('acme', {
+    templateId: 'onvif-camera',
+    devices: [{ deviceId, serialNumber: deviceId.toUpperCase(), macAddress: '02:00:5e:21:10:07', address: camera.address, protocol: 'onvif', deviceType: 'camera', site: 'hq', credentials }],
+  });
+  await service.env.client.workflow.getHandle(provisioningWorkflowId('acme', deviceId)).result();
+  const rotation = await service.env.client.workflow.start(rotateDeviceCredentials, {
+    workflowId: credentialRotationWorkflowId('acme', deviceId),
+    taskQueue: service.config.temporal.taskQueue,
+    args: [{ tenantId: 'acme', deviceId, reason: 'replay fixture', requestedBy: 'replay-test' }],
+  });
+  await rotation.result();
+
+  const { tenantId: _t, updatedBy: _u, updatedAt: _a, ...policy } = await service.parts.fleetPolicies.get('acme');
+  await service.parts.fleetPolicies.put('acme', { ...policy, credentialRotationDays: 1 }, 'replay-test');
+  await service.parts.registry.update('acme', deviceId, { credentialsRotatedAt: new Date(Date.now() - 2 * 86_400_000) });
+  const sweep = await service.env.client.workflow.start(credentialRotationSweep, {
+    workflowId: `replay-credential-rotation-${Date.now()}`,
+    taskQueue: service.config.temporal.taskQueue,
+    args: [{ tenantId: 'acme', concurrency: 2 }],
+  });
+  await sweep.result();
+  await service.parts.fleetPolicies.put('acme', policy, 'replay-test');
+  return [
+    { workflow: 'rotate-device-credentials', name: 'completed', history: await rotation.fetchHistory() },
+    { workflow: 'credential-rotation-sweep', name: 'completed', history: await sweep.fetchHistory() },
+  ];
+}
+
 it('replays the histories of earlier versions and of this one without nondeterminism', async () => {
   const completed = await recordedRun('completed', (d) => service.provisioning.start('acme', { devices: [d.request] }).then(() => undefined));
   const fresh: Recorded[] = [
@@ -193,6 +235,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
     await recordedBulkJob(),
     await recordedDriftCheck(),
     await recordedHealthSweep(completed.device.request.site),
+    ...(await recordedCredentialRotations()),
   ];
 
   if (process.env.UPDATE_HISTORY_FIXTURES === '1') {
@@ -209,7 +252,17 @@ it('replays the histories of earlier versions and of this one without nondetermi
         .map((file) => ({ name: file, history: History.decode(readFileSync(path.join(fixtures, file))) }))
     : [];
   // Every workflow that runs long enough to be under way during an upgrade has recorded histories.
-  for (const workflow of ['provision-device', 'renew-device-certificate', 'config-rollout', 'zero-touch', 'bulk-provision', 'configuration-drift-check', 'health-sweep']) {
+  for (const workflow of [
+    'provision-device',
+    'renew-device-certificate',
+    'config-rollout',
+    'zero-touch',
+    'bulk-provision',
+    'configuration-drift-check',
+    'rotate-device-credentials',
+    'credential-rotation-sweep',
+    'health-sweep',
+  ]) {
     expect(recorded.some(({ name }) => name.startsWith(`${workflow}.`)), workflow).toBe(true);
   }
 

@@ -1,6 +1,8 @@
 /**
  * Durability: the worker is killed outright in the middle of a provisioning run; a new worker
- * finishes it, and the device ends up provisioned once, with exactly one certificate.
+ * finishes it, and the device ends up provisioned once, with exactly one certificate. The same for
+ * a rotation of a camera's management password killed after the camera took the new one but before
+ * the vault was told: the new worker finds the camera on the pending password and promotes it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -15,6 +17,11 @@ import { createProvisioningService, createServiceParts, type ServiceParts } from
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';
+import { credentialRotationWorkflowId } from '../../contracts/credential-rotation';
+import { vaultDeviceSecrets } from '../../custody/device-secrets';
+import { onvifSecretPurposes } from '../../adapters/onvif';
+import { startOnvifDevice } from '../../scripts/simulators/onvif-device';
+import { createCredentialRotations } from '../../service/parts';
 import { createServerDatabaseUrl } from '../support/database';
 import { startTestDevice, waitFor } from '../support/devices';
 import { testLogger, testProvisioning } from '../support/service';
@@ -91,5 +98,44 @@ it('a worker killed mid-provisioning is replaced and the device is provisioned o
     expect(record.provisioningSteps.find((s) => s.step === 'pushConfiguration')?.retryCount).toBeGreaterThanOrEqual(1);
   } finally {
     await device.stop();
+  }
+}, 120_000);
+
+it('a worker killed mid-rotation is replaced and the camera ends on the password the vault holds, the pending one forgotten', async () => {
+  // Only the worker killed below may hold the rotation: none left from an earlier test.
+  for (const worker of workers) if (worker.exitCode === null) worker.kill('SIGKILL');
+  const firstWorker = await startWorkerProcess();
+  const credentials = { username: 'admin', password: randomBytes(9).toString('base64url') };
+  const camera = await startOnvifDevice({ host: '127.213.0.9', serialNumber: 'CAM-CRASH-1', macAddress: '02:00:5e:21:30:09', credentials });
+  const taskQueue = workerEnvironment.TEMPORAL_TASK_QUEUE!;
+  const provisioning = testProvisioning(createProvisioningService(parts, env.client, taskQueue), [...parts.adapters.keys()]);
+  const secrets = vaultDeviceSecrets(parts.vault, 'acme', 'cam-crash-1');
+  const passwordOf = (secret: Uint8Array | undefined) => Buffer.from(secret!).toString('base64url');
+  try {
+    await provisioning.start('acme', {
+      templateId: 'onvif-camera',
+      devices: [{ deviceId: 'cam-crash-1', serialNumber: 'CAM-CRASH-1', macAddress: '02:00:5e:21:30:09', address: camera.address, protocol: 'onvif', deviceType: 'camera', site: 'hq', credentials }],
+    });
+    await env.client.workflow.getHandle(provisioningWorkflowId('acme', 'cam-crash-1')).result();
+    const before = passwordOf(await secrets.read(onvifSecretPurposes.managementPassword));
+
+    // SetUser is held for a while, so the worker dies while the camera is taking the new password.
+    camera.faults.delayMs = { SetUser: 3_000 };
+    await createCredentialRotations(parts, env.client, taskQueue).start('acme', 'cam-crash-1', { reason: 'crash test', requestedBy: 'test' });
+    const pending = await waitFor(async () => secrets.read(`${onvifSecretPurposes.managementPassword}:pending`), 'the new password to be sealed');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    firstWorker.kill('SIGKILL');
+    await waitFor(async () => (camera.passwordMatches('provisioning', passwordOf(pending)) ? true : undefined), 'the camera to take the new password');
+    expect(passwordOf(await secrets.read(onvifSecretPurposes.managementPassword))).toBe(before);
+
+    camera.faults.delayMs = {};
+    await startWorkerProcess();
+    const outcome = await env.client.workflow.getHandle(credentialRotationWorkflowId('acme', 'cam-crash-1')).result();
+    expect(outcome).toMatchObject({ rotated: ['ONVIF management user password'] });
+    expect(passwordOf(await secrets.read(onvifSecretPurposes.managementPassword))).toBe(passwordOf(pending));
+    expect(await secrets.read(`${onvifSecretPurposes.managementPassword}:pending`)).toBeUndefined();
+    expect(camera.passwordMatches('provisioning', passwordOf(pending))).toBe(true);
+  } finally {
+    await camera.close();
   }
 }, 120_000);
