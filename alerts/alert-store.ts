@@ -41,6 +41,7 @@ export const alertKinds = {
   configurationDrift: 'configuration.drift',
   configurationRolloutHalted: 'configuration.rollout_halted',
   caBackupFailing: 'certificate_authority.backup_failing',
+  breakGlassUsed: 'access.break_glass_used',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

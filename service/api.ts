@@ -17,6 +17,7 @@ import { configurationJobOperations } from '../api/routes/configuration-jobs';
 import { BulkImporter } from '../bulk/bulk-import';
 import { BulkJobs } from '../bulk/bulk-jobs';
 import { BulkJobStore } from '../bulk/bulk-job-store';
+import { recordBreakGlassUse } from '../fleet/emergency-access';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
 import { createProvisioningPlanner, createProvisioningService, createZeroTouchRegistrations, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
@@ -105,6 +106,7 @@ export function createServiceApi(
         details: { reason: failure.reason, method: failure.method, path: failure.path },
       });
     },
+    onBreakGlassUse: (use) => recordBreakGlassUse({ alerts: parts.alerts, audit: parts.audit }, use),
     recordOperation: async (entry) => {
       const [targetType, targetId] = Object.entries(entry.params)[0] ?? [];
       await parts.audit.append({
@@ -122,6 +124,7 @@ export function createServiceApi(
           // Which of the principal's credentials acted, when that is not the principal's own name.
           ...(entry.principal.credential !== entry.principal.subject ? { credential: entry.principal.credential } : {}),
           ...(entry.error ? { error: entry.error } : {}),
+          ...(entry.principal.breakGlassReason ? { breakGlassReason: entry.principal.breakGlassReason } : {}),
         },
       });
     },
