@@ -28,6 +28,7 @@ import { FleetPolicies } from '../fleet/fleet-policies';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
+import { RecordsBackup } from '../fleet/records-backup';
 import type { CertificateInventory } from '../pki/certificate-inventory';
 import { CertificateStore } from '../pki/certificate-store';
 import { CrlPublisher } from '../pki/crl';
@@ -74,6 +75,8 @@ export interface ServiceParts {
   fleetPolicies: FleetPolicies;
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
+  /** The service's records and its CA in one encrypted file (`npm run backup` / `npm run restore`). */
+  recordsBackup: RecordsBackup;
   registry: DeviceRegistry;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
@@ -120,6 +123,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     enveloped: { keys: new DataKeys({ db: database.db, custody }), dataKeyPurpose: dataKeyPurposeOf },
   });
   const registry = new DeviceRegistry(database.db);
+  const caBackup = new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger });
   const compliance = new CompliancePolicies(database.db);
   return {
     database,
@@ -140,7 +144,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
     fleetPolicies: new FleetPolicies(database.db, config.fleet),
-    caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
+    caBackup,
+    recordsBackup: new RecordsBackup({ db: database.db, vault, caBackup, keyEncryptionKeyId: sealer.keyId, logger }),
     registry,
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),
     networks,
