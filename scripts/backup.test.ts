@@ -3,7 +3,6 @@
  * configuration from the environment; the backup of a PostgreSQL server install restores into a
  * fresh embedded one with another key-encryption key, which then answers as the source did.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,26 +13,9 @@ import { loadConfig } from '../service/config';
 import { createServiceParts } from '../service/parts';
 import { createServerDatabaseUrl } from '../test/support/database';
 import { makeCsr } from '../test/support/openssl';
+import { runScript } from '../test/support/scripts';
 
-const root = path.resolve(import.meta.dirname, '..');
 const logger = createLogger('silent');
-
-/** Runs a script the way `npm run` does, with the service environment of one install. */
-function runScript(script: string, environment: Record<string, string>, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-    cwd: root,
-    env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...environment },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('npm run backup and restore', () => {
   it('backs up a server install and restores it into a fresh embedded install with another key', async () => {
