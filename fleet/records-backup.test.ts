@@ -172,3 +172,21 @@ describe('records backup of a broken audit chain', () => {
     expect(await readRecordRows(to.database.db, 'auditEvents')).toEqual([]);
   });
 });
+
+describe('records backup of an install that has issued nothing yet', () => {
+  it('carries no CA, and restores the records it has', async () => {
+    const from = await openInstall('embedded');
+    const to = await openInstall('server');
+    try {
+      await from.registry.register(tenant, { deviceId: 'rdr-1', serialNumber: 'SN-RDR-1', macAddress: '02:00:00:00:00:21', address: '/dev/ttyUSB0@0x65', protocol: 'osdp', deviceType: 'card-reader', site: 'hq' });
+      const { file, header } = await from.recordsBackup.createBackup({ passphrase, scrypt });
+      expect(header.counts.certificateAuthority).toBe(false);
+      const result = await to.recordsBackup.restoreBackup(file, { passphrase });
+      expect(result).toMatchObject({ certificateAuthority: null, certificatesVerified: 0 });
+      expect(await to.registry.get(tenant, 'rdr-1')).toMatchObject({ protocol: 'osdp', lifecycleState: 'registered' });
+    } finally {
+      await from.close();
+      await to.close();
+    }
+  });
+});

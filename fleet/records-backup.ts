@@ -32,7 +32,7 @@ import type { Database } from '../db/client';
 import { countTenantRecordRows, insertRecordRows, readRecordRows, recordTableNames, type RecordTableName } from '../db/record-tables';
 import type { EncodedRow } from '../db/row-transfer';
 import { holdAdvisoryLock } from '../db/transactions';
-import { ConflictError, NotFoundError } from '../foundation/errors';
+import { ConflictError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
 import type { CaRestoreResult, CertificateAuthorityBackup } from '../pki/ca-backup';
 import { certificateChainProblems } from '../pki/certificate-chains';
@@ -141,13 +141,11 @@ export class RecordsBackup {
         { isolationLevel: 'repeatable read', accessMode: 'read only' },
       );
       const deviceSecrets = await this.#deps.vault.exportAll();
-      const certificateAuthority = await this.#deps.caBackup
-        .createBackup({ passphrase, ...(options.scrypt ? { scrypt: options.scrypt } : {}) })
-        .then(({ file }) => file.toString('base64'))
-        .catch((error: unknown) => {
-          if (error instanceof NotFoundError) return null;
-          throw error;
-        });
+      // An install that has issued nothing yet has no CA to carry; any other failure of the CA backup fails this one.
+      const hasCertificates = (await new CertificateStore(this.#deps.db).tenantIds()).length > 0;
+      const certificateAuthority = hasCertificates
+        ? (await this.#deps.caBackup.createBackup({ passphrase, ...(options.scrypt ? { scrypt: options.scrypt } : {}) })).file.toString('base64')
+        : null;
 
       const tenants = new Set<string>(deviceSecrets.map((entry) => entry.tenantId));
       for (const rows of Object.values(tables)) for (const row of rows) if (typeof row.tenantId === 'string') tenants.add(row.tenantId);
