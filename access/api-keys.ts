@@ -7,12 +7,16 @@
  * API belongs to whoever made it: an administrator cannot mint itself a second identity there.
  * Only whoever runs the installation (`npm run api-key`) names another principal; without one, a
  * key is a principal of its own (`api-key:<id>`).
+ *
+ * A break-glass key is an administrator key made offline for emergencies (the identity provider
+ * down, every administrator locked out): the API takes it only with a stated reason, and every use
+ * is alerted and audited.
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { apiKeys, type ApiKeyRow } from '../db/schema';
-import { NotFoundError } from '../foundation/errors';
+import { NotFoundError, ValidationError } from '../foundation/errors';
 import { roles, type Principal, type Role } from './roles';
 
 /** An API key as kept: never its secret, only the hash. */
@@ -42,6 +46,21 @@ export function looksLikeApiKey(token: string): boolean {
   return token.startsWith('dps_');
 }
 
+/** The header a break-glass key's holder states the reason for a request in. */
+export const breakGlassReasonHeader = 'X-Break-Glass-Reason';
+export const maximumBreakGlassReasonLength = 500;
+
+/** One presentation of a break-glass key: accepted with its reason, or refused and why. */
+export interface BreakGlassUse {
+  principal: Principal;
+  outcome: 'accepted' | 'refused';
+  /** The reason the caller stated (accepted), or why the request was refused. */
+  reason: string;
+  method: string;
+  path: string;
+  address?: string;
+}
+
 export interface CreatedApiKey {
   id: string;
   /** The full key; it cannot be recovered later. */
@@ -60,7 +79,12 @@ export class ApiKeyStore {
     /** Whom the key acts for; a principal of its own (`api-key:<id>`) when absent. */
     principal?: string;
     expiresAt?: Date;
+    /** An emergency administrator credential; see the module comment. */
+    breakGlass?: boolean;
   }): Promise<CreatedApiKey> {
+    if (input.breakGlass && input.role !== 'administrator') {
+      throw new ValidationError('a break-glass key is an administrator key', { fields: [{ field: 'role', reason: 'must be administrator for a break-glass key' }] });
+    }
     const id = randomUUID();
     const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
     const secret = randomBytes(32).toString('base64url');
@@ -73,6 +97,7 @@ export class ApiKeyStore {
         prefix,
         secretHash: hashSecret(secret),
         expiresAt: input.expiresAt ?? null,
+        breakGlass: input.breakGlass ?? false,
       })
       .returning();
     return { id: row.id, key: `dps_${prefix}_${secret}`, row: apiKeyOf(row) };
@@ -90,7 +115,15 @@ export class ApiKeyStore {
     if (!timingSafeEqual(expected, presented)) return undefined;
     const { role } = apiKeyOf(row);
     await this.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.id));
-    return { subject: row.principal, credential: apiKeyCredential(row.id), kind: 'api-key', tenantId: row.tenantId, role, name: row.name };
+    return {
+      subject: row.principal,
+      credential: apiKeyCredential(row.id),
+      kind: 'api-key',
+      tenantId: row.tenantId,
+      role,
+      name: row.name,
+      ...(row.breakGlass ? { breakGlass: true } : {}),
+    };
   }
 
   async list(tenantId: string): Promise<ApiKey[]> {

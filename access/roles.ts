@@ -85,4 +85,8 @@ export interface Principal {
   role: Role;
   /** A human-readable name (key name or token name claim). */
   name: string;
+  /** A break-glass credential: accepted only with a stated reason, every use alerted and audited. */
+  breakGlass?: boolean;
+  /** The reason the holder of a break-glass credential stated for this request. */
+  breakGlassReason?: string;
 }

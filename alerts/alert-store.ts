@@ -44,6 +44,7 @@ export const alertKinds = {
   deviceOffline: 'device.offline',
   deviceCertificateMismatch: 'device.certificate_mismatch',
   credentialRotationFailing: 'device.credential_rotation_failing',
+  breakGlassUsed: 'access.break_glass_used',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

@@ -4,7 +4,7 @@
  */
 import express, { type Express } from 'express';
 import { roleAllows } from '../access/roles';
-import type { ApiKeyStore } from '../access/api-keys';
+import type { ApiKeyStore, BreakGlassUse } from '../access/api-keys';
 import type { BearerTokenVerifier } from '../access/bearer-tokens';
 import type { TemplateCatalog } from '../configuration/templates';
 import type { CaHierarchy, CertificateAuthorityService } from '../pki/certificate-authority';
@@ -54,6 +54,8 @@ export interface ApiDependencies {
   alerts: AlertStore;
   bearerTokens?: BearerTokenVerifier;
   onAuthenticationFailure(failure: AuthenticationFailure): Promise<void> | void;
+  /** Alerts and audits each presentation of a break-glass key; without it such keys are refused. */
+  onBreakGlassUse?(use: BreakGlassUse): Promise<void>;
   /** Puts every change made through the API, and every refused attempt, on record. */
   recordOperation?(entry: OperationRecord): Promise<void>;
   healthChecks: HealthCheck[];
@@ -150,6 +152,7 @@ export function createApp(deps: ApiDependencies): Express {
     apiKeys: deps.apiKeys,
     bearerTokens: deps.bearerTokens,
     onFailure: deps.onAuthenticationFailure,
+    onBreakGlassUse: deps.onBreakGlassUse,
   });
   if (deps.codec) {
     const { allowedOrigins, uiDecodeTenant } = deps.codec;

@@ -168,6 +168,8 @@ export const apiKeySchema = z
     expiresAt: timestamp.nullable(),
     revokedAt: timestamp.nullable(),
     lastUsedAt: timestamp.nullable(),
+    /** An emergency administrator key (made only offline): taken only with `X-Break-Glass-Reason`. */
+    breakGlass: z.boolean(),
   })
   .meta({ id: 'ApiKey' });
 
@@ -180,6 +182,9 @@ export const whoAmISchema = z
     role: z.enum(roles),
     name: z.string(),
     permissions: z.array(z.enum(permissions)),
+    /** Present for a break-glass key, with the reason stated for this request. */
+    breakGlass: z.boolean().optional(),
+    breakGlassReason: z.string().optional(),
   })
   .meta({ id: 'Principal' });
 

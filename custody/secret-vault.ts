@@ -91,6 +91,25 @@ export class SecretVault {
     return (await this.read<T>(tenantId, deviceId, purpose))!;
   }
 
+  /**
+   * Every stored secret, unsealed, for the records backup: it carries them inside its own
+   * encryption, and a restore seals them again (`store`) under the destination's keys.
+   */
+  async exportAll(): Promise<{ tenantId: string; deviceId: string; purpose: string; value: unknown }[]> {
+    const rows = await this.#db.select().from(deviceSecrets).orderBy(deviceSecrets.tenantId, deviceSecrets.deviceId, deviceSecrets.purpose);
+    const secrets: { tenantId: string; deviceId: string; purpose: string; value: unknown }[] = [];
+    for (const row of rows) {
+      const sealer = await this.#sealerById(row.tenantId, row.keyEncryptionKeyId);
+      const plaintext = sealer.unseal(row.sealedValue, bindingOf(row.tenantId, row.deviceId, row.purpose));
+      try {
+        secrets.push({ tenantId: row.tenantId, deviceId: row.deviceId, purpose: row.purpose, value: JSON.parse(plaintext.toString('utf8')) });
+      } finally {
+        plaintext.fill(0);
+      }
+    }
+    return secrets;
+  }
+
   /** Removes the secret; removing one that is not there is not an error. */
   async remove(tenantId: string, deviceId: string, purpose: string): Promise<void> {
     await this.#db.delete(deviceSecrets).where(matching(tenantId, deviceId, purpose));

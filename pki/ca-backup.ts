@@ -8,32 +8,25 @@
  * backup carries their PKCS#11 references and public keys, and a restore checks that each still
  * resolves to the same key in the destination's token.
  *
- * File layout (the first two lines are readable text, the rest binary):
- *
- *   device-provisioning-ca-backup\n      magic
- *   {header JSON}\n                      format version, created at, tenants, counts, KDF parameters
- *   iv (12) | tag (16) | ciphertext      AES-256-GCM of the gzipped payload JSON
- *
- * The backup key comes from an operator passphrase through scrypt (random salt, parameters in the
- * header). The magic and the header line are the associated data, so no header field can be
- * changed without the file failing to open.
+ * The file is a passphrase-encrypted backup envelope (custody/backup-envelope.ts): magic line,
+ * readable header (format version, created at, tenants, counts, KDF parameters), then AES-256-GCM
+ * of the gzipped payload with the magic and header as associated data.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  randomBytes,
-  scrypt,
-  timingSafeEqual,
-  type BinaryLike,
-  type ScryptOptions,
-} from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { link, open, readFile, unlink } from 'node:fs/promises';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { z } from 'zod';
+import {
+  BackupIntegrityError,
+  checkScryptParameters,
+  defaultScryptParameters,
+  envelopeHeaderShape,
+  openBackup as openBackupFile,
+  passphraseBytes,
+  readBackupFileHeader,
+  sealBackup,
+  type BackupKind,
+  type EnvelopeHeaderFields,
+  type ScryptParameters,
+} from '../custody/backup-envelope';
 import type { KeyCustody } from '../custody/key-custody';
 import type { Sealer } from '../custody/sealing';
 import {
@@ -55,44 +48,23 @@ import { CrlStore, crlRowCodec, type NewCertificateRevocationListRow } from './c
 export const caBackupMagic = 'device-provisioning-ca-backup';
 export const caBackupFormatVersion = 1;
 
-/** scrypt cost: N = 2^17, r = 8 takes 128 MiB and a fraction of a second, once per backup or restore. */
-export const defaultScryptParameters: ScryptParameters = { N: 2 ** 17, r: 8, p: 1 };
+export {
+  BackupIntegrityError,
+  BackupPassphraseError,
+  defaultScryptParameters,
+  readBackupPassphrase,
+  writeBackupFile,
+  type ScryptParameters,
+} from '../custody/backup-envelope';
 
-export interface ScryptParameters {
-  N: number;
-  r: number;
-  p: number;
-}
-
-/** Limits on what a header may ask for, so a forged one cannot make us allocate gigabytes. */
-const scryptLimits = { minimumLogN: 14, maximumLogN: 20, maximumR: 32, maximumP: 16 };
-const minimumPassphraseLength = 12;
-const ivLength = 12;
-const tagLength = 16;
-/** 32 bytes of AES key, then 32 bytes of the passphrase-check key. */
-const derivedKeyLength = 64;
-const maximumHeaderBytes = 64 * 1024;
-/** The inflated payload may be large (every device certificate), but not unbounded. */
-const maximumPayloadBytes = 2 * 1024 ** 3;
 /** One restore at a time per database, whatever process runs it. */
 const restoreLockId = 4_242_017;
-const passphraseCheckLabel = 'device-provisioning/ca-backup/passphrase-check/v1';
 
 const certificateTypes = ['root', 'intermediate', 'services-intermediate', 'ocsp', 'service', 'server', 'configuration-signing', 'device'] as const;
 type CertificateType = (typeof certificateTypes)[number];
 
-/** The passphrase does not derive this backup's key (or the header's KDF fields were changed). */
-export class BackupPassphraseError extends ValidationError {
-  override readonly name = 'BackupPassphraseError';
-}
-
-/** The file is not a backup this version reads, or it was altered or truncated. */
-export class BackupIntegrityError extends ValidationError {
-  override readonly name = 'BackupIntegrityError';
-}
-
 /** The readable part of a backup file; authenticated with the payload. */
-export interface CaBackupHeader {
+export interface CaBackupOwnHeader {
   formatVersion: number;
   createdAt: string;
   tenants: string[];
@@ -105,12 +77,10 @@ export interface CaBackupHeader {
   };
   /** Identifies (without revealing) the key-encryption key the software keys were sealed under. */
   sourceKeyEncryptionKeyId: string;
-  kdf: { name: 'scrypt'; salt: string } & ScryptParameters;
-  cipher: 'aes-256-gcm';
-  compression: 'gzip';
-  /** HMAC under a key derived with the cipher key: tells a wrong passphrase from an altered file. */
-  passphraseCheck: string;
 }
+
+/** The readable part of a backup file; authenticated with the payload. */
+export type CaBackupHeader = CaBackupOwnHeader & EnvelopeHeaderFields;
 
 /** What the operator sees after a backup: counts and the CA certificates by fingerprint, no key material. */
 export interface CaBackupSummary {
@@ -168,11 +138,16 @@ const headerSchema = z.object({
     hsmKeyReferences: z.number().int().min(0),
   }),
   sourceKeyEncryptionKeyId: z.string(),
-  kdf: z.object({ name: z.literal('scrypt'), salt: z.base64(), N: z.number().int(), r: z.number().int(), p: z.number().int() }),
-  cipher: z.literal('aes-256-gcm'),
-  compression: z.literal('gzip'),
-  passphraseCheck: z.base64(),
+  ...envelopeHeaderShape,
 });
+
+const caBackupKind: BackupKind<CaBackupOwnHeader> = {
+  magic: caBackupMagic,
+  what: 'CA backup',
+  formatVersion: caBackupFormatVersion,
+  headerSchema: headerSchema as unknown as z.ZodType<CaBackupHeader>,
+  passphraseCheckLabel: 'device-provisioning/ca-backup/passphrase-check/v1',
+};
 
 const encodedRowSchema = z.record(z.string(), z.unknown());
 const payloadSchema = z.object({
@@ -208,7 +183,7 @@ export class CertificateAuthorityBackup {
   }): Promise<{ file: Buffer; summary: CaBackupSummary }> {
     const passphrase = passphraseBytes(options.passphrase);
     const scryptParameters = options.scrypt ?? defaultScryptParameters;
-    checkScryptParameters(scryptParameters, ValidationError);
+    checkScryptParameters(scryptParameters);
 
     const snapshot = await this.#readSnapshot(options.tenantId);
     if (snapshot.certificates.length === 0) {
@@ -244,33 +219,21 @@ export class CertificateAuthorityBackup {
         hsmKeys: hsmKeyReferencesOf(snapshot.certificates),
       };
 
-      const salt = randomBytes(16);
-      const derived = await deriveKeys(passphrase, salt, scryptParameters);
-      try {
-        const header: CaBackupHeader = {
+      const { file, header } = await sealBackup(caBackupKind, {
+        header: {
           formatVersion: caBackupFormatVersion,
           createdAt: new Date().toISOString(),
           tenants,
           counts: countsOf(payload, snapshot.certificates),
           sourceKeyEncryptionKeyId: this.#sealer.keyId,
-          kdf: { name: 'scrypt', salt: salt.toString('base64'), ...scryptParameters },
-          cipher: 'aes-256-gcm',
-          compression: 'gzip',
-          passphraseCheck: passphraseCheckOf(derived).toString('base64'),
-        };
-        const preamble = Buffer.from(`${caBackupMagic}\n${JSON.stringify(header)}\n`, 'utf8');
-        const compressed = gzipSync(Buffer.from(JSON.stringify(payload), 'utf8'));
-        const iv = randomBytes(ivLength);
-        const cipher = createCipheriv('aes-256-gcm', derived.subarray(0, 32), iv, { authTagLength: tagLength });
-        cipher.setAAD(preamble);
-        const ciphertext = Buffer.concat([cipher.update(compressed), cipher.final()]);
-        compressed.fill(0);
-        const summary: CaBackupSummary = { header, caCertificates: caCertificateSummaries(snapshot.certificates) };
-        this.#logger.info({ tenants, counts: header.counts }, 'created CA backup');
-        return { file: Buffer.concat([preamble, iv, cipher.getAuthTag(), ciphertext]), summary };
-      } finally {
-        derived.fill(0);
-      }
+        },
+        payload,
+        passphrase,
+        scrypt: scryptParameters,
+      });
+      const summary: CaBackupSummary = { header, caCertificates: caCertificateSummaries(snapshot.certificates) };
+      this.#logger.info({ tenants, counts: header.counts }, 'created CA backup');
+      return { file, summary };
     } finally {
       for (const plaintext of plaintexts) plaintext.fill(0);
       passphrase.fill(0);
@@ -389,97 +352,9 @@ export class CertificateAuthorityBackup {
   }
 }
 
-/**
- * Reads the operator's passphrase from a file (first line's line ending dropped) or from the
- * environment: never from a command-line argument, which other users of the host can read.
- */
-export async function readBackupPassphrase(options: { file?: string; environment?: NodeJS.ProcessEnv }): Promise<Buffer> {
-  const environment = options.environment ?? process.env;
-  const file = options.file ?? environment.CA_BACKUP_PASSPHRASE_FILE;
-  let text: string | undefined;
-  if (file !== undefined && file !== '') {
-    try {
-      text = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
-    } catch (error) {
-      throw new ValidationError(`cannot read the passphrase file ${file}: ${(error as Error).message}`);
-    }
-  } else {
-    text = environment.CA_BACKUP_PASSPHRASE;
-  }
-  if (text === undefined || text === '') {
-    throw new ValidationError('no backup passphrase: pass --passphrase-file, or set CA_BACKUP_PASSPHRASE_FILE or CA_BACKUP_PASSPHRASE');
-  }
-  return passphraseBytes(text);
-}
-
-/**
- * Writes a backup readable by its owner only, and never over an existing file: the bytes go to a
- * private draft first, which is then linked into place (link fails when the name is taken).
- */
-export async function writeBackupFile(path: string, bytes: Uint8Array): Promise<void> {
-  const draft = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.partial`;
-  const handle = await open(draft, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await handle.chmod(0o600);
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await link(draft, path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ConflictError(`${path} already exists; choose another file name`);
-    throw error;
-  } finally {
-    await unlink(draft);
-  }
-}
-
 /** The header of a backup file, for inspection without the passphrase (not yet authenticated). */
 export function readBackupHeader(file: Uint8Array): CaBackupHeader {
-  return splitBackup(file).header;
-}
-
-// ---------------------------------------------------------------------------------------------
-// File format
-
-interface SplitBackup {
-  header: CaBackupHeader;
-  preamble: Buffer;
-  iv: Buffer;
-  tag: Buffer;
-  ciphertext: Buffer;
-}
-
-function splitBackup(file: Uint8Array): SplitBackup {
-  const bytes = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
-  const magic = Buffer.from(`${caBackupMagic}\n`, 'utf8');
-  if (!bytes.subarray(0, magic.length).equals(magic)) throw new BackupIntegrityError('this is not a CA backup file');
-  const end = bytes.indexOf(0x0a, magic.length);
-  if (end < 0 || end - magic.length > maximumHeaderBytes) throw new BackupIntegrityError('the backup header is missing or truncated');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(bytes.subarray(magic.length, end).toString('utf8'));
-  } catch {
-    throw new BackupIntegrityError('the backup header is not valid JSON: the file was altered');
-  }
-  const result = headerSchema.safeParse(parsed);
-  if (!result.success) throw new BackupIntegrityError(`the backup header is malformed: ${result.error.issues[0]?.message ?? 'invalid'}`);
-  const header = result.data as CaBackupHeader;
-  if (header.formatVersion !== caBackupFormatVersion) {
-    throw new BackupIntegrityError(`backup format version ${header.formatVersion} is not supported (this version reads ${caBackupFormatVersion})`);
-  }
-  checkScryptParameters(header.kdf, BackupIntegrityError);
-  const body = end + 1;
-  if (bytes.length < body + ivLength + tagLength) throw new BackupIntegrityError('the backup is truncated');
-  return {
-    header,
-    preamble: bytes.subarray(0, body),
-    iv: bytes.subarray(body, body + ivLength),
-    tag: bytes.subarray(body + ivLength, body + ivLength + tagLength),
-    ciphertext: bytes.subarray(body + ivLength + tagLength),
-  };
+  return readBackupFileHeader(caBackupKind, file);
 }
 
 interface OpenedBackup {
@@ -487,88 +362,8 @@ interface OpenedBackup {
   payload: BackupPayload;
 }
 
-async function openBackup(file: Uint8Array, passphrase: Buffer): Promise<OpenedBackup> {
-  const split = splitBackup(file);
-  const { header } = split;
-  const derived = await deriveKeys(passphrase, Buffer.from(header.kdf.salt, 'base64'), header.kdf);
-  let compressed: Buffer;
-  try {
-    const expected = Buffer.from(header.passphraseCheck, 'base64');
-    const actual = passphraseCheckOf(derived);
-    if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
-      throw new BackupPassphraseError('the passphrase does not open this backup (or its key-derivation header was altered)');
-    }
-    const decipher = createDecipheriv('aes-256-gcm', derived.subarray(0, 32), split.iv, { authTagLength: tagLength });
-    decipher.setAAD(split.preamble);
-    decipher.setAuthTag(split.tag);
-    try {
-      compressed = Buffer.concat([decipher.update(split.ciphertext), decipher.final()]);
-    } catch (error) {
-      throw new BackupIntegrityError('the backup failed authentication: it was altered or truncated', { cause: error });
-    }
-  } finally {
-    derived.fill(0);
-  }
-
-  let payload: unknown;
-  try {
-    const json = gunzipSync(compressed, { maxOutputLength: maximumPayloadBytes });
-    payload = JSON.parse(json.toString('utf8'));
-    json.fill(0);
-  } catch (error) {
-    throw new BackupIntegrityError(`the backup payload cannot be read: ${(error as Error).message}`, { cause: error });
-  } finally {
-    compressed.fill(0);
-  }
-  const result = payloadSchema.safeParse(payload);
-  if (!result.success) throw new BackupIntegrityError(`the backup payload is malformed: ${result.error.issues[0]?.message ?? 'invalid'}`);
-  return { header, payload: result.data as BackupPayload };
-}
-
-async function deriveKeys(passphrase: BinaryLike, salt: Buffer, parameters: ScryptParameters): Promise<Buffer> {
-  const options: ScryptOptions = {
-    N: parameters.N,
-    r: parameters.r,
-    p: parameters.p,
-    // scrypt needs 128·N·r bytes; Node refuses anything above 32 MiB unless told otherwise.
-    maxmem: 256 * parameters.N * parameters.r + 16 * 1024 * 1024,
-  };
-  return new Promise((resolve, reject) =>
-    scrypt(passphrase, salt, derivedKeyLength, options, (error, key) => (error ? reject(error) : resolve(key))),
-  );
-}
-
-function passphraseCheckOf(derived: Buffer): Buffer {
-  return createHmac('sha256', derived.subarray(32)).update(passphraseCheckLabel).digest();
-}
-
-function checkScryptParameters(parameters: ScryptParameters, ErrorType: new (message: string) => Error): void {
-  const logN = Math.log2(parameters.N);
-  if (
-    !Number.isInteger(logN) ||
-    logN < scryptLimits.minimumLogN ||
-    logN > scryptLimits.maximumLogN ||
-    !Number.isInteger(parameters.r) ||
-    parameters.r < 1 ||
-    parameters.r > scryptLimits.maximumR ||
-    !Number.isInteger(parameters.p) ||
-    parameters.p < 1 ||
-    parameters.p > scryptLimits.maximumP
-  ) {
-    throw new ErrorType(
-      `scrypt parameters N=${parameters.N} r=${parameters.r} p=${parameters.p} are outside the supported range (N a power of two from 2^${scryptLimits.minimumLogN} to 2^${scryptLimits.maximumLogN}, r ≤ ${scryptLimits.maximumR}, p ≤ ${scryptLimits.maximumP})`,
-    );
-  }
-}
-
-function passphraseBytes(passphrase: Uint8Array | string): Buffer {
-  // NFC, so the same passphrase typed on systems that compose characters differently still opens the file.
-  const bytes = typeof passphrase === 'string' ? Buffer.from(passphrase.normalize('NFC'), 'utf8') : Buffer.from(passphrase);
-  if ([...bytes.toString('utf8')].length < minimumPassphraseLength) {
-    bytes.fill(0);
-    throw new ValidationError(`the backup passphrase must be at least ${minimumPassphraseLength} characters long`);
-  }
-  return bytes;
+function openBackup(file: Uint8Array, passphrase: Buffer): Promise<OpenedBackup> {
+  return openBackupFile(caBackupKind, file, passphrase, payloadSchema as z.ZodType<BackupPayload>);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,30 +1,13 @@
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../audit/audit-log';
 import { openDatabase, type DatabaseHandle } from '../db/client';
 import { createLogger } from '../foundation/logger';
 import { createServerDatabaseUrl } from '../test/support/database';
-
-const root = path.resolve(import.meta.dirname, '..');
+import { runScript } from '../test/support/scripts';
 
 /** Runs the script the way `npm run audit:verify` does, against the given database. */
-function auditVerify(databaseUrl: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts', ...args], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const auditVerify = (databaseUrl: string, ...args: string[]) => runScript('scripts/audit-verify.ts', { DATABASE_URL: databaseUrl }, ...args);
 
 describe('npm run audit:verify', () => {
   let url: string;

@@ -9,7 +9,7 @@ import { keyEncryptionKeyFileName, readKeyEncryptionKey, Sealer } from '../custo
 import { openDatabase } from '../db/client';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
 import { ConfigurationError } from '../foundation/errors';
-import { loadConfig } from '../service/config';
+import { loadConfig, type ServiceConfig } from '../service/config';
 import { createLogger } from '../foundation/logger';
 
 export interface CaBackupParts {
@@ -25,12 +25,7 @@ export async function openCaBackupParts(options: { requireExistingKey: boolean }
   const config = loadConfig();
   // Operators read the script's own summary; the service's info lines would only interleave with it.
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  if (options.requireExistingKey && config.keyEncryptionKey === undefined) {
-    const file = path.join(config.dataDir, keyEncryptionKeyFileName);
-    await access(file).catch(() => {
-      throw new ConfigurationError(`no key-encryption key: set KEY_ENCRYPTION_KEY (or KEY_ENCRYPTION_KEY_FILE); ${file} does not exist`);
-    });
-  }
+  if (options.requireExistingKey) await requireKeyEncryptionKey(config);
   const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir });
   try {
     const sealer = new Sealer(await readKeyEncryptionKey({ keyEncryptionKey: config.keyEncryptionKey, dataDir: config.dataDir }, logger));
@@ -46,6 +41,18 @@ export async function openCaBackupParts(options: { requireExistingKey: boolean }
     await database.close();
     throw error;
   }
+}
+
+/**
+ * A backup must unseal with the install's own key, so it must not let a missing development key
+ * file be generated afresh (that key would open nothing).
+ */
+export async function requireKeyEncryptionKey(config: ServiceConfig): Promise<void> {
+  if (config.keyEncryptionKey !== undefined) return;
+  const file = path.join(config.dataDir, keyEncryptionKeyFileName);
+  await access(file).catch(() => {
+    throw new ConfigurationError(`no key-encryption key: set KEY_ENCRYPTION_KEY (or KEY_ENCRYPTION_KEY_FILE); ${file} does not exist`);
+  });
 }
 
 /** Refused outright, so a passphrase never reaches the process list or the shell history. */

@@ -2,7 +2,6 @@
  * `npm run ca:backup` and `npm run ca:restore` as an operator runs them: the scripts read the
  * service configuration from the environment, and the restored install then issues again.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -17,8 +16,8 @@ import type { ServiceConfig } from '../service/config';
 import { createLogger } from '../foundation/logger';
 import { createServerDatabaseUrl } from '../test/support/database';
 import { makeCsr, verifyChain } from '../test/support/openssl';
+import { runScript } from '../test/support/scripts';
 
-const root = path.resolve(import.meta.dirname, '..');
 const settings: ServiceConfig['ca'] = {
   rootValidityDays: 3650,
   intermediateValidityDays: 1825,
@@ -31,31 +30,6 @@ const settings: ServiceConfig['ca'] = {
   renewalAtFraction: 2 / 3,
 };
 const logger = createLogger('silent');
-
-interface ScriptRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  elapsedMs: number;
-}
-
-/** Runs a script the way `npm run` does, with the service environment of one install. */
-function runScript(script: string, environment: Record<string, string>, ...args: string[]): Promise<ScriptRun> {
-  const started = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-    cwd: root,
-    env: { PATH: process.env.PATH, SOFTHSM2_CONF: process.env.SOFTHSM2_CONF, LOG_LEVEL: 'warn', ...environment },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr, elapsedMs: Date.now() - started }));
-  });
-}
 
 describe('npm run ca:backup and ca:restore', () => {
   const work = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'ca-backup-'));

@@ -22,6 +22,7 @@ import { FleetHealth } from '../fleet/fleet-health';
 import { BulkImporter } from '../bulk/bulk-import';
 import { BulkJobs } from '../bulk/bulk-jobs';
 import { BulkJobStore } from '../bulk/bulk-job-store';
+import { recordBreakGlassUse } from '../fleet/emergency-access';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
 import {
@@ -131,6 +132,7 @@ export function createServiceApi(
         details: { reason: failure.reason, method: failure.method, path: failure.path },
       });
     },
+    onBreakGlassUse: (use) => recordBreakGlassUse({ alerts: parts.alerts, audit: parts.audit }, use),
     recordOperation: async (entry) => {
       const [targetType, targetId] = Object.entries(entry.params)[0] ?? [];
       await parts.audit.append({
@@ -148,6 +150,7 @@ export function createServiceApi(
           // Which of the principal's credentials acted, when that is not the principal's own name.
           ...(entry.principal.credential !== entry.principal.subject ? { credential: entry.principal.credential } : {}),
           ...(entry.error ? { error: entry.error } : {}),
+          ...(entry.principal.breakGlassReason ? { breakGlassReason: entry.principal.breakGlassReason } : {}),
         },
       });
     },

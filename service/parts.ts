@@ -31,6 +31,7 @@ import { CredentialRotations } from '../fleet/credential-rotations';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
+import { RecordsBackup } from '../fleet/records-backup';
 import type { CertificateInventory } from '../pki/certificate-inventory';
 import { CertificateStore } from '../pki/certificate-store';
 import { CrlPublisher } from '../pki/crl';
@@ -79,6 +80,8 @@ export interface ServiceParts {
   healthEvents: DeviceHealthEvents;
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
+  /** The service's records and its CA in one encrypted file (`npm run backup` / `npm run restore`). */
+  recordsBackup: RecordsBackup;
   registry: DeviceRegistry;
   /** Every provisioning run's final record, kept after Temporal's retention removes the run. */
   runArchive: RunArchive;
@@ -127,6 +130,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     enveloped: { keys: new DataKeys({ db: database.db, custody }), dataKeyPurpose: dataKeyPurposeOf },
   });
   const registry = new DeviceRegistry(database.db);
+  const caBackup = new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger });
   const compliance = new CompliancePolicies(database.db);
   return {
     database,
@@ -148,7 +152,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     driftPolicies: new DriftPolicies(database.db),
     fleetPolicies: new FleetPolicies(database.db, config.fleet),
     healthEvents: new DeviceHealthEvents(database.db),
-    caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
+    caBackup,
+    recordsBackup: new RecordsBackup({ db: database.db, vault, caBackup, keyEncryptionKeyId: sealer.keyId, logger }),
     registry,
     runArchive: new RunArchive(database.db),
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),

@@ -18,6 +18,7 @@ function apiKeyOf(row: ApiKey) {
     expiresAt: row.expiresAt?.toISOString() ?? null,
     revokedAt: row.revokedAt?.toISOString() ?? null,
     lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+    breakGlass: row.breakGlass,
   };
 }
 
