@@ -41,6 +41,8 @@ export const alertKinds = {
   configurationDrift: 'configuration.drift',
   configurationRolloutHalted: 'configuration.rollout_halted',
   caBackupFailing: 'certificate_authority.backup_failing',
+  firmwareBlocked: 'device.firmware_blocked',
+  firmwareUnapproved: 'device.firmware_unapproved',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

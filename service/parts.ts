@@ -25,6 +25,8 @@ import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
+import { FirmwareCatalogue } from '../fleet/firmware-catalogue';
+import { FirmwareVerdicts } from '../fleet/firmware-verdicts';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -72,6 +74,8 @@ export interface ServiceParts {
   driftPolicies: DriftPolicies;
   /** Each tenant's fleet policy: health probes, firmware verdicts, credential rotation. */
   fleetPolicies: FleetPolicies;
+  /** Each tenant's approved and known-bad firmware, per vendor and model. */
+  firmwareCatalogue: FirmwareCatalogue;
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
   registry: DeviceRegistry;
@@ -140,6 +144,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
     fleetPolicies: new FleetPolicies(database.db, config.fleet),
+    firmwareCatalogue: new FirmwareCatalogue(database.db),
     caBackup: new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger }),
     registry,
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),
@@ -156,6 +161,12 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
       await database.close();
     },
   };
+}
+
+/** Judges the firmware devices report against their tenant's catalogue, under its fleet policy. */
+export function createFirmwareVerdicts(parts: ServiceParts): FirmwareVerdicts {
+  const { firmwareCatalogue: catalogue, fleetPolicies: policies, registry, alerts, audit } = parts;
+  return new FirmwareVerdicts({ catalogue, policies, registry, alerts, audit });
 }
 
 /** A Temporal client that reads and writes payloads with the service's codec. */

@@ -18,7 +18,7 @@ import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
-import { createProvisioningPlanner, createZeroTouchRegistrations, systemAuditTenant, type ServiceParts } from './parts';
+import { createFirmwareVerdicts, createProvisioningPlanner, createZeroTouchRegistrations, systemAuditTenant, type ServiceParts } from './parts';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -69,7 +69,7 @@ export function createProvisioningWorker(
     maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
     maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
-      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, logger }),
+      ...createProvisioningActivities({ ...deviceWork, configurations, templates, inventory, renewals, firmware: createFirmwareVerdicts(parts), logger }),
       ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
       ...createZeroTouchActivities({
         runs: new ZeroTouchRunPlanner({
