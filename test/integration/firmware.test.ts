@@ -242,6 +242,36 @@ describe('unknown firmware under an `approve` policy', () => {
   });
 });
 
+describe('unknown firmware under an `approve` policy, on a site an approval policy covers too', () => {
+  it('asks for one decision that answers both, and a rejection issues nothing', async () => {
+    await setPolicy('fw-approve', { firmwareUnknown: 'approve' });
+    const policy = await api.call('POST', '/api/v1/provisioning/approval-policies', {
+      key: await api.keyFor('fw-approve', 'administrator'),
+      body: { scope: 'site', scopeValue: 'guarded-site', timeoutSeconds: 600, escalateAfterSeconds: 300 },
+    });
+    expect(policy.status).toBe(201);
+    const test = await device({ firmwareVersion: '4.1.0', site: 'guarded-site' });
+    const provisioningId = await provision('fw-approve', test);
+    const waiting = await waitFor(async () => {
+      const status = await statusOf('fw-approve', provisioningId);
+      return status.metadata?.awaitingApproval ? status : undefined;
+    }, 'the run to wait for one approval');
+    expect(waiting.metadata.awaitingApproval.policyIds).toEqual([policy.body.id, 'firmware:unknown']);
+    // The longer of the two waits, the earlier of the two escalations.
+    const { since, timeoutAt } = waiting.metadata.awaitingApproval;
+    expect(Date.parse(timeoutAt) - Date.parse(since)).toBe(72 * 3600 * 1000);
+
+    const decided = await api.call('POST', `/api/v1/provisioning/devices/${provisioningId}/approval`, {
+      key: await api.keyFor('fw-approve', 'approver'),
+      body: { decision: 'reject', comment: 'not this firmware' },
+    });
+    expect(decided.status).toBe(200);
+    expect(await outcome(provisioningId)).toBe('failed');
+    expect((await statusOf('fw-approve', provisioningId)).error).toMatchObject({ type: 'ApprovalRejected', step: 'approval' });
+    expect(await certificatesOf('fw-approve', test.request.serialNumber)).toEqual([]);
+  });
+});
+
 describe('firmware that changes while the device is being provisioned', () => {
   it('is judged again at the self-test: a known-bad version installed meanwhile fails the run and revokes what was issued', async () => {
     const call = await asAdministrator('fw-change');
