@@ -69,8 +69,8 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
   const pushes = configurationPushes(deps);
 
   /**
-   * The firmware may have changed while the device was provisioned (an update it fetched itself,
-   * a swapped unit): read its identity again where the protocol allows and judge it once more.
+   * The firmware may have changed while the device was provisioned (an update it fetched and
+   * installed itself): read its identity again where the protocol allows and judge it once more.
    * Firmware an approver must see is accepted only if it is what identification judged (and the
    * run already waited for); anything else fails the run, for good, and is asked about next time.
    */
@@ -84,11 +84,13 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
     if (!reread) return undefined;
     const { device: before, identity } = reread;
     const { verdict, action } = await firmware.judge(before, identity, runOf(), 'self-test');
+    // A run identified before firmware was judged has nothing to compare with: its verdict is recorded.
+    const judgedAtIdentification = before.firmwareStatus !== 'unchecked';
     const unchanged =
       before.firmwareVersion === identity.firmwareVersion &&
       (before.firmwareHash ?? null) === (identity.firmwareHash ?? null) &&
       before.firmwareStatus === verdict.status;
-    if (action === 'approve' && !unchanged) {
+    if (action === 'approve' && judgedAtIdentification && !unchanged) {
       throw new PolicyViolationError(
         `firmware changed during provisioning to ${identity.firmwareVersion} (${verdict.status.replace('_', ' ')}), which needs an approver: provision the device again to ask for one`,
       );
