@@ -18,7 +18,8 @@ import type { DeviceConfigurations } from '../configuration/device-configuration
 import { configurationPushes } from './configuration-push';
 import type { DeviceRegistry } from '../registry/device-registry';
 import type { ArchivedRunOutcome, RunArchive } from '../registry/run-archive';
-import { IdentityMismatchError, SelfTestFailedError, ValidationError } from '../foundation/errors';
+import { IdentityMismatchError, PolicyViolationError, SelfTestFailedError, ValidationError } from '../foundation/errors';
+import { firmwareApprovalRequirement, type FirmwareVerdicts } from '../fleet/firmware-verdicts';
 import type { Logger } from '../foundation/logger';
 import type { CertificateInfo, DeviceDescriptor, DeviceProvisioningRecord } from '../contracts/provisioning';
 import { provisioningStep } from './step';
@@ -36,6 +37,8 @@ export interface ProvisioningDependencies {
   adapterFor: (protocol: string) => DeviceAdapter;
   /** Where each run's final record is kept once the run closes. */
   runArchive: RunArchive;
+  /** Judges the firmware a device reports against the tenant's catalogue and applies its fleet policy. */
+  firmware: FirmwareVerdicts;
   /** Hands each certificate a device starts using to its renewal workflow; absent where no client is at hand. */
   renewals?: { track(certificate: CertificateRow): Promise<void> };
   /** Gives an active device's site its health sweep schedule, when it has none yet. */
@@ -63,11 +66,42 @@ export function certificateInfoOf(row: CertificateRow, pins?: CertificatePins): 
 }
 
 export function createProvisioningActivities(deps: ProvisioningDependencies) {
-  const { audit, alerts, registry, ca, inventory, vault, templates, adapterFor, logger } = deps;
+  const { audit, alerts, registry, ca, inventory, vault, templates, adapterFor, firmware, logger } = deps;
+  const runOf = () => Context.current().info.workflowExecution?.workflowId ?? 'system';
 
   const { sessionFor, withDevice } = deviceSessions({ ca, vault, registry, adapterFor });
   const configurationSigner = new ConfigurationSigner(ca);
   const pushes = configurationPushes(deps);
+
+  /**
+   * The firmware may have changed while the device was provisioned (an update it fetched and
+   * installed itself): read its identity again where the protocol allows and judge it once more.
+   * Firmware an approver must see is accepted only if it is what identification judged (and the
+   * run already waited for); anything else fails the run, for good, and is asked about next time.
+   */
+  async function judgeFirmwareAgain(ref: DeviceRef) {
+    const reread = await withDevice(ref, async (device, adapter, session) => ({ device, identity: await adapter.identify(session) })).catch(
+      (error: unknown) => {
+        logger.warn({ ...ref, error: error instanceof Error ? error.message : String(error) }, 'identity not readable after self-test; firmware verdict stands');
+        return undefined;
+      },
+    );
+    if (!reread) return undefined;
+    const { device: before, identity } = reread;
+    const { verdict, action } = await firmware.judge(before, identity, runOf(), 'self-test');
+    // A run identified before firmware was judged has nothing to compare with: its verdict is recorded.
+    const judgedAtIdentification = before.firmwareStatus !== 'unchecked';
+    const unchanged =
+      before.firmwareVersion === identity.firmwareVersion &&
+      (before.firmwareHash ?? null) === (identity.firmwareHash ?? null) &&
+      before.firmwareStatus === verdict.status;
+    if (action === 'approve' && judgedAtIdentification && !unchanged) {
+      throw new PolicyViolationError(
+        `firmware changed during provisioning to ${identity.firmwareVersion} (${verdict.status.replace('_', ' ')}), which needs an approver: provision the device again to ask for one`,
+      );
+    }
+    return verdict.status;
+  }
 
   return {
     /** Registers the device, asks it who it is, and refuses to go on if it is not the device we expect. */
@@ -95,6 +129,8 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
       }
       await registry.recordIdentity(tenantId, device.deviceId, identity);
       logger.info({ tenantId, deviceId: device.deviceId, model: identity.model }, 'device identified');
+      // Blocked firmware fails the step here, for good, before anything is issued.
+      const { verdict, action } = await firmware.judge(registered, identity, runOf(), 'identification');
       return {
         manufacturer: identity.manufacturer,
         model: identity.model,
@@ -102,6 +138,14 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
         firmwareHash: identity.firmwareHash,
         presentedCertificateFingerprint: identity.presentedCertificateFingerprint,
         capabilities: identity.capabilities,
+        firmware: {
+          status: verdict.status,
+          basis: verdict.basis,
+          reason: verdict.reason,
+          action,
+          // The run waits for an approver of this firmware, as for an approval policy.
+          ...(action === 'approve' ? { approval: firmwareApprovalRequirement(verdict) } : {}),
+        },
       };
     }),
 
@@ -199,7 +243,8 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           `self-test failed: ${failed.map((c) => (c.detail ? `${c.name} (${c.detail})` : c.name)).join(', ')}`,
         );
       }
-      return { checks: report.checks.map((check) => check.name) };
+      const firmwareStatus = await judgeFirmwareAgain(ref);
+      return { checks: report.checks.map((check) => check.name), ...(firmwareStatus ? { firmwareStatus } : {}) };
     }),
 
     activateDevice: provisioningStep(async (ref: DeviceRef) => {

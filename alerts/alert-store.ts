@@ -45,6 +45,8 @@ export const alertKinds = {
   deviceCertificateMismatch: 'device.certificate_mismatch',
   credentialRotationFailing: 'device.credential_rotation_failing',
   breakGlassUsed: 'access.break_glass_used',
+  firmwareBlocked: 'device.firmware_blocked',
+  firmwareUnapproved: 'device.firmware_unapproved',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

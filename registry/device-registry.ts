@@ -2,7 +2,7 @@
  * The device registry: what each device is and where it stands in its lifecycle. Serial numbers
  * and MAC addresses are unique per tenant, so one physical device is never two registry entries.
  */
-import { and, asc, eq, gt, inArray, isNotNull, lte, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, lte, ne, or, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { insertInBatches } from '../db/row-transfer';
 import { devices, type DeviceRow } from '../db/schema';
@@ -16,6 +16,14 @@ export type LifecycleState = RegisteredDevice['lifecycleState'];
 export const lifecycleStates: readonly LifecycleState[] = ['registered', 'provisioning', 'provisioned', 'active', 'failed', 'decommissioned'];
 /** What identifies a registered device and where it is reached: what new devices are checked against. */
 export type DeviceClaims = Pick<DeviceRow, 'deviceId' | 'serialNumber' | 'macAddress' | 'address' | 'protocol' | 'lifecycleState'>;
+
+export interface FirmwareCount {
+  manufacturer: string | null;
+  model: string | null;
+  firmwareVersion: string | null;
+  firmwareStatus: RegisteredDevice['firmwareStatus'];
+  count: number;
+}
 
 export interface RegistryConflict {
   deviceId: string;
@@ -222,6 +230,57 @@ export class DeviceRegistry {
       })
       .from(devices)
       .groupBy(devices.tenantId, devices.configurationTemplate, devices.configurationVersion);
+  }
+
+  /** Records the firmware the device reports and the verdict on it against the tenant's catalogue. */
+  recordFirmwareVerdict(
+    tenantId: string,
+    deviceId: string,
+    judged: { firmwareVersion: string; firmwareHash: string | null; status: RegisteredDevice['firmwareStatus']; verdict: Record<string, unknown> },
+  ): Promise<RegisteredDevice> {
+    return this.update(tenantId, deviceId, {
+      firmwareVersion: judged.firmwareVersion,
+      firmwareHash: judged.firmwareHash,
+      firmwareStatus: judged.status,
+      firmwareVerdict: judged.verdict,
+    });
+  }
+
+  /** How many of the tenant's devices run each vendor, model and firmware version, per verdict. */
+  countByFirmware(tenantId: string): Promise<FirmwareCount[]> {
+    return this.db
+      .select({
+        manufacturer: devices.manufacturer,
+        model: devices.model,
+        firmwareVersion: devices.firmwareVersion,
+        firmwareStatus: devices.firmwareStatus,
+        count: sql<number>`count(*)::int`,
+      })
+      .from(devices)
+      .where(and(eq(devices.tenantId, tenantId), ne(devices.lifecycleState, 'decommissioned')))
+      .groupBy(devices.manufacturer, devices.model, devices.firmwareVersion, devices.firmwareStatus)
+      .orderBy(asc(devices.manufacturer), asc(devices.model), asc(devices.firmwareVersion), asc(devices.firmwareStatus));
+  }
+
+  /** A page, by device id after `after`, of the tenant's devices whose firmware verdict is one of `statuses`. */
+  listByFirmwareStatus(
+    tenantId: string,
+    statuses: readonly RegisteredDevice['firmwareStatus'][],
+    page: { after?: string; limit: number },
+  ): Promise<RegisteredDevice[]> {
+    return this.db
+      .select()
+      .from(devices)
+      .where(
+        and(
+          eq(devices.tenantId, tenantId),
+          inArray(devices.firmwareStatus, [...statuses]),
+          ne(devices.lifecycleState, 'decommissioned'),
+          ...(page.after !== undefined ? [gt(devices.deviceId, page.after)] : []),
+        ),
+      )
+      .orderBy(asc(devices.deviceId))
+      .limit(page.limit);
   }
 
   /** Other devices of the tenant that already claim this serial number or MAC address. */

@@ -6,6 +6,8 @@ import { type Express } from 'express';
 import { BearerTokenVerifier } from '../access/bearer-tokens';
 import { createApp } from '../api/app';
 import { configurationOperations } from '../api/routes/configuration';
+import { firmwareOperations } from '../api/routes/firmware';
+import { FirmwareReports } from '../fleet/firmware-report';
 import { EncryptionCodec } from '../custody/payload-codec';
 import { IntermediateRotations } from '../pki/rotations';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
@@ -90,6 +92,7 @@ export function createServiceApi(
           alerts: parts.alerts,
         }),
       ),
+      ...firmwareOperations({ ...parts, firmwareReports: new FirmwareReports(parts.registry) }),
       ...configurationJobOperations({
         rollouts: new ConfigurationRollouts({
           client,

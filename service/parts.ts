@@ -28,6 +28,8 @@ import { FleetPolicies } from '../fleet/fleet-policies';
 import { RunArchive } from '../registry/run-archive';
 import { DeviceHealthEvents } from '../fleet/health-events';
 import { CredentialRotations } from '../fleet/credential-rotations';
+import { FirmwareCatalogue } from '../fleet/firmware-catalogue';
+import { FirmwareVerdicts } from '../fleet/firmware-verdicts';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -78,6 +80,8 @@ export interface ServiceParts {
   fleetPolicies: FleetPolicies;
   /** What the health sweeps saw happen to each device: offline, back online, rebooted, a foreign certificate. */
   healthEvents: DeviceHealthEvents;
+  /** Each tenant's approved and known-bad firmware, per vendor and model. */
+  firmwareCatalogue: FirmwareCatalogue;
   /** Encrypted backups of the CA (certificates, CRLs, software keys, HSM key references). */
   caBackup: CertificateAuthorityBackup;
   /** The service's records and its CA in one encrypted file (`npm run backup` / `npm run restore`). */
@@ -151,6 +155,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
     fleetPolicies: new FleetPolicies(database.db, config.fleet),
+    firmwareCatalogue: new FirmwareCatalogue(database.db),
     healthEvents: new DeviceHealthEvents(database.db),
     caBackup,
     recordsBackup: new RecordsBackup({ db: database.db, vault, caBackup, keyEncryptionKeyId: sealer.keyId, logger }),
@@ -170,6 +175,12 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
       await database.close();
     },
   };
+}
+
+/** Judges the firmware devices report against their tenant's catalogue, under its fleet policy. */
+export function createFirmwareVerdicts(parts: ServiceParts): FirmwareVerdicts {
+  const { firmwareCatalogue: catalogue, fleetPolicies: policies, registry, alerts, audit } = parts;
+  return new FirmwareVerdicts({ catalogue, policies, registry, alerts, audit });
 }
 
 /** A Temporal client that reads and writes payloads with the service's codec. */

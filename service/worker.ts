@@ -21,7 +21,7 @@ import { BulkJobStore } from '../bulk/bulk-job-store';
 import { scheduledAlertRules, visibilityCounter } from '../alerts/rules';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
-import { createProvisioningPlanner, createZeroTouchRegistrations, systemAuditTenant, type ServiceParts } from './parts';
+import { createFirmwareVerdicts, createProvisioningPlanner, createZeroTouchRegistrations, systemAuditTenant, type ServiceParts } from './parts';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -79,6 +79,7 @@ export function createProvisioningWorker(
         inventory,
         renewals,
         runArchive: parts.runArchive,
+        firmware: createFirmwareVerdicts(parts),
         healthSchedules: siteHealthSchedules(options.client, parts.fleetPolicies, options.taskQueue, logger),
         logger,
       }),

@@ -15,6 +15,8 @@ import { ProvisioningRun } from './provisioning-run';
 
 /** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */
 const certificateEnrolmentByCapability = 'certificate-enrolment-by-capability';
+/** Marks runs whose firmware verdict may make them wait for an approver. */
+const firmwareApproval = 'firmware-approval';
 
 /** Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while. */
 function deviceStepOptions(retryWindowSeconds: number): ActivityOptions {
@@ -63,7 +65,10 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     await run.scope.run(async () => {
       const identified = await run.step('identify', onDevice, { tenantId, device, ...(input.metadata ? { metadata: input.metadata } : {}) });
 
-      if (input.approval) await run.awaitApproval(input.approval);
+      // Firmware the tenant's policy wants an approver for waits as an approval policy does (one
+      // decision covers both); runs recorded before firmware was judged knew only approval policies.
+      const approval = patched(firmwareApproval) ? run.firmwareJudged(identified.firmware) : input.approval;
+      if (approval) await run.awaitApproval(approval);
       else run.skip('approval');
 
       await run.step('authenticate', onDevice, { tenantId, deviceId });

@@ -42,6 +42,9 @@ import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome, ty
 /** Marks runs that archive their final record in the database as they close. */
 const archivesItsRecord = 'archives-its-record';
 
+/** The identify step's word on the device's firmware, and the approval it needs, if any. */
+type FirmwareJudged = NonNullable<Awaited<ReturnType<ProvisioningActivities['identifyDevice']>>['firmware']>;
+
 /** Marks runs that go on when an audit event is refused for good (the activity put the refusal on record). */
 const refusedAuditEventDoesNotStopRun = 'refused-audit-event-does-not-stop-run';
 
@@ -157,6 +160,24 @@ export class ProvisioningRun {
         await bookkeeping.closeApprovalEscalation({ tenantId, provisioningId });
       },
     });
+  }
+
+  /**
+   * Puts the firmware verdict on the record and returns the approval the run must wait for: the
+   * approval policy's, the firmware's, or both as one decision (the longer wait, the earlier escalation).
+   */
+  firmwareJudged(firmware: FirmwareJudged | undefined): ApprovalRequirement | undefined {
+    const policy = this.#input.approval;
+    if (!firmware) return policy;
+    const { approval: ofFirmware, ...verdict } = firmware;
+    this.record.metadata.firmware = verdict;
+    if (!ofFirmware || !policy) return ofFirmware ?? policy;
+    const escalations = [policy.escalateAfterSeconds, ofFirmware.escalateAfterSeconds].filter((s): s is number => s !== undefined);
+    return {
+      policyIds: [...policy.policyIds, ...ofFirmware.policyIds],
+      timeoutSeconds: Math.max(policy.timeoutSeconds, ofFirmware.timeoutSeconds),
+      ...(escalations.length > 0 ? { escalateAfterSeconds: Math.min(...escalations) } : {}),
+    };
   }
 
   certificateIssued(certificate: CertificateInfo): void {

@@ -207,7 +207,8 @@ export class ReferenceDevice {
   readonly macAddress: string;
   readonly manufacturer: string;
   readonly model: string;
-  readonly firmwareVersion: string;
+  /** The version running now; `installFirmware` changes it, as an update the device fetched itself would. */
+  firmwareVersion: string;
   readonly deviceType: DeviceType;
 
   private readonly host: string;
@@ -215,9 +216,9 @@ export class ReferenceDevice {
   private readonly credentials: DeviceCredentials;
   private readonly lockoutMs: number;
   private faults: DeviceFaults;
-  private readonly firmwareImage: Buffer;
+  private firmwareImage: Buffer;
   /** What the signed firmware manifest says the image hashes to. */
-  private readonly firmwareHash: string;
+  private firmwareHash: string;
   private readonly routes: Record<string, Route>;
 
   private currentState: DeviceState = 'factory';
@@ -547,6 +548,18 @@ export class ReferenceDevice {
       throw new DeviceProblem(401, 'invalid credentials');
     }
     this.failedLogins = 0;
+  }
+
+  /** Replaces the running firmware, keeping everything else (certificate, configuration, state). */
+  installFirmware(version: string): void {
+    this.firmwareVersion = version;
+    this.firmwareImage = buildFirmwareImage(this.model, version);
+    this.firmwareHash = sha256Hex(this.firmwareImage);
+  }
+
+  /** The SHA-256 of the running image, as its signed manifest states it. */
+  get firmwareDigest(): string {
+    return this.firmwareHash;
   }
 
   private identity(): Reply {

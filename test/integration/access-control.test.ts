@@ -53,6 +53,7 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/templates/{templateId}/rollouts')) return { deviceIds: [acmeObjects.deviceId] };
   if (op.path === '/api/v1/fleet/policy' && op.method === 'PUT') return fleetPolicyBody;
   if (op.path === '/api/v1/fleet/health-checks') return { site: acmeObjects.site };
+  if (op.path.endsWith('/firmware/catalogue') && op.method === 'PUT') return firmwareEntryBody;
   return undefined;
 }
 
@@ -67,6 +68,8 @@ const fleetPolicyBody = {
   firmwareKnownBad: 'block',
   credentialRotationDays: null,
 };
+
+const firmwareEntryBody = { vendor: 'Acme Optics', model: 'AO-1', version: '1.0.0', status: 'known_bad', reason: 'leaks its keys' };
 
 const discoverySiteBody = { scope: { interfaces: ['lo'], ranges: ['127.80.0.0/30'], allowLoopback: true }, scanners: ['snmp'], intervalMinutes: 60, enabled: false };
 
@@ -129,6 +132,9 @@ beforeAll(async () => {
   const driftCheck = await api.call('POST', '/api/v1/provisioning/configuration/drift-checks', { body: { action: 'alert' } });
   expect(driftCheck.status).toBe(202);
   acmeObjects.driftCheckId = driftCheck.body.driftCheckId;
+  const firmware = await api.call('PUT', '/api/v1/firmware/catalogue', { body: firmwareEntryBody });
+  expect(firmware.status).toBe(201);
+  acmeObjects.entryId = firmware.body.id;
 });
 
 afterAll(async () => {
@@ -185,6 +191,7 @@ describe('every operation', () => {
     expect((await api.call('GET', `/api/v1/provisioning/devices/${acmeObjects.provisioningId}/status`)).status).toBe(200);
     expect((await api.call('GET', `/api/v1/provisioning/templates/${acmeObjects.templateId}`)).status).toBe(200);
     expect((await api.call('GET', '/api/v1/discovery/sites')).body.sites).toEqual([expect.objectContaining({ site: acmeObjects.site })]);
+    expect((await api.call('GET', '/api/v1/firmware/catalogue')).body.entries).toEqual([expect.objectContaining({ id: acmeObjects.entryId })]);
   });
 
   it("gives another tenant configuring a site of the same name a site of its own, leaving this tenant's untouched", async () => {
@@ -215,6 +222,10 @@ describe('every operation', () => {
     expect(keys.body.apiKeys.map((k: { id: string }) => k.id)).not.toContain(acmeObjects.apiKeyId);
     const overrides = await api.call('GET', '/api/v1/provisioning/compliance/overrides', { key });
     expect(overrides.body.overrides).toEqual([]);
+    const firmware = await api.call('GET', '/api/v1/firmware/catalogue', { key });
+    expect(firmware.body.entries).toEqual([]);
+    const report = await api.call('GET', '/api/v1/firmware/report', { key });
+    expect(report.body.unapproved.map((d: { deviceId: string }) => d.deviceId)).not.toContain(acmeObjects.deviceId);
     const root = await api.call('GET', '/api/v1/provisioning/ca/root', { key });
     const acmeRoot = await api.call('GET', '/api/v1/provisioning/ca/root');
     expect(root.body).not.toBe(acmeRoot.body);

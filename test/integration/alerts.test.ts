@@ -271,6 +271,9 @@ describe('alert evaluation on its schedule', () => {
     for (const faults of [{ refuseConfiguration: true }, { refuseConfiguration: true }, { refuseConfiguration: true }, undefined]) {
       fleet.push(await devices.start({ faults }));
     }
+    // Their firmware is approved, so the failure rate is all there is to alert about.
+    const { manufacturer: vendor, model, firmwareVersion: version, firmwareDigest: sha256 } = fleet[0]!.device;
+    await service.parts.firmwareCatalogue.upsert(tenant, { vendor, model, version, status: 'approved', sha256 }, 'test');
     await service.provisioning.start(tenant, { devices: fleet.map((d) => d.request) });
     const outcomes = await Promise.all(
       fleet.map((d) =>

@@ -230,6 +230,24 @@ it('replays the histories of earlier versions and of this one without nondetermi
       }, 'activation wait');
       await service.provisioning.activate('acme', started.provisioningId);
     }),
+    await recordedRun('firmware-approval', async (d) => {
+      // Firmware the catalogue does not know waits for an approver under this policy.
+      const policies = service.parts.fleetPolicies;
+      await policies.put('acme', { ...policies.defaults, firmwareUnknown: 'approve' }, 'replay-test');
+      try {
+        const [started] = await service.provisioning.start('acme', { devices: [d.request] });
+        await waitFor(async () => {
+          const record = await service.provisioning.status('acme', started.provisioningId);
+          return record.metadata.awaitingApproval ? record : undefined;
+        }, 'firmware approval wait');
+        await service.provisioning.decideApproval('acme', started.provisioningId, {
+          decision: 'approve',
+          approver: { subject: 'user:replay-approver', tenantId: 'acme', role: 'approver' },
+        });
+      } finally {
+        await policies.put('acme', policies.defaults, 'replay-test');
+      }
+    }),
     await recordedRollout('completed'),
     await recordedZeroTouch(),
     await recordedBulkJob(),

@@ -21,6 +21,7 @@ export interface TestDevice {
 export interface TestDeviceOptions {
   faults?: DeviceFaults;
   site?: string;
+  firmwareVersion?: string;
 }
 
 export async function startTestDevice(options: TestDeviceOptions = {}): Promise<TestDevice> {
@@ -36,6 +37,7 @@ export async function startTestDevice(options: TestDeviceOptions = {}): Promise<
     credentials,
     deviceType: 'camera',
     faults: options.faults,
+    ...(options.firmwareVersion ? { firmwareVersion: options.firmwareVersion } : {}),
   });
   const address = await device.start();
   return {
