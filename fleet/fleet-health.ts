@@ -16,6 +16,7 @@ import {
   noHealthSweepCounts,
   type HealthSweepReport,
 } from '../contracts/fleet-health';
+import type { CredentialRotations } from './credential-rotations';
 import type { FleetPolicies, FleetPolicy, FleetPolicyInput } from './fleet-policies';
 import type { DeviceHealthEvents, HealthEvent, HealthEventPosition } from './health-events';
 import { applyHealthSchedule, applyTenantHealthSchedules, healthSweepTimeout } from './health-schedules';
@@ -31,6 +32,8 @@ export interface FleetHealthDependencies {
   policies: FleetPolicies;
   registry: Pick<DeviceRegistry, 'find' | 'sitesWithActiveDevices'>;
   events: DeviceHealthEvents;
+  /** The tenant's credential rotation schedule, which follows the same policy. */
+  credentialRotations: Pick<CredentialRotations, 'followPolicy'>;
 }
 
 export class FleetHealth {
@@ -42,11 +45,12 @@ export class FleetHealth {
     return { ...policy, healthSchedules: sites.map(({ site }) => healthScheduleId(tenantId, site)) };
   }
 
-  /** Sets the policy; the schedules of the tenant's sites follow it. */
+  /** Sets the policy; the schedules of the tenant's sites, and its credential rotation schedule, follow it. */
   async setPolicy(tenantId: string, input: FleetPolicyInput, actor: string): Promise<ScheduledFleetPolicy> {
     const policy = await this.deps.policies.put(tenantId, input, actor);
     try {
       const healthSchedules = await applyTenantHealthSchedules(this.deps.client, { registry: this.deps.registry, policy }, this.deps.taskQueue);
+      await this.deps.credentialRotations.followPolicy(tenantId);
       return { ...policy, healthSchedules };
     } catch (error) {
       throw fromWorkflowError(error, { what: `the health schedules of tenant ${tenantId}` });

@@ -57,6 +57,7 @@ export function createServiceApi(
     networks: parts.networks,
     planner,
   });
+  const credentialRotations = createCredentialRotations(parts, client, config.temporal.taskQueue);
   const renewals = new CertificateRenewals({
     client,
     taskQueue: config.temporal.taskQueue,
@@ -104,9 +105,16 @@ export function createServiceApi(
         driftChecks: new DriftChecks({ client, taskQueue: config.temporal.taskQueue, policies: parts.driftPolicies }),
       }),
       ...fleetHealthOperations(
-        new FleetHealth({ client, taskQueue: config.temporal.taskQueue, policies: parts.fleetPolicies, registry: parts.registry, events: parts.healthEvents }),
+        new FleetHealth({
+          client,
+          taskQueue: config.temporal.taskQueue,
+          policies: parts.fleetPolicies,
+          registry: parts.registry,
+          events: parts.healthEvents,
+          credentialRotations,
+        }),
       ),
-      ...fleetCredentialOperations({ rotations: createCredentialRotations(parts, client, config.temporal.taskQueue) }),
+      ...fleetCredentialOperations({ rotations: credentialRotations }),
       ...zeroTouchOperations({
         registrations: createZeroTouchRegistrations(parts, client, config.temporal.taskQueue),
         protocols: [...parts.adapters.keys()],

@@ -153,8 +153,8 @@ describe('credential rotation through the API, the dev server and the ONVIF came
     const policy = await service.parts.fleetPolicies.get('acme');
     const { tenantId: _t, updatedBy: _u, updatedAt: _a, ...input } = policy;
 
-    await service.parts.fleetPolicies.put('acme', { ...input, credentialRotationDays: 30 }, 'test');
-    expect(await rotations.followPolicy('acme')).toBe(credentialRotationScheduleId('acme'));
+    // The fleet policy route: the schedule follows it at once.
+    expect((await api.call('PUT', '/api/v1/fleet/policy', { body: { ...input, credentialRotationDays: 30 } })).status).toBe(200);
     const schedule = await service.env.client.schedule.getHandle(credentialRotationScheduleId('acme')).describe();
     expect(schedule.action).toMatchObject({ workflowType: 'credentialRotationSweep', args: [{ tenantId: 'acme' }] });
 
@@ -170,8 +170,8 @@ describe('credential rotation through the API, the dev server and the ONVIF came
     expect(camera.passwordMatches('provisioning', await managementPassword('cam-sweep-due'))).toBe(true);
     expect(await managementPassword('cam-sweep-due')).not.toBe(before);
 
-    await service.parts.fleetPolicies.put('acme', { ...input, credentialRotationDays: null }, 'test');
-    expect(await rotations.ensureSchedules()).toBe(0);
+    expect((await api.call('PUT', '/api/v1/fleet/policy', { body: { ...input, credentialRotationDays: null } })).status).toBe(200);
     await expect(service.env.client.schedule.getHandle(credentialRotationScheduleId('acme')).describe()).rejects.toThrow();
+    expect(await rotations.ensureSchedules()).toBe(0);
   });
 });

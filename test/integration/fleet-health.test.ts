@@ -18,6 +18,7 @@ import { alerts } from '../../db/schema';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { healthScheduleId, type HealthSweepReport } from '../../contracts/fleet-health';
 import { FleetHealth } from '../../fleet/fleet-health';
+import { createCredentialRotations } from '../../service/parts';
 import { createMetricsRegistry } from '../../observability/metrics';
 import { testDeviceNetworks } from '../support/device-networks';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
@@ -49,6 +50,7 @@ beforeAll(async () => {
     policies: service.parts.fleetPolicies,
     registry: service.parts.registry,
     events: service.parts.healthEvents,
+    credentialRotations: createCredentialRotations(service.parts, service.env.client, service.config.temporal.taskQueue),
   });
 
   reference = await startTestDevice({ site });
