@@ -46,6 +46,16 @@ export function storableText(text: string): string {
   return text.replace(unstorableCharacters, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** A copy of a JSON value whose every string and key is `storableText`: what a record keeps of text it did not choose. */
+export function storableValue<T>(value: T): T {
+  if (typeof value === 'string') return storableText(value) as T;
+  if (Array.isArray(value)) return value.map((item) => storableValue(item)) as T;
+  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [storableText(key), storableValue(inner)])) as T;
+  }
+  return value;
+}
+
 interface PathNode {
   parent?: PathNode;
   key: PropertyKey;

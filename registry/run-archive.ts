@@ -7,6 +7,7 @@ import { and, desc, eq, lt, or } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { provisioningRuns, type ProvisioningRunRow } from '../db/schema';
 import type { DeviceProvisioningRecord } from '../contracts/provisioning';
+import { storableValue } from '../foundation/validation';
 
 export type ArchivedRunOutcome = ProvisioningRunRow['outcome'];
 
@@ -41,9 +42,13 @@ function archivedRunOf(row: ProvisioningRunRow): ArchivedRun {
 export class RunArchive {
   constructor(private readonly db: Database) {}
 
-  /** Keeps the run's final record; a second write of the same run (a retried activity) changes nothing. */
+  /**
+   * Keeps the run's final record; a second write of the same run (a retried activity) changes
+   * nothing. Text the database cannot hold (a NUL in an approver's comment sent with the CLI) is
+   * kept as its `\u0000` escape: the record is never refused.
+   */
   async archive(run: { runId: string; outcome: ArchivedRunOutcome; record: DeviceProvisioningRecord }): Promise<void> {
-    const { record } = run;
+    const record = storableValue(run.record);
     const certificate = record.certificateInfo;
     await this.db
       .insert(provisioningRuns)

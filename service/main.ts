@@ -134,6 +134,7 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     apiUrl = server.url;
     parts.publication.useBaseUrlIfUnset(apiUrl);
     logger.info({ component: 'api', url: apiUrl }, `api: ${apiUrl}`);
+    logger.info({ component: 'fleet', url: `${apiUrl}/api/v1/devices` }, `fleet inventory: ${apiUrl}/api/v1/devices (health, firmware, lifecycle, runs)`);
     stops.unshift(server.close);
 
     if (config.est.port !== 0) {

@@ -233,6 +233,9 @@ describe('a comment the audit trail cannot store', () => {
     expect(details).toMatchObject({ action: 'approval.granted', problems: [{ field: 'details.comment' }] });
     expect(JSON.parse(details.event).details.comment).toBe('by phone\u0000');
     expect((await service.parts.audit.verify('acme')).ok).toBe(true);
+    // The run's archived record keeps the comment, written as its escape.
+    const archived = await service.parts.runArchive.latestRecord('acme', provisioningId);
+    expect(archived).toMatchObject({ status: 'completed', metadata: { approval: { comment: 'by phone\\u0000' } } });
   });
 });
 

@@ -147,8 +147,10 @@ describe('the inventory', () => {
       firmware: { status: expect.any(String) },
       configuration: { templateId: expect.any(String), version: expect.any(Number), drift: 'in-sync' },
       lastRun: { workflowId: camera.provisioningId, outcome: 'completed' },
-      openAlerts: [],
     });
+    // The reference device's firmware is in no catalogue here: the default policy lets it through and alerts.
+    expect(view.body.firmware).toMatchObject({ status: 'unknown', verdict: { basis: 'digest' } });
+    expect(view.body.openAlerts.map((alert: { kind: string }) => alert.kind)).toEqual(['device.firmware_unapproved']);
     expect(view.body.certificate.pins.certificateSha256).toBe(view.body.certificate.fingerprint);
     expect(view.body.certificateExpiresAt).toBe(view.body.certificate.expiresAt);
   });
