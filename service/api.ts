@@ -19,7 +19,16 @@ import { BulkJobs } from '../bulk/bulk-jobs';
 import { BulkJobStore } from '../bulk/bulk-job-store';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
-import { createProvisioningPlanner, createProvisioningService, createZeroTouchRegistrations, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
+import { deviceLifecycleOperations } from '../api/routes/device-lifecycle';
+import {
+  createDeviceLifecycle,
+  createProvisioningPlanner,
+  createProvisioningService,
+  createZeroTouchRegistrations,
+  serviceClient,
+  systemAuditTenant,
+  type ServiceParts,
+} from './parts';
 
 /** The HTTP API over the service's parts, talking to Temporal through `connection`. */
 export function createServiceApi(
@@ -67,6 +76,10 @@ export function createServiceApi(
         sweeps: new DiscoverySweeps({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),
       }),
       ...configurationOperations(parts),
+      ...deviceLifecycleOperations({
+        lifecycle: createDeviceLifecycle(parts, client, config.temporal.taskQueue, planner),
+        protocols: [...parts.adapters.keys()],
+      }),
       ...configurationJobOperations({
         rollouts: new ConfigurationRollouts({
           client,

@@ -25,6 +25,7 @@ import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { DiscoveryStore } from '../discovery/discovery-store';
 import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
+import { DeviceLifecycle } from '../fleet/device-lifecycle';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -195,4 +196,22 @@ export function createProvisioningService(
   planner = createProvisioningPlanner(parts),
 ): ProvisioningService {
   return new ProvisioningService({ client, taskQueue, planner, vault: parts.vault, configurations: parts.configurations });
+}
+
+/** Decommissioning, replacing and re-provisioning devices, each one workflow, planned as every run is. */
+export function createDeviceLifecycle(
+  parts: ServiceParts,
+  client: Client,
+  taskQueue: string,
+  planner = createProvisioningPlanner(parts),
+): DeviceLifecycle {
+  return new DeviceLifecycle({
+    client,
+    taskQueue,
+    registry: parts.registry,
+    planner,
+    vault: parts.vault,
+    configurations: parts.configurations,
+    protocols: [...parts.adapters.keys()],
+  });
 }

@@ -10,3 +10,5 @@ export { discoverySweep } from './discovery-sweep';
 export { configRollout } from './configuration-rollout';
 export { configurationDriftCheck } from './configuration-drift';
 export { backUpCertificateAuthority } from './ca-backup';
+export { decommissionDevice } from './decommission-device';
+export { replaceDevice, reprovisionDevice } from './device-replacement';
