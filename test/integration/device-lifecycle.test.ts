@@ -1,0 +1,218 @@
+/**
+ * A device's life after activation through the API, against the real dev server, database, CA and
+ * HTTPS reference devices: decommissioning (certificates revoked, workflows ended, secrets gone,
+ * kept on record, idempotent, never provisioned again), replacing a unit (RMA) and provisioning an
+ * active device again on purpose.
+ */
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { certificates } from '../../db/schema';
+import { renewalStatusQuery, renewalWorkflowId } from '../../contracts/certificates';
+import { decommissionWorkflowId, replacementWorkflowId, reprovisioningWorkflowId } from '../../contracts/device-lifecycle';
+import { provisioningWorkflowId, type DeviceProvisioningRecord } from '../../contracts/provisioning';
+import { initialCredentialsPurpose } from '../../registry/initial-credentials';
+import { startTestApi, type TestApi } from '../support/api';
+import { TestDevices, waitFor, type TestDevice } from '../support/devices';
+import { presentedCertificateFingerprint } from '../support/network';
+import { startTestService, type TestService } from '../support/service';
+
+let service: TestService;
+let api: TestApi;
+let operator: string;
+const devices = new TestDevices();
+
+beforeAll(async () => {
+  service = await startTestService();
+  api = await startTestApi(service, { defaultTenant: 'acme' });
+  operator = await api.keyFor('acme', 'operator');
+});
+afterAll(async () => {
+  await devices.stopAll();
+  await api?.close();
+  await service?.stop();
+});
+
+async function provision(name = 'Lobby camera'): Promise<{ device: TestDevice; deviceId: string; record: DeviceProvisioningRecord }> {
+  const device = await devices.start();
+  const started = await api.call('POST', '/api/v1/provisioning/devices', { body: { devices: [{ ...device.request, name }] } });
+  expect(started.status).toBe(202);
+  const deviceId = device.request.serialNumber;
+  const record: DeviceProvisioningRecord = await service.env.client.workflow.getHandle(provisioningWorkflowId('acme', deviceId)).result();
+  expect(record.status).toBe('completed');
+  return { device, deviceId, record };
+}
+
+async function certificate(id: string) {
+  const [row] = await service.parts.database.db.select().from(certificates).where(eq(certificates.id, id));
+  return row!;
+}
+
+function result<T>(workflowId: string): Promise<T> {
+  return service.env.client.workflow.getHandle(workflowId).result();
+}
+
+async function renewalWaiting(deviceId: string) {
+  return waitFor(async () => {
+    const status = await service.env.client.workflow.getHandle(renewalWorkflowId('acme', deviceId)).query(renewalStatusQuery);
+    return status.state === 'waiting' ? status : undefined;
+  }, 'the renewal workflow to wait');
+}
+
+describe('decommissioning', () => {
+  it('revokes the certificate (cessationOfOperation), ends the renewal workflow, removes the secrets and keeps the device on record as decommissioned', async () => {
+    const { deviceId, record } = await provision();
+    await renewalWaiting(deviceId);
+    expect(await service.parts.vault.read('acme', deviceId, initialCredentialsPurpose)).toBeDefined();
+
+    const started = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { key: operator, body: { reason: 'camera removed from lobby' } });
+    expect(started.status).toBe(202);
+    expect(started.body).toMatchObject({ deviceId, jobId: decommissionWorkflowId('acme', deviceId), outcome: 'started' });
+    await result(started.body.jobId);
+
+    const revoked = await certificate(record.certificateInfo!.certificateId);
+    expect(revoked.revokedAt).not.toBeNull();
+    expect(revoked.revocationReason).toBe('cessationOfOperation');
+    const renewal = await service.env.client.workflow.getHandle(renewalWorkflowId('acme', deviceId)).describe();
+    expect(renewal.status.name).toBe('CANCELLED');
+    expect(await service.parts.vault.read('acme', deviceId, initialCredentialsPurpose)).toBeUndefined();
+    const registered = await service.parts.registry.get('acme', deviceId);
+    expect(registered).toMatchObject({ lifecycleState: 'decommissioned', decommissionReason: 'camera removed from lobby' });
+    expect(registered.decommissionedAt).toBeInstanceOf(Date);
+
+    const progress = await api.call('GET', `/api/v1/devices/${deviceId}/decommission`, { key: await api.keyFor('acme', 'viewer') });
+    expect(progress.status).toBe(200);
+    expect(progress.body).toMatchObject({
+      state: 'completed',
+      reason: 'camera removed from lobby',
+      revokedCertificates: [record.certificateInfo!.serialNumber],
+      endedWorkflows: [renewalWorkflowId('acme', deviceId)],
+    });
+    expect(progress.body.removedSecrets).toBeGreaterThanOrEqual(1);
+    expect(progress.body.steps.map((s: { status: string }) => s.status)).not.toContain('pending');
+
+    const trail = await service.parts.audit.list('acme', { targetId: deviceId, limit: 100 });
+    const actions = trail.map((event) => event.action);
+    expect(actions).toEqual(expect.arrayContaining(['device.decommission_started', 'device.decommission.revoke_certificates', 'device.decommissioned']));
+  }, 120_000);
+
+  it('answers a second request with the same job and refuses to provision the device again (409)', async () => {
+    const { device, deviceId } = await provision();
+    const first = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { key: operator, body: { reason: 'end of life' } });
+    const again = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { key: operator, body: { reason: 'end of life' } });
+    expect(again.status).toBe(202);
+    expect(again.body.jobId).toBe(first.body.jobId);
+    await result(first.body.jobId);
+    const afterwards = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { key: operator, body: { reason: 'asked once more' } });
+    expect(afterwards.status).toBe(202);
+    expect(afterwards.body).toMatchObject({ jobId: first.body.jobId, outcome: 'existing' });
+    expect((await service.parts.registry.get('acme', deviceId)).decommissionReason).toBe('end of life');
+
+    const provisionAgain = await api.call('POST', '/api/v1/provisioning/devices', { body: { devices: [device.request] } });
+    expect(provisionAgain.status).toBe(409);
+    expect(provisionAgain.body.errors).toEqual([{ field: 'devices[0].deviceId', reason: 'this device is decommissioned' }]);
+    const reprovision = await api.call('POST', `/api/v1/devices/${deviceId}/reprovision`, { key: operator, body: { reason: 'try' } });
+    expect(reprovision.status).toBe(409);
+  }, 120_000);
+
+  it('goes through for a device that no longer answers', async () => {
+    const { device, deviceId } = await provision();
+    await device.device.stop();
+    const started = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { key: operator, body: { reason: 'camera destroyed' } });
+    const progress = await result<{ state: string; managementAccess: { removed: boolean } }>(started.body.jobId);
+    expect(progress.state).toBe('completed');
+    expect(progress.managementAccess.removed).toBe(false);
+    expect((await service.parts.registry.get('acme', deviceId)).lifecycleState).toBe('decommissioned');
+  }, 180_000);
+
+  it('refuses bad input with the field at fault, and answers 404 for a device that is not registered', async () => {
+    const { deviceId } = await provision();
+    const empty = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { key: operator, body: { reason: '' } });
+    expect(empty.status).toBe(400);
+    expect(empty.body.errors).toEqual([expect.objectContaining({ field: 'reason' })]);
+    const missing = await api.call('POST', '/api/v1/devices/NO-SUCH-DEVICE/decommission', { key: operator, body: { reason: 'x' } });
+    expect(missing.status).toBe(404);
+    expect((await api.call('GET', `/api/v1/devices/${deviceId}/decommission`)).status).toBe(404);
+  }, 120_000);
+});
+
+describe('replacement (RMA)', () => {
+  it("provisions the new unit with the old one's site, template and name, then decommissions the old one", async () => {
+    const old = await provision('Door 4 camera');
+    const unit = await devices.start();
+    const started = await api.call('POST', `/api/v1/devices/${old.deviceId}/replace`, {
+      key: operator,
+      body: {
+        reason: 'lens cracked',
+        device: {
+          serialNumber: unit.request.serialNumber,
+          macAddress: unit.request.macAddress,
+          address: unit.request.address,
+          credentials: unit.request.credentials,
+        },
+      },
+    });
+    expect(started.status).toBe(202);
+    expect(started.body.jobId).toBe(replacementWorkflowId('acme', old.deviceId));
+    await result(started.body.jobId);
+
+    const newDeviceId = unit.request.serialNumber;
+    const replaced = await service.parts.registry.get('acme', old.deviceId);
+    const replacement = await service.parts.registry.get('acme', newDeviceId);
+    expect(replacement).toMatchObject({
+      lifecycleState: 'active',
+      site: replaced.site,
+      protocol: replaced.protocol,
+      deviceType: replaced.deviceType,
+      name: 'Door 4 camera',
+      configurationTemplate: replaced.configurationTemplate,
+      replacementOf: old.deviceId,
+    });
+    expect(replaced).toMatchObject({ lifecycleState: 'decommissioned', replacedBy: newDeviceId });
+    expect((await certificate(old.record.certificateInfo!.certificateId)).revocationReason).toBe('cessationOfOperation');
+
+    const progress = await api.call('GET', `/api/v1/devices/${old.deviceId}/replace`);
+    expect(progress.body).toMatchObject({ state: 'completed', newDeviceId, decommissionId: decommissionWorkflowId('acme', old.deviceId) });
+  }, 180_000);
+
+  it('refuses a new unit that is already registered', async () => {
+    const [a, b] = [await provision(), await provision()];
+    const refused = await api.call('POST', `/api/v1/devices/${a.deviceId}/replace`, {
+      key: operator,
+      body: { reason: 'swap', device: { serialNumber: b.deviceId, macAddress: b.device.request.macAddress, address: b.device.request.address } },
+    });
+    expect(refused.status).toBe(409);
+    expect((await service.parts.registry.get('acme', a.deviceId)).lifecycleState).toBe('active');
+  }, 120_000);
+});
+
+describe('re-provisioning', () => {
+  it('issues a new certificate the device then presents, and revokes the old one as superseded', async () => {
+    const { device, deviceId, record } = await provision();
+    const previous = record.certificateInfo!;
+    const started = await api.call('POST', `/api/v1/devices/${deviceId}/reprovision`, { key: operator, body: { reason: 'key may have leaked' } });
+    expect(started.status).toBe(202);
+    expect(started.body.jobId).toBe(reprovisioningWorkflowId('acme', deviceId));
+    const progress = await result<{ state: string; newCertificateSerial: string; previousCertificateRevoked: boolean }>(started.body.jobId);
+    expect(progress).toMatchObject({ state: 'completed', previousCertificateRevoked: true });
+    expect(progress.newCertificateSerial).not.toBe(previous.serialNumber);
+
+    const registered = await service.parts.registry.get('acme', deviceId);
+    expect(registered.lifecycleState).toBe('active');
+    const current = await certificate(registered.activeCertificateId!);
+    expect(current.serialNumber).toBe(progress.newCertificateSerial);
+    expect(current.publicKey).not.toBe((await certificate(previous.certificateId)).publicKey);
+    const [host, port] = device.request.address.split(':');
+    expect(await presentedCertificateFingerprint(host!, Number(port))).toBe(current.fingerprint);
+    const old = await certificate(previous.certificateId);
+    expect(old.revocationReason).toBe('superseded');
+    expect(current.revokedAt).toBeNull();
+
+    // The renewal workflow now looks after the new certificate.
+    await waitFor(async () => {
+      const status = await service.env.client.workflow.getHandle(renewalWorkflowId('acme', deviceId)).query(renewalStatusQuery);
+      return status.certificate.certificateId === current.id ? status : undefined;
+    }, 'the renewal workflow to follow the new certificate');
+    const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningWorkflowId('acme', deviceId)}/status`);
+    expect(status.body.certificateInfo.serialNumber).toBe(progress.newCertificateSerial);
+  }, 180_000);
+});
