@@ -50,6 +50,10 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
   if (op.path.endsWith('/configuration/parameters') && op.method === 'PUT') return deviceParametersBody;
   if (op.path.endsWith('/templates/{templateId}/rollouts')) return { deviceIds: [acmeObjects.deviceId] };
+  if (op.method === 'POST' && (op.path.endsWith('/decommission') || op.path.endsWith('/reprovision'))) return { reason: 'test' };
+  if (op.method === 'POST' && op.path.endsWith('/replace')) {
+    return { reason: 'test', device: { serialNumber: 'RMA-1', macAddress: '02:00:00:00:bb:01', address: '127.9.9.10:1' } };
+  }
   return undefined;
 }
 
