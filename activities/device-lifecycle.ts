@@ -42,8 +42,8 @@ export function createDeviceLifecycleActivities(deps: DeviceLifecycleDependencie
 
   return {
     /** Ends the device's provisioning run, zero-touch registration and certificate renewal. */
-    endDeviceWorkflows: provisioningStep(async (input: DeviceRef & { reason: string }) => {
-      const ended = await workflows.end(input.tenantId, input.deviceId, input.reason, workflowStopWaitMs);
+    endDeviceWorkflows: provisioningStep(async (input: DeviceRef & { reason: string; since: string }) => {
+      const ended = await workflows.end(input.tenantId, input.deviceId, input.reason, { waitMs: workflowStopWaitMs, since: new Date(input.since) });
       return { ended };
     }),
 

@@ -31,35 +31,42 @@ export class DeviceWorkflows {
 
   /**
    * Asks each of the device's running workflows to stop, waits up to `waitMs` for them to end, and
-   * terminates those still running then. Returns the ids of the workflows that were running.
+   * terminates those still running then. Returns the ids of the workflows ended since `since`: a
+   * repeated call (a retry after a worker died) still names those an earlier call ended.
    */
-  async end(tenantId: string, deviceId: string, reason: string, waitMs: number): Promise<string[]> {
+  async end(tenantId: string, deviceId: string, reason: string, options: { waitMs: number; since: Date }): Promise<string[]> {
+    const ended: string[] = [];
     const running: Handle[] = [];
     for (const workflow of deviceWorkflows) {
       const handle = this.deps.client.workflow.getHandle(workflow.id(tenantId, deviceId));
-      if (!(await this.#isRunning(handle))) continue;
-      running.push(handle);
-      await workflow.stop(handle, reason).catch((error) => {
-        if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: handle.workflowId });
-      });
+      const state = await this.#state(handle);
+      if (state === 'running') {
+        running.push(handle);
+        await workflow.stop(handle, reason).catch((error) => {
+          if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: handle.workflowId });
+        });
+      }
+      if (state === 'running' || (state instanceof Date && state >= options.since)) ended.push(handle.workflowId);
     }
-    const deadline = Date.now() + waitMs;
+    const deadline = Date.now() + options.waitMs;
     for (const handle of running) {
-      while ((await this.#isRunning(handle)) && Date.now() < deadline) await sleep(pollIntervalMs);
-      if (await this.#isRunning(handle)) {
+      while ((await this.#state(handle)) === 'running' && Date.now() < deadline) await sleep(pollIntervalMs);
+      if ((await this.#state(handle)) === 'running') {
         await handle.terminate(`device decommissioned: ${reason}`).catch((error) => {
           if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: handle.workflowId });
         });
       }
     }
-    return running.map((handle) => handle.workflowId);
+    return ended;
   }
 
-  async #isRunning(handle: Handle): Promise<boolean> {
+  /** `running`, when the latest run closed, or undefined when there is none. */
+  async #state(handle: Handle): Promise<'running' | Date | undefined> {
     try {
-      return (await handle.describe()).status.name === 'RUNNING';
+      const description = await handle.describe();
+      return description.status.name === 'RUNNING' ? 'running' : (description.closeTime ?? undefined);
     } catch (error) {
-      if (isWorkflowNotFound(error)) return false;
+      if (isWorkflowNotFound(error)) return undefined;
       throw fromWorkflowError(error, { what: handle.workflowId });
     }
   }

@@ -80,7 +80,7 @@ export async function decommissionDevice(input: DecommissionInput): Promise<Deco
 
   await step(
     'endWorkflows',
-    () => bookkeeping.endDeviceWorkflows({ tenantId, deviceId, reason: `device decommissioned: ${reason}` }),
+    () => bookkeeping.endDeviceWorkflows({ tenantId, deviceId, reason: `device decommissioned: ${reason}`, since: progress.startedAt }),
     ({ ended }) => {
       progress.endedWorkflows = ended;
       return { detail: ended.length > 0 ? `ended ${ended.join(', ')}` : 'none running', details: { ended } };
