@@ -93,6 +93,16 @@ describe('decommissioning', () => {
     const trail = await service.parts.audit.list('acme', { targetId: deviceId, limit: 100 });
     const actions = trail.map((event) => event.action);
     expect(actions).toEqual(expect.arrayContaining(['device.decommission_started', 'device.decommission.revoke_certificates', 'device.decommissioned']));
+
+    // Long after, when Temporal's retention has removed the workflow, the registry still answers.
+    await service.env.client.workflowService.deleteWorkflowExecution({
+      namespace: service.config.temporal.namespace,
+      workflowExecution: { workflowId: decommissionWorkflowId('acme', deviceId) },
+    });
+    await waitFor(async () => {
+      const later = await api.call('GET', `/api/v1/devices/${deviceId}/decommission`);
+      return later.status === 200 && later.body.steps[0].detail?.includes('retention') ? later : undefined;
+    }, 'the decommissioning on record');
   }, 120_000);
 
   it('answers a second request with the same job and refuses to provision the device again (409)', async () => {
