@@ -16,7 +16,7 @@ import type { ProvisioningPlanner } from '../provisioning/planner';
 import { defaultRunOptions, deviceDescriptorOf, deviceRequestSchema, type DeviceRequest } from '../provisioning/requests';
 import type { DeviceRegistry, RegisteredDevice } from '../registry/device-registry';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
-import type { ProvisionDeviceInput } from '../contracts/provisioning';
+import { provisioningWorkflowId, type ProvisionDeviceInput } from '../contracts/provisioning';
 import {
   decommissionProgressQuery,
   decommissionSteps,
@@ -168,6 +168,11 @@ export class DeviceLifecycle {
     if (device.lifecycleState !== 'active' && device.lifecycleState !== 'provisioned') {
       throw new ConflictError(`device ${deviceId} is ${device.lifecycleState}: only an active device is re-provisioned`, {
         fields: [{ field: 'deviceId', reason: `the device is ${device.lifecycleState}, not active` }],
+      });
+    }
+    if (await this.#isRunning(provisioningWorkflowId(tenantId, deviceId))) {
+      throw new ConflictError(`device ${deviceId} has a provisioning run under way; wait for it to finish`, {
+        fields: [{ field: 'deviceId', reason: 'a provisioning run of this device is under way' }],
       });
     }
     const credentials = await this.deps.vault.read<DeviceCredentials>(tenantId, deviceId, initialCredentialsPurpose);
