@@ -4,6 +4,7 @@
  * kept on record, idempotent, never provisioned again), replacing a unit (RMA) and provisioning an
  * active device again on purpose.
  */
+import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certificates } from '../../db/schema';
@@ -41,6 +42,30 @@ async function provision(name = 'Lobby camera'): Promise<{ device: TestDevice; d
   expect(record.status).toBe('completed');
   return { device, deviceId, record };
 }
+
+/** A template with parameters and a secret, as a site's door cameras would have. */
+const doorTemplate = {
+  id: 'door-cameras',
+  name: 'Door cameras',
+  protocol: 'https',
+  deviceType: 'camera',
+  body: {
+    hostname: '{{device.hostname}}',
+    timezone: 'Europe/Berlin',
+    site: '{{device.site}}',
+    ntp: { servers: '{{params.ntpServers}}' },
+    syslog: { host: 'syslog.hq.internal', port: 6514, protocol: 'tls' },
+    tls: { minVersion: 'TLSv1.2' },
+    management: { httpEnabled: false, passwordLogin: false },
+    vlan: { id: '{{params.vlan}}' },
+    users: [{ username: 'ops', password: '{{secret.opsPassword}}', role: 'operator' }],
+  },
+  parameters: {
+    ntpServers: { type: 'list' },
+    vlan: { type: 'integer', minimum: 1, maximum: 4094 },
+    opsPassword: { type: 'secret' },
+  },
+};
 
 async function certificate(id: string) {
   const [row] = await service.parts.database.db.select().from(certificates).where(eq(certificates.id, id));
@@ -146,10 +171,26 @@ describe('decommissioning', () => {
 });
 
 describe('replacement (RMA)', () => {
-  it("provisions the new unit with the old one's site, template and name, then decommissions the old one", async () => {
-    const old = await provision('Door 4 camera');
+  it("provisions the new unit with the old one's site, template, parameters and name, then decommissions the old one", async () => {
+    const template = await api.call('POST', '/api/v1/provisioning/templates', { body: doorTemplate });
+    expect(template.status).toBe(201);
+    const oldUnit = await devices.start();
+    const oldDeviceId = oldUnit.request.serialNumber;
+    const secret = `Ops-${randomBytes(12).toString('base64url')}-9!`;
+    const parameters = await api.call('PUT', `/api/v1/provisioning/devices/${oldDeviceId}/configuration/parameters`, {
+      key: operator,
+      body: { values: { ntpServers: ['10.20.0.1'], vlan: 42 }, secrets: { opsPassword: secret } },
+    });
+    expect(parameters.status).toBe(200);
+    const provisioned = await api.call('POST', '/api/v1/provisioning/devices', {
+      body: { devices: [{ ...oldUnit.request, name: 'Door 4 camera' }], templateId: doorTemplate.id },
+    });
+    expect(provisioned.status).toBe(202);
+    const oldRecord: DeviceProvisioningRecord = await result(provisioningWorkflowId('acme', oldDeviceId));
+    expect(oldRecord.status).toBe('completed');
+
     const unit = await devices.start();
-    const started = await api.call('POST', `/api/v1/devices/${old.deviceId}/replace`, {
+    const started = await api.call('POST', `/api/v1/devices/${oldDeviceId}/replace`, {
       key: operator,
       body: {
         reason: 'lens cracked',
@@ -162,11 +203,11 @@ describe('replacement (RMA)', () => {
       },
     });
     expect(started.status).toBe(202);
-    expect(started.body.jobId).toBe(replacementWorkflowId('acme', old.deviceId));
+    expect(started.body.jobId).toBe(replacementWorkflowId('acme', oldDeviceId));
     await result(started.body.jobId);
 
     const newDeviceId = unit.request.serialNumber;
-    const replaced = await service.parts.registry.get('acme', old.deviceId);
+    const replaced = await service.parts.registry.get('acme', oldDeviceId);
     const replacement = await service.parts.registry.get('acme', newDeviceId);
     expect(replacement).toMatchObject({
       lifecycleState: 'active',
@@ -174,14 +215,19 @@ describe('replacement (RMA)', () => {
       protocol: replaced.protocol,
       deviceType: replaced.deviceType,
       name: 'Door 4 camera',
-      configurationTemplate: replaced.configurationTemplate,
-      replacementOf: old.deviceId,
+      configurationTemplate: doorTemplate.id,
+      replacementOf: oldDeviceId,
     });
     expect(replaced).toMatchObject({ lifecycleState: 'decommissioned', replacedBy: newDeviceId });
-    expect((await certificate(old.record.certificateInfo!.certificateId)).revocationReason).toBe('cessationOfOperation');
+    expect((await certificate(oldRecord.certificateInfo!.certificateId)).revocationReason).toBe('cessationOfOperation');
+    // The new unit runs what the old one ran: the same parameters, the same secret.
+    expect(unit.device.configuration?.settings).toMatchObject({ vlan: { id: 42 }, users: [{ username: 'ops', password: secret }] });
+    const copied = await api.call('GET', `/api/v1/provisioning/devices/${newDeviceId}/configuration/parameters`);
+    expect(copied.body.values).toEqual({ ntpServers: ['10.20.0.1'], vlan: 42 });
+    expect(copied.body.secrets.map((s: { name: string }) => s.name)).toEqual(['opsPassword']);
 
-    const progress = await api.call('GET', `/api/v1/devices/${old.deviceId}/replace`);
-    expect(progress.body).toMatchObject({ state: 'completed', newDeviceId, decommissionId: decommissionWorkflowId('acme', old.deviceId) });
+    const progress = await api.call('GET', `/api/v1/devices/${oldDeviceId}/replace`);
+    expect(progress.body).toMatchObject({ state: 'completed', newDeviceId, decommissionId: decommissionWorkflowId('acme', oldDeviceId) });
   }, 180_000);
 
   it('refuses a new unit that is already registered', async () => {
