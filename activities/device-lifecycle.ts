@@ -94,6 +94,26 @@ export function createDeviceLifecycleActivities(deps: DeviceLifecycleDependencie
       return { decommissionedAt: device.decommissionedAt!.toISOString() };
     }),
 
+    /**
+     * Revokes (`superseded`) the certificate a device held before it was provisioned again, unless
+     * the device still uses it (the new run failed before installing its own).
+     */
+    revokeSupersededCertificate: provisioningStep(async (input: DeviceRef & { certificateId: string; actor: string }) => {
+      const device = await registry.get(input.tenantId, input.deviceId);
+      if (device.activeCertificateId === input.certificateId) return { revoked: false };
+      const revoked = await ca.revokeCertificate(input.certificateId, 'superseded');
+      await audit.append({
+        tenantId: input.tenantId,
+        actor: input.actor,
+        actorType: 'workflow',
+        action: 'certificate.revoked',
+        targetType: 'certificate',
+        targetId: revoked.id,
+        details: { deviceId: input.deviceId, serialNumber: revoked.serialNumber, reason: 'superseded', why: 'the device was provisioned again' },
+      });
+      return { revoked: true };
+    }),
+
     recordDeviceReplacement: provisioningStep(async (input: { tenantId: string; oldDeviceId: string; newDeviceId: string }) => {
       await registry.recordReplacement(input.tenantId, input.oldDeviceId, input.newDeviceId);
       return {};

@@ -131,7 +131,9 @@ export class DeviceLifecycle {
       ...(old.name ? { name: old.name } : {}),
     };
     const newDeviceId = unit.deviceId ?? unit.serialNumber;
-    if (newDeviceId === oldDeviceId || (await this.deps.registry.find(tenantId, newDeviceId))) {
+    // A unit whose provisioning failed (a replacement that did not go through) may be tried again.
+    const registered = await this.deps.registry.find(tenantId, newDeviceId);
+    if (newDeviceId === oldDeviceId || (registered && registered.lifecycleState !== 'failed' && registered.lifecycleState !== 'registered')) {
       throw new ConflictError(`device ${newDeviceId} is already registered; a replacement is a new unit`, {
         fields: [{ field: 'device.deviceId', reason: 'already registered' }],
       });

@@ -31,7 +31,7 @@ import type { decommissionDevice } from './decommission-device';
 import { describeFailure } from './failures';
 import type { provisionDevice } from './provision-device';
 
-type Activities = Pick<DeviceLifecycleActivities, 'recordDeviceReplacement'> & Pick<ProvisioningActivities, 'recordAuditEvent' | 'revokeDeviceCertificate'>;
+type Activities = Pick<DeviceLifecycleActivities, 'recordDeviceReplacement' | 'revokeSupersededCertificate'> & Pick<ProvisioningActivities, 'recordAuditEvent'>;
 
 /** The records and the CA: must eventually happen, so retried for as long as it takes. */
 const bookkeeping = proxyActivities<Activities>({
@@ -129,7 +129,13 @@ export async function reprovisionDevice(input: ReprovisionInput): Promise<Reprov
   const audit = auditFor(tenantId, deviceId, reason);
   await audit('device.reprovisioning_started', { requestedBy: input.requestedBy });
 
-  let issued: { certificateId: string; serialNumber: string } | undefined;
+  /** The old certificate goes once the device no longer uses it: after the new run, or after it failed past installing its own. */
+  const revokePrevious = async () => {
+    if (!input.previousCertificateId) return;
+    const { revoked } = await bookkeeping.revokeSupersededCertificate({ tenantId, deviceId, certificateId: input.previousCertificateId, actor: workflowInfo().workflowId });
+    progress.previousCertificateRevoked = revoked;
+  };
+
   try {
     const record = await executeChild<typeof provisionDevice>('provisionDevice', {
       ...startProvisioning(input.provisioning),
@@ -137,18 +143,15 @@ export async function reprovisionDevice(input: ReprovisionInput): Promise<Reprov
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       parentClosePolicy: ParentClosePolicy.ABANDON,
     });
-    issued = record.certificateInfo;
+    progress.newCertificateSerial = record.certificateInfo?.serialNumber;
   } catch (error) {
+    await revokePrevious();
     return failJob(progress, error, audit, 'device.reprovisioning_failed');
   }
 
-  progress.newCertificateSerial = issued?.serialNumber;
   // The new certificate is installed and the device activated on it: the old one is no longer in use.
-  if (input.previousCertificateId && issued && issued.certificateId !== input.previousCertificateId) {
-    progress.state = 'revoking';
-    await bookkeeping.revokeDeviceCertificate({ certificateId: input.previousCertificateId, reason: 'superseded' });
-    progress.previousCertificateRevoked = true;
-  }
+  progress.state = 'revoking';
+  await revokePrevious();
 
   progress.state = 'completed';
   progress.completedAt = new Date().toISOString();

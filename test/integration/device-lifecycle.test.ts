@@ -118,16 +118,6 @@ describe('decommissioning', () => {
     const trail = await service.parts.audit.list('acme', { targetId: deviceId, limit: 100 });
     const actions = trail.map((event) => event.action);
     expect(actions).toEqual(expect.arrayContaining(['device.decommission_started', 'device.decommission.revoke_certificates', 'device.decommissioned']));
-
-    // Long after, when Temporal's retention has removed the workflow, the registry still answers.
-    await service.env.client.workflowService.deleteWorkflowExecution({
-      namespace: service.config.temporal.namespace,
-      workflowExecution: { workflowId: decommissionWorkflowId('acme', deviceId) },
-    });
-    await waitFor(async () => {
-      const later = await api.call('GET', `/api/v1/devices/${deviceId}/decommission`);
-      return later.status === 200 && later.body.steps[0].detail?.includes('retention') ? later : undefined;
-    }, 'the decommissioning on record');
   }, 120_000);
 
   it('answers a second request with the same job and refuses to provision the device again (409)', async () => {
@@ -167,6 +157,16 @@ describe('decommissioning', () => {
     const missing = await api.call('POST', '/api/v1/devices/NO-SUCH-DEVICE/decommission', { key: operator, body: { reason: 'x' } });
     expect(missing.status).toBe(404);
     expect((await api.call('GET', `/api/v1/devices/${deviceId}/decommission`)).status).toBe(404);
+  }, 120_000);
+
+  it("answers from the registry once Temporal's retention has removed the finished workflow", async () => {
+    const { deviceId } = await provision();
+    // As the registry holds a device decommissioned long ago, its workflow gone from Temporal.
+    await service.parts.registry.markDecommissioned('acme', deviceId, 'retired in 2025');
+    const progress = await api.call('GET', `/api/v1/devices/${deviceId}/decommission`);
+    expect(progress.status).toBe(200);
+    expect(progress.body).toMatchObject({ state: 'completed', reason: 'retired in 2025' });
+    expect(progress.body.steps[0].detail).toContain('retention');
   }, 120_000);
 });
 
@@ -230,6 +230,26 @@ describe('replacement (RMA)', () => {
     expect(progress.body).toMatchObject({ state: 'completed', newDeviceId, decommissionId: decommissionWorkflowId('acme', oldDeviceId) });
   }, 180_000);
 
+  it('leaves the old device as it was when the new unit fails, and takes the same unit again once it works', async () => {
+    const old = await provision();
+    const unit = await devices.start({ faults: { refuseConfiguration: true } });
+    const body = {
+      reason: 'fan failed',
+      device: { serialNumber: unit.request.serialNumber, macAddress: unit.request.macAddress, address: unit.request.address, credentials: unit.request.credentials },
+    };
+    const first = await api.call('POST', `/api/v1/devices/${old.deviceId}/replace`, { key: operator, body });
+    await expect(result(first.body.jobId)).rejects.toThrow();
+    expect((await api.call('GET', `/api/v1/devices/${old.deviceId}/replace`)).body).toMatchObject({ state: 'failed', error: expect.any(String) });
+    expect((await service.parts.registry.get('acme', old.deviceId)).lifecycleState).toBe('active');
+    expect((await certificate(old.record.certificateInfo!.certificateId)).revokedAt).toBeNull();
+
+    unit.device.clearFaults();
+    const second = await api.call('POST', `/api/v1/devices/${old.deviceId}/replace`, { key: operator, body });
+    expect(second.body.outcome).toBe('started');
+    await result(second.body.jobId);
+    expect(await service.parts.registry.get('acme', old.deviceId)).toMatchObject({ lifecycleState: 'decommissioned', replacedBy: unit.request.serialNumber });
+  }, 180_000);
+
   it('refuses a new unit that is already registered', async () => {
     const [a, b] = [await provision(), await provision()];
     const refused = await api.call('POST', `/api/v1/devices/${a.deviceId}/replace`, {
@@ -270,5 +290,18 @@ describe('re-provisioning', () => {
     }, 'the renewal workflow to follow the new certificate');
     const status = await api.call('GET', `/api/v1/provisioning/devices/${provisioningWorkflowId('acme', deviceId)}/status`);
     expect(status.body.certificateInfo.serialNumber).toBe(progress.newCertificateSerial);
+  }, 180_000);
+
+  it('revokes the old certificate after all when the new run fails past installing its own, and fails the job', async () => {
+    const { device, deviceId, record } = await provision();
+    device.device.setFaults({ refuseConfiguration: true });
+    const started = await api.call('POST', `/api/v1/devices/${deviceId}/reprovision`, { key: operator, body: { reason: 'rotate keys' } });
+    await expect(result(started.body.jobId)).rejects.toThrow();
+    const progress = await api.call('GET', `/api/v1/devices/${deviceId}/reprovision`);
+    expect(progress.body).toMatchObject({ state: 'failed', previousCertificateRevoked: true });
+    expect((await certificate(record.certificateInfo!.certificateId)).revocationReason).toBe('superseded');
+    const registered = await service.parts.registry.get('acme', deviceId);
+    expect(registered.lifecycleState).toBe('failed');
+    expect((await certificate(registered.activeCertificateId!)).revocationReason).toBe('cessationOfOperation');
   }, 180_000);
 });
