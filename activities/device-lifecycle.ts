@@ -40,6 +40,21 @@ export function createDeviceLifecycleActivities(deps: DeviceLifecycleDependencie
   const { registry, ca, inventory, vault, audit, adapterFor, workflows, logger } = deps;
   const { withDevice } = deviceSessions({ ca, vault, registry, adapterFor });
 
+  /** Revokes one of the device's certificates and puts it on the audit trail, as the workflow `actor`. */
+  async function revokeOnRecord(by: DeviceRef & { actor: string }, certificateId: string, reason: 'cessationOfOperation' | 'superseded', why?: string) {
+    const revoked = await ca.revokeCertificate(certificateId, reason);
+    await audit.append({
+      tenantId: by.tenantId,
+      actor: by.actor,
+      actorType: 'workflow',
+      action: 'certificate.revoked',
+      targetType: 'certificate',
+      targetId: revoked.id,
+      details: { deviceId: by.deviceId, serialNumber: revoked.serialNumber, reason, ...(why ? { why } : {}) },
+    });
+    return revoked;
+  }
+
   return {
     /** Ends the device's provisioning run, zero-touch registration and certificate renewal. */
     endDeviceWorkflows: provisioningStep(async (input: DeviceRef & { reason: string; since: string }) => {
@@ -67,19 +82,7 @@ export function createDeviceLifecycleActivities(deps: DeviceLifecycleDependencie
       for (;;) {
         const { items } = await inventory.list(input.tenantId, { certificateType: 'device', deviceId: input.deviceId, liveOnly: true, limit: certificatePage });
         if (items.length === 0) break;
-        for (const certificate of items) {
-          const revoked = await ca.revokeCertificate(certificate.id, input.reason);
-          await audit.append({
-            tenantId: input.tenantId,
-            actor: input.actor,
-            actorType: 'workflow',
-            action: 'certificate.revoked',
-            targetType: 'certificate',
-            targetId: revoked.id,
-            details: { deviceId: input.deviceId, serialNumber: revoked.serialNumber, reason: input.reason },
-          });
-          serials.push(revoked.serialNumber);
-        }
+        for (const certificate of items) serials.push((await revokeOnRecord(input, certificate.id, input.reason)).serialNumber);
       }
       return { serials };
     }),
@@ -101,16 +104,7 @@ export function createDeviceLifecycleActivities(deps: DeviceLifecycleDependencie
     revokeSupersededCertificate: provisioningStep(async (input: DeviceRef & { certificateId: string; actor: string }) => {
       const device = await registry.get(input.tenantId, input.deviceId);
       if (device.activeCertificateId === input.certificateId) return { revoked: false };
-      const revoked = await ca.revokeCertificate(input.certificateId, 'superseded');
-      await audit.append({
-        tenantId: input.tenantId,
-        actor: input.actor,
-        actorType: 'workflow',
-        action: 'certificate.revoked',
-        targetType: 'certificate',
-        targetId: revoked.id,
-        details: { deviceId: input.deviceId, serialNumber: revoked.serialNumber, reason: 'superseded', why: 'the device was provisioned again' },
-      });
+      await revokeOnRecord(input, input.certificateId, 'superseded', 'the device was provisioned again');
       return { revoked: true };
     }),
 
