@@ -118,8 +118,8 @@ export class DeviceLifecycle {
   async replace(tenantId: string, oldDeviceId: string, request: ReplacementRequest, requestedBy: string): Promise<StartedJob> {
     const old = await this.deps.registry.get(tenantId, oldDeviceId);
     const jobId = replacementWorkflowId(tenantId, oldDeviceId);
-    const running = await this.#isRunning(jobId);
-    if (running) return { deviceId: oldDeviceId, jobId, outcome: 'existing' };
+    // A replacement under way, or done (the device names its successor), is the answer.
+    if (old.replacedBy || (await this.#isRunning(jobId))) return { deviceId: oldDeviceId, jobId, outcome: 'existing' };
     if (old.lifecycleState === 'decommissioned') throw new ConflictError(`device ${oldDeviceId} is decommissioned`);
     const templateId = configuredTemplateOf(old);
     const { credentials, ...identity } = request.device;
@@ -157,9 +157,17 @@ export class DeviceLifecycle {
     );
   }
 
+  /** Where the replacement stands; once Temporal no longer holds the finished workflow, what the registry kept of it. */
   async replacementProgress(tenantId: string, deviceId: string): Promise<ReplacementProgress> {
-    await this.deps.registry.get(tenantId, deviceId);
-    return this.#query(replacementWorkflowId(tenantId, deviceId), replacementProgressQuery, `device ${deviceId} has no replacement on record`);
+    const device = await this.deps.registry.get(tenantId, deviceId);
+    const workflowId = replacementWorkflowId(tenantId, deviceId);
+    try {
+      return await this.deps.client.workflow.getHandle(workflowId).query(replacementProgressQuery);
+    } catch (error) {
+      if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: workflowId });
+      if (!device.replacedBy) throw new NotFoundError(`device ${deviceId} has no replacement on record`);
+      return replacementOnRecord(device, device.replacedBy);
+    }
   }
 
   /** Provisions an active device again on purpose: new key and certificate, the old one revoked once the new one is in use. */
@@ -301,5 +309,22 @@ function decommissionOnRecord(device: RegisteredDevice): DecommissionProgress {
     revokedCertificates: [],
     startedAt: (device.decommissionedAt ?? device.updatedAt).toISOString(),
     completedAt: (device.decommissionedAt ?? device.updatedAt).toISOString(),
+  };
+}
+
+/** What the registry kept of a replacement whose workflow Temporal no longer holds. */
+function replacementOnRecord(device: RegisteredDevice, newDeviceId: string): ReplacementProgress {
+  const at = (device.decommissionedAt ?? device.updatedAt).toISOString();
+  return {
+    tenantId: device.tenantId,
+    oldDeviceId: device.deviceId,
+    newDeviceId,
+    reason: device.decommissionReason ?? '',
+    requestedBy: '',
+    state: device.lifecycleState === 'decommissioned' ? 'completed' : 'decommissioning',
+    provisioningId: provisioningWorkflowId(device.tenantId, newDeviceId),
+    decommissionId: decommissionWorkflowId(device.tenantId, device.deviceId),
+    startedAt: at,
+    ...(device.lifecycleState === 'decommissioned' ? { completedAt: at } : {}),
   };
 }

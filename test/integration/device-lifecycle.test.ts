@@ -167,6 +167,13 @@ describe('decommissioning', () => {
     expect(progress.status).toBe(200);
     expect(progress.body).toMatchObject({ state: 'completed', reason: 'retired in 2025' });
     expect(progress.body.steps[0].detail).toContain('retention');
+
+    // And a replacement of long ago, by the successor the device names.
+    const successor = await provision();
+    await service.parts.registry.recordReplacement('acme', deviceId, successor.deviceId);
+    const replacement = await api.call('GET', `/api/v1/devices/${deviceId}/replace`);
+    expect(replacement.status).toBe(200);
+    expect(replacement.body).toMatchObject({ state: 'completed', newDeviceId: successor.deviceId, reason: 'retired in 2025' });
   }, 120_000);
 });
 
@@ -228,6 +235,8 @@ describe('replacement (RMA)', () => {
 
     const progress = await api.call('GET', `/api/v1/devices/${oldDeviceId}/replace`);
     expect(progress.body).toMatchObject({ state: 'completed', newDeviceId, decommissionId: decommissionWorkflowId('acme', oldDeviceId) });
+    const again = await api.call('POST', `/api/v1/devices/${oldDeviceId}/replace`, { key: operator, body: { reason: 'lens cracked', device: { serialNumber: 'RMA-OTHER', macAddress: '02:00:00:00:cc:01', address: unit.request.address } } });
+    expect(again.body).toMatchObject({ jobId: started.body.jobId, outcome: 'existing' });
   }, 180_000);
 
   it('leaves the old device as it was when the new unit fails, and takes the same unit again once it works', async () => {
