@@ -4,15 +4,16 @@
  * device, so asking twice answers the job already under way; where it stands is read from the
  * workflow, or from the registry once Temporal's retention has removed a finished one.
  */
-import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, type Client, type QueryDefinition } from '@temporalio/client';
 import { z } from 'zod';
 import type { DeviceCredentials } from '../adapters/device-adapter';
 import type { DeviceConfigurations } from '../configuration/device-configurations';
 import type { SecretVault } from '../custody/secret-vault';
-import { ConflictError, NotFoundError } from '../foundation/errors';
+import { ConflictError } from '../foundation/errors';
 import { parseOrThrow } from '../foundation/validation';
 import { fromWorkflowError, isWorkflowNotFound } from '../foundation/workflow-errors';
 import type { ProvisioningPlanner } from '../provisioning/planner';
+import { workflowState } from './device-workflows';
 import { defaultRunOptions, deviceDescriptorOf, deviceRequestSchema, type DeviceRequest } from '../provisioning/requests';
 import type { DeviceRegistry, RegisteredDevice } from '../registry/device-registry';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
@@ -102,13 +103,10 @@ export class DeviceLifecycle {
    */
   async decommissionProgress(tenantId: string, deviceId: string): Promise<DecommissionProgress> {
     const device = await this.deps.registry.get(tenantId, deviceId);
-    try {
-      return await this.deps.client.workflow.getHandle(decommissionWorkflowId(tenantId, deviceId)).query(decommissionProgressQuery);
-    } catch (error) {
-      if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: `the decommissioning of ${deviceId}` });
-      if (device.lifecycleState !== 'decommissioned') throw new NotFoundError(`device ${deviceId} is not being decommissioned`);
-      return decommissionOnRecord(device);
-    }
+    return this.#query(decommissionWorkflowId(tenantId, deviceId), decommissionProgressQuery, {
+      notFound: `device ${deviceId} is not being decommissioned`,
+      onRecord: () => (device.lifecycleState === 'decommissioned' ? decommissionOnRecord(device) : undefined),
+    });
   }
 
   /**
@@ -160,14 +158,10 @@ export class DeviceLifecycle {
   /** Where the replacement stands; once Temporal no longer holds the finished workflow, what the registry kept of it. */
   async replacementProgress(tenantId: string, deviceId: string): Promise<ReplacementProgress> {
     const device = await this.deps.registry.get(tenantId, deviceId);
-    const workflowId = replacementWorkflowId(tenantId, deviceId);
-    try {
-      return await this.deps.client.workflow.getHandle(workflowId).query(replacementProgressQuery);
-    } catch (error) {
-      if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: workflowId });
-      if (!device.replacedBy) throw new NotFoundError(`device ${deviceId} has no replacement on record`);
-      return replacementOnRecord(device, device.replacedBy);
-    }
+    return this.#query(replacementWorkflowId(tenantId, deviceId), replacementProgressQuery, {
+      notFound: `device ${deviceId} has no replacement on record`,
+      onRecord: () => (device.replacedBy ? replacementOnRecord(device, device.replacedBy) : undefined),
+    });
   }
 
   /** Provisions an active device again on purpose: new key and certificate, the old one revoked once the new one is in use. */
@@ -223,7 +217,9 @@ export class DeviceLifecycle {
 
   async reprovisioningProgress(tenantId: string, deviceId: string): Promise<ReprovisioningProgress> {
     await this.deps.registry.get(tenantId, deviceId);
-    return this.#query(reprovisioningWorkflowId(tenantId, deviceId), reprovisioningProgressQuery, `device ${deviceId} has no re-provisioning on record`);
+    return this.#query(reprovisioningWorkflowId(tenantId, deviceId), reprovisioningProgressQuery, {
+      notFound: `device ${deviceId} has no re-provisioning on record`,
+    });
   }
 
   /** The one run input for the device, checked (compliance included) and planned as every run is. */
@@ -268,21 +264,19 @@ export class DeviceLifecycle {
     }
   }
 
-  async #query<T>(workflowId: string, query: Parameters<WorkflowHandle['query']>[0], notFound: string): Promise<T> {
+  /** The job's progress from its workflow; once Temporal holds none, what `onRecord` finds in the registry, if anything. */
+  async #query<T>(workflowId: string, query: QueryDefinition<T>, answer: { notFound: string; onRecord?: () => T | undefined }): Promise<T> {
     try {
-      return (await this.deps.client.workflow.getHandle(workflowId).query(query)) as T;
+      return await this.deps.client.workflow.getHandle(workflowId).query(query);
     } catch (error) {
-      throw fromWorkflowError(error, { what: workflowId, notFound });
+      const onRecord = isWorkflowNotFound(error) ? answer.onRecord?.() : undefined;
+      if (onRecord) return onRecord;
+      throw fromWorkflowError(error, { what: workflowId, notFound: answer.notFound });
     }
   }
 
   async #isRunning(workflowId: string): Promise<boolean> {
-    try {
-      return (await this.deps.client.workflow.getHandle(workflowId).describe()).status.name === 'RUNNING';
-    } catch (error) {
-      if (isWorkflowNotFound(error)) return false;
-      throw fromWorkflowError(error, { what: workflowId });
-    }
+    return (await workflowState(this.deps.client.workflow.getHandle(workflowId))) === 'running';
   }
 }
 

@@ -39,7 +39,7 @@ export class DeviceWorkflows {
     const running: Handle[] = [];
     for (const workflow of deviceWorkflows) {
       const handle = this.deps.client.workflow.getHandle(workflow.id(tenantId, deviceId));
-      const state = await this.#state(handle);
+      const state = await workflowState(handle);
       if (state === 'running') {
         running.push(handle);
         await workflow.stop(handle, reason).catch((error) => {
@@ -50,8 +50,8 @@ export class DeviceWorkflows {
     }
     const deadline = Date.now() + options.waitMs;
     for (const handle of running) {
-      while ((await this.#state(handle)) === 'running' && Date.now() < deadline) await sleep(pollIntervalMs);
-      if ((await this.#state(handle)) === 'running') {
+      while ((await workflowState(handle)) === 'running' && Date.now() < deadline) await sleep(pollIntervalMs);
+      if ((await workflowState(handle)) === 'running') {
         await handle.terminate(`device decommissioned: ${reason}`).catch((error) => {
           if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: handle.workflowId });
         });
@@ -59,15 +59,15 @@ export class DeviceWorkflows {
     }
     return ended;
   }
+}
 
-  /** `running`, when the latest run closed, or undefined when there is none. */
-  async #state(handle: Handle): Promise<'running' | Date | undefined> {
-    try {
-      const description = await handle.describe();
-      return description.status.name === 'RUNNING' ? 'running' : (description.closeTime ?? undefined);
-    } catch (error) {
-      if (isWorkflowNotFound(error)) return undefined;
-      throw fromWorkflowError(error, { what: handle.workflowId });
-    }
+/** `running`, when the latest run of the workflow closed, or undefined when Temporal holds none. */
+export async function workflowState(handle: Handle): Promise<'running' | Date | undefined> {
+  try {
+    const description = await handle.describe();
+    return description.status.name === 'RUNNING' ? 'running' : (description.closeTime ?? undefined);
+  } catch (error) {
+    if (isWorkflowNotFound(error)) return undefined;
+    throw fromWorkflowError(error, { what: handle.workflowId });
   }
 }
