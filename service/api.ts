@@ -20,15 +20,7 @@ import { BulkJobStore } from '../bulk/bulk-job-store';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
 import { deviceLifecycleOperations } from '../api/routes/device-lifecycle';
-import {
-  createDeviceLifecycle,
-  createProvisioningPlanner,
-  createProvisioningService,
-  createZeroTouchRegistrations,
-  serviceClient,
-  systemAuditTenant,
-  type ServiceParts,
-} from './parts';
+import { createDeviceLifecycle, createProvisioningPlanner, createProvisioningService, createZeroTouchRegistrations, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
 
 /** The HTTP API over the service's parts, talking to Temporal through `connection`. */
 export function createServiceApi(
