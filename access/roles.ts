@@ -35,6 +35,8 @@ export const permissions = [
   'compliance:manage',
   /** Granting and revoking exceptions to the compliance policy: an approver's decision. */
   'compliance:override',
+  /** Decommissioning, replacing (RMA) and re-provisioning devices. */
+  'devices:lifecycle',
 ] as const;
 export type Permission = (typeof permissions)[number];
 
@@ -59,6 +61,7 @@ export const rolePermissions: Record<Role, ReadonlySet<Permission>> = {
     'discovery:report',
     'configuration:write',
     'configuration:deploy',
+    'devices:lifecycle',
   ]),
   approver: new Set([...read, 'provisioning:approve', 'history:decode', 'compliance:override']),
   administrator: new Set(permissions),

@@ -45,6 +45,10 @@ export class DeviceConfigurations {
     return this.#parameters.writeParameters(tenantId, deviceId, input, actor);
   }
 
+  copyParameters(tenantId: string, fromDeviceId: string, toDeviceId: string, actor: string): Promise<void> {
+    return this.#parameters.copyParameters(tenantId, fromDeviceId, toDeviceId, actor);
+  }
+
   previewMany(
     tenantId: string,
     version: ConfigurationTemplateVersion,

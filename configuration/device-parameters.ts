@@ -98,6 +98,15 @@ export class DeviceParameterValues {
     return toParameters(deviceId, row);
   }
 
+  /** Gives `toDeviceId` the values and secrets `fromDeviceId` has: a replacement unit takes over its predecessor's settings. */
+  async copyParameters(tenantId: string, fromDeviceId: string, toDeviceId: string, actor: string): Promise<void> {
+    const stored = await this.stored(tenantId, fromDeviceId);
+    const names = Object.keys(stored.sealed);
+    if (names.length === 0 && Object.keys(stored.values).length === 0) return;
+    const secrets = await this.secretPlaintexts(tenantId, fromDeviceId, names, stored);
+    await this.writeParameters(tenantId, toDeviceId, { values: stored.values as DeviceParametersInput['values'], secrets }, actor);
+  }
+
   async stored(tenantId: string, deviceId: string): Promise<StoredParameters> {
     return storedOf(await this.#row(tenantId, deviceId));
   }

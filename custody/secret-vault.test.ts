@@ -47,6 +47,19 @@ describe.each(databaseKinds)('SecretVault on the %s database', (kind) => {
     expect(rows).toHaveLength(1);
   });
 
+  it("removes every secret of one device, whatever its purpose, and no other device's or tenant's", async () => {
+    await vault.store('acme', 'cam-gone', 'initial-credentials', credentials);
+    await vault.store('acme', 'cam-gone', 'device-key:scbk', 'a2V5');
+    await vault.store('acme', 'cam-stays', 'initial-credentials', credentials);
+    await vault.store('globex', 'cam-gone', 'initial-credentials', credentials);
+    expect(await vault.removeAllOf('acme', 'cam-gone')).toBe(2);
+    expect(await vault.read('acme', 'cam-gone', 'initial-credentials')).toBeUndefined();
+    expect(await vault.read('acme', 'cam-gone', 'device-key:scbk')).toBeUndefined();
+    expect(await vault.read('acme', 'cam-stays', 'initial-credentials')).toEqual(credentials);
+    expect(await vault.read('globex', 'cam-gone', 'initial-credentials')).toEqual(credentials);
+    expect(await vault.removeAllOf('acme', 'cam-gone')).toBe(0);
+  });
+
   it('answers undefined for a secret never stored', async () => {
     expect(await vault.read('acme', 'cam-404', 'initial-credentials')).toBeUndefined();
   });

@@ -114,6 +114,15 @@ export class SecretVault {
   async remove(tenantId: string, deviceId: string, purpose: string): Promise<void> {
     await this.#db.delete(deviceSecrets).where(matching(tenantId, deviceId, purpose));
   }
+
+  /** Removes every secret of the device, whatever its purpose (a decommissioned device keeps none); returns how many. */
+  async removeAllOf(tenantId: string, deviceId: string): Promise<number> {
+    const removed = await this.#db
+      .delete(deviceSecrets)
+      .where(and(eq(deviceSecrets.tenantId, tenantId), eq(deviceSecrets.deviceId, deviceId)))
+      .returning({ purpose: deviceSecrets.purpose });
+    return removed.length;
+  }
 }
 
 function matching(tenantId: string, deviceId: string, purpose: string) {

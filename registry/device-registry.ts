@@ -402,6 +402,33 @@ export class DeviceRegistry {
     return rows.map((row) => row.deviceId);
   }
 
+  /**
+   * Marks the device decommissioned, kept for the record; marking it again keeps the first time and
+   * reason, so a repeated or resumed decommissioning changes nothing.
+   */
+  async markDecommissioned(tenantId: string, deviceId: string, reason: string): Promise<RegisteredDevice> {
+    const device = await this.get(tenantId, deviceId);
+    if (device.lifecycleState === 'decommissioned' && device.decommissionedAt) return device;
+    return this.update(tenantId, deviceId, { lifecycleState: 'decommissioned', decommissionedAt: new Date(), decommissionReason: reason });
+  }
+
+  /** Records that `newDeviceId` took the place of `oldDeviceId` (RMA), on both devices. */
+  async recordReplacement(tenantId: string, oldDeviceId: string, newDeviceId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      for (const [deviceId, changes] of [
+        [oldDeviceId, { replacedBy: newDeviceId }],
+        [newDeviceId, { replacementOf: oldDeviceId }],
+      ] as const) {
+        const [row] = await tx
+          .update(devices)
+          .set({ ...changes, updatedAt: new Date() })
+          .where(and(eq(devices.tenantId, tenantId), eq(devices.deviceId, deviceId)))
+          .returning({ deviceId: devices.deviceId });
+        if (!row) throw new NotFoundError(`device ${deviceId} is not registered`);
+      }
+    });
+  }
+
   update(tenantId: string, deviceId: string, changes: Partial<typeof devices.$inferInsert>): Promise<RegisteredDevice> {
     return this.db
       .update(devices)

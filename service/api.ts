@@ -27,8 +27,10 @@ import { BulkJobStore } from '../bulk/bulk-job-store';
 import { recordBreakGlassUse } from '../fleet/emergency-access';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
+import { deviceLifecycleOperations } from '../api/routes/device-lifecycle';
 import {
   createCredentialRotations,
+  createDeviceLifecycle,
   createProvisioningPlanner,
   createProvisioningService,
   createZeroTouchRegistrations,
@@ -94,6 +96,10 @@ export function createServiceApi(
         }),
       ),
       ...firmwareOperations({ ...parts, firmwareReports: new FirmwareReports(parts.registry) }),
+      ...deviceLifecycleOperations({
+        lifecycle: createDeviceLifecycle(parts, client, config.temporal.taskQueue, planner),
+        protocols: [...parts.adapters.keys()],
+      }),
       ...configurationJobOperations({
         rollouts: new ConfigurationRollouts({
           client,

@@ -30,6 +30,7 @@ import { DeviceHealthEvents } from '../fleet/health-events';
 import { CredentialRotations } from '../fleet/credential-rotations';
 import { FirmwareCatalogue } from '../fleet/firmware-catalogue';
 import { FirmwareVerdicts } from '../fleet/firmware-verdicts';
+import { DeviceLifecycle } from '../fleet/device-lifecycle';
 import { DataKeys } from '../custody/data-keys';
 import { announceRevocation, followRevocations } from '../pki/revocation-notices';
 import { CertificateAuthorityBackup } from '../pki/ca-backup';
@@ -232,4 +233,22 @@ export function createProvisioningService(
 /** Rotation of devices' management secrets: on request (API) and by each tenant's schedule (worker start). */
 export function createCredentialRotations(parts: ServiceParts, client: Client, taskQueue: string): CredentialRotations {
   return new CredentialRotations({ client, taskQueue, registry: parts.registry, policies: parts.fleetPolicies, adapters: parts.adapters });
+}
+
+/** Decommissioning, replacing and re-provisioning devices, each one workflow, planned as every run is. */
+export function createDeviceLifecycle(
+  parts: ServiceParts,
+  client: Client,
+  taskQueue: string,
+  planner = createProvisioningPlanner(parts),
+): DeviceLifecycle {
+  return new DeviceLifecycle({
+    client,
+    taskQueue,
+    registry: parts.registry,
+    planner,
+    vault: parts.vault,
+    configurations: parts.configurations,
+    protocols: [...parts.adapters.keys()],
+  });
 }

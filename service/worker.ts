@@ -7,6 +7,8 @@ import { payloadDataConverter } from '../custody/payload-codec';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createCertificateLifecycleActivities } from '../activities/certificate-lifecycle';
 import { createZeroTouchActivities } from '../activities/zero-touch';
+import { createDeviceLifecycleActivities } from '../activities/device-lifecycle';
+import { DeviceWorkflows } from '../fleet/device-workflows';
 import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { ZeroTouchRunPlanner } from '../zero-touch/run-planner';
 import { createDiscoveryActivities } from '../activities/discovery';
@@ -84,6 +86,7 @@ export function createProvisioningWorker(
         logger,
       }),
       ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
+      ...createDeviceLifecycleActivities({ ...deviceWork, inventory, workflows: new DeviceWorkflows({ client: options.client }), logger }),
       ...createZeroTouchActivities({
         runs: new ZeroTouchRunPlanner({
           store: new ZeroTouchRegistrationStore(parts.database.db),

@@ -12,3 +12,5 @@ export { configurationDriftCheck } from './configuration-drift';
 export { backUpCertificateAuthority } from './ca-backup';
 export { healthSweep } from './health-sweep';
 export { rotateDeviceCredentials, credentialRotationSweep } from './credential-rotation';
+export { decommissionDevice } from './decommission-device';
+export { replaceDevice, reprovisionDevice } from './device-replacement';

@@ -54,6 +54,10 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path === '/api/v1/fleet/policy' && op.method === 'PUT') return fleetPolicyBody;
   if (op.path === '/api/v1/fleet/health-checks') return { site: acmeObjects.site };
   if (op.path.endsWith('/firmware/catalogue') && op.method === 'PUT') return firmwareEntryBody;
+  if (op.method === 'POST' && (op.path.endsWith('/decommission') || op.path.endsWith('/reprovision'))) return { reason: 'test' };
+  if (op.method === 'POST' && op.path.endsWith('/replace')) {
+    return { reason: 'test', device: { serialNumber: 'RMA-1', macAddress: '02:00:00:00:bb:01', address: '127.9.9.10:1' } };
+  }
   return undefined;
 }
 

@@ -26,7 +26,7 @@ import { credentialRotationWorkflowId } from '../../contracts/credential-rotatio
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { renewalStatusQuery, renewalWorkflowId } from '../../contracts/certificates';
 import { zeroTouchWorkflowId } from '../../contracts/zero-touch';
-import { createProvisioningPlanner, createZeroTouchRegistrations } from '../../service/parts';
+import { createDeviceLifecycle, createProvisioningPlanner, createZeroTouchRegistrations } from '../../service/parts';
 import { workflowsPath } from '../../service/worker';
 import { registrationRequestSchema } from '../../zero-touch/registrations';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
@@ -213,6 +213,30 @@ async function recordedCredentialRotations(): Promise<Recorded[]> {
   ];
 }
 
+/** A device's decommissioning, replacement by a new unit, and re-provisioning on purpose, each through to its end. */
+async function recordedDeviceLifecycle(): Promise<Recorded[]> {
+  const [retiring, replaced, unit, again] = await Promise.all([startTestDevice(), startTestDevice(), startTestDevice(), startTestDevice()]);
+  devices.push(retiring, replaced, unit, again);
+  await service.provisioning.start('acme', { devices: [retiring.request, replaced.request, again.request] });
+  for (const d of [retiring, replaced, again]) await service.env.client.workflow.getHandle(provisioningWorkflowId('acme', d.request.serialNumber)).result();
+  const lifecycle = createDeviceLifecycle(service.parts, service.env.client, service.config.temporal.taskQueue);
+  const finished = async (workflow: string, name: string, jobId: string): Promise<Recorded> => {
+    const handle = service.env.client.workflow.getHandle(jobId);
+    await handle.result();
+    return { workflow, name, history: await handle.fetchHistory() };
+  };
+  const { request: u } = unit;
+  return [
+    await finished('decommission-device', 'completed', (await lifecycle.decommission('acme', retiring.request.serialNumber, { reason: 'replay', resetToInstallKey: false }, 'replay-test')).jobId),
+    await finished(
+      'replace-device',
+      'completed',
+      (await lifecycle.replace('acme', replaced.request.serialNumber, { reason: 'replay', device: { serialNumber: u.serialNumber, macAddress: u.macAddress, address: u.address, credentials: u.credentials } }, 'replay-test')).jobId,
+    ),
+    await finished('reprovision-device', 'completed', (await lifecycle.reprovision('acme', again.request.serialNumber, { reason: 'replay' }, 'replay-test')).jobId),
+  ];
+}
+
 it('replays the histories of earlier versions and of this one without nondeterminism', async () => {
   const completed = await recordedRun('completed', (d) => service.provisioning.start('acme', { devices: [d.request] }).then(() => undefined));
   const fresh: Recorded[] = [
@@ -254,6 +278,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
     await recordedDriftCheck(),
     await recordedHealthSweep(completed.device.request.site),
     ...(await recordedCredentialRotations()),
+    ...(await recordedDeviceLifecycle()),
   ];
 
   if (process.env.UPDATE_HISTORY_FIXTURES === '1') {
@@ -280,6 +305,9 @@ it('replays the histories of earlier versions and of this one without nondetermi
     'rotate-device-credentials',
     'credential-rotation-sweep',
     'health-sweep',
+    'decommission-device',
+    'replace-device',
+    'reprovision-device',
   ]) {
     expect(recorded.some(({ name }) => name.startsWith(`${workflow}.`)), workflow).toBe(true);
   }
@@ -287,4 +315,4 @@ it('replays the histories of earlier versions and of this one without nondetermi
   for (const { name, history } of [...fresh.map(({ workflow, name, history }) => ({ name: `${workflow} ${name} (this version)`, history })), ...recorded]) {
     await expect(Worker.runReplayHistory({ workflowsPath, dataConverter }, history), name).resolves.toBeUndefined();
   }
-}, 180_000);
+}, 300_000);
