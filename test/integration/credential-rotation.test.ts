@@ -11,6 +11,7 @@ import { alertFingerprint, alertKinds } from '../../alerts/alert-store';
 import { vaultDeviceSecrets } from '../../custody/device-secrets';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { credentialRotationScheduleId, credentialRotationWorkflowId } from '../../contracts/credential-rotation';
+import { decommissionWorkflowId } from '../../contracts/device-lifecycle';
 import { onvifSecretPurposes } from '../../adapters/onvif';
 import { startOnvifDevice, type RunningOnvifDevice } from '../../scripts/simulators/onvif-device';
 import type { credentialRotationSweep, rotateDeviceCredentials } from '../../workflows/credential-rotation';
@@ -173,5 +174,22 @@ describe('credential rotation through the API, the dev server and the ONVIF came
     expect((await api.call('PUT', '/api/v1/fleet/policy', { body: { ...input, credentialRotationDays: null } })).status).toBe(200);
     await expect(service.env.client.schedule.getHandle(credentialRotationScheduleId('acme')).describe()).rejects.toThrow();
     expect(await rotations.ensureSchedules()).toBe(0);
+  });
+});
+
+describe('decommissioning an ONVIF camera', () => {
+  it('deletes the management user provisioning created on the camera, and forgets its password', async () => {
+    const camera = await activeCamera('cam-retired');
+    expect(camera.state().users.map((user) => user.username)).toContain('provisioning');
+
+    const started = await api.call('POST', '/api/v1/devices/cam-retired/decommission', { body: { reason: 'camera moved to storage' } });
+    expect(started.status).toBe(202);
+    await service.env.client.workflow.getHandle(decommissionWorkflowId('acme', 'cam-retired')).result();
+
+    expect(camera.state().users.map((user) => user.username)).not.toContain('provisioning');
+    expect(await vaultDeviceSecrets(service.parts.vault, 'acme', 'cam-retired').read(onvifSecretPurposes.managementPassword)).toBeUndefined();
+    const job = await api.call('GET', '/api/v1/devices/cam-retired/decommission');
+    expect(JSON.stringify(job.body)).toContain('ONVIF');
+    expect((await service.parts.registry.get('acme', 'cam-retired')).lifecycleState).toBe('decommissioned');
   });
 });
