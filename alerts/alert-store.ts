@@ -315,6 +315,15 @@ export class AlertStore {
     return rows.map((row) => row.tenantId);
   }
 
+  /** How many alerts are open, by tenant, kind and severity; combinations with none are left out. */
+  countAllOpen(): Promise<{ tenantId: string; kind: string; severity: AlertSeverity; count: number }[]> {
+    return this.#db
+      .select({ tenantId: alerts.tenantId, kind: alerts.kind, severity: alerts.severity, count: sql<number>`count(*)::int` })
+      .from(alerts)
+      .where(isNull(alerts.resolvedAt))
+      .groupBy(alerts.tenantId, alerts.kind, alerts.severity);
+  }
+
   /** How many alerts of `kind` are open, by tenant; tenants with none are left out. */
   async countOpen(kind: AlertKind): Promise<Map<string, number>> {
     const rows = await this.#db

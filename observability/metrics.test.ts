@@ -184,6 +184,23 @@ describe.each(databaseKinds)('application metrics on the %s database', (kind) =>
     await store.resolve(tenant, fingerprint, 'test');
     expect(total(await scrape(), 'configuration_drift_devices', { tenant })).toBe(0);
   });
+
+  it('counts open alerts by kind and severity, a resolved one no longer, and a tenant with none as zero', async () => {
+    const tenant = 'alerting';
+    const store = new AlertStore({ db: database.db });
+    await database.db.insert(devices).values([device(tenant)]);
+    expect(total(await scrape(), 'alerts_open', { tenant })).toBe(0);
+    const offline = (id: string) => ({ tenantId: tenant, kind: alertKinds.deviceOffline, severity: 'warning' as const, fingerprint: alertFingerprint(alertKinds.deviceOffline, id), summary: 'offline', details: { deviceId: id }, raisedBy: 'test' });
+    await store.raise(offline('a'));
+    await store.raise(offline('b'));
+    await store.raise({ ...offline('c'), kind: alertKinds.deviceCertificateMismatch, severity: 'critical', fingerprint: alertFingerprint(alertKinds.deviceCertificateMismatch, 'c') });
+    let samples = await scrape();
+    expect(total(samples, 'alerts_open', { tenant, kind: alertKinds.deviceOffline, severity: 'warning' })).toBe(2);
+    expect(total(samples, 'alerts_open', { tenant, kind: alertKinds.deviceCertificateMismatch, severity: 'critical' })).toBe(1);
+    await store.resolve(tenant, alertFingerprint(alertKinds.deviceOffline, 'a'), 'test');
+    samples = await scrape();
+    expect(total(samples, 'alerts_open', { tenant, kind: alertKinds.deviceOffline })).toBe(1);
+  });
 });
 
 describe('metricsHandler', () => {

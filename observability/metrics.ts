@@ -126,6 +126,20 @@ export function createMetricsRegistry({ db, devices, templates, alerts, logger, 
   });
 
   new Gauge({
+    name: 'alerts_open',
+    help: 'Open (unresolved) alerts by kind and severity',
+    labelNames: ['tenant', 'kind', 'severity'] as const,
+    registers: [registry],
+    async collect() {
+      const [tenants, rows] = await read('alerts_open', () => Promise.all([devices.tenants(), alerts.countAllOpen()]));
+      this.reset();
+      // Every tenant appears, with nothing open as a zero, so a panel shows it rather than no data.
+      for (const tenant of tenants) this.set({ tenant, kind: 'none', severity: 'info' }, 0);
+      for (const row of rows) this.set({ tenant: row.tenantId, kind: row.kind, severity: row.severity }, row.count);
+    },
+  });
+
+  new Gauge({
     name: 'configuration_outdated_devices',
     help: 'Devices whose configuration was rendered from an older version of their template than the current one',
     labelNames: ['tenant'] as const,
