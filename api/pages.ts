@@ -1,8 +1,8 @@
 /**
- * The two web pages the service serves itself: the onboarding wizard operators walk a device
- * through (sign in with an API key, describe the device, check it against its template, start and
- * follow the run), and the page an installer's phone opens from an enrolment QR code. Both are
- * static: they hold no secret, and talk only to this API, from this origin, with the caller's own
+ * The web pages the service serves itself: the onboarding wizard operators walk a device through
+ * (sign in with an API key, describe the device, check it against its template, start and follow
+ * the run), the fleet page (the tenant's devices, one device whole, its lifecycle actions), and the
+ * page an installer's phone opens from an enrolment QR code. All are static: they hold no secret, and talk only to this API, from this origin, with the caller's own
  * credentials (the wizard) or the single-use token in the URL fragment (enrolment).
  */
 import { readFileSync } from 'node:fs';
@@ -40,8 +40,8 @@ function load(name: string): StaticFile {
   return { body: readFileSync(new URL(name, directory)), contentType: contentTypes[extension]! };
 }
 
-const pages: Record<string, string> = { onboard: 'onboard.html', enrol: 'enrol.html' };
-const assetNames = ['pages.css', 'api-client.js', 'onboard.js', 'enrol.js'];
+const pages: Record<string, string> = { onboard: 'onboard.html', enrol: 'enrol.html', fleet: 'fleet.html' };
+const assetNames = ['pages.css', 'api-client.js', 'onboard.js', 'enrol.js', 'fleet.js'];
 
 export function pagesRouter(): Router {
   const files = new Map([...Object.values(pages), ...assetNames].map((name) => [name, load(name)]));
@@ -68,6 +68,12 @@ const htmlPage = (summary: string) => ({
 export const pagesOpenApiPaths = {
   [`${pagesMountPath}/onboard`]: {
     get: { operationId: 'onboardingWizardPage', ...htmlPage('The onboarding wizard: one device, step by step, with an API key') },
+  },
+  [`${pagesMountPath}/fleet`]: {
+    get: {
+      operationId: 'fleetPage',
+      ...htmlPage("The fleet: the tenant's devices with their health, firmware and certificates; one device's runs, alerts and lifecycle actions"),
+    },
   },
   [`${pagesMountPath}/enrol`]: {
     get: {

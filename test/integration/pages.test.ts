@@ -96,6 +96,88 @@ describe('the onboarding wizard', () => {
   }, 90_000);
 });
 
+describe('the fleet page', () => {
+  async function provisioned(site: string, name: string) {
+    const { request } = await devices.start({ site });
+    const started = await api.call('POST', '/api/v1/provisioning/devices', { body: { devices: [{ ...request, name }] } });
+    expect(started.status).toBe(202);
+    await service.env.client.workflow.getHandle(started.body.provisionings[0].provisioningId).result();
+    return request.serialNumber;
+  }
+
+  async function signIn(page: Page, role: 'operator' | 'viewer') {
+    await page.goto(`${api.baseUrl}/ui/fleet`);
+    await page.fill('#api-key', await api.keyFor('acme', role));
+    await page.click('#sign-in button[type=submit]');
+    await page.waitForSelector('section[data-view="devices"]:not([hidden])');
+  }
+
+  const listed = (page: Page) => page.locator('#devices tr td:first-child').allTextContents();
+
+  it('filters the devices by site and health, and decommissions one from its page, by keyboard, after a confirmation with a reason', async () => {
+    const [gate, lobby] = [await provisioned('fleet-north', 'North gate camera'), await provisioned('fleet-north', 'North lobby camera')];
+    const south = await provisioned('fleet-south', 'South door');
+    // What the health sweeps would have recorded after the gate camera stopped answering.
+    await service.parts.registry.recordHealth('acme', gate, { health: 'offline', healthCheckedAt: new Date(), consecutiveProbeFailures: 3, healthChangedAt: new Date() });
+    await service.parts.registry.recordHealth('acme', lobby, { health: 'online', healthCheckedAt: new Date(), consecutiveProbeFailures: 0 });
+
+    const { page, problems } = await openPage();
+    await signIn(page, 'operator');
+    await page.fill('#filter-site', 'fleet-north');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => listed(page)).toEqual([gate, lobby].sort());
+    expect(await listed(page)).not.toContain(south);
+
+    await page.selectOption('#filter-health', 'offline');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => listed(page)).toEqual([gate]);
+    // Health in words, not colour alone.
+    expect(await page.textContent('#devices tr td:nth-child(6)')).toContain('offline');
+
+    // A bad filter value comes back next to its field.
+    await page.fill('#filter-expiring', 'soon');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => page.isVisible('[data-error-for="certificateExpiringWithinDays"]')).toBe(true);
+    await page.fill('#filter-expiring', '');
+
+    await page.click(`#devices button:text("${gate}")`);
+    await page.waitForSelector('section[data-view="device"]:not([hidden])');
+    expect(await page.textContent('#device-title')).toBe(`North gate camera (${gate})`);
+    expect(await page.textContent('#device-facts')).toContain('offline');
+    expect(await page.textContent('#device-runs')).toContain('completed');
+
+    // Keyboard only: focus the action, Enter opens the confirmation; an empty reason is refused in place.
+    await page.focus('[data-action="decommission"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#confirm[open]');
+    expect(await page.evaluate('document.activeElement && document.activeElement.id')).toBe('confirm-reason');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.isVisible('#confirm [data-error-for="reason"]')).toBe(true);
+    expect((await service.parts.registry.get('acme', gate)).lifecycleState).toBe('active');
+    await page.keyboard.type('camera removed, wall rebuilt');
+    await page.keyboard.press('Enter');
+
+    await expect.poll(() => page.textContent('#action-result'), { timeout: 60_000 }).toContain('now shows as decommissioned');
+    const device = await service.parts.registry.get('acme', gate);
+    expect(device).toMatchObject({ lifecycleState: 'decommissioned', decommissionReason: 'camera removed, wall rebuilt' });
+    expect(await page.isVisible('#device-actions')).toBe(false);
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  it('shows a viewer the devices and a device, with no action to take', async () => {
+    const deviceId = await provisioned('fleet-east', 'East camera');
+    const { page, problems } = await openPage();
+    await signIn(page, 'viewer');
+    await page.goto(`${api.baseUrl}/ui/fleet#device=${deviceId}`);
+    await page.reload();
+    await page.waitForSelector('section[data-view="device"]:not([hidden])');
+    expect(await page.textContent('#device-title')).toContain(deviceId);
+    expect(await page.isVisible('#device-actions')).toBe(false);
+    expect(await page.textContent('#no-actions')).toBe('Your role may not change devices.');
+    expect(problems).toEqual([]);
+  }, 90_000);
+});
+
 describe('the enrolment page', () => {
   it('on a phone: takes the token out of the address bar, starts provisioning for the address entered, and refuses the code a second time', async () => {
     const { request } = await devices.start();
@@ -141,7 +223,7 @@ describe('the enrolment page', () => {
 
 describe('the pages', () => {
   it('are served with a policy that allows scripts and styles from this origin only, and unknown assets are not found', async () => {
-    for (const path of ['/ui/onboard', '/ui/enrol', '/ui/assets/onboard.js']) {
+    for (const path of ['/ui/onboard', '/ui/enrol', '/ui/fleet', '/ui/assets/onboard.js', '/ui/assets/fleet.js']) {
       const response = await fetch(`${api.baseUrl}${path}`);
       expect(response.status, path).toBe(200);
       expect(response.headers.get('content-security-policy'), path).toContain("script-src 'self'");
