@@ -153,7 +153,10 @@ async function openDevice(deviceId) {
     facts.replaceChildren();
     fact(facts, 'State', labels.state[device.state] ?? device.state);
     fact(facts, 'Health', `${labels.health[device.health] ?? device.health}${device.healthDetail.checkedAt ? `, last probed ${date(device.healthDetail.checkedAt)}` : ''}`);
-    fact(facts, 'Firmware', `${device.firmwareVersion ?? 'unknown version'}: ${labels.firmware[device.firmwareStatus] ?? device.firmwareStatus}${device.firmware.verdict?.reason ? ` (${device.firmware.verdict.reason})` : ''}`);
+    const verdict = device.firmware.verdict ?? {};
+    const basis = verdict.basis === 'digest' ? ', judged by its image digest' : verdict.basis === 'version' ? ', judged by version only' : '';
+    const why = device.firmwareStatus === 'known_bad' && verdict.reason ? ` (${verdict.reason})` : '';
+    fact(facts, 'Firmware', `${device.firmwareVersion ?? 'unknown version'}: ${labels.firmware[device.firmwareStatus] ?? device.firmwareStatus}${basis}${why}`);
     fact(facts, 'Vendor and model', [device.vendor, device.model].filter(Boolean).join(' '));
     fact(facts, 'Serial number', device.serialNumber);
     fact(facts, 'MAC address', device.macAddress);

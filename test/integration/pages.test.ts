@@ -3,6 +3,8 @@
  * driven by Playwright) against the real service and reference devices on loopback: what an
  * operator and an installer see and do, and what the service ends up having done.
  */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from '../support/api';
@@ -30,6 +32,17 @@ afterAll(async () => {
   await api?.close();
   await service?.stop();
 });
+
+/**
+ * With UPDATE_SCREENSHOTS=1 the tests photograph the pages for the README (docs/screenshots), small:
+ * a modest viewport, PNG of the visible part only.
+ */
+async function screenshot(page: Page, name: string): Promise<void> {
+  if (process.env.UPDATE_SCREENSHOTS !== '1') return;
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: path.join(screenshots, `${name}.png`) });
+}
+const screenshots = path.resolve(import.meta.dirname, '../../docs/screenshots');
 
 /** A fresh page that fails the test on any script error or refused resource (a CSP violation shows as one). */
 async function openPage(options: { mobile?: boolean } = {}): Promise<{ page: Page; problems: string[] }> {
@@ -92,6 +105,7 @@ describe('the onboarding wizard', () => {
     const record = await api.call('GET', `/api/v1/provisioning/devices/provision:acme:${request.serialNumber}/status`);
     expect(record.body.status).toBe('completed');
     expect(await page.textContent('#run')).toContain(record.body.certificateInfo.serialNumber);
+    await screenshot(page, 'onboard');
     expect(problems).toEqual([]);
   }, 90_000);
 });
@@ -131,6 +145,13 @@ describe('the fleet page', () => {
     await page.selectOption('#filter-health', 'offline');
     await page.click('#filters button[type=submit]');
     await expect.poll(() => listed(page)).toEqual([gate]);
+    await page.selectOption('#filter-health', '');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => listed(page)).toEqual([gate, lobby].sort());
+    await screenshot(page, 'fleet');
+    await page.selectOption('#filter-health', 'offline');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => listed(page)).toEqual([gate]);
     // Health in words, not colour alone.
     expect(await page.textContent('#devices tr td:nth-child(6)')).toContain('offline');
 
@@ -145,6 +166,7 @@ describe('the fleet page', () => {
     expect(await page.textContent('#device-title')).toBe(`North gate camera (${gate})`);
     expect(await page.textContent('#device-facts')).toContain('offline');
     expect(await page.textContent('#device-runs')).toContain('completed');
+    await screenshot(page, 'fleet-device');
 
     // Keyboard only: focus the action, Enter opens the confirmation; an empty reason is refused in place.
     await page.focus('[data-action="decommission"]');
