@@ -1,9 +1,11 @@
 /**
  * The web pages the service serves itself: the onboarding wizard operators walk a device through
  * (sign in with an API key, describe the device, check it against its template, start and follow
- * the run), the fleet page (the tenant's devices, one device whole, its lifecycle actions), and the
- * page an installer's phone opens from an enrolment QR code. All are static: they hold no secret, and talk only to this API, from this origin, with the caller's own
- * credentials (the wizard) or the single-use token in the URL fragment (enrolment).
+ * the run), the bulk page (a device list checked, started, followed and steered), the fleet page
+ * (the tenant's devices, one device whole, its lifecycle actions), and the page an installer's
+ * phone opens from an enrolment QR code. All are static: they hold no secret, and talk only to this
+ * API, from this origin, with the caller's own credentials or the single-use token in the URL
+ * fragment (enrolment).
  */
 import { readFileSync } from 'node:fs';
 import express, { type Response, type Router } from 'express';
@@ -40,8 +42,8 @@ function load(name: string): StaticFile {
   return { body: readFileSync(new URL(name, directory)), contentType: contentTypes[extension]! };
 }
 
-const pages: Record<string, string> = { onboard: 'onboard.html', enrol: 'enrol.html', fleet: 'fleet.html' };
-const assetNames = ['pages.css', 'api-client.js', 'onboard.js', 'enrol.js', 'fleet.js'];
+const pages: Record<string, string> = { onboard: 'onboard.html', enrol: 'enrol.html', fleet: 'fleet.html', bulk: 'bulk.html' };
+const assetNames = ['pages.css', 'api-client.js', 'onboard.js', 'enrol.js', 'fleet.js', 'bulk.js'];
 
 export function pagesRouter(): Router {
   const files = new Map([...Object.values(pages), ...assetNames].map((name) => [name, load(name)]));
@@ -73,6 +75,12 @@ export const pagesOpenApiPaths = {
     get: {
       operationId: 'fleetPage',
       ...htmlPage("The fleet: the tenant's devices with their health, firmware and certificates; one device's runs, alerts and lifecycle actions"),
+    },
+  },
+  [`${pagesMountPath}/bulk`]: {
+    get: {
+      operationId: 'bulkPage',
+      ...htmlPage('Bulk provisioning: check a device list, start the job, follow and steer it live'),
     },
   },
   [`${pagesMountPath}/enrol`]: {

@@ -3,7 +3,7 @@
  * driven by Playwright) against the real service and reference devices on loopback: what an
  * operator and an installer see and do, and what the service ends up having done.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,6 +108,72 @@ describe('the onboarding wizard', () => {
     await screenshot(page, 'onboard');
     expect(problems).toEqual([]);
   }, 90_000);
+});
+
+describe('the bulk page', () => {
+  it('shows the two bad rows of a file with line, column and reason, takes the fixed file, and follows the job to the end through a pause and a resume', async () => {
+    // Each device answers slowly, so the job is still under way while it is paused and resumed.
+    const started = await Promise.all([0, 1, 2, 3].map(() => devices.start({ site: 'bulk-hall', faults: { latencyMs: { '/api/v1/identity': 700 } } })));
+    const header = 'serialNumber,macAddress,address,protocol,deviceType,site,name,username,password';
+    const row = ({ request }: (typeof started)[number], index: number, changes: Partial<Record<'macAddress' | 'address', string>> = {}) =>
+      [request.serialNumber, changes.macAddress ?? request.macAddress, changes.address ?? request.address, 'https', 'camera', 'bulk-hall', `Hall camera ${index}`, request.credentials.username, request.credentials.password].join(',');
+    const broken = [header, row(started[0]!, 0), row(started[1]!, 1, { macAddress: 'not-a-mac' }), row(started[2]!, 2), row(started[3]!, 3, { address: '' })].join('\n');
+    const fixed = [header, ...started.map((device, index) => row(device, index))].join('\n');
+    const files = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'bulk-page-'));
+    writeFileSync(path.join(files, 'hall.csv'), broken);
+
+    const { page, problems } = await openPage();
+    await page.goto(`${api.baseUrl}/ui/bulk`);
+    await page.fill('#api-key', await api.keyFor('acme', 'operator'));
+    await page.click('#sign-in button[type=submit]');
+    await page.waitForSelector('section[data-view="upload"]:not([hidden])');
+    await page.selectOption('#template', 'default');
+    await page.fill('#concurrency', '1');
+    await page.setInputFiles('#file', path.join(files, 'hall.csv'));
+    await page.click('#upload button[type=submit]');
+
+    await page.waitForSelector('#problems-view:not([hidden])');
+    const refused = async () => (await page.locator('#problems tr').allTextContents()).length;
+    expect(await refused()).toBe(2);
+    expect(await page.locator('#problems tr td:first-child').allTextContents()).toEqual(['3', '5']);
+    expect(await page.textContent('#problems')).toContain('macAddress');
+    expect(await page.isDisabled('#start')).toBe(true);
+    // Sorted by column on request, and said so to assistive technology.
+    await page.click('[data-sort="column"]');
+    expect(await page.locator('#problems tr td:nth-child(2)').allTextContents()).toEqual(['address', 'macAddress']);
+    expect(await page.getAttribute('th:has([data-sort="column"])', 'aria-sort')).toBe('ascending');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-reasons')]);
+    const withReasons = readFileSync((await download.path())!, 'utf8').replace(/^\uFEFF/, '').trim().split('\r\n');
+    expect(withReasons[0]!.endsWith(',problems')).toBe(true);
+    expect(withReasons[2]).toContain('macAddress:');
+    expect(withReasons[1]!.endsWith(',')).toBe(true);
+
+    writeFileSync(path.join(files, 'hall.csv'), fixed);
+    await page.setInputFiles('#file', path.join(files, 'hall.csv'));
+    await page.click('#upload button[type=submit]');
+    await expect.poll(() => page.textContent('#plan')).toContain('Ready: 4 devices with template default');
+    await screenshot(page, 'bulk');
+    await page.click('#start');
+    await page.waitForSelector('section[data-view="job"]:not([hidden])');
+
+    const done = async () => Number(await page.getAttribute('#job-progress', 'value'));
+    await expect.poll(done, { timeout: 60_000 }).toBeGreaterThanOrEqual(1);
+    await page.click('[data-control="pause"]');
+    await expect.poll(() => page.textContent('#job-counts'), { timeout: 30_000 }).toMatch(/^paused: .* 0 in flight/);
+    const whilePaused = await done();
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(await done()).toBe(whilePaused);
+    expect(whilePaused).toBeLessThan(4);
+
+    await page.click('[data-control="resume"]');
+    await expect.poll(done, { timeout: 90_000 }).toBe(4);
+    await expect.poll(() => page.textContent('#job-counts')).toMatch(/^finished: 4 of 4 done \(4 completed, 0 failed/);
+    await screenshot(page, 'bulk-job');
+    const [report] = await Promise.all([page.waitForEvent('download'), page.click('#report-csv')]);
+    expect(readFileSync((await report.path())!, 'utf8')).toContain(started[0]!.request.serialNumber);
+    expect(problems).toEqual([]);
+  }, 180_000);
 });
 
 describe('the fleet page', () => {
@@ -245,7 +311,7 @@ describe('the enrolment page', () => {
 
 describe('the pages', () => {
   it('are served with a policy that allows scripts and styles from this origin only, and unknown assets are not found', async () => {
-    for (const path of ['/ui/onboard', '/ui/enrol', '/ui/fleet', '/ui/assets/onboard.js', '/ui/assets/fleet.js']) {
+    for (const path of ['/ui/onboard', '/ui/enrol', '/ui/fleet', '/ui/bulk', '/ui/assets/onboard.js', '/ui/assets/fleet.js', '/ui/assets/bulk.js']) {
       const response = await fetch(`${api.baseUrl}${path}`);
       expect(response.status, path).toBe(200);
       expect(response.headers.get('content-security-policy'), path).toContain("script-src 'self'");
