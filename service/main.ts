@@ -71,6 +71,10 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const parts = await createServiceParts(config, logger);
   logger.info({ component: 'database', kind: parts.database.kind }, `database: ${parts.database.kind === 'server' ? 'PostgreSQL server' : `embedded at ${config.database.embeddedDir}`}`);
   logger.info({ component: 'key-custody', kind: parts.custody.kind }, `key custody: ${parts.custody.kind}`);
+  logger.info(
+    { component: 'environment', environment: config.installationEnvironment, namespace: config.temporal.namespace },
+    `environment: ${config.installationEnvironment} (Temporal namespace ${config.temporal.namespace})`,
+  );
   if (runsWorker && !config.roles.includes('api') && !config.ca.publicUrl) {
     logger.warn(
       { component: 'pki' },
