@@ -22,6 +22,6 @@ export function environmentMismatch(
   const what = target.name ? `the ${target.kind} ${target.name}` : `the ${target.kind}`;
   return new ConfigurationError(
     `ENVIRONMENT: ${what} belongs to the ${recorded} environment, but this installation is configured as ${configured}; ` +
-      `use a ${target.kind} of the ${configured} environment, or set ENVIRONMENT=${recorded} if this installation is ${recorded}`,
+      `use a ${target.kind} of the ${configured} environment, or set ENVIRONMENT=${recorded} if this is the ${recorded} installation`,
   );
 }
