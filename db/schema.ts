@@ -752,3 +752,14 @@ export type ProvisioningRunRow = typeof provisioningRuns.$inferSelect;
 export type DeviceHealthEventRow = typeof deviceHealthEvents.$inferSelect;
 export type FleetPolicyRow = typeof fleetPolicies.$inferSelect;
 export type FirmwareCatalogueRow = typeof firmwareCatalogue.$inferSelect;
+
+/**
+ * The one row naming the environment (`production`, `test`, ...) this database belongs to, written
+ * at the first start; a start configured for another environment refuses.
+ */
+export const installationEnvironment = pgTable('installation_environment', {
+  /** Always `installation`: one row per database. */
+  id: text('id').primaryKey(),
+  environment: text('environment').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});

@@ -6,6 +6,7 @@
 import type { KeyCustody, KeyHandle } from '../custody/key-custody';
 import { ConflictError, NotFoundError } from '../foundation/errors';
 import type { Logger } from '../foundation/logger';
+import { productionEnvironment } from '../foundation/installation-environment';
 import { roleCommonName, type NameAttribute } from '../x509/distinguished-name';
 import {
   authorityKeyIdentifierExtension,
@@ -25,7 +26,7 @@ export interface TenantCaHierarchyDependencies {
   live: LiveCertificates;
   issuing: IssuingCas;
   custody: KeyCustody;
-  settings: Pick<CertificateAuthoritySettings, 'rootValidityDays' | 'intermediateValidityDays' | 'keyAlgorithm'>;
+  settings: Pick<CertificateAuthoritySettings, 'rootValidityDays' | 'intermediateValidityDays' | 'keyAlgorithm' | 'environment'>;
   publication: PkiPublication;
   logger: Logger;
 }
@@ -61,7 +62,7 @@ export class TenantCaHierarchy implements CaHierarchy, CaIssuer {
         const keyId = keyIdentifier(key.publicKeySpki);
         const created = await this.#issuing.selfSign({
           key,
-          subject: tenantSubject(tenantId, roleCommonName(tenantId, 'Root CA')),
+          subject: tenantSubject(tenantId, this.#caName(tenantId, 'Root CA')),
           validityDays: this.#settings.rootValidityDays,
           extensions: [
             basicConstraintsExtension({ ca: true }),
@@ -113,7 +114,7 @@ export class TenantCaHierarchy implements CaHierarchy, CaIssuer {
         const created = await this.#newIntermediate({
           root,
           key,
-          subject: tenantSubject(tenantId, roleCommonName(tenantId, 'Services CA')),
+          subject: tenantSubject(tenantId, this.#caName(tenantId, 'Services CA')),
           row: { tenantId, certificateType: 'services-intermediate' },
         });
         this.#logger.info({ tenantId, keyLocation: key.location, renewed: current !== undefined }, 'certified the services intermediate CA');
@@ -182,11 +183,17 @@ export class TenantCaHierarchy implements CaHierarchy, CaIssuer {
     const created = await this.#newIntermediate({
       root,
       key,
-      subject: tenantSubject(tenantId, roleCommonName(site, 'Intermediate CA'), site),
+      subject: tenantSubject(tenantId, this.#caName(site, 'Intermediate CA'), site),
       row: { tenantId, site, certificateType: 'intermediate' },
     });
     this.#logger.info({ tenantId, site, keyLocation: key.location }, 'created site intermediate CA');
     return created;
+  }
+
+  /** A CA's common name, marked with the environment outside production. */
+  #caName(label: string, role: string): string {
+    const environment = this.#settings.environment;
+    return roleCommonName(label, environment && environment !== productionEnvironment ? `${role} (${environment})` : role);
   }
 
   /** An intermediate CA certificate from the root for `key`, which issues end entities only. */

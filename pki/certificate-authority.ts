@@ -41,6 +41,11 @@ export interface CertificateAuthoritySettings {
   ocspResponseValidityMinutes: number;
   /** Device certificates are renewed once this fraction of their lifetime has passed. */
   renewalAtFraction: number;
+  /**
+   * The installation's environment; outside production every CA's common name carries it (e.g.
+   * `acme Root CA (test)`), so nobody mistakes a test hierarchy for the production one.
+   */
+  environment?: string;
 }
 
 /** What the registry knows about a device that its certificate states. */

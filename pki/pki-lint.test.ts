@@ -19,6 +19,8 @@ const names = [
   'root CA certificate',
   'site intermediate CA certificate',
   'services intermediate CA certificate',
+  'root CA certificate of a test environment',
+  'site intermediate CA certificate of a test environment',
   'device certificate with an IPv4 address and MAC URN',
   'device certificate with an IPv6 address',
   'device certificate with a DNS name',
@@ -65,6 +67,10 @@ beforeAll(async () => {
   objects.set('root CA certificate', certificate(root.pem));
   objects.set('site intermediate CA certificate', certificate(hq.pem));
   objects.set('services intermediate CA certificate', certificate(services.pem));
+  // Outside production the CA names carry the environment.
+  const testEnvironment = new CertificateAuthority({ db: pki.handle.db, custody: pki.custody, settings: { ...pkiSettings, environment: 'test' }, logger: createLogger('silent') });
+  objects.set('root CA certificate of a test environment', certificate((await testEnvironment.ensureRootCa('lint-test')).pem));
+  objects.set('site intermediate CA certificate of a test environment', certificate((await testEnvironment.ensureSiteIntermediateCa('lint-test', 'hq')).pem));
 
   let counter = 0;
   const issue = async (overrides: Partial<DeviceForCertificate>, options: { key?: 'P-256' | 'RSA-2048'; issuer?: CertificateAuthority } = {}) => {

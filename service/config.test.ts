@@ -8,6 +8,33 @@ import { ConfigurationError } from '../foundation/errors';
 import { loadConfig } from './config';
 
 describe('service configuration', () => {
+  it('is a production installation on the default namespace unless ENVIRONMENT says otherwise', () => {
+    const config = loadConfig({});
+    expect(config.installationEnvironment).toBe('production');
+    expect(config.temporal.namespace).toBe('default');
+    expect(config.ca.environment).toBe('production');
+  });
+
+  it('gives every other environment a namespace of its own and stamps it into the CA settings', () => {
+    const config = loadConfig({ ENVIRONMENT: 'test' });
+    expect(config.installationEnvironment).toBe('test');
+    expect(config.temporal.namespace).toBe('provisioning-test');
+    expect(config.ca.environment).toBe('test');
+    expect(loadConfig({ ENVIRONMENT: 'staging' }).temporal.namespace).toBe('provisioning-staging');
+  });
+
+  it('lets an explicit TEMPORAL_NAMESPACE win over the environment\'s default', () => {
+    expect(loadConfig({ ENVIRONMENT: 'test', TEMPORAL_NAMESPACE: 'site-lab' }).temporal.namespace).toBe('site-lab');
+    expect(loadConfig({ ENVIRONMENT: 'production', TEMPORAL_NAMESPACE: 'provisioning' }).temporal.namespace).toBe('provisioning');
+  });
+
+  it('refuses an ENVIRONMENT that cannot be part of a namespace or CA name', () => {
+    for (const ENVIRONMENT of ['Production', 'test env', '-test', 'x'.repeat(33)]) {
+      expect(() => loadConfig({ ENVIRONMENT })).toThrow(ConfigurationError);
+      expect(() => loadConfig({ ENVIRONMENT })).toThrow(/ENVIRONMENT: lower-case letters, digits and hyphens/);
+    }
+  });
+
   it('sweeps with ten-second scans and SNMP engine discovery only unless told otherwise', () => {
     expect(loadConfig({}).discovery).toEqual({ scanTimeoutMs: 10_000, snmpCommunities: [] });
   });

@@ -4,6 +4,7 @@
  */
 import type { FleetPolicyInput } from '../fleet/fleet-policies';
 import { ConfigurationError } from '../foundation/errors';
+import { environmentNamePattern, productionEnvironment } from '../foundation/installation-environment';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
@@ -31,10 +32,11 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SERVICE_ROLES: z.string().default('api,worker'),
   SERVICE_ENVIRONMENT: z.enum(['development', 'production']).default('production'),
+  ENVIRONMENT: z.string().regex(environmentNamePattern, 'lower-case letters, digits and hyphens, such as production, test or staging').default(productionEnvironment),
   DEVICE_NETWORKS: optionalText,
 
   TEMPORAL_ADDRESS: optionalText,
-  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_NAMESPACE: optionalText,
   TEMPORAL_TASK_QUEUE: z.string().default('device-provisioning'),
   TEMPORAL_PORT: port.default(7233),
   TEMPORAL_UI_PORT: port.default(8233),
@@ -111,6 +113,12 @@ const environmentSchema = z.object({
 export type ServiceRole = 'api' | 'worker';
 
 export interface ServiceConfig {
+  /**
+   * The installation's environment (ENVIRONMENT: `production`, `test`, ...): it picks the default
+   * Temporal namespace, is named in every CA's subject outside production, and is recorded in the
+   * database and the namespace at the first start; a start against another environment's refuses.
+   */
+  installationEnvironment: string;
   /** `development` lets the service reach devices on loopback and the embedded Web UI decode without credentials; `production` neither. */
   environment: 'development' | 'production';
   /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); nothing outside is contacted on a device's behalf. */
@@ -255,6 +263,14 @@ function list(value: string): string[] {
   return value.split(',').map((item) => item.trim()).filter(Boolean);
 }
 
+/**
+ * Production keeps the namespace it has always used, so an upgrade leaves its runs where they are;
+ * every other environment gets one of its own.
+ */
+export function defaultNamespace(environment: string): string {
+  return environment === productionEnvironment ? 'default' : `provisioning-${environment}`;
+}
+
 export function loadConfig(environment: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const parsed = environmentSchema.safeParse(withFileSecrets(environment));
   if (!parsed.success) {
@@ -321,6 +337,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     : [`http://127.0.0.1:${env.TEMPORAL_UI_PORT}`, `http://localhost:${env.TEMPORAL_UI_PORT}`];
 
   return {
+    installationEnvironment: env.ENVIRONMENT,
     environment: env.SERVICE_ENVIRONMENT,
     deviceNetworks,
     http: { port: env.PORT, host: env.HOST, trustProxy: trustedProxies(env.TRUST_PROXY) },
@@ -401,7 +418,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     roles: roles as ServiceRole[],
     temporal: {
       address: env.TEMPORAL_ADDRESS,
-      namespace: env.TEMPORAL_NAMESPACE,
+      namespace: env.TEMPORAL_NAMESPACE ?? defaultNamespace(env.ENVIRONMENT),
       taskQueue: env.TEMPORAL_TASK_QUEUE,
       retentionDays: env.TEMPORAL_RETENTION_DAYS,
       devServer: {
@@ -428,6 +445,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       rootCrlValidityDays: env.CA_ROOT_CRL_VALIDITY_DAYS,
       ocspResponseValidityMinutes: env.OCSP_RESPONSE_VALIDITY_MINUTES,
       renewalAtFraction: env.CERT_RENEWAL_AT_FRACTION,
+      environment: env.ENVIRONMENT,
     },
   };
 }

@@ -22,7 +22,7 @@ import { createMetricsRegistry, metricsHandler } from '../observability/metrics'
 import { workerMetricsUrl } from '../observability/runtime-metrics';
 import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
-import { connectWhenReady, ensureNamespaceRetention, ensureSearchAttributes, installTemporalRuntime } from './temporal';
+import { claimNamespaceEnvironment, connectWhenReady, ensureNamespaceRetention, ensureSearchAttributes, installTemporalRuntime } from './temporal';
 import { createCredentialRotations, createServiceParts, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
 import { createProvisioningWorker } from './worker';
 import { createServiceApi } from './api';
@@ -71,6 +71,10 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const parts = await createServiceParts(config, logger);
   logger.info({ component: 'database', kind: parts.database.kind }, `database: ${parts.database.kind === 'server' ? 'PostgreSQL server' : `embedded at ${config.database.embeddedDir}`}`);
   logger.info({ component: 'key-custody', kind: parts.custody.kind }, `key custody: ${parts.custody.kind}`);
+  logger.info(
+    { component: 'environment', environment: config.installationEnvironment, namespace: config.temporal.namespace },
+    `environment: ${config.installationEnvironment} (Temporal namespace ${config.temporal.namespace})`,
+  );
   if (runsWorker && !config.roles.includes('api') && !config.ca.publicUrl) {
     logger.warn(
       { component: 'pki' },
@@ -84,6 +88,15 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   });
 
   const connection: Connection = await connectWhenReady(temporalAddress);
+  try {
+    if (await claimNamespaceEnvironment(connection, config.temporal.namespace, config.installationEnvironment)) {
+      logger.info({ namespace: config.temporal.namespace, environment: config.installationEnvironment }, 'recorded the environment in the namespace');
+    }
+  } catch (error) {
+    await connection.close();
+    await parts.close();
+    throw error;
+  }
   const added = await ensureSearchAttributes(connection, config.temporal.namespace);
   if (added.length > 0) logger.info({ added }, 'registered search attributes');
   await ensureNamespaceRetention(connection, config.temporal.namespace, config.temporal.retentionDays).then(

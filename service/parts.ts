@@ -18,6 +18,7 @@ import { readKeyEncryptionKey, Sealer } from '../custody/sealing';
 import { loadPayloadKeyring, payloadDataConverter, type PayloadKeyring } from '../custody/payload-codec';
 import { SecretVault } from '../custody/secret-vault';
 import { openDatabase, type DatabaseHandle } from '../db/client';
+import { claimDatabaseEnvironment } from '../db/installation-environment';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { PkiPublication } from '../pki/publication';
 import { ZeroTouchRegistrations } from '../zero-touch/registrations';
@@ -101,6 +102,10 @@ export interface ServiceParts {
 
 export async function createServiceParts(config: ServiceConfig, logger: Logger): Promise<ServiceParts> {
   const database = await openDatabase({ url: config.database.url, embeddedDir: config.database.embeddedDir });
+  await claimDatabaseEnvironment(database.db, config.installationEnvironment).catch(async (error: unknown) => {
+    await database.close();
+    throw error;
+  });
   const keyEncryptionKey = await readKeyEncryptionKey({ keyEncryptionKey: config.keyEncryptionKey, dataDir: config.dataDir }, logger);
   const sealer = new Sealer(keyEncryptionKey);
   const custody = await createKeyCustody(config.keyCustody, { db: database.db, sealer });

@@ -10,6 +10,7 @@ import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { allSearchAttributeKeys } from '../contracts/provisioning';
 import type { Logger } from '../foundation/logger';
+import { environmentMismatch } from '../foundation/installation-environment';
 
 // A CommonJS module: its namespaces are only reachable through the default export under Node's ESM.
 const { IndexedValueType } = proto.temporal.api.enums.v1;
@@ -101,4 +102,20 @@ export async function ensureNamespaceRetention(connection: Connection, namespace
     config: { workflowExecutionRetentionTtl: msToTs(seconds * 1000) },
   });
   return before;
+}
+
+/** The key of the namespace's data under which the installation's environment is recorded. */
+export const namespaceEnvironmentKey = 'environment';
+
+/**
+ * Records the installation's environment in the namespace's data at the first start and refuses a
+ * namespace recorded for another environment. Returns whether it recorded it now.
+ */
+export async function claimNamespaceEnvironment(connection: Connection, namespace: string, environment: string): Promise<boolean> {
+  const described = await connection.workflowService.describeNamespace({ namespace });
+  const recorded = described.namespaceInfo?.data?.[namespaceEnvironmentKey];
+  if (recorded === environment) return false;
+  if (recorded) throw environmentMismatch({ kind: 'namespace', name: namespace }, recorded, environment);
+  await connection.workflowService.updateNamespace({ namespace, updateInfo: { data: { [namespaceEnvironmentKey]: environment } } });
+  return true;
 }
