@@ -118,7 +118,9 @@ describe('the production compose file', () => {
       SQL_USER: temporal!.environment!.POSTGRES_USER,
     });
     const script = jobScript(schemaJob!);
-    expect(script).toContain('schemas=/etc/temporal/schema/postgresql/v12');
+    expect(schemaJob!.environment!.SQL_PASSWORD_FILE).toBe('/run/secrets/postgres-password');
+    expect(schemaJob!.environment).not.toHaveProperty('TEMPORAL_SCHEMA_DIRECTORY');
+    expect(script).toContain('schemas="${TEMPORAL_SCHEMA_DIRECTORY:-/etc/temporal/schema}/postgresql/v12"');
     for (const step of ['create-database', 'setup-schema -v 0.0', 'update-schema -d "$schemas/$schema/versioned"']) {
       expect(script).toContain(`temporal-sql-tool --db "$database" ${step}`);
     }

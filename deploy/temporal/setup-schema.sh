@@ -4,9 +4,10 @@
 # each start of the server, so upgrading the image tags of both upgrades the schema first.
 set -eu
 
-SQL_PASSWORD="$(cat /run/secrets/postgres-password)"
+SQL_PASSWORD="$(cat "$SQL_PASSWORD_FILE")"
 export SQL_PLUGIN=postgres12 SQL_PASSWORD
-schemas=/etc/temporal/schema/postgresql/v12
+# Where the admin tools image ships the schema files of its version.
+schemas="${TEMPORAL_SCHEMA_DIRECTORY:-/etc/temporal/schema}/postgresql/v12"
 
 setup() {
   database=$1
