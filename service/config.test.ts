@@ -1,8 +1,3 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../foundation/errors';
 import { loadConfig } from './config';
@@ -64,30 +59,6 @@ describe('service configuration', () => {
       expect(() => loadConfig({ HOST })).toThrow(/PKI_PUBLIC_URL: required when HOST/);
     }
     expect(loadConfig({ HOST: '0.0.0.0', PKI_PUBLIC_URL: 'https://pki.example.com' }).ca.publicUrl).toBe('https://pki.example.com');
-  });
-
-  it('makes the compose file name PKI_PUBLIC_URL explicitly: docker-compose renders it with one and refuses without', () => {
-    const compose = readFileSync(fileURLToPath(new URL('../docker-compose.yml', import.meta.url)), 'utf8');
-    expect(compose).toMatch(/PKI_PUBLIC_URL: \$\{PKI_PUBLIC_URL:\?[^}]+\}/);
-    // Debian's docker-compose checks the file as it would run it (no engine needed), with no .env of the checkout's.
-    const directory = mkdtempSync(path.join(os.tmpdir(), 'compose-'));
-    try {
-      writeFileSync(path.join(directory, 'empty.env'), '');
-      const check = (environment: Record<string, string>) =>
-        spawnSync('docker-compose', ['--env-file', path.join(directory, 'empty.env'), '-f', 'docker-compose.yml', 'config', '-q'], {
-          cwd: fileURLToPath(new URL('..', import.meta.url)),
-          env: { PATH: process.env.PATH, ...environment },
-          encoding: 'utf8',
-        });
-      const refused = check({});
-      expect(refused.status).not.toBe(0);
-      expect(refused.stderr).toContain('set PKI_PUBLIC_URL');
-      const rendered = check({ PKI_PUBLIC_URL: 'https://provisioning.example.com' });
-      expect(rendered.stderr).toBe('');
-      expect(rendered.status).toBe(0);
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
   });
 
   it('is a production installation unless told otherwise: no device networks, no unauthenticated decoding', () => {
