@@ -69,10 +69,11 @@ function rendered(environment: Record<string, string> = {}): Record<string, Comp
 }
 
 /** The checkout's file a service mounts at `target`. */
-function mounted(service: ComposeService, target: string): string {
+/** The file mounted at `target`, or at `within` inside the folder mounted at `target`. */
+function mounted(service: ComposeService, target: string, within?: string): string {
   const volume = (service.volumes ?? []).map((entry) => entry.split(':')).find(([, at]) => at === target);
   if (!volume) throw new Error(`nothing is mounted at ${target}`);
-  return readFileSync(volume[0]!, 'utf8');
+  return readFileSync(within ? path.join(volume[0]!, within) : volume[0]!, 'utf8');
 }
 
 /** The script a one-off job runs: `sh <mounted script>`. */
@@ -196,5 +197,24 @@ describe('the production compose file', () => {
     // Every replica of the scaled worker service, by the name compose's DNS answers with all of them.
     expect(jobs.worker?.dns_sd_configs).toEqual([{ names: ['worker'], type: 'A', port: 9465 }]);
     expect(jobs.temporal?.static_configs).toEqual([{ targets: ['temporal:9090'] }]);
+  });
+
+  it('has Grafana show the service dashboard from the compose Prometheus, its UI on loopback only and its password a secret', () => {
+    const { grafana } = rendered();
+    expect(publishedPorts(grafana!)).toEqual([{ hostIp: '127.0.0.1', published: 3001, target: 3000 }]);
+    expect(grafana!.environment).toMatchObject({ GF_SECURITY_ADMIN_PASSWORD__FILE: '/run/secrets/grafana-admin-password', GF_AUTH_ANONYMOUS_ENABLED: 'false' });
+    const datasources = yamlToJson(mounted(grafana!, '/etc/grafana/provisioning', 'datasources/prometheus.yml')) as {
+      datasources: Array<{ uid: string; type: string; url: string }>;
+    };
+    expect(datasources.datasources).toEqual([expect.objectContaining({ uid: 'prometheus', type: 'prometheus', url: 'http://prometheus:9090' })]);
+    const providers = yamlToJson(mounted(grafana!, '/etc/grafana/provisioning', 'dashboards/provisioning.yml')) as {
+      providers: Array<{ options: { path: string } }>;
+    };
+    const dashboardsPath = providers.providers[0]!.options.path;
+    const dashboard = JSON.parse(mounted(grafana!, `${dashboardsPath}/device-provisioning.json`)) as {
+      templating: { list: Array<{ name: string; current?: { value?: string } }> };
+    };
+    // The dashboard's data source variable picks the provisioned one.
+    expect(dashboard.templating.list.find((variable) => variable.name === 'datasource')?.current?.value).toBe('prometheus');
   });
 });
