@@ -32,6 +32,23 @@ const actions = {
     text: (id) => `${id} makes a new key and gets a new certificate; the old certificate is revoked once the new one is in use.`,
     path: (id) => `/api/v1/devices/${encodeURIComponent(id)}/reprovision`,
   },
+  replace: {
+    title: 'Replace',
+    text: (id) => `A new unit is provisioned in place of ${id}; once it is active, ${id} is decommissioned.`,
+    path: (id) => `/api/v1/devices/${encodeURIComponent(id)}/replace`,
+    body: () => {
+      const device = {};
+      for (const input of document.querySelectorAll('#new-unit [data-field]')) {
+        const value = input.value.trim();
+        if (value) device[input.dataset.field] = value;
+      }
+      const username = document.getElementById('new-username').value;
+      const password = document.getElementById('new-password').value;
+      if (username || password) device.credentials = { username, password };
+      return { device };
+    },
+    done: (device) => Boolean(device.lifecycle.replacedBy) && device.state === 'decommissioned',
+  },
   decommission: {
     title: 'Decommission',
     text: (id) => `${id} loses every certificate and secret, our access on it is removed where its protocol allows, and it can never be provisioned again. This cannot be undone.`,
@@ -202,8 +219,11 @@ function confirmAction(name) {
   document.getElementById('confirm-text').textContent = action.text(current.deviceId);
   document.getElementById('confirm-ok').textContent = action.title;
   document.getElementById('confirm-reason').value = '';
+  const newUnit = document.getElementById('new-unit');
+  newUnit.hidden = name !== 'replace';
+  for (const input of newUnit.querySelectorAll('input')) input.value = '';
   dialog.showModal();
-  document.getElementById('confirm-reason').focus();
+  (name === 'replace' ? document.getElementById('new-serialNumber') : document.getElementById('confirm-reason')).focus();
 }
 
 async function performAction(event) {
@@ -218,7 +238,7 @@ async function performAction(event) {
   }
   const action = actions[pendingAction];
   try {
-    const { body } = await callApi('POST', action.path(current.deviceId), { key, body: { reason } });
+    const { body } = await callApi('POST', action.path(current.deviceId), { key, body: { reason, ...(action.body ? action.body() : {}) } });
     dialog.close();
     say(document.getElementById('action-result'), `${action.title} started (job ${body.jobId ?? body.rotationId ?? body.workflowId ?? ''}).`, 'success');
     await followJob(pendingAction);
@@ -231,17 +251,18 @@ async function performAction(event) {
   }
 }
 
-/** Re-reads the device until the action shows in its state, for at most a minute. */
+/** Re-reads the device until the action shows in its state, for at most two minutes. */
 async function followJob(name) {
   const deviceId = current.deviceId;
-  const done = (device) => (name === 'decommission' ? device.state === 'decommissioned' : true);
-  for (let i = 0; i < 60; i++) {
+  const done = actions[name].done ?? ((device) => (name === 'decommission' ? device.state === 'decommissioned' : true));
+  for (let i = 0; i < 120; i++) {
     const { body } = await callApi('GET', `/api/v1/devices/${encodeURIComponent(deviceId)}`, { key });
     if (done(body)) break;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   await openDevice(deviceId);
-  say(document.getElementById('action-result'), `${actions[name].title}: requested; the device now shows as ${current.state}.`, 'success');
+  const replaced = current.lifecycle.replacedBy ? `; replaced by ${current.lifecycle.replacedBy}` : '';
+  say(document.getElementById('action-result'), `${actions[name].title}: requested; the device now shows as ${current.state}${replaced}.`, 'success');
 }
 
 async function signIn(candidate) {

@@ -194,7 +194,7 @@ describe('the fleet page', () => {
 
   const listed = (page: Page) => page.locator('#devices tr td:first-child').allTextContents();
 
-  it('filters the devices by site and health, and decommissions one from its page, by keyboard, after a confirmation with a reason', async () => {
+  it('filters the devices by site and health, decommissions one from its page by keyboard after a confirmation with a reason, and replaces another with a new unit', async () => {
     const [gate, lobby] = [await provisioned('fleet-north', 'North gate camera'), await provisioned('fleet-north', 'North lobby camera')];
     const south = await provisioned('fleet-south', 'South door');
     // What the health sweeps would have recorded after the gate camera stopped answering.
@@ -249,8 +249,31 @@ describe('the fleet page', () => {
     const device = await service.parts.registry.get('acme', gate);
     expect(device).toMatchObject({ lifecycleState: 'decommissioned', decommissionReason: 'camera removed, wall rebuilt' });
     expect(await page.isVisible('#device-actions')).toBe(false);
+
+    // The lobby camera is replaced by a new unit entered in the confirmation, a bad MAC named in place first.
+    const { request: unit } = await devices.start({ site: 'fleet-north' });
+    await page.click('#back');
+    await page.selectOption('#filter-health', 'online');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => listed(page)).toEqual([lobby]);
+    await page.click(`#devices button:text("${lobby}")`);
+    await page.waitForSelector('section[data-view="device"]:not([hidden])');
+    await page.click('[data-action="replace"]');
+    await page.waitForSelector('#confirm[open] #new-unit:not([hidden])');
+    await page.fill('#new-serialNumber', unit.serialNumber);
+    await page.fill('#new-macAddress', 'not-a-mac');
+    await page.fill('#new-address', unit.address);
+    await page.fill('#new-username', unit.credentials.username);
+    await page.fill('#new-password', unit.credentials.password);
+    await page.fill('#confirm-reason', 'RMA 7731: lens cracked');
+    await page.click('#confirm-ok');
+    await expect.poll(() => page.isVisible('#confirm [data-error-for="device.macAddress"]')).toBe(true);
+    await page.fill('#new-macAddress', unit.macAddress);
+    await page.click('#confirm-ok');
+    await expect.poll(() => page.textContent('#action-result'), { timeout: 90_000 }).toContain(`now shows as decommissioned; replaced by ${unit.serialNumber}`);
+    expect(await service.parts.registry.get('acme', unit.serialNumber)).toMatchObject({ lifecycleState: 'active', site: 'fleet-north', name: 'North lobby camera', replacementOf: lobby });
     expect(problems).toEqual([]);
-  }, 120_000);
+  }, 180_000);
 
   it('shows a viewer the devices and a device, with no action to take', async () => {
     const deviceId = await provisioned('fleet-east', 'East camera');
