@@ -210,7 +210,7 @@ const binaryKinds: { magic: number[]; kind: string }[] = [
   { magic: [0x25, 0x50, 0x44, 0x46, 0x2d], kind: 'a PDF document' },
 ];
 
-function sheetFormat(file: SheetFile): SheetFormat {
+export function sheetFormat(file: SheetFile): SheetFormat {
   const extension = /\.([A-Za-z0-9]{1,16})$/.exec(file.fileName.trim())?.[1]?.toLowerCase();
   const contentType = file.contentType?.split(';')[0]?.trim().toLowerCase();
   const isZip = startsWith(file.data, zipMagic) || startsWith(file.data, emptyZipMagic);

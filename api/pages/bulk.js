@@ -148,21 +148,26 @@ function csvField(value) {
   return /[",;\t\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-/** The device list as uploaded with a last column of reasons (a CSV file), or the reasons alone (a workbook). */
+/**
+ * The device list with a last column of reasons: a CSV file is annotated here, as uploaded; a
+ * workbook by the service, which gives it back as a workbook (without passwords).
+ */
 async function downloadWithReasons() {
   const file = document.getElementById('file').files[0];
+  if (file && !/\.csv$/i.test(file.name)) {
+    const form = new FormData();
+    form.set('templateId', document.getElementById('template').value);
+    form.set('file', file, file.name);
+    const response = await fetch(`${base}/annotated`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: form });
+    if (!response.ok) return fail(new ApiProblem(response.status, await response.json().catch(() => ({}))));
+    const name = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1] ?? 'devices-with-reasons.xlsx';
+    return save(await response.blob(), name);
+  }
   const byLine = new Map();
   for (const problem of problems) byLine.set(problem.line, [...(byLine.get(problem.line) ?? []), `${problem.column}: ${problem.reason}`]);
-  let lines;
-  let name;
-  if (file && /\.csv$/i.test(file.name)) {
-    const records = parseCsv((await file.text()).replace(/^\uFEFF/, ''));
-    lines = records.map((record, index) => [...record, index === 0 ? 'problems' : (byLine.get(index + 1) ?? []).join('; ')]);
-    name = file.name.replace(/\.csv$/i, '') + '-with-reasons.csv';
-  } else {
-    lines = [['line', 'column', 'reason'], ...problems.map((problem) => [String(problem.line), problem.column, problem.reason])];
-    name = `${(file?.name ?? 'devices').replace(/\.[^.]+$/, '')}-problems.csv`;
-  }
+  const records = parseCsv((await file.text()).replace(/^\uFEFF/, ''));
+  const lines = records.map((record, index) => [...record, index === 0 ? 'problems' : (byLine.get(index + 1) ?? []).join('; ')]);
+  const name = file.name.replace(/\.csv$/i, '') + '-with-reasons.csv';
   const text = '\uFEFF' + lines.map((record) => record.map(csvField).join(',')).join('\r\n') + '\r\n';
   save(new Blob([text], { type: 'text/csv' }), name);
 }

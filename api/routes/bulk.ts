@@ -1,4 +1,6 @@
 import busboy from 'busboy';
+import { annotatedSheet } from '../../bulk/annotated-sheet';
+import type { RowProblem } from '../../bulk/bulk-import';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { templateIdPattern } from '../../configuration/templates';
@@ -240,6 +242,68 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
         uploadsBeingRead += 1;
         try {
           await startBulkJob(req, res, tenantId, principal.subject);
+        } finally {
+          uploadsBeingRead -= 1;
+        }
+      },
+    }),
+    operation({
+      operationId: 'annotateBulkFile',
+      method: 'post',
+      path: `${base}/annotated`,
+      summary: 'Check a device list without starting anything, and get it back with a column of the reasons each row was refused',
+      tag: 'bulk',
+      permission: 'provisioning:write',
+      upload: {
+        contentType: 'multipart/form-data',
+        schema: {
+          type: 'object',
+          required: ['file'],
+          properties: {
+            file: { type: 'string', contentMediaType: 'application/octet-stream', description: 'CSV or .xlsx, see layout.csv' },
+            templateId: { type: 'string', default: 'default' },
+          },
+        },
+      },
+      responses: {
+        200: {
+          description: 'The list in the format it came in, with a last `problems` column (empty for good rows); passwords are not given back',
+          contentType: 'text/csv',
+          alsoAs: ['application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'],
+        },
+        503: { description: 'As many files as the service reads at once are being read; try again after Retry-After' },
+      },
+      async handle({ req, res, tenantId, principal }) {
+        if (uploadsBeingRead >= deps.concurrentUploads) {
+          throw new ServiceBusyError(`${uploadsBeingRead} bulk files are being read already; try again shortly`, busyRetryAfterSeconds);
+        }
+        uploadsBeingRead += 1;
+        try {
+          const upload = await readUpload(req);
+          refuseUnstorableText({ ...upload.fields, ...(upload.file ? { file: upload.file.fileName } : {}) }, 'upload');
+          const fields = parseOrThrow(uploadFields, upload.fields, 'upload');
+          if (!upload.file) {
+            throw new ValidationError('no file was uploaded', { fields: [{ field: 'file', reason: 'a CSV or .xlsx file is required' }] });
+          }
+          const problems: RowProblem[] = [];
+          try {
+            await importer.import({
+              tenantId,
+              templateId: fields.templateId,
+              dryRun: true,
+              concurrency: fields.concurrency,
+              options: { skipCertificateGeneration: fields.skipCertificateGeneration, autoActivate: fields.autoActivate },
+              file: upload.file,
+              requestedBy: principal.subject,
+            });
+          } catch (error) {
+            // Only refusals of rows belong in the file; anything else (no such template, an unreadable file) is the answer.
+            const rows = error instanceof ValidationError ? (error.fields ?? []).filter((field) => typeof (field as Partial<RowProblem>).line === 'number') : [];
+            if (rows.length === 0) throw error;
+            problems.push(...(rows as unknown as RowProblem[]));
+          }
+          const annotated = await annotatedSheet(upload.file, problems);
+          res.type(annotated.contentType).attachment(annotated.fileName).send(annotated.body);
         } finally {
           uploadsBeingRead -= 1;
         }

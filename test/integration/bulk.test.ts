@@ -2,6 +2,7 @@
  * Bulk provisioning end to end: a spreadsheet uploaded through the API becomes a job whose devices
  * are provisioned by child workflows under a concurrency cap, steered by operators, and reported.
  */
+import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { bulkWorkflowId, type BulkProvisionInput } from '../../contracts/bulk';
@@ -193,6 +194,46 @@ describe('importing a file', () => {
     expect(problems).toEqual(expect.arrayContaining(['2:macAddress', '3:site', '5:serialNumber']));
     expect(response.body.errors.find((e: { line: number }) => e.line === 5).reason).toBe('duplicates line 4');
     for (const { device } of batch) expect(device.state).toBe('factory');
+  });
+
+  it("gives a list back in its own format with a column of each row's reasons, passwords withheld, starting nothing", async () => {
+    const batch = await simulated(3);
+    const rows = (index: number, row: Record<string, string>) => (index === 1 ? { ...row, macAddress: 'not-a-mac' } : row);
+    const csv = csvOf(batch, (row, index) => Object.assign(row, rows(index, row)));
+    const annotate = async (file: Blob, name: string) => {
+      const form = new FormData();
+      form.set('file', file, name);
+      return fetch(`${api.baseUrl}/api/v1/provisioning/bulk/annotated`, { method: 'POST', headers: { authorization: `Bearer ${await api.keyFor('acme', 'operator')}` }, body: form });
+    };
+
+    const fromCsv = await annotate(new Blob([csv], { type: 'text/csv' }), 'hall.csv');
+    expect(fromCsv.status).toBe(200);
+    expect(fromCsv.headers.get('content-disposition')).toContain('hall-with-reasons.csv');
+    const lines = (await fromCsv.text()).replace(/^\uFEFF/, '').trim().split('\r\n');
+    const header = lines[0]!.split(',');
+    expect(header.at(-1)).toBe('problems');
+    const problems = lines.slice(1).map((line) => line.split(',').at(-1));
+    expect(problems[0]).toBe('');
+    expect(problems[1]).toContain('macAddress:');
+    expect(problems[2]).toBe('');
+    const password = header.indexOf('password');
+    expect(lines.slice(1).every((line) => line.split(',')[password] === '')).toBe(true);
+
+    const workbook = new ExcelJS.Workbook();
+    const sheet = workbook.addWorksheet('Devices');
+    for (const line of csv.trim().split('\n')) sheet.addRow(line.split(','));
+    const fromXlsx = await annotate(new Blob([Buffer.from(await workbook.xlsx.writeBuffer())]), 'hall.xlsx');
+    expect(fromXlsx.status).toBe(200);
+    expect(fromXlsx.headers.get('content-type')).toContain('spreadsheetml');
+    const answered = new ExcelJS.Workbook();
+    await answered.xlsx.load(Buffer.from(await fromXlsx.arrayBuffer()) as unknown as ArrayBuffer);
+    const annotated = answered.getWorksheet('Devices')!;
+    const lastColumn = annotated.getRow(1).cellCount;
+    expect(annotated.getRow(1).getCell(lastColumn).value).toBe('problems');
+    expect(String(annotated.getRow(3).getCell(lastColumn).value)).toContain('macAddress:');
+    expect(annotated.getRow(2).getCell(lastColumn).value ?? '').toBe('');
+    for (const { device } of batch) expect(device.state).toBe('factory');
+    expect((await api.call('GET', '/api/v1/provisioning/bulk')).body.jobs.map((j: { fileName: string }) => j.fileName)).not.toContain('hall.csv');
   });
 
   it('refuses devices already provisioned and an IP another device has', async () => {
