@@ -1,0 +1,241 @@
+/**
+ * `npm run bench:issue -- [--devices N] [--seconds S] [--concurrency C] [--custody software,pkcs11] [--database embedded|server]`
+ *
+ * Device certificates issued per second through the CA (CSR checks, signing in custody, the
+ * database write) beside the raw signing rate of the same custody in the same run: the site
+ * intermediate's key signing a TBSCertificate-sized message, nothing else. Both run with the same
+ * number of operations in flight (raw signing for S seconds, issuance of N certificates), for each custody kind: the sealed software store and a SoftHSM2
+ * token made for the run. Prints both rates, their ratio (target: issuance at least half the raw
+ * rate), and where an issuance's time goes, measured one step at a time.
+ * With `--database server`, DATABASE_URL names an empty PostgreSQL database to use.
+ */
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as asn1js from 'asn1js';
+import { AlgorithmIdentifier, CertificationRequest, PublicKeyInfo } from 'pkijs';
+import { createKeyCustody, type KeyCustody, type KeyCustodySettings } from '../custody';
+import { Sealer } from '../custody/sealing';
+import { openDatabase, type DatabaseHandle } from '../db/client';
+import { createLogger } from '../foundation/logger';
+import { signatureAlgorithmFor } from '../pki/certificate-builder';
+import { CertificateAuthority } from '../pki/certificate-authority';
+import { parseCertificateSigningRequest } from '../pki/csr';
+import { loadConfig } from '../service/config';
+import { buildName } from '../x509/distinguished-name';
+import { oids } from '../x509/oids';
+import { fromPem, toPem } from '../x509/pem';
+import { keyAlgorithmOf } from '../x509/public-key';
+
+type CustodyName = 'software' | 'pkcs11';
+
+interface Figures {
+  custody: CustodyName;
+  rawPerSecond: number;
+  issuedPerSecond: number;
+  steps: { name: string; msEach: number }[];
+}
+
+const softHsmModule = '/usr/lib/softhsm/libsofthsm2.so';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    devices: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '8' },
+    custody: { type: 'string', default: 'software,pkcs11' },
+    database: { type: 'string', default: 'embedded' },
+  },
+});
+const durationMs = Number(values.seconds) * 1000;
+const concurrency = Number(values.concurrency);
+const deviceCount = Number(values.devices);
+const kinds = values.custody.split(',').map((kind) => kind.trim());
+if (!(durationMs > 0)) throw new Error('--seconds must be positive');
+if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error('--concurrency must be a positive integer');
+if (!Number.isInteger(deviceCount) || deviceCount < 1) throw new Error('--devices must be a positive integer');
+for (const kind of kinds) if (kind !== 'software' && kind !== 'pkcs11') throw new Error('--custody takes software and/or pkcs11');
+
+const say = (message: string) => process.stderr.write(`bench: ${message}\n`);
+const workDir = mkdtempSync(path.join(os.tmpdir(), 'bench-issue-'));
+const logger = createLogger(process.env.LOG_LEVEL ?? 'warn');
+async function main() {
+  const results: Figures[] = [];
+  try {
+    for (const kind of kinds as CustodyName[]) {
+      const handle =
+        values.database === 'server'
+          ? await openDatabase({ url: requiredDatabaseUrl() })
+          : await openDatabase({ embeddedDir: path.join(workDir, `db-${kind}`) });
+      try {
+        results.push(await measure(kind, handle));
+      } finally {
+        await handle.close();
+      }
+    }
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+
+  process.stdout.write(`\nDevice certificate issuance, ${concurrency} in flight, ${deviceCount} certificates, raw signing for ${values.seconds} s, load ${os.loadavg()[0]!.toFixed(2)}\n`);
+  for (const result of results) {
+    const ratio = result.issuedPerSecond / result.rawPerSecond;
+    process.stdout.write(
+      `  ${result.custody.padEnd(8)} raw signing ${result.rawPerSecond.toFixed(0).padStart(6)}/s  ` +
+        `issued ${result.issuedPerSecond.toFixed(0).padStart(6)}/s  ratio ${ratio.toFixed(2)}  ` +
+        `(${ratio >= 0.5 ? 'meets' : 'MISSES'} the 0.5 target)\n`,
+    );
+    process.stdout.write(`           one at a time: ${result.steps.map((step) => `${step.name} ${step.msEach.toFixed(3)} ms`).join(', ')}\n`);
+  }
+}
+
+async function measure(kind: CustodyName, handle: DatabaseHandle): Promise<Figures> {
+  const custody = await openCustody(kind, handle);
+  try {
+    const settings = loadConfig({ DATA_DIR: workDir }).ca;
+    const ca = new CertificateAuthority({ db: handle.db, custody, settings, logger });
+    const tenantId = 'bench';
+    const intermediate = await ca.ensureSiteIntermediateCa(tenantId, 'hq');
+    const algorithm = keyAlgorithmOf(fromPem(intermediate.publicKey, ['PUBLIC KEY'])!);
+    const { hash } = signatureAlgorithmFor(algorithm);
+    say(`${kind}: site intermediate ${algorithm} at ${intermediate.privateKeyLocation.split(';')[0]}`);
+
+    // A message the size of a device certificate's TBSCertificate.
+    const tbs = randomBytes(fromPem(intermediate.pem, ['CERTIFICATE'])!.byteLength);
+    const rawPerSecond = await rate(() => custody.sign(intermediate.privateKeyLocation, hash, tbs).then(() => {}));
+    say(`${kind}: raw signing ${rawPerSecond.toFixed(0)}/s`);
+
+    const devices = new DeviceRequests();
+    const warmUp = devices.make(tenantId, 50);
+    const requests = devices.make(tenantId, deviceCount);
+    const timed = devices.make(tenantId, 100);
+    await inFlight(warmUp.length, (index) => ca.issueDeviceCertificate(warmUp[index]!));
+    const issuedPerSecond = await inFlight(requests.length, (index) => ca.issueDeviceCertificate(requests[index]!));
+    say(`${kind}: issued ${issuedPerSecond.toFixed(0)}/s (${deviceCount} certificates)`);
+
+    // Where one issuance's time goes, each step alone and one at a time.
+    const samples = timed.length;
+    const csrPem = timed[0]!.csrPem;
+    const steps = [
+      { name: 'CSR parse+check', msEach: await timeEach(samples, async () => void parseCertificateSigningRequest(csrPem)) },
+      { name: 'intermediate lookup', msEach: await timeEach(samples, async () => void (await ca.ensureSiteIntermediateCa(tenantId, 'hq'))) },
+      { name: 'raw sign', msEach: await timeEach(samples, async () => void (await custody.sign(intermediate.privateKeyLocation, hash, tbs))) },
+      { name: 'whole issuance', msEach: await timeEach(samples, async (index) => void (await ca.issueDeviceCertificate(timed[index]!))) },
+    ];
+    return { custody: kind, rawPerSecond, issuedPerSecond, steps };
+  } finally {
+    await custody.close();
+  }
+}
+
+async function openCustody(kind: CustodyName, handle: DatabaseHandle): Promise<KeyCustody> {
+  const deps = { db: handle.db, sealer: new Sealer(randomBytes(32)), logger };
+  if (kind === 'software') return createKeyCustody({ kind: 'software' }, deps);
+  // A token of the run's own, made as the tests make theirs.
+  const tokenDir = path.join(workDir, 'tokens');
+  const conf = path.join(workDir, 'softhsm2.conf');
+  mkdirSync(tokenDir, { recursive: true });
+  writeFileSync(conf, `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  process.env.SOFTHSM2_CONF = conf;
+  const settings: KeyCustodySettings = { kind: 'pkcs11', module: softHsmModule, tokenLabel: 'bench-issue', pin: '1234' };
+  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', settings.tokenLabel!, '--pin', settings.pin, '--so-pin', '12345678'], {
+    env: { ...process.env, SOFTHSM2_CONF: conf },
+    stdio: 'ignore',
+  });
+  return createKeyCustody(settings, deps);
+}
+
+/** Operations per second with `concurrency` in flight for the run's duration, after a short warm-up. */
+async function rate(operation: () => Promise<unknown>): Promise<number> {
+  const run = async (until: number) => {
+    let count = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (Date.now() < until) {
+          await operation();
+          count += 1;
+        }
+      }),
+    );
+    return count;
+  };
+  await run(Date.now() + Math.min(1000, durationMs / 5));
+  const start = Date.now();
+  const count = await run(start + durationMs);
+  return count / ((Date.now() - start) / 1000);
+}
+
+/** Operations per second doing `count` of them with `concurrency` in flight. */
+async function inFlight(count: number, operation: (index: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const start = Date.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await operation(next++);
+    }),
+  );
+  return count / ((Date.now() - start) / 1000);
+}
+
+async function timeEach(samples: number, operation: (index: number) => Promise<void>): Promise<number> {
+  const start = process.hrtime.bigint();
+  for (let index = 0; index < samples; index++) await operation(index);
+  return Number(process.hrtime.bigint() - start) / 1e6 / samples;
+}
+
+/** Issuance requests from CSRs made here with a few device keys, all made before anything is timed. */
+class DeviceRequests {
+  readonly #keys = Array.from({ length: 4 }, () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    return { privateKey, spki: publicKey.export({ type: 'spki', format: 'der' }) };
+  });
+  #next = 0;
+
+  /** `count` requests for devices not asked for before. */
+  make(tenantId: string, count: number) {
+    return Array.from({ length: count }, () => {
+      const index = this.#next++;
+      const deviceId = `bench-${index}`;
+      return {
+        tenantId,
+        device: {
+          deviceId,
+          serialNumber: `SN-${index}`,
+          macAddress: macOf(index),
+          address: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:443`,
+          site: 'hq',
+        },
+        csrPem: csrFor(deviceId, this.#keys[index % this.#keys.length]!),
+      };
+    });
+  }
+}
+
+function macOf(index: number): string {
+  const bytes = [0x02, 0x00, (index >> 24) & 255, (index >> 16) & 255, (index >> 8) & 255, index & 255];
+  return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
+}
+
+function csrFor(deviceId: string, key: { spki: Buffer; privateKey: KeyObject }): string {
+  const csr = new CertificationRequest({
+    version: 0,
+    subject: buildName([{ type: 'commonName', value: deviceId }]),
+    subjectPublicKeyInfo: PublicKeyInfo.fromBER(key.spki),
+  });
+  csr.signatureAlgorithm = new AlgorithmIdentifier({ algorithmId: oids.ecdsaWithSha256 });
+  const tbs = new Uint8Array(csr.toSchema(true).valueBlock.value[0]!.toBER());
+  csr.tbsView = tbs;
+  csr.signatureValue = new asn1js.BitString({ valueHex: sign('sha256', tbs, { key: key.privateKey, dsaEncoding: 'der' }) });
+  return toPem(new Uint8Array(csr.toSchema().toBER()), 'CERTIFICATE REQUEST');
+}
+
+function requiredDatabaseUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('--database server needs DATABASE_URL naming an empty database');
+  return url;
+}
+
+await main();
