@@ -6,17 +6,26 @@
  * intermediate's key signing a TBSCertificate-sized message, nothing else. Both run with the same
  * number of operations in flight (raw signing for S seconds, issuance of N certificates), for each custody kind: the sealed software store and a SoftHSM2
  * token made for the run. Prints both rates, their ratio (target: issuance at least half the raw
- * rate), and where an issuance's time goes, measured one step at a time.
+ * rate), where an issuance's time goes, measured one step at a time, and an EST simpleenroll
+ * round trip over a new TLS connection beside its TLS handshake alone.
  * With `--database server`, DATABASE_URL names an empty PostgreSQL database to use.
  */
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import * as asn1js from 'asn1js';
-import { AlgorithmIdentifier, CertificationRequest, PublicKeyInfo } from 'pkijs';
+import { once } from 'node:events';
+import type http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import { createEstServer } from '../api/est-server';
+import { AuditLog } from '../audit/audit-log';
+import { SecretVault } from '../custody/secret-vault';
+import { estPathPrefix } from '../pki/est';
+import { DeviceRegistry } from '../registry/device-registry';
+import { initialCredentialsPurpose } from '../registry/initial-credentials';
 import { createKeyCustody, type KeyCustody, type KeyCustodySettings } from '../custody';
 import { Sealer } from '../custody/sealing';
 import { openDatabase, type DatabaseHandle } from '../db/client';
@@ -25,9 +34,8 @@ import { signatureAlgorithmFor } from '../pki/certificate-builder';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { parseCertificateSigningRequest } from '../pki/csr';
 import { loadConfig } from '../service/config';
-import { buildName } from '../x509/distinguished-name';
-import { oids } from '../x509/oids';
-import { fromPem, toPem } from '../x509/pem';
+import { fromPem } from '../x509/pem';
+import { benchDevice, csrFor } from './bench-requests';
 import { keyAlgorithmOf } from '../x509/public-key';
 
 type CustodyName = 'software' | 'pkcs11';
@@ -37,6 +45,7 @@ interface Figures {
   rawPerSecond: number;
   issuedPerSecond: number;
   steps: { name: string; msEach: number }[];
+  est: { name: string; msEach: number }[];
 }
 
 const softHsmModule = '/usr/lib/softhsm/libsofthsm2.so';
@@ -88,7 +97,8 @@ async function main() {
         `issued ${result.issuedPerSecond.toFixed(0).padStart(6)}/s  ratio ${ratio.toFixed(2)}  ` +
         `(${ratio >= 0.5 ? 'meets' : 'MISSES'} the 0.5 target)\n`,
     );
-    process.stdout.write(`           one at a time: ${result.steps.map((step) => `${step.name} ${step.msEach.toFixed(3)} ms`).join(', ')}\n`);
+    process.stdout.write(`           one at a time: ${describeSteps(result.steps)}\n`);
+    process.stdout.write(`           EST simpleenroll (new TLS connection each, HTTP Basic): ${describeSteps(result.est)}\n`);
   }
 }
 
@@ -125,9 +135,68 @@ async function measure(kind: CustodyName, handle: DatabaseHandle): Promise<Figur
       { name: 'raw sign', msEach: await timeEach(samples, async () => void (await custody.sign(intermediate.privateKeyLocation, hash, tbs))) },
       { name: 'whole issuance', msEach: await timeEach(samples, async (index) => void (await ca.issueDeviceCertificate(timed[index]!))) },
     ];
-    return { custody: kind, rawPerSecond, issuedPerSecond, steps };
+    const est = await measureEst(handle, custody, ca, tenantId, devices);
+    return { custody: kind, rawPerSecond, issuedPerSecond, steps, est };
   } finally {
     await custody.close();
+  }
+}
+
+function describeSteps(steps: { name: string; msEach: number }[]): string {
+  return steps.map((step) => `${step.name} ${step.msEach.toFixed(2)} ms`).join(', ');
+}
+
+/**
+ * EST simpleenroll as a device does it: a new TLS connection, HTTP Basic with its initial
+ * credential, its CSR. Timed whole, and the TLS handshake alone, beside the issuance measured above.
+ */
+async function measureEst(handle: DatabaseHandle, custody: KeyCustody, ca: CertificateAuthority, tenantId: string, devices: DeviceRequests) {
+  const sealer = new Sealer(randomBytes(32));
+  const registry = new DeviceRegistry(handle.db);
+  const vault = new SecretVault({ db: handle.db, sealer });
+  const audit = new AuditLog({ db: handle.db, logger });
+  const hostName = 'est.bench';
+  const server = await createEstServer({ db: handle.db, ca, registry, vault, audit, logger }, { host: '127.0.0.1', port: 0, hostNames: [hostName], defaultTenantId: tenantId });
+  try {
+    const rootPem = (await ca.ensureRootCa(tenantId)).pem;
+    const samples = 40;
+    const enrolments = devices.make(tenantId, samples);
+    const password = 'bench-initial-credential';
+    for (const { device } of enrolments) {
+      await registry.register(tenantId, { ...device, protocol: 'https', deviceType: 'camera' });
+      await vault.store(tenantId, device.deviceId, initialCredentialsPurpose, { username: 'admin', password });
+    }
+    const tlsOptions = { host: '127.0.0.1', port: server.port, servername: hostName, ca: rootPem };
+    const handshake = await timeEach(samples, async () => {
+      const socket = tls.connect(tlsOptions);
+      await once(socket, 'secureConnect');
+      socket.destroy();
+    });
+    const enrol = await timeEach(samples, async (index) => {
+      const { device, csrPem } = enrolments[index]!;
+      const body = csrPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+      const request = https.request({
+        ...tlsOptions,
+        agent: false,
+        method: 'POST',
+        path: `${estPathPrefix}/simpleenroll`,
+        headers: {
+          'content-type': 'application/pkcs10',
+          'content-length': Buffer.byteLength(body),
+          authorization: `Basic ${Buffer.from(`${device.deviceId}:${password}`).toString('base64')}`,
+        },
+      });
+      request.end(body);
+      const [response] = (await once(request, 'response')) as [http.IncomingMessage];
+      for await (const _chunk of response);
+      if (response.statusCode !== 200) throw new Error(`EST simpleenroll answered ${response.statusCode}`);
+    });
+    return [
+      { name: 'TLS handshake', msEach: handshake },
+      { name: 'whole round trip', msEach: enrol },
+    ];
+  } finally {
+    await server.close();
   }
 }
 
@@ -198,38 +267,10 @@ class DeviceRequests {
   make(tenantId: string, count: number) {
     return Array.from({ length: count }, () => {
       const index = this.#next++;
-      const deviceId = `bench-${index}`;
-      return {
-        tenantId,
-        device: {
-          deviceId,
-          serialNumber: `SN-${index}`,
-          macAddress: macOf(index),
-          address: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:443`,
-          site: 'hq',
-        },
-        csrPem: csrFor(deviceId, this.#keys[index % this.#keys.length]!),
-      };
+      const device = benchDevice(index);
+      return { tenantId, device, csrPem: csrFor(device.deviceId, this.#keys[index % this.#keys.length]!) };
     });
   }
-}
-
-function macOf(index: number): string {
-  const bytes = [0x02, 0x00, (index >> 24) & 255, (index >> 16) & 255, (index >> 8) & 255, index & 255];
-  return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
-}
-
-function csrFor(deviceId: string, key: { spki: Buffer; privateKey: KeyObject }): string {
-  const csr = new CertificationRequest({
-    version: 0,
-    subject: buildName([{ type: 'commonName', value: deviceId }]),
-    subjectPublicKeyInfo: PublicKeyInfo.fromBER(key.spki),
-  });
-  csr.signatureAlgorithm = new AlgorithmIdentifier({ algorithmId: oids.ecdsaWithSha256 });
-  const tbs = new Uint8Array(csr.toSchema(true).valueBlock.value[0]!.toBER());
-  csr.tbsView = tbs;
-  csr.signatureValue = new asn1js.BitString({ valueHex: sign('sha256', tbs, { key: key.privateKey, dsaEncoding: 'der' }) });
-  return toPem(new Uint8Array(csr.toSchema().toBER()), 'CERTIFICATE REQUEST');
 }
 
 function requiredDatabaseUrl(): string {

@@ -13,7 +13,7 @@
  * With `--database server`, DATABASE_URL names an empty PostgreSQL database to use.
  */
 import { fork } from 'node:child_process';
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -27,11 +27,9 @@ import express from 'express';
 import {
   AlgorithmIdentifier,
   Certificate,
-  CertificationRequest,
   CertID,
   Extension,
   OCSPRequest,
-  PublicKeyInfo,
   Request as OcspSingleRequest,
   TBSRequest,
 } from 'pkijs';
@@ -41,11 +39,11 @@ import { Sealer } from '../custody/sealing';
 import { openDatabase } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { CrlPublisher } from '../pki/crl';
-import { buildName } from '../x509/distinguished-name';
 import { issuerHashes } from '../pki/ocsp-messages';
 import { OcspResponder } from '../pki/ocsp-responder';
 import { oids } from '../x509/oids';
-import { fromPem, toPem } from '../x509/pem';
+import { fromPem } from '../x509/pem';
+import { benchDevice, csrFor } from './bench-requests';
 import { createLogger } from '../foundation/logger';
 import { loadConfig } from '../service/config';
 
@@ -230,44 +228,14 @@ async function issueDevices(ca: CertificateAuthority, tenantId: string, count: n
   const issueNext = async () => {
     while (next < count) {
       const index = next++;
-      const deviceId = `bench-${index}`;
-      const row = await ca.issueDeviceCertificate({
-        tenantId,
-        device: {
-          deviceId,
-          serialNumber: `SN-${index}`,
-          macAddress: macOf(index),
-          address: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:443`,
-          site: 'hq',
-        },
-        csrPem: csrFor(deviceId, spki, privateKey),
-      });
+      const device = benchDevice(index);
+      const row = await ca.issueDeviceCertificate({ tenantId, device, csrPem: csrFor(device.deviceId, { spki, privateKey }) });
       if (revokeEvery && index % revokeEvery === 0) await ca.revokeCertificate(row.id, 'keyCompromise');
       serials[index] = BigInt(`0x${row.serialNumber}`);
     }
   };
   await Promise.all(Array.from({ length: 8 }, issueNext));
   return serials;
-}
-
-function macOf(index: number): string {
-  const bytes = [0x02, 0x00, (index >> 24) & 255, (index >> 16) & 255, (index >> 8) & 255, index & 255];
-  return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
-}
-
-/** A PKCS#10 request for `deviceId`, signed with the bench's one device key. */
-function csrFor(deviceId: string, spki: Buffer, privateKey: KeyObject): string {
-  const csr = new CertificationRequest({
-    version: 0,
-    subject: buildName([{ type: 'commonName', value: deviceId }]),
-    subjectPublicKeyInfo: PublicKeyInfo.fromBER(spki),
-  });
-  const algorithm = new AlgorithmIdentifier({ algorithmId: oids.ecdsaWithSha256 });
-  csr.signatureAlgorithm = algorithm;
-  const tbs = new Uint8Array(csr.toSchema(true).valueBlock.value[0]!.toBER());
-  csr.tbsView = tbs;
-  csr.signatureValue = new asn1js.BitString({ valueHex: sign('sha256', tbs, { key: privateKey, dsaEncoding: 'der' }) });
-  return toPem(new Uint8Array(csr.toSchema().toBER()), 'CERTIFICATE REQUEST');
 }
 
 /** An RFC 5019 request: one SHA-1 CertID, optionally a nonce extension. */
