@@ -4,6 +4,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +34,18 @@ afterAll(async () => {
   await pki?.close();
   if (directory) rmSync(directory, { recursive: true, force: true });
 });
+
+function plainGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body: Buffer.concat(chunks) }));
+      })
+      .on('error', reject);
+  });
+}
 
 async function expectProblem(response: Response, status: number) {
   expect(response.status).toBe(status);
@@ -110,6 +123,41 @@ describe('PKI publication routes', () => {
     await expectProblem(put, 405);
     expect(put.headers.get('allow')).toBe('GET, POST');
     await expectProblem(await fetch(`${origin}${pkiPaths.crl(root.id)}`, { method: 'DELETE' }), 405);
+  });
+
+  it('answers a cached OCSP GET with 304 for its ETag or a Last-Modified not older, 200 otherwise, and HEAD with headers only', async () => {
+    writeFileSync(path.join(directory, 'ocsp-intermediate.pem'), intermediate.pem);
+    writeFileSync(path.join(directory, 'ocsp-device.pem'), device.pem);
+    const made = await run('openssl', ['ocsp', '-issuer', 'ocsp-intermediate.pem', '-cert', 'ocsp-device.pem', '-no_nonce', '-reqout', 'get.req'], {
+      cwd: directory,
+    });
+    expect(made.status, made.output).toBe(0);
+    const url = `${pki.baseUrl}/ocsp/${encodeURIComponent(readFileSync(path.join(directory, 'get.req')).toString('base64'))}`;
+
+    const first = await fetch(url);
+    expect(first.status).toBe(200);
+    const body = Buffer.from(await first.arrayBuffer());
+    expect(first.headers.get('content-length')).toBe(String(body.length));
+    const etag = first.headers.get('etag')!;
+    const lastModified = first.headers.get('last-modified')!;
+
+    // Node's http client, not fetch: fetch marks every conditional request no-cache.
+    const byTag = await plainGet(url, { 'if-none-match': etag });
+    expect(byTag.status).toBe(304);
+    expect(byTag.headers['content-type']).toBeUndefined();
+    expect(byTag.body.length).toBe(0);
+    expect((await plainGet(url, { 'if-modified-since': lastModified })).status).toBe(304);
+    const otherTag = await plainGet(url, { 'if-none-match': '"another"' });
+    expect(otherTag.status).toBe(200);
+    expect(otherTag.body).toEqual(body);
+    // A client asking past every cache gets the answer whatever it holds.
+    expect((await plainGet(url, { 'if-none-match': etag, 'cache-control': 'no-cache' })).status).toBe(200);
+
+    const head = await fetch(url, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('etag')).toBe(etag);
+    expect(head.headers.get('content-type')).toBe('application/ocsp-response');
+    expect((await head.arrayBuffer()).byteLength).toBe(0);
   });
 
   it('describes the four public routes for the OpenAPI document, without security requirements', () => {

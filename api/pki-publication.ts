@@ -96,7 +96,7 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
       }
       await new Promise<void>((resolve, reject) => readOcspRequest(req, res, (error?: unknown) => (error ? reject(error) : resolve())));
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      sendOcsp(res, await options.ocsp.respond(body), { httpCacheable: false });
+      sendOcsp(req, res, await options.ocsp.respond(body), { httpCacheable: false });
     } catch (error) {
       next(error);
     }
@@ -113,7 +113,7 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
         throw new PayloadTooLargeError(`an OCSP request may have at most ${maxRequestBytes} octets`);
       }
       const answer = request ? await options.ocsp.respond(request) : await options.ocsp.respond(new Uint8Array());
-      sendOcsp(res, answer, { httpCacheable: true });
+      sendOcsp(req, res, answer, { httpCacheable: true });
     } catch (error) {
       next(error);
     }
@@ -147,23 +147,63 @@ function decodeGetRequest(encoded: string): Uint8Array | undefined {
   return new Uint8Array(Buffer.from(base64, base64.includes('-') || base64.includes('_') ? 'base64url' : 'base64'));
 }
 
+/** What a cacheable answer sends besides its max-age: made once per pre-produced answer, not per request. */
+interface PreparedOcspAnswer {
+  body: Buffer;
+  refreshAtMs: number;
+  lastModified: string;
+  expires: string;
+  etag: string;
+}
+
+const preparedAnswers = new WeakMap<OcspAnswer, PreparedOcspAnswer>();
+
+function prepared(answer: OcspAnswer, cacheable: NonNullable<OcspAnswer['cacheable']>): PreparedOcspAnswer {
+  let ready = preparedAnswers.get(answer);
+  if (!ready) {
+    ready = {
+      body: Buffer.from(answer.der.buffer, answer.der.byteOffset, answer.der.byteLength),
+      refreshAtMs: cacheable.refreshAt.getTime(),
+      lastModified: cacheable.producedAt.toUTCString(),
+      expires: cacheable.nextUpdate.toUTCString(),
+      etag: cacheable.etag,
+    };
+    preparedAnswers.set(answer, ready);
+  }
+  return ready;
+}
+
 /**
  * OCSP answers are HTTP 200 whatever their OCSP status, as clients expect. Cacheable GET answers
- * carry the RFC 5019 section 6.2 headers, with max-age ending when this responder would re-sign.
+ * carry the RFC 5019 section 6.2 headers, with max-age ending when this responder would re-sign;
+ * a revalidating cache naming the current ETag (or a Last-Modified not older) gets 304. Written
+ * straight to the response: the cached path is the responder's hot path.
  */
-function sendOcsp(res: Response, answer: OcspAnswer, options: { httpCacheable: boolean }): void {
+function sendOcsp(req: Request, res: Response, answer: OcspAnswer, options: { httpCacheable: boolean }): void {
   const cacheable = options.httpCacheable ? answer.cacheable : undefined;
-  if (cacheable) {
-    res.set({
-      'Cache-Control': `max-age=${secondsUntil(cacheable.refreshAt)}, public, no-transform, must-revalidate`,
-      'Last-Modified': cacheable.producedAt.toUTCString(),
-      Expires: cacheable.nextUpdate.toUTCString(),
-      ETag: cacheable.etag,
-    });
-  } else {
-    res.set('Cache-Control', 'no-store');
+  res.statusCode = 200;
+  res.setHeader('Content-Type', mediaTypes.ocspResponse);
+  if (!cacheable) {
+    const body = Buffer.from(answer.der.buffer, answer.der.byteOffset, answer.der.byteLength);
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Content-Length', body.length);
+    res.end(body);
+    return;
   }
-  res.type(mediaTypes.ocspResponse).send(Buffer.from(answer.der.buffer, answer.der.byteOffset, answer.der.byteLength));
+  const ready = prepared(answer, cacheable);
+  res.setHeader('Cache-Control', `max-age=${Math.max(0, Math.floor((ready.refreshAtMs - Date.now()) / 1000))}, public, no-transform, must-revalidate`);
+  res.setHeader('Last-Modified', ready.lastModified);
+  res.setHeader('Expires', ready.expires);
+  res.setHeader('ETag', ready.etag);
+  // Express decides freshness as it would for res.send: only asked when the request is conditional.
+  if ((req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) && req.fresh) {
+    res.statusCode = 304;
+    res.removeHeader('Content-Type');
+    res.end();
+    return;
+  }
+  res.setHeader('Content-Length', ready.body.length);
+  res.end(ready.body);
 }
 
 function secondsUntil(date: Date): number {

@@ -2,7 +2,7 @@
  * Assembles and signs X.509 v3 certificates. pkijs' own sign() wants a WebCrypto private key, but
  * CA keys may live in an HSM, so the TBSCertificate is encoded here and signed through KeyCustody.
  */
-import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import {
   AlgorithmIdentifier,
@@ -72,7 +72,7 @@ export async function signCertificate(template: CertificateTemplate, signer: Cer
   const signature = await signer.custody.sign(signer.location, hash, tbs);
 
   // A faulty signer (HSM glitch, wrong key behind a location) must not yield a broken certificate.
-  const issuerKey = createPublicKey({ key: Buffer.from(signer.publicKeySpki), format: 'der', type: 'spki' });
+  const issuerKey = publicKeyOf(signer);
   if (!verify(hash === 'SHA-384' ? 'sha384' : 'sha256', tbs, { key: issuerKey, dsaEncoding: 'der' }, signature)) {
     throw new Error(`the signature made with ${signer.location} does not verify against its public key`);
   }
@@ -80,6 +80,18 @@ export async function signCertificate(template: CertificateTemplate, signer: Cer
   certificate.tbsView = tbs;
   certificate.signatureValue = new asn1js.BitString({ valueHex: signature });
   return new Uint8Array(certificate.toSchema().toBER());
+}
+
+const issuerKeys = new WeakMap<Uint8Array, KeyObject>();
+
+/** The signer's public key, read once per signer rather than once per signature. */
+function publicKeyOf(signer: CertificateSigner): KeyObject {
+  let key = issuerKeys.get(signer.publicKeySpki);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.from(signer.publicKeySpki), format: 'der', type: 'spki' });
+    issuerKeys.set(signer.publicKeySpki, key);
+  }
+  return key;
 }
 
 /**

@@ -28,9 +28,13 @@ export type CertificateRecordFields = Pick<NewCertificateRow, 'tenantId' | 'cert
 
 /** Devices whose clocks run a little behind still accept a certificate issued just now. */
 const clockSkewAllowanceMs = 5 * 60 * 1000;
+/** CAs whose parsed certificates are kept; a tenant has a root, a services CA and one per site. */
+const maxKnownIssuers = 1000;
 
 export class IssuingCas {
   readonly #custody: KeyCustody;
+  /** Certificate id → what its stored certificate says, parsed once: a CA's certificate never changes under its id. */
+  readonly #parsed = new Map<string, Omit<IssuingCa, 'row'> & { fingerprint: string }>();
 
   constructor(custody: KeyCustody) {
     this.#custody = custody;
@@ -38,14 +42,21 @@ export class IssuingCas {
 
   /** What signs as the CA of `row`: its certificate, its key wherever custody keeps it, its key identifier. */
   identityOf(row: CertificateRow): IssuingCa {
-    const certificate = parseStoredCertificate(row);
-    const publicKeySpki = new Uint8Array(certificate.subjectPublicKeyInfo.toSchema().toBER());
-    return {
-      row,
-      certificate,
-      keyId: readSubjectKeyIdentifier(certificate.extensions) ?? keyIdentifier(publicKeySpki),
-      signer: this.signerOf({ location: row.privateKeyLocation, algorithm: keyAlgorithmOf(publicKeySpki), publicKeySpki }),
-    };
+    let parsed = this.#parsed.get(row.id);
+    if (!parsed || parsed.fingerprint !== row.fingerprint || parsed.signer.location !== row.privateKeyLocation) {
+      const certificate = parseStoredCertificate(row);
+      const publicKeySpki = new Uint8Array(certificate.subjectPublicKeyInfo.toSchema().toBER());
+      parsed = {
+        fingerprint: row.fingerprint,
+        certificate,
+        keyId: readSubjectKeyIdentifier(certificate.extensions) ?? keyIdentifier(publicKeySpki),
+        signer: this.signerOf({ location: row.privateKeyLocation, algorithm: keyAlgorithmOf(publicKeySpki), publicKeySpki }),
+      };
+      this.#parsed.delete(row.id);
+      this.#parsed.set(row.id, parsed);
+      if (this.#parsed.size > maxKnownIssuers) this.#parsed.delete(this.#parsed.keys().next().value!);
+    }
+    return { row, certificate: parsed.certificate, keyId: parsed.keyId, signer: parsed.signer };
   }
 
   signerOf(key: KeyHandle): CertificateSigner {

@@ -8,13 +8,15 @@
  *   (a) cached answers: GET requests without a nonce for certificates already answered, and
  *   (b) freshly signed answers: POST requests each carrying a new nonce, statuses already known, and
  *   (c) the same with every status read from the database (a responder with its status cache off).
- * Prints responses per second and p50/p99 latency of each, against the targets (5,000 and 1,000/s).
+ * Prints responses per second and p50/p99 latency of each, against the targets (5,000 and 1,000/s),
+ * and the CPU each process spent per response: on a busy machine the rates vary, the CPU less so.
  * With `--database server`, DATABASE_URL names an empty PostgreSQL database to use.
  */
 import { fork } from 'node:child_process';
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,11 +27,9 @@ import express from 'express';
 import {
   AlgorithmIdentifier,
   Certificate,
-  CertificationRequest,
   CertID,
   Extension,
   OCSPRequest,
-  PublicKeyInfo,
   Request as OcspSingleRequest,
   TBSRequest,
 } from 'pkijs';
@@ -39,11 +39,11 @@ import { Sealer } from '../custody/sealing';
 import { openDatabase } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
 import { CrlPublisher } from '../pki/crl';
-import { buildName } from '../x509/distinguished-name';
 import { issuerHashes } from '../pki/ocsp-messages';
 import { OcspResponder } from '../pki/ocsp-responder';
 import { oids } from '../x509/oids';
-import { fromPem, toPem } from '../x509/pem';
+import { fromPem } from '../x509/pem';
+import { benchDevice, csrFor } from './bench-requests';
 import { createLogger } from '../foundation/logger';
 import { loadConfig } from '../service/config';
 
@@ -65,6 +65,10 @@ interface LoadResult {
   elapsedMs: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU the load generator spent in the measured window (user + system, microseconds). */
+  generatorCpuUs: number;
+  /** CPU the responder's process spent in the same window. */
+  responderCpuUs?: number;
 }
 
 const nonceLength = 16;
@@ -192,6 +196,12 @@ async function main() {
           `${perSecond.toFixed(0).padStart(7)} responses/s  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms` +
           `  failures ${result.failed}  (${verdict} the ${targets[result.mode]}/s target)\n`,
       );
+      const perResponse = (cpuUs: number) => (cpuUs / Math.max(1, result.completed)).toFixed(0).padStart(4);
+      const responderUs = result.responderCpuUs ?? 0;
+      process.stdout.write(
+        `  ${' '.repeat(labels[result.mode].length)} CPU per response: responder ${perResponse(responderUs)} µs, load generator ` +
+          `${perResponse(result.generatorCpuUs)} µs (${responderUs >= result.generatorCpuUs ? 'the responder' : 'the load generator'} is the limit)\n`,
+      );
     }
   } finally {
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
@@ -218,44 +228,14 @@ async function issueDevices(ca: CertificateAuthority, tenantId: string, count: n
   const issueNext = async () => {
     while (next < count) {
       const index = next++;
-      const deviceId = `bench-${index}`;
-      const row = await ca.issueDeviceCertificate({
-        tenantId,
-        device: {
-          deviceId,
-          serialNumber: `SN-${index}`,
-          macAddress: macOf(index),
-          address: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:443`,
-          site: 'hq',
-        },
-        csrPem: csrFor(deviceId, spki, privateKey),
-      });
+      const device = benchDevice(index);
+      const row = await ca.issueDeviceCertificate({ tenantId, device, csrPem: csrFor(device.deviceId, { spki, privateKey }) });
       if (revokeEvery && index % revokeEvery === 0) await ca.revokeCertificate(row.id, 'keyCompromise');
       serials[index] = BigInt(`0x${row.serialNumber}`);
     }
   };
   await Promise.all(Array.from({ length: 8 }, issueNext));
   return serials;
-}
-
-function macOf(index: number): string {
-  const bytes = [0x02, 0x00, (index >> 24) & 255, (index >> 16) & 255, (index >> 8) & 255, index & 255];
-  return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
-}
-
-/** A PKCS#10 request for `deviceId`, signed with the bench's one device key. */
-function csrFor(deviceId: string, spki: Buffer, privateKey: KeyObject): string {
-  const csr = new CertificationRequest({
-    version: 0,
-    subject: buildName([{ type: 'commonName', value: deviceId }]),
-    subjectPublicKeyInfo: PublicKeyInfo.fromBER(spki),
-  });
-  const algorithm = new AlgorithmIdentifier({ algorithmId: oids.ecdsaWithSha256 });
-  csr.signatureAlgorithm = algorithm;
-  const tbs = new Uint8Array(csr.toSchema(true).valueBlock.value[0]!.toBER());
-  csr.tbsView = tbs;
-  csr.signatureValue = new asn1js.BitString({ valueHex: sign('sha256', tbs, { key: privateKey, dsaEncoding: 'der' }) });
-  return toPem(new Uint8Array(csr.toSchema().toBER()), 'CERTIFICATE REQUEST');
 }
 
 /** An RFC 5019 request: one SHA-1 CertID, optionally a nonce extension. */
@@ -286,7 +266,11 @@ function ocspRequest(issuer: Certificate, serial: bigint, nonce?: Buffer): Uint8
 function runLoad(plan: LoadPlan): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const child = fork(fileURLToPath(import.meta.url), ['--load-generator'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.once('message', (result: LoadResult) => resolve(result));
+    let windowStart: NodeJS.CpuUsage | undefined;
+    child.on('message', (message: LoadResult | 'measuring') => {
+      if (message === 'measuring') windowStart = process.cpuUsage();
+      else resolve({ ...message, responderCpuUs: cpuMicroseconds(process.cpuUsage(windowStart)) });
+    });
     child.once('error', reject);
     child.once('exit', (code) => {
       if (code !== 0) reject(new Error(`the load generator exited with ${code}`));
@@ -295,72 +279,87 @@ function runLoad(plan: LoadPlan): Promise<LoadResult> {
   });
 }
 
-/** Keeps `connections` requests in flight for the duration; each connection sends its next when the last is answered. */
+/**
+ * Keeps `connections` requests in flight for the duration; each connection sends its next when the
+ * last is answered. A bare HTTP/1.1 keep-alive client on plain sockets: requests are written from
+ * bytes made ahead and answers read by their Content-Length, so the generator spends far less CPU
+ * per request than the responder it measures.
+ */
 async function generateLoad(plan: LoadPlan): Promise<LoadResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: plan.connections });
   const target = new URL(plan.url);
+  const host = `${target.hostname}:${target.port}`;
   const templates = plan.mode !== 'cached' ? plan.requests.map((request) => Buffer.from(request, 'base64')) : [];
+  const getHeads = plan.mode === 'cached' ? plan.requests.map((request) => Buffer.from(`GET ${target.pathname}${request} HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 'latin1')) : [];
+  const postHead = (length: number) =>
+    Buffer.from(`POST ${target.pathname} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/ocsp-request\r\nContent-Length: ${length}\r\n\r\n`, 'latin1');
   const latencies: number[] = [];
   let completed = 0;
   let failed = 0;
+  let measuring = false;
 
-  const once = (): Promise<void> =>
-    new Promise((resolve) => {
-      const pick = Math.floor(Math.random() * plan.requests.length);
-      let body: Buffer | undefined;
-      if (plan.mode !== 'cached') {
-        body = Buffer.from(templates[pick]!);
-        randomBytes(nonceLength).copy(body, plan.nonceOffset!);
-      }
-      const started = process.hrtime.bigint();
-      const request = http.request(
-        {
-          agent,
-          host: target.hostname,
-          port: target.port,
-          method: body ? 'POST' : 'GET',
-          path: body ? target.pathname : `${target.pathname}${plan.requests[pick]}`,
-          headers: body ? { 'content-type': 'application/ocsp-request', 'content-length': body.length } : {},
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('end', () => {
-            const successful = response.statusCode === 200 && isSuccessfulOcspResponse(Buffer.concat(chunks));
-            if (successful) {
-              completed += 1;
-              latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
-            } else failed += 1;
-            resolve();
-          });
-        },
-      );
-      request.on('error', () => {
-        failed += 1;
-        resolve();
+  const connection = (until: () => number) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = net.connect(Number(target.port), target.hostname);
+      socket.setNoDelay(true);
+      let pending: Buffer = Buffer.alloc(0);
+      let started = 0n;
+      const sendNext = () => {
+        if (Date.now() >= until()) {
+          socket.end();
+          return;
+        }
+        const pick = Math.floor(Math.random() * plan.requests.length);
+        started = process.hrtime.bigint();
+        if (plan.mode === 'cached') {
+          socket.write(getHeads[pick]!);
+        } else {
+          const body = Buffer.from(templates[pick]!);
+          randomBytes(nonceLength).copy(body, plan.nonceOffset!);
+          socket.write(Buffer.concat([postHead(body.length), body]));
+        }
+      };
+      socket.on('connect', sendNext);
+      socket.on('data', (chunk: Buffer) => {
+        pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+        const headEnd = pending.indexOf('\r\n\r\n');
+        if (headEnd < 0) return;
+        const head = pending.toString('latin1', 0, headEnd);
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (pending.length < headEnd + 4 + length) return;
+        const body = pending.subarray(headEnd + 4, headEnd + 4 + length);
+        pending = pending.subarray(headEnd + 4 + length);
+        const successful = head.startsWith('HTTP/1.1 200') && isSuccessfulOcspResponse(body);
+        if (successful) {
+          if (measuring) {
+            completed += 1;
+            latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+          }
+        } else if (measuring) failed += 1;
+        sendNext();
       });
-      request.end(body);
+      socket.on('error', reject);
+      socket.on('close', () => resolve());
     });
 
   // A short warm-up opens the connections and lets the JIT settle before measuring.
-  const warmUntil = Date.now() + Math.min(1000, plan.durationMs / 5);
-  await Promise.all(Array.from({ length: plan.connections }, async () => {
-    while (Date.now() < warmUntil) await once();
-  }));
-  completed = 0;
-  failed = 0;
-  latencies.length = 0;
-
+  let end = Date.now() + Math.min(1000, plan.durationMs / 5);
+  const connections = Promise.all(Array.from({ length: plan.connections }, () => connection(() => end)));
+  await new Promise((resolve) => setTimeout(resolve, end - Date.now()));
+  measuring = true;
+  process.send!('measuring');
+  const cpuAtStart = process.cpuUsage();
   const start = Date.now();
-  const end = start + plan.durationMs;
-  await Promise.all(Array.from({ length: plan.connections }, async () => {
-    while (Date.now() < end) await once();
-  }));
+  end = start + plan.durationMs;
+  await connections;
   const elapsedMs = Date.now() - start;
-  agent.destroy();
+  const generatorCpuUs = cpuMicroseconds(process.cpuUsage(cpuAtStart));
   latencies.sort((a, b) => a - b);
   const percentile = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? 0;
-  return { mode: plan.mode, completed, failed, elapsedMs, p50Ms: percentile(50), p99Ms: percentile(99) };
+  return { mode: plan.mode, completed, failed, elapsedMs, p50Ms: percentile(50), p99Ms: percentile(99), generatorCpuUs };
+}
+
+function cpuMicroseconds(usage: NodeJS.CpuUsage): number {
+  return usage.user + usage.system;
 }
 
 /** OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED, ... }: is the status successful (0)? */

@@ -161,7 +161,9 @@ export function attributeValues(name: RelativeDistinguishedNames, type: NameAttr
 }
 
 export function summariseName(name: RelativeDistinguishedNames): SubjectSummary {
-  const first = (type: NameAttributeType) => attributeValues(name, type)[0] ?? null;
+  // Read the name once; each attribute is looked up in what was read.
+  const attributes = relativeNames(name).flat();
+  const first = (type: NameAttributeType) => attributes.find((attribute) => attribute.oid === oids[type] && attribute.text !== undefined)?.text ?? null;
   return {
     commonName: first('commonName'),
     organizationalUnit: first('organizationalUnit'),
