@@ -35,7 +35,7 @@ export function postgresBinDir(): string {
 }
 
 /** A loopback port nothing listens on (it was free a moment ago). */
-export function freePort(): Promise<number> {
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -54,7 +54,7 @@ export async function startPostgresServer(workDir: string, settings: string[] = 
     chownSync(workDir, Number(run('id', ['-u', 'postgres']).trim()), Number(run('id', ['-g', 'postgres']).trim()));
   }
   run(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], { asPostgres: true });
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const options = [
     `-p ${port}`,
     `-k ${workDir}`,

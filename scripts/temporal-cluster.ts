@@ -22,7 +22,7 @@ import { msToTs } from '@temporalio/common/lib/time';
 import postgres from 'postgres';
 import { allSearchAttributeKeys } from '../contracts/provisioning';
 import { connectWhenReady, ensureSearchAttributes } from '../service/temporal';
-import { freePort, startPostgresServer } from './postgres-server';
+import { freeLoopbackPort, startPostgresServer } from './postgres-server';
 
 const root = path.resolve(import.meta.dirname, '..');
 const versions = JSON.parse(readFileSync(path.join(root, 'scripts', 'tool-versions.json'), 'utf8')) as { temporalServer: string };
@@ -151,7 +151,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
       'FRONTEND', 'FRONTEND_MEMBERSHIP', 'FRONTEND_HTTP', 'MATCHING', 'MATCHING_MEMBERSHIP',
       'HISTORY', 'HISTORY_MEMBERSHIP', 'WORKER', 'WORKER_MEMBERSHIP', 'METRICS',
     ]) {
-      ports[`TEMPORAL_CLUSTER_${name}_PORT`] = await freePort();
+      ports[`TEMPORAL_CLUSTER_${name}_PORT`] = await freeLoopbackPort();
     }
     const log = openSync(path.join(workDir, 'temporal-server.log'), 'a');
     const server = spawn(
