@@ -12,6 +12,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,7 +23,7 @@ import { msToTs } from '@temporalio/common/lib/time';
 import postgres from 'postgres';
 import { allSearchAttributeKeys } from '../contracts/provisioning';
 import { connectWhenReady, ensureSearchAttributes } from '../service/temporal';
-import { freeLoopbackPort, startPostgresServer } from './postgres-server';
+import { startPostgresServer } from './postgres-server';
 
 const root = path.resolve(import.meta.dirname, '..');
 const versions = JSON.parse(readFileSync(path.join(root, 'scripts', 'tool-versions.json'), 'utf8')) as { temporalServer: string };
@@ -91,6 +92,22 @@ function applySchema(port: number, database: string, schemaName: string): void {
   runTool(temporalSqlToolPath, [...connection, 'update-schema', '--schema-name', schemaName]);
 }
 
+/**
+ * A free loopback port below 32768: the cluster's membership table keeps each host's port in a
+ * PostgreSQL smallint, so the kernel's ephemeral ports (from 32768 up) make the server exit.
+ */
+async function freeClusterPort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
 async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -151,7 +168,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
       'FRONTEND', 'FRONTEND_MEMBERSHIP', 'FRONTEND_HTTP', 'MATCHING', 'MATCHING_MEMBERSHIP',
       'HISTORY', 'HISTORY_MEMBERSHIP', 'WORKER', 'WORKER_MEMBERSHIP', 'METRICS',
     ]) {
-      ports[`TEMPORAL_CLUSTER_${name}_PORT`] = await freeLoopbackPort();
+      ports[`TEMPORAL_CLUSTER_${name}_PORT`] = await freeClusterPort();
     }
     const log = openSync(path.join(workDir, 'temporal-server.log'), 'a');
     const server = spawn(
