@@ -12,6 +12,7 @@ import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allSearchAttributeKeys } from '../../contracts/provisioning';
+import { startOnvifDevice } from '../../scripts/simulators/onvif-device';
 import { searchAttributesBeyondSqlLimits, startTemporalCluster, type TemporalCluster } from '../../scripts/temporal-cluster';
 import { TestDevices, waitFor } from '../support/devices';
 import { freeLoopbackPort } from '../support/network';
@@ -76,17 +77,35 @@ async function call(method: string, route: string, body?: unknown): Promise<{ st
   return { status: response.status, body: await response.json() };
 }
 
-/** Live device certificates per device id, every page of them. */
-async function liveCertificatesPerDevice(): Promise<Map<string, number>> {
-  const perDevice = new Map<string, number>();
+/** Fingerprints of the live device certificates per device id, every page of them. */
+async function liveCertificatesPerDevice(): Promise<Map<string, string[]>> {
+  const perDevice = new Map<string, string[]>();
   let cursor: string | undefined;
   do {
     const page = await call('GET', `/api/v1/provisioning/certificates?certificateType=device&liveOnly=true&limit=500${cursor ? `&cursor=${cursor}` : ''}`);
     expect(page.status).toBe(200);
-    for (const certificate of page.body.certificates as Array<{ deviceId: string }>) perDevice.set(certificate.deviceId, (perDevice.get(certificate.deviceId) ?? 0) + 1);
+    for (const certificate of page.body.certificates as Array<{ deviceId: string; fingerprint: string }>) {
+      perDevice.set(certificate.deviceId, [...(perDevice.get(certificate.deviceId) ?? []), certificate.fingerprint]);
+    }
     cursor = page.body.next;
   } while (cursor);
   return perDevice;
+}
+
+/** Starts one run through the API and waits for its end: the final record. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function provisionThroughApi(body: unknown): Promise<any> {
+  const started = await call('POST', '/api/v1/provisioning/devices', body);
+  expect(started.status).toBe(202);
+  const provisioningId: string = started.body.provisionings[0].provisioningId;
+  return waitFor(
+    async () => {
+      const { body: record } = await call('GET', `/api/v1/provisioning/devices/${encodeURIComponent(provisioningId)}/status`);
+      return record.status === 'completed' || record.status === 'failed' ? record : undefined;
+    },
+    'the run to end',
+    120_000,
+  );
 }
 
 beforeAll(async () => {
@@ -144,20 +163,27 @@ describe('a real Temporal cluster on PostgreSQL', () => {
 
   it('provisions an HTTPS reference device through the API process, run by the worker processes, with one certificate', async () => {
     const { device, request } = await devices.start();
-    const started = await call('POST', '/api/v1/provisioning/devices', { devices: [request] });
-    expect(started.status).toBe(202);
-    const provisioningId: string = started.body.provisionings[0].provisioningId;
-    const record = await waitFor(
-      async () => {
-        const { body } = await call('GET', `/api/v1/provisioning/devices/${encodeURIComponent(provisioningId)}/status`);
-        return body.status === 'completed' || body.status === 'failed' ? body : undefined;
-      },
-      'the device to be provisioned',
-      120_000,
-    );
+    const record = await provisionThroughApi({ devices: [request] });
     expect(record.status).toBe('completed');
     expect(device.state).toBe('active');
-    expect((await liveCertificatesPerDevice()).get(request.serialNumber)).toBe(1);
+    expect((await liveCertificatesPerDevice()).get(request.serialNumber)).toEqual([device.certificateFingerprint]);
+  });
+
+  it('provisions an ONVIF camera (the camera simulator) the same way, with one certificate', async () => {
+    const credentials = { username: 'admin', password: randomBytes(9).toString('base64url') };
+    const serialNumber = `CAM-${randomBytes(3).toString('hex').toUpperCase()}`;
+    const macAddress = ['02', ...randomBytes(5).toString('hex').match(/../g)!].join(':');
+    const camera = await startOnvifDevice({ host: '127.214.0.9', serialNumber, macAddress, credentials });
+    try {
+      const record = await provisionThroughApi({
+        templateId: 'onvif-camera',
+        devices: [{ deviceId: serialNumber.toLowerCase(), serialNumber, macAddress, address: camera.address, protocol: 'onvif', deviceType: 'camera', site: 'hq', credentials }],
+      });
+      expect(record.status).toBe('completed');
+      expect((await liveCertificatesPerDevice()).get(serialNumber.toLowerCase())).toEqual([camera.state().servingCertificateFingerprint]);
+    } finally {
+      await camera.close();
+    }
   });
 
   it(`finishes a bulk job of ${bulkDevices} devices with one worker killed by SIGKILL mid-job: every device once, one certificate each`, async () => {
@@ -192,6 +218,6 @@ describe('a real Temporal cluster on PostgreSQL', () => {
     expect(job.progress).toMatchObject({ total: bulkDevices, completed: bulkDevices, failed: 0 });
     for (const { device } of batch) expect(device.state).toBe('active');
     const perDevice = await liveCertificatesPerDevice();
-    expect(batch.map(({ request }) => perDevice.get(request.serialNumber))).toEqual(batch.map(() => 1));
+    expect(batch.map(({ request }) => perDevice.get(request.serialNumber))).toEqual(batch.map(({ device }) => [device.certificateFingerprint]));
   }, 900_000);
 });
