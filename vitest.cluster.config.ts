@@ -1,5 +1,4 @@
 import { defineConfig } from 'vitest/config';
-import base from './vitest.config';
 
 /**
  * `npm run test:cluster`: the service on a real Temporal server on PostgreSQL (scripts/temporal-cluster.ts)
@@ -7,11 +6,14 @@ import base from './vitest.config';
  */
 export default defineConfig({
   test: {
-    ...base.test,
+    // Temporal workers load native modules and webpack bundles; they are only safe in forks.
+    pool: 'forks',
+    globalSetup: ['./test/global-setup.ts'],
     include: ['test/cluster/**/*.test.ts'],
     exclude: ['node_modules/**', '.data/**', '.tools/**'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
+    // One file at a time: each runs a cluster, an API and two workers on two cores.
     maxWorkers: 1,
   },
 });
