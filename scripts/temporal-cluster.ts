@@ -11,7 +11,7 @@
  * The server and the SQL tool are built from their Go module by `node scripts/setup.mjs --for-cluster`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -217,7 +217,11 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
         }
         return `postgres://postgres@127.0.0.1:${pg.port}/${name}`;
       },
-      stop,
+      async stop() {
+        await stop();
+        // A folder of its own making goes too; after a failed start it stays, for the server's log.
+        if (!options.workDir) rmSync(workDir, { recursive: true, force: true });
+      },
     };
   } catch (error) {
     await stop();
