@@ -6,7 +6,8 @@ export default defineConfig({
     pool: 'forks',
     globalSetup: ['./test/global-setup.ts'],
     include: ['**/*.test.ts'],
-    exclude: ['node_modules/**', '.data/**', '.tools/**'],
+    // test/cluster needs the Temporal server built from source: `npm run test:cluster`.
+    exclude: ['node_modules/**', '.data/**', '.tools/**', 'test/cluster/**'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: more forks than that only adds contention against the Temporal server.

@@ -4,6 +4,7 @@
 //
 //   node scripts/setup.mjs            node modules and the Temporal CLI
 //   node scripts/setup.mjs --for-tests  ...plus the system packages the tests drive (root only)
+//   node scripts/setup.mjs --for-cluster  ...plus the Temporal server and its SQL tool (built with go)
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ const toolsDir = path.join(root, '.tools');
 export const temporalCliPath = path.join(toolsDir, 'venv', 'bin', 'temporal');
 export const temporalTestServerPath = path.join(toolsDir, 'venv', 'bin', 'temporal-test-server');
 export const pkiLintDir = path.join(toolsDir, 'pki-lint');
+export const temporalServerDir = path.join(toolsDir, 'temporal-server');
 
 function say(message) {
   process.stderr.write(`setup: ${message}\n`);
@@ -160,6 +162,26 @@ function ensurePkiLinters() {
   writeFileSync(stamp, wanted);
 }
 
+/**
+ * The Temporal server and its SQL schema tool, built from the server's Go module (about 7 minutes
+ * on two cores; the module needs a newer Go than Debian's, which GOTOOLCHAIN=auto fetches), for
+ * the development cluster of `npm run test:cluster`. A stamp records the version built.
+ */
+function ensureTemporalServer() {
+  const wanted = JSON.stringify({ server: versions.temporalServer });
+  const bin = path.join(temporalServerDir, 'bin');
+  const stamp = path.join(temporalServerDir, 'installed.json');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === wanted && existsSync(path.join(bin, 'server')) && existsSync(path.join(bin, 'sql'))) return;
+  say(`building the Temporal server ${versions.temporalServer} and its SQL tool into .tools/temporal-server (several minutes)`);
+  mkdirSync(bin, { recursive: true });
+  run('go', [
+    'install',
+    `go.temporal.io/server/cmd/server@v${versions.temporalServer}`,
+    `go.temporal.io/server/cmd/tools/sql@v${versions.temporalServer}`,
+  ], { env: { ...process.env, GOBIN: bin, GOTOOLCHAIN: 'auto' } });
+  writeFileSync(stamp, wanted);
+}
+
 function main() {
   const forTests = process.argv.includes('--for-tests');
   try {
@@ -170,6 +192,7 @@ function main() {
       ensureSystemPackages();
       ensurePkiLinters();
     }
+    if (process.argv.includes('--for-cluster')) ensureTemporalServer();
   } catch (error) {
     say(error.message);
     process.exit(1);

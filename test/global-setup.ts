@@ -4,63 +4,26 @@
  * end it stops every process the run started that is still running, whatever failed on the way.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freeLoopbackPort } from './support/network';
+import { startPostgresServer } from '../scripts/postgres-server';
 import { markTestRun, stopLeftoverProcesses } from './support/test-run';
 
 const root = path.resolve(import.meta.dirname, '..');
 
-function run(command: string, args: string[], options: { asPostgres?: boolean; env?: NodeJS.ProcessEnv } = {}) {
-  const asRoot = process.getuid?.() === 0;
-  const [cmd, argv] = options.asPostgres && asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
-  const result = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...options.env } });
+function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}) {
+  const result = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, ...options.env } });
   if (result.status !== 0) {
     throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr || result.stdout}`);
   }
   return result.stdout;
 }
 
-
-function postgresBinDir(): string {
-  const base = '/usr/lib/postgresql';
-  const dirs = existsSync(base)
-    ? readdirSync(base).map((v) => path.join(base, v, 'bin')).filter((d) => existsSync(path.join(d, 'pg_ctl')))
-    : [];
-  if (dirs.length === 0) throw new Error('PostgreSQL server binaries not found; run `npm test`, which installs them');
-  return dirs.sort().at(-1)!;
-}
-
 async function startPostgres(workDir: string): Promise<() => void> {
-  const bin = postgresBinDir();
-  const dataDir = path.join(workDir, 'pgdata');
-  if (process.getuid?.() === 0) chownSync(workDir, uid('postgres'), gid('postgres'));
-  run(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], {
-    asPostgres: true,
-  });
-  const port = await freeLoopbackPort();
-  const options = [
-    `-p ${port}`,
-    `-k ${workDir}`,
-    `-c listen_addresses=127.0.0.1`,
-    '-c fsync=off',
-    '-c synchronous_commit=off',
-    '-c full_page_writes=off',
-    '-c max_connections=300',
-  ].join(' ');
-  run(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-o', options, '-l', path.join(workDir, 'postgres.log'), '-w', 'start'], {
-    asPostgres: true,
-  });
-  process.env.TEST_DATABASE_URL = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  return () => run(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', 'stop'], { asPostgres: true });
-}
-
-function uid(user: string): number {
-  return Number(run('id', ['-u', user]).trim());
-}
-function gid(user: string): number {
-  return Number(run('id', ['-g', user]).trim());
+  const server = await startPostgresServer(workDir);
+  process.env.TEST_DATABASE_URL = server.adminUrl;
+  return server.stop;
 }
 
 function createSoftHsmToken(workDir: string) {

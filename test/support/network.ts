@@ -1,17 +1,7 @@
-import net from 'node:net';
 import tls from 'node:tls';
 
 /** A loopback port nothing listens on (it was free a moment ago). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freeLoopbackPort } from '../../scripts/postgres-server';
 
 /** SHA-256 (hex) of the certificate a TLS server presents, or undefined when it serves none. */
 export function presentedCertificateFingerprint(host: string, port = 443): Promise<string | undefined> {
