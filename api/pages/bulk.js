@@ -239,10 +239,16 @@ async function openJob(id) {
   document.getElementById('back').focus();
 }
 
-async function control(name) {
+async function control(name, reason) {
+  if (name === 'cancel' && reason === undefined) {
+    const dialog = document.getElementById('cancel-dialog');
+    clearFieldErrors(dialog);
+    document.getElementById('cancel-reason').value = '';
+    dialog.showModal();
+    document.getElementById('cancel-reason').focus();
+    return;
+  }
   try {
-    const reason = name === 'cancel' ? prompt('Why cancel this job? (goes into the audit trail)') : undefined;
-    if (name === 'cancel' && !reason) return;
     await callApi('POST', `${base}/${jobId}/${name}`, { key, body: reason ? { reason } : {} });
     await refreshJob();
   } catch (error) {
@@ -307,6 +313,18 @@ document.getElementById('concurrency-form').addEventListener('submit', async (ev
     fail(error, form);
   }
 });
+document.getElementById('cancel-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const dialog = document.getElementById('cancel-dialog');
+  const reason = document.getElementById('cancel-reason').value.trim();
+  if (!reason) {
+    showFieldErrors([{ field: 'reason', reason: 'Say why: the reason goes into the audit trail.' }], dialog);
+    return;
+  }
+  dialog.close();
+  control('cancel', reason);
+});
+document.getElementById('cancel-keep').addEventListener('click', () => document.getElementById('cancel-dialog').close());
 document.getElementById('report-csv').addEventListener('click', () => download('csv'));
 document.getElementById('report-json').addEventListener('click', () => download('json'));
 document.getElementById('back').addEventListener('click', async () => {
