@@ -3,7 +3,8 @@
 // Plain Node with no dependencies: it runs before node_modules exists.
 //
 //   node scripts/setup.mjs            node modules and the Temporal CLI
-//   node scripts/setup.mjs --for-tests  ...plus the system packages the tests drive (root only)
+//   node scripts/setup.mjs --system     ...plus the system packages (root only): the benchmarks' SoftHSM2 and peers
+//   node scripts/setup.mjs --for-tests  ...plus the system packages, the test server and the PKI linters
 //   node scripts/setup.mjs --for-cluster  ...plus the Temporal server and its SQL tool (built with go)
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -84,30 +85,34 @@ function postgresBinDir() {
  * names the same packages, so a fresh machine never meets a program only the author's machine had.
  */
 export const systemPackages = [
-  { name: 'softhsm2', programs: ['softhsm2-util'], present: () => existsSync('/usr/lib/softhsm/libsofthsm2.so') && Boolean(output('which', ['softhsm2-util'])) },
+  // The PKCS#11 module itself, loaded by path: named on its own rather than left to softhsm2's dependencies.
+  { name: 'libsofthsm2', programs: [], files: ['/usr/lib/softhsm/libsofthsm2.so'], present: () => existsSync('/usr/lib/softhsm/libsofthsm2.so') },
+  { name: 'softhsm2', programs: ['softhsm2-util'], present: () => Boolean(output('which', ['softhsm2-util'])) },
   { name: 'opensc', programs: ['pkcs11-tool'], present: () => Boolean(output('which', ['pkcs11-tool'])) },
-  { name: 'postgresql', programs: ['initdb', 'pg_ctl'], present: () => Boolean(postgresBinDir()) },
+  { name: 'postgresql', programs: ['initdb', 'pg_ctl'], files: ['/usr/lib/postgresql'], present: () => Boolean(postgresBinDir()) },
   { name: 'openssl', programs: ['openssl'], present: () => Boolean(output('which', ['openssl'])) },
   // Clients the tests use as relying parties would (OCSP, CRL and EST fetches).
   { name: 'curl', programs: ['curl'], present: () => Boolean(output('which', ['curl'])) },
   // Protocol peers the adapter and discovery tests run against.
-  { name: 'snmpd', programs: ['snmpd'], present: () => existsSync('/usr/sbin/snmpd') },
+  { name: 'snmpd', programs: ['snmpd'], files: ['/usr/sbin/snmpd'], present: () => existsSync('/usr/sbin/snmpd') },
   { name: 'snmp', programs: ['snmpget', 'snmpset', 'snmpwalk', 'snmpusm'], present: () => Boolean(output('which', ['snmpget'])) },
   { name: 'socat', programs: ['socat'], present: () => Boolean(output('which', ['socat'])) },
   { name: 'iproute2', programs: ['ip'], present: () => Boolean(output('which', ['ip'])) },
   // The site's DHCP server in the zero-touch and DHCP lease tests.
-  { name: 'dnsmasq-base', programs: ['dnsmasq'], present: () => existsSync('/usr/sbin/dnsmasq') },
+  { name: 'dnsmasq-base', programs: ['dnsmasq'], files: ['/usr/sbin/dnsmasq'], present: () => existsSync('/usr/sbin/dnsmasq') },
   // Checks the production compose file as it would run it (it needs no engine for that).
   { name: 'docker-compose', programs: ['docker-compose'], present: () => Boolean(output('which', ['docker-compose'])) },
   // The browser the wizard and enrolment page tests drive.
-  { name: 'chromium', programs: ['chromium'], present: () => existsSync('/usr/bin/chromium') },
+  { name: 'chromium', programs: ['chromium'], files: ['/usr/bin/chromium'], present: () => existsSync('/usr/bin/chromium') },
+  // The architecture and setup tests list the tracked sources with `git ls-files`.
+  { name: 'git', programs: ['git'], present: () => Boolean(output('which', ['git'])) },
 ];
 
 /**
  * Programs every machine of this kind has before setup runs: Debian's essential packages and apt,
  * and the toolchains setup itself builds with.
  */
-export const basePrograms = ['sh', 'bash', 'id', 'mkdir', 'readlink', 'unshare', 'nsenter', 'runuser', 'setpriv', 'apt-get', 'npm', 'python3', 'go', 'git'];
+export const basePrograms = ['sh', 'bash', 'id', 'mkdir', 'readlink', 'unshare', 'nsenter', 'runuser', 'setpriv', 'apt-get', 'npm', 'python3', 'go'];
 
 function ensureSystemPackages() {
   const missing = systemPackages.filter(({ present }) => !present()).map(({ name }) => name);
@@ -187,9 +192,9 @@ function main() {
   try {
     ensureNodeModules();
     ensureTemporalCli();
+    if (forTests || process.argv.includes('--system')) ensureSystemPackages();
     if (forTests) {
       ensureTestPythonPackages();
-      ensureSystemPackages();
       ensurePkiLinters();
     }
     if (process.argv.includes('--for-cluster')) ensureTemporalServer();

@@ -31,6 +31,19 @@ function programsTheSourcesRun(): Map<string, string[]> {
   return found;
 }
 
+/** Absolute paths under /usr the tracked sources name (programs and libraries loaded by path), with where. */
+function filesTheSourcesName(): Map<string, string[]> {
+  const files = execFileSync('git', ['ls-files', '*.ts', '*.mjs', '*.py'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
+  const found = new Map<string, string[]>();
+  for (const file of files) {
+    if (file === 'scripts/setup.test.ts' || file === 'scripts/setup.mjs') continue;
+    for (const match of readFileSync(path.join(root, file), 'utf8').matchAll(/['"](\/usr\/(?:s?bin|lib)\/[A-Za-z0-9._/-]+)['"]/g)) {
+      found.set(match[1]!, [...(found.get(match[1]!) ?? []), file]);
+    }
+  }
+  return found;
+}
+
 describe('what a fresh machine needs', () => {
   const provided = new Set<string>([...basePrograms, ...systemPackages.flatMap((p: { programs: string[] }) => p.programs)]);
 
@@ -40,6 +53,17 @@ describe('what a fresh machine needs', () => {
     expect([...programs.keys()]).toEqual(expect.arrayContaining(['dnsmasq', 'snmpd', 'openssl', 'ip', 'chromium']));
     const unprovided = [...programs].filter(([program]) => !provided.has(program)).map(([program, files]) => `${program} (${files.join(', ')})`);
     expect(unprovided).toEqual([]);
+  });
+
+  it('installs the package of every file under /usr the code and the tests name by path, libraries included', () => {
+    const named = filesTheSourcesName();
+    expect([...named.keys()]).toEqual(expect.arrayContaining(['/usr/lib/softhsm/libsofthsm2.so', '/usr/bin/chromium']));
+    const packaged = new Set(systemPackages.flatMap((p: { files?: string[] }) => p.files ?? []));
+    const bases = new Set(basePrograms);
+    const unpackaged = [...named]
+      .filter(([file]) => !packaged.has(file) && !(/^\/usr\/s?bin\//.test(file) && bases.has(path.basename(file))))
+      .map(([file, where]) => `${file} (${[...new Set(where)].join(', ')})`);
+    expect(unpackaged).toEqual([]);
   });
 
   it('lists in the README exactly the Debian packages setup installs', () => {
