@@ -36,3 +36,41 @@ export function say(element, message, kind = 'info') {
   element.dataset.kind = kind;
   element.hidden = !message;
 }
+
+/** Hides every field reason shown within `scope` and clears the fields' invalid marks. */
+export function clearFieldErrors(scope = document) {
+  for (const element of scope.querySelectorAll('[data-error-for]')) element.hidden = true;
+  for (const input of scope.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+}
+
+/**
+ * Puts each reason the service gave next to its field within `scope` (`query:site` and `body.reason`
+ * go to the elements marked `data-error-for="site"` and `"reason"`); returns those with no place.
+ */
+export function showFieldErrors(fields, scope = document) {
+  const unplaced = [];
+  for (const { field, reason } of fields) {
+    const target = scope.querySelector(`[data-error-for="${CSS.escape(field.replace(/^(query|body)[.:]/, ''))}"]`);
+    if (!target) {
+      unplaced.push(`${field}: ${reason}`);
+      continue;
+    }
+    target.textContent = reason;
+    target.hidden = false;
+    target.parentElement.querySelector('input, select')?.setAttribute('aria-invalid', 'true');
+  }
+  return unplaced;
+}
+
+/** A table cell holding `text` as text. */
+export function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text ?? '';
+  return td;
+}
+
+/** Says in `element` what went wrong, each field's reason next to its field within `scope`. */
+export function showFailure(element, error, scope) {
+  const unplaced = error instanceof ApiProblem ? showFieldErrors(error.fields, scope) : [];
+  say(element, [error.message, ...unplaced].join(' — '), 'error');
+}

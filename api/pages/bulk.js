@@ -2,7 +2,7 @@
 // check it without starting anything (every refused row with its line, column and reason, sortable,
 // and the file back with a column of reasons), start the job, then follow it live and steer it with
 // the same controls the API and the CLI have. The key lives in this tab's session storage only.
-import { ApiProblem, callApi, say } from './api-client.js';
+import { ApiProblem, callApi, cell, clearFieldErrors, say, showFailure, showFieldErrors } from './api-client.js';
 
 const base = '/api/v1/provisioning/bulk';
 const keyStorage = 'provisioning-api-key';
@@ -19,36 +19,7 @@ function show(view) {
   say(message, '');
 }
 
-function clearFieldErrors(scope = document) {
-  for (const element of scope.querySelectorAll('[data-error-for]')) element.hidden = true;
-  for (const input of scope.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
-}
-
-function showFieldErrors(fields, scope = document) {
-  const unplaced = [];
-  for (const { field, reason } of fields) {
-    const target = scope.querySelector(`[data-error-for="${CSS.escape(field.replace(/^(body|query)[.:]/, ''))}"]`);
-    if (!target) {
-      unplaced.push(`${field}: ${reason}`);
-      continue;
-    }
-    target.textContent = reason;
-    target.hidden = false;
-    target.parentElement.querySelector('input, select')?.setAttribute('aria-invalid', 'true');
-  }
-  return unplaced;
-}
-
-function fail(error, scope) {
-  const unplaced = error instanceof ApiProblem ? showFieldErrors(error.fields, scope) : [];
-  say(message, [error.message, ...unplaced].join(' — '), 'error');
-}
-
-function cell(text) {
-  const td = document.createElement('td');
-  td.textContent = text ?? '';
-  return td;
-}
+const fail = (error, scope) => showFailure(message, error, scope);
 
 /** A multipart upload, as the API takes device lists; the answer as callApi gives it. */
 async function upload(dryRun) {

@@ -2,7 +2,7 @@
 // firmware verdict, certificate expiry, free text), open one to see it whole with its runs and open
 // alerts, and act on it (rotate credentials, re-provision, decommission) after confirming with a
 // reason. The key lives in this tab's session storage only; every call goes to this service's API.
-import { ApiProblem, callApi, say } from './api-client.js';
+import { ApiProblem, callApi, cell, clearFieldErrors, say, showFailure, showFieldErrors } from './api-client.js';
 
 const keyStorage = 'provisioning-api-key';
 const message = document.getElementById('message');
@@ -61,38 +61,7 @@ function show(view) {
   say(message, '');
 }
 
-function clearFieldErrors(scope = document) {
-  for (const element of scope.querySelectorAll('[data-error-for]')) element.hidden = true;
-  for (const input of scope.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
-}
-
-/** Puts each reason the service gave next to its field (`query:site` goes to the site filter). */
-function showFieldErrors(fields, scope = document) {
-  const unplaced = [];
-  for (const { field, reason } of fields) {
-    const name = field.replace(/^(query|body)[.:]/, '');
-    const target = scope.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
-    if (!target) {
-      unplaced.push(`${field}: ${reason}`);
-      continue;
-    }
-    target.textContent = reason;
-    target.hidden = false;
-    target.parentElement.querySelector('input, select')?.setAttribute('aria-invalid', 'true');
-  }
-  return unplaced;
-}
-
-function fail(error, scope) {
-  const unplaced = error instanceof ApiProblem ? showFieldErrors(error.fields, scope) : [];
-  say(message, [error.message, ...unplaced].join(' — '), 'error');
-}
-
-function cell(text) {
-  const td = document.createElement('td');
-  td.textContent = text ?? '';
-  return td;
-}
+const fail = (error, scope) => showFailure(message, error, scope);
 
 function date(iso) {
   return iso ? new Date(iso).toLocaleString() : '';

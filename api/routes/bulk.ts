@@ -125,7 +125,20 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
   // turned away before a byte of them is read.
   let uploadsBeingRead = 0;
 
-  async function startBulkJob(req: Request, res: Response, tenantId: string, requestedBy: string): Promise<void> {
+  async function whileReadingUpload(read: () => Promise<void>): Promise<void> {
+    if (uploadsBeingRead >= deps.concurrentUploads) {
+      throw new ServiceBusyError(`${uploadsBeingRead} bulk files are being read already; try again shortly`, busyRetryAfterSeconds);
+    }
+    uploadsBeingRead += 1;
+    try {
+      await read();
+    } finally {
+      uploadsBeingRead -= 1;
+    }
+  }
+
+  /** The upload's form fields, checked, and its file, which is required. */
+  async function checkedUpload(req: Request) {
     const upload = await readUpload(req);
     // Multipart parts are not JSON, so the API's own check of every text does not see them.
     refuseUnstorableText({ ...upload.fields, ...(upload.file ? { file: upload.file.fileName } : {}) }, 'upload');
@@ -133,13 +146,18 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
     if (!upload.file) {
       throw new ValidationError('no file was uploaded', { fields: [{ field: 'file', reason: 'a CSV or .xlsx file is required' }] });
     }
+    return { fields, file: upload.file };
+  }
+
+  async function startBulkJob(req: Request, res: Response, tenantId: string, requestedBy: string): Promise<void> {
+    const { fields, file } = await checkedUpload(req);
     const result = await importer.import({
       tenantId,
       templateId: fields.templateId,
       dryRun: fields.dryRun,
       concurrency: fields.concurrency,
       options: { skipCertificateGeneration: fields.skipCertificateGeneration, autoActivate: fields.autoActivate },
-      file: upload.file,
+      file,
       requestedBy,
     });
     if (result.dryRun) {
@@ -236,15 +254,7 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
         503: { description: 'As many files as the service reads at once are being read; try again after Retry-After' },
       },
       async handle({ req, res, tenantId, principal }) {
-        if (uploadsBeingRead >= deps.concurrentUploads) {
-          throw new ServiceBusyError(`${uploadsBeingRead} bulk files are being read already; try again shortly`, busyRetryAfterSeconds);
-        }
-        uploadsBeingRead += 1;
-        try {
-          await startBulkJob(req, res, tenantId, principal.subject);
-        } finally {
-          uploadsBeingRead -= 1;
-        }
+        await whileReadingUpload(() => startBulkJob(req, res, tenantId, principal.subject));
       },
     }),
     operation({
@@ -274,17 +284,8 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
         503: { description: 'As many files as the service reads at once are being read; try again after Retry-After' },
       },
       async handle({ req, res, tenantId, principal }) {
-        if (uploadsBeingRead >= deps.concurrentUploads) {
-          throw new ServiceBusyError(`${uploadsBeingRead} bulk files are being read already; try again shortly`, busyRetryAfterSeconds);
-        }
-        uploadsBeingRead += 1;
-        try {
-          const upload = await readUpload(req);
-          refuseUnstorableText({ ...upload.fields, ...(upload.file ? { file: upload.file.fileName } : {}) }, 'upload');
-          const fields = parseOrThrow(uploadFields, upload.fields, 'upload');
-          if (!upload.file) {
-            throw new ValidationError('no file was uploaded', { fields: [{ field: 'file', reason: 'a CSV or .xlsx file is required' }] });
-          }
+        await whileReadingUpload(async () => {
+          const { fields, file } = await checkedUpload(req);
           const problems: RowProblem[] = [];
           try {
             await importer.import({
@@ -293,7 +294,7 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
               dryRun: true,
               concurrency: fields.concurrency,
               options: { skipCertificateGeneration: fields.skipCertificateGeneration, autoActivate: fields.autoActivate },
-              file: upload.file,
+              file,
               requestedBy: principal.subject,
             });
           } catch (error) {
@@ -302,11 +303,9 @@ export function bulkOperations(deps: { importer: BulkImporter; jobs: BulkJobs; c
             if (rows.length === 0) throw error;
             problems.push(...(rows as unknown as RowProblem[]));
           }
-          const annotated = await annotatedSheet(upload.file, problems);
+          const annotated = await annotatedSheet(file, problems);
           res.type(annotated.contentType).attachment(annotated.fileName).send(annotated.body);
-        } finally {
-          uploadsBeingRead -= 1;
-        }
+        });
       },
     }),
     operation({
