@@ -40,8 +40,9 @@ export function provisioningStep<A extends unknown[], R extends object>(
 ): (...args: A) => Promise<Attempted<R>> {
   return async (...args: A) => {
     const context = Context.current();
-    const { attempt } = context.info;
-    const heartbeat = setInterval(() => context.heartbeat(), heartbeatIntervalMs);
+    const { attempt, isLocal } = context.info;
+    // A local attempt has no heartbeat: the workflow task it runs in is kept alive instead.
+    const heartbeat = isLocal ? undefined : setInterval(() => context.heartbeat(), heartbeatIntervalMs);
     try {
       return { ...(await action(...args)), attempt };
     } catch (error) {

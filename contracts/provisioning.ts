@@ -132,6 +132,15 @@ export interface ProvisionDeviceInput {
   bulkParent?: { workflowId: string; rowNumber: number };
   requestedBy?: string;
   metadata?: Record<string, unknown>;
+  /**
+   * Each step is tried first in the worker that runs the workflow (a local activity: a marker in
+   * the history instead of a scheduled task, so far less work for Temporal), and as a regular
+   * activity, with heartbeats and the step's whole retry window, only when that attempt fails for a
+   * reason a retry may mend. Planned for unattended runs (bulk jobs, zero-touch), where throughput
+   * matters more than an answer at once: while a step runs locally, the run's `status` query and
+   * signals wait for the workflow task, a few seconds at most.
+   */
+  stepsLocalFirst?: boolean;
 }
 
 export interface ApprovalRequirement {

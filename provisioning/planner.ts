@@ -174,6 +174,8 @@ export class ProvisioningPlanner {
       }
       return requirements.get(key)!;
     };
+    // Nobody watches an unattended run's steps one by one: they run locally first (see the input).
+    const unattended = request.provisioningMethod === 'bulk' || request.provisioningMethod === 'automatic';
     const inputs: ProvisionDeviceInput[] = [];
     for (const planned of request.devices) {
       const approval =
@@ -194,6 +196,7 @@ export class ProvisioningPlanner {
           : {}),
         ...(request.requestedBy ? { requestedBy: request.requestedBy } : {}),
         ...(planned.metadata ? { metadata: planned.metadata } : {}),
+        ...(unattended ? { stepsLocalFirst: true } : {}),
       });
     }
     return inputs;

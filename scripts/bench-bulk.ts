@@ -46,9 +46,13 @@ function freePort(): Promise<number> {
 
 function start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr!.on('data', () => {});
+  // The last of what a process said on stderr, to show if it dies.
+  let lastWords = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    lastWords = (lastWords + chunk.toString()).slice(-2000);
+  });
   child.on('exit', (code, signal) => {
-    if (!stopping) say(`${name} exited unexpectedly (${code ?? signal})`);
+    if (!stopping) say(`${name} exited unexpectedly (${code ?? signal}):\n${lastWords}`);
   });
   children.push(child);
   return child;

@@ -71,6 +71,7 @@ const environmentSchema = z.object({
   ALERT_FAILURE_RATE_WINDOW_MINUTES: z.coerce.number().int().positive().default(60),
   WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().positive().default(200),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
+  WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   TRUST_PROXY: optionalText,
@@ -159,7 +160,7 @@ export interface ServiceConfig {
     /** Wrong enrolment tokens a client address may present, like failed EST logins. */
     failedEnrolmentTokens: { burst: number; perMinute: number };
   };
-  worker: { activities: number; workflowTasks: number; cachedWorkflows: number };
+  worker: { activities: number; localActivities: number; workflowTasks: number; cachedWorkflows: number };
   alerts: {
     /** Unset: alerts are raised and audited but not delivered. */
     webhook?: AlertWebhookSettings;
@@ -362,6 +363,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
     worker: {
       activities: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
       workflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+      localActivities: env.WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES,
       cachedWorkflows: env.WORKER_MAX_CACHED_WORKFLOWS,
     },
     alerts: {

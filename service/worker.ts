@@ -72,6 +72,9 @@ export function createProvisioningWorker(
     // hold that many workflows in cache and run activities for them side by side.
     maxCachedWorkflows: options.capacity?.cachedWorkflows ?? 2_000,
     maxConcurrentActivityTaskExecutions: options.capacity?.activities ?? 200,
+    // Unattended runs try each step here first (local activities). Fewer side by side than regular
+    // activities: each shares this process's CPU, and one that waits too long falls back to a task.
+    maxConcurrentLocalActivityExecutions: options.capacity?.localActivities ?? 100,
     maxConcurrentWorkflowTaskExecutions: options.capacity?.workflowTasks ?? 100,
     activities: {
       ...createProvisioningActivities({

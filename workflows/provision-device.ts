@@ -6,6 +6,7 @@
  * `ProvisioningRun`.
  */
 import { patched, proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { activityRoute } from './local-first';
 import type { ProvisioningActivities } from '../activities/provisioning';
 import { deviceCapabilities } from '../adapters/device-adapter';
 // A plain module with no Node dependencies, so the workflow bundle may include it.
@@ -29,11 +30,21 @@ function deviceStepOptions(retryWindowSeconds: number): ActivityOptions {
 }
 
 /** Signing in the HSM and writing to the registry: fast, and only transiently unavailable. */
-const certificateAuthority = proxyActivities<ProvisioningActivities>({
+const certificateAuthorityOptions: ActivityOptions = {
   startToCloseTimeout: '30s',
   heartbeatTimeout: '10s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes },
-});
+};
+
+/**
+ * How long a step's local attempt may take (see `ProvisionDeviceInput.stepsLocalFirst`): a device
+ * answers within a second or two when all is well, and each request to it gives up after ten; a
+ * step slower than this is better served by a regular activity's heartbeats. An attempt cut short
+ * may still be talking to the device, so the regular one must not start while it plausibly is.
+ * The CA answers in milliseconds.
+ */
+const localDeviceAttempt = '30s';
+const localCertificateAuthorityAttempt = '10s';
 
 /** Compensation must eventually happen, so it retries far longer than any forward step. */
 const compensation = proxyActivities<ProvisioningActivities>({
@@ -49,12 +60,18 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
   const { deviceId } = device;
   const info = workflowInfo();
   const deviceRetryWindow = input.options.deviceRetryWindowSeconds ?? defaultDeviceRetryWindowSeconds;
-  const onDevice = proxyActivities<ProvisioningActivities>(deviceStepOptions(deviceRetryWindow));
-  const selfTest = proxyActivities<ProvisioningActivities>({
-    ...deviceStepOptions(deviceRetryWindow),
-    // A device applying new settings may fail its first self-tests; a handful of tries is enough.
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
-  });
+  const localFirst = input.stepsLocalFirst === true;
+  const onDevice = activityRoute<ProvisioningActivities>(deviceStepOptions(deviceRetryWindow), localFirst, localDeviceAttempt);
+  const selfTest = activityRoute<ProvisioningActivities>(
+    {
+      ...deviceStepOptions(deviceRetryWindow),
+      // A device applying new settings may fail its first self-tests; a handful of tries is enough.
+      retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
+    },
+    localFirst,
+    localDeviceAttempt,
+  );
+  const certificateAuthority = activityRoute<ProvisioningActivities>(certificateAuthorityOptions, localFirst, localCertificateAuthorityAttempt);
 
   const run = new ProvisioningRun(input);
   // Undo actions, pushed as each step succeeds and run newest first if the run fails for good.

@@ -18,6 +18,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
   type ActivityInterfaceFor,
+  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { ProvisioningActivities } from '../activities/provisioning';
 import { awaitApproval } from './approval';
@@ -37,6 +38,7 @@ import {
   type ProvisioningStepName,
 } from '../contracts/provisioning';
 import { attemptsOf, describeFailure, failureType, isFailureForGood } from './failures';
+import { activityRoute, callLocalFirst, type ActivityRoute } from './local-first';
 import { recordProvisioningRun, recordStepAttempts, type ProvisioningOutcome, type ProvisioningRunLabels } from './metrics';
 
 /** Marks runs that archive their final record in the database as they close. */
@@ -49,16 +51,19 @@ type FirmwareJudged = NonNullable<Awaited<ReturnType<ProvisioningActivities['ide
 const refusedAuditEventDoesNotStopRun = 'refused-audit-event-does-not-stop-run';
 
 /** Record keeping (audit, escalation): must not be lost, but never worth failing a run over quickly. */
-const bookkeeping = proxyActivities<ProvisioningActivities>({
+const bookkeepingOptions: ActivityOptions = {
   startToCloseTimeout: '30s',
   scheduleToCloseTimeout: '1h',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
-});
+};
+const bookkeeping = proxyActivities<ProvisioningActivities>(bookkeepingOptions);
 
 /** The steps an activity performs, and the activity each one names in `provisioningStepActivities`. */
 type PerformedStep = Exclude<ProvisioningStepName, 'approval'>;
 type StepActivity<S extends PerformedStep> = (typeof provisioningStepActivities)[S];
 type Activities = ActivityInterfaceFor<ProvisioningActivities>;
+/** Where a step's activity runs: see `ProvisionDeviceInput.stepsLocalFirst`. */
+export type StepRoute = ActivityRoute<ProvisioningActivities>;
 
 export class ProvisioningRun {
   readonly record: DeviceProvisioningRecord;
@@ -67,6 +72,8 @@ export class ProvisioningRun {
   readonly #input: ProvisionDeviceInput;
   readonly #metricLabels: ProvisioningRunLabels;
   #activationRequested: boolean;
+  /** Audit events and the archive: locally first in unattended runs, as their steps. */
+  readonly #records: StepRoute;
 
   /** Registers the `status` query and the `activate` and `cancel` signals before anything is awaited. */
   constructor(input: ProvisionDeviceInput) {
@@ -75,6 +82,7 @@ export class ProvisioningRun {
     this.#input = input;
     this.#metricLabels = { tenant: input.tenantId, method: input.provisioningMethod, protocol: device.protocol };
     this.#activationRequested = input.options.autoActivate;
+    this.#records = activityRoute<ProvisioningActivities>(bookkeepingOptions, input.stepsLocalFirst === true, '10s');
     this.record = {
       id: info.workflowId,
       tenantId: input.tenantId,
@@ -113,26 +121,34 @@ export class ProvisioningRun {
     });
   }
 
-  /** Runs the step's activity (the one `provisioningStepActivities` names), recording its attempts and outcome. */
+  /**
+   * Runs the step's activity (the one `provisioningStepActivities` names) where `route` says,
+   * recording its attempts, local and regular, and its outcome.
+   */
   async step<S extends PerformedStep>(
     name: S,
-    activities: Activities,
+    route: StepRoute,
     input: Parameters<Activities[StepActivity<S>]>[0],
   ): Promise<Awaited<ReturnType<Activities[StepActivity<S>]>>> {
-    const perform = activities[provisioningStepActivities[name]] as (input: unknown) => Promise<Awaited<ReturnType<Activities[StepActivity<S>]>>>;
+    type Result = Awaited<ReturnType<Activities[StepActivity<S>]>>;
+    const perform = (activities: Activities) => (activities[provisioningStepActivities[name]] as (input: unknown) => Promise<Result>)(input);
     const entry = this.#stepEntry(name);
     entry.status = 'in_progress';
     entry.startedAt = new Date().toISOString();
+    let localAttempts = 0;
     try {
-      const result = await perform(input);
+      const result = await callLocalFirst(route, perform, (attempts) => {
+        localAttempts = attempts;
+        entry.retryCount = attempts;
+      });
       entry.status = 'completed';
-      entry.retryCount = result.attempt - 1;
+      entry.retryCount = localAttempts + result.attempt - 1;
       recordStepAttempts(this.#metricLabels, name, 'completed', entry.retryCount);
       return result;
     } catch (error) {
       entry.status = 'failed';
       entry.error = describeFailure(error);
-      entry.retryCount = Math.max(0, attemptsOf(error) - 1);
+      entry.retryCount = Math.max(0, localAttempts + attemptsOf(error) - 1);
       recordStepAttempts(this.#metricLabels, name, isCancellation(error) ? 'cancelled' : 'failed', entry.retryCount);
       throw error;
     } finally {
@@ -245,7 +261,8 @@ export class ProvisioningRun {
   /** The final record goes to the archive, where status and the device's runs are read once Temporal has forgotten the run. */
   async #archive(outcome: 'completed' | 'failed' | 'cancelled'): Promise<void> {
     if (!patched(archivesItsRecord)) return;
-    await bookkeeping.archiveProvisioningRun({ runId: workflowInfo().runId, outcome, record: this.record });
+    const archived = { runId: workflowInfo().runId, outcome, record: this.record };
+    await callLocalFirst(this.#records, (activities) => activities.archiveProvisioningRun(archived));
   }
 
   #stepEntry(name: ProvisioningStepName) {
@@ -264,7 +281,7 @@ export class ProvisioningRun {
   async #audit(action: string, outcome: 'success' | 'failure', actor: string, details: Record<string, unknown> = {}): Promise<void> {
     const info = workflowInfo();
     try {
-      await bookkeeping.recordAuditEvent({
+      const event: Parameters<Activities['recordAuditEvent']>[0] = {
         tenantId: this.#input.tenantId,
         actor: actor === 'workflow' ? info.workflowId : actor,
         actorType: actor === 'workflow' ? 'workflow' : 'user',
@@ -273,7 +290,8 @@ export class ProvisioningRun {
         targetType: 'device',
         targetId: this.#input.device.deviceId,
         details: { provisioningId: info.workflowId, runId: info.runId, ...details },
-      });
+      };
+      await callLocalFirst(this.#records, (activities) => activities.recordAuditEvent(event));
     } catch (error) {
       // An event that can never be stored (text from a CLI signal, say) must not hold the run up for
       // an hour or fail it: the activity has put the refusal on record. Runs before this rule failed.

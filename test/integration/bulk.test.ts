@@ -4,7 +4,7 @@
  */
 import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisioningWorkflowId } from '../../contracts/provisioning';
+import { provisioningWorkflowId, statusQuery } from '../../contracts/provisioning';
 import { bulkWorkflowId, type BulkProvisionInput } from '../../contracts/bulk';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
@@ -96,6 +96,35 @@ describe('a bulk job', () => {
     const csv = await api.call('GET', `/api/v1/provisioning/bulk/${started.body.jobId}/report?format=csv`);
     expect(csv.type).toContain('text/csv');
     expect(csv.body.split('\r\n')[0]).toBe('line,deviceId,serialNumber,macAddress,site,outcome,attempts,certificateSerial,failedStep,error,startedAt,finishedAt,durationMs');
+  });
+
+  it("runs each device's steps in the workflow's own worker, and a step whose quick attempt fails as a regular activity, its attempts on record", async () => {
+    // Three devices: a job of two would be taken for the dry run's below.
+    const [healthy, other, flaky] = await simulated(3);
+    flaky!.device.setFaults({ failNext: { '/api/v1/configuration': { count: 1, status: 503 } } });
+    const { jobId } = (await upload(csvOf([healthy!, other!, flaky!]))).body;
+    expect((await finished(jobId)).progress).toMatchObject({ completed: 3, failed: 0 });
+
+    const stepsOf = async (serialNumber: string) => {
+      const handle = service.env.client.workflow.getHandle(provisioningWorkflowId('acme', serialNumber));
+      const { events } = await handle.fetchHistory();
+      return {
+        record: await handle.query(statusQuery),
+        local: events!.filter((event) => event.markerRecordedEventAttributes?.markerName === 'core_local_activity').length,
+        regular: events!.flatMap((event) => event.activityTaskScheduledEventAttributes?.activityType?.name ?? []),
+      };
+    };
+    // Eight steps (identify ... activate) and three records (two audit events, the archive), none scheduled as a task.
+    const quick = await stepsOf(healthy!.request.serialNumber);
+    expect(quick.local).toBe(11);
+    expect(quick.regular).toEqual([]);
+    expect(quick.record.provisioningSteps.every((step) => step.retryCount === 0)).toBe(true);
+
+    // The configuration refused once: its local attempt failed, the regular activity finished it.
+    const retried = await stepsOf(flaky!.request.serialNumber);
+    expect(retried.regular).toEqual(['pushDeviceConfiguration']);
+    expect(retried.record.provisioningSteps.find((step) => step.step === 'pushConfiguration')).toMatchObject({ status: 'completed', retryCount: 1 });
+    expect(flaky!.device.state).toBe('active');
   });
 
   it('continues as new along the way, survives its run being replaced, and accounts for every device exactly once', async () => {

@@ -123,8 +123,8 @@ async function recordedZeroTouch(): Promise<Recorded> {
   return { workflow: 'zero-touch', name: 'provisioned', history: await handle.fetchHistory() };
 }
 
-/** A bulk job of two devices from a CSV file, each provisioned as a child run. */
-async function recordedBulkJob(): Promise<Recorded> {
+/** A bulk job of two devices from a CSV file, each provisioned as a child run, whose steps run locally first. */
+async function recordedBulkJob(): Promise<Recorded[]> {
   const pair = await Promise.all([startTestDevice(), startTestDevice()]);
   devices.push(...pair);
   const importer = new BulkImporter({
@@ -151,7 +151,11 @@ async function recordedBulkJob(): Promise<Recorded> {
   if (result.dryRun) throw new Error('expected a started job');
   const handle = service.env.client.workflow.getHandle(bulkWorkflowId('acme', result.jobId));
   await handle.result();
-  return { workflow: 'bulk-provision', name: 'completed', history: await handle.fetchHistory() };
+  const child = service.env.client.workflow.getHandle(provisioningWorkflowId('acme', pair[0]!.request.serialNumber));
+  return [
+    { workflow: 'bulk-provision', name: 'completed', history: await handle.fetchHistory() },
+    { workflow: 'provision-device', name: 'steps-local-first', history: await child.fetchHistory() },
+  ];
 }
 
 /** A drift check of every configured device, putting back any that drifted. */
@@ -274,7 +278,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
     }),
     await recordedRollout('completed'),
     await recordedZeroTouch(),
-    await recordedBulkJob(),
+    ...(await recordedBulkJob()),
     await recordedDriftCheck(),
     await recordedHealthSweep(completed.device.request.site),
     ...(await recordedCredentialRotations()),
