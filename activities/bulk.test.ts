@@ -1,5 +1,6 @@
 import { eq } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from '../db/client';
 import { bulkJobDevices, bulkJobs } from '../db/schema';
@@ -30,7 +31,7 @@ describe('bulk job bookkeeping', () => {
       client: undefined as unknown as Client,
     });
 
-    await activities.recordBulkOutcomes({
+    await new MockActivityEnvironment().run(activities.recordBulkOutcomes, {
       jobId: job!.id,
       outcomes: [
         {

@@ -7,6 +7,7 @@ import { isWorkflowNotFound } from '../foundation/workflow-errors';
 import type { ProvisioningPlanner } from '../provisioning/planner';
 import type { BulkDeviceOutcome, BulkJobState, BulkProvisionInput, BulkRow } from '../contracts/bulk';
 import { provisioningWorkflowId, statusQuery, type ProvisionDeviceInput } from '../contracts/provisioning';
+import { heartbeatingAll } from './step';
 
 /** A job's rows, as its store (bulk/bulk-job-store.ts) keeps them. */
 export interface BulkJobQueue {
@@ -34,7 +35,8 @@ export type BulkJobPlan = Pick<BulkProvisionInput, 'jobId' | 'tenantId' | 'templ
 export function createBulkActivities(deps: { store: BulkJobQueue; planner: Pick<ProvisioningPlanner, 'planProvisioning'>; client: Client }) {
   const { store, planner, client } = deps;
 
-  return {
+  // A dispatch plans up to a few hundred runs: a worker that dies meanwhile is noticed by its silence.
+  return heartbeatingAll({
     async bulkJobState(input: { jobId: string }): Promise<BulkJobState> {
       return store.state(input.jobId);
     },
@@ -112,7 +114,7 @@ export function createBulkActivities(deps: { store: BulkJobQueue; planner: Pick<
       }
       return { outcomes };
     },
-  };
+  });
 }
 
 export type BulkActivities = ReturnType<typeof createBulkActivities>;

@@ -35,20 +35,37 @@ export function toActivityFailure(error: unknown, attempt: number): ApplicationF
   });
 }
 
+/**
+ * Heartbeats while `action` runs, so that a worker that dies holding the activity is noticed within
+ * the caller's heartbeat timeout. A local attempt has no heartbeat: the workflow task it runs in is
+ * kept alive instead.
+ */
+export async function whileHeartbeating<R>(action: () => Promise<R>): Promise<R> {
+  const context = Context.current();
+  const heartbeat = context.info.isLocal ? undefined : setInterval(() => context.heartbeat(), heartbeatIntervalMs);
+  try {
+    return await action();
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** Each of `activities`, heartbeating while it runs (see `whileHeartbeating`). */
+export function heartbeatingAll<T extends Record<string, (input: never) => Promise<unknown>>>(activities: T): T {
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, activity]) => [name, (input: never) => whileHeartbeating(() => activity(input))]),
+  ) as T;
+}
+
 export function provisioningStep<A extends unknown[], R extends object>(
   action: (...args: A) => Promise<R>,
 ): (...args: A) => Promise<Attempted<R>> {
   return async (...args: A) => {
-    const context = Context.current();
-    const { attempt, isLocal } = context.info;
-    // A local attempt has no heartbeat: the workflow task it runs in is kept alive instead.
-    const heartbeat = isLocal ? undefined : setInterval(() => context.heartbeat(), heartbeatIntervalMs);
+    const { attempt } = Context.current().info;
     try {
-      return { ...(await action(...args)), attempt };
+      return { ...(await whileHeartbeating(() => action(...args))), attempt };
     } catch (error) {
       throw toActivityFailure(error, attempt);
-    } finally {
-      clearInterval(heartbeat);
     }
   };
 }

@@ -1,11 +1,15 @@
 /**
- * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server]`
+ * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server] [--kill-every S]`
  *
  * Provisions N simulated devices end to end on this machine, exactly as an operator would: a
  * Temporal dev server (file-backed, as `npm start` runs it), the service (API and worker) in its own
  * process, N reference devices in another, and one CSV upload through the API. Prints throughput,
  * per-device latency percentiles, failures, each process's peak memory and CPU time, and the
  * worker's time per activity type, so it shows where the time goes.
+ *
+ * With `--kill-every S` the service (API and worker) is killed with SIGKILL every S seconds and
+ * started again at once; at the end the records are checked: every device provisioned, none lost,
+ * one live certificate each, none issued twice, none left unrevoked without its device using it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,6 +17,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { openDatabase } from '../db/client';
+import { CertificateStore } from '../pki/certificate-store';
+import { DeviceRegistry } from '../registry/device-registry';
+import { loadConfig } from '../service/config';
 
 const root = path.resolve(import.meta.dirname, '..');
 const temporalCli = path.join(root, '.tools', 'venv', 'bin', 'temporal');
@@ -22,8 +30,11 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '1000' },
     database: { type: 'string', default: 'embedded' },
+    'kill-every': { type: 'string' },
   },
 });
+const killEverySeconds = values['kill-every'] === undefined ? undefined : Number(values['kill-every']);
+if (killEverySeconds !== undefined && !(killEverySeconds >= 5)) throw new Error('--kill-every must be at least 5 (seconds)');
 const deviceCount = Number(values.devices);
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 10_000) throw new Error('--devices must be 1..10000');
@@ -31,6 +42,7 @@ if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error('--concur
 
 const say = (message: string) => process.stderr.write(`bench: ${message}\n`);
 const children: ChildProcess[] = [];
+const killedOnPurpose = new Set<ChildProcess>();
 const workDir = mkdtempSync(path.join(os.tmpdir(), 'bench-bulk-'));
 
 function freePort(): Promise<number> {
@@ -52,7 +64,7 @@ function start(name: string, command: string, args: string[], env: NodeJS.Proces
     lastWords = (lastWords + chunk.toString()).slice(-2000);
   });
   child.on('exit', (code, signal) => {
-    if (!stopping) say(`${name} exited unexpectedly (${code ?? signal}):\n${lastWords}`);
+    if (!stopping && !killedOnPurpose.has(child)) say(`${name} exited unexpectedly (${code ?? signal}):\n${lastWords}`);
   });
   children.push(child);
   return child;
@@ -149,7 +161,10 @@ async function main() {
   say('starting the service (API and worker)');
   // BENCH_CPU_PROFILE=<dir> writes a V8 CPU profile of the service process there, to see where its time goes.
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : [];
-  const service = start('service', process.execPath, [...profile, '--import', 'tsx', 'scripts/start.ts'], env);
+  const startService = () => start('service', process.execPath, [...profile, '--import', 'tsx', 'scripts/start.ts'], env);
+  let service = startService();
+  /** What the service's earlier lives (before each kill) used. */
+  const serviceBefore = { peakMiB: 0, cpuSeconds: 0, kills: 0 };
   const api = `http://127.0.0.1:${apiPort}`;
   await until('the API', async () => ((await fetch(`${api}/healthz`)).ok ? true : undefined), 120_000);
   const key = readFileSync(path.join(dataDir, 'bootstrap-admin-api-key'), 'utf8').trim();
@@ -174,6 +189,20 @@ async function main() {
   if (upload.status !== 202) throw new Error(`upload refused: ${JSON.stringify(uploaded)}`);
   say(`job ${uploaded.jobId} accepted in ${((Date.now() - submitted) / 1000).toFixed(1)} s; provisioning with concurrency ${concurrency}`);
 
+  const killer =
+    killEverySeconds === undefined
+      ? undefined
+      : setInterval(() => {
+          const usage = processUsage(nodeProcessOf(service));
+          serviceBefore.peakMiB = Math.max(serviceBefore.peakMiB, usage.peakMiB);
+          serviceBefore.cpuSeconds += usage.cpuSeconds;
+          serviceBefore.kills += 1;
+          killedOnPurpose.add(service);
+          service.kill('SIGKILL');
+          say(`killed the service (${serviceBefore.kills}); starting it again`);
+          service = startService();
+        }, killEverySeconds * 1000);
+
   let mostInFlight = 0;
   const job = await until(
     'the job',
@@ -189,6 +218,9 @@ async function main() {
     6 * 3600_000,
   );
   const finishedAt = Date.now();
+  if (killer) clearInterval(killer);
+  // The last kill may have come just before the end: wait for the API to be back.
+  await until('the API', async () => ((await fetch(`${api}/healthz`)).ok ? true : undefined), 120_000);
 
   const report = (await (await fetch(`${api}/api/v1/provisioning/bulk/${uploaded.jobId}/report`, { headers: authorization })).json()) as {
     devices: { outcome: string; durationMs: number | null; error: string | null }[];
@@ -199,12 +231,21 @@ async function main() {
 
   const usage = {
     temporal: processUsage(temporal.pid!),
-    service: processUsage(nodeProcessOf(service)),
+    service: (() => {
+      const usage = processUsage(nodeProcessOf(service));
+      return { peakMiB: Math.max(usage.peakMiB, serviceBefore.peakMiB), cpuSeconds: Math.round((usage.cpuSeconds + serviceBefore.cpuSeconds) * 10) / 10 };
+    })(),
     simulators: processUsage(nodeProcessOf(simulators)),
     bench: processUsage(process.pid),
   };
 
   const seconds = (finishedAt - submitted) / 1000;
+  const totalCpu = Object.values(usage).reduce((sum, u) => sum + u.cpuSeconds, 0);
+  if (killEverySeconds !== undefined) {
+    killedOnPurpose.add(service);
+    service.kill('SIGTERM');
+    await new Promise((resolve) => service.once('exit', resolve));
+  }
   const lines = [
     '',
     `devices            ${deviceCount} (concurrency ${concurrency}, most in flight ${mostInFlight}, database ${values.database})`,
@@ -214,14 +255,49 @@ async function main() {
     `throughput         ${(deviceCount / seconds).toFixed(1)} devices/s`,
     `latency per device p50 ${percentile(durations, 50)} ms, p95 ${percentile(durations, 95)} ms, p99 ${percentile(durations, 99)} ms`,
     '',
-    'process            peak RSS   CPU time',
-    ...Object.entries(usage).map(([name, u]) => `${name.padEnd(18)} ${String(u.peakMiB).padStart(5)} MiB  ${String(u.cpuSeconds).padStart(7)} s`),
+    'process            peak RSS   CPU time   CPU per device',
+    ...Object.entries(usage).map(
+      ([name, u]) =>
+        `${name.padEnd(18)} ${String(u.peakMiB).padStart(5)} MiB  ${String(u.cpuSeconds).padStart(7)} s  ${((u.cpuSeconds * 1000) / deviceCount).toFixed(1).padStart(8)} ms`,
+    ),
+    `${'all'.padEnd(18)}            ${String(Math.round(totalCpu * 10) / 10).padStart(7)} s  ${((totalCpu * 1000) / deviceCount).toFixed(1).padStart(8)} ms`,
+    ...(killEverySeconds === undefined ? [] : ['', ...(await checkRecords(env, requests.map((r) => String(r.serialNumber)), serviceBefore.kills))]),
     '',
-    'worker time by activity (mean execution latency, count):',
+    'worker time by activity (mean execution latency, count; local attempts marked):',
     ...activityBreakdown(metrics),
     `job status: ${JSON.stringify((job as { progress: unknown }).progress)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/**
+ * After a run with kills: every device provisioned once, with one certificate, live and in use;
+ * none issued twice, none left unrevoked that its device does not use.
+ */
+async function checkRecords(env: NodeJS.ProcessEnv, serialNumbers: string[], kills: number): Promise<string[]> {
+  const config = loadConfig(env);
+  const database = await openDatabase(config.database);
+  try {
+    const tenantId = 'default';
+    const registered = new Map((await new DeviceRegistry(database.db).list(tenantId)).map((device) => [device.deviceId, device]));
+    const issued = (await new CertificateStore(database.db).all(tenantId)).filter((row) => row.certificateType === 'device');
+    const byDevice = new Map<string, typeof issued>();
+    for (const row of issued) byDevice.set(row.deviceId!, [...(byDevice.get(row.deviceId!) ?? []), row]);
+    const lost = serialNumbers.filter((serial) => {
+      const device = registered.get(serial);
+      return !device || device.lifecycleState !== 'active' || !byDevice.get(serial)?.some((row) => row.id === device.activeCertificateId && !row.revokedAt);
+    });
+    const issuedTwice = [...byDevice.values()].filter((rows) => rows.length > 1);
+    const orphans = issued.filter((row) => !row.revokedAt && row.id !== registered.get(row.deviceId!)?.activeCertificateId);
+    return [
+      `records after ${kills} kills of the service: ${byDevice.size} devices with certificates`,
+      `  devices not active on a live certificate (lost)   ${lost.length}${lost.length ? ` e.g. ${lost.slice(0, 3).join(', ')}` : ''}`,
+      `  devices issued more than one certificate          ${issuedTwice.length}`,
+      `  live certificates no device uses (orphans)        ${orphans.length}`,
+    ];
+  } finally {
+    await database.close();
+  }
 }
 
 /** Mean execution latency per activity type, from the worker runtime's Prometheus histogram. */
@@ -229,9 +305,10 @@ function activityBreakdown(metrics: string): string[] {
   const sums = new Map<string, number>();
   const counts = new Map<string, number>();
   for (const line of metrics.split('\n')) {
-    const match = /^temporal_activity_execution_latency(?:_seconds)?_(sum|count)\{[^}]*activity_type="([^"]+)"[^}]*\}\s+([\d.e+-]+)/.exec(line);
+    const match = /^temporal_(local_)?activity_execution_latency(?:_seconds)?_(sum|count)\{[^}]*activity_type="([^"]+)"[^}]*\}\s+([\d.e+-]+)/.exec(line);
     if (!match) continue;
-    const [, kind, type, value] = match;
+    const [, local, kind, activityType, value] = match;
+    const type = `${activityType}${local ? ' (local)' : ''}`;
     const target = kind === 'sum' ? sums : counts;
     target.set(type, (target.get(type) ?? 0) + Number(value));
   }

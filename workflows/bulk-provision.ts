@@ -43,6 +43,8 @@ import type { provisionDevice } from './provision-device';
 
 const jobStore = proxyActivities<BulkActivities>({
   startToCloseTimeout: '2m',
+  // The activities heartbeat: one whose worker died is retried in seconds, not minutes.
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
