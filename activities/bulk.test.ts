@@ -37,8 +37,8 @@ describe('bulk job bookkeeping', () => {
         {
           rowNumber: 2,
           deviceId: 'CAM-1',
-          outcome: 'failed',
-          failedStep: 'selfTest',
+          outcome: 'failed' as const,
+          failedStep: 'selfTest' as const,
           error: 'device failed its self-test: tamper\u0000switch \ud800open',
           startedAt: new Date().toISOString(),
           finishedAt: new Date().toISOString(),

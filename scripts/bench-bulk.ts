@@ -189,19 +189,24 @@ async function main() {
   if (upload.status !== 202) throw new Error(`upload refused: ${JSON.stringify(uploaded)}`);
   say(`job ${uploaded.jobId} accepted in ${((Date.now() - submitted) / 1000).toFixed(1)} s; provisioning with concurrency ${concurrency}`);
 
-  const killer =
-    killEverySeconds === undefined
-      ? undefined
-      : setInterval(() => {
-          const usage = processUsage(nodeProcessOf(service));
-          serviceBefore.peakMiB = Math.max(serviceBefore.peakMiB, usage.peakMiB);
-          serviceBefore.cpuSeconds += usage.cpuSeconds;
-          serviceBefore.kills += 1;
-          killedOnPurpose.add(service);
-          service.kill('SIGKILL');
-          say(`killed the service (${serviceBefore.kills}); starting it again`);
-          service = startService();
-        }, killEverySeconds * 1000);
+  // Each life of the service lasts S seconds from the moment its API answers, however long it took to start.
+  let jobOver = false;
+  const killer = (async () => {
+    if (killEverySeconds === undefined) return;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, killEverySeconds * 1000));
+      if (jobOver) return;
+      const usage = processUsage(nodeProcessOf(service));
+      serviceBefore.peakMiB = Math.max(serviceBefore.peakMiB, usage.peakMiB);
+      serviceBefore.cpuSeconds += usage.cpuSeconds;
+      serviceBefore.kills += 1;
+      killedOnPurpose.add(service);
+      service.kill('SIGKILL');
+      say(`killed the service (${serviceBefore.kills}); starting it again`);
+      service = startService();
+      await until('the API', async () => ((await fetch(`${api}/healthz`)).ok ? true : undefined), 300_000);
+    }
+  })();
 
   let mostInFlight = 0;
   const job = await until(
@@ -218,9 +223,8 @@ async function main() {
     6 * 3600_000,
   );
   const finishedAt = Date.now();
-  if (killer) clearInterval(killer);
-  // The last kill may have come just before the end: wait for the API to be back.
-  await until('the API', async () => ((await fetch(`${api}/healthz`)).ok ? true : undefined), 120_000);
+  jobOver = true;
+  await killer;
 
   const report = (await (await fetch(`${api}/api/v1/provisioning/bulk/${uploaded.jobId}/report`, { headers: authorization })).json()) as {
     devices: { outcome: string; durationMs: number | null; error: string | null }[];
