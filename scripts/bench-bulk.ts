@@ -60,9 +60,12 @@ function start(name: string, command: string, args: string[], env: NodeJS.Proces
   const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   // The last of what a process said on stderr, to show if it dies.
   let lastWords = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
+  // Both streams are read (a full pipe would stall the process); the service logs to stdout.
+  const listen = (chunk: Buffer) => {
     lastWords = (lastWords + chunk.toString()).slice(-2000);
-  });
+  };
+  child.stderr!.on('data', listen);
+  if (name !== 'simulators') child.stdout!.on('data', listen);
   child.on('exit', (code, signal) => {
     if (!stopping && !killedOnPurpose.has(child)) say(`${name} exited unexpectedly (${code ?? signal}):\n${lastWords}`);
   });
