@@ -12,7 +12,7 @@ import { deviceCapabilities } from '../adapters/device-adapter';
 // A plain module with no Node dependencies, so the workflow bundle may include it.
 import { nonRetryableErrorTypes } from '../foundation/errors';
 import type { DeviceProvisioningRecord, ProvisionDeviceInput } from '../contracts/provisioning';
-import { ProvisioningRun } from './provisioning-run';
+import { ProvisioningRun, type StepRoute } from './provisioning-run';
 
 /** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */
 const certificateEnrolmentByCapability = 'certificate-enrolment-by-capability';
@@ -41,10 +41,8 @@ const certificateAuthorityOptions: ActivityOptions = {
  * answers within a second or two when all is well, and each request to it gives up after ten; a
  * step slower than this is better served by a regular activity's heartbeats. An attempt cut short
  * may still be talking to the device, so the regular one must not start while it plausibly is.
- * The CA answers in milliseconds.
  */
 const localDeviceAttempt = '30s';
-const localCertificateAuthorityAttempt = '10s';
 
 /** Compensation must eventually happen, so it retries far longer than any forward step. */
 const compensation = proxyActivities<ProvisioningActivities>({
@@ -71,7 +69,11 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
     localFirst,
     localDeviceAttempt,
   );
-  const certificateAuthority = activityRoute<ProvisioningActivities>(certificateAuthorityOptions, localFirst, localCertificateAuthorityAttempt);
+  // Issuing is always a regular activity, even in a run whose other steps run locally: scheduling it
+  // puts the steps before it (the CSR above all) on record. A worker that dies after a local CSR
+  // but before that record would otherwise have the device make a new key on replay, while the
+  // issuance key hands back the certificate of the old one.
+  const certificateAuthority: StepRoute = { remote: proxyActivities<ProvisioningActivities>(certificateAuthorityOptions) };
 
   const run = new ProvisioningRun(input);
   // Undo actions, pushed as each step succeeds and run newest first if the run fails for good.

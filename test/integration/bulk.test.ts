@@ -98,7 +98,7 @@ describe('a bulk job', () => {
     expect(csv.body.split('\r\n')[0]).toBe('line,deviceId,serialNumber,macAddress,site,outcome,attempts,certificateSerial,failedStep,error,startedAt,finishedAt,durationMs');
   });
 
-  it("runs each device's steps in the workflow's own worker, and a step whose quick attempt fails as a regular activity, its attempts on record", async () => {
+  it("runs each device's steps but issuing in the workflow's own worker, and a step whose quick attempt fails as a regular activity, its attempts on record", async () => {
     // Three devices: a job of two would be taken for the dry run's below.
     const [healthy, other, flaky] = await simulated(3);
     flaky!.device.setFaults({ failNext: { '/api/v1/configuration': { count: 1, status: 503 } } });
@@ -114,15 +114,16 @@ describe('a bulk job', () => {
         regular: events!.flatMap((event) => event.activityTaskScheduledEventAttributes?.activityType?.name ?? []),
       };
     };
-    // Eight steps (identify ... activate) and three records (two audit events, the archive), none scheduled as a task.
+    // Seven device steps and three records (two audit events, the archive) as markers; issuing alone
+    // is a task, which puts the steps before it on record.
     const quick = await stepsOf(healthy!.request.serialNumber);
-    expect(quick.local).toBe(11);
-    expect(quick.regular).toEqual([]);
+    expect(quick.local).toBe(10);
+    expect(quick.regular).toEqual(['issueDeviceCertificate']);
     expect(quick.record.provisioningSteps.every((step) => step.retryCount === 0)).toBe(true);
 
     // The configuration refused once: its local attempt failed, the regular activity finished it.
     const retried = await stepsOf(flaky!.request.serialNumber);
-    expect(retried.regular).toEqual(['pushDeviceConfiguration']);
+    expect(retried.regular).toEqual(['issueDeviceCertificate', 'pushDeviceConfiguration']);
     expect(retried.record.provisioningSteps.find((step) => step.step === 'pushConfiguration')).toMatchObject({ status: 'completed', retryCount: 1 });
     expect(flaky!.device.state).toBe('active');
   });
