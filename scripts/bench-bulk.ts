@@ -116,8 +116,8 @@ async function stopAll() {
 }
 
 async function main() {
-  const [temporalPort, uiPort, apiPort, metricsPort, workerMetricsPort] = await Promise.all(
-    Array.from({ length: 5 }, () => freePort()),
+  const [temporalPort, uiPort, apiPort, metricsPort, workerMetricsPort, estPort] = await Promise.all(
+    Array.from({ length: 6 }, () => freePort()),
   );
 
   say(`starting the Temporal dev server (SQLite with WAL in ${workDir})`);
@@ -148,6 +148,7 @@ async function main() {
     DATA_DIR: dataDir,
     PORT: String(apiPort),
     METRICS_PORT: String(metricsPort),
+    EST_PORT: String(estPort),
     WORKER_METRICS_ADDRESS: `127.0.0.1:${workerMetricsPort}`,
     TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
     WORKER_MAX_CONCURRENT_ACTIVITIES: String(Math.max(200, concurrency)),
