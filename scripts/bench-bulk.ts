@@ -1,9 +1,12 @@
 /**
- * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server]`
+ * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server] [--temporal dev|cluster]`
  *
  * Provisions N simulated devices end to end on this machine, exactly as an operator would: a
  * Temporal dev server (file-backed, as `npm start` runs it), the service (API and worker) in its own
- * process, N reference devices in another, and one CSV upload through the API. Prints throughput,
+ * process, N reference devices in another, and one CSV upload through the API. With
+ * `--temporal cluster` Temporal is instead a real server on a private PostgreSQL server
+ * (scripts/temporal-cluster.ts), and the service's database is on that PostgreSQL server too, as on
+ * a cluster; the PostgreSQL server's CPU is counted with the other processes'. Prints throughput,
  * per-device latency percentiles, failures, each process's peak memory and CPU time, and the
  * worker's time per activity type, so it shows where the time goes.
  */
@@ -13,6 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { startTemporalCluster, type TemporalCluster } from './temporal-cluster';
 
 const root = path.resolve(import.meta.dirname, '..');
 const temporalCli = path.join(root, '.tools', 'venv', 'bin', 'temporal');
@@ -22,8 +26,12 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '1000' },
     database: { type: 'string', default: 'embedded' },
+    temporal: { type: 'string', default: 'dev' },
   },
 });
+if (values.temporal !== 'dev' && values.temporal !== 'cluster') throw new Error('--temporal must be dev or cluster');
+// On a cluster the service's database is on the cluster's PostgreSQL server.
+const database = values.temporal === 'cluster' ? 'server (the cluster\'s PostgreSQL)' : values.database;
 const deviceCount = Number(values.devices);
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 10_000) throw new Error('--devices must be 1..10000');
@@ -74,6 +82,24 @@ function processUsage(pid: number): { peakMiB: number; cpuSeconds: number } {
   return { peakMiB: Math.round(peakKiB / 1024), cpuSeconds: Math.round((ticks / 100) * 10) / 10 };
 }
 
+/** A PostgreSQL server's CPU seconds (its postmaster, the backends it reaped and those still running) and its largest process's peak memory. */
+function postgresUsage(postmasterPid: number): { peakMiB: number; cpuSeconds: number } {
+  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  let ticks = 0;
+  let peakMiB = 0;
+  for (const pid of [postmasterPid, ...children]) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+      peakMiB = Math.max(peakMiB, processUsage(pid).peakMiB);
+    } catch {
+      // A backend that ended meanwhile: its time is in the postmaster's reaped children's.
+    }
+  }
+  return { peakMiB, cpuSeconds: Math.round((ticks / 100) * 10) / 10 };
+}
+
 /** The node process tsx starts under a launcher (the launcher itself is small). */
 function nodeProcessOf(child: ChildProcess): number {
   const tree = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -86,6 +112,7 @@ function percentile(sorted: number[], p: number): number {
 }
 
 let stopping = false;
+let cluster: TemporalCluster | undefined;
 async function stopAll() {
   stopping = true;
   for (const child of children.reverse()) {
@@ -93,6 +120,7 @@ async function stopAll() {
   }
   await new Promise((resolve) => setTimeout(resolve, 3000));
   for (const child of children) if (child.exitCode === null && child.pid) child.kill('SIGKILL');
+  await cluster?.stop();
   rmSync(workDir, { recursive: true, force: true });
 }
 
@@ -101,13 +129,7 @@ async function main() {
     Array.from({ length: 5 }, () => freePort()),
   );
 
-  say(`starting the Temporal dev server (SQLite with WAL in ${workDir})`);
-  const temporal = start('temporal', temporalCli, [
-    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(temporalPort), '--ui-port', String(uiPort),
-    '--db-filename', path.join(workDir, 'temporal.db'), '--sqlite-pragma', 'journal_mode=wal',
-    '--sqlite-pragma', 'synchronous=normal', '--log-level', 'error',
-    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
-  ]);
+  const temporal = await startTemporal(temporalPort, uiPort);
 
   say(`starting ${deviceCount} reference devices`);
   const simulatorsStarted = Date.now();
@@ -130,7 +152,7 @@ async function main() {
     PORT: String(apiPort),
     METRICS_PORT: String(metricsPort),
     WORKER_METRICS_ADDRESS: `127.0.0.1:${workerMetricsPort}`,
-    TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
+    ...temporal.environment,
     WORKER_MAX_CONCURRENT_ACTIVITIES: String(Math.max(200, concurrency)),
     WORKER_MAX_CACHED_WORKFLOWS: String(Math.max(2000, concurrency * 2)),
     API_RATE_LIMIT_PER_MINUTE: '100000',
@@ -138,7 +160,7 @@ async function main() {
     // The simulated devices run on loopback.
     SERVICE_ENVIRONMENT: 'development',
   };
-  if (values.database === 'server') {
+  if (values.database === 'server' && !temporal.environment.DATABASE_URL) {
     if (!process.env.DATABASE_URL) throw new Error('--database server needs DATABASE_URL');
     env.DATABASE_URL = process.env.DATABASE_URL;
   }
@@ -194,7 +216,8 @@ async function main() {
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
 
   const usage = {
-    temporal: processUsage(temporal.pid!),
+    temporal: processUsage(temporal.pid),
+    ...(cluster ? { postgresql: postgresUsage(cluster.postgresPid) } : {}),
     service: processUsage(nodeProcessOf(service)),
     simulators: processUsage(nodeProcessOf(simulators)),
     bench: processUsage(process.pid),
@@ -203,7 +226,7 @@ async function main() {
   const seconds = (finishedAt - submitted) / 1000;
   const lines = [
     '',
-    `devices            ${deviceCount} (concurrency ${concurrency}, most in flight ${mostInFlight}, database ${values.database})`,
+    `devices            ${deviceCount} (concurrency ${concurrency}, most in flight ${mostInFlight}, database ${database}, Temporal ${values.temporal === 'cluster' ? 'server on PostgreSQL' : 'dev server'})`,
     `completed          ${report.devices.length - failures.length}`,
     `failed             ${failures.length}${failures.length ? `  e.g. ${failures[0].error}` : ''}`,
     `wall time          ${seconds.toFixed(1)} s from upload to the job's end`,
@@ -218,6 +241,30 @@ async function main() {
     `job status: ${JSON.stringify((job as { progress: unknown }).progress)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/**
+ * Temporal for the run: the dev server as `npm start` runs it, or a real server on PostgreSQL (the
+ * service's database then on the same PostgreSQL server). The server's pid and the service's
+ * environment for it.
+ */
+async function startTemporal(port: number, uiPort: number): Promise<{ pid: number; environment: NodeJS.ProcessEnv }> {
+  if (values.temporal === 'cluster') {
+    say('starting a Temporal server on PostgreSQL (scripts/temporal-cluster.ts)');
+    cluster = await startTemporalCluster();
+    return {
+      pid: cluster.serverPid,
+      environment: { TEMPORAL_ADDRESS: cluster.address, TEMPORAL_NAMESPACE: cluster.namespace, DATABASE_URL: await cluster.createDatabase('provisioning') },
+    };
+  }
+  say(`starting the Temporal dev server (SQLite with WAL in ${workDir})`);
+  const server = start('temporal', temporalCli, [
+    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort),
+    '--db-filename', path.join(workDir, 'temporal.db'), '--sqlite-pragma', 'journal_mode=wal',
+    '--sqlite-pragma', 'synchronous=normal', '--log-level', 'error',
+    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
+  ]);
+  return { pid: server.pid!, environment: { TEMPORAL_ADDRESS: `127.0.0.1:${port}` } };
 }
 
 /** Mean execution latency per activity type, from the worker runtime's Prometheus histogram. */
