@@ -10,7 +10,7 @@
  * per-device latency percentiles, failures, each process's peak memory and CPU time, and the
  * worker's time per activity type, so it shows where the time goes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -250,6 +250,9 @@ async function main() {
  */
 async function startTemporal(port: number, uiPort: number): Promise<{ pid: number; environment: NodeJS.ProcessEnv }> {
   if (values.temporal === 'cluster') {
+    // Builds the server from its Go module once (a stamp records the version); quick once built.
+    const setup = spawnSync(process.execPath, ['scripts/setup.mjs', '--for-cluster'], { cwd: root, stdio: ['ignore', 2, 2] });
+    if (setup.status !== 0) throw new Error('node scripts/setup.mjs --for-cluster failed');
     say('starting a Temporal server on PostgreSQL (scripts/temporal-cluster.ts)');
     cluster = await startTemporalCluster();
     return {
