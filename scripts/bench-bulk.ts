@@ -1,9 +1,12 @@
 /**
- * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server] [--kill-every S]`
+ * `npm run bench:bulk -- --devices N [--concurrency C] [--database embedded|server] [--temporal dev|cluster] [--kill-every S]`
  *
  * Provisions N simulated devices end to end on this machine, exactly as an operator would: a
  * Temporal dev server (file-backed, as `npm start` runs it), the service (API and worker) in its own
- * process, N reference devices in another, and one CSV upload through the API. Prints throughput,
+ * process, N reference devices in another, and one CSV upload through the API. With
+ * `--temporal cluster` Temporal is instead a real server on a private PostgreSQL server
+ * (scripts/temporal-cluster.ts), and the service's database is on that PostgreSQL server too, as on
+ * a cluster; the PostgreSQL server's CPU is counted with the other processes'. Prints throughput,
  * per-device latency percentiles, failures, each process's peak memory and CPU time, and the
  * worker's time per activity type, so it shows where the time goes.
  *
@@ -11,7 +14,7 @@
  * started again at once; at the end the records are checked: every device provisioned, none lost,
  * one live certificate each, none issued twice, none left unrevoked without its device using it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -21,6 +24,7 @@ import { openDatabase } from '../db/client';
 import { CertificateStore } from '../pki/certificate-store';
 import { DeviceRegistry } from '../registry/device-registry';
 import { loadConfig } from '../service/config';
+import { startTemporalCluster, type TemporalCluster } from './temporal-cluster';
 
 const root = path.resolve(import.meta.dirname, '..');
 const temporalCli = path.join(root, '.tools', 'venv', 'bin', 'temporal');
@@ -31,10 +35,14 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '1000' },
     database: { type: 'string', default: 'embedded' },
     'kill-every': { type: 'string' },
+    temporal: { type: 'string', default: 'dev' },
   },
 });
 const killEverySeconds = values['kill-every'] === undefined ? undefined : Number(values['kill-every']);
 if (killEverySeconds !== undefined && !(killEverySeconds >= 5)) throw new Error('--kill-every must be at least 5 (seconds)');
+if (values.temporal !== 'dev' && values.temporal !== 'cluster') throw new Error('--temporal must be dev or cluster');
+// On a cluster the service's database is on the cluster's PostgreSQL server.
+const database = values.temporal === 'cluster' ? 'server (the cluster\'s PostgreSQL)' : values.database;
 const deviceCount = Number(values.devices);
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 10_000) throw new Error('--devices must be 1..10000');
@@ -93,6 +101,24 @@ function processUsage(pid: number): { peakMiB: number; cpuSeconds: number } {
   return { peakMiB: Math.round(peakKiB / 1024), cpuSeconds: Math.round((ticks / 100) * 10) / 10 };
 }
 
+/** A PostgreSQL server's CPU seconds (its postmaster, the backends it reaped and those still running) and its largest process's peak memory. */
+function postgresUsage(postmasterPid: number): { peakMiB: number; cpuSeconds: number } {
+  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  let ticks = 0;
+  let peakMiB = 0;
+  for (const pid of [postmasterPid, ...children]) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+      peakMiB = Math.max(peakMiB, processUsage(pid).peakMiB);
+    } catch {
+      // A backend that ended meanwhile: its time is in the postmaster's reaped children's.
+    }
+  }
+  return { peakMiB, cpuSeconds: Math.round((ticks / 100) * 10) / 10 };
+}
+
 /** The node process tsx starts under a launcher (the launcher itself is small). */
 function nodeProcessOf(child: ChildProcess): number {
   const tree = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -105,6 +131,7 @@ function percentile(sorted: number[], p: number): number {
 }
 
 let stopping = false;
+let cluster: TemporalCluster | undefined;
 async function stopAll() {
   stopping = true;
   for (const child of children.reverse()) {
@@ -112,6 +139,7 @@ async function stopAll() {
   }
   await new Promise((resolve) => setTimeout(resolve, 3000));
   for (const child of children) if (child.exitCode === null && child.pid) child.kill('SIGKILL');
+  await cluster?.stop();
   rmSync(workDir, { recursive: true, force: true });
 }
 
@@ -120,13 +148,7 @@ async function main() {
     Array.from({ length: 6 }, () => freePort()),
   );
 
-  say(`starting the Temporal dev server (SQLite with WAL in ${workDir})`);
-  const temporal = start('temporal', temporalCli, [
-    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(temporalPort), '--ui-port', String(uiPort),
-    '--db-filename', path.join(workDir, 'temporal.db'), '--sqlite-pragma', 'journal_mode=wal',
-    '--sqlite-pragma', 'synchronous=normal', '--log-level', 'error',
-    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
-  ]);
+  const temporal = await startTemporal(temporalPort, uiPort);
 
   say(`starting ${deviceCount} reference devices`);
   const simulatorsStarted = Date.now();
@@ -150,7 +172,7 @@ async function main() {
     METRICS_PORT: String(metricsPort),
     EST_PORT: String(estPort),
     WORKER_METRICS_ADDRESS: `127.0.0.1:${workerMetricsPort}`,
-    TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
+    ...temporal.environment,
     WORKER_MAX_CONCURRENT_ACTIVITIES: String(Math.max(200, concurrency)),
     WORKER_MAX_CACHED_WORKFLOWS: String(Math.max(2000, concurrency * 2)),
     API_RATE_LIMIT_PER_MINUTE: '100000',
@@ -158,7 +180,7 @@ async function main() {
     // The simulated devices run on loopback.
     SERVICE_ENVIRONMENT: 'development',
   };
-  if (values.database === 'server') {
+  if (values.database === 'server' && !temporal.environment.DATABASE_URL) {
     if (!process.env.DATABASE_URL) throw new Error('--database server needs DATABASE_URL');
     env.DATABASE_URL = process.env.DATABASE_URL;
   }
@@ -238,7 +260,8 @@ async function main() {
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
 
   const usage = {
-    temporal: processUsage(temporal.pid!),
+    temporal: processUsage(temporal.pid),
+    ...(cluster ? { postgresql: postgresUsage(cluster.postgresPid) } : {}),
     service: (() => {
       const usage = processUsage(nodeProcessOf(service));
       return { peakMiB: Math.max(usage.peakMiB, serviceBefore.peakMiB), cpuSeconds: Math.round((usage.cpuSeconds + serviceBefore.cpuSeconds) * 10) / 10 };
@@ -256,7 +279,7 @@ async function main() {
   }
   const lines = [
     '',
-    `devices            ${deviceCount} (concurrency ${concurrency}, most in flight ${mostInFlight}, database ${values.database})`,
+    `devices            ${deviceCount} (concurrency ${concurrency}, most in flight ${mostInFlight}, database ${database}, Temporal ${values.temporal === 'cluster' ? 'server on PostgreSQL' : 'dev server'})`,
     `completed          ${report.devices.length - failures.length}`,
     `failed             ${failures.length}${failures.length ? `  e.g. ${failures[0].error}` : ''}`,
     `wall time          ${seconds.toFixed(1)} s from upload to the job's end`,
@@ -306,6 +329,33 @@ async function checkRecords(env: NodeJS.ProcessEnv, serialNumbers: string[], kil
   } finally {
     await database.close();
   }
+}
+
+/**
+ * Temporal for the run: the dev server as `npm start` runs it, or a real server on PostgreSQL (the
+ * service's database then on the same PostgreSQL server). The server's pid and the service's
+ * environment for it.
+ */
+async function startTemporal(port: number, uiPort: number): Promise<{ pid: number; environment: NodeJS.ProcessEnv }> {
+  if (values.temporal === 'cluster') {
+    // Builds the server from its Go module once (a stamp records the version); quick once built.
+    const setup = spawnSync(process.execPath, ['scripts/setup.mjs', '--for-cluster'], { cwd: root, stdio: ['ignore', 2, 2] });
+    if (setup.status !== 0) throw new Error('node scripts/setup.mjs --for-cluster failed');
+    say('starting a Temporal server on PostgreSQL (scripts/temporal-cluster.ts)');
+    cluster = await startTemporalCluster();
+    return {
+      pid: cluster.serverPid,
+      environment: { TEMPORAL_ADDRESS: cluster.address, TEMPORAL_NAMESPACE: cluster.namespace, DATABASE_URL: await cluster.createDatabase('provisioning') },
+    };
+  }
+  say(`starting the Temporal dev server (SQLite with WAL in ${workDir})`);
+  const server = start('temporal', temporalCli, [
+    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort),
+    '--db-filename', path.join(workDir, 'temporal.db'), '--sqlite-pragma', 'journal_mode=wal',
+    '--sqlite-pragma', 'synchronous=normal', '--log-level', 'error',
+    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
+  ]);
+  return { pid: server.pid!, environment: { TEMPORAL_ADDRESS: `127.0.0.1:${port}` } };
 }
 
 /** Mean execution latency per activity type, from the worker runtime's Prometheus histogram. */

@@ -4,12 +4,14 @@
  * root, the server runs as the `postgres` user, as initdb requires.
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, readdirSync } from 'node:fs';
+import { chownSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
 export interface PostgresServer {
   port: number;
+  /** The postmaster's pid: its children are the server's other processes. */
+  pid: number;
   /** `postgres://postgres@127.0.0.1:<port>/postgres`: the superuser on the maintenance database. */
   adminUrl: string;
   stop(): void;
@@ -68,6 +70,8 @@ export async function startPostgresServer(workDir: string, settings: string[] = 
   run(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-o', options, '-l', path.join(workDir, 'postgres.log'), '-w', 'start'], { asPostgres: true });
   return {
     port,
+    // postmaster.pid starts with the postmaster's pid.
+    pid: Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]),
     adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     stop: () => void run(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', 'stop'], { asPostgres: true }),
   };

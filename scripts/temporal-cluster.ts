@@ -74,6 +74,8 @@ export interface TemporalCluster {
   /** The superuser on the private PostgreSQL server's maintenance database. */
   postgresAdminUrl: string;
   serverPid: number;
+  /** The private PostgreSQL server's postmaster. */
+  postgresPid: number;
   /** A new database on the private PostgreSQL server, for the service: its URL. */
   createDatabase(name: string): Promise<string>;
   stop(): Promise<void>;
@@ -96,9 +98,11 @@ function applySchema(port: number, database: string, schemaName: string): void {
  * A free loopback port below 32768: the cluster's membership table keeps each host's port in a
  * PostgreSQL smallint, so the kernel's ephemeral ports (from 32768 up) make the server exit.
  */
-async function freeClusterPort(): Promise<number> {
+async function freeClusterPort(taken: ReadonlySet<number>): Promise<number> {
   for (;;) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
+    // Nothing listens on the ones already chosen yet: a second pick of one would pass the check below.
+    if (taken.has(port)) continue;
     const free = await new Promise<boolean>((resolve) => {
       const server = net.createServer();
       server.once('error', () => resolve(false));
@@ -168,7 +172,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
       'FRONTEND', 'FRONTEND_MEMBERSHIP', 'FRONTEND_HTTP', 'MATCHING', 'MATCHING_MEMBERSHIP',
       'HISTORY', 'HISTORY_MEMBERSHIP', 'WORKER', 'WORKER_MEMBERSHIP', 'METRICS',
     ]) {
-      ports[`TEMPORAL_CLUSTER_${name}_PORT`] = await freeClusterPort();
+      ports[`TEMPORAL_CLUSTER_${name}_PORT`] = await freeClusterPort(new Set(Object.values(ports)));
     }
     const log = openSync(path.join(workDir, 'temporal-server.log'), 'a');
     const server = spawn(
@@ -207,6 +211,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
       workDir,
       postgresAdminUrl: pg.adminUrl,
       serverPid: server.pid!,
+      postgresPid: pg.pid,
       async createDatabase(name) {
         if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a database name: ${name}`);
         const admin = postgres(pg.adminUrl, { max: 1, onnotice: () => {} });
