@@ -125,6 +125,11 @@ export interface ProvisionDeviceInput {
   };
   /** Set when an approval policy covers this device: the run waits for an approver after identifying it. */
   approval?: ApprovalRequirement;
+  /**
+   * Set when the device's site is served by an edge worker: the task queue its device steps run on
+   * (see contracts/site-workers.ts). Absent: they run on the run's own queue, as they always did.
+   */
+  deviceTaskQueue?: string;
   /** Set when the API stored initial credentials in the secret vault; the value never enters history. */
   hasInitialCredentials: boolean;
   bulkJobId?: string;
