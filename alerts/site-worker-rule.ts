@@ -4,7 +4,8 @@
  * the alert says someone should look at the site, and resolves once a worker polls again.
  */
 import type { Client } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+// The package is CommonJS: Node's ESM loader sees only its default export.
+import proto from '@temporalio/proto';
 import type { SiteWorkers } from '../discovery/site-workers';
 import { alertFingerprint, alertKinds } from './alert-store';
 import type { AlertRule, AlertSettings } from './rules';
@@ -17,8 +18,8 @@ export function activityPollers(client: Client): ActivityPollers {
   return async (taskQueue) => {
     const described = await client.workflowService.describeTaskQueue({
       namespace: client.options.namespace,
-      taskQueue: { name: taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+      taskQueue: { name: taskQueue, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+      taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     });
     return (described.pollers ?? []).map((poller) => ({
       identity: poller.identity ?? '',
