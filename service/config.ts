@@ -474,9 +474,10 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
  */
 export function parseWorkerSites(value: string | undefined): WorkerSite[] {
   return (value ? list(value) : []).map((entry) => {
-    const [tenantId, site] = entry.includes('/') ? entry.split('/', 2) : [defaultWorkerSiteTenant, entry];
-    for (const part of [tenantId!, site!]) {
-      if (!identifierPattern.test(part)) throw new ConfigurationError(`WORKER_SITES: "${entry}": ${identifierReason} (a site, or <tenant>/<site>)`);
+    const parts = entry.split('/');
+    const [tenantId, site] = parts.length === 1 ? [defaultWorkerSiteTenant, entry] : parts;
+    if (parts.length > 2 || ![tenantId, site].every((part) => part !== undefined && identifierPattern.test(part))) {
+      throw new ConfigurationError(`WORKER_SITES: "${entry}": each part ${identifierReason} (a site, or <tenant>/<site>)`);
     }
     return { tenantId: tenantId!, site: site! };
   });
