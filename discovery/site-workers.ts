@@ -6,6 +6,7 @@ import { and, asc, eq, getTableColumns, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { siteWorkers, type SiteWorkerRow } from '../db/schema';
 import { siteTaskQueue } from '../contracts/site-workers';
+import { NotFoundError } from '../foundation/errors';
 
 export interface SiteWorkerSetting {
   site: string;
@@ -13,9 +14,8 @@ export interface SiteWorkerSetting {
   edgeWorker: boolean;
   /** The queue the site's device-facing work is scheduled on: the site's own, or the central one. */
   taskQueue: string;
-  /** Absent for a site never configured. */
-  updatedBy?: string;
-  updatedAt?: string;
+  updatedBy: string;
+  updatedAt: string;
 }
 
 export class SiteWorkers {
@@ -28,9 +28,11 @@ export class SiteWorkers {
     this.#taskQueue = options.taskQueue;
   }
 
+  /** The site's setting; NotFoundError for a site never configured (its work runs centrally). */
   async setting(tenantId: string, site: string): Promise<SiteWorkerSetting> {
-    const [row] = await this.#db.select().from(siteWorkers).where(and(eq(siteWorkers.tenantId, tenantId), eq(siteWorkers.site, site)));
-    return row ? this.#settingOf(row) : { site, edgeWorker: false, taskQueue: this.#taskQueue };
+    const setting = await this.#find(tenantId, site);
+    if (!setting) throw new NotFoundError(`site ${site} has no edge worker setting: its device work runs centrally`);
+    return setting;
   }
 
   async set(tenantId: string, site: string, edgeWorker: boolean, updatedBy: string): Promise<{ setting: SiteWorkerSetting; created: boolean }> {
@@ -46,8 +48,8 @@ export class SiteWorkers {
 
   /** The site's own queue when an edge worker serves it; undefined when its work runs centrally. */
   async deviceTaskQueue(tenantId: string, site: string): Promise<string | undefined> {
-    const setting = await this.setting(tenantId, site);
-    return setting.edgeWorker ? setting.taskQueue : undefined;
+    const setting = await this.#find(tenantId, site);
+    return setting?.edgeWorker ? setting.taskQueue : undefined;
   }
 
   /** The tenant's sites served by edge workers, by name. */
@@ -68,6 +70,11 @@ export class SiteWorkers {
       .where(eq(siteWorkers.edgeWorker, true))
       .orderBy(asc(siteWorkers.tenantId));
     return rows.map((row) => row.tenantId);
+  }
+
+  async #find(tenantId: string, site: string): Promise<SiteWorkerSetting | undefined> {
+    const [row] = await this.#db.select().from(siteWorkers).where(and(eq(siteWorkers.tenantId, tenantId), eq(siteWorkers.site, site)));
+    return row ? this.#settingOf(row) : undefined;
   }
 
   #settingOf(row: SiteWorkerRow): SiteWorkerSetting {
