@@ -38,5 +38,7 @@ export const siteWorkerActivities = [
   // health sweeps and discovery sweeps
   'probeSiteDevices',
   'runDiscoveryScanner',
+  // credential rotation's device step
+  'rotateManagementSecrets',
 ] as const;
 export type SiteWorkerActivity = (typeof siteWorkerActivities)[number];

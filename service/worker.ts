@@ -154,6 +154,6 @@ function serviceActivities(parts: ServiceParts, options: ProvisioningWorkerOptio
       webhook: options.alerts.webhook,
       logger: options.logger,
     }),
-    ...createSiteRoutingActivities({ sites: parts.siteWorkers }),
+    ...createSiteRoutingActivities({ sites: parts.siteWorkers, registry: parts.registry }),
   };
 }

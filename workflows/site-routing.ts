@@ -45,6 +45,8 @@ function durationSeconds(duration: Duration): number {
 
 /** Marks sweeps that ask where their site's device work runs; sweeps before it ran everything centrally. */
 const sweepsRouteBySite = 'sweeps-route-by-site';
+/** Marks device workflows (credential rotation) that ask where their device's site runs its device work. */
+const devicesRouteBySite = 'devices-route-by-site';
 
 /** A look-up in the database: quick, and only transiently unavailable. */
 const routing = proxyActivities<SiteRoutingActivities>({
@@ -59,4 +61,10 @@ const routing = proxyActivities<SiteRoutingActivities>({
 export async function siteDeviceTaskQueue(tenantId: string, site: string): Promise<string | undefined> {
   if (!patched(sweepsRouteBySite)) return undefined;
   return (await routing.siteDeviceTaskQueue({ tenantId, site })) ?? undefined;
+}
+
+/** As `siteDeviceTaskQueue`, for the site the registry places a device at. */
+export async function deviceSiteTaskQueue(tenantId: string, deviceId: string): Promise<string | undefined> {
+  if (!patched(devicesRouteBySite)) return undefined;
+  return (await routing.deviceSiteTaskQueue({ tenantId, deviceId })) ?? undefined;
 }

@@ -83,7 +83,7 @@ beforeAll(async () => {
     workflowsPath,
     activities: {
       // Where the site's scanners run: this installation has no edge workers, so here.
-      ...createSiteRoutingActivities({ sites: service.parts.siteWorkers }),
+      ...createSiteRoutingActivities({ sites: service.parts.siteWorkers, registry: service.parts.registry }),
       ...createDiscoveryActivities({
         discovery: service.parts.discovery,
         alerts: service.parts.alerts,

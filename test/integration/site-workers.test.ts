@@ -1,6 +1,6 @@
 /**
  * Sites and edge workers: a site set to an edge worker has its device-facing work (the device
- * steps of provisioning, health probes, discovery scanners) run by a worker at the site, on the
+ * steps of provisioning, credential rotation, health probes, discovery scanners) run by a worker at the site, on the
  * site's own task queue, while the CA and the bookkeeping stay on the central worker. The site's
  * devices live in a network namespace of their own; only the edge worker runs in it (reaching
  * Temporal and the database through bridges the test makes), so a device step the central worker
@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertKinds } from '../../alerts/alert-store';
 import { siteTaskQueue } from '../../contracts/site-workers';
 import type { DeviceProvisioningRecord } from '../../contracts/provisioning';
+import { credentialRotationWorkflowId } from '../../contracts/credential-rotation';
 import type { SiteNetworkInput, SiteNetworkReady } from '../fixtures/site-network';
 import { startTestApi, type TestApi } from '../support/api';
 import { waitFor } from '../support/devices';
@@ -196,6 +197,21 @@ describe('a site served by an edge worker', () => {
       expect(activity.identity, activity.type).not.toMatch(new RegExp(`^${worker.pid}@`));
     }
     expect(activities.map((a) => a.type)).toContain('issueDeviceCertificate');
+  });
+
+  it("sends a credential rotation's device step to the site's worker", async () => {
+    // A reference device holds no secret of ours to rotate (the API refuses it), so the run is
+    // started as a sweep would start it: its device step still goes to the site and fails there.
+    const handle = await service.env.client.workflow.start('rotateDeviceCredentials', {
+      workflowId: credentialRotationWorkflowId(tenantId, devices[0]!.serialNumber),
+      taskQueue: service.config.temporal.taskQueue,
+      args: [{ tenantId, deviceId: devices[0]!.serialNumber, reason: 'site rotation', requestedBy: 'test' }],
+    });
+    await expect(handle.result()).rejects.toThrow();
+    const onDevice = (await activitiesOf(handle)).filter((activity) => activity.type === 'rotateManagementSecrets');
+    expect(onDevice).toEqual([
+      { type: 'rotateManagementSecrets', taskQueue: siteTaskQueue(service.config.temporal.taskQueue, tenantId, site), identity: expect.stringMatching(new RegExp(`^${siteWorker!.pid}@`)) },
+    ]);
   });
 
   it('is health-checked and discovered from the site', async () => {
