@@ -47,6 +47,7 @@ export const alertKinds = {
   breakGlassUsed: 'access.break_glass_used',
   firmwareBlocked: 'device.firmware_blocked',
   firmwareUnapproved: 'device.firmware_unapproved',
+  siteWorkerMissing: 'site.worker_missing',
 } as const;
 export type AlertKind = (typeof alertKinds)[keyof typeof alertKinds];
 

@@ -10,7 +10,9 @@ import type { Database } from '../db/client';
 import { CertificateStore } from '../pki/certificate-store';
 import { DeviceRegistry } from '../registry/device-registry';
 import { provisioningSearchAttributes, tenantVisibilityFilter } from '../contracts/provisioning';
+import type { SiteWorkers } from '../discovery/site-workers';
 import { alertFingerprint, alertKinds, type AlertKind, type AlertStore, type RaiseAlertInput } from './alert-store';
+import { siteWorkerMissingRule, type ActivityPollers } from './site-worker-rule';
 
 export interface AlertSettings {
   certificateExpiry: {
@@ -27,11 +29,17 @@ export interface AlertSettings {
     /** Fewer closed runs than this say nothing about a rate, so no alert. */
     minimumRuns: number;
   };
+  /** Default `defaultAlertSettings.siteWorkers`. */
+  siteWorkers?: {
+    /** A poller of a site's queue not seen for this long is gone (a live one polls about once a minute). */
+    pollerStaleSeconds: number;
+  };
 }
 
 export const defaultAlertSettings: AlertSettings = {
   certificateExpiry: { warningDays: 30, criticalDays: 7 },
   provisioningFailureRate: { windowMinutes: 60, threshold: 0.25, minimumRuns: 5 },
+  siteWorkers: { pollerStaleSeconds: 150 },
 };
 
 /** An alert a rule says should be open; `tenantId` is the one evaluated. */
@@ -210,7 +218,20 @@ export interface ScheduledAlertRules {
   tenants(): Promise<string[]>;
 }
 
-export function scheduledAlertRules(deps: AlertedRecords & { count: WorkflowCounter; settings?: AlertSettings }): ScheduledAlertRules {
-  const rules = alertRules({ db: deps.db, count: deps.count, settings: deps.settings ?? defaultAlertSettings });
-  return { rules, tenants: () => tenantsToEvaluate(deps, rules) };
+/** Sites set to edge workers, and who polls their queues: the `site.worker_missing` rule runs when given. */
+export interface EdgeSites {
+  sites: SiteWorkers;
+  pollers: ActivityPollers;
+}
+
+export function scheduledAlertRules(deps: AlertedRecords & { count: WorkflowCounter; settings?: AlertSettings; edgeSites?: EdgeSites }): ScheduledAlertRules {
+  const settings = deps.settings ?? defaultAlertSettings;
+  const rules = alertRules({ db: deps.db, count: deps.count, settings });
+  const { edgeSites } = deps;
+  if (!edgeSites) return { rules, tenants: () => tenantsToEvaluate(deps, rules) };
+  const withSites = [...rules, siteWorkerMissingRule(edgeSites.sites, edgeSites.pollers, settings.siteWorkers ?? defaultAlertSettings.siteWorkers!)];
+  return {
+    rules: withSites,
+    tenants: async () => [...new Set([...(await tenantsToEvaluate(deps, withSites)), ...(await edgeSites.sites.tenants())])].sort(),
+  };
 }

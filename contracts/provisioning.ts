@@ -125,6 +125,11 @@ export interface ProvisionDeviceInput {
   };
   /** Set when an approval policy covers this device: the run waits for an approver after identifying it. */
   approval?: ApprovalRequirement;
+  /**
+   * Set when the device's site is served by an edge worker: the task queue its device steps run on
+   * (see contracts/site-workers.ts). Absent: they run on the run's own queue, as they always did.
+   */
+  deviceTaskQueue?: string;
   /** Set when the API stored initial credentials in the secret vault; the value never enters history. */
   hasInitialCredentials: boolean;
   bulkJobId?: string;
@@ -138,7 +143,8 @@ export interface ProvisionDeviceInput {
    * activity, with heartbeats and the step's whole retry window, only when that attempt fails for a
    * reason a retry may mend. Planned for unattended runs (bulk jobs, zero-touch), where throughput
    * matters more than an answer at once: while a step runs locally, the run's `status` query and
-   * signals wait for the workflow task, a few seconds at most.
+   * signals wait for the workflow task, a few seconds at most. Device steps of a run with a
+   * `deviceTaskQueue` stay on that queue: the device is reachable from its site only.
    */
   stepsLocalFirst?: boolean;
 }

@@ -520,6 +520,24 @@ export const discoverySites = pgTable(
   (table) => [uniqueIndex('discovery_sites_key').on(table.tenantId, table.site)],
 );
 
+/**
+ * Where a site's device-facing work runs: on the central workers, or on an edge worker at the site
+ * polling the site's own task queue. A per-site setting; a site without a row runs centrally.
+ */
+export const siteWorkers = pgTable(
+  'site_workers',
+  {
+    tenantId: text('tenant_id').notNull(),
+    site: text('site').notNull(),
+    edgeWorker: boolean('edge_worker').notNull(),
+    updatedBy: text('updated_by').notNull(),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('site_workers_key').on(table.tenantId, table.site)],
+);
+
+export type SiteWorkerRow = typeof siteWorkers.$inferSelect;
+
 /** Every device discovery has seen, merged across protocols and sweeps, with its evidence. */
 export const discoveredDevices = pgTable(
   'discovered_devices',

@@ -13,6 +13,7 @@ import type { ConfigurationTemplateVersion, TemplateCatalog } from '../configura
 import { ConflictError, NotFoundError, ValidationError, type FieldProblem } from '../foundation/errors';
 import { registryConflictError, type DeviceRegistry } from '../registry/device-registry';
 import type { ApprovalRequirement, DeviceDescriptor, ProvisioningMethod, ProvisionDeviceInput } from '../contracts/provisioning';
+import type { SiteWorkers } from '../discovery/site-workers';
 import type { ApprovalPolicies } from './approval-policies';
 import { duplicatesWithin, type DeviceProvisioningRequest, type DeviceRequest, type ProvisioningRequest } from './requests';
 
@@ -25,6 +26,8 @@ export interface ProvisioningPlannerDependencies {
   /** Where devices may be reached: addresses outside are refused before anything starts. */
   networks: DeviceNetworks;
   approvals: Pick<ApprovalPolicies, 'requirementFor'>;
+  /** Where each site's device steps run; every device step runs centrally when absent. */
+  sites?: Pick<SiteWorkers, 'deviceTaskQueue'>;
 }
 
 type TemplateOptions = Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>;
@@ -176,14 +179,22 @@ export class ProvisioningPlanner {
     };
     // Nobody watches an unattended run's steps one by one: they run locally first (see the input).
     const unattended = request.provisioningMethod === 'bulk' || request.provisioningMethod === 'automatic';
+    // A site served by an edge worker has its device steps run on the site's own queue.
+    const queues = new Map<string, Promise<string | undefined>>();
+    const deviceTaskQueueOf = (site: string) => {
+      if (!queues.has(site)) queues.set(site, this.deps.sites?.deviceTaskQueue(tenantId, site) ?? Promise.resolve(undefined));
+      return queues.get(site)!;
+    };
     const inputs: ProvisionDeviceInput[] = [];
     for (const planned of request.devices) {
       const approval =
         (await approvalFor(planned.device)) ??
         (request.approvalRequired ? { policyIds: [], timeoutSeconds: defaultApprovalTimeoutSeconds } : undefined);
+      const deviceTaskQueue = await deviceTaskQueueOf(planned.device.site);
       inputs.push({
         tenantId,
         device: planned.device,
+        ...(deviceTaskQueue ? { deviceTaskQueue } : {}),
         provisioningMethod: request.provisioningMethod,
         templateId,
         ...(request.templateVersion !== undefined ? { templateVersion: request.templateVersion } : {}),

@@ -15,6 +15,7 @@ import { certificateLifecycleOperations } from '../api/routes/certificate-lifecy
 import { zeroTouchOperations } from '../api/routes/zero-touch';
 import { fleetCredentialOperations } from '../api/routes/fleet-credentials';
 import { discoveryOperations } from '../api/routes/discovery';
+import { siteOperations } from '../api/routes/sites';
 import { DiscoverySweeps } from '../discovery/sweeps';
 import { DriftChecks } from '../configuration/drift-checks';
 import { ConfigurationRollouts } from '../configuration/rollouts';
@@ -81,6 +82,7 @@ export function createServiceApi(
         renewals,
         rotations: new IntermediateRotations({ client, taskQueue: config.temporal.taskQueue, inventory: parts.inventory }),
       }),
+      ...siteOperations(parts),
       ...discoveryOperations({
         store: parts.discovery,
         sweeps: new DiscoverySweeps({ store: parts.discovery, client, taskQueue: config.temporal.taskQueue }),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../foundation/errors';
-import { loadConfig } from './config';
+import { loadConfig, parseWorkerSites } from './config';
 
 describe('service configuration', () => {
   it('is a production installation on the default namespace unless ENVIRONMENT says otherwise', () => {
@@ -99,5 +99,21 @@ describe('service configuration', () => {
     expect(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy).toBe(2);
     expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8, fd00::1' }).http.trustProxy).toEqual(['loopback', '10.0.0.0/8', 'fd00::1']);
     expect(() => loadConfig({ TRUST_PROXY: 'the load balancer' })).toThrow(/TRUST_PROXY/);
+  });
+});
+
+describe('WORKER_SITES', () => {
+  it('names sites as <tenant>/<site>, a bare site being of tenant default, and refuses anything else naming the variable', () => {
+    expect(parseWorkerSites('north, acme/south')).toEqual([
+      { tenantId: 'default', site: 'north' },
+      { tenantId: 'acme', site: 'south' },
+    ]);
+    expect(parseWorkerSites(undefined)).toEqual([]);
+    expect(() => parseWorkerSites('acme/no rth')).toThrow(/WORKER_SITES/);
+    expect(() => parseWorkerSites('a/b/c')).toThrow(/WORKER_SITES/);
+  });
+
+  it('is required by the site-worker role', () => {
+    expect(() => loadConfig({ SERVICE_ROLES: 'site-worker', KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64') })).toThrow(/WORKER_SITES/);
   });
 });

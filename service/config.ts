@@ -17,6 +17,8 @@ import { DeviceNetworks } from '../adapters/device-networks';
 import type { KeyCustodySettings } from '../custody';
 import type { CertificateAuthoritySettings } from '../pki/certificate-authority';
 import type { ScheduledCaBackupSettings } from '../pki/ca-backup-schedule';
+import { defaultWorkerSiteTenant, type WorkerSite } from '../contracts/site-workers';
+import { identifierPattern, identifierReason } from '../registry/identifiers';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z
@@ -73,6 +75,8 @@ const environmentSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
+  WORKER_SITES: optionalText,
+  ALERT_SITE_WORKER_STALE_SECONDS: z.coerce.number().int().positive().default(150),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   TRUST_PROXY: optionalText,
   ZERO_TOUCH_FAILED_TOKEN_BURST: z.coerce.number().int().positive().default(10),
@@ -111,7 +115,9 @@ const environmentSchema = z.object({
   DISCOVERY_SNMP_COMMUNITIES: z.string().optional(),
 });
 
-export type ServiceRole = 'api' | 'worker';
+/** `site-worker`: only the device-facing activities of the sites in `WORKER_SITES` (an edge worker). */
+export type ServiceRole = 'api' | 'worker' | 'site-worker';
+const serviceRoles: readonly ServiceRole[] = ['api', 'worker', 'site-worker'];
 
 export interface ServiceConfig {
   /**
@@ -160,7 +166,14 @@ export interface ServiceConfig {
     /** Wrong enrolment tokens a client address may present, like failed EST logins. */
     failedEnrolmentTokens: { burst: number; perMinute: number };
   };
-  worker: { activities: number; localActivities: number; workflowTasks: number; cachedWorkflows: number };
+  worker: {
+    activities: number;
+    localActivities: number;
+    workflowTasks: number;
+    cachedWorkflows: number;
+    /** Sites whose own task queues this process's worker polls too (device-facing activities only). */
+    sites: WorkerSite[];
+  };
   alerts: {
     /** Unset: alerts are raised and audited but not delivered. */
     webhook?: AlertWebhookSettings;
@@ -283,9 +296,13 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
 
   const roles = env.SERVICE_ROLES.split(',').map((role) => role.trim()).filter(Boolean);
   for (const role of roles) {
-    if (role !== 'api' && role !== 'worker') {
-      throw new ConfigurationError(`SERVICE_ROLES: unknown role "${role}" (expected api and/or worker)`);
+    if (!serviceRoles.includes(role as ServiceRole)) {
+      throw new ConfigurationError(`SERVICE_ROLES: unknown role "${role}" (expected api, worker and/or site-worker)`);
     }
+  }
+  const workerSites = parseWorkerSites(env.WORKER_SITES);
+  if (roles.includes('site-worker') && workerSites.length === 0) {
+    throw new ConfigurationError('WORKER_SITES: required for the site-worker role (e.g. north,south or acme/north)');
   }
 
   let keyCustody: KeyCustodySettings = { kind: 'software' };
@@ -365,6 +382,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       workflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
       localActivities: env.WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES,
       cachedWorkflows: env.WORKER_MAX_CACHED_WORKFLOWS,
+      sites: workerSites,
     },
     alerts: {
       webhook: env.ALERT_WEBHOOK_URL
@@ -386,6 +404,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
           threshold: env.ALERT_FAILURE_RATE_THRESHOLD,
           minimumRuns: env.ALERT_FAILURE_RATE_MIN_RUNS,
         },
+        siteWorkers: { pollerStaleSeconds: env.ALERT_SITE_WORKER_STALE_SECONDS },
       },
     },
     metrics: {
@@ -450,4 +469,19 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       environment: env.ENVIRONMENT,
     },
   };
+}
+
+/**
+ * `WORKER_SITES`: comma-separated `<tenant>/<site>`, or a bare `<site>` of the installation's first
+ * tenant (`default`).
+ */
+export function parseWorkerSites(value: string | undefined): WorkerSite[] {
+  return (value ? list(value) : []).map((entry) => {
+    const parts = entry.split('/');
+    const [tenantId, site] = parts.length === 1 ? [defaultWorkerSiteTenant, entry] : parts;
+    if (parts.length > 2 || ![tenantId, site].every((part) => part !== undefined && identifierPattern.test(part))) {
+      throw new ConfigurationError(`WORKER_SITES: "${entry}": each part ${identifierReason} (a site, or <tenant>/<site>)`);
+    }
+    return { tenantId: tenantId!, site: site! };
+  });
 }

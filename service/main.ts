@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { type Connection } from '@temporalio/client';
 import express, { type Express } from 'express';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import { ApiKeyStore } from '../access/api-keys';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createEstServer } from '../api/est-server';
@@ -24,7 +24,7 @@ import type { ServiceConfig } from './config';
 import type { Logger } from '../foundation/logger';
 import { claimNamespaceEnvironment, connectWhenReady, ensureNamespaceRetention, ensureSearchAttributes, installTemporalRuntime } from './temporal';
 import { createCredentialRotations, createServiceParts, serviceClient, systemAuditTenant, type ServiceParts } from './parts';
-import { createProvisioningWorker } from './worker';
+import { createProvisioningWorker, createSiteWorker } from './worker';
 import { createServiceApi } from './api';
 
 /**
@@ -82,10 +82,14 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
     );
   }
 
-  await parts.ca.completeServiceHierarchies().catch((error: unknown) => {
-    // The root key may be offline; the services intermediate then comes with its first use.
-    logger.warn({ err: error, component: 'pki' }, 'could not give every tenant its services intermediate yet');
-  });
+  // An edge worker alone (the site-worker role) leaves the CA and key custody to the central service.
+  const edgeWorkerOnly = config.roles.every((role) => role === 'site-worker');
+  if (!edgeWorkerOnly) {
+    await parts.ca.completeServiceHierarchies().catch((error: unknown) => {
+      // The root key may be offline; the services intermediate then comes with its first use.
+      logger.warn({ err: error, component: 'pki' }, 'could not give every tenant its services intermediate yet');
+    });
+  }
 
   const connection: Connection = await connectWhenReady(temporalAddress);
   try {
@@ -109,10 +113,11 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   const stops: Array<() => Promise<void>> = [];
   let apiUrl: string | undefined;
 
-  if (runsWorker) {
+  const runsSiteWorkers = config.worker.sites.length > 0 && (runsWorker || config.roles.includes('site-worker'));
+  if (runsWorker || runsSiteWorkers) {
     const workerConnection = await NativeConnection.connect({ address: temporalAddress });
     const client = serviceClient(parts, connection, config.temporal.namespace);
-    const worker = await createProvisioningWorker(parts, {
+    const workerOptions = {
       connection: workerConnection,
       client,
       namespace: config.temporal.namespace,
@@ -123,18 +128,28 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
       discovery: config.discovery,
       caBackup: config.caBackup,
       logger,
-    });
-    await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
-    await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
-    await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
-    await ensureDriftSchedules(client, parts.driftPolicies, config.temporal.taskQueue);
-    await ensureHealthSchedules(client, { registry: parts.registry, policies: parts.fleetPolicies }, config.temporal.taskQueue);
-    await createCredentialRotations(parts, client, config.temporal.taskQueue).ensureSchedules();
-    await applyCaBackupSchedule(client, { taskQueue: config.temporal.taskQueue, everyHours: config.caBackup?.intervalHours });
-    const running = worker.run();
-    logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
+    };
+    const workers: Worker[] = [];
+    if (runsWorker) {
+      workers.push(await createProvisioningWorker(parts, workerOptions));
+      await ensureAlertSchedule(client, { taskQueue: config.temporal.taskQueue, every: config.alerts.evaluationInterval });
+      await ensureCrlSchedule(client, { taskQueue: config.temporal.taskQueue, everyMinutes: config.ca.crlPublishIntervalMinutes });
+      await ensureDiscoverySchedules(client, parts.discovery, config.temporal.taskQueue);
+      await ensureDriftSchedules(client, parts.driftPolicies, config.temporal.taskQueue);
+      await ensureHealthSchedules(client, { registry: parts.registry, policies: parts.fleetPolicies }, config.temporal.taskQueue);
+      await createCredentialRotations(parts, client, config.temporal.taskQueue).ensureSchedules();
+      await applyCaBackupSchedule(client, { taskQueue: config.temporal.taskQueue, everyHours: config.caBackup?.intervalHours });
+      logger.info({ component: 'worker', taskQueue: config.temporal.taskQueue }, `worker: task queue ${config.temporal.taskQueue} on ${temporalAddress}`);
+    }
+    // An edge worker: the device-facing activities of its sites, each site on its own queue.
+    for (const site of runsSiteWorkers ? config.worker.sites : []) {
+      const siteWorker = await createSiteWorker(parts, { ...workerOptions, site });
+      workers.push(siteWorker);
+      logger.info({ component: 'worker', taskQueue: siteWorker.options.taskQueue, ...site }, `site worker: ${site.tenantId}/${site.site} on task queue ${siteWorker.options.taskQueue}`);
+    }
+    const running = Promise.all(workers.map((worker) => worker.run()));
     stops.push(async () => {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
+      for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await workerConnection.close();
     });

@@ -24,6 +24,7 @@ import { PkiPublication } from '../pki/publication';
 import { ZeroTouchRegistrations } from '../zero-touch/registrations';
 import { ZeroTouchRegistrationStore } from '../zero-touch/registration-store';
 import { DiscoveryStore } from '../discovery/discovery-store';
+import { SiteWorkers } from '../discovery/site-workers';
 import { DriftPolicies } from '../configuration/drift-policies';
 import { FleetPolicies } from '../fleet/fleet-policies';
 import { RunArchive } from '../registry/run-archive';
@@ -93,6 +94,8 @@ export interface ServiceParts {
   runArchive: RunArchive;
   /** Discovery sites, what their sweeps found, and the conflicts and moves they surfaced. */
   discovery: DiscoveryStore;
+  /** Which sites' device-facing work runs on an edge worker at the site, and on which queue. */
+  siteWorkers: SiteWorkers;
   /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); the adapters connect nowhere else. */
   networks: DeviceNetworks;
   adapters: ReadonlyMap<string, DeviceAdapter>;
@@ -168,6 +171,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     registry,
     runArchive: new RunArchive(database.db),
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),
+    siteWorkers: new SiteWorkers({ db: database.db, taskQueue: config.temporal.taskQueue }),
     networks,
     adapters,
     adapterFor: (protocol) => {
@@ -216,6 +220,7 @@ export function createProvisioningPlanner(parts: ServiceParts): ProvisioningPlan
     adapters: parts.adapters,
     networks: parts.networks,
     approvals: parts.approvals,
+    sites: parts.siteWorkers,
   });
 }
 

@@ -18,17 +18,24 @@ import {
   type CredentialRotationSweepReport,
 } from '../contracts/credential-rotation';
 import { describeFailure, failureType } from './failures';
+import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
 /** Six hours of trying an unreachable device before giving up and alerting. */
 const defaultRetryWindowSeconds = 6 * 3600;
 
-const onDevice = (retryWindowSeconds: number) =>
-  proxyActivities<CredentialRotationActivities>({
-    startToCloseTimeout: '2m',
-    heartbeatTimeout: '10s',
-    scheduleToCloseTimeout: `${retryWindowSeconds}s`,
-    retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '10m', nonRetryableErrorTypes },
-  });
+/** On a site served by an edge worker, the device is reached from the site, by that worker. */
+const onDevice = (retryWindowSeconds: number, siteTaskQueue: string | undefined) =>
+  proxyActivities<CredentialRotationActivities>(
+    onSiteQueue(
+      {
+        startToCloseTimeout: '2m',
+        heartbeatTimeout: '10s',
+        scheduleToCloseTimeout: `${retryWindowSeconds}s`,
+        retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '10m', nonRetryableErrorTypes },
+      },
+      siteTaskQueue,
+    ),
+  );
 
 const bookkeeping = proxyActivities<CredentialRotationActivities>({
   startToCloseTimeout: '30s',
@@ -36,7 +43,7 @@ const bookkeeping = proxyActivities<CredentialRotationActivities>({
 });
 
 export async function rotateDeviceCredentials(input: CredentialRotationInput): Promise<CredentialRotationOutcome> {
-  const device = onDevice(input.retryWindowSeconds ?? defaultRetryWindowSeconds);
+  const device = onDevice(input.retryWindowSeconds ?? defaultRetryWindowSeconds, await deviceSiteTaskQueue(input.tenantId, input.deviceId));
   let rotated: string[];
   try {
     ({ rotated } = await device.rotateManagementSecrets({ tenantId: input.tenantId, deviceId: input.deviceId }));

@@ -3,10 +3,11 @@
  * scanner runs side by side as its own activity, then what they saw is merged and recorded. A
  * scanner that fails is reported in the summary; the others' observations are still recorded.
  */
-import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { DiscoveryActivities, ScannerCounts, SweepRecordSummary } from '../activities/discovery';
 import type { SiteScanner } from '../discovery/discovery-store';
 import type { DiscoveryObservation } from '../discovery/observation';
+import { onSiteQueue, siteDeviceTaskQueue } from './site-routing';
 
 const site = proxyActivities<DiscoveryActivities>({
   startToCloseTimeout: '1m',
@@ -14,11 +15,11 @@ const site = proxyActivities<DiscoveryActivities>({
 });
 
 /** A scan listens for up to a minute; a scanner that fails twice is reported rather than retried on. */
-const scanning = proxyActivities<DiscoveryActivities>({
+const scanning: ActivityOptions = {
   startToCloseTimeout: '3m',
   heartbeatTimeout: '20s',
   retry: { initialInterval: '5s', maximumAttempts: 2 },
-});
+};
 
 /** Recording is one transaction plus alerts; retried while the database is briefly away. */
 const recording = proxyActivities<DiscoveryActivities>({
@@ -47,9 +48,11 @@ export async function discoverySweep(input: DiscoverySweepInput): Promise<Discov
   const configuration = await site.loadDiscoverySite(input);
   const summary: DiscoverySweepSummary = { tenantId: input.tenantId, site: input.site, scanners: [], failures: [], observations: 0 };
   if (!configuration.enabled) return { ...summary, skipped: 'site-disabled' };
+  // A site served by an edge worker is scanned from the site, by that worker; what it saw is recorded centrally.
+  const scanners = proxyActivities<DiscoveryActivities>(onSiteQueue(scanning, await siteDeviceTaskQueue(input.tenantId, input.site)));
 
   const results = await Promise.allSettled(
-    configuration.scanners.map((scanner) => scanning.runDiscoveryScanner({ tenantId: input.tenantId, site: input.site, scanner })),
+    configuration.scanners.map((scanner) => scanners.runDiscoveryScanner({ tenantId: input.tenantId, site: input.site, scanner })),
   );
   const observations: DiscoveryObservation[] = [];
   results.forEach((result, index) => {

@@ -13,20 +13,27 @@ import { deviceCapabilities } from '../adapters/device-adapter';
 import { nonRetryableErrorTypes } from '../foundation/errors';
 import type { DeviceProvisioningRecord, ProvisionDeviceInput } from '../contracts/provisioning';
 import { ProvisioningRun, type StepRoute } from './provisioning-run';
+import { onSiteQueue } from './site-routing';
 
 /** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */
 const certificateEnrolmentByCapability = 'certificate-enrolment-by-capability';
 /** Marks runs whose firmware verdict may make them wait for an approver. */
 const firmwareApproval = 'firmware-approval';
 
-/** Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while. */
-function deviceStepOptions(retryWindowSeconds: number): ActivityOptions {
-  return {
-    startToCloseTimeout: '45s',
-    heartbeatTimeout: '10s',
-    scheduleToCloseTimeout: `${retryWindowSeconds}s`,
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes },
-  };
+/**
+ * Talking to a device: it may be rebooting or briefly off the network, so keep trying for a while.
+ * A site served by an edge worker has these steps on its own queue, waiting there for its worker.
+ */
+function deviceStepOptions(retryWindowSeconds: number, siteTaskQueue?: string): ActivityOptions {
+  return onSiteQueue(
+    {
+      startToCloseTimeout: '45s',
+      heartbeatTimeout: '10s',
+      scheduleToCloseTimeout: `${retryWindowSeconds}s`,
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes },
+    },
+    siteTaskQueue,
+  );
 }
 
 /** Signing in the HSM and writing to the registry: fast, and only transiently unavailable. */
@@ -58,11 +65,12 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
   const { deviceId } = device;
   const info = workflowInfo();
   const deviceRetryWindow = input.options.deviceRetryWindowSeconds ?? defaultDeviceRetryWindowSeconds;
-  const localFirst = input.stepsLocalFirst === true;
-  const onDevice = activityRoute<ProvisioningActivities>(deviceStepOptions(deviceRetryWindow), localFirst, localDeviceAttempt);
+  // A device behind an edge worker is reached from its site's queue only, never from here.
+  const localFirst = input.stepsLocalFirst === true && !input.deviceTaskQueue;
+  const onDevice = activityRoute<ProvisioningActivities>(deviceStepOptions(deviceRetryWindow, input.deviceTaskQueue), localFirst, localDeviceAttempt);
   const selfTest = activityRoute<ProvisioningActivities>(
     {
-      ...deviceStepOptions(deviceRetryWindow),
+      ...deviceStepOptions(deviceRetryWindow, input.deviceTaskQueue),
       // A device applying new settings may fail its first self-tests; a handful of tries is enough.
       retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
     },

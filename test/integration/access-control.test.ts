@@ -49,6 +49,7 @@ function validBodyFor(op: DocumentedOperation): unknown {
   if (op.path.endsWith('/rotate-credentials')) return { reason: 'test' };
   if (op.path.endsWith('/intermediate/rotate')) return { overlapDays: 1 };
   if (op.path.endsWith('/discovery/sites/{site}') && op.method === 'PUT') return discoverySiteBody;
+  if (op.path.endsWith('/sites/{site}/edge-worker') && op.method === 'PUT') return { edgeWorker: false };
   if (op.path.endsWith('/configuration/parameters') && op.method === 'PUT') return deviceParametersBody;
   if (op.path.endsWith('/templates/{templateId}/rollouts')) return { deviceIds: [acmeObjects.deviceId] };
   if (op.path === '/api/v1/fleet/policy' && op.method === 'PUT') return fleetPolicyBody;
@@ -82,7 +83,10 @@ const discoverySiteBody = { scope: { interfaces: ['lo'], ranges: ['127.80.0.0/30
  * acme's names makes its own, leaving acme's alone (asserted separately below).
  */
 function createsUnderName(op: DocumentedOperation): boolean {
-  return op.method === 'PUT' && (op.path.endsWith('/discovery/sites/{site}') || op.path.endsWith('/devices/{deviceId}/configuration/parameters'));
+  return (
+    op.method === 'PUT' &&
+    (op.path.endsWith('/discovery/sites/{site}') || op.path.endsWith('/sites/{site}/edge-worker') || op.path.endsWith('/devices/{deviceId}/configuration/parameters'))
+  );
 }
 
 beforeAll(async () => {
@@ -127,6 +131,9 @@ beforeAll(async () => {
   acmeObjects.jobId = job.body.jobId;
   const site = await api.call('PUT', `/api/v1/discovery/sites/${encodeURIComponent(acmeObjects.site)}`, { body: discoverySiteBody });
   expect(site.status).toBe(201);
+  // Configured, but run centrally: the tests' runs need no edge worker.
+  const edgeWorker = await api.call('PUT', `/api/v1/sites/${encodeURIComponent(acmeObjects.site)}/edge-worker`, { body: { edgeWorker: false } });
+  expect(edgeWorker.status).toBe(201);
   // The site is disabled, so its sweep finishes at once having scanned nothing.
   const sweep = await api.call('POST', `/api/v1/discovery/sites/${encodeURIComponent(acmeObjects.site)}/sweeps`);
   acmeObjects.sweepId = sweep.body.sweepId;
@@ -206,6 +213,16 @@ describe('every operation', () => {
     expect((await api.call('GET', '/api/v1/discovery/sites')).body.sites).toEqual([expect.objectContaining({ site: acmeObjects.site, intervalMinutes: 60 })]);
     expect((await api.call('GET', '/api/v1/discovery/sites', { key: globex })).body.sites).toEqual([expect.objectContaining({ intervalMinutes: 120 })]);
     expect((await api.call('DELETE', sitePath, { key: globex })).status).toBeLessThan(300);
+  });
+
+  it("gives another tenant setting a site of the same name to an edge worker a setting of its own, on a queue naming its tenant", async () => {
+    const path = `/api/v1/sites/${encodeURIComponent(acmeObjects.site)}/edge-worker`;
+    const globex = await api.keyFor('globex', 'administrator');
+    const theirs = await api.call('PUT', path, { key: globex, body: { edgeWorker: true } });
+    expect(theirs.status).toBe(201);
+    expect(theirs.body.taskQueue).toBe(`${service.config.temporal.taskQueue}/sites/globex/${acmeObjects.site}`);
+    expect((await api.call('GET', path)).body).toMatchObject({ edgeWorker: false, taskQueue: service.config.temporal.taskQueue });
+    expect((await api.call('PUT', path, { key: globex, body: { edgeWorker: false } })).status).toBe(200);
   });
 
   it("gives another tenant setting parameters for a device of the same id parameters of its own, leaving this tenant's untouched", async () => {

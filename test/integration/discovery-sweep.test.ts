@@ -9,6 +9,7 @@ import { and, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
 import { createDiscoveryActivities, type ZeroTouchOffers } from '../../activities/discovery';
+import { createSiteRoutingActivities } from '../../activities/site-routing';
 import { alertKinds } from '../../alerts/alert-store';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { devices, discoveredDevices, zeroTouchRegistrations } from '../../db/schema';
@@ -80,19 +81,23 @@ beforeAll(async () => {
     taskQueue: discoveryQueue,
     dataConverter: payloadDataConverter(service.parts.payloadKeyring),
     workflowsPath,
-    activities: createDiscoveryActivities({
-      discovery: service.parts.discovery,
-      alerts: service.parts.alerts,
-      audit: service.parts.audit,
-      zeroTouch,
-      networks: service.parts.networks,
-      logger: testLogger,
-      scanTimeoutMs: 2_000,
-      scanners: {
-        'ws-discovery': { target: { host: camera.host, port: camera.discoveryPort! } },
-        snmp: { port: snmpPort, communities: ['public'], hostTimeoutMs: 300, concurrency: 16 },
-      },
-    }),
+    activities: {
+      // Where the site's scanners run: this installation has no edge workers, so here.
+      ...createSiteRoutingActivities({ sites: service.parts.siteWorkers, registry: service.parts.registry }),
+      ...createDiscoveryActivities({
+        discovery: service.parts.discovery,
+        alerts: service.parts.alerts,
+        audit: service.parts.audit,
+        zeroTouch,
+        networks: service.parts.networks,
+        logger: testLogger,
+        scanTimeoutMs: 2_000,
+        scanners: {
+          'ws-discovery': { target: { host: camera.host, port: camera.discoveryPort! } },
+          snmp: { port: snmpPort, communities: ['public'], hostTimeoutMs: 300, concurrency: 16 },
+        },
+      }),
+    },
   });
   running = worker.run();
   api = await startTestApi(

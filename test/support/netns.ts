@@ -158,7 +158,21 @@ export interface PeerNamespace<Ready> {
  * each peer end across, addresses and raises both ends, and resolves once the peer reports ready.
  */
 export async function startPeerNamespace<Ready>(options: PeerNamespaceOptions): Promise<PeerNamespace<Ready>> {
-  const child: ChildProcess = spawn('unshare', ['-n', ...nodeWithTsx(options.script, [])], {
+  return startNamespaceProcess(['-n'], options);
+}
+
+/**
+ * From a test: runs `script` in a fresh user and network namespace of its own (`unshare -rn`), as a
+ * peer without links: it reads its input, waits for `awaitPeerLinks`, sets up its network and calls
+ * `reportPeerReady`. `exec` (and `nsenter --net=/proc/<pid>/ns/net`) reach into it; for that the
+ * test must run as root, which owns every namespace its processes make.
+ */
+export function startTestNamespace<Ready>(options: Omit<PeerNamespaceOptions, 'links' | 'peerMulticastVia'>): Promise<PeerNamespace<Ready>> {
+  return startNamespaceProcess(['-rn'], { ...options, links: [] });
+}
+
+async function startNamespaceProcess<Ready>(unshareArgs: string[], options: PeerNamespaceOptions): Promise<PeerNamespace<Ready>> {
+  const child: ChildProcess = spawn('unshare', [...unshareArgs, ...nodeWithTsx(options.script, [])], {
     cwd: repositoryRoot,
     env: { ...process.env, [inputVariable]: JSON.stringify(options.input ?? null) },
     stdio: ['pipe', 'pipe', 'inherit'],

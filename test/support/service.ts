@@ -31,6 +31,8 @@ export interface TestServiceOptions {
   temporal?: 'dev-server' | 'time-skipping';
   /** Further settings, as the environment would give them. */
   environment?: Record<string, string>;
+  /** Further arguments of the dev server (`--dynamic-config-value ...`). */
+  temporalServerArgs?: string[];
 }
 
 export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
@@ -91,7 +93,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
   const env =
     options.temporal === 'time-skipping'
       ? await createTimeSkippingTestEnvironment(dataConverter)
-      : await createTemporalTestEnvironment(dataConverter);
+      : await createTemporalTestEnvironment(dataConverter, options.temporalServerArgs);
   const worker = await createProvisioningWorker(parts, {
     connection: env.nativeConnection,
     client: env.client,

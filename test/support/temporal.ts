@@ -13,14 +13,14 @@ export function temporalCliPath(): string {
 }
 
 /** `dataConverter` must be the one the workers use, so the environment's client can read payloads. */
-export function createTemporalTestEnvironment(dataConverter?: DataConverter): Promise<TestWorkflowEnvironment> {
+export function createTemporalTestEnvironment(dataConverter?: DataConverter, serverArgs: string[] = []): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     ...(dataConverter ? { client: { dataConverter } } : {}),
     server: {
       executable: { type: 'existing-path', path: temporalCliPath() },
       ip: '127.0.0.1',
       searchAttributes: allSearchAttributeKeys,
-      extraArgs: ['--log-level', 'error'],
+      extraArgs: ['--log-level', 'error', ...serverArgs],
     },
   });
 }
