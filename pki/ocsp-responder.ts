@@ -107,6 +107,8 @@ export class OcspResponder {
   readonly #cache = new Map<string, OcspAnswer & { refreshAtMs: number }>();
   /** Raw request DER (latin1) → cache key, so a repeated request skips parsing too. */
   readonly #requests = new Map<string, string>();
+  /** What callers know a request by besides its DER (an HTTP GET path) → cache key: no decoding either. */
+  readonly #aliases = new Map<string, string>();
   /**
    * `${caCertificateId}:${serial}` → status, kept as long as a pre-produced response would be, and
    * dropped with it on revocation: fresh (nonce) answers then cost a signature, not a query.
@@ -130,16 +132,22 @@ export class OcspResponder {
     this.#statusCacheMs = deps.statusCacheMs ?? this.#validityMs - this.#refreshMarginMs;
   }
 
-  /** The DER OCSPResponse for a DER OCSPRequest; never throws. */
-  async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+  /**
+   * The DER OCSPResponse for a DER OCSPRequest; never throws. `alias` is another name the caller
+   * knows this request by (its GET path): a pre-produced answer is then found by `cachedAnswer(alias)`.
+   */
+  async respond(requestDer: Uint8Array, alias?: string): Promise<OcspAnswer> {
     const requestKey = Buffer.from(requestDer.buffer, requestDer.byteOffset, requestDer.byteLength).toString('latin1');
     const cacheKey = this.#requests.get(requestKey);
     if (cacheKey !== undefined) {
       const cached = this.#cached(cacheKey);
-      if (cached) return cached;
+      if (cached) {
+        if (alias !== undefined) this.#remember(this.#aliases, alias, cacheKey);
+        return cached;
+      }
     }
     try {
-      return await this.#answer(requestDer, requestKey);
+      return await this.#answer(requestDer, requestKey, alias);
     } catch (error) {
       if (error instanceof MalformedOcspRequestError) {
         this.#logger.debug({ reason: error.message }, 'malformed OCSP request');
@@ -148,6 +156,15 @@ export class OcspResponder {
       this.#logger.error({ err: error }, 'could not answer an OCSP request');
       return { status: 'internalError', der: statusOnly.internalError };
     }
+  }
+
+  /**
+   * The pre-produced answer to the request `respond` was given under `alias`, while it is served
+   * (not due for re-signing, not revoked since): no parsing, no promise, for the hot path.
+   */
+  cachedAnswer(alias: string): OcspAnswer | undefined {
+    const cacheKey = this.#aliases.get(alias);
+    return cacheKey === undefined ? undefined : this.#cached(cacheKey);
   }
 
   /**
@@ -181,7 +198,7 @@ export class OcspResponder {
     }
   }
 
-  async #answer(requestDer: Uint8Array, requestKey: string): Promise<OcspAnswer> {
+  async #answer(requestDer: Uint8Array, requestKey: string, alias: string | undefined): Promise<OcspAnswer> {
     const request = parseOcspRequest(requestDer, { maxCertIds: this.#maxCertIds });
 
     const issuers: KnownIssuer[] = [];
@@ -205,6 +222,7 @@ export class OcspResponder {
     const [only] = request.certificates;
     const cacheKey = `${caCertificateId}:${only!.serialNumber ?? '-'}:${only!.hash}`;
     this.#remember(this.#requests, requestKey, cacheKey);
+    if (alias !== undefined) this.#remember(this.#aliases, alias, cacheKey);
     const cached = this.#cached(cacheKey);
     if (cached) return cached;
 
