@@ -10,9 +10,10 @@ import { createHash } from 'node:crypto';
 import { Certificate } from 'pkijs';
 import type { KeyCustody } from '../custody/key-custody';
 import type { Database } from '../db/client';
+import { BatchedReads } from '../foundation/batched-reads';
 import type { Logger } from '../foundation/logger';
 import type { CertificateAuthoritySettings, ServiceIdentities } from './certificate-authority';
-import { CertificateStore, isCaCertificateType, type CertificateRow } from './certificate-store';
+import { CertificateStore, isCaCertificateType, type CertificateRow, type RevocationEntry } from './certificate-store';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';
 import {
@@ -114,6 +115,11 @@ export class OcspResponder {
    * dropped with it on revocation: fresh (nonce) answers then cost a signature, not a query.
    */
   readonly #statusCache = new Map<string, { status: CertificateStatus; untilMs: number }>();
+  /**
+   * `${caCertificateId}:${serial}` → its row, read from the database: statuses wanted while a read
+   * is under way are read together in the next, one query for many requests under load.
+   */
+  readonly #revocationStates = new BatchedReads<string, RevocationEntry>((keys) => this.#readRevocationStates(keys));
   /** Bumped by every invalidation, so an answer read or signed before it is not kept after it. */
   #generation = 0;
   /** Concurrent identical misses sign once. */
@@ -286,11 +292,10 @@ export class OcspResponder {
     const wanted = [...new Set(serials.filter((serial): serial is string => serial !== undefined && !known.has(serial)))];
     if (wanted.length > 0) {
       const generation = this.#generation;
-      const rows = await this.#certificates.revocationStates(caCertificateId, wanted);
-      const bySerial = new Map(rows.map((row) => [row.serialNumber, row]));
+      const rows = await Promise.all(wanted.map((serial) => this.#revocationStates.get(`${caCertificateId}:${serial}`)));
       const untilMs = now + this.#statusCacheMs;
-      for (const serial of wanted) {
-        const row = bySerial.get(serial);
+      for (const [index, serial] of wanted.entries()) {
+        const row = rows[index];
         let status: CertificateStatus;
         if (!row) status = { status: 'unknown' };
         else if (!row.revokedAt) status = { status: 'good' };
@@ -303,6 +308,22 @@ export class OcspResponder {
       }
     }
     return serials.map((serial) => (serial === undefined ? { status: 'unknown' } : known.get(serial)!));
+  }
+
+  /** One query per CA for the `${caCertificateId}:${serial}` keys asked for together. */
+  async #readRevocationStates(keys: string[]): Promise<Map<string, RevocationEntry>> {
+    const serialsByCa = new Map<string, string[]>();
+    for (const key of keys) {
+      const [caCertificateId, serial] = key.split(':') as [string, string];
+      const serials = serialsByCa.get(caCertificateId);
+      if (serials) serials.push(serial);
+      else serialsByCa.set(caCertificateId, [serial]);
+    }
+    const found = new Map<string, RevocationEntry>();
+    for (const [caCertificateId, serials] of serialsByCa) {
+      for (const row of await this.#certificates.revocationStates(caCertificateId, serials)) found.set(`${caCertificateId}:${row.serialNumber}`, row);
+    }
+    return found;
   }
 
   #cached(cacheKey: string): OcspAnswer | undefined {
@@ -323,10 +344,11 @@ export class OcspResponder {
     const known = this.#issuers.get(key);
     if (known) return known;
     // A CA created since the last read, or a stranger's CertID: re-read, but not for every stranger.
-    if (Date.now() - this.#issuersLoadedAt >= this.#issuerReloadIntervalMs) {
-      this.#issuersLoading ??= this.#loadIssuers().finally(() => (this.#issuersLoading = undefined));
-      await this.#issuersLoading;
+    if (!this.#issuersLoading && Date.now() - this.#issuersLoadedAt >= this.#issuerReloadIntervalMs) {
+      this.#issuersLoading = this.#loadIssuers().finally(() => (this.#issuersLoading = undefined));
     }
+    // Requests arriving while the CAs are read wait for them (a fresh responder's first burst too).
+    if (this.#issuersLoading) await this.#issuersLoading;
     return this.#issuers.get(key);
   }
 
