@@ -41,6 +41,7 @@ const mediaTypes = {
 /** CA certificates never change under their id; a day keeps caches from holding a deleted one forever. */
 const caCertificateMaxAgeSeconds = 24 * 60 * 60;
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const maxRememberedPathLength = 1024;
 const base64Pattern = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
@@ -114,8 +115,10 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
       if (encoded.length > 3 * longestBase64 || (request && request.byteLength > maxRequestBytes)) {
         throw new PayloadTooLargeError(`an OCSP request may have at most ${maxRequestBytes} octets`);
       }
-      // Known by its path too, so a repeated GET is answered before routing (withCachedOcspAnswers).
-      const answer = request ? await options.ocsp.respond(request, limiter ? undefined : req.originalUrl) : await options.ocsp.respond(new Uint8Array());
+      // Known by its path too, so a repeated GET is answered before routing (withCachedOcspAnswers);
+      // only short paths (an RFC 5019 request is about 100 octets), so the paths kept stay small.
+      const alias = !limiter && req.originalUrl.length <= maxRememberedPathLength ? req.originalUrl : undefined;
+      const answer = request ? await options.ocsp.respond(request, alias) : await options.ocsp.respond(new Uint8Array());
       sendOcsp(req, res, answer, { httpCacheable: true });
     } catch (error) {
       next(error);
