@@ -6,6 +6,9 @@ import { pkiSettings as settings } from '../test/support/pki-publication';
 import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatDistinguishedName, summariseName } from '../x509/distinguished-name';
+import { summariseExtensions } from '../x509/extensions';
+import { parseStoredCertificate } from './issuing-cas';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
@@ -16,7 +19,7 @@ import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { certificateExtensionsText, certificateField, makeCsr, openssl, verifyChain } from '../test/support/openssl';
 import { CertificateAuthority, type DeviceForCertificate } from './certificate-authority';
-import { fingerprintOf, fromPem } from '../x509/pem';
+import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 
 
 
@@ -204,6 +207,21 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
 
     expect(await ca.getChainPem(issued.id)).toEqual([intermediate.pem, root.pem]);
     expect(await ca.getCertificate(issued.id)).toEqual(issued);
+  });
+
+  it('records in each row what its certificate says when its DER is read back', async () => {
+    const issued = await ca.issueDeviceCertificate({ tenantId: 'acme', device: device({ serialNumber: 'SN-ROW-1' }), csrPem: csrFor().csrPem });
+    for (const row of [issued, await ca.getCertificate(issued.issuerCertificateId!), await ca.ensureRootCa('acme')]) {
+      const parsed = parseStoredCertificate(row);
+      const spki = new Uint8Array(parsed.subjectPublicKeyInfo.toSchema().toBER());
+      expect(row.serialNumber).toBe(parsed.serialNumber.toBigInt().toString(16).padStart(row.serialNumber.length, '0'));
+      expect(row.publicKey).toBe(toPem(spki, 'PUBLIC KEY'));
+      expect(row.expiresAt.getTime()).toBe(parsed.notAfter.value.getTime());
+      expect(row.subjectDn).toBe(formatDistinguishedName(parsed.subject));
+      expect(row.issuerDn).toBe(formatDistinguishedName(parsed.issuer));
+      expect(row.subject).toEqual(summariseName(parsed.subject));
+      expect(row.extensions).toEqual(summariseExtensions(parsed.extensions));
+    }
   });
 
   it('issues serials that differ every time', async () => {
