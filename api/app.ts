@@ -18,6 +18,7 @@ import type { ProvisioningService } from '../provisioning/provisioning-service';
 import type { DeviceRegistry } from '../registry/device-registry';
 import { ForbiddenError, UnsupportedMediaTypeError } from '../foundation/errors';
 import { codecOpenApiPaths, codecServerRouter, type TenantPayloadCodec } from './codec-server';
+import { securityHeaders } from './security-headers';
 import { pkiMountPath, pkiOpenApiPaths, pkiPublicationRouter } from './pki-publication';
 import type { CrlPublisher } from '../pki/crl';
 import type { OcspResponder } from '../pki/ocsp-responder';
@@ -132,14 +133,7 @@ export function createApp(deps: ApiDependencies): Express {
   app.set('trust proxy', deps.trustProxy ?? false);
   app.set('query parser', 'simple');
   app.use((_req, res, next) => {
-    res.set({
-      'X-Content-Type-Options': 'nosniff',
-      'Cache-Control': 'no-store',
-      'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
-      'Referrer-Policy': 'no-referrer',
-      'Strict-Transport-Security': 'max-age=63072000; includeSubDomains',
-      'Cross-Origin-Resource-Policy': 'same-origin',
-    });
+    res.set(securityHeaders);
     next();
   });
   // The wizard and the enrolment page: static, public, and only ever calling this API.

@@ -160,6 +160,44 @@ describe('PKI publication routes', () => {
     expect((await head.arrayBuffer()).byteLength).toBe(0);
   });
 
+  it('answers a repeated OCSP GET from memory before routing, with the first answer\'s body and RFC 5019 headers, until a revocation', async () => {
+    const fresh = await issueDevice(pki.ca, tenantId);
+    writeFileSync(path.join(directory, 'fast-intermediate.pem'), intermediate.pem);
+    writeFileSync(path.join(directory, 'fast-device.pem'), fresh.pem);
+    const made = await run('openssl', ['ocsp', '-issuer', 'fast-intermediate.pem', '-cert', 'fast-device.pem', '-no_nonce', '-reqout', 'fast.req'], {
+      cwd: directory,
+    });
+    expect(made.status, made.output).toBe(0);
+    const requestPath = `/pki/ocsp/${encodeURIComponent(readFileSync(path.join(directory, 'fast.req')).toString('base64'))}`;
+    expect(pki.ocsp.cachedAnswer(requestPath)).toBeUndefined();
+
+    const first = await plainGet(`${origin}${requestPath}`, {});
+    expect(first.status).toBe(200);
+    // Known by its path now: the next GET never reaches the router.
+    expect(pki.ocsp.cachedAnswer(requestPath)).toBeDefined();
+    const again = await plainGet(`${origin}${requestPath}`, {});
+    expect(again.status).toBe(200);
+    expect(again.body.equals(first.body)).toBe(true);
+    for (const header of ['content-type', 'content-length', 'etag', 'last-modified', 'expires']) {
+      expect(again.headers[header], header).toBe(first.headers[header]);
+    }
+    expect(again.headers['cache-control']).toMatch(/^max-age=\d+, public, no-transform, must-revalidate$/);
+    expect(again.headers['x-content-type-options']).toBe('nosniff');
+    expect(again.headers.date).toBeDefined();
+    writeFileSync(path.join(directory, 'fast.der'), again.body);
+    const good = await run('openssl', ['ocsp', '-respin', 'fast.der', '-issuer', 'fast-intermediate.pem', '-cert', 'fast-device.pem', '-noverify'], { cwd: directory });
+    expect(good.stdout).toMatch(/fast-device\.pem: good/);
+
+    await pki.ca.revokeCertificate(fresh.id, 'keyCompromise');
+    await pki.ocsp.invalidate(fresh.id);
+    expect(pki.ocsp.cachedAnswer(requestPath)).toBeUndefined();
+    const revoked = await plainGet(`${origin}${requestPath}`, {});
+    expect(revoked.headers.etag).not.toBe(first.headers.etag);
+    writeFileSync(path.join(directory, 'fast-revoked.der'), revoked.body);
+    const said = await run('openssl', ['ocsp', '-respin', 'fast-revoked.der', '-issuer', 'fast-intermediate.pem', '-cert', 'fast-device.pem', '-noverify'], { cwd: directory });
+    expect(said.stdout).toMatch(/fast-device\.pem: revoked/);
+  });
+
   it('describes the four public routes for the OpenAPI document, without security requirements', () => {
     expect(Object.keys(pkiOpenApiPaths).sort()).toEqual(
       ['/pki/ca/{caCertificateId}.cer', '/pki/crl/{caCertificateId}.crl', '/pki/ocsp', '/pki/ocsp/{request}'].sort(),

@@ -5,6 +5,7 @@
  * API's authentication and rate limiter. It keeps its own limits instead: a small request body, a
  * few CertIDs per request, and optionally a per-address budget.
  */
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { CertificateAuthorityService } from '../pki/certificate-authority';
 import { isCaCertificateType } from '../pki/certificate-store';
@@ -15,6 +16,7 @@ import { NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '
 import type { Logger } from '../foundation/logger';
 import { notFoundHandler, problemHandler, sendProblem } from './problem';
 import { RateLimiter } from './rate-limit';
+import { securityHeaders } from './security-headers';
 
 export const pkiMountPath = '/pki';
 
@@ -39,6 +41,7 @@ const mediaTypes = {
 /** CA certificates never change under their id; a day keeps caches from holding a deleted one forever. */
 const caCertificateMaxAgeSeconds = 24 * 60 * 60;
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const maxRememberedPathLength = 1024;
 const base64Pattern = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
@@ -112,7 +115,10 @@ export function pkiPublicationRouter(options: PkiPublicationOptions): Router {
       if (encoded.length > 3 * longestBase64 || (request && request.byteLength > maxRequestBytes)) {
         throw new PayloadTooLargeError(`an OCSP request may have at most ${maxRequestBytes} octets`);
       }
-      const answer = request ? await options.ocsp.respond(request) : await options.ocsp.respond(new Uint8Array());
+      // Known by its path too, so a repeated GET is answered before routing (withCachedOcspAnswers);
+      // only short paths (an RFC 5019 request is about 100 octets), so the paths kept stay small.
+      const alias = !limiter && req.originalUrl.length <= maxRememberedPathLength ? req.originalUrl : undefined;
+      const answer = request ? await options.ocsp.respond(request, alias) : await options.ocsp.respond(new Uint8Array());
       sendOcsp(req, res, answer, { httpCacheable: true });
     } catch (error) {
       next(error);
@@ -147,6 +153,30 @@ function decodeGetRequest(encoded: string): Uint8Array | undefined {
   return new Uint8Array(Buffer.from(base64, base64.includes('-') || base64.includes('_') ? 'base64url' : 'base64'));
 }
 
+/**
+ * Answers a GET whose OCSP request the responder has a pre-produced answer to before Express sees
+ * it: one map look-up by the raw path and one write of headers made ahead. Everything else (a first
+ * request, a conditional one, POST, CRLs, the API) goes on to `next`. Routes mounted with a
+ * per-address budget never register paths, so their requests always reach the limiter.
+ */
+export function withCachedOcspAnswers(next: RequestListener, ocsp: Pick<OcspResponder, 'cachedAnswer'>): RequestListener {
+  const prefix = `${pkiMountPath}/ocsp/`;
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url!;
+    if (req.method === 'GET' && url.startsWith(prefix) && req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === undefined) {
+      const answer = ocsp.cachedAnswer(url);
+      if (answer?.cacheable) {
+        const ready = prepared(answer, answer.cacheable);
+        ready.head[1] = cacheControl(ready);
+        res.writeHead(200, ready.head);
+        res.end(ready.body);
+        return;
+      }
+    }
+    next(req, res);
+  };
+}
+
 /** What a cacheable answer sends besides its max-age: made once per pre-produced answer, not per request. */
 interface PreparedOcspAnswer {
   body: Buffer;
@@ -154,23 +184,52 @@ interface PreparedOcspAnswer {
   lastModified: string;
   expires: string;
   etag: string;
+  /** Name, value, name, value...: the whole header of a 200, Cache-Control's value (index 1) set per request. */
+  head: string[];
 }
+
+const securityHeadersButCaching = Object.entries(securityHeaders)
+  .filter(([name]) => name !== 'Cache-Control')
+  .flat();
 
 const preparedAnswers = new WeakMap<OcspAnswer, PreparedOcspAnswer>();
 
 function prepared(answer: OcspAnswer, cacheable: NonNullable<OcspAnswer['cacheable']>): PreparedOcspAnswer {
   let ready = preparedAnswers.get(answer);
   if (!ready) {
+    const body = Buffer.from(answer.der.buffer, answer.der.byteOffset, answer.der.byteLength);
+    const lastModified = cacheable.producedAt.toUTCString();
+    const expires = cacheable.nextUpdate.toUTCString();
     ready = {
-      body: Buffer.from(answer.der.buffer, answer.der.byteOffset, answer.der.byteLength),
+      body,
       refreshAtMs: cacheable.refreshAt.getTime(),
-      lastModified: cacheable.producedAt.toUTCString(),
-      expires: cacheable.nextUpdate.toUTCString(),
+      lastModified,
+      expires,
       etag: cacheable.etag,
+      head: [
+        'Cache-Control',
+        '',
+        ...securityHeadersButCaching,
+        'Content-Type',
+        mediaTypes.ocspResponse,
+        'Last-Modified',
+        lastModified,
+        'Expires',
+        expires,
+        'ETag',
+        cacheable.etag,
+        'Content-Length',
+        String(body.length),
+      ],
     };
     preparedAnswers.set(answer, ready);
   }
   return ready;
+}
+
+/** RFC 5019 section 6.2: max-age runs until this responder would re-sign the answer. */
+function cacheControl(ready: PreparedOcspAnswer): string {
+  return `max-age=${Math.max(0, Math.floor((ready.refreshAtMs - Date.now()) / 1000))}, public, no-transform, must-revalidate`;
 }
 
 /**
@@ -191,7 +250,7 @@ function sendOcsp(req: Request, res: Response, answer: OcspAnswer, options: { ht
     return;
   }
   const ready = prepared(answer, cacheable);
-  res.setHeader('Cache-Control', `max-age=${Math.max(0, Math.floor((ready.refreshAtMs - Date.now()) / 1000))}, public, no-transform, must-revalidate`);
+  res.setHeader('Cache-Control', cacheControl(ready));
   res.setHeader('Last-Modified', ready.lastModified);
   res.setHeader('Expires', ready.expires);
   res.setHeader('ETag', ready.etag);

@@ -3,9 +3,12 @@
  * independent judge of what it issues.
  */
 import { pkiSettings as settings } from '../test/support/pki-publication';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatDistinguishedName, summariseName } from '../x509/distinguished-name';
+import { summariseExtensions } from '../x509/extensions';
+import { parseStoredCertificate } from './issuing-cas';
 import type { KeyCustody } from '../custody/key-custody';
 import { Sealer } from '../custody/sealing';
 import type { DatabaseHandle } from '../db/client';
@@ -16,7 +19,7 @@ import { custodyKinds, openTestCustody } from '../test/support/custody';
 import { databaseKinds, openTestDatabase } from '../test/support/database';
 import { certificateExtensionsText, certificateField, makeCsr, openssl, verifyChain } from '../test/support/openssl';
 import { CertificateAuthority, type DeviceForCertificate } from './certificate-authority';
-import { fingerprintOf, fromPem } from '../x509/pem';
+import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 
 
 
@@ -204,6 +207,21 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
 
     expect(await ca.getChainPem(issued.id)).toEqual([intermediate.pem, root.pem]);
     expect(await ca.getCertificate(issued.id)).toEqual(issued);
+  });
+
+  it('records in each row what its certificate says when its DER is read back', async () => {
+    const issued = await ca.issueDeviceCertificate({ tenantId: 'acme', device: device({ serialNumber: 'SN-ROW-1' }), csrPem: csrFor().csrPem });
+    for (const row of [issued, await ca.getCertificate(issued.issuerCertificateId!), await ca.ensureRootCa('acme')]) {
+      const parsed = parseStoredCertificate(row);
+      const spki = new Uint8Array(parsed.subjectPublicKeyInfo.toSchema().toBER());
+      expect(row.serialNumber).toBe(parsed.serialNumber.toBigInt().toString(16).padStart(row.serialNumber.length, '0'));
+      expect(row.publicKey).toBe(toPem(spki, 'PUBLIC KEY'));
+      expect(row.expiresAt.getTime()).toBe(parsed.notAfter.value.getTime());
+      expect(row.subjectDn).toBe(formatDistinguishedName(parsed.subject));
+      expect(row.issuerDn).toBe(formatDistinguishedName(parsed.issuer));
+      expect(row.subject).toEqual(summariseName(parsed.subject));
+      expect(row.extensions).toEqual(summariseExtensions(parsed.extensions));
+    }
   });
 
   it('issues serials that differ every time', async () => {
@@ -398,6 +416,34 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     await expect(ca.getCertificate('00000000-0000-4000-8000-000000000000')).rejects.toThrow(NotFoundError);
     const issued = await ca.issueDeviceCertificate({ tenantId: 'acme', device: device(), csrPem: csrFor().csrPem });
     await expect(ca.revokeCertificate(issued.id, 'stolen')).rejects.toThrow(ValidationError);
+  });
+
+  it('issues from the site intermediate it keeps between issuances until another instance rotates, revokes it or replaces its root', async () => {
+    const tenantId = `kept-${custodyKind}-${databaseKind}`;
+    const issue = async () =>
+      (await ca.issueDeviceCertificate({ tenantId, device: device({ site: 'depot' }), csrPem: csrFor().csrPem })).issuerCertificateId;
+    const first = await ca.ensureSiteIntermediateCa(tenantId, 'depot');
+    expect(await issue()).toBe(first.id);
+    expect(await issue()).toBe(first.id);
+
+    // Rotated elsewhere: the retired intermediate no longer issues here either.
+    const { current: rotated } = await otherInstance.rotateSiteIntermediateCa(tenantId, 'depot', `rotation-${randomUUID()}`);
+    expect(await issue()).toBe(rotated.id);
+
+    // Revoked elsewhere: the next issuance makes and uses a new one.
+    await otherInstance.revokeCertificate(rotated.id, 'cACompromise');
+    const afterRevocation = await issue();
+    expect(afterRevocation).not.toBe(rotated.id);
+    expect((await otherInstance.ensureSiteIntermediateCa(tenantId, 'depot')).id).toBe(afterRevocation);
+
+    // Its root revoked elsewhere: a new root and a new intermediate under it.
+    const root = await otherInstance.ensureRootCa(tenantId);
+    await otherInstance.revokeCertificate(root.id, 'cACompromise');
+    const underNewRoot = await issue();
+    expect(underNewRoot).not.toBe(afterRevocation);
+    const intermediate = await otherInstance.getCertificate(underNewRoot!);
+    expect(intermediate.issuerCertificateId).not.toBe(root.id);
+    expect((await otherInstance.getCertificate(intermediate.issuerCertificateId!)).revokedAt).toBeNull();
   });
 
   it('replaces a revoked site intermediate with a new one on next use', async () => {

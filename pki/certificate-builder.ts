@@ -54,7 +54,13 @@ export function signatureAlgorithmFor(keyAlgorithm: KeyAlgorithm): { hash: HashA
 }
 
 /** Signs the template with the issuer's key; returns the certificate's DER. */
-export async function signCertificate(template: CertificateTemplate, signer: CertificateSigner): Promise<Uint8Array> {
+/** A certificate just signed: its DER, and the certificate that DER encodes, so nobody parses it again. */
+export interface SignedCertificate {
+  der: Uint8Array;
+  certificate: Certificate;
+}
+
+export async function signCertificate(template: CertificateTemplate, signer: CertificateSigner): Promise<SignedCertificate> {
   const { hash, identifier } = signatureAlgorithmFor(signer.algorithm);
   const certificate = new Certificate({
     version: 2, // v3
@@ -79,7 +85,7 @@ export async function signCertificate(template: CertificateTemplate, signer: Cer
 
   certificate.tbsView = tbs;
   certificate.signatureValue = new asn1js.BitString({ valueHex: signature });
-  return new Uint8Array(certificate.toSchema().toBER());
+  return { der: new Uint8Array(certificate.toSchema().toBER()), certificate };
 }
 
 const issuerKeys = new WeakMap<Uint8Array, KeyObject>();

@@ -4,6 +4,7 @@
  * Built on the database or on a transaction someone else opened.
  */
 import { and, asc, count, eq, gt, inArray, isNotNull, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import { isUniqueViolation } from '../db/client';
 import { insertInBatches, rowCodec } from '../db/row-transfer';
 import { certificates, type CertificateRow, type NewCertificateRow } from '../db/schema';
@@ -55,6 +56,8 @@ export type RevocationEntry = Pick<CertificateRow, 'serialNumber' | 'revokedAt' 
 /** Rows of this table as a CA backup carries them. */
 export const certificateRowCodec = rowCodec(certificates);
 
+/** The certificates table again, as the CA that issued a row. */
+const issuingCa = alias(certificates, 'issuing_ca');
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Root, intermediate, device: a longer issuer chain means corrupt data, not a deeper hierarchy. */
 const maximumChainLength = 4;
@@ -104,6 +107,28 @@ export class CertificateStore implements CertificateInventory {
         ),
       );
     return row;
+  }
+
+  /**
+   * Whether a CA may still issue: neither it nor the CA that issued it revoked or retired (a root
+   * replaced since leaves its intermediates unusable). One narrow query, for a caller that keeps
+   * the CA's row between issuances.
+   */
+  async issuesWithLiveIssuer(caCertificateId: string): Promise<boolean> {
+    if (!uuidPattern.test(caCertificateId)) return false;
+    const [row] = await this.#db
+      .select({ id: certificates.id })
+      .from(certificates)
+      .leftJoin(issuingCa, eq(issuingCa.id, certificates.issuerCertificateId))
+      .where(
+        and(
+          eq(certificates.id, caCertificateId),
+          isNull(certificates.revokedAt),
+          isNull(certificates.retiredAt),
+          or(isNull(certificates.issuerCertificateId), and(isNull(issuingCa.revokedAt), isNull(issuingCa.retiredAt))),
+        ),
+      );
+    return row !== undefined;
   }
 
   /** Tenants with a live root. */

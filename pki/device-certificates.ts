@@ -29,6 +29,9 @@ import { allowedSubjectAltNames, checkRequestedNames } from './device-names';
 import { requireText, tenantSubject, type IssuingCas } from './issuing-cas';
 import type { PkiPublication } from './publication';
 
+/** Site intermediates kept between issuances; beyond this the oldest kept is asked for again. */
+const maxKeptSiteIssuers = 10_000;
+
 export type RevocationListener = (revoked: CertificateRow) => Promise<void> | void;
 
 export interface DeviceCertificatesDependencies {
@@ -53,6 +56,12 @@ export class DeviceCertificates implements CertificateAuthorityService {
   readonly #networkHost: DeviceCertificatesDependencies['networkHost'];
   readonly #logger: Logger;
   readonly #revocationListeners: RevocationListener[] = [];
+  /**
+   * `${tenantId}\0${site}` → the site intermediate last issued from, kept between issuances: each
+   * use asks the database (one narrow query) whether it and its root are still live, so a rotation
+   * or revocation by any process sharing the database is seen at the next issuance.
+   */
+  readonly #siteIssuers = new Map<string, CertificateRow>();
 
   constructor(deps: DeviceCertificatesDependencies) {
     this.#certificates = deps.certificates;
@@ -87,7 +96,7 @@ export class DeviceCertificates implements CertificateAuthorityService {
     const subjectAltNames = this.subjectAltNamesFor(device);
     checkRequestedNames(csr, device.deviceId, subjectAltNames);
 
-    const intermediate = await this.#hierarchy.ensureSiteIntermediateCa(tenantId, device.site);
+    const intermediate = await this.#siteIntermediate(tenantId, device.site);
     const subject: NameAttribute[] = [
       ...tenantSubject(tenantId, device.deviceId, device.site),
       // RFC 5280 makes this attribute a PrintableString: a serial with other characters (`_`) stays
@@ -168,6 +177,18 @@ export class DeviceCertificates implements CertificateAuthorityService {
   subjectAltNamesFor(device: { address: string; macAddress: string; protocol?: string }): SubjectAltNames {
     if (device.protocol === undefined || !this.#networkHost) return allowedSubjectAltNames(device);
     return allowedSubjectAltNames({ ...device, host: this.#networkHost(device.protocol, device.address) ?? null });
+  }
+
+  /** The site's live intermediate: the one kept here while still live and unexpired, else the hierarchy's. */
+  async #siteIntermediate(tenantId: string, site: string): Promise<CertificateRow> {
+    const key = `${tenantId}\0${site}`;
+    const known = this.#siteIssuers.get(key);
+    if (known && known.expiresAt.getTime() > Date.now() && (await this.#certificates.issuesWithLiveIssuer(known.id))) return known;
+    this.#siteIssuers.delete(key);
+    const current = await this.#hierarchy.ensureSiteIntermediateCa(tenantId, site);
+    this.#siteIssuers.set(key, current);
+    if (this.#siteIssuers.size > maxKeptSiteIssuers) this.#siteIssuers.delete(this.#siteIssuers.keys().next().value!);
+    return current;
   }
 
   #issued(row: CertificateRow): CertificateRow {

@@ -11,7 +11,7 @@ import { buildName, fittedValue, formatDistinguishedName, summariseName, type Na
 import { readSubjectKeyIdentifier, summariseExtensions } from '../x509/extensions';
 import { fingerprintOf, fromPem, toPem } from '../x509/pem';
 import { keyAlgorithmOf, keyIdentifier } from '../x509/public-key';
-import { addDays, earliest, randomSerialNumber, signCertificate, wholeSeconds, type CertificateSigner } from './certificate-builder';
+import { addDays, earliest, randomSerialNumber, signCertificate, wholeSeconds, type CertificateSigner, type SignedCertificate } from './certificate-builder';
 import type { CertificateRow, NewCertificateRow } from './certificate-store';
 
 /** What signs as a CA: its certificate, its key in custody, and its key identifier. */
@@ -77,7 +77,7 @@ export class IssuingCas {
     row: CertificateRecordFields;
   }): Promise<NewCertificateRow> {
     const issuer = this.identityOf(spec.issuer);
-    const der = await signCertificate(
+    const signed = await signCertificate(
       {
         serialNumber: randomSerialNumber(),
         issuer: issuer.certificate.subject,
@@ -88,13 +88,13 @@ export class IssuingCas {
       },
       issuer.signer,
     );
-    return certificateRow(der, { ...spec.row, issuerCertificateId: spec.issuer.id });
+    return certificateRow(signed, { ...spec.row, issuerCertificateId: spec.issuer.id });
   }
 
   /** A certificate `key` signs for itself: a root. */
   async selfSign(spec: { key: KeyHandle; subject: NameAttribute[]; validityDays: number; extensions: Extension[]; row: CertificateRecordFields }) {
     const name = buildName(spec.subject);
-    const der = await signCertificate(
+    const signed = await signCertificate(
       {
         serialNumber: randomSerialNumber(),
         issuer: name,
@@ -105,7 +105,7 @@ export class IssuingCas {
       },
       this.signerOf(spec.key),
     );
-    return certificateRow(der, spec.row);
+    return certificateRow(signed, spec.row);
   }
 }
 
@@ -133,8 +133,11 @@ export function requireText(value: unknown, field: string) {
   }
 }
 
-function certificateRow(der: Uint8Array, fields: CertificateRecordFields & Pick<NewCertificateRow, 'issuerCertificateId'>): NewCertificateRow {
-  const certificate = Certificate.fromBER(der);
+/** The row of a certificate just signed, read from the certificate built for it rather than by parsing its DER again. */
+function certificateRow(
+  { der, certificate }: SignedCertificate,
+  fields: CertificateRecordFields & Pick<NewCertificateRow, 'issuerCertificateId'>,
+): NewCertificateRow {
   const publicKeySpki = new Uint8Array(certificate.subjectPublicKeyInfo.toSchema().toBER());
   return {
     deviceId: null,

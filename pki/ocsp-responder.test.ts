@@ -10,7 +10,9 @@ import * as asn1js from 'asn1js';
 import { BasicOCSPResponse, Certificate, OCSPResponse } from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateRow } from '../db/schema';
-import { issueDevice, run, startPki, type CustodyKind, type PkiUnderTest } from '../test/support/pki-publication';
+import { createLogger } from '../foundation/logger';
+import { issueDevice, pkiSettings, run, startPki, type CustodyKind, type PkiUnderTest } from '../test/support/pki-publication';
+import { OcspResponder } from './ocsp-responder';
 import { oids } from '../x509/oids';
 import { fromPem } from '../x509/pem';
 import { keyIdentifier } from '../x509/public-key';
@@ -211,6 +213,24 @@ describe.each(custodyKinds)('OCSP responder with CA keys in %s custody', (custod
     // A fresh (nonce) answer after the revocation says revoked too.
     const withNonce = await post(await opensslRequest(['-cert', 'target.pem']));
     expect(certStatusTag(withNonce.basic!)).toBe(1);
+  });
+
+  it('reads the statuses of concurrent fresh requests together from the database, each answered with its own status, the first burst included', async () => {
+    const reading = new OcspResponder({ db: pki.handle.db, ca: pki.ca, custody: pki.custody, settings: pkiSettings, logger: createLogger('silent'), statusCacheMs: 0 });
+    const later = await issueDevice(pki.ca, tenantId);
+    writeFileSync(file('later.pem'), later.pem);
+    const requests = [
+      await opensslRequest(['-cert', 'good.pem']),
+      await opensslRequest(['-cert', 'revoked.pem']),
+      await opensslRequest(['-serial', '0x0123456789abcdef']),
+      await opensslRequest(['-cert', 'later.pem']),
+    ];
+    const statuses = async () =>
+      (await Promise.all(requests.map((request) => reading.respond(request)))).map((answer) => certStatusTag(parseOcspResponse(answer.der).basic!));
+    expect(await statuses()).toEqual([0, 1, 2, 0]);
+    // Nothing kept: a revocation is in the very next answer, no invalidation needed.
+    await pki.ca.revokeCertificate(later.id, 'cessationOfOperation');
+    expect(await statuses()).toEqual([0, 1, 2, 1]);
   });
 
   it('re-issues the delegated responder certificate when the current one is revoked, and signs with the new one', async () => {

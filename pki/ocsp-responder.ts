@@ -10,9 +10,10 @@ import { createHash } from 'node:crypto';
 import { Certificate } from 'pkijs';
 import type { KeyCustody } from '../custody/key-custody';
 import type { Database } from '../db/client';
+import { BatchedReads } from '../foundation/batched-reads';
 import type { Logger } from '../foundation/logger';
 import type { CertificateAuthoritySettings, ServiceIdentities } from './certificate-authority';
-import { CertificateStore, isCaCertificateType, type CertificateRow } from './certificate-store';
+import { CertificateStore, isCaCertificateType, type CertificateRow, type RevocationEntry } from './certificate-store';
 import { signatureAlgorithmFor, wholeSeconds } from './certificate-builder';
 import { statedReasonCode } from './crl';
 import {
@@ -107,11 +108,18 @@ export class OcspResponder {
   readonly #cache = new Map<string, OcspAnswer & { refreshAtMs: number }>();
   /** Raw request DER (latin1) → cache key, so a repeated request skips parsing too. */
   readonly #requests = new Map<string, string>();
+  /** What callers know a request by besides its DER (an HTTP GET path) → cache key: no decoding either. */
+  readonly #aliases = new Map<string, string>();
   /**
    * `${caCertificateId}:${serial}` → status, kept as long as a pre-produced response would be, and
    * dropped with it on revocation: fresh (nonce) answers then cost a signature, not a query.
    */
   readonly #statusCache = new Map<string, { status: CertificateStatus; untilMs: number }>();
+  /**
+   * `${caCertificateId}:${serial}` → its row, read from the database: statuses wanted while a read
+   * is under way are read together in the next, one query for many requests under load.
+   */
+  readonly #revocationStates = new BatchedReads<string, RevocationEntry>((keys) => this.#readRevocationStates(keys));
   /** Bumped by every invalidation, so an answer read or signed before it is not kept after it. */
   #generation = 0;
   /** Concurrent identical misses sign once. */
@@ -130,16 +138,22 @@ export class OcspResponder {
     this.#statusCacheMs = deps.statusCacheMs ?? this.#validityMs - this.#refreshMarginMs;
   }
 
-  /** The DER OCSPResponse for a DER OCSPRequest; never throws. */
-  async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+  /**
+   * The DER OCSPResponse for a DER OCSPRequest; never throws. `alias` is another name the caller
+   * knows this request by (its GET path): a pre-produced answer is then found by `cachedAnswer(alias)`.
+   */
+  async respond(requestDer: Uint8Array, alias?: string): Promise<OcspAnswer> {
     const requestKey = Buffer.from(requestDer.buffer, requestDer.byteOffset, requestDer.byteLength).toString('latin1');
     const cacheKey = this.#requests.get(requestKey);
     if (cacheKey !== undefined) {
       const cached = this.#cached(cacheKey);
-      if (cached) return cached;
+      if (cached) {
+        if (alias !== undefined) this.#remember(this.#aliases, alias, cacheKey);
+        return cached;
+      }
     }
     try {
-      return await this.#answer(requestDer, requestKey);
+      return await this.#answer(requestDer, requestKey, alias);
     } catch (error) {
       if (error instanceof MalformedOcspRequestError) {
         this.#logger.debug({ reason: error.message }, 'malformed OCSP request');
@@ -148,6 +162,15 @@ export class OcspResponder {
       this.#logger.error({ err: error }, 'could not answer an OCSP request');
       return { status: 'internalError', der: statusOnly.internalError };
     }
+  }
+
+  /**
+   * The pre-produced answer to the request `respond` was given under `alias`, while it is served
+   * (not due for re-signing, not revoked since): no parsing, no promise, for the hot path.
+   */
+  cachedAnswer(alias: string): OcspAnswer | undefined {
+    const cacheKey = this.#aliases.get(alias);
+    return cacheKey === undefined ? undefined : this.#cached(cacheKey);
   }
 
   /**
@@ -181,7 +204,7 @@ export class OcspResponder {
     }
   }
 
-  async #answer(requestDer: Uint8Array, requestKey: string): Promise<OcspAnswer> {
+  async #answer(requestDer: Uint8Array, requestKey: string, alias: string | undefined): Promise<OcspAnswer> {
     const request = parseOcspRequest(requestDer, { maxCertIds: this.#maxCertIds });
 
     const issuers: KnownIssuer[] = [];
@@ -205,6 +228,7 @@ export class OcspResponder {
     const [only] = request.certificates;
     const cacheKey = `${caCertificateId}:${only!.serialNumber ?? '-'}:${only!.hash}`;
     this.#remember(this.#requests, requestKey, cacheKey);
+    if (alias !== undefined) this.#remember(this.#aliases, alias, cacheKey);
     const cached = this.#cached(cacheKey);
     if (cached) return cached;
 
@@ -268,11 +292,10 @@ export class OcspResponder {
     const wanted = [...new Set(serials.filter((serial): serial is string => serial !== undefined && !known.has(serial)))];
     if (wanted.length > 0) {
       const generation = this.#generation;
-      const rows = await this.#certificates.revocationStates(caCertificateId, wanted);
-      const bySerial = new Map(rows.map((row) => [row.serialNumber, row]));
+      const rows = await Promise.all(wanted.map((serial) => this.#revocationStates.get(`${caCertificateId}:${serial}`)));
       const untilMs = now + this.#statusCacheMs;
-      for (const serial of wanted) {
-        const row = bySerial.get(serial);
+      for (const [index, serial] of wanted.entries()) {
+        const row = rows[index];
         let status: CertificateStatus;
         if (!row) status = { status: 'unknown' };
         else if (!row.revokedAt) status = { status: 'good' };
@@ -285,6 +308,22 @@ export class OcspResponder {
       }
     }
     return serials.map((serial) => (serial === undefined ? { status: 'unknown' } : known.get(serial)!));
+  }
+
+  /** One query per CA for the `${caCertificateId}:${serial}` keys asked for together. */
+  async #readRevocationStates(keys: string[]): Promise<Map<string, RevocationEntry>> {
+    const serialsByCa = new Map<string, string[]>();
+    for (const key of keys) {
+      const [caCertificateId, serial] = key.split(':') as [string, string];
+      const serials = serialsByCa.get(caCertificateId);
+      if (serials) serials.push(serial);
+      else serialsByCa.set(caCertificateId, [serial]);
+    }
+    const found = new Map<string, RevocationEntry>();
+    for (const [caCertificateId, serials] of serialsByCa) {
+      for (const row of await this.#certificates.revocationStates(caCertificateId, serials)) found.set(`${caCertificateId}:${row.serialNumber}`, row);
+    }
+    return found;
   }
 
   #cached(cacheKey: string): OcspAnswer | undefined {
@@ -305,10 +344,11 @@ export class OcspResponder {
     const known = this.#issuers.get(key);
     if (known) return known;
     // A CA created since the last read, or a stranger's CertID: re-read, but not for every stranger.
-    if (Date.now() - this.#issuersLoadedAt >= this.#issuerReloadIntervalMs) {
-      this.#issuersLoading ??= this.#loadIssuers().finally(() => (this.#issuersLoading = undefined));
-      await this.#issuersLoading;
+    if (!this.#issuersLoading && Date.now() - this.#issuersLoadedAt >= this.#issuerReloadIntervalMs) {
+      this.#issuersLoading = this.#loadIssuers().finally(() => (this.#issuersLoading = undefined));
     }
+    // Requests arriving while the CAs are read wait for them (a fresh responder's first burst too).
+    if (this.#issuersLoading) await this.#issuersLoading;
     return this.#issuers.get(key);
   }
 

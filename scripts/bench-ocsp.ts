@@ -34,7 +34,7 @@ import {
   TBSRequest,
 } from 'pkijs';
 import { SoftwareKeyStore } from '../custody/software-keystore';
-import { pkiMountPath, pkiPublicationRouter } from '../api/pki-publication';
+import { pkiMountPath, pkiPublicationRouter, withCachedOcspAnswers } from '../api/pki-publication';
 import { Sealer } from '../custody/sealing';
 import { openDatabase } from '../db/client';
 import { CertificateAuthority } from '../pki/certificate-authority';
@@ -143,18 +143,20 @@ async function main() {
     const app = express();
     app.use(pkiMountPath, pkiPublicationRouter({ ca, crls, ocsp, logger }));
     app.use(`/database${pkiMountPath}`, pkiPublicationRouter({ ca, crls, ocsp: ocspReadingDatabase, logger }));
+    // As the service listens: repeated GETs answered from memory before Express routes them.
     server = await new Promise<http.Server>((resolve) => {
-      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+      const listening = http.createServer(withCachedOcspAnswers(app, ocsp)).listen(0, '127.0.0.1', () => resolve(listening));
     });
     server.keepAliveTimeout = 60_000;
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const ocspUrl = `${origin}${pkiMountPath}/ocsp`;
 
-    // One request per certificate; answering each once pre-produces the cached responses.
+    // One request per certificate; answering each once, as its first GET would, pre-produces the cached responses.
     const plain = serials.map((serial) => ocspRequest(issuer, serial));
+    const getPaths = plain.map((request) => `/${encodeURIComponent(Buffer.from(request).toString('base64'))}`);
     const warming = Date.now();
-    for (const request of plain) {
-      const answer = await ocsp.respond(request);
+    for (const [index, request] of plain.entries()) {
+      const answer = await ocsp.respond(request, `${pkiMountPath}/ocsp${getPaths[index]}`);
       if (answer.status !== 'successful') throw new Error(`warming: the responder answered ${answer.status}`);
     }
     say(`pre-produced ${plain.length} responses in ${((Date.now() - warming) / 1000).toFixed(1)} s`);
@@ -164,7 +166,7 @@ async function main() {
       url: ocspUrl,
       connections,
       durationMs,
-      requests: plain.map((request) => `/${encodeURIComponent(Buffer.from(request).toString('base64'))}`),
+      requests: getPaths,
     });
 
     const placeholder = Buffer.alloc(nonceLength, 0xa5);
@@ -341,10 +343,11 @@ async function generateLoad(plan: LoadPlan): Promise<LoadResult> {
       socket.on('close', () => resolve());
     });
 
-  // A short warm-up opens the connections and lets the JIT settle before measuring.
-  let end = Date.now() + Math.min(1000, plan.durationMs / 5);
+  // A short warm-up opens the connections and lets the JIT settle before measuring. No end is set
+  // until measuring starts: on a loaded machine a connection may open after the warm-up is over.
+  let end = Number.POSITIVE_INFINITY;
   const connections = Promise.all(Array.from({ length: plan.connections }, () => connection(() => end)));
-  await new Promise((resolve) => setTimeout(resolve, end - Date.now()));
+  await new Promise((resolve) => setTimeout(resolve, Math.min(1000, plan.durationMs / 5)));
   measuring = true;
   process.send!('measuring');
   const cpuAtStart = process.cpuUsage();

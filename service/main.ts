@@ -7,11 +7,12 @@ import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { type Connection } from '@temporalio/client';
-import express, { type Express } from 'express';
+import express from 'express';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { ApiKeyStore } from '../access/api-keys';
 import { CertificateRenewals } from '../provisioning/certificate-renewals';
 import { createEstServer } from '../api/est-server';
+import { withCachedOcspAnswers } from '../api/pki-publication';
 import { ensureDiscoverySchedules } from '../discovery/sweep-schedule';
 import { ensureDriftSchedules } from '../configuration/drift-policies';
 import { ensureHealthSchedules } from '../fleet/health-schedules';
@@ -40,7 +41,7 @@ async function ensureBootstrapApiKey(apiKeys: ApiKeyStore, dataDir: string, logg
   logger.warn({ file, apiKeyId: created.id }, `created an administrator API key for tenant default in ${file}; revoke it once you have your own`);
 }
 
-async function listen(app: Express, host: string, port: number): Promise<{ url: string; close: () => Promise<void> }> {
+async function listen(app: http.RequestListener, host: string, port: number): Promise<{ url: string; close: () => Promise<void> }> {
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -158,7 +159,8 @@ export async function startService(config: ServiceConfig, logger: Logger): Promi
   if (config.roles.includes('api')) {
     await ensureBootstrapApiKey(parts.apiKeys, config.dataDir, logger);
     const app = createServiceApi(parts, { config, connection, logger });
-    const server = await listen(app, config.http.host, config.http.port);
+    // Repeated OCSP GETs are answered from memory before Express routes them.
+    const server = await listen(withCachedOcspAnswers(app, parts.ocsp), config.http.host, config.http.port);
     apiUrl = server.url;
     parts.publication.useBaseUrlIfUnset(apiUrl);
     logger.info({ component: 'api', url: apiUrl }, `api: ${apiUrl}`);

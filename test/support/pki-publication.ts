@@ -1,13 +1,14 @@
 /**
  * A certificate authority with its CRL publisher and OCSP responder on a fresh database, and the
- * publication router on a bare express app on loopback, for tests of what the CA publishes.
+ * publication router on a bare express app on loopback behind the cached OCSP answers (as the
+ * service listens), for tests of what the CA publishes.
  */
 import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import express from 'express';
 import { SoftwareKeyStore } from '../../custody/software-keystore';
-import { pkiMountPath, pkiPublicationRouter } from '../../api/pki-publication';
+import { pkiMountPath, pkiPublicationRouter, withCachedOcspAnswers } from '../../api/pki-publication';
 import type { KeyCustody } from '../../custody/key-custody';
 import { Sealer } from '../../custody/sealing';
 import type { DatabaseHandle } from '../../db/client';
@@ -70,7 +71,8 @@ export async function startPki(options: {
     pkiPublicationRouter({ ca, crls, ocsp, logger, ...(options.maxRequestBytes ? { maxRequestBytes: options.maxRequestBytes } : {}) }),
   );
   const server = await new Promise<Server>((resolve) => {
-    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+    // As the service listens: repeated OCSP GETs answered from memory before Express routes them.
+    const listening = createServer(withCachedOcspAnswers(app, ocsp)).listen(0, '127.0.0.1', () => resolve(listening));
   });
   const { port } = server.address() as AddressInfo;
   return {
