@@ -10,6 +10,8 @@ import type { CertificateAuthorityService, ServiceIdentities } from '../pki/cert
 import type { DeviceRegistry, RegisteredDevice } from '../registry/device-registry';
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
 
+const maximumRememberedFingerprints = 20_000;
+
 export function deviceSessions(deps: {
   ca: Pick<CertificateAuthorityService, 'getCertificate'> & Pick<ServiceIdentities, 'ensureServiceIdentity'>;
   vault: SecretVault;
@@ -17,16 +19,25 @@ export function deviceSessions(deps: {
   adapterFor: (protocol: string) => DeviceAdapter;
 }) {
   const { ca, vault, registry, adapterFor } = deps;
+  // A certificate's fingerprint never changes: each step of a run pins the same one without a read.
+  const fingerprints = new Map<string, string>();
+  async function fingerprintOf(certificateId: string): Promise<string> {
+    const known = fingerprints.get(certificateId);
+    if (known) return known;
+    const { fingerprint } = await ca.getCertificate(certificateId);
+    if (fingerprints.size >= maximumRememberedFingerprints) fingerprints.delete(fingerprints.keys().next().value!);
+    fingerprints.set(certificateId, fingerprint);
+    return fingerprint;
+  }
 
   async function sessionFor(device: RegisteredDevice): Promise<DeviceSession> {
     const credentials = await vault.read<DeviceCredentials>(device.tenantId, device.deviceId, initialCredentialsPurpose);
     const secrets = vaultDeviceSecrets(vault, device.tenantId, device.deviceId);
     if (device.activeCertificateId) {
-      const certificate = await ca.getCertificate(device.activeCertificateId);
       return {
         address: device.address,
         credentials,
-        pinnedCertificateFingerprint: certificate.fingerprint,
+        pinnedCertificateFingerprint: await fingerprintOf(device.activeCertificateId),
         clientIdentity: await ca.ensureServiceIdentity(device.tenantId),
         secrets,
       };

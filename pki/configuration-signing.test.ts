@@ -111,12 +111,18 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
     ).toThrow(/does not chain to a trust anchor/);
   });
 
+  /** The CA as another process sees it, or this one once its brief memory of the signer has lapsed. */
+  const freshCa = () => new CertificateAuthority({ db: handle.db, custody, settings, logger });
+
   it('reissues the signer once a third of its validity is left, superseding the old one', async () => {
     const old = (await ca.ensureConfigurationSigner(tenant)).row;
     await handle.db
       .update(certificates)
       .set({ issuedAt: new Date(Date.now() - 300 * day), expiresAt: new Date(Date.now() + 60 * day) })
       .where(eq(certificates.id, old.id));
+    // Within its minute the CA keeps using the signer it has: still valid, and devices accept it.
+    expect((await ca.ensureConfigurationSigner(tenant)).row.id).toBe(old.id);
+    ca = freshCa();
     const renewed = (await ca.ensureConfigurationSigner(tenant)).row;
     expect(renewed.id).not.toBe(old.id);
     expect(renewed.privateKeyLocation).not.toBe(old.privateKeyLocation);
@@ -132,6 +138,7 @@ describe.each(custodyKinds)('configuration signing with %s key custody', (custod
       .update(certificates)
       .set({ extensions: { ...(current.extensions as object), extendedKeyUsage: ['configurationSigning'] } })
       .where(eq(certificates.id, current.id));
+    ca = freshCa();
     const replaced = (await ca.ensureConfigurationSigner(tenant)).row;
     expect(replaced.id).not.toBe(current.id);
     expect(replaced.extensions).toMatchObject({ extendedKeyUsage: ['documentSigning'] });

@@ -54,6 +54,16 @@ const configurationSigningValidityDays = 365;
 /** Short-lived, so a responder key that leaks stops mattering soon (it carries nocheck). */
 const ocspResponderValidityDays = 30;
 
+/** The configuration signer's certificate, its chain up to the root, and a signer in custody. */
+export interface ConfigurationSigningIdentity {
+  row: CertificateRow;
+  chainPem: string[];
+  signer: CertificateSigner;
+}
+
+/** How long a configuration signer is used from memory before the records are read again. */
+const configurationSignerCacheMs = 60_000;
+
 export class TenantServiceIdentities implements ServiceIdentities {
   readonly #certificates: CertificateStore;
   readonly #live: LiveCertificates;
@@ -64,6 +74,8 @@ export class TenantServiceIdentities implements ServiceIdentities {
   readonly #publication: PkiPublication;
   readonly #logger: Logger;
   readonly #serviceIdentities = new Map<string, { identity: ClientTlsIdentity; renewAt: number; certificateId: string }>();
+  /** Each tenant's configuration signer, as every push asks for it: several reads and a parse saved each time. */
+  readonly #configurationSigners = new Map<string, { signer: ConfigurationSigningIdentity; useUntil: number; certificateId: string }>();
 
   constructor(deps: TenantServiceIdentitiesDependencies) {
     this.#certificates = deps.certificates;
@@ -131,9 +143,9 @@ export class TenantServiceIdentities implements ServiceIdentities {
 
   /** A revoked identity, or a revoked CA above one, is not handed out again from memory. */
   forgetRevoked(revoked: CertificateRow): void {
-    const cached = this.#serviceIdentities.get(revoked.tenantId);
-    if (cached && (isCaCertificateType(revoked.certificateType) || cached.certificateId === revoked.id)) {
-      this.#serviceIdentities.delete(revoked.tenantId);
+    for (const cache of [this.#serviceIdentities, this.#configurationSigners]) {
+      const cached = cache.get(revoked.tenantId);
+      if (cached && (isCaCertificateType(revoked.certificateType) || cached.certificateId === revoked.id)) cache.delete(revoked.tenantId);
     }
   }
 
@@ -214,8 +226,21 @@ export class TenantServiceIdentities implements ServiceIdentities {
     });
   }
 
-  async ensureConfigurationSigner(tenantId: string): Promise<{ row: CertificateRow; chainPem: string[]; signer: CertificateSigner }> {
+  async ensureConfigurationSigner(tenantId: string): Promise<ConfigurationSigningIdentity> {
     requireText(tenantId, 'tenantId');
+    const cached = this.#configurationSigners.get(tenantId);
+    if (cached && Date.now() < cached.useUntil) return cached.signer;
+    const signer = await this.#currentConfigurationSigner(tenantId);
+    // Kept briefly, not until renewal: a services CA rotated by another process is picked up soon.
+    this.#configurationSigners.set(tenantId, {
+      signer,
+      useUntil: Math.min(renewalTime(signer.row), Date.now() + configurationSignerCacheMs),
+      certificateId: signer.row.id,
+    });
+    return signer;
+  }
+
+  async #currentConfigurationSigner(tenantId: string): Promise<ConfigurationSigningIdentity> {
     const issuer = await this.#hierarchy.ensureServicesIntermediateCa(tenantId);
     const root = await this.#hierarchy.ensureRootCa(tenantId);
     const now = Date.now();

@@ -28,6 +28,8 @@ export interface ProvisioningPlannerDependencies {
   approvals: Pick<ApprovalPolicies, 'requirementFor'>;
   /** Where each site's device steps run; every device step runs centrally when absent. */
   sites?: Pick<SiteWorkers, 'deviceTaskQueue'>;
+  /** Whether bulk and zero-touch runs try their steps locally first; true when absent. */
+  unattendedStepsLocalFirst?: boolean;
 }
 
 type TemplateOptions = Pick<ProvisioningRequest['options'], 'skipCertificateGeneration'>;
@@ -178,7 +180,8 @@ export class ProvisioningPlanner {
       return requirements.get(key)!;
     };
     // Nobody watches an unattended run's steps one by one: they run locally first (see the input).
-    const unattended = request.provisioningMethod === 'bulk' || request.provisioningMethod === 'automatic';
+    const unattended =
+      (this.deps.unattendedStepsLocalFirst ?? true) && (request.provisioningMethod === 'bulk' || request.provisioningMethod === 'automatic');
     // A site served by an edge worker has its device steps run on the site's own queue.
     const queues = new Map<string, Promise<string | undefined>>();
     const deviceTaskQueueOf = (site: string) => {

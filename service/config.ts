@@ -74,6 +74,7 @@ const environmentSchema = z.object({
   WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().positive().default(200),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
   WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: z.coerce.number().int().positive().default(100),
+  UNATTENDED_STEPS: z.enum(['local-first', 'activities']).default('local-first'),
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2000),
   WORKER_SITES: optionalText,
   ALERT_SITE_WORKER_STALE_SECONDS: z.coerce.number().int().positive().default(150),
@@ -166,6 +167,8 @@ export interface ServiceConfig {
     /** Wrong enrolment tokens a client address may present, like failed EST logins. */
     failedEnrolmentTokens: { burst: number; perMinute: number };
   };
+  /** Whether bulk and zero-touch runs try their steps as local activities first (see ProvisionDeviceInput). */
+  unattendedStepsLocalFirst: boolean;
   worker: {
     activities: number;
     localActivities: number;
@@ -377,6 +380,7 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Servic
       defaultTenantId: env.EST_DEFAULT_TENANT,
       failedAuthentications: { burst: env.EST_FAILED_AUTH_BURST, perMinute: env.EST_FAILED_AUTH_PER_MINUTE },
     },
+    unattendedStepsLocalFirst: env.UNATTENDED_STEPS === 'local-first',
     worker: {
       activities: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
       workflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,

@@ -96,6 +96,8 @@ export interface ServiceParts {
   discovery: DiscoveryStore;
   /** Which sites' device-facing work runs on an edge worker at the site, and on which queue. */
   siteWorkers: SiteWorkers;
+  /** Bulk and zero-touch runs try each step as a local activity first (UNATTENDED_STEPS). */
+  unattendedStepsLocalFirst: boolean;
   /** Where devices may be reached (DEVICE_NETWORKS, and loopback in development); the adapters connect nowhere else. */
   networks: DeviceNetworks;
   adapters: ReadonlyMap<string, DeviceAdapter>;
@@ -172,6 +174,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     runArchive: new RunArchive(database.db),
     discovery: new DiscoveryStore({ db: database.db, networks, registry }),
     siteWorkers: new SiteWorkers({ db: database.db, taskQueue: config.temporal.taskQueue }),
+    unattendedStepsLocalFirst: config.unattendedStepsLocalFirst,
     networks,
     adapters,
     adapterFor: (protocol) => {
@@ -221,6 +224,7 @@ export function createProvisioningPlanner(parts: ServiceParts): ProvisioningPlan
     networks: parts.networks,
     approvals: parts.approvals,
     sites: parts.siteWorkers,
+    unattendedStepsLocalFirst: parts.unattendedStepsLocalFirst,
   });
 }
 
