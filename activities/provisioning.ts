@@ -203,9 +203,12 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
 
       // A retry may follow an attempt that installed the certificate but died before recording it:
       // if the device already presents our certificate and accepts our client identity, it is done.
-      // (A renewal asks for the check on every attempt: its earlier attempt may have been a whole workflow retry.)
+      // (A renewal asks for the check on every attempt: its earlier attempt may have been a whole
+      // workflow retry. So does every local attempt: one run before a worker died, its marker never
+      // recorded, is invisible to the attempt count.)
+      const { attempt, isLocal } = Context.current().info;
       const alreadyInstalled =
-        (Context.current().info.attempt > 1 || input.checkInstalledFirst === true) &&
+        (attempt > 1 || isLocal || input.checkInstalledFirst === true) &&
         (await adapter
           .identify({ address: device.address, pinnedCertificateFingerprint: certificate.fingerprint, clientIdentity })
           .then(() => true)
