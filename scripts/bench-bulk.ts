@@ -16,7 +16,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,6 +23,7 @@ import { openDatabase } from '../db/client';
 import { CertificateStore } from '../pki/certificate-store';
 import { DeviceRegistry } from '../registry/device-registry';
 import { loadConfig } from '../service/config';
+import { freeLoopbackPort } from './postgres-server';
 import { startTemporalCluster, type TemporalCluster } from './temporal-cluster';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -52,17 +52,6 @@ const say = (message: string) => process.stderr.write(`bench: ${message}\n`);
 const children: ChildProcess[] = [];
 const killedOnPurpose = new Set<ChildProcess>();
 const workDir = mkdtempSync(path.join(os.tmpdir(), 'bench-bulk-'));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -151,7 +140,7 @@ async function stopAll() {
 
 async function main() {
   const [temporalPort, uiPort, apiPort, metricsPort, workerMetricsPort, estPort] = await Promise.all(
-    Array.from({ length: 6 }, () => freePort()),
+    Array.from({ length: 6 }, () => freeLoopbackPort()),
   );
 
   const temporal = await startTemporal(temporalPort, uiPort);

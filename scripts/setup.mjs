@@ -5,7 +5,7 @@
 //   node scripts/setup.mjs            node modules and the Temporal CLI
 //   node scripts/setup.mjs --system     ...plus the system packages (root only): the benchmarks' SoftHSM2 and peers
 //   node scripts/setup.mjs --for-tests  ...plus the system packages, the test server and the PKI linters
-//   node scripts/setup.mjs --for-cluster  ...plus the Temporal server and its SQL tool (built with go)
+//   node scripts/setup.mjs --for-cluster  ...plus the system packages (PostgreSQL), the Temporal server and its SQL tool (built with go)
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -192,7 +192,8 @@ function main() {
   try {
     ensureNodeModules();
     ensureTemporalCli();
-    if (forTests || process.argv.includes('--system')) ensureSystemPackages();
+    // The cluster runs on the PostgreSQL server package, so it needs the system packages too.
+    if (forTests || process.argv.includes('--system') || process.argv.includes('--for-cluster')) ensureSystemPackages();
     if (forTests) {
       ensureTestPythonPackages();
       ensurePkiLinters();

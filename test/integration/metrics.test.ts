@@ -14,6 +14,7 @@ import { createMetricsRegistry, expiryBucket, metricsHandler } from '../../obser
 import { workerMetricsUrl, workerRuntimeTelemetry } from '../../observability/runtime-metrics';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { TestDevices, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
+import { freeLoopbackPort } from '../support/network';
 import { parseSamples, samplesOf, total, type Sample } from '../support/prometheus';
 import { startTestService, testLogger, type TestService } from '../support/service';
 
@@ -23,21 +24,10 @@ let metricsUrl: string;
 let scrapedAt = new Date();
 const devices = new TestDevices();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
   // The runtime is installed once per process, before anything creates the default one; the
   // service's own install then finds it in place and keeps it.
-  const bindAddress = `127.0.0.1:${await freePort()}`;
+  const bindAddress = `127.0.0.1:${await freeLoopbackPort()}`;
   Runtime.install({
     logger: new DefaultLogger('WARN', ({ message, meta }) => testLogger.warn(meta ?? {}, message)),
     telemetryOptions: workerRuntimeTelemetry(bindAddress),
