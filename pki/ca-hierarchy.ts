@@ -164,8 +164,8 @@ export class TenantCaHierarchy implements CaHierarchy, CaIssuer {
     });
   }
 
-  getChainPem(certificateId: string): Promise<string[]> {
-    return this.#certificates.chainPem(certificateId);
+  getChainPem(certificate: string | Pick<CertificateRow, 'id' | 'issuerCertificateId'>): Promise<string[]> {
+    return this.#certificates.chainPem(certificate);
   }
 
   async trustAnchorsPem(tenantId: string): Promise<string[]> {

@@ -120,7 +120,7 @@ export interface CaHierarchy {
    */
   rotateSiteIntermediateCa(tenantId: string, site: string, rotationKey: string): Promise<{ previous: CertificateRow; current: CertificateRow }>;
   /** PEMs of the certificate's issuers up to and including the root, nearest first. */
-  getChainPem(certificateId: string): Promise<string[]>;
+  getChainPem(certificate: string | Pick<CertificateRow, 'id' | 'issuerCertificateId'>): Promise<string[]>;
   /** The roots a party must trust to accept the tenant's certificates (EST `cacerts`, the CA API). */
   trustAnchorsPem(tenantId: string): Promise<string[]>;
 }

@@ -62,6 +62,17 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 /** Root, intermediate, device: a longer issuer chain means corrupt data, not a deeper hierarchy. */
 const maximumChainLength = 4;
 
+/** Issuers met while building chains: a certificate's PEM and issuer are fixed once it exists. */
+const issuerLinks = new Map<string, Pick<CertificateRow, 'pem' | 'issuerCertificateId'>>();
+const maximumRememberedIssuers = 10_000;
+
+function rememberIssuer(row: CertificateRow): Pick<CertificateRow, 'pem' | 'issuerCertificateId'> {
+  const link = { pem: row.pem, issuerCertificateId: row.issuerCertificateId };
+  if (issuerLinks.size >= maximumRememberedIssuers) issuerLinks.delete(issuerLinks.keys().next().value!);
+  issuerLinks.set(row.id, link);
+  return link;
+}
+
 export class CertificateStore implements CertificateInventory {
   readonly #db: Executor;
 
@@ -198,14 +209,20 @@ export class CertificateStore implements CertificateInventory {
     });
   }
 
-  /** PEMs of the certificate's issuers up to and including the root, nearest first. */
-  async chainPem(certificateId: string): Promise<string[]> {
-    let row = await this.get(certificateId);
+  /**
+   * PEMs of the certificate's issuers up to and including the root, nearest first. A CA's PEM and
+   * issuer never change, so each is read once per process (every device installation asks).
+   */
+  async chainPem(certificate: string | Pick<CertificateRow, 'id' | 'issuerCertificateId'>): Promise<string[]> {
+    const { id, issuerCertificateId } =
+      typeof certificate === 'string' ? { id: certificate, ...(issuerLinks.get(certificate) ?? (await this.get(certificate))) } : certificate;
     const chain: string[] = [];
-    while (row.issuerCertificateId) {
-      if (chain.length >= maximumChainLength) throw new Error(`issuer chain of certificate ${certificateId} does not end`);
-      row = await this.get(row.issuerCertificateId);
-      chain.push(row.pem);
+    let issuerId = issuerCertificateId;
+    while (issuerId) {
+      if (chain.length >= maximumChainLength) throw new Error(`issuer chain of certificate ${id} does not end`);
+      const issuer = issuerLinks.get(issuerId) ?? rememberIssuer(await this.get(issuerId));
+      chain.push(issuer.pem);
+      issuerId = issuer.issuerCertificateId;
     }
     return chain;
   }

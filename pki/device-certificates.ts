@@ -169,7 +169,7 @@ export class DeviceCertificates implements CertificateAuthorityService {
   async installationFor(certificate: CertificateRow): Promise<CertificateInstallation> {
     return {
       certificatePem: certificate.pem,
-      chainPem: await this.#hierarchy.getChainPem(certificate.id),
+      chainPem: await this.#hierarchy.getChainPem(certificate),
       trustAnchorsPem: await this.#identities.serviceAnchorsPem(certificate.tenantId),
     };
   }
