@@ -40,5 +40,12 @@ export const siteWorkerActivities = [
   'runDiscoveryScanner',
   // credential rotation's device step
   'rotateManagementSecrets',
+  // decommissioning's device step
+  'removeDeviceManagementAccess',
+  // certificate renewal's device steps (besides the CSR and the install above): the handshake check
+  'verifyPresentedCertificate',
+  // configuration rollouts and drift checks
+  'applyDeviceConfiguration',
+  'checkDeviceDrift',
 ] as const;
 export type SiteWorkerActivity = (typeof siteWorkerActivities)[number];

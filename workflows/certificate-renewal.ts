@@ -27,19 +27,24 @@ import {
   type RenewalStatus,
 } from '../contracts/certificates';
 import { describeFailure, failureType } from './failures';
+import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
-/** A device call: a short burst of retries; the workflow's own backoff covers long outages. */
-const onDevice = proxyActivities<ProvisioningActivities>({
-  startToCloseTimeout: '45s',
-  heartbeatTimeout: '10s',
-  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 4, nonRetryableErrorTypes },
-});
-
-const verification = proxyActivities<CertificateLifecycleActivities>({
-  startToCloseTimeout: '45s',
-  heartbeatTimeout: '10s',
-  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 4, nonRetryableErrorTypes },
-});
+/**
+ * A device call (the CSR, the install, the handshake that shows the new certificate): a short burst
+ * of retries; the workflow's own backoff covers long outages. On a site served by an edge worker,
+ * the device is reached from the site, by that worker.
+ */
+const onDevice = (siteTaskQueue: string | undefined) =>
+  proxyActivities<ProvisioningActivities & CertificateLifecycleActivities>(
+    onSiteQueue(
+      {
+        startToCloseTimeout: '45s',
+        heartbeatTimeout: '10s',
+        retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 4, nonRetryableErrorTypes },
+      },
+      siteTaskQueue,
+    ),
+  );
 
 /** Signing and bookkeeping: only transiently unavailable. */
 const certificateAuthority = proxyActivities<ProvisioningActivities & CertificateLifecycleActivities>({
@@ -103,8 +108,10 @@ export async function renewDeviceCertificate(input: CertificateRenewalInput): Pr
     }
 
     try {
+      // Asked at each attempt: over a device's years the site may gain or lose its edge worker.
+      const device = onDevice(await deviceSiteTaskQueue(tenantId, deviceId));
       if (!pending) {
-        const { csrPem } = await onDevice.requestCertificateSigning({ tenantId, deviceId });
+        const { csrPem } = await device.requestCertificateSigning({ tenantId, deviceId });
         const issued = await certificateAuthority.issueDeviceCertificate({
           tenantId,
           deviceId,
@@ -116,8 +123,8 @@ export async function renewDeviceCertificate(input: CertificateRenewalInput): Pr
         pending = renewable(issued.certificate);
       }
       const renewed = pending;
-      await onDevice.installDeviceCertificate({ tenantId, deviceId, certificateId: renewed.certificateId, checkInstalledFirst: true });
-      await verification.verifyPresentedCertificate({ tenantId, deviceId, certificateId: renewed.certificateId });
+      await device.installDeviceCertificate({ tenantId, deviceId, certificateId: renewed.certificateId, checkInstalledFirst: true });
+      await device.verifyPresentedCertificate({ tenantId, deviceId, certificateId: renewed.certificateId });
       await certificateAuthority.revokeDeviceCertificate({ certificateId: certificate.certificateId, reason: 'superseded' });
       await certificateAuthority.resolveRenewalAlert({ tenantId, deviceId, certificateId: certificate.certificateId });
       return continueWith(renewed, status.completedRenewals + 1);

@@ -17,13 +17,16 @@ import {
   type RolloutTarget,
 } from '../contracts/configuration';
 import type { configRollout } from './configuration-rollout';
+import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
-/** Reading a device: one retry for a blip; a device that stays silent is reported unreadable. */
-const devices = proxyActivities<ConfigurationActivities>({
-  startToCloseTimeout: '1m',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '5s', maximumAttempts: 2 },
-});
+/**
+ * Reading a device: one retry for a blip; a device that stays silent is reported unreadable. On a
+ * site served by an edge worker, the device is read from the site, by that worker.
+ */
+const onDevice = (siteTaskQueue: string | undefined) =>
+  proxyActivities<ConfigurationActivities>(
+    onSiteQueue({ startToCloseTimeout: '1m', heartbeatTimeout: '30s', retry: { initialInterval: '5s', maximumAttempts: 2 } }, siteTaskQueue),
+  );
 
 const bookkeeping = proxyActivities<ConfigurationActivities>({
   startToCloseTimeout: '1m',
@@ -94,7 +97,8 @@ export async function configurationDriftCheck(input: DriftCheckInput & { state?:
 
 async function checked(tenantId: string, deviceId: string, action: DriftCheckInput['action']): Promise<DeviceDriftResult> {
   try {
-    return await devices.checkDeviceDrift({ tenantId, deviceId, action });
+    const device = onDevice(await deviceSiteTaskQueue(tenantId, deviceId));
+    return await device.checkDeviceDrift({ tenantId, deviceId, action });
   } catch (error) {
     return { deviceId, state: 'unreadable', reason: error instanceof Error ? error.message : String(error) };
   }

@@ -21,13 +21,23 @@ import {
   type RolloutReport,
   type RolloutTarget,
 } from '../contracts/configuration';
+import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
-/** Pushing to a device: a flaky one is tried a few times; a refusal (compliance, validation) is not retried. */
-const devices = proxyActivities<ConfigurationActivities>({
-  startToCloseTimeout: '3m',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 4 },
-});
+/**
+ * Pushing to a device: a flaky one is tried a few times; a refusal (compliance, validation) is not
+ * retried. On a site served by an edge worker, the device is reached from the site, by that worker.
+ */
+const onDevice = (siteTaskQueue: string | undefined) =>
+  proxyActivities<ConfigurationActivities>(
+    onSiteQueue(
+      {
+        startToCloseTimeout: '3m',
+        heartbeatTimeout: '30s',
+        retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 4 },
+      },
+      siteTaskQueue,
+    ),
+  );
 
 const bookkeeping = proxyActivities<ConfigurationActivities>({
   startToCloseTimeout: '1m',
@@ -94,7 +104,8 @@ export async function configRollout(input: ConfigurationRolloutInput): Promise<R
   const apply = async (target: RolloutTarget) => {
     inFlight.add(target.deviceId);
     try {
-      const outcome = await devices.applyDeviceConfiguration({ tenantId: input.tenantId, ...target, rolloutId: input.rolloutId, kind: input.kind, requestedBy: input.requestedBy });
+      const device = onDevice(await deviceSiteTaskQueue(input.tenantId, target.deviceId));
+      const outcome = await device.applyDeviceConfiguration({ tenantId: input.tenantId, ...target, rolloutId: input.rolloutId, kind: input.kind, requestedBy: input.requestedBy });
       state.results.push({
         deviceId: target.deviceId,
         outcome: 'applied',

@@ -18,6 +18,7 @@ import {
   type DecommissionStepName,
 } from '../contracts/device-lifecycle';
 import { describeFailure } from './failures';
+import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
 type Activities = DeviceLifecycleActivities & Pick<ProvisioningActivities, 'recordAuditEvent'>;
 
@@ -28,13 +29,23 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', nonRetryableErrorTypes },
 });
 
-/** The device itself: it may be dead (that may be why it goes), so a few tries and then on without it. */
-const onDevice = proxyActivities<Activities>({
-  startToCloseTimeout: '45s',
-  heartbeatTimeout: '10s',
-  scheduleToCloseTimeout: '5m',
-  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
-});
+/**
+ * The device itself: it may be dead (that may be why it goes), so a few tries and then on without
+ * it. On a site served by an edge worker, the device is reached from the site, by that worker; the
+ * step then waits for the worker however long it is away, and keeps its few tries.
+ */
+const onDevice = (siteTaskQueue: string | undefined) =>
+  proxyActivities<Activities>(
+    onSiteQueue(
+      {
+        startToCloseTimeout: '45s',
+        heartbeatTimeout: '10s',
+        scheduleToCloseTimeout: '5m',
+        retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
+      },
+      siteTaskQueue,
+    ),
+  );
 
 export async function decommissionDevice(input: DecommissionInput): Promise<DecommissionProgress> {
   const { tenantId, deviceId, reason } = input;
@@ -88,10 +99,11 @@ export async function decommissionDevice(input: DecommissionInput): Promise<Deco
   );
 
   const access = progress.steps.find((s) => s.step === 'removeManagementAccess')!;
+  const device = onDevice(await deviceSiteTaskQueue(tenantId, deviceId));
   try {
     await step(
       'removeManagementAccess',
-      () => onDevice.removeDeviceManagementAccess({ tenantId, deviceId, resetToInstallKey: input.resetToInstallKey }),
+      () => device.removeDeviceManagementAccess({ tenantId, deviceId, resetToInstallKey: input.resetToInstallKey }),
       ({ supported, removed }) => {
         progress.managementAccess = supported
           ? { removed: true, items: removed }

@@ -45,7 +45,11 @@ function durationSeconds(duration: Duration): number {
 
 /** Marks sweeps that ask where their site's device work runs; sweeps before it ran everything centrally. */
 const sweepsRouteBySite = 'sweeps-route-by-site';
-/** Marks device workflows (credential rotation) that ask where their device's site runs its device work. */
+/**
+ * Marks device work (credential rotation, decommissioning, renewal installs, configuration rollouts
+ * and drift checks) that asks where its device's site runs its device work; runs before it reached
+ * every device centrally.
+ */
 const devicesRouteBySite = 'devices-route-by-site';
 
 /** A look-up in the database: quick, and only transiently unavailable. */

@@ -1,6 +1,7 @@
 /**
  * Sites and edge workers: a site set to an edge worker has its device-facing work (the device
- * steps of provisioning, credential rotation, health probes, discovery scanners) run by a worker at the site, on the
+ * steps of provisioning, credential rotation, certificate renewal, configuration rollouts, drift
+ * checks and decommissioning, health probes, discovery scanners) run by a worker at the site, on the
  * site's own task queue, while the CA and the bookkeeping stay on the central worker. The site's
  * devices live in a network namespace of their own; only the edge worker runs in it (reaching
  * Temporal and the database through bridges the test makes), so a device step the central worker
@@ -18,6 +19,8 @@ import { alertKinds } from '../../alerts/alert-store';
 import { siteTaskQueue } from '../../contracts/site-workers';
 import type { DeviceProvisioningRecord } from '../../contracts/provisioning';
 import { credentialRotationWorkflowId } from '../../contracts/credential-rotation';
+import { renewalStatusQuery, renewalWorkflowId } from '../../contracts/certificates';
+import { rolloutWorkflowId } from '../../contracts/configuration';
 import type { SiteNetworkInput, SiteNetworkReady } from '../fixtures/site-network';
 import { startTestApi, type TestApi } from '../support/api';
 import { waitFor } from '../support/devices';
@@ -105,6 +108,29 @@ async function activitiesOf(handle: WorkflowHandle): Promise<{ type: string; tas
   return [...scheduled.values()];
 }
 
+/**
+ * The run's device steps (each of `deviceSteps` at least once) went to the site's queue and were
+ * taken by the edge worker; every other activity ran centrally.
+ */
+async function expectDeviceStepsAtSite(handle: WorkflowHandle, deviceSteps: string[]): Promise<{ type: string }[]> {
+  const queue = siteTaskQueue(service.config.temporal.taskQueue, tenantId, site);
+  const edgeWorker = new RegExp(`^${siteWorker!.pid}@`);
+  const activities = await activitiesOf(handle);
+  for (const step of deviceSteps) {
+    const ran = activities.filter((activity) => activity.type === step);
+    expect(ran.length, step).toBeGreaterThan(0);
+    for (const activity of ran) {
+      expect(activity.taskQueue, step).toBe(queue);
+      expect(activity.identity, step).toMatch(edgeWorker);
+    }
+  }
+  for (const activity of activities.filter((a) => !deviceSteps.includes(a.type))) {
+    expect(activity.taskQueue, activity.type).toBe(service.config.temporal.taskQueue);
+    expect(activity.identity, activity.type).not.toMatch(edgeWorker);
+  }
+  return activities;
+}
+
 async function evaluateAlerts(): Promise<void> {
   await service.env.client.workflow.execute('evaluateAlerts', {
     workflowId: `alert-evaluation-${randomUUID()}`,
@@ -176,26 +202,13 @@ describe('a site served by an edge worker', () => {
   it('has its device provisioned by the edge worker at the site, the certificate issued centrally', async () => {
     // The site's addresses exist only in its namespace: the central worker has no way to them.
     expect(execFileSync('ip', ['-o', 'address'], { encoding: 'utf8' })).not.toContain(network.replace(/0\/24$/, ''));
-    const worker = await startSiteWorker();
+    await startSiteWorker();
     const handle = await provision(0);
     const record: DeviceProvisioningRecord = await handle.result();
     expect(record.status).toBe('completed');
 
-    const queue = siteTaskQueue(service.config.temporal.taskQueue, tenantId, site);
-    const activities = await activitiesOf(handle);
     const deviceSteps = ['identifyDevice', 'authenticateDevice', 'requestCertificateSigning', 'installDeviceCertificate', 'pushDeviceConfiguration', 'runDeviceSelfTest', 'activateDevice'];
-    for (const step of deviceSteps) {
-      const ran = activities.filter((activity) => activity.type === step);
-      expect(ran.length, step).toBeGreaterThan(0);
-      for (const activity of ran) {
-        expect(activity.taskQueue, step).toBe(queue);
-        expect(activity.identity, step).toMatch(new RegExp(`^${worker.pid}@`));
-      }
-    }
-    for (const activity of activities.filter((a) => !deviceSteps.includes(a.type))) {
-      expect(activity.taskQueue, activity.type).toBe(service.config.temporal.taskQueue);
-      expect(activity.identity, activity.type).not.toMatch(new RegExp(`^${worker.pid}@`));
-    }
+    const activities = await expectDeviceStepsAtSite(handle, deviceSteps);
     expect(activities.map((a) => a.type)).toContain('issueDeviceCertificate');
   });
 
@@ -243,6 +256,56 @@ describe('a site served by an edge worker', () => {
     expect(found.map((device) => device.ip)).toContain(namespace.ready.snmpAgent.split(':')[0]);
     const scanners = (await activitiesOf(sweep)).filter((activity) => activity.type === 'runDiscoveryScanner');
     expect(scanners.map((activity) => activity.taskQueue)).toEqual([siteTaskQueue(service.config.temporal.taskQueue, tenantId, site)]);
+  });
+
+  it('has a configuration rolled out to its device by the edge worker, the outcome recorded centrally', async () => {
+    const deviceId = devices[0]!.serialNumber;
+    const started = await api.call('POST', '/api/v1/provisioning/templates/default/rollouts', { body: { deviceIds: [deviceId] } });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const handle = service.env.client.workflow.getHandle(rolloutWorkflowId(tenantId, started.body.rolloutId));
+    expect(await handle.result()).toMatchObject({ state: 'completed', applied: 1, failed: 0 });
+    const activities = await expectDeviceStepsAtSite(handle, ['applyDeviceConfiguration']);
+    expect(activities.map((a) => a.type)).toContain('recordRolloutOutcome');
+  });
+
+  it("has its device's running configuration read for drift by the edge worker", async () => {
+    const started = await api.call('POST', '/api/v1/provisioning/configuration/drift-checks', { body: { action: 'alert' } });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const handle = service.env.client.workflow.getHandle(started.body.driftCheckId);
+    expect(await handle.result()).toMatchObject({ checked: 1, inSync: 1, unreadable: 0 });
+    await expectDeviceStepsAtSite(handle, ['checkDeviceDrift']);
+  });
+
+  it("has its device's certificate renewed at the site: new key, install and handshake by the edge worker, issued and revoked centrally", async () => {
+    const deviceId = devices[0]!.serialNumber;
+    const renewal = service.env.client.workflow.getHandle(renewalWorkflowId(tenantId, deviceId));
+    const { runId } = await renewal.describe();
+    const asked = await api.call('POST', `/api/v1/provisioning/devices/${deviceId}/certificate-renewal/renew`, { body: { reason: 'site renewal' } });
+    expect(asked.status, JSON.stringify(asked.body)).toBe(202);
+    // The renewal continues as new once done; a failed attempt would wait long before the next.
+    const status = await waitFor(async () => {
+      const current = await renewal.query(renewalStatusQuery);
+      return current.completedRenewals > 0 || current.failedAttempts > 0 ? current : undefined;
+    }, 'the renewal to finish', 60_000);
+    expect(status, status.lastError).toMatchObject({ completedRenewals: 1, failedAttempts: 0 });
+    const activities = await expectDeviceStepsAtSite(service.env.client.workflow.getHandle(renewal.workflowId, runId), [
+      'requestCertificateSigning',
+      'installDeviceCertificate',
+      'verifyPresentedCertificate',
+    ]);
+    expect(activities.map((a) => a.type)).toEqual(expect.arrayContaining(['issueDeviceCertificate', 'revokeDeviceCertificate']));
+  });
+
+  it('has its device decommissioned, management access removed by the edge worker, certificates revoked centrally', async () => {
+    const deviceId = devices[0]!.serialNumber;
+    const started = await api.call('POST', `/api/v1/devices/${deviceId}/decommission`, { body: { reason: 'site decommission' } });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const handle = service.env.client.workflow.getHandle(started.body.jobId);
+    const progress = await handle.result();
+    expect(progress.state).toBe('completed');
+    expect(progress.steps.find((step: { step: string }) => step.step === 'removeManagementAccess').status).not.toBe('failed');
+    expect(progress.revokedCertificates.length).toBeGreaterThan(0);
+    await expectDeviceStepsAtSite(handle, ['removeDeviceManagementAccess']);
   });
 
   it('waits while its edge worker is away, raising site.worker_missing, and completes once the worker is back', async () => {
