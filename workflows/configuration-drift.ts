@@ -21,11 +21,13 @@ import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
 /**
  * Reading a device: one retry for a blip; a device that stays silent is reported unreadable. On a
- * site served by an edge worker, the device is read from the site, by that worker.
+ * site served by an edge worker, the device is read from the site, by that worker; while that
+ * worker is away (the site's `site.worker_missing` alert says so) the device is reported
+ * unreadable after two minutes rather than holding up the tenant's whole check.
  */
 const onDevice = (siteTaskQueue: string | undefined) =>
   proxyActivities<ConfigurationActivities>(
-    onSiteQueue({ startToCloseTimeout: '1m', heartbeatTimeout: '30s', retry: { initialInterval: '5s', maximumAttempts: 2 } }, siteTaskQueue),
+    onSiteQueue({ startToCloseTimeout: '1m', heartbeatTimeout: '30s', retry: { initialInterval: '5s', maximumAttempts: 2 } }, siteTaskQueue, '2m'),
   );
 
 const bookkeeping = proxyActivities<ConfigurationActivities>({

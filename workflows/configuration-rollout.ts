@@ -25,7 +25,9 @@ import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
 
 /**
  * Pushing to a device: a flaky one is tried a few times; a refusal (compliance, validation) is not
- * retried. On a site served by an edge worker, the device is reached from the site, by that worker.
+ * retried. On a site served by an edge worker, the device is reached from the site, by that worker;
+ * a site whose worker stays away ten minutes fails that device's push, which counts against the
+ * rollout's failure threshold, rather than stalling the rollout.
  */
 const onDevice = (siteTaskQueue: string | undefined) =>
   proxyActivities<ConfigurationActivities>(
@@ -36,6 +38,7 @@ const onDevice = (siteTaskQueue: string | undefined) =>
         retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 4 },
       },
       siteTaskQueue,
+      '10m',
     ),
   );
 

@@ -31,8 +31,9 @@ const bookkeeping = proxyActivities<Activities>({
 
 /**
  * The device itself: it may be dead (that may be why it goes), so a few tries and then on without
- * it. On a site served by an edge worker, the device is reached from the site, by that worker; the
- * step then waits for the worker however long it is away, and keeps its few tries.
+ * it. On a site served by an edge worker, the device is reached from the site, by that worker. The
+ * certificates are revoked only after this step, so it never waits for an absent site worker longer
+ * than it would try an unreachable device (five minutes): then the decommission goes on without it.
  */
 const onDevice = (siteTaskQueue: string | undefined) =>
   proxyActivities<Activities>(
@@ -44,6 +45,7 @@ const onDevice = (siteTaskQueue: string | undefined) =>
         retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
       },
       siteTaskQueue,
+      '5m',
     ),
   );
 

@@ -21,4 +21,15 @@ describe('device steps on a site queue', () => {
     expect(onSiteQueue(limited, 'q/sites/acme/north').retry).toEqual(limited.retry);
     expect(onSiteQueue(limited, undefined)).toBe(limited);
   });
+
+  it('wait for an absent site worker no longer than a step that must not hold up the rest asks, and only on a site queue', () => {
+    const decommissionStep = { startToCloseTimeout: '45s', scheduleToCloseTimeout: '5m', retry: { ...deviceRetry, maximumAttempts: 5 } };
+    expect(onSiteQueue(decommissionStep, 'q/sites/acme/north', '5m')).toEqual({
+      startToCloseTimeout: '45s',
+      scheduleToStartTimeout: '5m',
+      taskQueue: 'q/sites/acme/north',
+      retry: decommissionStep.retry,
+    });
+    expect(onSiteQueue(decommissionStep, undefined, '5m')).toBe(decommissionStep);
+  });
 });

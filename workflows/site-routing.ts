@@ -26,14 +26,20 @@ export function attemptsWithin(windowSeconds: number, retry: RetryPolicy): numbe
   return attempts;
 }
 
-/** `options` for a device step, moved onto the site's queue when there is one. */
-export function onSiteQueue(options: ActivityOptions, siteTaskQueue: string | undefined): ActivityOptions {
+/**
+ * `options` for a device step, moved onto the site's queue when there is one. A step that must not
+ * hold up what comes after it (a decommission's revocation, the other devices of a drift check or a
+ * rollout) gives `waitForWorkerAtMost`: if no worker of the site takes it within that time it fails,
+ * as an unreachable device would, instead of waiting for the site's worker to come back.
+ */
+export function onSiteQueue(options: ActivityOptions, siteTaskQueue: string | undefined, waitForWorkerAtMost?: Duration): ActivityOptions {
   if (!siteTaskQueue) return options;
   const { scheduleToCloseTimeout, ...rest } = options;
   const windowSeconds = scheduleToCloseTimeout === undefined ? undefined : durationSeconds(scheduleToCloseTimeout);
   const retry = options.retry ?? {};
   return {
     ...rest,
+    ...(waitForWorkerAtMost === undefined ? {} : { scheduleToStartTimeout: waitForWorkerAtMost }),
     taskQueue: siteTaskQueue,
     retry: { ...retry, ...(retry.maximumAttempts === undefined && windowSeconds !== undefined ? { maximumAttempts: attemptsWithin(windowSeconds, retry) } : {}) },
   };
