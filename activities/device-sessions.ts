@@ -11,6 +11,13 @@ import type { DeviceRegistry, RegisteredDevice } from '../registry/device-regist
 import { initialCredentialsPurpose } from '../registry/initial-credentials';
 
 const maximumRememberedFingerprints = 20_000;
+/**
+ * The credentials a device was registered with are written when its run is planned and read by
+ * every step of the run: a step reuses what a step before it read this long ago. A step that fails
+ * forgets them, so its retry reads them again (the operator may have corrected them).
+ */
+const credentialsReuseMs = 30_000;
+const maximumRememberedCredentials = 5_000;
 
 export function deviceSessions(deps: {
   ca: Pick<CertificateAuthorityService, 'getCertificate'> & Pick<ServiceIdentities, 'ensureServiceIdentity'>;
@@ -30,8 +37,21 @@ export function deviceSessions(deps: {
     return fingerprint;
   }
 
-  async function sessionFor(device: RegisteredDevice): Promise<DeviceSession> {
+  const recentCredentials = new Map<string, { credentials: DeviceCredentials | undefined; readAt: number }>();
+  const credentialsKey = (device: { tenantId: string; deviceId: string }) => `${device.tenantId}\0${device.deviceId}`;
+  async function credentialsOf(device: RegisteredDevice): Promise<DeviceCredentials | undefined> {
+    const key = credentialsKey(device);
+    const recent = recentCredentials.get(key);
+    if (recent && Date.now() - recent.readAt < credentialsReuseMs) return recent.credentials;
     const credentials = await vault.read<DeviceCredentials>(device.tenantId, device.deviceId, initialCredentialsPurpose);
+    recentCredentials.delete(key);
+    if (recentCredentials.size >= maximumRememberedCredentials) recentCredentials.delete(recentCredentials.keys().next().value!);
+    recentCredentials.set(key, { credentials, readAt: Date.now() });
+    return credentials;
+  }
+
+  async function sessionFor(device: RegisteredDevice): Promise<DeviceSession> {
+    const credentials = await credentialsOf(device);
     const secrets = vaultDeviceSecrets(vault, device.tenantId, device.deviceId);
     if (device.activeCertificateId) {
       return {
@@ -55,7 +75,12 @@ export function deviceSessions(deps: {
     action: (device: RegisteredDevice, adapter: DeviceAdapter, session: DeviceSession) => Promise<T>,
   ): Promise<T> {
     const device = await registry.get(ref.tenantId, ref.deviceId);
-    return action(device, adapterFor(device.protocol), await sessionFor(device));
+    try {
+      return await action(device, adapterFor(device.protocol), await sessionFor(device));
+    } catch (error) {
+      recentCredentials.delete(credentialsKey(device));
+      throw error;
+    }
   }
 
   return { sessionFor, withDevice };

@@ -71,13 +71,19 @@ function likePattern(text: string): string {
 }
 
 export class DeviceRegistry {
-  constructor(private readonly db: Database) {}
+  /** Every step of every run reads its device: the query is built once, not per call. */
+  readonly #findDevice;
 
-  async find(tenantId: string, deviceId: string): Promise<RegisteredDevice | undefined> {
-    const [row] = await this.db
+  constructor(private readonly db: Database) {
+    this.#findDevice = db
       .select()
       .from(devices)
-      .where(and(eq(devices.tenantId, tenantId), eq(devices.deviceId, deviceId)));
+      .where(and(eq(devices.tenantId, sql.placeholder('tenantId')), eq(devices.deviceId, sql.placeholder('deviceId'))))
+      .prepare('registry_find_device');
+  }
+
+  async find(tenantId: string, deviceId: string): Promise<RegisteredDevice | undefined> {
+    const [row] = await this.#findDevice.execute({ tenantId, deviceId });
     return row;
   }
 
