@@ -62,12 +62,14 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 /** Root, intermediate, device: a longer issuer chain means corrupt data, not a deeper hierarchy. */
 const maximumChainLength = 4;
 
-/** Issuers met while building chains: a certificate's PEM and issuer are fixed once it exists. */
-const issuerLinks = new Map<string, Pick<CertificateRow, 'pem' | 'issuerCertificateId'>>();
+/** What chains and pins need of an issuer: fixed once the certificate exists. */
+type IssuerLink = Pick<CertificateRow, 'pem' | 'fingerprint' | 'issuerCertificateId'>;
+/** Issuers met while building chains and pins, by id, each read once per process. */
+const issuerLinks = new Map<string, IssuerLink>();
 const maximumRememberedIssuers = 10_000;
 
-function rememberIssuer(row: CertificateRow): Pick<CertificateRow, 'pem' | 'issuerCertificateId'> {
-  const link = { pem: row.pem, issuerCertificateId: row.issuerCertificateId };
+function rememberIssuer(row: CertificateRow): IssuerLink {
+  const link = { pem: row.pem, fingerprint: row.fingerprint, issuerCertificateId: row.issuerCertificateId };
   if (issuerLinks.size >= maximumRememberedIssuers) issuerLinks.delete(issuerLinks.keys().next().value!);
   issuerLinks.set(row.id, link);
   return link;
@@ -216,15 +218,27 @@ export class CertificateStore implements CertificateInventory {
   async chainPem(certificate: string | Pick<CertificateRow, 'id' | 'issuerCertificateId'>): Promise<string[]> {
     const { id, issuerCertificateId } =
       typeof certificate === 'string' ? { id: certificate, ...(issuerLinks.get(certificate) ?? (await this.get(certificate))) } : certificate;
-    const chain: string[] = [];
-    let issuerId = issuerCertificateId;
+    const issuers = await this.#issuersFrom(issuerCertificateId, id);
+    const missing = issuers.length > 0 ? issuers.at(-1)!.issuerCertificateId : issuerCertificateId;
+    if (missing) throw new NotFoundError(`certificate ${missing} in the issuer chain of ${id} not found`);
+    return issuers.map((issuer) => issuer.pem);
+  }
+
+  /** The issuers above a certificate, nearest first; an issuer that is not stored ends the walk. */
+  async #issuersFrom(issuerId: string | null, certificateId: string): Promise<IssuerLink[]> {
+    const issuers: IssuerLink[] = [];
     while (issuerId) {
-      if (chain.length >= maximumChainLength) throw new Error(`issuer chain of certificate ${id} does not end`);
-      const issuer = issuerLinks.get(issuerId) ?? rememberIssuer(await this.get(issuerId));
-      chain.push(issuer.pem);
+      if (issuers.length >= maximumChainLength) throw new Error(`issuer chain of certificate ${certificateId} does not end`);
+      let issuer = issuerLinks.get(issuerId);
+      if (!issuer) {
+        const row = await this.find(issuerId);
+        if (!row) break;
+        issuer = rememberIssuer(row);
+      }
+      issuers.push(issuer);
       issuerId = issuer.issuerCertificateId;
     }
-    return chain;
+    return issuers;
   }
 
   // --- issuers: CRLs, OCSP, EST --------------------------------------------------------------
@@ -339,18 +353,12 @@ export class CertificateStore implements CertificateInventory {
   }
 
   async pinsOf(row: CertificateRow): Promise<CertificatePins> {
-    const issuers: string[] = [];
-    let issuerId = row.issuerCertificateId;
-    while (issuerId && issuers.length < maximumChainLength) {
-      const [issuer] = await this.#db
-        .select({ fingerprint: certificates.fingerprint, issuerCertificateId: certificates.issuerCertificateId })
-        .from(certificates)
-        .where(eq(certificates.id, issuerId));
-      if (!issuer) break;
-      issuers.push(issuer.fingerprint);
-      issuerId = issuer.issuerCertificateId;
-    }
-    return { certificateSha256: row.fingerprint, publicKeySha256: publicKeyPin(row.publicKey), issuerCertificateSha256: issuers };
+    const issuers = await this.#issuersFrom(row.issuerCertificateId, row.id);
+    return {
+      certificateSha256: row.fingerprint,
+      publicKeySha256: publicKeyPin(row.publicKey),
+      issuerCertificateSha256: issuers.map((issuer) => issuer.fingerprint),
+    };
   }
 
   // --- alerts and metrics -------------------------------------------------------------------
