@@ -64,6 +64,9 @@ export interface ConfigurationSigningIdentity {
 /** How long a configuration signer is used from memory before the records are read again. */
 const configurationSignerCacheMs = 60_000;
 
+/** Tenants whose services CA is kept between installations. */
+const maxKeptServicesCas = 1000;
+
 export class TenantServiceIdentities implements ServiceIdentities {
   readonly #certificates: CertificateStore;
   readonly #live: LiveCertificates;
@@ -73,6 +76,8 @@ export class TenantServiceIdentities implements ServiceIdentities {
   readonly #settings: TenantServiceIdentitiesDependencies['settings'];
   readonly #publication: PkiPublication;
   readonly #logger: Logger;
+  /** Each tenant's services CA as last handed to a device (see `serviceAnchorsPem`). */
+  readonly #servicesCas = new Map<string, CertificateRow>();
   readonly #serviceIdentities = new Map<string, { identity: ClientTlsIdentity; renewAt: number; certificateId: string }>();
   /** Each tenant's configuration signer, as every push asks for it: several reads and a parse saved each time. */
   readonly #configurationSigners = new Map<string, { signer: ConfigurationSigningIdentity; useUntil: number; certificateId: string }>();
@@ -88,8 +93,19 @@ export class TenantServiceIdentities implements ServiceIdentities {
     this.#logger = deps.logger;
   }
 
+  /**
+   * The services CA every device installation hands over: the one kept here while it is before its
+   * renewal time and it and its root are neither revoked nor retired (one narrow query), else the
+   * hierarchy's (which renews it when due).
+   */
   async serviceAnchorsPem(tenantId: string): Promise<string[]> {
-    return [(await this.#hierarchy.ensureServicesIntermediateCa(tenantId)).pem];
+    const kept = this.#servicesCas.get(tenantId);
+    if (kept && Date.now() < renewalTime(kept) && (await this.#certificates.issuesWithLiveIssuer(kept.id))) return [kept.pem];
+    this.#servicesCas.delete(tenantId);
+    const current = await this.#hierarchy.ensureServicesIntermediateCa(tenantId);
+    this.#servicesCas.set(tenantId, current);
+    if (this.#servicesCas.size > maxKeptServicesCas) this.#servicesCas.delete(this.#servicesCas.keys().next().value!);
+    return [current.pem];
   }
 
   async completeServiceHierarchies(): Promise<void> {
