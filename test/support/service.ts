@@ -33,6 +33,8 @@ export interface TestServiceOptions {
   environment?: Record<string, string>;
   /** Further arguments of the dev server (`--dynamic-config-value ...`). */
   temporalServerArgs?: string[];
+  /** Configuration signatures the worker makes last this long (the signer's default otherwise). */
+  configurationSignatureLifetimeMs?: number;
 }
 
 export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
@@ -103,6 +105,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     capacity: config.worker,
     searchAttributes: options.temporal !== 'time-skipping',
     caBackup: config.caBackup,
+    configurationSignatureLifetimeMs: options.configurationSignatureLifetimeMs,
     logger: testLogger,
   });
   const running = worker.run();
