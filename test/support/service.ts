@@ -13,7 +13,8 @@ import { parseOrThrow } from '../../foundation/validation';
 import type { ProvisioningService } from '../../provisioning/provisioning-service';
 import { provisioningRequestSchema } from '../../provisioning/requests';
 import { createProvisioningService, createServiceParts, type ServiceParts } from '../../service/parts';
-import { createProvisioningWorker } from '../../service/worker';
+import { createProvisioningWorker, createSiteWorker } from '../../service/worker';
+import type { WorkerSite } from '../../contracts/site-workers';
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { createServerDatabaseUrl, type DatabaseKind } from './database';
@@ -121,6 +122,29 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       await running;
       await parts.close();
       await env.teardown();
+    },
+  };
+}
+
+/**
+ * An edge worker's share for `site` in this process, over the test service's parts and connection:
+ * for tests of the routing itself, where the site's network need not be apart from the central one.
+ */
+export async function startTestSiteWorker(service: TestService, site: WorkerSite): Promise<{ stop(): Promise<void> }> {
+  const worker = await createSiteWorker(service.parts, {
+    connection: service.env.nativeConnection,
+    client: service.env.client,
+    namespace: service.config.temporal.namespace,
+    taskQueue: service.config.temporal.taskQueue,
+    alerts: service.config.alerts,
+    logger: testLogger,
+    site,
+  });
+  const running = worker.run();
+  return {
+    async stop() {
+      worker.shutdown();
+      await running;
     },
   };
 }
