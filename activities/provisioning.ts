@@ -183,6 +183,9 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           { tenantId: input.tenantId, deviceId: input.deviceId, serialNumber: certificate.serialNumber },
           'device certificate issued',
         );
+        // The client identity the next steps reach the device with is made (or renewed) here, where
+        // key custody is: a site's worker that installs the certificate only reads it.
+        await ca.ensureServiceIdentity(input.tenantId);
         // A retry after a crash may record the same issuance twice; it never records none.
         await audit.append({
           tenantId: input.tenantId,
