@@ -133,6 +133,42 @@ describe('a configuration pushed through a site worker', () => {
     expect(await preparedPackages()).toEqual([]);
   });
 
+  it('breaking a compliance rule is blocked centrally as any push is: recorded, alerted, audited, never sent to the site', async () => {
+    const current = await service.parts.templates.currentVersion(tenantId, 'default');
+    const management = (current.body.management ?? {}) as Record<string, unknown>;
+    await service.parts.templates.create(tenantId, {
+      id: 'edge-plain-http',
+      name: 'plain HTTP at the edge',
+      protocol: current.protocol,
+      body: { ...current.body, management: { ...management, httpEnabled: true } },
+      parameters: current.parameters,
+    });
+    const blocked = await device();
+    // Plain HTTP only warns when the request is checked, and blocks again (the default) by the time
+    // the run pushes: the site's worker is away until then.
+    await siteWorker!.stop();
+    await service.parts.compliance.replacePolicy(tenantId, { rules: { 'http-disabled': { enabled: true, severity: 'warning' } } }, 'test');
+    await service.provisioning.start(tenantId, { templateId: 'edge-plain-http', devices: [blocked.request] });
+    await service.parts.compliance.replacePolicy(tenantId, { rules: {} }, 'test');
+    siteWorker = await startTestSiteWorker(service, { tenantId, site });
+    const handle = service.env.client.workflow.getHandle(provisioningWorkflowId(tenantId, blocked.request.serialNumber));
+    await expect(handle.result()).rejects.toThrow();
+    const record: DeviceProvisioningRecord = await handle.query(statusQuery);
+    expect(record.error).toMatchObject({ type: 'ComplianceViolationError', step: 'pushConfiguration' });
+    expect(record.provisioningSteps.find((step) => step.step === 'pushConfiguration')).toMatchObject({ status: 'failed', retryCount: 0 });
+    expect(blocked.device.configuration).toBeUndefined();
+
+    const [latest] = await service.parts.configurations.history(tenantId, blocked.request.serialNumber, 1);
+    expect(latest).toMatchObject({ templateId: 'edge-plain-http', outcome: 'blocked', workflowId: handle.workflowId });
+    const alerts = await service.parts.alerts.list(tenantId, { open: true });
+    expect(alerts).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'configuration.compliance_violation', summary: expect.stringContaining(blocked.request.serialNumber) })]));
+    const audited = await service.parts.audit.list(tenantId, { action: 'configuration.blocked', targetId: blocked.request.serialNumber });
+    expect(audited).toEqual([expect.objectContaining({ outcome: 'failure', actor: handle.workflowId })]);
+    const activities = (await activitiesOf(handle)).filter((a) => a.type.endsWith('DeviceConfiguration'));
+    expect(activities).toEqual([{ type: 'prepareDeviceConfiguration', taskQueue: service.config.temporal.taskQueue, failure: 'ComplianceViolationError' }]);
+    expect(await preparedPackages()).toEqual([]);
+  });
+
   it('refused by its device fails that device, recorded as failed, and its package is discarded', async () => {
     const refusing = await device();
     await service.provisioning.start(tenantId, { devices: [refusing.request] });
