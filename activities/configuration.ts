@@ -16,7 +16,7 @@ import { ConfigurationSigner } from '../pki/configuration-signing';
 import type { DeviceRegistry } from '../registry/device-registry';
 import type { Logger } from '../foundation/logger';
 import type { ConfigurationRef, DriftAction, DriftCheckReport, RolloutKind, RolloutReport } from '../contracts/configuration';
-import { configurationPushes } from './configuration-push';
+import { configurationPushes, type PreparedConfigurationRef } from './configuration-push';
 import { deviceSessions } from './device-sessions';
 import { provisioningStep } from './step';
 
@@ -29,6 +29,8 @@ export interface ConfigurationActivityDependencies {
   templates: TemplateCatalog;
   configurations: DeviceConfigurations;
   adapterFor: (protocol: string) => DeviceAdapter;
+  /** How long a configuration signature lasts; the signer's default (an hour) unless a test shortens it. */
+  configurationSignatureLifetimeMs?: number;
   logger: Logger;
 }
 
@@ -66,7 +68,7 @@ const fieldsInAlert = 50;
 export function createConfigurationActivities(deps: ConfigurationActivityDependencies) {
   const { audit, alerts, registry, templates, configurations, logger } = deps;
   const { withDevice } = deviceSessions(deps);
-  const signer = new ConfigurationSigner(deps.ca);
+  const signer = new ConfigurationSigner(deps.ca, { lifetimeMs: deps.configurationSignatureLifetimeMs });
   const pushes = configurationPushes(deps);
 
   /**
@@ -99,6 +101,41 @@ export function createConfigurationActivities(deps: ConfigurationActivityDepende
         return { hash: pushed.hash, ...(previous ? { previous } : {}) };
       });
     }),
+
+    /**
+     * Central: renders, judges and signs the configuration for a device a site's worker reaches, and
+     * seals it in the vault for that worker (`applyPreparedDeviceConfiguration`,
+     * `pushPreparedDeviceConfiguration`); only a reference comes back. Without `version`, the
+     * template's current one (provisioning runs planned before versions were pinned).
+     */
+    prepareDeviceConfiguration: provisioningStep(
+      async (input: { tenantId: string; deviceId: string; templateId: string; version?: number; requestedBy?: string }): Promise<PreparedConfigurationRef> => {
+        const device = await registry.get(input.tenantId, input.deviceId);
+        const version = input.version ?? (await templates.get(input.tenantId, input.templateId)).version;
+        return pushes.prepare(
+          { tenantId: input.tenantId, device, templateId: input.templateId, version, requestedBy: input.requestedBy },
+          (configuration) => signer.sign({ tenantId: input.tenantId, device, configuration }),
+        );
+      },
+    ),
+
+    /** At the site: `applyDeviceConfiguration` with the configuration prepared and signed centrally. */
+    applyPreparedDeviceConfiguration: provisioningStep(async (input: ApplyConfigurationInput & { reference: string }): Promise<AppliedConfiguration> => {
+      const workflowId = Context.current().info.workflowExecution?.workflowId;
+      return withDevice(input, async (device, adapter, session) => {
+        const previous = await previousConfiguration(input.tenantId, device, workflowId);
+        const pushed = await pushes.deliverPrepared(
+          { tenantId: input.tenantId, device, reference: input.reference, requestedBy: input.requestedBy },
+          (signed) => adapter.pushConfiguration(session, signed),
+        );
+        return { hash: pushed.hash, ...(previous ? { previous } : {}) };
+      });
+    }),
+
+    /** Central: forgets a prepared configuration that will not be sent. */
+    async discardPreparedConfiguration(input: { tenantId: string; deviceId: string; reference: string }): Promise<void> {
+      await pushes.discard(input);
+    },
 
     /** The audit record of a finished rollout, and an alert when it halted on its failure rate. */
     async recordRolloutOutcome(input: { tenantId: string; report: RolloutReport; requestedBy: string }): Promise<void> {

@@ -43,6 +43,8 @@ export interface ProvisioningDependencies {
   renewals?: { track(certificate: CertificateRow): Promise<void> };
   /** Gives an active device's site its health sweep schedule, when it has none yet. */
   healthSchedules?: { watchSite(tenantId: string, site: string): Promise<void> };
+  /** How long a configuration signature lasts; the signer's default (an hour) unless a test shortens it. */
+  configurationSignatureLifetimeMs?: number;
   logger: Logger;
 }
 
@@ -70,7 +72,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
   const runOf = () => Context.current().info.workflowExecution?.workflowId ?? 'system';
 
   const { sessionFor, withDevice } = deviceSessions({ ca, vault, registry, adapterFor });
-  const configurationSigner = new ConfigurationSigner(ca);
+  const configurationSigner = new ConfigurationSigner(ca, { lifetimeMs: deps.configurationSignatureLifetimeMs });
   const pushes = configurationPushes(deps);
 
   /**
@@ -181,6 +183,9 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
           { tenantId: input.tenantId, deviceId: input.deviceId, serialNumber: certificate.serialNumber },
           'device certificate issued',
         );
+        // The client identity the next steps reach the device with is made (or renewed) here, where
+        // key custody is: a site's worker that installs the certificate only reads it.
+        await ca.ensureServiceIdentity(input.tenantId);
         // A retry after a crash may record the same issuance twice; it never records none.
         await audit.append({
           tenantId: input.tenantId,
@@ -233,6 +238,20 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
             const signed = await configurationSigner.sign({ tenantId: input.tenantId, device, configuration });
             return adapter.pushConfiguration(session, signed);
           },
+        );
+        return { templateId: pushed.templateId, version: pushed.version, hash: pushed.hash };
+      });
+    }),
+
+    /**
+     * At the site: the push step of a device a site's worker reaches, with the configuration the
+     * central `prepareDeviceConfiguration` rendered, judged and signed; the edge worker never signs.
+     */
+    pushPreparedDeviceConfiguration: provisioningStep(async (input: DeviceRef & { reference: string; requestedBy?: string }) => {
+      return withDevice(input, async (device, adapter, session) => {
+        const pushed = await pushes.deliverPrepared(
+          { tenantId: input.tenantId, device, reference: input.reference, requestedBy: input.requestedBy },
+          (signed) => adapter.pushConfiguration(session, signed),
         );
         return { templateId: pushed.templateId, version: pushed.version, hash: pushed.hash };
       });

@@ -53,6 +53,14 @@ export interface PreparedConfiguration {
   rulesEvaluated: ComplianceRuleId[];
   /** Replaces any secret plaintext in a text (an error a device sent back) by its marker. */
   scrub(text: string): string;
+  /** The secrets in plaintext by name, when prepared for a push: what `scrub` looks for. */
+  secretValues: Record<string, string>;
+}
+
+/** Replaces each secret's plaintext in a text by its marker (values too short to tell apart are left). */
+export function secretScrubber(secretValues: Record<string, string>): (text: string) => string {
+  const secrets = Object.entries(secretValues).filter(([, value]) => value.length >= 3);
+  return (text) => secrets.reduce((out, [name, value]) => out.split(value).join(sealedMarker(name)), text);
 }
 
 export interface ConfigurationRendererDependencies {
@@ -155,8 +163,7 @@ export class ConfigurationRenderer {
       overrides,
     );
 
-    const secrets = Object.entries(plaintext ?? {}).filter(([, value]) => value.length >= 3);
-    const scrub = (text: string) => secrets.reduce((out, [name, value]) => out.split(value).join(sealedMarker(name)), text);
+    const scrub = secretScrubber(plaintext ?? {});
     let settings = sealedSettings;
     if (plaintext) {
       try {
@@ -180,6 +187,7 @@ export class ConfigurationRenderer {
       blocking: blockingFindings(findings),
       rulesEvaluated: rulesFor(version.protocol, policy),
       scrub,
+      secretValues: plaintext ?? {},
     };
   }
 }

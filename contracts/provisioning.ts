@@ -51,8 +51,14 @@ export const provisioningStepNames = Object.keys(provisioningStepActivities) as 
 
 /** The step an activity of a provisioning run performs; undefined for its bookkeeping activities. */
 export function provisioningStepOf(activityType: string): ProvisioningStepName | undefined {
-  return provisioningStepNames.find((step) => provisioningStepActivities[step] === activityType);
+  return provisioningStepNames.find((step) => provisioningStepActivities[step] === activityType) ?? provisioningStepAlsoPerformedBy[activityType];
 }
+
+/** Activities that perform a step besides the one it names: a push through a site's worker, prepared centrally. */
+const provisioningStepAlsoPerformedBy: Partial<Record<string, ProvisioningStepName>> = {
+  prepareDeviceConfiguration: 'pushConfiguration',
+  pushPreparedDeviceConfiguration: 'pushConfiguration',
+};
 
 export interface ProvisioningStep {
   step: ProvisioningStepName;

@@ -33,6 +33,8 @@ export const siteWorkerActivities = [
   'requestCertificateSigning',
   'installDeviceCertificate',
   'pushDeviceConfiguration',
+  // ...and its push of a configuration prepared and signed centrally
+  'pushPreparedDeviceConfiguration',
   'runDeviceSelfTest',
   'activateDevice',
   // health sweeps and discovery sweeps
@@ -46,6 +48,7 @@ export const siteWorkerActivities = [
   'verifyPresentedCertificate',
   // configuration rollouts and drift checks
   'applyDeviceConfiguration',
+  'applyPreparedDeviceConfiguration',
   'checkDeviceDrift',
 ] as const;
 export type SiteWorkerActivity = (typeof siteWorkerActivities)[number];

@@ -78,6 +78,11 @@ export class PolicyViolationError extends errorClass('PolicyViolationError', 422
 export class ComplianceViolationError extends errorClass('ComplianceViolationError', 422, false) {}
 /** The device rejected the configuration as invalid. */
 export class ConfigurationRejectedError extends errorClass('ConfigurationRejectedError', 422, false) {}
+/**
+ * A configuration signed centrally for a site's worker to push is no longer fit to send (its
+ * signature expired while the worker was away, or it is gone): it must be prepared and signed again.
+ */
+export class PreparedConfigurationExpiredError extends errorClass('PreparedConfigurationExpiredError', 410, false) {}
 /** The device answered its self-test with failures; it may still be settling, so retry a little. */
 export class SelfTestFailedError extends errorClass('SelfTestFailedError', 502, true) {}
 /** The device cannot be reached or answered with a transient error. */
@@ -106,6 +111,7 @@ export const nonRetryableErrorTypes = [
   'PolicyViolationError',
   'ComplianceViolationError',
   'ConfigurationRejectedError',
+  'PreparedConfigurationExpiredError',
   'NotImplementedError',
 ];
 

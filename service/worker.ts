@@ -49,6 +49,8 @@ export interface ProvisioningWorkerOptions {
   discovery?: ServiceConfig['discovery'];
   /** Scheduled CA backups; none when absent. */
   caBackup?: ServiceConfig['caBackup'];
+  /** How long configuration signatures last; the signer's default (an hour) unless a test shortens it. */
+  configurationSignatureLifetimeMs?: number;
   logger: Logger;
 }
 
@@ -74,7 +76,8 @@ export function createProvisioningWorker(parts: ServiceParts, options: Provision
 /**
  * An edge worker's share for one site: the device-facing activities only, on the site's own task
  * queue (`siteTaskQueue`). The central queue's workflows schedule them there when the site is set
- * to an edge worker; the CA, key custody and bookkeeping stay on the central workers.
+ * to an edge worker; the CA, key custody and bookkeeping stay on the central workers (configurations
+ * it pushes are signed there, by `prepareDeviceConfiguration`).
  */
 export function createSiteWorker(parts: ServiceParts, options: ProvisioningWorkerOptions & { site: WorkerSite }): Promise<Worker> {
   const activities = serviceActivities(parts, options);
@@ -97,7 +100,7 @@ function serviceActivities(parts: ServiceParts, options: ProvisioningWorkerOptio
     searchAttributes: options.searchAttributes,
   });
   const planner = createProvisioningPlanner(parts);
-  const { logger } = options;
+  const { logger, configurationSignatureLifetimeMs } = options;
   const { audit, alerts, registry, ca, vault, adapterFor, configurations, templates, inventory } = parts;
   // What every activity that talks to a device needs: the device, its secrets, the CA, the records.
   const deviceWork = { audit, alerts, registry, ca, vault, adapterFor };
@@ -111,6 +114,7 @@ function serviceActivities(parts: ServiceParts, options: ProvisioningWorkerOptio
       runArchive: parts.runArchive,
       firmware: createFirmwareVerdicts(parts),
       healthSchedules: siteHealthSchedules(options.client, parts.fleetPolicies, options.taskQueue, logger),
+      configurationSignatureLifetimeMs,
       logger,
     }),
     ...createCertificateLifecycleActivities({ ...deviceWork, inventory, crls: parts.crls, renewals, logger }),
@@ -127,7 +131,7 @@ function serviceActivities(parts: ServiceParts, options: ProvisioningWorkerOptio
       logger: options.logger,
     }),
     ...createBulkActivities({ store: new BulkJobStore(parts.database.db), planner, client: options.client }),
-    ...createConfigurationActivities({ ...deviceWork, configurations, templates, logger }),
+    ...createConfigurationActivities({ ...deviceWork, configurations, templates, configurationSignatureLifetimeMs, logger }),
     ...createFleetHealthActivities({ ...deviceWork, events: parts.healthEvents, policies: parts.fleetPolicies, logger }),
     ...createCredentialRotationActivities({ ...deviceWork, adapters: parts.adapters, fleetPolicies: parts.fleetPolicies, logger }),
     ...(options.caBackup

@@ -22,6 +22,7 @@ import {
   type RolloutTarget,
 } from '../contracts/configuration';
 import { deviceSiteTaskQueue, onSiteQueue } from './site-routing';
+import { preparesCentrally, pushPreparedCentrally } from './prepared-configuration';
 
 /**
  * Pushing to a device: a flaky one is tried a few times; a refusal (compliance, validation) is not
@@ -107,8 +108,15 @@ export async function configRollout(input: ConfigurationRolloutInput): Promise<R
   const apply = async (target: RolloutTarget) => {
     inFlight.add(target.deviceId);
     try {
-      const device = onDevice(await deviceSiteTaskQueue(input.tenantId, target.deviceId));
-      const outcome = await device.applyDeviceConfiguration({ tenantId: input.tenantId, ...target, rolloutId: input.rolloutId, kind: input.kind, requestedBy: input.requestedBy });
+      const siteTaskQueue = await deviceSiteTaskQueue(input.tenantId, target.deviceId);
+      const device = onDevice(siteTaskQueue);
+      const request = { tenantId: input.tenantId, ...target, rolloutId: input.rolloutId, kind: input.kind, requestedBy: input.requestedBy };
+      // A site's worker only sends what was rendered and signed centrally.
+      const outcome = preparesCentrally(siteTaskQueue)
+        ? await pushPreparedCentrally({ tenantId: input.tenantId, ...target, requestedBy: input.requestedBy }, ({ reference }) =>
+            device.applyPreparedDeviceConfiguration({ ...request, reference }),
+          )
+        : await device.applyDeviceConfiguration(request);
       state.results.push({
         deviceId: target.deviceId,
         outcome: 'applied',

@@ -14,6 +14,7 @@ import { nonRetryableErrorTypes } from '../foundation/errors';
 import type { DeviceProvisioningRecord, ProvisionDeviceInput } from '../contracts/provisioning';
 import { ProvisioningRun, type StepRoute } from './provisioning-run';
 import { onSiteQueue } from './site-routing';
+import { preparesCentrally, pushPreparedCentrally } from './prepared-configuration';
 
 /** Marks runs that skip the certificate steps for devices that do not enrol X.509 certificates. */
 const certificateEnrolmentByCapability = 'certificate-enrolment-by-capability';
@@ -125,14 +126,20 @@ export async function provisionDevice(input: ProvisionDeviceInput): Promise<Devi
         await run.step('installCertificate', onDevice, { tenantId, deviceId, certificateId: certificate.certificateId });
       }
 
-      const configuration = await run.step('pushConfiguration', onDevice, {
-        tenantId,
-        deviceId,
-        templateId: input.templateId,
+      const requestedBy = input.requestedBy ? { requestedBy: input.requestedBy } : {};
+      const configuration = await run.step(
+        'pushConfiguration',
+        onDevice,
         // Absent in runs planned before versions were pinned: the activity then pushes the current one.
-        templateVersion: input.templateVersion,
-        ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
-      });
+        { tenantId, deviceId, templateId: input.templateId, templateVersion: input.templateVersion, ...requestedBy },
+        // A site's worker only sends what was rendered and signed here, centrally; key custody stays central.
+        preparesCentrally(input.deviceTaskQueue)
+          ? () =>
+              pushPreparedCentrally({ tenantId, deviceId, templateId: input.templateId, version: input.templateVersion, ...requestedBy }, ({ reference }) =>
+                onDevice.remote.pushPreparedDeviceConfiguration({ tenantId, deviceId, reference, ...requestedBy }),
+              )
+          : undefined,
+      );
       run.configurationPushed(configuration);
 
       await run.step('selfTest', selfTest, { tenantId, deviceId });

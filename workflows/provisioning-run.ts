@@ -123,15 +123,18 @@ export class ProvisioningRun {
 
   /**
    * Runs the step's activity (the one `provisioningStepActivities` names) where `route` says,
-   * recording its attempts, local and regular, and its outcome.
+   * recording its attempts, local and regular, and its outcome. `performedBy`, when given, does the
+   * step instead, with activities of its own (still one step on record).
    */
   async step<S extends PerformedStep>(
     name: S,
     route: StepRoute,
     input: Parameters<Activities[StepActivity<S>]>[0],
+    performedBy?: () => Promise<Awaited<ReturnType<Activities[StepActivity<S>]>>>,
   ): Promise<Awaited<ReturnType<Activities[StepActivity<S>]>>> {
     type Result = Awaited<ReturnType<Activities[StepActivity<S>]>>;
-    const perform = (activities: Activities) => (activities[provisioningStepActivities[name]] as (input: unknown) => Promise<Result>)(input);
+    const perform = (activities: Activities) =>
+      performedBy ? performedBy() : (activities[provisioningStepActivities[name]] as (input: unknown) => Promise<Result>)(input);
     const entry = this.#stepEntry(name);
     entry.status = 'in_progress';
     entry.startedAt = new Date().toISOString();

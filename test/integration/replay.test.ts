@@ -31,7 +31,7 @@ import { workflowsPath } from '../../service/worker';
 import { registrationRequestSchema } from '../../zero-touch/registrations';
 import { provisioningWorkflowId } from '../../contracts/provisioning';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
-import { startTestService, type TestService } from '../support/service';
+import { startTestService, startTestSiteWorker, type TestService } from '../support/service';
 
 const { History } = proto.temporal.api.history.v1;
 
@@ -49,11 +49,13 @@ const dataConverter = payloadDataConverter(loadPayloadKeyring({ keyEncryptionKey
 let service: TestService;
 const devices: TestDevice[] = [];
 const cameras: RunningOnvifDevice[] = [];
+const siteWorkers: { stop(): Promise<void> }[] = [];
 
 beforeAll(async () => {
   service = await startTestService({ keyEncryptionKey: fixtureKeyEncryptionKey.toString('base64') });
 });
 afterAll(async () => {
+  for (const worker of siteWorkers) await worker.stop();
   await Promise.all(devices.map(({ device }) => device.stop()));
   await Promise.all(cameras.map((camera) => camera.close()));
   await service?.stop();
@@ -241,6 +243,38 @@ async function recordedDeviceLifecycle(): Promise<Recorded[]> {
   ];
 }
 
+/**
+ * A device at a site served by an edge worker (run in this process), provisioned and then given a
+ * configuration by a rollout: each push prepared and signed centrally, sent from the site's queue.
+ */
+async function recordedAtEdgeSite(): Promise<Recorded[]> {
+  const site = 'replay-edge';
+  await service.parts.siteWorkers.set('acme', site, true, 'replay-test');
+  siteWorkers.push(await startTestSiteWorker(service, { tenantId: 'acme', site }));
+  const provisioned = await recordedRun('prepared-centrally', async (d) => {
+    await service.provisioning.start('acme', { devices: [{ ...d.request, site }] });
+  });
+  const version = await service.parts.templates.currentVersion('acme', 'default');
+  const input: ConfigurationRolloutInput = {
+    rolloutId: `replay-edge-${provisioned.device.request.serialNumber}`,
+    tenantId: 'acme',
+    kind: 'rollout',
+    targets: [{ deviceId: provisioned.device.request.serialNumber, templateId: version.templateId, version: version.version }],
+    concurrency: 1,
+    maxFailureRate: 0.5,
+    minimumDevicesBeforeHalt: 1,
+    requestedBy: 'replay-test',
+  };
+  const rollout = await service.env.client.workflow.start(configRollout, {
+    workflowId: rolloutWorkflowId('acme', input.rolloutId),
+    taskQueue: service.config.temporal.taskQueue,
+    args: [input],
+    ...rolloutListing(input),
+  });
+  await rollout.result();
+  return [provisioned, { workflow: 'config-rollout', name: 'prepared-centrally', history: await rollout.fetchHistory() }];
+}
+
 it('replays the histories of earlier versions and of this one without nondeterminism', async () => {
   const completed = await recordedRun('completed', (d) => service.provisioning.start('acme', { devices: [d.request] }).then(() => undefined));
   const fresh: Recorded[] = [
@@ -283,6 +317,7 @@ it('replays the histories of earlier versions and of this one without nondetermi
     await recordedHealthSweep(completed.device.request.site),
     ...(await recordedCredentialRotations()),
     ...(await recordedDeviceLifecycle()),
+    ...(await recordedAtEdgeSite()),
   ];
 
   if (process.env.UPDATE_HISTORY_FIXTURES === '1') {

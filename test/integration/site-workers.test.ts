@@ -5,8 +5,10 @@
  * site's own task queue, while the CA and the bookkeeping stay on the central worker. The site's
  * devices live in a network namespace of their own; only the edge worker runs in it (reaching
  * Temporal and the database through bridges the test makes), so a device step the central worker
- * took would find nothing there. With the edge worker away, work for the site waits and
- * `site.worker_missing` fires; with it back, the work completes and the alert resolves.
+ * took would find nothing there. The central service keeps the CA's keys in the HSM (SoftHSM2) and
+ * the edge worker is given none of its settings: configurations it pushes are signed centrally. With
+ * the edge worker away, work for the site waits and `site.worker_missing` fires; with it back, the
+ * work completes and the alert resolves.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -15,6 +17,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { preparedConfigurationPurposePrefix } from '../../activities/configuration-push';
 import { alertKinds } from '../../alerts/alert-store';
 import { siteTaskQueue } from '../../contracts/site-workers';
 import type { DeviceProvisioningRecord } from '../../contracts/provisioning';
@@ -42,6 +45,8 @@ let workDir: string;
 const bridges: ChildProcess[] = [];
 let siteWorkerEnvironment: NodeJS.ProcessEnv;
 let siteWorker: ChildProcess | undefined;
+/** What the running edge worker has logged so far. */
+let siteWorkerOutput = '';
 
 const devices = ['SITE-A', 'SITE-B'].map((prefix) => ({
   serialNumber: `${prefix}-${randomBytes(3).toString('hex').toUpperCase()}`,
@@ -64,12 +69,12 @@ async function startSiteWorker(): Promise<ChildProcess> {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   siteWorker = child;
+  siteWorkerOutput = '';
   await new Promise<void>((resolve, reject) => {
-    let output = '';
-    child.once('exit', (code) => reject(new Error(`the site worker exited early (${code}):\n${output.slice(-3000)}`)));
+    child.once('exit', (code) => reject(new Error(`the site worker exited early (${code}):\n${siteWorkerOutput.slice(-3000)}`)));
     child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('site worker:')) resolve();
+      siteWorkerOutput += chunk.toString();
+      if (siteWorkerOutput.includes('site worker:')) resolve();
     });
   });
   return child;
@@ -131,6 +136,22 @@ async function expectDeviceStepsAtSite(handle: WorkflowHandle, deviceSteps: stri
   return activities;
 }
 
+/**
+ * The configuration the run pushed was signed centrally: the edge worker holds no HSM (its key
+ * custody is the software store) while the configuration signer's key is in the central service's
+ * HSM, and the device, which applies only configurations signed under the trust anchors it was
+ * given, applied it (recorded from the site). No sealed package is left for the site.
+ */
+async function expectSignedCentrally(deviceId: string, workflowId: string): Promise<void> {
+  expect(siteWorkerOutput).toContain('key custody: software');
+  const { signer } = await service.parts.ca.ensureConfigurationSigner(tenantId);
+  expect(signer.location).toMatch(/^pkcs11:/);
+  const [latest] = await service.parts.configurations.history(tenantId, deviceId, 1);
+  expect(latest).toMatchObject({ outcome: 'applied', workflowId });
+  const packages = (await service.parts.vault.exportAll()).filter((secret) => secret.purpose.startsWith(preparedConfigurationPurposePrefix));
+  expect(packages).toEqual([]);
+}
+
 async function evaluateAlerts(): Promise<void> {
   await service.env.client.workflow.execute('evaluateAlerts', {
     workflowId: `alert-evaluation-${randomUUID()}`,
@@ -146,8 +167,10 @@ beforeAll(async () => {
   workDir = mkdtempSync(path.join(process.env.TEST_WORK_DIR ?? '/tmp', 'sites-'));
   const keyEncryptionKey = randomBytes(32).toString('base64');
   const taskQueue = `provisioning-sites-${randomUUID()}`;
+  // The CA's keys, the configuration signer's among them, are in the HSM, which the edge worker is not given.
   service = await startTestService({
     database: 'server',
+    keyCustody: 'pkcs11',
     keyEncryptionKey,
     environment: { TEMPORAL_TASK_QUEUE: taskQueue, ALERT_SITE_WORKER_STALE_SECONDS: String(pollerStaleSeconds) },
     temporalServerArgs: ['--dynamic-config-value', `matching.longPollExpirationInterval="${longPollSeconds}s"`],
@@ -160,8 +183,9 @@ beforeAll(async () => {
     input: { network, bridges: [bridgeTo(Number(temporal.port)), bridgeTo(Number(database.port))], devices } satisfies SiteNetworkInput,
     startTimeoutMs: 30_000,
   });
+  const { HSM_MODULE: _module, HSM_TOKEN_LABEL: _label, HSM_SLOT: _slot, HSM_PIN: _pin, HSM_PIN_FILE: _pinFile, ...withoutHsm } = process.env;
   siteWorkerEnvironment = {
-    ...process.env,
+    ...withoutHsm,
     SERVICE_ROLES: 'site-worker',
     WORKER_SITES: `${tenantId}/${site}`,
     TEMPORAL_ADDRESS: service.env.address,
@@ -207,9 +231,12 @@ describe('a site served by an edge worker', () => {
     const record: DeviceProvisioningRecord = await handle.result();
     expect(record.status).toBe('completed');
 
-    const deviceSteps = ['identifyDevice', 'authenticateDevice', 'requestCertificateSigning', 'installDeviceCertificate', 'pushDeviceConfiguration', 'runDeviceSelfTest', 'activateDevice'];
+    const deviceSteps = ['identifyDevice', 'authenticateDevice', 'requestCertificateSigning', 'installDeviceCertificate', 'pushPreparedDeviceConfiguration', 'runDeviceSelfTest', 'activateDevice'];
     const activities = await expectDeviceStepsAtSite(handle, deviceSteps);
-    expect(activities.map((a) => a.type)).toContain('issueDeviceCertificate');
+    expect(activities.map((a) => a.type)).toEqual(expect.arrayContaining(['issueDeviceCertificate', 'prepareDeviceConfiguration']));
+    expect(activities.map((a) => a.type)).not.toContain('pushDeviceConfiguration');
+    expect(record.provisioningSteps.filter((step) => step.step === 'pushConfiguration')).toEqual([expect.objectContaining({ status: 'completed' })]);
+    await expectSignedCentrally(devices[0]!.serialNumber, handle.workflowId);
   });
 
   it("sends a credential rotation's device step to the site's worker", async () => {
@@ -264,8 +291,9 @@ describe('a site served by an edge worker', () => {
     expect(started.status, JSON.stringify(started.body)).toBe(202);
     const handle = service.env.client.workflow.getHandle(rolloutWorkflowId(tenantId, started.body.rolloutId));
     expect(await handle.result()).toMatchObject({ state: 'completed', applied: 1, failed: 0 });
-    const activities = await expectDeviceStepsAtSite(handle, ['applyDeviceConfiguration']);
-    expect(activities.map((a) => a.type)).toContain('recordRolloutOutcome');
+    const activities = await expectDeviceStepsAtSite(handle, ['applyPreparedDeviceConfiguration']);
+    expect(activities.map((a) => a.type)).toEqual(expect.arrayContaining(['prepareDeviceConfiguration', 'recordRolloutOutcome']));
+    await expectSignedCentrally(deviceId, handle.workflowId);
   });
 
   it("has its device's running configuration read for drift by the edge worker", async () => {

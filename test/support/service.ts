@@ -13,7 +13,8 @@ import { parseOrThrow } from '../../foundation/validation';
 import type { ProvisioningService } from '../../provisioning/provisioning-service';
 import { provisioningRequestSchema } from '../../provisioning/requests';
 import { createProvisioningService, createServiceParts, type ServiceParts } from '../../service/parts';
-import { createProvisioningWorker } from '../../service/worker';
+import { createProvisioningWorker, createSiteWorker } from '../../service/worker';
+import type { WorkerSite } from '../../contracts/site-workers';
 import { installTemporalRuntime } from '../../service/temporal';
 import { payloadDataConverter } from '../../custody/payload-codec';
 import { createServerDatabaseUrl, type DatabaseKind } from './database';
@@ -33,6 +34,8 @@ export interface TestServiceOptions {
   environment?: Record<string, string>;
   /** Further arguments of the dev server (`--dynamic-config-value ...`). */
   temporalServerArgs?: string[];
+  /** Configuration signatures the worker makes last this long (the signer's default otherwise). */
+  configurationSignatureLifetimeMs?: number;
 }
 
 export async function testConfig(options: TestServiceOptions = {}): Promise<ServiceConfig> {
@@ -103,6 +106,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     capacity: config.worker,
     searchAttributes: options.temporal !== 'time-skipping',
     caBackup: config.caBackup,
+    configurationSignatureLifetimeMs: options.configurationSignatureLifetimeMs,
     logger: testLogger,
   });
   const running = worker.run();
@@ -118,6 +122,29 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       await running;
       await parts.close();
       await env.teardown();
+    },
+  };
+}
+
+/**
+ * An edge worker's share for `site` in this process, over the test service's parts and connection:
+ * for tests of the routing itself, where the site's network need not be apart from the central one.
+ */
+export async function startTestSiteWorker(service: TestService, site: WorkerSite): Promise<{ stop(): Promise<void> }> {
+  const worker = await createSiteWorker(service.parts, {
+    connection: service.env.nativeConnection,
+    client: service.env.client,
+    namespace: service.config.temporal.namespace,
+    taskQueue: service.config.temporal.taskQueue,
+    alerts: service.config.alerts,
+    logger: testLogger,
+    site,
+  });
+  const running = worker.run();
+  return {
+    async stop() {
+      worker.shutdown();
+      await running;
     },
   };
 }
