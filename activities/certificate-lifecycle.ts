@@ -19,7 +19,7 @@ import { deviceSessions } from './device-sessions';
 import { provisioningStep } from './step';
 
 export interface CertificateLifecycleDependencies {
-  ca: CertificateAuthorityService & Pick<CaHierarchy, 'rotateSiteIntermediateCa'> & Pick<ServiceIdentities, 'ensureServiceIdentity'>;
+  ca: CertificateAuthorityService & Pick<CaHierarchy, 'rotateSiteIntermediateCa'> & Pick<ServiceIdentities, 'ensureServiceIdentity' | 'completeServiceHierarchies'>;
   inventory: CertificateInventory;
   registry: DeviceRegistry;
   audit: AuditLog;
@@ -180,8 +180,15 @@ export function createCertificateLifecycleActivities(deps: CertificateLifecycleD
       },
     ),
 
+    /**
+     * The CA's periodic round, on a central worker: every CA's CRL, and the certificates the service
+     * holds itself (each tenant's client identity and configuration signer) renewed when due, so an
+     * edge worker that cannot sign finds them current.
+     */
     publishAllCrls: provisioningStep(async () => {
-      return { published: (await deps.crls.publishAll()).length };
+      const published = (await deps.crls.publishAll()).length;
+      await ca.completeServiceHierarchies();
+      return { published };
     }),
 
     revokeRetiredCa: provisioningStep(async (input: { tenantId: string; certificateId: string; requestedBy: string }) => {

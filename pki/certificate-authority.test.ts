@@ -400,6 +400,31 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     expect(await liveRows('acme', 'service')).toHaveLength(1);
   });
 
+  it('goes on with a client identity due for renewal where it cannot sign, while it is valid, and a process that can sign renews it', async () => {
+    const [current] = await liveRows('acme', 'service');
+    await handle.db
+      .update(certificates)
+      .set({ issuedAt: new Date(Date.now() - 70 * day), expiresAt: new Date(Date.now() + 20 * day) })
+      .where(eq(certificates.id, current!.id));
+    // An edge worker: the CA's keys are where it cannot sign with them.
+    const cannotSign = new Proxy(custody, {
+      get(target, property) {
+        if (property === 'sign') return async () => Promise.reject(new Error('CKR_USER_NOT_LOGGED_IN'));
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const edge = new CertificateAuthority({ db: handle.db, custody: cannotSign, settings, logger });
+    expect((await edge.ensureServiceIdentity('acme')).certificatePem).toBe(current!.pem);
+    expect((await liveRows('acme', 'service')).map((row) => row.id)).toEqual([current!.id]);
+
+    const central = new CertificateAuthority({ db: handle.db, custody, settings, logger });
+    await central.completeServiceHierarchies();
+    const [renewed] = await liveRows('acme', 'service');
+    expect(renewed!.id).not.toBe(current!.id);
+    expect(renewed!.expiresAt.getTime() - Date.now()).toBeGreaterThan(89 * day);
+  });
+
   it('revokes once, keeping the first time and reason', async () => {
     const issued = await ca.issueDeviceCertificate({ tenantId: 'acme', device: device(), csrPem: csrFor().csrPem });
     const revoked = await ca.revokeCertificate(issued.id, 'keyCompromise');

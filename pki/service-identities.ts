@@ -64,6 +64,8 @@ export interface ConfigurationSigningIdentity {
 /** How long a configuration signer is used from memory before the records are read again. */
 const configurationSignerCacheMs = 60_000;
 
+/** How soon a process that could not renew a service-held certificate tries again. */
+const renewalRetryMs = 60_000;
 /** Tenants whose services CA is kept between installations. */
 const maxKeptServicesCas = 1000;
 
@@ -131,6 +133,9 @@ export class TenantServiceIdentities implements ServiceIdentities {
         lockName: `service-identity:${tenantId}`,
         slot: { tenantId, certificateType: 'service' },
         usable: (candidate) => now < renewalTime(candidate) && candidate.issuerCertificateId === issuer.id,
+        // A process that cannot sign (an edge worker, the CA's keys in an HSM it has no access to)
+        // goes on with the current identity while it is valid; the central CA round renews it.
+        keepWhileRenewalFails: (candidate) => candidate.expiresAt.getTime() > now,
         create: async () => {
           const created = await this.#newServiceHeldLeaf({
             issuer,
@@ -152,7 +157,8 @@ export class TenantServiceIdentities implements ServiceIdentities {
         privateKeyPem: await this.#custody.unsealPrivateKeyPem(row.privateKeyLocation),
         chainPem: [issuer.pem],
       };
-      this.#serviceIdentities.set(tenantId, { identity, renewAt: renewalTime(row), certificateId: row.id });
+      // One kept after a failed renewal is tried again a minute later, not at every call.
+      this.#serviceIdentities.set(tenantId, { identity, renewAt: Math.max(renewalTime(row), now + renewalRetryMs), certificateId: row.id });
       return identity;
     });
   }
