@@ -63,8 +63,16 @@ export const bulkReportColumns: (keyof BulkReportRow)[] = [
 
 type Control = 'pause' | 'resume' | 'cancel' | 'retry-failed';
 
+/**
+ * How long the job's workflow has to answer its progress query. A worker that has just started
+ * again replays every run in flight before it answers; meanwhile the job's recorded rows answer.
+ */
+const defaultProgressQueryTimeoutMs = 5_000;
+
 export class BulkJobs {
-  constructor(private readonly deps: { store: BulkJobStore; client: Client; importer: BulkImporter }) {}
+  constructor(
+    private readonly deps: { store: BulkJobStore; client: Client; importer: BulkImporter; progressQueryTimeoutMs?: number },
+  ) {}
 
   private handle(tenantId: string, jobId: string) {
     return this.deps.client.workflow.getHandle(bulkWorkflowId(tenantId, jobId));
@@ -88,15 +96,30 @@ export class BulkJobs {
     };
   }
 
-  /** Live from the job's workflow while it runs; from the rows once it has finished. */
+  /**
+   * Live from the job's workflow while it runs; from the rows once it has finished, and while it
+   * runs but cannot answer in time (its worker catching up after a restart, or none polling).
+   */
   private async progress(job: BulkJob): Promise<BulkProgress> {
     const handle = this.handle(job.tenantId, job.id);
+    let running = false;
     try {
-      const description = await handle.describe();
-      if (description.status.name === 'RUNNING') return await handle.query(bulkProgressQuery);
+      running = (await handle.describe()).status.name === 'RUNNING';
     } catch (error) {
       if (!isWorkflowNotFound(error)) throw fromWorkflowError(error, { what: `bulk job ${job.id}` });
     }
+    if (running) {
+      const deadline = Date.now() + (this.deps.progressQueryTimeoutMs ?? defaultProgressQueryTimeoutMs);
+      const live = await this.deps.client
+        .withDeadline(deadline, () => handle.query(bulkProgressQuery))
+        .catch(() => undefined);
+      if (live) return live;
+    }
+    return this.recordedProgress(job, running);
+  }
+
+  /** What the job's rows say; they trail a running job's workflow by a batch of outcomes. */
+  private async recordedProgress(job: BulkJob, running: boolean): Promise<BulkProgress> {
     const counts = await this.deps.store.outcomeCounts(job.id);
     const total = (status: string) => counts.filter((c) => c.status === status).reduce((sum, c) => sum + c.count, 0);
     const stepFailures: BulkProgress['stepFailures'] = {};
@@ -108,7 +131,8 @@ export class BulkJobs {
     const settings = job.options as Partial<BulkJobSettings>;
     return {
       jobId: job.id,
-      state: 'finished',
+      state: running ? 'running' : 'finished',
+      ...(running ? { answeredFrom: 'records' as const } : {}),
       total: job.rowCount,
       completed: total('completed'),
       failed: total('failed'),

@@ -82,6 +82,12 @@ export interface BulkProgress extends BulkCounters {
   ratePerSecond: number;
   estimatedSecondsRemaining?: number;
   startedAt: string;
+  /**
+   * Set when a running job's workflow did not answer in time (a worker replaying its runs after a
+   * restart, or none polling): the counts are the job's recorded rows, which trail the workflow by
+   * a batch of outcomes, and `state` says only that it runs (not whether it is paused).
+   */
+  answeredFrom?: 'records';
 }
 
 export const bulkProgressQuery = defineQuery<BulkProgress>('progress');

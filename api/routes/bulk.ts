@@ -90,6 +90,10 @@ const progressSchema = z.object({
   ratePerSecond: z.number(),
   estimatedSecondsRemaining: z.number().optional(),
   startedAt: z.string(),
+  answeredFrom: z
+    .enum(['records'])
+    .optional()
+    .describe("present when the running job's workflow did not answer within seconds (a worker catching up after a restart): the counts are the job's recorded rows, which trail it by a batch"),
 });
 
 const jobSchema = z

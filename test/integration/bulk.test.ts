@@ -2,6 +2,7 @@
  * Bulk provisioning end to end: a spreadsheet uploaded through the API becomes a job whose devices
  * are provisioned by child workflows under a concurrency cap, steered by operators, and reported.
  */
+import { randomUUID } from 'node:crypto';
 import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisioningWorkflowId, statusQuery } from '../../contracts/provisioning';
@@ -9,6 +10,9 @@ import { bulkWorkflowId, type BulkProvisionInput } from '../../contracts/bulk';
 import { startTestApi, type TestApi } from '../support/api';
 import { startTestDevice, waitFor, type TestDevice, type TestDeviceOptions } from '../support/devices';
 import { startTestService, type TestService } from '../support/service';
+import { BulkJobStore } from '../../bulk/bulk-job-store';
+import { BulkJobs } from '../../bulk/bulk-jobs';
+import type { BulkImporter } from '../../bulk/bulk-import';
 
 let service: TestService;
 let api: TestApi;
@@ -199,6 +203,46 @@ describe('a bulk job', () => {
     expect(job.progress.cancelled).toBeGreaterThan(0);
     expect(job.progress.completed + job.progress.failed + job.progress.cancelled).toBe(8);
     expect((await api.call('POST', `/api/v1/provisioning/bulk/${jobId}/pause`)).status).toBe(409);
+  });
+});
+
+describe("a running job's progress", () => {
+  it("is answered from the job's recorded rows, within seconds, when its workflow cannot answer (no worker polls its queue)", async () => {
+    const store = new BulkJobStore(service.parts.database.db);
+    const jobId = randomUUID();
+    const [first, second] = await simulated(2);
+    await store.create(
+      {
+        id: jobId,
+        tenantId: 'watched',
+        templateId: 'https-camera',
+        fileName: 'devices.csv',
+        fileSha256: '00',
+        rowCount: 2,
+        requestedBy: 'api-key:test',
+        options: { concurrency: 2, skipCertificateGeneration: false, autoActivate: true },
+      },
+      [first!, second!].map((d, index) => ({ rowNumber: index + 2, device: { ...d.request, deviceId: d.request.serialNumber }, hasCredentials: false })),
+    );
+    await store.recordOutcomes(jobId, [
+      { rowNumber: 2, deviceId: first!.request.serialNumber, outcome: 'completed', startedAt: new Date().toISOString(), finishedAt: new Date().toISOString() },
+    ]);
+    // The job's workflow runs, on a queue no worker polls: as while its only worker is down.
+    const input: BulkProvisionInput = { jobId, tenantId: 'watched', templateId: 'https-camera', options: { skipCertificateGeneration: false, autoActivate: true }, requestedBy: 'api-key:test', concurrency: 2 };
+    const handle = await service.env.client.workflow.start('bulkProvision', {
+      taskQueue: `nobody-polls-${randomUUID()}`,
+      workflowId: bulkWorkflowId('watched', jobId),
+      args: [input],
+    });
+    try {
+      const jobs = new BulkJobs({ store, client: service.env.client, importer: undefined as unknown as BulkImporter, progressQueryTimeoutMs: 1_500 });
+      const asked = Date.now();
+      const { progress } = await jobs.view('watched', jobId);
+      expect(Date.now() - asked).toBeLessThan(10_000);
+      expect(progress).toMatchObject({ state: 'running', answeredFrom: 'records', total: 2, completed: 1, pending: 1 });
+    } finally {
+      await handle.terminate('test over');
+    }
   });
 });
 
