@@ -85,7 +85,8 @@ export interface BulkProgress extends BulkCounters {
   /**
    * Set when a running job's workflow did not answer in time (a worker replaying its runs after a
    * restart, or none polling): the counts are the job's recorded rows, which trail the workflow by
-   * a batch of outcomes, and `state` says only that it runs (not whether it is paused).
+   * a batch of outcomes (longer while it catches up), and `state` says only that it runs (not
+   * whether it is paused).
    */
   answeredFrom?: 'records';
 }

@@ -93,7 +93,7 @@ const progressSchema = z.object({
   answeredFrom: z
     .enum(['records'])
     .optional()
-    .describe("present when the running job's workflow did not answer within seconds (a worker catching up after a restart): the counts are the job's recorded rows, which trail it by a batch"),
+    .describe("present when the running job's workflow did not answer within seconds (a worker catching up after a restart): the counts are the job's recorded rows, which trail it by a batch of outcomes, longer while it catches up"),
 });
 
 const jobSchema = z
