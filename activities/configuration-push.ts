@@ -188,7 +188,7 @@ export function configurationPushes(deps: ConfigurationPushDependencies) {
       throw error;
     }
 
-    await registry.update(tenantId, device.deviceId, {
+    await registry.change(tenantId, device.deviceId, {
       ...(receipt.address ? { address: receipt.address } : {}),
       configurationTemplate: templateId,
       configurationVersion: receipt.version,

@@ -274,7 +274,7 @@ export function createProvisioningActivities(deps: ProvisioningDependencies) {
         await adapter.activate(session);
         return device;
       });
-      await registry.update(ref.tenantId, ref.deviceId, { lifecycleState: 'active', activatedAt: new Date() });
+      await registry.change(ref.tenantId, ref.deviceId, { lifecycleState: 'active', activatedAt: new Date() });
       // From now on the certificate is looked after until the device has none.
       if (device.activeCertificateId && deps.renewals) await deps.renewals.track(await ca.getCertificate(device.activeCertificateId));
       // And its health is watched: its site is swept on the tenant's schedule.
