@@ -9,7 +9,8 @@
  */
 import { and, asc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Database } from '../db/client';
+import type { Database, DatabaseHandle } from '../db/client';
+import { TenantReads } from '../db/tenant-reads';
 import { firmwareCatalogue, type FirmwareCatalogueRow } from '../db/schema';
 import { holdAdvisoryLock } from '../db/transactions';
 import { NotFoundError } from '../foundation/errors';
@@ -82,7 +83,16 @@ export const catalogueName = (value: string) => value.trim().toLowerCase();
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class FirmwareCatalogue {
-  constructor(private readonly db: Database) {}
+  /** Entries per vendor and model as last read: every provisioning run asks twice (see `TenantReads`). */
+  readonly reads: TenantReads<FirmwareCatalogueEntry[]>;
+
+  /** `notices`: where changes are announced to other processes; without it nothing is kept. */
+  constructor(
+    private readonly db: Database,
+    notices?: Pick<DatabaseHandle, 'notify'>,
+  ) {
+    this.reads = new TenantReads('firmware_catalogue_changed', notices);
+  }
 
   /** The tenant's entries, by vendor, model and version; `vendor` and `model` narrow it down. */
   async list(tenantId: string, filter: { vendor?: string; model?: string } = {}): Promise<FirmwareCatalogueEntry[]> {
@@ -107,7 +117,7 @@ export class FirmwareCatalogue {
       sha256: input.sha256 ?? null,
       reason: input.reason ?? null,
     };
-    return this.db.transaction(async (tx) => {
+    const result = await this.db.transaction(async (tx) => {
       // Names differing only in case are one entry: writers of the same model take turns.
       const model = `${tenantId}/${catalogueName(input.vendor)}/${catalogueName(input.model)}`;
       await holdAdvisoryLock(tx, { namespace: 'firmware-catalogue', name: model });
@@ -140,6 +150,8 @@ export class FirmwareCatalogue {
         .returning();
       return { entry: entryOf(row!), created: true };
     });
+    await this.reads.changed(tenantId);
+    return result;
   }
 
   /** Removes an entry; devices judged by it keep their verdict until judged again. */
@@ -150,11 +162,12 @@ export class FirmwareCatalogue {
       .where(and(eq(firmwareCatalogue.tenantId, tenantId), eq(firmwareCatalogue.id, id)))
       .returning();
     if (!row) throw new NotFoundError(`no firmware catalogue entry ${id}`);
+    await this.reads.changed(tenantId);
     return entryOf(row);
   }
 
   /** Every entry for the vendor and model a device reports. */
   entriesFor(tenantId: string, vendor: string, model: string): Promise<FirmwareCatalogueEntry[]> {
-    return this.list(tenantId, { vendor, model });
+    return this.reads.read(tenantId, `${catalogueName(vendor)}\0${catalogueName(model)}`, () => this.list(tenantId, { vendor, model }));
   }
 }

@@ -6,7 +6,8 @@
  */
 import { eq } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Database } from '../db/client';
+import type { Database, DatabaseHandle } from '../db/client';
+import { TenantReads } from '../db/tenant-reads';
 import { fleetPolicies, type FleetPolicyRow } from '../db/schema';
 
 const firmwareAction = z
@@ -49,15 +50,26 @@ export function toFleetPolicy(tenantId: string, row: FleetPolicyRow | undefined,
 }
 
 export class FleetPolicies {
-  /** `defaults`: what a tenant without a policy of its own gets, from the service's settings. */
+  /** Each tenant's policy as last read: every provisioning run asks for it (see `TenantReads`). */
+  readonly reads: TenantReads<FleetPolicy>;
+
+  /**
+   * `defaults`: what a tenant without a policy of its own gets, from the service's settings.
+   * `notices`: where changes are announced to other processes; without it nothing is kept.
+   */
   constructor(
     private readonly db: Database,
     readonly defaults: FleetPolicyInput,
-  ) {}
+    notices?: Pick<DatabaseHandle, 'notify'>,
+  ) {
+    this.reads = new TenantReads('fleet_policy_changed', notices);
+  }
 
   async get(tenantId: string): Promise<FleetPolicy> {
-    const [row] = await this.db.select().from(fleetPolicies).where(eq(fleetPolicies.tenantId, tenantId));
-    return toFleetPolicy(tenantId, row, this.defaults);
+    return this.reads.read(tenantId, '', async () => {
+      const [row] = await this.db.select().from(fleetPolicies).where(eq(fleetPolicies.tenantId, tenantId));
+      return toFleetPolicy(tenantId, row, this.defaults);
+    });
   }
 
   async put(tenantId: string, input: FleetPolicyInput, actor: string): Promise<FleetPolicy> {
@@ -67,6 +79,7 @@ export class FleetPolicies {
       .values({ tenantId, ...values })
       .onConflictDoUpdate({ target: fleetPolicies.tenantId, set: { ...values, updatedAt: new Date() } })
       .returning();
+    await this.reads.changed(tenantId);
     return toFleetPolicy(tenantId, row, this.defaults);
   }
 

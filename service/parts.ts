@@ -145,6 +145,10 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     enveloped: { keys: new DataKeys({ db: database.db, custody }), dataKeyPurpose: dataKeyPurposeOf },
   });
   const registry = new DeviceRegistry(database.db);
+  // Asked for by every provisioning run, kept until a write anywhere announces a change.
+  const fleetPolicies = new FleetPolicies(database.db, config.fleet, database);
+  const firmwareCatalogue = new FirmwareCatalogue(database.db, database);
+  const stopFollowingSettings = [await fleetPolicies.reads.follow(database), await firmwareCatalogue.reads.follow(database)];
   const caBackup = new CertificateAuthorityBackup({ db: database.db, sealer, custody, logger });
   const compliance = new CompliancePolicies(database.db);
   return {
@@ -165,8 +169,8 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     compliance,
     configurations: new DeviceConfigurations({ db: database.db, vault, templates, compliance, registry }),
     driftPolicies: new DriftPolicies(database.db),
-    fleetPolicies: new FleetPolicies(database.db, config.fleet),
-    firmwareCatalogue: new FirmwareCatalogue(database.db),
+    fleetPolicies,
+    firmwareCatalogue,
     healthEvents: new DeviceHealthEvents(database.db),
     caBackup,
     recordsBackup: new RecordsBackup({ db: database.db, vault, caBackup, keyEncryptionKeyId: sealer.keyId, logger }),
@@ -184,6 +188,7 @@ export async function createServiceParts(config: ServiceConfig, logger: Logger):
     },
     async close() {
       await stopFollowingRevocations();
+      for (const stop of stopFollowingSettings) await stop();
       await custody.close();
       await database.close();
     },
