@@ -15,6 +15,10 @@ import { siteTaskQueue } from '../../contracts/site-workers';
 import { configRollout } from '../../workflows/configuration-rollout';
 import { startTestDevice, waitFor, type TestDevice } from '../support/devices';
 import { startTestService, startTestSiteWorker, type TestService } from '../support/service';
+import { scheduledActivities } from '../support/temporal';
+
+/** Each scheduled activity of a run: its type, its queue, and the failure type of each failed attempt. */
+const activitiesOf = async (handle: WorkflowHandle) => (await scheduledActivities(handle)).map(({ type, taskQueue, failure }) => ({ type, taskQueue, failure }));
 
 const tenantId = 'acme';
 const site = 'edge-east';
@@ -40,18 +44,6 @@ async function device(options: Parameters<typeof startTestDevice>[0] = {}): Prom
   return started;
 }
 
-/** Each scheduled activity of a run: its type, its queue, and the failure type of each failed attempt. */
-async function activitiesOf(handle: WorkflowHandle): Promise<{ type: string; taskQueue: string; failure?: string }[]> {
-  const { events } = await handle.fetchHistory();
-  const scheduled = new Map<string, { type: string; taskQueue: string; failure?: string }>();
-  for (const event of events ?? []) {
-    const attributes = event.activityTaskScheduledEventAttributes;
-    if (attributes) scheduled.set(String(event.eventId), { type: attributes.activityType!.name!, taskQueue: attributes.taskQueue!.name! });
-    const failed = event.activityTaskFailedEventAttributes;
-    if (failed) scheduled.get(String(failed.scheduledEventId))!.failure = failed.failure?.applicationFailureInfo?.type ?? 'unknown';
-  }
-  return [...scheduled.values()];
-}
 
 /** Packages still sealed in the vault for a site's worker. */
 async function preparedPackages(): Promise<string[]> {

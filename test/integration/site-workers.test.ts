@@ -29,6 +29,10 @@ import { startTestApi, type TestApi } from '../support/api';
 import { waitFor } from '../support/devices';
 import { startTestNamespace, type PeerNamespace } from '../support/netns';
 import { startTestService, type TestService } from '../support/service';
+import { scheduledActivities } from '../support/temporal';
+
+/** Each scheduled activity of a run: its type, the queue it was put on, and who ran it. */
+const activitiesOf = async (handle: WorkflowHandle) => (await scheduledActivities(handle)).map(({ type, taskQueue, identity }) => ({ type, taskQueue, identity }));
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const tenantId = 'acme';
@@ -100,18 +104,6 @@ async function provision(index: number): Promise<WorkflowHandle> {
   return service.env.client.workflow.getHandle(started.body.provisionings[0].provisioningId);
 }
 
-/** Each scheduled activity of a run: its type, the queue it was put on, and who ran it. */
-async function activitiesOf(handle: WorkflowHandle): Promise<{ type: string; taskQueue: string; identity?: string }[]> {
-  const { events } = await handle.fetchHistory();
-  const scheduled = new Map<string, { type: string; taskQueue: string; identity?: string }>();
-  for (const event of events ?? []) {
-    const attributes = event.activityTaskScheduledEventAttributes;
-    if (attributes) scheduled.set(String(event.eventId), { type: attributes.activityType!.name!, taskQueue: attributes.taskQueue!.name! });
-    const started = event.activityTaskStartedEventAttributes;
-    if (started) scheduled.get(String(started.scheduledEventId))!.identity = started.identity ?? undefined;
-  }
-  return [...scheduled.values()];
-}
 
 /**
  * The run's device steps (each of `deviceSteps` at least once) went to the site's queue and were

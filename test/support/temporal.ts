@@ -2,6 +2,7 @@
  * A real Temporal dev server for a test file, from the pinned CLI that setup installed, with the
  * service's search attributes registered.
  */
+import type { WorkflowHandle } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { allSearchAttributeKeys } from '../../contracts/provisioning';
@@ -37,4 +38,27 @@ export function createTimeSkippingTestEnvironment(dataConverter?: DataConverter)
     ...(dataConverter ? { client: { dataConverter } } : {}),
     server: { executable: { type: 'existing-path', path } },
   });
+}
+
+/** A run's activity as its history tells it: type, queue, who ran it, and the last failure type. */
+export interface ScheduledActivity {
+  type: string;
+  taskQueue: string;
+  identity?: string;
+  failure?: string;
+}
+
+/** Each activity a run scheduled, in order. */
+export async function scheduledActivities(handle: WorkflowHandle): Promise<ScheduledActivity[]> {
+  const { events } = await handle.fetchHistory();
+  const scheduled = new Map<string, ScheduledActivity>();
+  for (const event of events ?? []) {
+    const attributes = event.activityTaskScheduledEventAttributes;
+    if (attributes) scheduled.set(String(event.eventId), { type: attributes.activityType!.name!, taskQueue: attributes.taskQueue!.name! });
+    const started = event.activityTaskStartedEventAttributes;
+    if (started) scheduled.get(String(started.scheduledEventId))!.identity = started.identity ?? undefined;
+    const failed = event.activityTaskFailedEventAttributes;
+    if (failed) scheduled.get(String(failed.scheduledEventId))!.failure = failed.failure?.applicationFailureInfo?.type ?? 'unknown';
+  }
+  return [...scheduled.values()];
 }
