@@ -68,12 +68,17 @@ async function recordedRollout(outcome: string): Promise<Recorded> {
   await service.provisioning.start('acme', { devices: pair.map((d) => d.request) });
   for (const d of pair) await service.env.client.workflow.getHandle(provisioningWorkflowId('acme', d.request.serialNumber)).result();
   pair[1]!.device.setFaults({ refuseConfiguration: true });
+  return rolledOut(`replay-${pair[0]!.request.serialNumber}`, pair.map((d) => d.request.serialNumber), outcome);
+}
+
+/** A finished rollout of the default template to `deviceIds`, one at a time. */
+async function rolledOut(rolloutId: string, deviceIds: string[], name: string): Promise<Recorded> {
   const version = await service.parts.templates.currentVersion('acme', 'default');
   const input: ConfigurationRolloutInput = {
-    rolloutId: `replay-${pair[0]!.request.serialNumber}`,
+    rolloutId,
     tenantId: 'acme',
     kind: 'rollout',
-    targets: pair.map((d) => ({ deviceId: d.request.serialNumber, templateId: version.templateId, version: version.version })),
+    targets: deviceIds.map((deviceId) => ({ deviceId, templateId: version.templateId, version: version.version })),
     concurrency: 1,
     maxFailureRate: 0.5,
     minimumDevicesBeforeHalt: 1,
@@ -86,7 +91,7 @@ async function recordedRollout(outcome: string): Promise<Recorded> {
     ...rolloutListing(input),
   });
   await handle.result();
-  return { workflow: 'config-rollout', name: outcome, history: await handle.fetchHistory() };
+  return { workflow: 'config-rollout', name, history: await handle.fetchHistory() };
 }
 
 async function recordedRun(name: string, run: (device: TestDevice) => Promise<void>): Promise<Recorded & { device: TestDevice }> {
@@ -254,25 +259,8 @@ async function recordedAtEdgeSite(): Promise<Recorded[]> {
   const provisioned = await recordedRun('prepared-centrally', async (d) => {
     await service.provisioning.start('acme', { devices: [{ ...d.request, site }] });
   });
-  const version = await service.parts.templates.currentVersion('acme', 'default');
-  const input: ConfigurationRolloutInput = {
-    rolloutId: `replay-edge-${provisioned.device.request.serialNumber}`,
-    tenantId: 'acme',
-    kind: 'rollout',
-    targets: [{ deviceId: provisioned.device.request.serialNumber, templateId: version.templateId, version: version.version }],
-    concurrency: 1,
-    maxFailureRate: 0.5,
-    minimumDevicesBeforeHalt: 1,
-    requestedBy: 'replay-test',
-  };
-  const rollout = await service.env.client.workflow.start(configRollout, {
-    workflowId: rolloutWorkflowId('acme', input.rolloutId),
-    taskQueue: service.config.temporal.taskQueue,
-    args: [input],
-    ...rolloutListing(input),
-  });
-  await rollout.result();
-  return [provisioned, { workflow: 'config-rollout', name: 'prepared-centrally', history: await rollout.fetchHistory() }];
+  const { serialNumber } = provisioned.device.request;
+  return [provisioned, await rolledOut(`replay-edge-${serialNumber}`, [serialNumber], 'prepared-centrally')];
 }
 
 it('replays the histories of earlier versions and of this one without nondeterminism', async () => {
