@@ -123,13 +123,16 @@ export function configurationPushes(deps: ConfigurationPushDependencies) {
         requestedBy,
         error: details.error,
       });
-    return { workflowId, runId, actor, record };
+    /** The push's event in the audit trail, by the run (or the system) that made it. */
+    const recordAudit = (action: string, details: Record<string, unknown>, outcome: 'success' | 'failure' = 'success') =>
+      audit.append({ tenantId, actor, actorType: workflowId ? 'workflow' : 'system', action, outcome, targetType: 'device', targetId: device.deviceId, details });
+    return { workflowId, runId, actor, record, recordAudit };
   }
 
   /** Renders, validates and judges the configuration; a blocked one is recorded, alerted, audited and refused. */
   async function clear(request: ConfigurationPushRequest): Promise<PreparedConfiguration> {
     const { tenantId, device, templateId, version, requestedBy } = request;
-    const { workflowId, runId, actor, record } = pushContext(request);
+    const { workflowId, runId, actor, record, recordAudit } = pushContext(request);
     let prepared: PreparedConfiguration;
     try {
       prepared = await configurations.prepareForPush(tenantId, device, { templateId, version });
@@ -151,16 +154,7 @@ export function configurationPushes(deps: ConfigurationPushDependencies) {
         details: { deviceId: device.deviceId, templateId, version, findings: prepared.blocking.map(summaryOf), workflowId },
         raisedBy: actor,
       });
-      await audit.append({
-        tenantId,
-        actor,
-        actorType: workflowId ? 'workflow' : 'system',
-        action: 'configuration.blocked',
-        outcome: 'failure',
-        targetType: 'device',
-        targetId: device.deviceId,
-        details: { templateId, version, rules, findings: prepared.blocking.map(summaryOf), requestedBy, runId },
-      });
+      await recordAudit('configuration.blocked', { templateId, version, rules, findings: prepared.blocking.map(summaryOf), requestedBy, runId }, 'failure');
       logger.warn({ tenantId, deviceId: device.deviceId, templateId, version, rules }, 'configuration blocked by compliance policy');
       throw new ComplianceViolationError(message, {
         fields: prepared.blocking.map((f) => ({ field: f.field, reason: `${f.ruleId}: ${f.reason}` })),
@@ -176,7 +170,7 @@ export function configurationPushes(deps: ConfigurationPushDependencies) {
     send: () => Promise<ConfigurationReceipt>,
   ): Promise<ConfigurationPushResult> {
     const { tenantId, device, templateId, requestedBy } = request;
-    const { workflowId, runId, actor, record } = pushContext(request);
+    const { runId, actor, record, recordAudit } = pushContext(request);
     let receipt: ConfigurationReceipt;
     try {
       receipt = await send();
@@ -196,23 +190,15 @@ export function configurationPushes(deps: ConfigurationPushDependencies) {
     });
     await record('applied', { prepared, deviceHash: receipt.hash });
     await alerts.resolve(tenantId, alertFingerprint(alertKinds.complianceViolation, device.deviceId), actor);
-    await audit.append({
-      tenantId,
-      actor,
-      actorType: workflowId ? 'workflow' : 'system',
-      action: 'configuration.applied',
-      targetType: 'device',
-      targetId: device.deviceId,
-      details: {
-        templateId,
-        version: receipt.version,
-        hash: receipt.hash,
-        settingsHash: prepared.settingsHash,
-        // Exceptions that let this configuration through, so each is on record where it was used.
-        overrides: [...new Set(prepared.findings.flatMap((f) => (f.override ? [f.override.id] : [])))],
-        requestedBy,
-        runId,
-      },
+    await recordAudit('configuration.applied', {
+      templateId,
+      version: receipt.version,
+      hash: receipt.hash,
+      settingsHash: prepared.settingsHash,
+      // Exceptions that let this configuration through, so each is on record where it was used.
+      overrides: [...new Set(prepared.findings.flatMap((f) => (f.override ? [f.override.id] : [])))],
+      requestedBy,
+      runId,
     });
     return { templateId, version: receipt.version, hash: receipt.hash, settingsHash: prepared.settingsHash };
   }
