@@ -386,26 +386,28 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
     expect(await liveRows('globex', 'service')).toHaveLength(1);
   });
 
-  it('renews the service identity once a third of its validity is left', async () => {
-    const [current] = await liveRows('acme', 'service');
+  /** The tenant's live client identity, made to look 70 days into its 90: past its renewal time, still valid. */
+  async function serviceIdentityDueForRenewal(tenantId: string) {
+    const [current] = await liveRows(tenantId, 'service');
     await handle.db
       .update(certificates)
       .set({ issuedAt: new Date(Date.now() - 70 * day), expiresAt: new Date(Date.now() + 20 * day) })
       .where(eq(certificates.id, current!.id));
+    return current!;
+  }
+
+  it('renews the service identity once a third of its validity is left', async () => {
+    const current = await serviceIdentityDueForRenewal('acme');
     const fresh = new CertificateAuthority({ db: handle.db, custody, settings, logger });
     const renewed = await fresh.ensureServiceIdentity('acme');
-    expect(renewed.certificatePem).not.toBe(current!.pem);
-    const [old] = await handle.db.select().from(certificates).where(eq(certificates.id, current!.id));
+    expect(renewed.certificatePem).not.toBe(current.pem);
+    const [old] = await handle.db.select().from(certificates).where(eq(certificates.id, current.id));
     expect(old).toMatchObject({ revocationReason: 'superseded' });
     expect(await liveRows('acme', 'service')).toHaveLength(1);
   });
 
   it('goes on with a client identity due for renewal where it cannot sign, while it is valid, and a process that can sign renews it', async () => {
-    const [current] = await liveRows('acme', 'service');
-    await handle.db
-      .update(certificates)
-      .set({ issuedAt: new Date(Date.now() - 70 * day), expiresAt: new Date(Date.now() + 20 * day) })
-      .where(eq(certificates.id, current!.id));
+    const current = await serviceIdentityDueForRenewal('acme');
     // An edge worker: the CA's keys are where it cannot sign with them.
     const cannotSign = new Proxy(custody, {
       get(target, property) {
@@ -415,13 +417,13 @@ describe.each(combinations)('CertificateAuthority with %s key custody on the %s 
       },
     });
     const edge = new CertificateAuthority({ db: handle.db, custody: cannotSign, settings, logger });
-    expect((await edge.ensureServiceIdentity('acme')).certificatePem).toBe(current!.pem);
-    expect((await liveRows('acme', 'service')).map((row) => row.id)).toEqual([current!.id]);
+    expect((await edge.ensureServiceIdentity('acme')).certificatePem).toBe(current.pem);
+    expect((await liveRows('acme', 'service')).map((row) => row.id)).toEqual([current.id]);
 
     const central = new CertificateAuthority({ db: handle.db, custody, settings, logger });
     await central.completeServiceHierarchies();
     const [renewed] = await liveRows('acme', 'service');
-    expect(renewed!.id).not.toBe(current!.id);
+    expect(renewed!.id).not.toBe(current.id);
     expect(renewed!.expiresAt.getTime() - Date.now()).toBeGreaterThan(89 * day);
   });
 
